@@ -1,0 +1,745 @@
+//! The order book of one instrument: price levels with FIFO queues, O(1)
+//! cancel by order id, best bid and ask cached, and matching by price-time
+//! priority.
+//!
+//! Every operation has two halves. `decide_*` reads the book and writes the
+//! events of the outcome without changing anything; `apply` carries an event
+//! out. Live matching is `decide` then `apply`; recovery and replicas only
+//! `apply`, so they rebuild exactly the book the live run had.
+
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::event::{EventBody, NewOrder, Trade};
+use crate::spec::{FeeAcc, InstrumentSpec};
+use crate::types::*;
+
+const NIL: u32 = u32::MAX;
+/// Orders resting in one book; the slab index is a u32.
+pub const BOOK_ORDERS_MAX: usize = (u32::MAX - 1) as usize;
+
+#[derive(Clone, Copy, Debug)]
+struct Node {
+    id: OrderId,
+    account: AccountId,
+    side: Side,
+    px: Price,
+    qty: Qty,
+    leaves: Qty,
+    post_only: bool,
+    stp: Stp,
+    fee: FeeAcc,
+    prev: u32,
+    next: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Level {
+    head: u32,
+    tail: u32,
+    /// Sum of `leaves` of the level's orders, in lots.
+    total: u64,
+    count: u32,
+}
+
+/// A resting order as seen from outside the book.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resting {
+    pub id: OrderId,
+    pub account: AccountId,
+    pub side: Side,
+    pub px: Price,
+    pub qty: Qty,
+    pub leaves: Qty,
+    pub post_only: bool,
+    pub stp: Stp,
+    pub fee: FeeAcc,
+}
+
+/// An incoming order ready to match: a new order, or an amended one re-entering.
+#[derive(Clone, Copy, Debug)]
+pub struct Taker {
+    pub id: OrderId,
+    pub account: AccountId,
+    pub side: Side,
+    pub kind: OrderType,
+    pub tif: Tif,
+    pub post_only: bool,
+    pub stp: Stp,
+    /// Limit price (limit orders).
+    pub px: Option<Price>,
+    /// Quantity still to fill; `None` when bounded by `budget` only.
+    pub qty: Option<Qty>,
+    /// Quantity already filled before (amends); total = qty + filled.
+    pub filled: Qty,
+    /// Quote budget of a market buy by `quote_qty`.
+    pub budget: Option<Amount>,
+    /// Price a market buy reserved at.
+    pub reserve_px: Option<Price>,
+    pub fee: FeeAcc,
+}
+
+#[derive(Clone, Debug)]
+pub struct OrderBook {
+    pub spec: InstrumentSpec,
+    bids: BTreeMap<Price, Level>,
+    asks: BTreeMap<Price, Level>,
+    best_bid: Option<Price>,
+    best_ask: Option<Price>,
+    nodes: Vec<Node>,
+    free: Vec<u32>,
+    index: FxHashMap<OrderId, u32>,
+    /// Book version: bumped by every event that changes the book.
+    pub version: u64,
+    /// Id of the last trade; trade ids are gapless per instrument.
+    pub trade_id: u64,
+    pub last_px: Option<Price>,
+}
+
+fn crosses(side: Side, limit: Price, level: Price) -> bool {
+    match side {
+        Side::Buy => level <= limit,
+        Side::Sell => level >= limit,
+    }
+}
+
+impl OrderBook {
+    pub fn new(spec: InstrumentSpec) -> Self {
+        OrderBook {
+            spec,
+            bids: BTreeMap::new(),
+            asks: BTreeMap::new(),
+            best_bid: None,
+            best_ask: None,
+            nodes: Vec::new(),
+            free: Vec::new(),
+            index: FxHashMap::default(),
+            version: 0,
+            trade_id: 0,
+            last_px: None,
+        }
+    }
+
+    pub fn best_bid(&self) -> Option<(Price, Qty)> {
+        self.best_bid.map(|p| (p, Qty(self.bids[&p].total)))
+    }
+    pub fn best_ask(&self) -> Option<(Price, Qty)> {
+        self.best_ask.map(|p| (p, Qty(self.asks[&p].total)))
+    }
+    pub fn order_count(&self) -> usize {
+        self.index.len()
+    }
+    pub fn get(&self, id: OrderId) -> Option<Resting> {
+        self.index.get(&id).map(|&i| self.resting(i))
+    }
+    fn resting(&self, i: u32) -> Resting {
+        let n = &self.nodes[i as usize];
+        Resting {
+            id: n.id,
+            account: n.account,
+            side: n.side,
+            px: n.px,
+            qty: n.qty,
+            leaves: n.leaves,
+            post_only: n.post_only,
+            stp: n.stp,
+            fee: n.fee,
+        }
+    }
+
+    /// The reference price of the band: the last trade, else the listing's.
+    pub fn reference(&self) -> Option<Price> {
+        self.last_px.or(self.spec.ref_px)
+    }
+
+    /// Aggregated levels, best first: `(price, total lots)`; `depth` 0 is all.
+    pub fn levels(&self, side: Side, depth: usize) -> Vec<(Price, Qty)> {
+        let take = if depth == 0 { usize::MAX } else { depth };
+        match side {
+            Side::Buy => self.bids.iter().rev().take(take).map(|(p, l)| (*p, Qty(l.total))).collect(),
+            Side::Sell => self.asks.iter().take(take).map(|(p, l)| (*p, Qty(l.total))).collect(),
+        }
+    }
+
+    /// Total resting lots at one price.
+    pub fn level_qty(&self, side: Side, px: Price) -> Qty {
+        let m = match side {
+            Side::Buy => &self.bids,
+            Side::Sell => &self.asks,
+        };
+        Qty(m.get(&px).map_or(0, |l| l.total))
+    }
+
+    /// Every resting order, level by level best first, FIFO within a level.
+    pub fn orders(&self) -> Vec<Resting> {
+        let mut out = Vec::with_capacity(self.index.len());
+        for (_, l) in self.bids.iter().rev().chain(self.asks.iter()) {
+            let mut i = l.head;
+            while i != NIL {
+                out.push(self.resting(i));
+                i = self.nodes[i as usize].next;
+            }
+        }
+        out
+    }
+
+    /// Resting orders of one account (optionally one side), in book order.
+    pub fn orders_of(&self, account: Option<AccountId>, side: Option<Side>) -> Vec<Resting> {
+        self.orders()
+            .into_iter()
+            .filter(|o| account.is_none_or(|a| a == o.account) && side.is_none_or(|s| s == o.side))
+            .collect()
+    }
+
+    // ---- decide -------------------------------------------------------
+
+    /// Decides a new order the ledger accepted: trades, then rest or close;
+    /// or a rejection (with nothing else) when it cannot be taken.
+    pub fn decide_place(&self, o: &NewOrder, out: &mut Vec<EventBody>) {
+        let inst = self.spec.id;
+        let reject = |code| EventBody::OrderRejected { inst, order: o.id, code };
+        if self.spec.state != InstrumentState::Trading {
+            out.push(reject(RejectCode::MarketClosed));
+            return;
+        }
+        let taker = Taker {
+            id: o.id,
+            account: o.account,
+            side: o.side,
+            kind: o.kind,
+            tif: o.tif,
+            post_only: o.post_only,
+            stp: o.stp,
+            px: o.px,
+            qty: o.qty,
+            filled: Qty(0),
+            budget: o.quote_qty,
+            reserve_px: o.reserve_px,
+            fee: FeeAcc::default(),
+        };
+        if let Err(code) = self.decide_taker(&taker, out) {
+            out.push(reject(code));
+        }
+    }
+
+    /// Matches `t` against the book, appending its events; on a refusal
+    /// nothing is appended and the code is returned.
+    fn decide_taker(&self, t: &Taker, out: &mut Vec<EventBody>) -> Result<(), RejectCode> {
+        let spec = &self.spec;
+        let band = self.reference().map(|r| spec.band(r));
+        if let (Some(px), Some((lo, hi))) = (t.px, band) {
+            if px < lo || px > hi {
+                return Err(RejectCode::PriceBand);
+            }
+        }
+        let (best_opp, opp) = match t.side {
+            Side::Buy => (self.best_ask, &self.asks),
+            Side::Sell => (self.best_bid, &self.bids),
+        };
+        if t.post_only {
+            if let (Some(px), Some(b)) = (t.px, best_opp) {
+                if crosses(t.side, px, b) {
+                    return Err(RejectCode::PostOnlyWouldTake);
+                }
+            }
+        }
+        // The price this order may not pass, and whether the band set it.
+        let band_edge = band.map(|(lo, hi)| if t.side == Side::Buy { hi } else { lo });
+        let (limit, limit_is_band) = match (t.kind, t.px) {
+            (OrderType::Limit, Some(px)) => (Some(px), false),
+            _ => {
+                let edge = match (band_edge, t.reserve_px) {
+                    (Some(b), Some(r)) => Some(b.min(r)),
+                    (b, r) => b.or(r),
+                };
+                (edge, edge.is_some())
+            }
+        };
+
+        let start = out.len();
+        let mut rem = t.qty;
+        let mut budget = t.budget;
+        let mut fee = t.fee;
+        let mut filled = t.filled;
+        let mut trade_id = self.trade_id;
+        let mut end: Option<(OrderStatus, Option<CancelReason>)> = None;
+        let mut stopped_by_limit = false;
+        let mut budget_short = false;
+
+        let levels: Box<dyn Iterator<Item = (&Price, &Level)>> = match t.side {
+            Side::Buy => Box::new(opp.iter()),
+            Side::Sell => Box::new(opp.iter().rev()),
+        };
+        'levels: for (&px, level) in levels {
+            if rem == Some(Qty(0)) {
+                break;
+            }
+            if let Some(l) = limit {
+                if !crosses(t.side, l, px) {
+                    stopped_by_limit = true;
+                    break;
+                }
+            }
+            let mut i = level.head;
+            while i != NIL {
+                let m = &self.nodes[i as usize];
+                i = m.next;
+                if m.account == t.account {
+                    match t.stp {
+                        Stp::CancelNewest => {
+                            end = Some((OrderStatus::Cancelled, Some(CancelReason::SelfTrade)));
+                            break 'levels;
+                        }
+                        Stp::CancelOldest | Stp::CancelBoth => {
+                            out.push(EventBody::OrderClosed {
+                                inst: spec.id,
+                                order: m.id,
+                                status: OrderStatus::Cancelled,
+                                reason: Some(CancelReason::SelfTrade),
+                            });
+                            if t.stp == Stp::CancelBoth {
+                                end = Some((OrderStatus::Cancelled, Some(CancelReason::SelfTrade)));
+                                break 'levels;
+                            }
+                            continue;
+                        }
+                    }
+                }
+                let mut q = m.leaves.0;
+                if let Some(r) = rem {
+                    q = q.min(r.0);
+                }
+                if let Some(b) = budget {
+                    q = q.min(self.affordable(px, b, fee));
+                    if q == 0 {
+                        budget_short = true;
+                        break 'levels;
+                    }
+                }
+                let notional = spec.notional(px, Qty(q)).ok_or(RejectCode::BadRequest)?;
+                let (maker_fee, _) = m.fee.charge(notional, spec.maker_fee_bps).ok_or(RejectCode::BadRequest)?;
+                let (taker_fee, fee2) = fee.charge(notional, spec.taker_fee_bps).ok_or(RejectCode::BadRequest)?;
+                fee = fee2;
+                if let Some(b) = budget.as_mut() {
+                    // affordable() guarantees the budget covers notional + fee.
+                    b.0 -= notional.0 + taker_fee.0;
+                }
+                trade_id += 1;
+                out.push(EventBody::Traded(Trade {
+                    inst: spec.id,
+                    trade_id,
+                    px,
+                    qty: Qty(q),
+                    maker: m.id,
+                    taker: t.id,
+                    maker_account: m.account,
+                    taker_account: t.account,
+                    taker_side: t.side,
+                    maker_fee,
+                    taker_fee,
+                }));
+                filled.0 += q;
+                if let Some(r) = rem.as_mut() {
+                    r.0 -= q;
+                    if r.0 == 0 {
+                        break 'levels;
+                    }
+                }
+            }
+        }
+
+        let done = rem == Some(Qty(0));
+        if t.tif == Tif::Fok && !done {
+            out.truncate(start);
+            return Err(RejectCode::FokUnfilled);
+        }
+        if budget_short && filled.0 == 0 {
+            // A quote budget that cannot buy one lot at the best ask.
+            out.truncate(start);
+            return Err(RejectCode::InsufficientFunds);
+        }
+        let (status, reason) = if done {
+            (OrderStatus::Filled, None)
+        } else if let Some(e) = end {
+            e
+        } else if budget_short {
+            (OrderStatus::Filled, None)
+        } else {
+            match t.kind {
+                OrderType::Market if stopped_by_limit && limit_is_band => {
+                    (OrderStatus::Cancelled, Some(CancelReason::PriceBand))
+                }
+                OrderType::Market => (OrderStatus::Cancelled, Some(CancelReason::Market)),
+                OrderType::Limit if t.tif == Tif::Gtc => {
+                    out.push(EventBody::OrderOpened {
+                        inst: spec.id,
+                        order: t.id,
+                        account: t.account,
+                        side: t.side,
+                        px: t.px.expect("limit order has a price"),
+                        qty: Qty(filled.0 + rem.expect("limit order has a qty").0),
+                        leaves: rem.expect("limit order has a qty"),
+                        post_only: t.post_only,
+                        stp: t.stp,
+                        fee,
+                    });
+                    return Ok(());
+                }
+                OrderType::Limit => (OrderStatus::Cancelled, Some(CancelReason::Ioc)),
+            }
+        };
+        out.push(EventBody::OrderClosed { inst: spec.id, order: t.id, status, reason });
+        Ok(())
+    }
+
+    /// Lots a quote budget buys at `px`, fees included.
+    fn affordable(&self, px: Price, budget: Amount, fee: FeeAcc) -> u64 {
+        let per_lot = (px.0 as u128) * (self.spec.quote_per_tick_lot as u128);
+        if per_lot == 0 {
+            return 0;
+        }
+        let bps = self.spec.taker_fee_bps as u128;
+        // First guess ignoring rounding, then step down until it fits.
+        let mut q = ((budget.0 as u128) * 10_000 / (per_lot * (10_000 + bps))).min(u64::MAX as u128) as u64;
+        loop {
+            if q == 0 {
+                return 0;
+            }
+            let cost = self
+                .spec
+                .notional(px, Qty(q))
+                .and_then(|n| fee.with(n, self.spec.taker_fee_bps).map(|f| n.0 as u128 + f.0 as u128));
+            match cost {
+                Some(c) if c <= budget.0 as u128 => return q,
+                _ => q -= 1,
+            }
+        }
+    }
+
+    /// Decides a cancel by order id. `admin` may cancel in a halted book.
+    pub fn decide_cancel(
+        &self,
+        account: Option<AccountId>,
+        id: OrderId,
+        reason: CancelReason,
+        admin: bool,
+    ) -> Result<EventBody, Reject> {
+        if self.spec.state == InstrumentState::Halted && !admin {
+            return Err(Reject::new(RejectCode::MarketClosed, format!("{} is halted", self.spec.sym)));
+        }
+        match self.get(id) {
+            Some(o) if account.is_none_or(|a| a == o.account) => Ok(EventBody::OrderClosed {
+                inst: self.spec.id,
+                order: id,
+                status: OrderStatus::Cancelled,
+                reason: Some(reason),
+            }),
+            _ => Err(Reject::new(RejectCode::UnknownOrder, format!("no open order {}", id.0))),
+        }
+    }
+
+    /// Decides a cancel-all of an account's (or every) resting order, optionally one side.
+    /// A halted book refuses clients and passes over silently (empty list); `admin` clears it.
+    pub fn decide_cancel_all(
+        &self,
+        account: Option<AccountId>,
+        side: Option<Side>,
+        admin: bool,
+        out: &mut Vec<EventBody>,
+    ) {
+        if self.spec.state == InstrumentState::Halted && !admin {
+            return;
+        }
+        let reason = if admin { CancelReason::Admin } else { CancelReason::User };
+        for o in self.orders_of(account, side) {
+            out.push(EventBody::OrderClosed {
+                inst: self.spec.id,
+                order: o.id,
+                status: OrderStatus::Cancelled,
+                reason: Some(reason),
+            });
+        }
+    }
+
+    /// Decides an amend: new total `qty` and/or `px`.
+    pub fn decide_amend(
+        &self,
+        account: AccountId,
+        id: OrderId,
+        qty: Option<Qty>,
+        px: Option<Price>,
+        out: &mut Vec<EventBody>,
+    ) -> Result<(), Reject> {
+        if self.spec.state != InstrumentState::Trading {
+            return Err(Reject::new(RejectCode::MarketClosed, format!("{} is not trading", self.spec.sym)));
+        }
+        let o = match self.get(id) {
+            Some(o) if o.account == account => o,
+            _ => return Err(Reject::new(RejectCode::UnknownOrder, format!("no open order {}", id.0))),
+        };
+        if qty.is_none() && px.is_none() {
+            return Err(Reject::new(RejectCode::BadRequest, "amend needs qty or px"));
+        }
+        let cum = o.qty.0 - o.leaves.0;
+        let new_qty = qty.unwrap_or(o.qty);
+        if new_qty.0 <= cum {
+            return Err(Reject::new(
+                RejectCode::InvalidAmend,
+                format!("new qty must exceed the filled {cum} lots"),
+            ));
+        }
+        let new_px = px.unwrap_or(o.px);
+        let keep = new_px == o.px && new_qty <= o.qty;
+        if keep {
+            out.push(EventBody::OrderAmended { inst: self.spec.id, order: id, px: new_px, qty: new_qty, keep_priority: true });
+            return Ok(());
+        }
+        // Re-enter as a taker; the book is read as if the order had left it
+        // (it cannot trade with itself: same account).
+        let t = Taker {
+            id,
+            account,
+            side: o.side,
+            kind: OrderType::Limit,
+            tif: Tif::Gtc,
+            post_only: o.post_only,
+            stp: o.stp,
+            px: Some(new_px),
+            qty: Some(Qty(new_qty.0 - cum)),
+            filled: Qty(cum),
+            budget: None,
+            reserve_px: None,
+            fee: o.fee,
+        };
+        let start = out.len();
+        out.push(EventBody::OrderAmended { inst: self.spec.id, order: id, px: new_px, qty: new_qty, keep_priority: false });
+        // The order rests on its own side and matching reads only the
+        // opposite side, so it cannot meet itself.
+        match self.decide_taker(&t, out) {
+            Ok(()) => Ok(()),
+            Err(code) => {
+                out.truncate(start);
+                Err(Reject::new(code, format!("amend refused: {}", code.as_str())))
+            }
+        }
+    }
+
+    // ---- apply --------------------------------------------------------
+
+    /// Carries out one event; events about other books are ignored.
+    pub fn apply(&mut self, e: &EventBody) {
+        match e {
+            EventBody::OrderOpened { inst, order, account, side, px, qty, leaves, post_only, stp, fee } if *inst == self.spec.id => {
+                self.insert(Node {
+                    id: *order,
+                    account: *account,
+                    side: *side,
+                    px: *px,
+                    qty: *qty,
+                    leaves: *leaves,
+                    post_only: *post_only,
+                    stp: *stp,
+                    fee: *fee,
+                    prev: NIL,
+                    next: NIL,
+                });
+                self.version += 1;
+            }
+            EventBody::Traded(t) if t.inst == self.spec.id => {
+                assert_eq!(t.trade_id, self.trade_id + 1, "trade ids are gapless");
+                self.trade_id = t.trade_id;
+                self.last_px = Some(t.px);
+                let i = *self.index.get(&t.maker).expect("maker rests in the book");
+                let notional = self.spec.notional(t.px, t.qty).expect("decided notional fits");
+                let n = &mut self.nodes[i as usize];
+                assert!(n.leaves >= t.qty, "fill within the maker's leaves");
+                n.leaves.0 -= t.qty.0;
+                n.fee = n.fee.charge(notional, self.spec.maker_fee_bps).expect("decided fee fits").1;
+                let (side, px, left) = (n.side, n.px, n.leaves);
+                self.level_mut(side, px).total -= t.qty.0;
+                if left.0 == 0 {
+                    self.remove(i);
+                }
+                self.version += 1;
+            }
+            EventBody::OrderClosed { inst, order, .. } if *inst == self.spec.id => {
+                if let Some(&i) = self.index.get(order) {
+                    self.remove(i);
+                    self.version += 1;
+                }
+            }
+            EventBody::OrderAmended { inst, order, px, qty, keep_priority } if *inst == self.spec.id => {
+                let i = *self.index.get(order).expect("amended order rests in the book");
+                if *keep_priority {
+                    let n = &mut self.nodes[i as usize];
+                    let cum = n.qty.0 - n.leaves.0;
+                    let old = n.leaves.0;
+                    n.qty = *qty;
+                    n.leaves = Qty(qty.0 - cum);
+                    let (side, p, new) = (n.side, n.px, n.leaves.0);
+                    let l = self.level_mut(side, p);
+                    l.total = l.total - old + new;
+                    debug_assert_eq!(*px, p);
+                } else {
+                    self.remove(i);
+                }
+                self.version += 1;
+            }
+            EventBody::InstrumentStateSet { inst, state, .. } if *inst == self.spec.id => {
+                self.spec.state = *state;
+            }
+            _ => {}
+        }
+    }
+
+    fn level_mut(&mut self, side: Side, px: Price) -> &mut Level {
+        let m = match side {
+            Side::Buy => &mut self.bids,
+            Side::Sell => &mut self.asks,
+        };
+        m.get_mut(&px).expect("level exists")
+    }
+
+    fn insert(&mut self, mut node: Node) {
+        assert!(self.index.len() < BOOK_ORDERS_MAX, "book full");
+        let i = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.nodes.push(node);
+                (self.nodes.len() - 1) as u32
+            }
+        };
+        let (side, px, leaves) = (node.side, node.px, node.leaves.0);
+        let levels = match side {
+            Side::Buy => &mut self.bids,
+            Side::Sell => &mut self.asks,
+        };
+        let level = levels.entry(px).or_insert(Level { head: NIL, tail: NIL, total: 0, count: 0 });
+        node.prev = level.tail;
+        node.next = NIL;
+        let old_tail = level.tail;
+        if level.head == NIL {
+            level.head = i;
+        }
+        level.tail = i;
+        level.total += leaves;
+        level.count += 1;
+        self.nodes[i as usize] = node;
+        if old_tail != NIL {
+            self.nodes[old_tail as usize].next = i;
+        }
+        self.index.insert(node.id, i);
+        match side {
+            Side::Buy if self.best_bid.is_none_or(|b| px > b) => self.best_bid = Some(px),
+            Side::Sell if self.best_ask.is_none_or(|a| px < a) => self.best_ask = Some(px),
+            _ => {}
+        }
+    }
+
+    fn remove(&mut self, i: u32) {
+        let n = self.nodes[i as usize];
+        self.index.remove(&n.id);
+        if n.prev != NIL {
+            self.nodes[n.prev as usize].next = n.next;
+        }
+        if n.next != NIL {
+            self.nodes[n.next as usize].prev = n.prev;
+        }
+        let levels = match n.side {
+            Side::Buy => &mut self.bids,
+            Side::Sell => &mut self.asks,
+        };
+        let level = levels.get_mut(&n.px).expect("level exists");
+        if level.head == i {
+            level.head = n.next;
+        }
+        if level.tail == i {
+            level.tail = n.prev;
+        }
+        level.total -= n.leaves.0;
+        level.count -= 1;
+        if level.count == 0 {
+            levels.remove(&n.px);
+            match n.side {
+                Side::Buy if self.best_bid == Some(n.px) => self.best_bid = self.bids.keys().next_back().copied(),
+                Side::Sell if self.best_ask == Some(n.px) => self.best_ask = self.asks.keys().next().copied(),
+                _ => {}
+            }
+        }
+        self.free.push(i);
+    }
+
+    /// Checks the book's invariants; used by tests and debug builds.
+    pub fn check(&self) {
+        if let (Some(b), Some(a)) = (self.best_bid, self.best_ask) {
+            assert!(b < a, "book crossed at rest: bid {b:?} >= ask {a:?}");
+        }
+        assert_eq!(self.best_bid, self.bids.keys().next_back().copied());
+        assert_eq!(self.best_ask, self.asks.keys().next().copied());
+        let mut count = 0;
+        for (px, l) in self.bids.iter().chain(self.asks.iter()) {
+            let (mut i, mut total, mut c, mut prev) = (l.head, 0u64, 0u32, NIL);
+            while i != NIL {
+                let n = &self.nodes[i as usize];
+                assert_eq!(n.px, *px);
+                assert_eq!(n.prev, prev);
+                assert!(n.leaves.0 > 0 && n.leaves <= n.qty);
+                total += n.leaves.0;
+                c += 1;
+                prev = i;
+                i = n.next;
+            }
+            assert_eq!(l.tail, prev);
+            assert_eq!((total, c), (l.total, l.count));
+            count += c as usize;
+        }
+        assert_eq!(count, self.index.len());
+    }
+}
+
+/// The book as data, for snapshots: orders in priority order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookImage {
+    pub spec: InstrumentSpec,
+    pub orders: Vec<Resting>,
+    pub version: u64,
+    pub trade_id: u64,
+    pub last_px: Option<Price>,
+}
+
+impl OrderBook {
+    pub fn image(&self) -> BookImage {
+        BookImage {
+            spec: self.spec.clone(),
+            orders: self.orders(),
+            version: self.version,
+            trade_id: self.trade_id,
+            last_px: self.last_px,
+        }
+    }
+
+    pub fn from_image(img: BookImage) -> Self {
+        let mut b = OrderBook::new(img.spec);
+        for o in img.orders {
+            b.insert(Node {
+                id: o.id,
+                account: o.account,
+                side: o.side,
+                px: o.px,
+                qty: o.qty,
+                leaves: o.leaves,
+                post_only: o.post_only,
+                stp: o.stp,
+                fee: o.fee,
+                prev: NIL,
+                next: NIL,
+            });
+        }
+        b.version = img.version;
+        b.trade_id = img.trade_id;
+        b.last_px = img.last_px;
+        b
+    }
+}

@@ -1,0 +1,362 @@
+//! The whole exchange as one deterministic state machine: the ledger and
+//! every instrument's book, driven by commands, recording events.
+//!
+//! `execute` runs a command to completion in one step: hold in the ledger,
+//! match in the book, settle in the ledger. The actors run the same steps in
+//! separate mailboxes (the ledger's and each instrument's); replay, snapshots
+//! and tests use this type. `apply` rebuilds state from events alone.
+
+use serde::{Deserialize, Serialize};
+
+use crate::book::{BookImage, OrderBook};
+use crate::event::{Credential, Event, EventBody};
+use crate::ledger::{AccountUpdate, Ledger, PlaceCmd, PlaceRefusal};
+use crate::spec::{AssetSpec, InstrumentSpec};
+use crate::types::*;
+
+/// Refers to an order by its id or by its owner's `cl_id`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OrderRef {
+    Id(OrderId),
+    ClId(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    CreateAsset { name: String, scale: u32, by: AccountId },
+    CreateInstrument { listing: Listing, by: AccountId },
+    SetState { inst: InstrumentId, state: InstrumentState, by: AccountId },
+    CreateUser { user: String, role: Role, password_hash: String, by: AccountId },
+    CreateApiKey { account: AccountId, key: String, credential: Credential, by: AccountId },
+    Deposit { account: AccountId, asset: AssetId, amount: Amount, by: AccountId },
+    Withdraw { account: AccountId, asset: AssetId, amount: Amount, by: AccountId },
+    Place(PlaceCmd),
+    Cancel { account: AccountId, inst: InstrumentId, order: OrderRef },
+    Amend { account: AccountId, inst: InstrumentId, order: OrderRef, qty: Option<Qty>, px: Option<Price> },
+    /// A client's cancel-all (`account` set, halted books passed over) or an
+    /// operator's (`admin`, which clears halted books too).
+    CancelAll { account: Option<AccountId>, inst: Option<InstrumentId>, side: Option<Side>, admin: bool },
+}
+
+/// An instrument to list, with its grids already parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listing {
+    pub sym: String,
+    pub base: AssetId,
+    pub quote: AssetId,
+    pub tick_raw: u64,
+    pub price_scale: u32,
+    pub lot_raw: u64,
+    pub qty_scale: u32,
+    pub min_qty: Qty,
+    pub ref_px: Option<Price>,
+    pub band_pct: u32,
+    pub maker_fee_bps: u32,
+    pub taker_fee_bps: u32,
+}
+
+/// What a command did, for its reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    Done,
+    Asset(AssetId),
+    Instrument(InstrumentId),
+    User(AccountId),
+    /// A new order, or the original one when `dup`.
+    Placed { order: OrderId, dup: bool },
+    Cancelled { order: OrderId },
+    Amended { order: OrderId },
+    CancelledAll { n: u64 },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub events: Vec<Event>,
+    pub result: Result<Reply, Reject>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Exchange {
+    pub ledger: Ledger,
+    /// Indexed by `InstrumentId - 1`.
+    pub books: Vec<OrderBook>,
+}
+
+impl Exchange {
+    pub fn new() -> Self {
+        Exchange { ledger: Ledger::new(), books: Vec::new() }
+    }
+
+    pub fn book(&self, inst: InstrumentId) -> Option<&OrderBook> {
+        (inst.0 as usize).checked_sub(1).and_then(|i| self.books.get(i))
+    }
+
+    pub fn book_by_sym(&self, sym: &str) -> Option<&OrderBook> {
+        self.books.iter().find(|b| b.spec.sym == sym)
+    }
+
+    /// Carries out one event on the ledger and on the book it concerns.
+    pub fn apply(&mut self, e: &Event, out: Option<&mut Vec<AccountUpdate>>) {
+        if let EventBody::InstrumentCreated { spec, .. } = &e.body {
+            assert_eq!(spec.id.0 as usize, self.books.len() + 1, "instrument ids are dense");
+            self.books.push(OrderBook::new((**spec).clone()));
+        }
+        match &e.body {
+            EventBody::InstrumentStateSet { inst, .. } => {
+                if let Some(b) = (inst.0 as usize).checked_sub(1).and_then(|i| self.books.get_mut(i)) {
+                    b.apply(&e.body);
+                }
+            }
+            body => {
+                if let Some(inst) = body.book() {
+                    self.books[inst.0 as usize - 1].apply(body);
+                }
+            }
+        }
+        self.ledger.apply(e.ts, &e.body, out);
+    }
+
+    fn record(&mut self, ts: u64, body: EventBody, events: &mut Vec<Event>, out: &mut Option<&mut Vec<AccountUpdate>>) {
+        let e = Event { ts, body };
+        self.apply(&e, out.as_deref_mut());
+        events.push(e);
+    }
+
+    pub fn execute(&mut self, cmd: Command, ts: u64) -> Outcome {
+        self.execute_with(cmd, ts, None)
+    }
+
+    /// Decides `cmd` at time `ts`, applies its events and returns them;
+    /// private-stream messages go to `out` when given.
+    pub fn execute_with(&mut self, cmd: Command, ts: u64, mut out: Option<&mut Vec<AccountUpdate>>) -> Outcome {
+        let mut events = Vec::new();
+        let result = self.decide_and_apply(cmd, ts, &mut events, &mut out);
+        Outcome { events, result }
+    }
+
+    fn decide_and_apply(
+        &mut self,
+        cmd: Command,
+        ts: u64,
+        events: &mut Vec<Event>,
+        out: &mut Option<&mut Vec<AccountUpdate>>,
+    ) -> Result<Reply, Reject> {
+        let bad = |m: &str| Reject::new(RejectCode::BadRequest, m);
+        match cmd {
+            Command::CreateAsset { name, scale, by } => {
+                if name.is_empty() || name.len() > 16 || !name.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                    return Err(bad("asset names are 1 to 16 letters or digits"));
+                }
+                if scale > 18 {
+                    return Err(bad("scale is at most 18"));
+                }
+                if self.ledger.asset_by_name(&name).is_some() {
+                    return Err(Reject::new(RejectCode::AlreadyExists, format!("asset {name} exists")));
+                }
+                let id = AssetId(self.ledger.assets.len() as u32 + 1);
+                self.record(ts, EventBody::AssetCreated { asset: AssetSpec { id, name, scale }, by }, events, out);
+                Ok(Reply::Asset(id))
+            }
+            Command::CreateInstrument { listing: l, by } => {
+                let unknown = || Reject::new(RejectCode::UnknownAsset, "unknown asset");
+                let base = self.ledger.assets.get(&l.base).ok_or_else(unknown)?;
+                let quote = self.ledger.assets.get(&l.quote).ok_or_else(unknown)?;
+                if l.base == l.quote {
+                    return Err(bad("base and quote must differ"));
+                }
+                if l.sym.is_empty() || l.sym.len() > 32 || self.book_by_sym(&l.sym).is_some() {
+                    return Err(Reject::new(RejectCode::AlreadyExists, format!("instrument {} exists", l.sym)));
+                }
+                let id = InstrumentId(self.books.len() as u32 + 1);
+                let spec = InstrumentSpec::new(
+                    id, &l.sym, base, quote, l.tick_raw, l.price_scale, l.lot_raw, l.qty_scale, l.min_qty,
+                    l.ref_px, l.band_pct, l.maker_fee_bps, l.taker_fee_bps,
+                )
+                .map_err(|m| bad(&m))?;
+                self.record(ts, EventBody::InstrumentCreated { spec: Box::new(spec), by }, events, out);
+                Ok(Reply::Instrument(id))
+            }
+            Command::SetState { inst, state, by } => {
+                self.book(inst).ok_or_else(|| Reject::new(RejectCode::UnknownInstrument, "unknown instrument"))?;
+                self.record(ts, EventBody::InstrumentStateSet { inst, state, by }, events, out);
+                Ok(Reply::Done)
+            }
+            Command::CreateUser { user, role, password_hash, by } => {
+                let e = self.ledger.decide_create_user(&user, role, password_hash, by)?;
+                let EventBody::UserCreated { account, .. } = &e else { unreachable!() };
+                let account = *account;
+                self.record(ts, e, events, out);
+                Ok(Reply::User(account))
+            }
+            Command::CreateApiKey { account, key, credential, by } => {
+                if self.ledger.api_keys.contains_key(&key) {
+                    return Err(Reject::new(RejectCode::AlreadyExists, "key exists"));
+                }
+                self.record(ts, EventBody::ApiKeyCreated { account, key, credential, by }, events, out);
+                Ok(Reply::Done)
+            }
+            Command::Deposit { account, asset, amount, by } => {
+                let e = self.ledger.decide_deposit(account, asset, amount, by)?;
+                self.record(ts, e, events, out);
+                Ok(Reply::Done)
+            }
+            Command::Withdraw { account, asset, amount, by } => {
+                let e = self.ledger.decide_withdraw(account, asset, amount, by)?;
+                self.record(ts, e, events, out);
+                Ok(Reply::Done)
+            }
+            Command::Place(c) => {
+                let accepted = match self.ledger.decide_place(&c) {
+                    Ok(e) => e,
+                    Err(PlaceRefusal::Duplicate(order)) => return Ok(Reply::Placed { order, dup: true }),
+                    Err(PlaceRefusal::Reject(r)) => return Err(r),
+                };
+                let EventBody::OrderAccepted { order } = &accepted else { unreachable!() };
+                let order = order.clone();
+                self.record(ts, accepted, events, out);
+                let mut bodies = Vec::new();
+                self.books[c.inst.0 as usize - 1].decide_place(&order, &mut bodies);
+                let mut rejected = None;
+                for b in bodies {
+                    if let EventBody::OrderRejected { code, .. } = &b {
+                        rejected = Some(*code);
+                    }
+                    self.record(ts, b, events, out);
+                }
+                match rejected {
+                    Some(code) => Err(Reject::new(code, reject_text(code))),
+                    None => Ok(Reply::Placed { order: order.id, dup: false }),
+                }
+            }
+            Command::Cancel { account, inst, order } => {
+                let id = self.resolve(account, inst, &order)?;
+                let book = self.book(inst).ok_or_else(|| Reject::new(RejectCode::UnknownInstrument, "unknown instrument"))?;
+                let e = book.decide_cancel(Some(account), id, CancelReason::User, false)?;
+                self.record(ts, e, events, out);
+                Ok(Reply::Cancelled { order: id })
+            }
+            Command::Amend { account, inst, order, qty, px } => {
+                let id = self.resolve(account, inst, &order)?;
+                let book = self.book(inst).ok_or_else(|| Reject::new(RejectCode::UnknownInstrument, "unknown instrument"))?;
+                // The book's checks first, so a refused amend records nothing.
+                let mut bodies = Vec::new();
+                book.decide_amend(account, id, qty, px, &mut bodies)?;
+                if let Some(hold) = self.ledger.decide_amend_hold(account, id, qty, px)? {
+                    self.record(ts, hold, events, out);
+                }
+                for b in bodies {
+                    self.record(ts, b, events, out);
+                }
+                Ok(Reply::Amended { order: id })
+            }
+            Command::CancelAll { account, inst, side, admin } => {
+                let mut bodies = Vec::new();
+                for b in &self.books {
+                    if inst.is_none_or(|i| i == b.spec.id) {
+                        b.decide_cancel_all(account, side, admin, &mut bodies);
+                    }
+                }
+                if let Some(i) = inst {
+                    self.book(i).ok_or_else(|| Reject::new(RejectCode::UnknownInstrument, "unknown instrument"))?;
+                }
+                let n = bodies.len() as u64;
+                for b in bodies {
+                    self.record(ts, b, events, out);
+                }
+                Ok(Reply::CancelledAll { n })
+            }
+        }
+    }
+
+    /// The open order an `OrderRef` names in `inst` for `account`.
+    pub fn resolve(&self, account: AccountId, inst: InstrumentId, r: &OrderRef) -> Result<OrderId, Reject> {
+        let id = match r {
+            OrderRef::Id(id) => Some(*id),
+            OrderRef::ClId(cl) => self.ledger.order_by_cl_id(account, cl),
+        };
+        match id.and_then(|id| self.ledger.order(id)) {
+            Some(o) if o.account == account && o.inst == inst && o.status.is_open() => Ok(o.id),
+            _ => Err(Reject::new(RejectCode::UnknownOrder, "no such open order")),
+        }
+    }
+
+    /// Asserts every invariant of the ledger and the books.
+    pub fn check(&self) {
+        self.ledger.check();
+        for b in &self.books {
+            b.check();
+            for o in b.orders() {
+                let l = self.ledger.order(o.id).expect("a resting order is known to the ledger");
+                assert!(l.status.is_open() && l.resting, "{:?} rests but the ledger has it {:?}", o.id, l.status);
+                assert_eq!(l.qty, Some(o.qty));
+                assert_eq!(l.cum.0 + o.leaves.0, o.qty.0);
+            }
+        }
+    }
+
+    // ---- snapshots ----------------------------------------------------
+
+    pub fn image(&self) -> ExchangeImage {
+        ExchangeImage { ledger: self.ledger.clone(), books: self.books.iter().map(|b| b.image()).collect() }
+    }
+
+    pub fn from_image(img: ExchangeImage) -> Self {
+        Exchange { ledger: img.ledger, books: img.books.into_iter().map(OrderBook::from_image).collect() }
+    }
+
+    /// SHA-256 of the state's canonical encoding.
+    pub fn state_hash(&self) -> [u8; 32] {
+        let bytes = rmp_serde::to_vec(&self.image()).expect("state encodes");
+        let d = ring::digest::digest(&ring::digest::SHA256, &bytes);
+        d.as_ref().try_into().expect("32 bytes")
+    }
+
+    /// A snapshot: the encoded state followed by its SHA-256.
+    pub fn encode_snapshot(&self) -> Vec<u8> {
+        let mut bytes = rmp_serde::to_vec(&self.image()).expect("state encodes");
+        let d = ring::digest::digest(&ring::digest::SHA256, &bytes);
+        bytes.extend_from_slice(d.as_ref());
+        bytes
+    }
+
+    pub fn decode_snapshot(bytes: &[u8]) -> Result<Self, SnapshotError> {
+        if bytes.len() < 32 {
+            return Err(SnapshotError::Truncated);
+        }
+        let (body, sum) = bytes.split_at(bytes.len() - 32);
+        let d = ring::digest::digest(&ring::digest::SHA256, body);
+        if d.as_ref() != sum {
+            return Err(SnapshotError::Checksum);
+        }
+        let img: ExchangeImage = rmp_serde::from_slice(body).map_err(|e| SnapshotError::Decode(e.to_string()))?;
+        Ok(Exchange::from_image(img))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("snapshot is truncated")]
+    Truncated,
+    #[error("snapshot checksum does not match")]
+    Checksum,
+    #[error("snapshot does not decode: {0}")]
+    Decode(String),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExchangeImage {
+    pub ledger: Ledger,
+    pub books: Vec<BookImage>,
+}
+
+/// The message of a book's refusal.
+pub fn reject_text(code: RejectCode) -> &'static str {
+    match code {
+        RejectCode::MarketClosed => "the instrument is not trading",
+        RejectCode::PriceBand => "price outside the instrument's band",
+        RejectCode::PostOnlyWouldTake => "post-only order would take liquidity",
+        RejectCode::FokUnfilled => "fill-or-kill order cannot be filled in full",
+        RejectCode::InsufficientFunds => "quote_qty cannot buy one lot at the best ask",
+        _ => "refused",
+    }
+}

@@ -1,0 +1,748 @@
+//! The ledger: per account and asset `available` and `held`, the orders with
+//! the funds they hold, the `cl_id` idempotency table, fills history, users
+//! and API keys, and each account's private-stream version.
+//!
+//! Placing an order holds funds; a fill settles both sides and the fees; a
+//! close releases the rest. Nothing here can go negative, and for every asset
+//! the sum over accounts (fee account included) of available + held equals
+//! deposits minus withdrawals: `check` asserts it.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Credential, EventBody, NewOrder, Trade};
+use crate::spec::{AssetSpec, FeeAcc, InstrumentSpec};
+use crate::types::*;
+
+/// How long a `cl_id` is remembered: 24 hours, in microseconds.
+pub const CL_ID_WINDOW_US: u64 = 24 * 3600 * 1_000_000;
+/// At most this many `cl_id`s are remembered per account; past it the oldest
+/// is forgotten first even inside the 24 h window (a trader placing more than
+/// this many orders a day must not reuse a `cl_id` from that far back).
+pub const CL_IDS_PER_ACCOUNT_MAX: usize = 200_000;
+/// Fills kept per account for `account.fills`.
+pub const FILLS_PER_ACCOUNT_MAX: usize = 10_000;
+/// The longest `cl_id`.
+pub const CL_ID_LEN_MAX: usize = 36;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Balance {
+    pub available: u64,
+    pub held: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Liquidity {
+    Maker,
+    Taker,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fill {
+    /// Increases per account.
+    pub fill_id: u64,
+    pub trade_id: u64,
+    pub order: OrderId,
+    pub inst: InstrumentId,
+    pub side: Side,
+    pub px: Price,
+    pub qty: Qty,
+    pub fee: Amount,
+    pub liq: Liquidity,
+    pub ts: u64,
+}
+
+/// An order as the ledger knows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderState {
+    pub id: OrderId,
+    pub account: AccountId,
+    pub inst: InstrumentId,
+    pub cl_id: String,
+    pub side: Side,
+    pub kind: OrderType,
+    pub tif: Tif,
+    pub post_only: bool,
+    pub px: Option<Price>,
+    /// Total quantity (after amends); `None` for a market buy by `quote_qty`.
+    pub qty: Option<Qty>,
+    pub cum: Qty,
+    pub status: OrderStatus,
+    pub reason: Option<CancelReason>,
+    pub hold_asset: AssetId,
+    /// Funds still held for this order.
+    pub hold: Amount,
+    pub fee: FeeAcc,
+    /// Whether the order has reached its book and is open there.
+    pub resting: bool,
+    pub ts: u64,
+}
+
+impl OrderState {
+    pub fn leaves(&self) -> Qty {
+        if !self.status.is_open() {
+            return Qty(0);
+        }
+        Qty(self.qty.map_or(0, |q| q.0 - self.cum.0))
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountState {
+    pub balances: BTreeMap<AssetId, Balance>,
+    /// Private-stream version: bumped once per private message.
+    pub seq: u64,
+    pub open: BTreeSet<OrderId>,
+    #[serde(serialize_with = "crate::sorted::map")]
+    cl_ids: FxHashMap<String, OrderId>,
+    /// `cl_id`s in the order they were used, to forget the oldest first.
+    cl_order: VecDeque<(u64, String, OrderId)>,
+    pub fills: VecDeque<Fill>,
+    pub next_fill_id: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub account: AccountId,
+    pub name: String,
+    pub role: Role,
+    pub password_hash: String,
+}
+
+/// A private-stream message the ledger produced while applying an event,
+/// with the account's stream version after it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccountUpdate {
+    Order { account: AccountId, seq: u64, order: OrderState },
+    Fill { account: AccountId, seq: u64, fill: Fill, order: OrderState },
+    Balance { account: AccountId, seq: u64, asset: AssetId, balance: Balance },
+}
+
+/// A new order as a client asked for it (prices in ticks, quantities in lots).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlaceCmd {
+    pub account: AccountId,
+    pub inst: InstrumentId,
+    pub cl_id: String,
+    pub side: Side,
+    pub kind: OrderType,
+    pub tif: Option<Tif>,
+    pub px: Option<Price>,
+    pub qty: Option<Qty>,
+    pub quote_qty: Option<Amount>,
+    pub post_only: bool,
+    pub stp: Stp,
+}
+
+/// Why a place did not produce a new order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PlaceRefusal {
+    /// The `cl_id` was seen: the original order.
+    Duplicate(OrderId),
+    Reject(Reject),
+}
+
+impl From<Reject> for PlaceRefusal {
+    fn from(r: Reject) -> Self {
+        PlaceRefusal::Reject(r)
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Ledger {
+    pub assets: BTreeMap<AssetId, AssetSpec>,
+    pub instruments: BTreeMap<InstrumentId, InstrumentSpec>,
+    pub accounts: BTreeMap<AccountId, AccountState>,
+    #[serde(serialize_with = "crate::sorted::map")]
+    pub orders: FxHashMap<OrderId, OrderState>,
+    pub users: BTreeMap<String, User>,
+    pub api_keys: BTreeMap<String, (AccountId, Credential)>,
+    pub next_order_id: u64,
+    pub next_account_id: u64,
+    /// Deposits minus withdrawals per asset.
+    pub net_deposits: BTreeMap<AssetId, u128>,
+    pub last_px: BTreeMap<InstrumentId, Price>,
+}
+
+/// Formats an integer amount at `scale` decimals (for messages).
+pub fn fmt_units(v: u64, scale: u32) -> String {
+    if scale == 0 {
+        return v.to_string();
+    }
+    let p = 10u64.pow(scale);
+    format!("{}.{:0width$}", v / p, v % p, width = scale as usize)
+}
+
+pub fn valid_cl_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= CL_ID_LEN_MAX
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn bad(msg: impl Into<String>) -> Reject {
+    Reject::new(RejectCode::BadRequest, msg)
+}
+
+impl Ledger {
+    pub fn new() -> Self {
+        let mut l = Ledger { next_order_id: 1, next_account_id: 1, ..Default::default() };
+        l.accounts.insert(FEE_ACCOUNT, AccountState::default());
+        l
+    }
+
+    pub fn balance(&self, account: AccountId, asset: AssetId) -> Balance {
+        self.accounts
+            .get(&account)
+            .and_then(|a| a.balances.get(&asset))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    pub fn account_of(&self, user: &str) -> Option<AccountId> {
+        if user == FEE_USER {
+            return Some(FEE_ACCOUNT);
+        }
+        self.users.get(user).map(|u| u.account)
+    }
+
+    pub fn asset_by_name(&self, name: &str) -> Option<&AssetSpec> {
+        self.assets.values().find(|a| a.name == name)
+    }
+
+    pub fn instrument_by_sym(&self, sym: &str) -> Option<&InstrumentSpec> {
+        self.instruments.values().find(|i| i.sym == sym)
+    }
+
+    pub fn order(&self, id: OrderId) -> Option<&OrderState> {
+        self.orders.get(&id)
+    }
+
+    /// The order a `cl_id` names, if remembered.
+    pub fn order_by_cl_id(&self, account: AccountId, cl_id: &str) -> Option<OrderId> {
+        self.accounts.get(&account).and_then(|a| a.cl_ids.get(cl_id)).copied()
+    }
+
+    /// Open orders of an account, optionally of one instrument, by id.
+    pub fn open_orders(&self, account: AccountId, inst: Option<InstrumentId>) -> Vec<&OrderState> {
+        self.accounts
+            .get(&account)
+            .map(|a| {
+                a.open
+                    .iter()
+                    .filter_map(|id| self.orders.get(id))
+                    .filter(|o| inst.is_none_or(|i| o.inst == i))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Fills of an account, newest first, optionally of one instrument, before a fill id.
+    pub fn fills(&self, account: AccountId, inst: Option<InstrumentId>, before: Option<u64>, limit: usize) -> Vec<&Fill> {
+        self.accounts
+            .get(&account)
+            .map(|a| {
+                a.fills
+                    .iter()
+                    .rev()
+                    .filter(|f| before.is_none_or(|b| f.fill_id < b) && inst.is_none_or(|i| f.inst == i))
+                    .take(limit)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The band reference the ledger knows for an instrument.
+    pub fn reference(&self, inst: &InstrumentSpec) -> Option<Price> {
+        self.last_px.get(&inst.id).copied().or(inst.ref_px)
+    }
+
+    // ---- decide -------------------------------------------------------
+
+    /// Decides a new order: validation, idempotency, the hold.
+    pub fn decide_place(&self, c: &PlaceCmd) -> Result<EventBody, PlaceRefusal> {
+        let spec = self
+            .instruments
+            .get(&c.inst)
+            .ok_or_else(|| Reject::new(RejectCode::UnknownInstrument, "unknown instrument"))?;
+        if !valid_cl_id(&c.cl_id) {
+            return Err(bad("cl_id must be 1 to 36 characters of [A-Za-z0-9_-]").into());
+        }
+        if let Some(id) = self.order_by_cl_id(c.account, &c.cl_id) {
+            return Err(PlaceRefusal::Duplicate(id));
+        }
+        if spec.state != InstrumentState::Trading {
+            return Err(Reject::new(RejectCode::MarketClosed, format!("{} is {}", spec.sym, spec.state.as_str())).into());
+        }
+        let tif = match (c.kind, c.tif) {
+            (OrderType::Market, Some(Tif::Gtc)) => return Err(bad("market orders are ioc or fok").into()),
+            (OrderType::Market, t) => t.unwrap_or(Tif::Ioc),
+            (OrderType::Limit, t) => t.unwrap_or(Tif::Gtc),
+        };
+        match c.kind {
+            OrderType::Limit => {
+                if c.px.is_none_or(|p| p.0 == 0) {
+                    return Err(bad("a limit order needs a positive px").into());
+                }
+                if c.quote_qty.is_some() {
+                    return Err(bad("quote_qty is for market buys").into());
+                }
+            }
+            OrderType::Market => {
+                if c.px.is_some() {
+                    return Err(bad("a market order takes no px").into());
+                }
+                if c.post_only {
+                    return Err(bad("post_only is for limit orders").into());
+                }
+                if c.quote_qty.is_some() && (c.side == Side::Sell || c.qty.is_some()) {
+                    return Err(bad("quote_qty is for market buys, instead of qty").into());
+                }
+            }
+        }
+        match (c.qty, c.quote_qty) {
+            (Some(q), _) if q.0 == 0 => return Err(Reject::new(RejectCode::MinQty, "qty must be positive").into()),
+            (Some(q), _) if q < spec.min_qty => {
+                return Err(Reject::new(RejectCode::MinQty, format!("qty below min_qty of {} lots", spec.min_qty.0)).into())
+            }
+            (None, None) => return Err(bad("qty is required").into()),
+            (None, Some(a)) if a.0 == 0 => return Err(bad("quote_qty must be positive").into()),
+            _ => {}
+        }
+        let too_big = || Reject::new(RejectCode::BadRequest, "order value overflows");
+        let mut reserve_px = None;
+        let (hold_asset, hold) = match (c.side, c.kind) {
+            (Side::Sell, _) => (spec.base, spec.base_amount(c.qty.expect("checked")).ok_or_else(too_big)?),
+            (Side::Buy, OrderType::Limit) => (
+                spec.quote,
+                spec.buy_need(c.px.expect("checked"), c.qty.expect("checked"), FeeAcc::default()).ok_or_else(too_big)?,
+            ),
+            (Side::Buy, OrderType::Market) => match (c.qty, c.quote_qty) {
+                (_, Some(budget)) => (spec.quote, budget),
+                (Some(q), None) => {
+                    let r = self.reference(spec).ok_or_else(|| {
+                        bad("a market buy by qty needs a reference price; use quote_qty")
+                    })?;
+                    let hi = spec.band(r).1;
+                    reserve_px = Some(hi);
+                    (spec.quote, spec.buy_need(hi, q, FeeAcc::default()).ok_or_else(too_big)?)
+                }
+                (None, None) => unreachable!("checked above"),
+            },
+        };
+        let have = self.balance(c.account, hold_asset).available;
+        if have < hold.0 {
+            let a = &self.assets[&hold_asset];
+            return Err(Reject::new(
+                RejectCode::InsufficientFunds,
+                format!(
+                    "needs {} {}, {} available",
+                    fmt_units(hold.0, a.scale),
+                    a.name,
+                    fmt_units(have, a.scale)
+                ),
+            )
+            .into());
+        }
+        Ok(EventBody::OrderAccepted {
+            order: Box::new(NewOrder {
+                id: OrderId(self.next_order_id),
+                account: c.account,
+                inst: c.inst,
+                cl_id: c.cl_id.clone(),
+                side: c.side,
+                kind: c.kind,
+                tif,
+                post_only: c.post_only,
+                stp: c.stp,
+                px: c.px,
+                qty: c.qty,
+                quote_qty: c.quote_qty,
+                reserve_px,
+                hold_asset,
+                hold,
+            }),
+        })
+    }
+
+    /// Decides the extra funds an amend may need before its book sees it.
+    pub fn decide_amend_hold(
+        &self,
+        account: AccountId,
+        id: OrderId,
+        qty: Option<Qty>,
+        px: Option<Price>,
+    ) -> Result<Option<EventBody>, Reject> {
+        let o = match self.orders.get(&id) {
+            Some(o) if o.account == account && o.status.is_open() => o,
+            _ => return Err(Reject::new(RejectCode::UnknownOrder, format!("no open order {}", id.0))),
+        };
+        let spec = &self.instruments[&o.inst];
+        let new_qty = qty.or(o.qty).ok_or_else(|| bad("order has no qty"))?;
+        let leaves = Qty(new_qty.0.saturating_sub(o.cum.0));
+        let too_big = || Reject::new(RejectCode::BadRequest, "order value overflows");
+        let need = match o.side {
+            Side::Sell => spec.base_amount(leaves).ok_or_else(too_big)?,
+            Side::Buy => {
+                let p = px.or(o.px).ok_or_else(|| bad("order has no px"))?;
+                spec.buy_need(p, leaves, o.fee).ok_or_else(too_big)?
+            }
+        };
+        let extra = need.0.saturating_sub(o.hold.0);
+        if extra == 0 {
+            return Ok(None);
+        }
+        let have = self.balance(account, o.hold_asset).available;
+        if have < extra {
+            let a = &self.assets[&o.hold_asset];
+            return Err(Reject::new(
+                RejectCode::InsufficientFunds,
+                format!("amend needs {} more {}, {} available", fmt_units(extra, a.scale), a.name, fmt_units(have, a.scale)),
+            ));
+        }
+        Ok(Some(EventBody::HoldAdded { order: id, amount: Amount(extra) }))
+    }
+
+    pub fn decide_withdraw(&self, account: AccountId, asset: AssetId, amount: Amount, by: AccountId) -> Result<EventBody, Reject> {
+        let a = self.assets.get(&asset).ok_or_else(|| Reject::new(RejectCode::UnknownAsset, "unknown asset"))?;
+        let have = self.balance(account, asset).available;
+        if amount.0 == 0 {
+            return Err(bad("amount must be positive"));
+        }
+        if have < amount.0 {
+            return Err(Reject::new(
+                RejectCode::InsufficientFunds,
+                format!("{} {} available", fmt_units(have, a.scale), a.name),
+            ));
+        }
+        Ok(EventBody::Withdrawn { account, asset, amount, by })
+    }
+
+    pub fn decide_deposit(&self, account: AccountId, asset: AssetId, amount: Amount, by: AccountId) -> Result<EventBody, Reject> {
+        if !self.assets.contains_key(&asset) {
+            return Err(Reject::new(RejectCode::UnknownAsset, "unknown asset"));
+        }
+        if amount.0 == 0 {
+            return Err(bad("amount must be positive"));
+        }
+        let bal = self.balance(account, asset);
+        let total = self.net_deposits.get(&asset).copied().unwrap_or(0);
+        if bal.available.checked_add(amount.0).is_none()
+            || bal.available.checked_add(bal.held).and_then(|v| v.checked_add(amount.0)).is_none()
+            || total + amount.0 as u128 > u64::MAX as u128
+        {
+            return Err(bad("deposit overflows"));
+        }
+        Ok(EventBody::Deposited { account, asset, amount, by })
+    }
+
+    pub fn decide_create_user(&self, user: &str, role: Role, password_hash: String, by: AccountId) -> Result<EventBody, Reject> {
+        if user.is_empty() || user.len() > 64 || !user.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.@".contains(&b)) {
+            return Err(bad("user names are 1 to 64 characters of [A-Za-z0-9_.@-]"));
+        }
+        if user == FEE_USER || self.users.contains_key(user) {
+            return Err(Reject::new(RejectCode::AlreadyExists, format!("user {user} exists")));
+        }
+        Ok(EventBody::UserCreated { account: AccountId(self.next_account_id), user: user.to_string(), role, password_hash, by })
+    }
+
+    // ---- apply --------------------------------------------------------
+
+    /// Carries out one event. When `out` is given, the private-stream
+    /// messages it produces are appended (each account's `seq` is bumped
+    /// either way, so replay gives the same versions).
+    pub fn apply(&mut self, ts: u64, e: &EventBody, mut out: Option<&mut Vec<AccountUpdate>>) {
+        let mut touched: Vec<(AccountId, AssetId)> = Vec::new();
+        match e {
+            EventBody::AssetCreated { asset, .. } => {
+                self.assets.insert(asset.id, asset.clone());
+            }
+            EventBody::InstrumentCreated { spec, .. } => {
+                self.instruments.insert(spec.id, (**spec).clone());
+            }
+            EventBody::InstrumentStateSet { inst, state, .. } => {
+                if let Some(s) = self.instruments.get_mut(inst) {
+                    s.state = *state;
+                }
+            }
+            EventBody::UserCreated { account, user, role, password_hash, .. } => {
+                self.users.insert(
+                    user.clone(),
+                    User { account: *account, name: user.clone(), role: *role, password_hash: password_hash.clone() },
+                );
+                self.accounts.entry(*account).or_default();
+                self.next_account_id = self.next_account_id.max(account.0 + 1);
+            }
+            EventBody::ApiKeyCreated { account, key, credential, .. } => {
+                self.api_keys.insert(key.clone(), (*account, credential.clone()));
+            }
+            EventBody::Deposited { account, asset, amount, .. } => {
+                let b = self.bal(*account, *asset);
+                b.available = b.available.checked_add(amount.0).expect("decided deposit fits");
+                *self.net_deposits.entry(*asset).or_default() += amount.0 as u128;
+                touched.push((*account, *asset));
+            }
+            EventBody::Withdrawn { account, asset, amount, .. } => {
+                let b = self.bal(*account, *asset);
+                b.available = b.available.checked_sub(amount.0).expect("decided withdrawal is covered");
+                *self.net_deposits.get_mut(asset).expect("asset was deposited") -= amount.0 as u128;
+                touched.push((*account, *asset));
+            }
+            EventBody::OrderAccepted { order } => {
+                let o = &**order;
+                let b = self.bal(o.account, o.hold_asset);
+                b.available = b.available.checked_sub(o.hold.0).expect("decided hold is covered");
+                b.held += o.hold.0;
+                touched.push((o.account, o.hold_asset));
+                self.next_order_id = self.next_order_id.max(o.id.0 + 1);
+                let acct = self.accounts.entry(o.account).or_default();
+                acct.open.insert(o.id);
+                acct.cl_ids.insert(o.cl_id.clone(), o.id);
+                acct.cl_order.push_back((ts, o.cl_id.clone(), o.id));
+                let mut forget = Vec::new();
+                while let Some((t, _, _)) = acct.cl_order.front() {
+                    if acct.cl_order.len() > CL_IDS_PER_ACCOUNT_MAX || t.saturating_add(CL_ID_WINDOW_US) < ts {
+                        let (_, cl, id) = acct.cl_order.pop_front().expect("front exists");
+                        // Only if the cl_id still names this order (a refused
+                        // order's cl_id may have been used again since).
+                        if acct.cl_ids.get(&cl) == Some(&id) {
+                            acct.cl_ids.remove(&cl);
+                            forget.push(id);
+                        }
+                    } else {
+                        break;
+                    }
+                }
+                for id in forget {
+                    if !self.orders.get(&id).is_some_and(|o| o.status.is_open()) {
+                        self.orders.remove(&id);
+                    }
+                }
+                self.orders.insert(
+                    o.id,
+                    OrderState {
+                        id: o.id,
+                        account: o.account,
+                        inst: o.inst,
+                        cl_id: o.cl_id.clone(),
+                        side: o.side,
+                        kind: o.kind,
+                        tif: o.tif,
+                        post_only: o.post_only,
+                        px: o.px,
+                        qty: o.qty,
+                        cum: Qty(0),
+                        status: OrderStatus::New,
+                        reason: None,
+                        hold_asset: o.hold_asset,
+                        hold: o.hold,
+                        fee: FeeAcc::default(),
+                        resting: false,
+                        ts,
+                    },
+                );
+            }
+            EventBody::HoldAdded { order, amount } => {
+                let o = self.orders.get_mut(order).expect("hold for a known order");
+                o.hold.0 += amount.0;
+                let (acc, asset) = (o.account, o.hold_asset);
+                let b = self.bal(acc, asset);
+                b.available = b.available.checked_sub(amount.0).expect("decided hold is covered");
+                b.held += amount.0;
+                touched.push((acc, asset));
+            }
+            EventBody::Traded(t) => self.settle(ts, t, &mut touched, &mut out),
+            EventBody::OrderOpened { order, px, qty, .. } => {
+                let o = self.orders.get_mut(order).expect("opened order is known");
+                o.resting = true;
+                o.px = Some(*px);
+                o.qty = Some(*qty);
+                o.status = if o.cum.0 > 0 { OrderStatus::PartiallyFilled } else { OrderStatus::New };
+                let (acc, snapshot) = (o.account, out.is_some().then(|| o.clone()));
+                let seq = self.bump(acc);
+                if let (Some(out), Some(order)) = (out.as_mut(), snapshot) {
+                    out.push(AccountUpdate::Order { account: acc, seq, order });
+                }
+            }
+            EventBody::OrderClosed { order, status, reason, .. } => {
+                let o = self.orders.get_mut(order).expect("closed order is known");
+                o.status = *status;
+                o.reason = *reason;
+                o.resting = false;
+                let (acc, asset, release) = (o.account, o.hold_asset, o.hold.0);
+                o.hold = Amount(0);
+                let snapshot = out.is_some().then(|| o.clone());
+                self.accounts.get_mut(&acc).expect("account exists").open.remove(order);
+                if release > 0 {
+                    let b = self.bal(acc, asset);
+                    b.held -= release;
+                    b.available += release;
+                    touched.push((acc, asset));
+                }
+                let seq = self.bump(acc);
+                if let (Some(out), Some(order)) = (out.as_mut(), snapshot) {
+                    out.push(AccountUpdate::Order { account: acc, seq, order });
+                }
+            }
+            EventBody::OrderRejected { order, .. } => {
+                let o = self.orders.remove(order).expect("rejected order is known");
+                let b = self.bal(o.account, o.hold_asset);
+                b.held -= o.hold.0;
+                b.available += o.hold.0;
+                touched.push((o.account, o.hold_asset));
+                let acct = self.accounts.get_mut(&o.account).expect("account exists");
+                acct.open.remove(order);
+                // A refused order does not use up its cl_id.
+                if acct.cl_ids.get(&o.cl_id) == Some(order) {
+                    acct.cl_ids.remove(&o.cl_id);
+                }
+            }
+            EventBody::OrderAmended { order, px, qty, keep_priority, .. } => {
+                let o = self.orders.get_mut(order).expect("amended order is known");
+                o.px = Some(*px);
+                o.qty = Some(*qty);
+                if *keep_priority {
+                    let (acc, snapshot) = (o.account, out.is_some().then(|| o.clone()));
+                    let seq = self.bump(acc);
+                    if let (Some(out), Some(order)) = (out.as_mut(), snapshot) {
+                        out.push(AccountUpdate::Order { account: acc, seq, order });
+                    }
+                } else {
+                    o.resting = false;
+                }
+            }
+            EventBody::AmendRejected { order, release, .. } => {
+                if release.0 > 0 {
+                    let o = self.orders.get_mut(order).expect("amended order is known");
+                    o.hold.0 -= release.0;
+                    let (acc, asset) = (o.account, o.hold_asset);
+                    let b = self.bal(acc, asset);
+                    b.held -= release.0;
+                    b.available += release.0;
+                    touched.push((acc, asset));
+                }
+            }
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for (acc, asset) in touched {
+            let seq = self.bump(acc);
+            if let Some(out) = out.as_mut() {
+                let balance = self.balance(acc, asset);
+                out.push(AccountUpdate::Balance { account: acc, seq, asset, balance });
+            }
+        }
+    }
+
+    fn settle(&mut self, ts: u64, t: &Trade, touched: &mut Vec<(AccountId, AssetId)>, out: &mut Option<&mut Vec<AccountUpdate>>) {
+        let spec = &self.instruments[&t.inst];
+        let (base, quote) = (spec.base, spec.quote);
+        let notional = spec.notional(t.px, t.qty).expect("decided notional fits").0;
+        let base_qty = spec.base_amount(t.qty).expect("decided qty fits").0;
+        let (maker_bps, taker_bps) = (spec.maker_fee_bps, spec.taker_fee_bps);
+        self.last_px.insert(t.inst, t.px);
+        for (id, acc, fee, liq, bps) in [
+            (t.maker, t.maker_account, t.maker_fee, Liquidity::Maker, maker_bps),
+            (t.taker, t.taker_account, t.taker_fee, Liquidity::Taker, taker_bps),
+        ] {
+            let o = self.orders.get_mut(&id).expect("traded order is known");
+            let side = o.side;
+            o.cum.0 += t.qty.0;
+            o.fee = o.fee.charge(Amount(notional), bps).expect("decided fee fits").1;
+            let spend = match side {
+                Side::Buy => notional + fee.0,
+                Side::Sell => base_qty,
+            };
+            o.hold.0 = o.hold.0.checked_sub(spend).expect("an order's hold covers its fills");
+            let filled = o.qty.is_some_and(|q| q == o.cum);
+            o.status = if filled { OrderStatus::Filled } else { OrderStatus::PartiallyFilled };
+            let release = if filled { std::mem::take(&mut o.hold.0) } else { 0 };
+            if filled {
+                o.resting = false;
+            }
+            let snapshot = out.is_some().then(|| o.clone());
+            let (held_asset, got_asset, got) = match side {
+                Side::Buy => (quote, base, base_qty),
+                Side::Sell => (base, quote, notional - fee.0),
+            };
+            let b = self.bal(acc, held_asset);
+            b.held -= spend + release;
+            b.available += release;
+            let b = self.bal(acc, got_asset);
+            b.available = b.available.checked_add(got).expect("balance fits");
+            touched.push((acc, base));
+            touched.push((acc, quote));
+            let a = self.accounts.get_mut(&acc).expect("account exists");
+            if filled {
+                a.open.remove(&id);
+            }
+            a.next_fill_id += 1;
+            let fill = Fill {
+                fill_id: a.next_fill_id,
+                trade_id: t.trade_id,
+                order: id,
+                inst: t.inst,
+                side,
+                px: t.px,
+                qty: t.qty,
+                fee,
+                liq,
+                ts,
+            };
+            if a.fills.len() == FILLS_PER_ACCOUNT_MAX {
+                a.fills.pop_front();
+            }
+            a.fills.push_back(fill.clone());
+            let seq = self.bump(acc);
+            if let (Some(out), Some(order)) = (out.as_mut(), snapshot) {
+                out.push(AccountUpdate::Fill { account: acc, seq, fill, order });
+            }
+        }
+        let fees = t.maker_fee.0 + t.taker_fee.0;
+        if fees > 0 {
+            let b = self.bal(FEE_ACCOUNT, quote);
+            b.available = b.available.checked_add(fees).expect("fees fit");
+            touched.push((FEE_ACCOUNT, quote));
+        }
+    }
+
+    fn bal(&mut self, account: AccountId, asset: AssetId) -> &mut Balance {
+        self.accounts.entry(account).or_default().balances.entry(asset).or_default()
+    }
+
+    fn bump(&mut self, account: AccountId) -> u64 {
+        let a = self.accounts.entry(account).or_default();
+        a.seq += 1;
+        a.seq
+    }
+
+    /// Asserts conservation per asset and that order holds add up to `held`.
+    pub fn check(&self) {
+        let mut sums: BTreeMap<AssetId, u128> = BTreeMap::new();
+        let mut holds: BTreeMap<(AccountId, AssetId), u64> = BTreeMap::new();
+        for (acc, a) in &self.accounts {
+            for (asset, b) in &a.balances {
+                *sums.entry(*asset).or_default() += b.available as u128 + b.held as u128;
+                holds.entry((*acc, *asset)).or_default();
+            }
+        }
+        for (asset, total) in &sums {
+            assert_eq!(
+                *total,
+                self.net_deposits.get(asset).copied().unwrap_or(0),
+                "asset {asset:?}: balances must equal deposits minus withdrawals"
+            );
+        }
+        for o in self.orders.values() {
+            if o.status.is_open() {
+                *holds.entry((o.account, o.hold_asset)).or_default() += o.hold.0;
+            } else {
+                assert_eq!(o.hold.0, 0, "a closed order holds nothing");
+            }
+        }
+        for ((acc, asset), h) in holds {
+            assert_eq!(self.balance(acc, asset).held, h, "held of {acc:?}/{asset:?} equals its orders' holds");
+        }
+    }
+}

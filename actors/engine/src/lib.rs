@@ -1,0 +1,29 @@
+//! The pure, deterministic core of Bourse.
+//!
+//! No async, no clock, no I/O: time and identifiers come in with the
+//! commands, and the same commands give the same events on every machine.
+//!
+//! * `types`: domain newtypes (`Price` in ticks, `Qty` in lots, `Amount` in
+//!   an asset's smallest unit) and enums.
+//! * `spec`: assets and instruments, and the integer arithmetic of notional,
+//!   fees, holds and price bands.
+//! * `book`: one instrument's order book and matching (decide, then apply).
+//! * `ledger`: balances, holds, settlement, orders, `cl_id` idempotency,
+//!   fills, users and API keys, private-stream versions.
+//! * `event`: the events every decision is recorded as.
+//! * `exchange`: ledger and books driven together by commands; snapshots and
+//!   the state hash.
+
+pub mod book;
+pub mod event;
+pub mod exchange;
+pub mod ledger;
+mod sorted;
+pub mod spec;
+pub mod types;
+
+pub use book::OrderBook;
+pub use event::{Credential, Event, EventBody, NewOrder, Trade};
+pub use exchange::{Command, Exchange, Listing, OrderRef, Outcome, Reply};
+pub use ledger::{AccountUpdate, Balance, Fill, Ledger, OrderState, PlaceCmd};
+pub use types::*;

@@ -1,0 +1,263 @@
+//! Domain newtypes and small enums shared by the book, the ledger and the events.
+//!
+//! Every amount is an integer: prices are counted in ticks of the instrument,
+//! quantities in lots, balances in the asset's smallest unit. A value never
+//! crosses between these units without going through an `InstrumentSpec`.
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! newtype {
+    ($(#[$m:meta])* $name:ident($inner:ty)) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub $inner);
+    };
+}
+
+newtype!(
+    /// An account (one per user, plus the fee account).
+    AccountId(u64)
+);
+newtype!(
+    /// An asset such as USD or BTC.
+    AssetId(u32)
+);
+newtype!(
+    /// An instrument such as BTC-USD.
+    InstrumentId(u32)
+);
+newtype!(
+    /// An order, unique across the exchange, never reused.
+    OrderId(u64)
+);
+newtype!(
+    /// A price in ticks of its instrument.
+    Price(u64)
+);
+newtype!(
+    /// A quantity in lots of its instrument.
+    Qty(u64)
+);
+newtype!(
+    /// An amount of an asset in its smallest unit (cents for USD at scale 2).
+    Amount(u64)
+);
+
+/// The fee account: every fee is credited here. It cannot log in.
+pub const FEE_ACCOUNT: AccountId = AccountId(0);
+/// The user name of the fee account.
+pub const FEE_USER: &str = "fees";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Side {
+    Buy,
+    Sell,
+}
+
+impl Side {
+    pub fn opposite(self) -> Side {
+        match self {
+            Side::Buy => Side::Sell,
+            Side::Sell => Side::Buy,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Buy => "buy",
+            Side::Sell => "sell",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum OrderType {
+    Limit,
+    Market,
+}
+
+impl OrderType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderType::Limit => "limit",
+            OrderType::Market => "market",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Tif {
+    Gtc,
+    Ioc,
+    Fok,
+}
+
+impl Tif {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tif::Gtc => "gtc",
+            Tif::Ioc => "ioc",
+            Tif::Fok => "fok",
+        }
+    }
+}
+
+/// Self-trade prevention: what happens when an order would trade with
+/// another order of the same account.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Stp {
+    #[default]
+    CancelNewest,
+    CancelOldest,
+    CancelBoth,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum OrderStatus {
+    New,
+    PartiallyFilled,
+    Filled,
+    Cancelled,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::New => "new",
+            OrderStatus::PartiallyFilled => "partially_filled",
+            OrderStatus::Filled => "filled",
+            OrderStatus::Cancelled => "cancelled",
+        }
+    }
+    pub fn is_open(self) -> bool {
+        matches!(self, OrderStatus::New | OrderStatus::PartiallyFilled)
+    }
+}
+
+/// Why an order ended cancelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CancelReason {
+    /// The owner asked (cancel, cancel-all, cancel-on-disconnect, cancel-after).
+    User,
+    /// An operator cleared it.
+    Admin,
+    /// The unfilled rest of an IOC order.
+    Ioc,
+    /// A market order found no more liquidity (or its `quote_qty` budget ran out).
+    Market,
+    /// A market order reached the edge of the price band.
+    PriceBand,
+    /// Self-trade prevention.
+    SelfTrade,
+}
+
+impl CancelReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CancelReason::User => "user",
+            CancelReason::Admin => "admin",
+            CancelReason::Ioc => "ioc",
+            CancelReason::Market => "market",
+            CancelReason::PriceBand => "price_band",
+            CancelReason::SelfTrade => "self_trade",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum InstrumentState {
+    #[default]
+    Trading,
+    CancelOnly,
+    Halted,
+}
+
+impl InstrumentState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstrumentState::Trading => "trading",
+            InstrumentState::CancelOnly => "cancel_only",
+            InstrumentState::Halted => "halted",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Role {
+    Trader,
+    Operator,
+    Viewer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Trader => "trader",
+            Role::Operator => "operator",
+            Role::Viewer => "viewer",
+        }
+    }
+}
+
+/// Why a command was refused. Each maps to one code of PROTOCOL.md section 8;
+/// a refused command changes nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RejectCode {
+    BadRequest,
+    UnknownInstrument,
+    UnknownAsset,
+    AlreadyExists,
+    InsufficientFunds,
+    PriceTick,
+    LotSize,
+    MinQty,
+    PriceBand,
+    PostOnlyWouldTake,
+    FokUnfilled,
+    MarketClosed,
+    UnknownOrder,
+    InvalidAmend,
+}
+
+impl RejectCode {
+    /// The protocol's code string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectCode::BadRequest => "bad_request",
+            RejectCode::UnknownInstrument => "unknown_instrument",
+            RejectCode::UnknownAsset => "unknown_asset",
+            RejectCode::AlreadyExists => "already_exists",
+            RejectCode::InsufficientFunds => "insufficient_funds",
+            RejectCode::PriceTick => "price_tick",
+            RejectCode::LotSize => "lot_size",
+            RejectCode::MinQty => "min_qty",
+            RejectCode::PriceBand => "price_band",
+            RejectCode::PostOnlyWouldTake => "post_only_would_take",
+            RejectCode::FokUnfilled => "fok_unfilled",
+            RejectCode::MarketClosed => "market_closed",
+            RejectCode::UnknownOrder => "unknown_order",
+            RejectCode::InvalidAmend => "invalid_amend",
+        }
+    }
+}
+
+/// A refusal: the code and a message for the client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reject {
+    pub code: RejectCode,
+    pub msg: String,
+}
+
+impl Reject {
+    pub fn new(code: RejectCode, msg: impl Into<String>) -> Self {
+        Reject { code, msg: msg.into() }
+    }
+}
+
+impl std::fmt::Display for Reject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.msg)
+    }
+}
+
+impl std::error::Error for Reject {}
