@@ -1,6 +1,7 @@
 //! Serializes hash maps in key order, so that a state's encoding (and so its
 //! hash) depends only on its contents.
 
+#[allow(clippy::disallowed_types)]
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 

@@ -109,7 +109,7 @@ impl InstrumentSpec {
             prod.checked_mul(10u128.pow(shift as u32))
         } else {
             let d = 10u128.pow((-shift) as u32);
-            if prod % d != 0 {
+            if !prod.is_multiple_of(d) {
                 return Err(format!(
                     "tick x lot is not exact at {}'s scale of {}",
                     quote.name, quote.scale
