@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 use crate::book::{BookImage, OrderBook};
 use crate::event::{Credential, Event, EventBody};
 use crate::ledger::{AccountUpdate, Ledger, PlaceCmd, PlaceRefusal};
-use crate::spec::{AssetSpec, InstrumentSpec};
 use crate::types::*;
 
 /// Refers to an order by its id or by its owner's `cl_id`.
@@ -141,69 +140,17 @@ impl Exchange {
         events: &mut Vec<Event>,
         out: &mut Option<&mut Vec<AccountUpdate>>,
     ) -> Result<Reply, Reject> {
-        let bad = |m: &str| Reject::new(RejectCode::BadRequest, m);
         match cmd {
-            Command::CreateAsset { name, scale, by } => {
-                if name.is_empty() || name.len() > 16 || !name.bytes().all(|b| b.is_ascii_alphanumeric()) {
-                    return Err(bad("asset names are 1 to 16 letters or digits"));
-                }
-                if scale > 18 {
-                    return Err(bad("scale is at most 18"));
-                }
-                if self.ledger.asset_by_name(&name).is_some() {
-                    return Err(Reject::new(RejectCode::AlreadyExists, format!("asset {name} exists")));
-                }
-                let id = AssetId(self.ledger.assets.len() as u32 + 1);
-                self.record(ts, EventBody::AssetCreated { asset: AssetSpec { id, name, scale }, by }, events, out);
-                Ok(Reply::Asset(id))
-            }
-            Command::CreateInstrument { listing: l, by } => {
-                let unknown = || Reject::new(RejectCode::UnknownAsset, "unknown asset");
-                let base = self.ledger.assets.get(&l.base).ok_or_else(unknown)?;
-                let quote = self.ledger.assets.get(&l.quote).ok_or_else(unknown)?;
-                if l.base == l.quote {
-                    return Err(bad("base and quote must differ"));
-                }
-                if l.sym.is_empty() || l.sym.len() > 32 || self.book_by_sym(&l.sym).is_some() {
-                    return Err(Reject::new(RejectCode::AlreadyExists, format!("instrument {} exists", l.sym)));
-                }
-                let id = InstrumentId(self.books.len() as u32 + 1);
-                let spec = InstrumentSpec::new(
-                    id, &l.sym, base, quote, l.tick_raw, l.price_scale, l.lot_raw, l.qty_scale, l.min_qty,
-                    l.ref_px, l.band_pct, l.maker_fee_bps, l.taker_fee_bps,
-                )
-                .map_err(|m| bad(&m))?;
-                self.record(ts, EventBody::InstrumentCreated { spec: Box::new(spec), by }, events, out);
-                Ok(Reply::Instrument(id))
-            }
-            Command::SetState { inst, state, by } => {
-                self.book(inst).ok_or_else(|| Reject::new(RejectCode::UnknownInstrument, "unknown instrument"))?;
-                self.record(ts, EventBody::InstrumentStateSet { inst, state, by }, events, out);
-                Ok(Reply::Done)
-            }
-            Command::CreateUser { user, role, password_hash, by } => {
-                let e = self.ledger.decide_create_user(&user, role, password_hash, by)?;
-                let EventBody::UserCreated { account, .. } = &e else { unreachable!() };
-                let account = *account;
+            Command::CreateAsset { .. }
+            | Command::CreateInstrument { .. }
+            | Command::SetState { .. }
+            | Command::CreateUser { .. }
+            | Command::CreateApiKey { .. }
+            | Command::Deposit { .. }
+            | Command::Withdraw { .. } => {
+                let (e, reply) = self.ledger.decide_admin(cmd)?;
                 self.record(ts, e, events, out);
-                Ok(Reply::User(account))
-            }
-            Command::CreateApiKey { account, key, credential, by } => {
-                if self.ledger.api_keys.contains_key(&key) {
-                    return Err(Reject::new(RejectCode::AlreadyExists, "key exists"));
-                }
-                self.record(ts, EventBody::ApiKeyCreated { account, key, credential, by }, events, out);
-                Ok(Reply::Done)
-            }
-            Command::Deposit { account, asset, amount, by } => {
-                let e = self.ledger.decide_deposit(account, asset, amount, by)?;
-                self.record(ts, e, events, out);
-                Ok(Reply::Done)
-            }
-            Command::Withdraw { account, asset, amount, by } => {
-                let e = self.ledger.decide_withdraw(account, asset, amount, by)?;
-                self.record(ts, e, events, out);
-                Ok(Reply::Done)
+                Ok(reply)
             }
             Command::Place(c) => {
                 let accepted = match self.ledger.decide_place(&c) {

@@ -13,6 +13,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Credential, EventBody, NewOrder, Trade};
+use crate::exchange::{Command, Reply};
 use crate::spec::{AssetSpec, FeeAcc, InstrumentSpec};
 use crate::types::*;
 
@@ -445,6 +446,72 @@ impl Ledger {
             return Err(Reject::new(RejectCode::AlreadyExists, format!("user {user} exists")));
         }
         Ok(EventBody::UserCreated { account: AccountId(self.next_account_id), user: user.to_string(), role, password_hash, by })
+    }
+
+
+    /// Decides an operator command (assets, instruments, states, users,
+    /// keys, deposits, withdrawals): its one event and the reply.
+    pub fn decide_admin(&self, cmd: Command) -> Result<(EventBody, Reply), Reject> {
+        let unknown_inst = || Reject::new(RejectCode::UnknownInstrument, "unknown instrument");
+        match cmd {
+            Command::CreateAsset { name, scale, by } => {
+                if name.is_empty() || name.len() > 16 || !name.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                    return Err(bad("asset names are 1 to 16 letters or digits"));
+                }
+                if scale > 18 {
+                    return Err(bad("scale is at most 18"));
+                }
+                if self.asset_by_name(&name).is_some() {
+                    return Err(Reject::new(RejectCode::AlreadyExists, format!("asset {name} exists")));
+                }
+                let id = AssetId(self.assets.len() as u32 + 1);
+                Ok((EventBody::AssetCreated { asset: AssetSpec { id, name, scale }, by }, Reply::Asset(id)))
+            }
+            Command::CreateInstrument { listing: l, by } => {
+                let unknown = || Reject::new(RejectCode::UnknownAsset, "unknown asset");
+                let base = self.assets.get(&l.base).ok_or_else(unknown)?;
+                let quote = self.assets.get(&l.quote).ok_or_else(unknown)?;
+                if l.base == l.quote {
+                    return Err(bad("base and quote must differ"));
+                }
+                if l.sym.is_empty() || l.sym.len() > 32 {
+                    return Err(bad("instrument symbols are 1 to 32 characters"));
+                }
+                if self.instrument_by_sym(&l.sym).is_some() {
+                    return Err(Reject::new(RejectCode::AlreadyExists, format!("instrument {} exists", l.sym)));
+                }
+                let id = InstrumentId(self.instruments.len() as u32 + 1);
+                let spec = InstrumentSpec::new(
+                    id, &l.sym, base, quote, l.tick_raw, l.price_scale, l.lot_raw, l.qty_scale, l.min_qty,
+                    l.ref_px, l.band_pct, l.maker_fee_bps, l.taker_fee_bps,
+                )
+                .map_err(bad)?;
+                Ok((EventBody::InstrumentCreated { spec: Box::new(spec), by }, Reply::Instrument(id)))
+            }
+            Command::SetState { inst, state, by } => {
+                self.instruments.get(&inst).ok_or_else(unknown_inst)?;
+                Ok((EventBody::InstrumentStateSet { inst, state, by }, Reply::Done))
+            }
+            Command::CreateUser { user, role, password_hash, by } => {
+                let e = self.decide_create_user(&user, role, password_hash, by)?;
+                let EventBody::UserCreated { account, .. } = &e else { unreachable!("a user event") };
+                let account = *account;
+                Ok((e, Reply::User(account)))
+            }
+            Command::CreateApiKey { account, key, credential, by } => {
+                if self.api_keys.contains_key(&key) {
+                    return Err(Reject::new(RejectCode::AlreadyExists, "key exists"));
+                }
+                Ok((EventBody::ApiKeyCreated { account, key, credential, by }, Reply::Done))
+            }
+            Command::Deposit { account, asset, amount, by } => {
+                Ok((self.decide_deposit(account, asset, amount, by)?, Reply::Done))
+            }
+            Command::Withdraw { account, asset, amount, by } => {
+                Ok((self.decide_withdraw(account, asset, amount, by)?, Reply::Done))
+            }
+            _ => Err(bad("not an operator command")),
+        }
     }
 
     // ---- apply --------------------------------------------------------
