@@ -101,6 +101,8 @@ pub enum CodecError {
     Json(#[from] serde_json::Error),
     #[error("invalid MessagePack: {0}")]
     MsgPackDecode(#[from] rmp_serde::decode::Error),
+    #[error("invalid MessagePack: {0} bytes after the message")]
+    TrailingBytes(usize),
     #[error("cannot encode MessagePack: {0}")]
     MsgPackEncode(#[from] rmp_serde::encode::Error),
 }
@@ -133,7 +135,16 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], binary: bool) -> Result<T, Code
         return Err(CodecError::TooLarge(bytes.len()));
     }
     if binary {
-        Ok(rmp_serde::from_slice(bytes)?)
+        // One message per frame: bytes after the first value are an error,
+        // not a second message (a JSON text read as MessagePack would
+        // otherwise pass as the small integer of its first byte).
+        let mut de = rmp_serde::Deserializer::new(std::io::Cursor::new(bytes));
+        let msg = T::deserialize(&mut de)?;
+        let read = usize::try_from(de.position()).unwrap_or(usize::MAX);
+        if read != bytes.len() {
+            return Err(CodecError::TrailingBytes(bytes.len().saturating_sub(read)));
+        }
+        Ok(msg)
     } else {
         Ok(serde_json::from_slice(bytes)?)
     }
