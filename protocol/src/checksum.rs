@@ -9,8 +9,16 @@ pub const CKSUM_LEVELS_MAX: usize = 25;
 
 /// The checksum of a book: `bids` and `asks` best first, at most
 /// `levels_max` (capped at [`CKSUM_LEVELS_MAX`]) levels of each side.
-pub fn book_checksum(bids: &[(String, String)], asks: &[(String, String)], levels_max: usize) -> u32 {
-    book_checksum_iter(bids.iter().map(|(p, q)| (p.as_str(), q.as_str())), asks.iter().map(|(p, q)| (p.as_str(), q.as_str())), levels_max)
+pub fn book_checksum(
+    bids: &[(String, String)],
+    asks: &[(String, String)],
+    levels_max: usize,
+) -> u32 {
+    book_checksum_iter(
+        bids.iter().map(|(p, q)| (p.as_str(), q.as_str())),
+        asks.iter().map(|(p, q)| (p.as_str(), q.as_str())),
+        levels_max,
+    )
 }
 
 /// [`book_checksum`] over borrowed levels, so a book can be checked without
@@ -52,12 +60,19 @@ mod tests {
 
     #[test]
     fn only_top_levels_count() {
-        let bids: Vec<_> = (0..40).map(|i| lv(&format!("{}.00", 100 - i), "1.0")).collect();
-        let asks: Vec<_> = (0..40).map(|i| lv(&format!("{}.00", 200 + i), "1.0")).collect();
+        let bids: Vec<_> = (0..40)
+            .map(|i| lv(&format!("{}.00", 100 - i), "1.0"))
+            .collect();
+        let asks: Vec<_> = (0..40)
+            .map(|i| lv(&format!("{}.00", 200 + i), "1.0"))
+            .collect();
         let full = book_checksum(&bids, &asks, 25);
         assert_eq!(full, book_checksum(&bids[..25], &asks[..25], 100));
         assert_ne!(full, book_checksum(&bids[..24], &asks[..25], 25));
-        assert_eq!(book_checksum(&bids, &asks, 10), book_checksum(&bids[..10], &asks[..10], 10));
+        assert_eq!(
+            book_checksum(&bids, &asks, 10),
+            book_checksum(&bids[..10], &asks[..10], 10)
+        );
         assert_eq!(book_checksum(&[], &[], 25), 0);
     }
 }

@@ -86,7 +86,8 @@ fn split(s: &str) -> Result<(&[u8], &[u8]), DecimalError> {
         }
         None => (b, &b[..0]),
     };
-    if int.is_empty() || !int.iter().all(u8::is_ascii_digit) || !frac.iter().all(u8::is_ascii_digit) {
+    if int.is_empty() || !int.iter().all(u8::is_ascii_digit) || !frac.iter().all(u8::is_ascii_digit)
+    {
         // A second point lands in `frac` and fails the digit check.
         return Err(DecimalError::Malformed);
     }
@@ -199,8 +200,8 @@ mod tests {
     #[test]
     fn rejects_malformed() {
         for s in [
-            "", ".", ".5", "5.", "-1", "+1", "1e5", "1E5", " 1", "1 ", "1.2.3", "1,5", "0x10", "١", "NaN", "inf",
-            "1..2", "1_000",
+            "", ".", ".5", "5.", "-1", "+1", "1e5", "1E5", " 1", "1 ", "1.2.3", "1,5", "0x10", "١",
+            "NaN", "inf", "1..2", "1_000",
         ] {
             assert_eq!(parse(s, 4), Err(DecimalError::Malformed), "{s:?}");
             assert_eq!(canonical_scale(s), Err(DecimalError::Malformed), "{s:?}");
@@ -218,9 +219,18 @@ mod tests {
 
     #[test]
     fn rejects_overflow() {
-        assert_eq!(parse("18446744073709551616", 0), Err(DecimalError::Overflow));
-        assert_eq!(parse("18446744073709551615", 1), Err(DecimalError::Overflow));
-        assert_eq!(parse("99999999999999999999999", 0), Err(DecimalError::Overflow));
+        assert_eq!(
+            parse("18446744073709551616", 0),
+            Err(DecimalError::Overflow)
+        );
+        assert_eq!(
+            parse("18446744073709551615", 1),
+            Err(DecimalError::Overflow)
+        );
+        assert_eq!(
+            parse("99999999999999999999999", 0),
+            Err(DecimalError::Overflow)
+        );
         assert_eq!(parse("1", 20), Err(DecimalError::Overflow));
     }
 
@@ -261,13 +271,25 @@ mod tests {
     #[test]
     fn error_codes_by_field() {
         assert_eq!(DecimalError::OffGrid.code_for_price(), ErrorCode::PriceTick);
-        assert_eq!(DecimalError::TooPrecise.code_for_price(), ErrorCode::PriceTick);
-        assert_eq!(DecimalError::Malformed.code_for_price(), ErrorCode::BadRequest);
+        assert_eq!(
+            DecimalError::TooPrecise.code_for_price(),
+            ErrorCode::PriceTick
+        );
+        assert_eq!(
+            DecimalError::Malformed.code_for_price(),
+            ErrorCode::BadRequest
+        );
         assert_eq!(DecimalError::OffGrid.code_for_qty(), ErrorCode::LotSize);
         assert_eq!(DecimalError::TooPrecise.code_for_qty(), ErrorCode::LotSize);
         assert_eq!(DecimalError::Overflow.code_for_qty(), ErrorCode::BadRequest);
-        assert_eq!(DecimalError::OffGrid.code_for_amount(), ErrorCode::BadRequest);
-        assert_eq!(DecimalError::TooPrecise.code_for_amount(), ErrorCode::BadRequest);
+        assert_eq!(
+            DecimalError::OffGrid.code_for_amount(),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            DecimalError::TooPrecise.code_for_amount(),
+            ErrorCode::BadRequest
+        );
     }
 
     #[test]

@@ -204,7 +204,10 @@ impl ErrorCode {
     pub const fn counts_as_abuse(self) -> bool {
         matches!(
             self,
-            ErrorCode::BadRequest | ErrorCode::UnknownOp | ErrorCode::UnknownInstrument | ErrorCode::TooManySubscriptions
+            ErrorCode::BadRequest
+                | ErrorCode::UnknownOp
+                | ErrorCode::UnknownInstrument
+                | ErrorCode::TooManySubscriptions
         )
     }
 }
@@ -262,7 +265,8 @@ impl ErrorBody {
 
     /// `rate_limited` with the time after which a retry may pass.
     pub fn rate_limited(retry_after_ms: u64) -> ErrorBody {
-        ErrorBody::new(ErrorCode::RateLimited, "rate limit exceeded").with_retry_after(retry_after_ms)
+        ErrorBody::new(ErrorCode::RateLimited, "rate limit exceeded")
+            .with_retry_after(retry_after_ms)
     }
 
     /// Shorthand for `bad_request`.
@@ -302,7 +306,11 @@ mod tests {
             (ErrorCode::UnknownOp, 1002, "unknown_op"),
             (ErrorCode::UnsupportedEncoding, 1003, "unsupported_encoding"),
             (ErrorCode::FrameTooLarge, 1004, "frame_too_large"),
-            (ErrorCode::TooManySubscriptions, 1005, "too_many_subscriptions"),
+            (
+                ErrorCode::TooManySubscriptions,
+                1005,
+                "too_many_subscriptions",
+            ),
             (ErrorCode::UnknownInstrument, 1006, "unknown_instrument"),
             (ErrorCode::UnknownAsset, 1007, "unknown_asset"),
             (ErrorCode::AlreadyExists, 1008, "already_exists"),
@@ -337,15 +345,24 @@ mod tests {
             assert_eq!(ErrorCode::from_num(num), Some(code));
             assert_eq!(ErrorCode::from_str_code(s), Some(code));
             assert_eq!(serde_json::to_string(&code).unwrap(), format!("\"{s}\""));
-            assert_eq!(serde_json::from_str::<ErrorCode>(&format!("\"{s}\"")).unwrap(), code);
+            assert_eq!(
+                serde_json::from_str::<ErrorCode>(&format!("\"{s}\"")).unwrap(),
+                code
+            );
         }
-        assert_eq!(ErrorCode::ALL.to_vec(), expect.iter().map(|e| e.0).collect::<Vec<_>>());
+        assert_eq!(
+            ErrorCode::ALL.to_vec(),
+            expect.iter().map(|e| e.0).collect::<Vec<_>>()
+        );
         assert_eq!(ErrorCode::from_num(3011), None);
     }
 
     #[test]
     fn retryable_and_outcome_defaults() {
-        let retryable: Vec<_> = ErrorCode::ALL.into_iter().filter(|c| c.retryable()).collect();
+        let retryable: Vec<_> = ErrorCode::ALL
+            .into_iter()
+            .filter(|c| c.retryable())
+            .collect();
         assert_eq!(
             retryable,
             [
@@ -356,15 +373,30 @@ mod tests {
                 ErrorCode::Overloaded
             ]
         );
-        assert_eq!(ErrorBody::from(ErrorCode::Timeout).outcome, Outcome::Unknown);
-        assert_eq!(ErrorBody::from(ErrorCode::NotLeader).outcome, Outcome::Unknown);
-        assert_eq!(ErrorBody::from(ErrorCode::Internal).outcome, Outcome::Rejected);
-        assert_eq!(ErrorBody::from(ErrorCode::InsufficientFunds).outcome, Outcome::Rejected);
+        assert_eq!(
+            ErrorBody::from(ErrorCode::Timeout).outcome,
+            Outcome::Unknown
+        );
+        assert_eq!(
+            ErrorBody::from(ErrorCode::NotLeader).outcome,
+            Outcome::Unknown
+        );
+        assert_eq!(
+            ErrorBody::from(ErrorCode::Internal).outcome,
+            Outcome::Rejected
+        );
+        assert_eq!(
+            ErrorBody::from(ErrorCode::InsufficientFunds).outcome,
+            Outcome::Rejected
+        );
     }
 
     #[test]
     fn body_matches_protocol_example() {
-        let body = ErrorBody::new(ErrorCode::InsufficientFunds, "needs 150.00 USD, 120.00 available");
+        let body = ErrorBody::new(
+            ErrorCode::InsufficientFunds,
+            "needs 150.00 USD, 120.00 available",
+        );
         assert_eq!(
             serde_json::to_string(&body).unwrap(),
             r#"{"code":"insufficient_funds","num":3002,"msg":"needs 150.00 USD, 120.00 available","retryable":false,"outcome":"rejected"}"#

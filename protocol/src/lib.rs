@@ -33,4 +33,7 @@ pub mod msg;
 pub use codec::{Encoding, Frame, FRAME_BYTES_MAX};
 pub use decimal::DecimalError;
 pub use error::{ErrorBody, ErrorCode, Outcome};
-pub use msg::{Gap, Heartbeat, Notice, Op, ReqId, Request, RequestError, Response, ServerMessage, StreamEvent, StreamKey};
+pub use msg::{
+    Gap, Heartbeat, Notice, Op, ReqId, Request, RequestError, Response, ServerMessage, StreamEvent,
+    StreamKey,
+};

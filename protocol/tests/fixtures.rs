@@ -16,7 +16,9 @@ use serde_json::{json, Value};
 use std::path::PathBuf;
 
 fn path(file: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(file)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(file)
 }
 
 fn writing() -> bool {
@@ -64,7 +66,8 @@ fn requests_fixture() {
     let v = fixture("requests.json", generated);
     for (name, case) in cases(&v, "valid") {
         let msg = &case["msg"];
-        let req = decode_request(msg.to_string().as_bytes(), false).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let req = decode_request(msg.to_string().as_bytes(), false)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         let (j, p) = wire_values(&req);
         assert_eq!(&j, msg, "{name}: re-encoded JSON");
         assert_eq!(&p, msg, "{name}: through MessagePack");
@@ -95,7 +98,11 @@ fn responses_fixture() {
         assert_eq!(&p, msg, "{name}: through MessagePack");
         assert_eq!(resp.ok, resp.err.is_none(), "{name}");
         if let Some(res) = &resp.res {
-            assert_eq!(&retype(case["op"].as_str().unwrap(), res), res, "{name}: typed result");
+            assert_eq!(
+                &retype(case["op"].as_str().unwrap(), res),
+                res,
+                "{name}: typed result"
+            );
         }
     }
 }
@@ -125,24 +132,36 @@ fn events_fixture() {
     for (name, case) in cases(&v, "events") {
         let msg = &case["msg"];
         let sm = ServerMessage::from_value(msg.clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert!(!matches!(sm, ServerMessage::Unknown(_) | ServerMessage::Response(_)), "{name}");
+        assert!(
+            !matches!(sm, ServerMessage::Unknown(_) | ServerMessage::Response(_)),
+            "{name}"
+        );
         let (j, p) = wire_values(&sm);
         assert_eq!(&j, msg, "{name}: re-encoded JSON");
         assert_eq!(&p, msg, "{name}: through MessagePack");
     }
     for (name, case) in cases(&v, "decode_only") {
-        let sm = ServerMessage::from_value(case["msg"].clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let sm = ServerMessage::from_value(case["msg"].clone())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         match (name.as_str(), sm) {
             ("trades as in PROTOCOL.md", ServerMessage::Event(StreamEvent::Trades(t))) => {
                 assert_eq!(t.kind, UpdateKind::Update);
                 assert_eq!(t.data[0].id, 88121);
             }
             ("book.l2 delta as in PROTOCOL.md", ServerMessage::Event(StreamEvent::BookL2(b))) => {
-                assert_eq!((b.kind, b.prev, b.depth, b.cksum), (BookKind::Delta, Some(1042), None, Some(2_606_946_132)));
+                assert_eq!(
+                    (b.kind, b.prev, b.depth, b.cksum),
+                    (BookKind::Delta, Some(1042), None, Some(2_606_946_132))
+                );
             }
             ("account fill as in PROTOCOL.md", ServerMessage::Event(StreamEvent::Account(a))) => {
-                let AccountBody::Fill(f) = a.body else { panic!("{name}") };
-                assert_eq!((f.trade_id, f.status, f.fill_id), (88121, OrderStatus::PartiallyFilled, None));
+                let AccountBody::Fill(f) = a.body else {
+                    panic!("{name}")
+                };
+                assert_eq!(
+                    (f.trade_id, f.status, f.fill_id),
+                    (88121, OrderStatus::PartiallyFilled, None)
+                );
             }
             ("error as in PROTOCOL.md", ServerMessage::Response(r)) => {
                 let e = r.into_result().unwrap_err();
@@ -154,7 +173,11 @@ fn events_fixture() {
     }
 }
 
-fn levels(side_px: impl Fn(usize) -> String, n: usize, qty: impl Fn(usize) -> String) -> Vec<Level> {
+fn levels(
+    side_px: impl Fn(usize) -> String,
+    n: usize,
+    qty: impl Fn(usize) -> String,
+) -> Vec<Level> {
     (0..n).map(|i| (side_px(i), qty(i))).collect()
 }
 
@@ -162,10 +185,23 @@ fn levels(side_px: impl Fn(usize) -> String, n: usize, qty: impl Fn(usize) -> St
 fn checksum_vectors_fixture() {
     let spec_bids = vec![lv("30001.50", "0.2500"), lv("30001.00", "1.1000")];
     let spec_asks = vec![lv("30002.00", "0.4000")];
-    let deep_bids = levels(|i| decimal_px(3_000_000 - 50 * i as u64), 30, |i| format!("{}.{:04}", i % 3, i * 7));
-    let deep_asks = levels(|i| decimal_px(3_000_100 + 50 * i as u64), 30, |i| format!("{}.{:04}", 1 + i % 2, i * 11));
+    let deep_bids = levels(
+        |i| decimal_px(3_000_000 - 50 * i as u64),
+        30,
+        |i| format!("{}.{:04}", i % 3, i * 7),
+    );
+    let deep_asks = levels(
+        |i| decimal_px(3_000_100 + 50 * i as u64),
+        30,
+        |i| format!("{}.{:04}", 1 + i % 2, i * 11),
+    );
     let raw: Vec<(&str, u32, Vec<Level>, Vec<Level>)> = vec![
-        ("PROTOCOL.md snapshot", 50, spec_bids.clone(), spec_asks.clone()),
+        (
+            "PROTOCOL.md snapshot",
+            50,
+            spec_bids.clone(),
+            spec_asks.clone(),
+        ),
         (
             "PROTOCOL.md after the delta",
             50,
@@ -175,8 +211,18 @@ fn checksum_vectors_fixture() {
         ("empty book", 50, vec![], vec![]),
         ("bids only", 10, vec![lv("99.5", "3")], vec![]),
         ("asks only", 200, vec![], vec![lv("0.0001", "1000000")]),
-        ("30 levels a side at depth 50: top 25 count", 50, deep_bids.clone(), deep_asks.clone()),
-        ("15 levels a side at depth 10: top 10 count", 10, deep_bids[..15].to_vec(), deep_asks[..15].to_vec()),
+        (
+            "30 levels a side at depth 50: top 25 count",
+            50,
+            deep_bids.clone(),
+            deep_asks.clone(),
+        ),
+        (
+            "15 levels a side at depth 10: top 10 count",
+            10,
+            deep_bids[..15].to_vec(),
+            deep_asks[..15].to_vec(),
+        ),
         ("full book (depth 0): top 25 count", 0, deep_bids, deep_asks),
     ];
     let generated: Vec<Value> = raw
@@ -194,7 +240,12 @@ fn checksum_vectors_fixture() {
         let bids: Vec<Level> = serde_json::from_value(case["bids"].clone()).unwrap();
         let asks: Vec<Level> = serde_json::from_value(case["asks"].clone()).unwrap();
         let depth = case["depth"].as_u64().unwrap() as u32;
-        assert_eq!(json!(book_checksum(&bids, &asks, cksum_levels(depth))), case["cksum"], "{}", case["name"]);
+        assert_eq!(
+            json!(book_checksum(&bids, &asks, cksum_levels(depth))),
+            case["cksum"],
+            "{}",
+            case["name"]
+        );
     }
 }
 

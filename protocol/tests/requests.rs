@@ -38,18 +38,30 @@ fn invalid_requests_are_refused_with_their_code_and_id() {
 fn messages_name_the_problem() {
     let msg = |v: Value| json_req(&v).unwrap_err().body.msg;
     assert_eq!(
-        msg(json!({"id":1,"op":"order.place","args":{"cl_id":"a1","sym":"X","side":"buy","type":"limit","px":"1"}})),
+        msg(
+            json!({"id":1,"op":"order.place","args":{"cl_id":"a1","sym":"X","side":"buy","type":"limit","px":"1"}})
+        ),
         "a limit order needs qty"
     );
-    let m = msg(json!({"id":1,"op":"order.place","args":{"cl_id":"a1","sym":"X","side":"buy","type":"limit","px":30000.5,"qty":"1"}}));
+    let m = msg(
+        json!({"id":1,"op":"order.place","args":{"cl_id":"a1","sym":"X","side":"buy","type":"limit","px":30000.5,"qty":"1"}}),
+    );
     assert!(m.contains("\"px\""), "{m}");
     assert!(m.contains("expected a string"), "{m}");
-    let m = msg(json!({"id":1,"op":"order.place","args":{"cl_id":"a1","sym":"X","side":"long","type":"limit","px":"1","qty":"1"}}));
-    assert!(m.contains("unknown variant `long`") && m.contains("\"side\""), "{m}");
+    let m = msg(
+        json!({"id":1,"op":"order.place","args":{"cl_id":"a1","sym":"X","side":"long","type":"limit","px":"1","qty":"1"}}),
+    );
+    assert!(
+        m.contains("unknown variant `long`") && m.contains("\"side\""),
+        "{m}"
+    );
     let m = msg(json!({"id":1,"op":"order.cancel","args":{"sym":"X"}}));
     assert_eq!(m, "give exactly one of order_id and cl_id");
     let m = msg(json!({"id":1,"op":"order.batch","args":{"orders":{}}}));
-    assert!(m.starts_with("args: invalid type: map, expected a sequence at \"orders\""), "{m}");
+    assert!(
+        m.starts_with("args: invalid type: map, expected a sequence at \"orders\""),
+        "{m}"
+    );
     let m = msg(json!({"id":1,"op":"order.teleport"}));
     assert_eq!(m, "unknown op \"order.teleport\"");
 }
@@ -62,7 +74,11 @@ fn missing_field_message_is_plain() {
 
 #[test]
 fn ops_without_args_accept_none_null_or_empty() {
-    for raw in [json!({"op":"ping","id":3}), json!({"op":"ping","id":3,"args":null}), json!({"op":"ping","id":3,"args":{}})] {
+    for raw in [
+        json!({"op":"ping","id":3}),
+        json!({"op":"ping","id":3,"args":null}),
+        json!({"op":"ping","id":3,"args":{}}),
+    ] {
         assert_eq!(json_req(&raw).unwrap(), Request::new(3, Op::Ping));
         assert_eq!(pack_req(&raw).unwrap(), Request::new(3, Op::Ping));
     }
@@ -74,13 +90,25 @@ fn ops_without_args_accept_none_null_or_empty() {
 fn unknown_fields_are_ignored() {
     let r = json_req(&json!({"op":"order.cancel_all","id":9,"args":{"sym":"BTC-USD","colour":"blue"},"extra":true}))
         .unwrap();
-    assert_eq!(r.op, Op::OrderCancelAll(CancelAllArgs { sym: Some(s("BTC-USD")), side: None }));
+    assert_eq!(
+        r.op,
+        Op::OrderCancelAll(CancelAllArgs {
+            sym: Some(s("BTC-USD")),
+            side: None
+        })
+    );
 }
 
 #[test]
 fn ids_are_echoed_exactly() {
     let long = "x".repeat(REQ_ID_LEN_MAX);
-    for id in [json!(0), json!(u64::MAX), json!("a"), json!(""), json!(long)] {
+    for id in [
+        json!(0),
+        json!(u64::MAX),
+        json!("a"),
+        json!(""),
+        json!(long),
+    ] {
         let r = json_req(&json!({"op":"ping","id":id})).unwrap();
         assert_eq!(serde_json::to_value(&r.id).unwrap(), id);
         let resp: Response<Value> = Response::ok(r.id, json!({"ts":1}), 1, 2);
@@ -93,7 +121,12 @@ fn ids_are_echoed_exactly() {
 
 #[test]
 fn unparseable_frames_are_bad_request_without_id() {
-    for (bytes, binary) in [(&b"{\"op\":"[..], false), (&b"\xff\xfe"[..], false), (&b"\xc1"[..], true), (&b""[..], false)] {
+    for (bytes, binary) in [
+        (&b"{\"op\":"[..], false),
+        (&b"\xff\xfe"[..], false),
+        (&b"\xc1"[..], true),
+        (&b""[..], false),
+    ] {
         let e = decode_request(bytes, binary).unwrap_err();
         assert_eq!(e.body.code, ErrorCode::BadRequest);
         assert_eq!(e.id, None);
@@ -108,7 +141,10 @@ fn oversized_frames_are_frame_too_large() {
     assert_eq!(e.body.code, ErrorCode::FrameTooLarge);
     assert_eq!(e.body.num, 1004);
     // Just under the limit is fine.
-    let fill = FRAME_BYTES_MAX - json!({"op":"ping","id":1,"args":{"pad":""}}).to_string().len();
+    let fill = FRAME_BYTES_MAX
+        - json!({"op":"ping","id":1,"args":{"pad":""}})
+            .to_string()
+            .len();
     let ok = json!({"op":"ping","id":1,"args":{"pad":"x".repeat(fill)}}).to_string();
     assert_eq!(ok.len(), FRAME_BYTES_MAX);
     assert!(decode_request(ok.as_bytes(), false).is_ok());
@@ -116,7 +152,8 @@ fn oversized_frames_are_frame_too_large() {
 
 #[test]
 fn batch_limit_is_twenty() {
-    let order = json!({"cl_id":"a1","sym":"BTC-USD","side":"buy","type":"limit","px":"1.00","qty":"1"});
+    let order =
+        json!({"cl_id":"a1","sym":"BTC-USD","side":"buy","type":"limit","px":"1.00","qty":"1"});
     let twenty: Vec<Value> = (0..BATCH_ORDERS_MAX).map(|_| order.clone()).collect();
     let r = json_req(&json!({"op":"order.batch","id":1,"args":{"orders":twenty}})).unwrap();
     let Op::OrderBatch(b) = r.op else { panic!() };
@@ -127,7 +164,10 @@ fn batch_limit_is_twenty() {
     let r = json_req(&json!({"op":"order.batch","id":1,"args":{"orders":items}})).unwrap();
     let Op::OrderBatch(b) = r.op else { panic!() };
     assert!(b.orders[0].validate().is_ok());
-    assert_eq!(b.orders[1].validate().unwrap_err().code, ErrorCode::BadRequest);
+    assert_eq!(
+        b.orders[1].validate().unwrap_err().code,
+        ErrorCode::BadRequest
+    );
 }
 
 #[test]
@@ -138,11 +178,16 @@ fn auth_forms() {
     assert!(matches!(a, AuthArgs::Password(_)));
     let r = json_req(&json!({"op":"auth","id":1,"args":{"key":"k","ts":5,"nonce":"n","sig":"00","alg":"ed25519","cod":"account"}}))
         .unwrap();
-    let Op::Auth(AuthArgs::Key(k)) = r.op else { panic!() };
+    let Op::Auth(AuthArgs::Key(k)) = r.op else {
+        panic!()
+    };
     assert_eq!(k.alg, SigAlg::Ed25519);
     assert_eq!(k.cod, Some(Cod::Account));
     assert_eq!(k.signed_payload(), "5\nn\nauth\nk");
-    let e = json_req(&json!({"op":"auth","id":1,"args":{"key":"k","ts":5,"nonce":"n","sig":"00","alg":"rsa"}})).unwrap_err();
+    let e = json_req(
+        &json!({"op":"auth","id":1,"args":{"key":"k","ts":5,"nonce":"n","sig":"00","alg":"rsa"}}),
+    )
+    .unwrap_err();
     assert_eq!(e.body.code, ErrorCode::BadRequest);
     assert!(e.body.msg.contains("rsa"), "{}", e.body.msg);
 }
@@ -157,7 +202,10 @@ fn order_defaults() {
     assert!(!p.post_only);
     let limit = PlaceArgs::limit("a1", "BTC-USD", Side::Buy, "1", "1");
     assert_eq!(limit.tif(), Tif::Gtc);
-    let fok = PlaceArgs { tif: Some(Tif::Fok), ..PlaceArgs::market("a1", "BTC-USD", Side::Buy, "1") };
+    let fok = PlaceArgs {
+        tif: Some(Tif::Fok),
+        ..PlaceArgs::market("a1", "BTC-USD", Side::Buy, "1")
+    };
     assert!(fok.validate().is_ok());
 }
 
@@ -169,12 +217,19 @@ fn subscribe_defaults_and_resume() {
     assert_eq!(a.depth(), DEPTH_DEFAULT);
     assert_eq!(a.on_lag(), OnLag::Conflate);
     assert!(!a.cksum);
-    assert_eq!(a.resume_for(Some("BTC-USD")), Some(Position { epoch: 1, seq: 9 }));
+    assert_eq!(
+        a.resume_for(Some("BTC-USD")),
+        Some(Position { epoch: 1, seq: 9 })
+    );
     assert_eq!(a.resume_for(Some("ETH-USD")), None);
-    let r = json_req(&json!({"op":"subscribe","id":1,"args":{"ch":"trades","sym":["BTC-USD"]}})).unwrap();
+    let r = json_req(&json!({"op":"subscribe","id":1,"args":{"ch":"trades","sym":["BTC-USD"]}}))
+        .unwrap();
     let Op::Subscribe(a) = r.op else { panic!() };
     assert_eq!(a.on_lag(), OnLag::Resync);
-    let r = json_req(&json!({"op":"subscribe","id":1,"args":{"ch":"account","resume":{"epoch":2,"seq":7}}})).unwrap();
+    let r = json_req(
+        &json!({"op":"subscribe","id":1,"args":{"ch":"account","resume":{"epoch":2,"seq":7}}}),
+    )
+    .unwrap();
     let Op::Subscribe(a) = r.op else { panic!() };
     assert_eq!(a.resume_for(None), Some(Position { epoch: 2, seq: 7 }));
     let e = json_req(&json!({"op":"subscribe","id":1,"args":{"ch":"account","resume":{"BTC-USD":{"epoch":2,"seq":7}}}}))
@@ -203,5 +258,10 @@ fn op_classes() {
     assert!(Op::OrderPlace(PlaceArgs::limit("a", "X", Side::Buy, "1", "1")).is_write());
     assert!(!Op::Ping.is_write());
     assert!(!Op::AdminBalances(UserArgs { user: s("u") }).is_write());
-    assert!(Op::AdminDeposit(AmountArgs { user: s("u"), asset: s("USD"), amount: s("1") }).is_write());
+    assert!(Op::AdminDeposit(AmountArgs {
+        user: s("u"),
+        asset: s("USD"),
+        amount: s("1")
+    })
+    .is_write());
 }

@@ -43,7 +43,8 @@ fn requests_round_trip() {
         both(req);
         for enc in Encoding::ALL {
             let f = encode(enc, req);
-            let back = decode_request(f.as_bytes(), f.is_binary()).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let back = decode_request(f.as_bytes(), f.is_binary())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(&back, req, "{name}");
         }
     }
@@ -56,7 +57,11 @@ fn responses_round_trip() {
         let sm = ServerMessage::Response(resp.clone());
         both(&sm);
         if let Some(res) = &resp.res {
-            assert_eq!(&retype(op, res), res, "{name}: the typed result keeps every field");
+            assert_eq!(
+                &retype(op, res),
+                res,
+                "{name}: the typed result keeps every field"
+            );
         }
     }
 }
@@ -64,7 +69,12 @@ fn responses_round_trip() {
 #[test]
 fn typed_results_round_trip() {
     both(&Response::ok(ReqId::Num(17), place_res(), TS, TS + 1));
-    both(&Response::<PlaceRes>::err(None, bourse_protocol::ErrorBody::bad_request("x"), TS, TS));
+    both(&Response::<PlaceRes>::err(
+        None,
+        bourse_protocol::ErrorBody::bad_request("x"),
+        TS,
+        TS,
+    ));
     both(&PingRes { ts: TS });
     both(&Empty {});
     both(&order_view());
@@ -72,8 +82,13 @@ fn typed_results_round_trip() {
     both(&fill_view());
     both(&instrument_view());
     both(&place_res());
-    both(&BatchItem::err(bourse_protocol::ErrorBody::rate_limited(10)));
-    both(&bourse_protocol::ErrorBody::new(bourse_protocol::ErrorCode::Internal, "journal write failed"));
+    both(&BatchItem::err(bourse_protocol::ErrorBody::rate_limited(
+        10,
+    )));
+    both(&bourse_protocol::ErrorBody::new(
+        bourse_protocol::ErrorCode::Internal,
+        "journal write failed",
+    ));
 }
 
 #[test]
@@ -118,11 +133,29 @@ fn binary_frames_are_msgpack_whatever_was_negotiated() {
 #[test]
 fn stream_keys() {
     let cases = [
-        (StreamKey::BookL2 { sym: s("BTC-USD"), depth: 50 }, "book.l2:BTC-USD:50"),
-        (StreamKey::BookL2 { sym: s("BTC-USD"), depth: 0 }, "book.l2:BTC-USD:0"),
+        (
+            StreamKey::BookL2 {
+                sym: s("BTC-USD"),
+                depth: 50,
+            },
+            "book.l2:BTC-USD:50",
+        ),
+        (
+            StreamKey::BookL2 {
+                sym: s("BTC-USD"),
+                depth: 0,
+            },
+            "book.l2:BTC-USD:0",
+        ),
         (StreamKey::BookL1 { sym: s("BTC-USD") }, "book.l1:BTC-USD"),
         (StreamKey::Trades { sym: s("BTC-USD") }, "trades:BTC-USD"),
-        (StreamKey::Candles { sym: s("BTC-USD"), interval: Interval::H1 }, "candles:BTC-USD:1h"),
+        (
+            StreamKey::Candles {
+                sym: s("BTC-USD"),
+                interval: Interval::H1,
+            },
+            "candles:BTC-USD:1h",
+        ),
         (StreamKey::Ticker { sym: s("BTC-USD") }, "ticker:BTC-USD"),
         (StreamKey::Status, "status"),
         (StreamKey::Account, "account"),
@@ -131,15 +164,42 @@ fn stream_keys() {
         assert_eq!(key.to_string(), text);
         assert_eq!(StreamKey::parse(text), Some(key.clone()));
         assert_eq!(
-            stream_key(key.channel(), key.sym(), match &key { StreamKey::BookL2 { depth, .. } => Some(*depth), _ => None },
-                match &key { StreamKey::Candles { interval, .. } => Some(*interval), _ => None }).as_deref(),
+            stream_key(
+                key.channel(),
+                key.sym(),
+                match &key {
+                    StreamKey::BookL2 { depth, .. } => Some(*depth),
+                    _ => None,
+                },
+                match &key {
+                    StreamKey::Candles { interval, .. } => Some(*interval),
+                    _ => None,
+                }
+            )
+            .as_deref(),
             Some(text)
         );
     }
-    assert_eq!(stream_key(Channel::BookL2, Some("BTC-USD"), None, None).as_deref(), Some("book.l2:BTC-USD:50"));
-    assert_eq!(stream_key(Channel::Candles, Some("BTC-USD"), None, None), None);
+    assert_eq!(
+        stream_key(Channel::BookL2, Some("BTC-USD"), None, None).as_deref(),
+        Some("book.l2:BTC-USD:50")
+    );
+    assert_eq!(
+        stream_key(Channel::Candles, Some("BTC-USD"), None, None),
+        None
+    );
     assert_eq!(stream_key(Channel::Trades, None, None, None), None);
-    for bad in ["", "book.l2:BTC-USD", "book.l2:BTC-USD:x", "trades", "trades:", "candles:BTC-USD:2m", "account:x", "book.l3:X", "ticker:A:B"] {
+    for bad in [
+        "",
+        "book.l2:BTC-USD",
+        "book.l2:BTC-USD:x",
+        "trades",
+        "trades:",
+        "candles:BTC-USD:2m",
+        "account:x",
+        "book.l3:X",
+        "ticker:A:B",
+    ] {
         assert_eq!(StreamKey::parse(bad), None, "{bad:?}");
     }
 }
@@ -152,6 +212,14 @@ fn events_name_their_streams() {
             assert_eq!(key.channel(), e.channel());
         }
     }
-    let gap = Gap::new(&StreamKey::Candles { sym: s("BTC-USD"), interval: Interval::M15 }, 3, 10, 12);
+    let gap = Gap::new(
+        &StreamKey::Candles {
+            sym: s("BTC-USD"),
+            interval: Interval::M15,
+        },
+        3,
+        10,
+        12,
+    );
     assert_eq!(gap.stream_key().unwrap().to_string(), "candles:BTC-USD:15m");
 }

@@ -18,7 +18,8 @@
 //! are separate messages; [`super::ServerMessage`] tells them apart.
 
 use super::{
-    BalanceView, Channel, InstrumentView, Interval, Level, Liquidity, OrderStatus, OrderView, Side, StreamKey,
+    BalanceView, Channel, InstrumentView, Interval, Level, Liquidity, OrderStatus, OrderView, Side,
+    StreamKey,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -89,7 +90,12 @@ impl StreamEvent {
             StreamEvent::BookL2(e) => (Channel::BookL2, Some(e.sym.as_str()), Some(e.depth?), None),
             StreamEvent::BookL1(e) => (Channel::BookL1, Some(e.sym.as_str()), None, None),
             StreamEvent::Trades(e) => (Channel::Trades, Some(e.sym.as_str()), None, None),
-            StreamEvent::Candles(e) => (Channel::Candles, Some(e.sym.as_str()), None, Some(e.interval)),
+            StreamEvent::Candles(e) => (
+                Channel::Candles,
+                Some(e.sym.as_str()),
+                None,
+                Some(e.interval),
+            ),
             StreamEvent::Ticker(e) => (Channel::Ticker, Some(e.sym.as_str()), None, None),
             StreamEvent::Status(_) => (Channel::Status, None, None, None),
             StreamEvent::Account(_) => (Channel::Account, None, None, None),
@@ -143,7 +149,15 @@ pub struct BookL2 {
 
 impl BookL2 {
     #[allow(clippy::too_many_arguments)]
-    pub fn snapshot(sym: &str, epoch: u64, seq: u64, ts: u64, depth: u32, bids: Vec<Level>, asks: Vec<Level>) -> BookL2 {
+    pub fn snapshot(
+        sym: &str,
+        epoch: u64,
+        seq: u64,
+        ts: u64,
+        depth: u32,
+        bids: Vec<Level>,
+        asks: Vec<Level>,
+    ) -> BookL2 {
         BookL2 {
             sym: sym.to_owned(),
             kind: BookKind::Snapshot,
@@ -169,7 +183,11 @@ impl BookL2 {
         bids: Vec<Level>,
         asks: Vec<Level>,
     ) -> BookL2 {
-        BookL2 { kind: BookKind::Delta, prev: Some(prev), ..BookL2::snapshot(sym, epoch, seq, ts, depth, bids, asks) }
+        BookL2 {
+            kind: BookKind::Delta,
+            prev: Some(prev),
+            ..BookL2::snapshot(sym, epoch, seq, ts, depth, bids, asks)
+        }
     }
 }
 
@@ -438,7 +456,11 @@ pub struct Heartbeat {
 
 impl Heartbeat {
     pub fn new(ts: u64, last: BTreeMap<String, u64>) -> Heartbeat {
-        Heartbeat { ch: HbTag::Hb, ts, last }
+        Heartbeat {
+            ch: HbTag::Hb,
+            ts,
+            last,
+        }
     }
 }
 
@@ -476,10 +498,22 @@ pub struct Notice {
 
 impl Notice {
     pub fn shutdown(in_ms: u64, reconnect: bool) -> Notice {
-        Notice { op: NoticeTag::Notice, code: NoticeCode::Shutdown, in_ms: Some(in_ms), reconnect: Some(reconnect), sub: None }
+        Notice {
+            op: NoticeTag::Notice,
+            code: NoticeCode::Shutdown,
+            in_ms: Some(in_ms),
+            reconnect: Some(reconnect),
+            sub: None,
+        }
     }
 
     pub fn slow_consumer(sub: Option<String>) -> Notice {
-        Notice { op: NoticeTag::Notice, code: NoticeCode::SlowConsumer, in_ms: None, reconnect: None, sub }
+        Notice {
+            op: NoticeTag::Notice,
+            code: NoticeCode::SlowConsumer,
+            in_ms: None,
+            reconnect: None,
+            sub,
+        }
     }
 }

@@ -72,7 +72,10 @@ impl<'de> Deserialize<'de> for ReqId {
         impl serde::de::Visitor<'_> for V {
             type Value = ReqId;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "an unsigned integer or a string of at most {REQ_ID_LEN_MAX} characters")
+                write!(
+                    f,
+                    "an unsigned integer or a string of at most {REQ_ID_LEN_MAX} characters"
+                )
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ReqId, E> {
                 Ok(ReqId::Num(v))
@@ -117,7 +120,10 @@ impl fmt::Display for ReqId {
 /// Whether `s` is a valid client order id: 1 to [`CL_ID_LEN_MAX`] characters
 /// of `[A-Za-z0-9_-]`.
 pub fn valid_cl_id(s: &str) -> bool {
-    !s.is_empty() && s.len() <= CL_ID_LEN_MAX && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !s.is_empty()
+        && s.len() <= CL_ID_LEN_MAX
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Order side; also the taker side of a public trade.
@@ -192,7 +198,9 @@ impl OnLag {
     pub fn default_for(ch: Channel) -> OnLag {
         match ch {
             Channel::Trades | Channel::Account | Channel::Status => OnLag::Resync,
-            Channel::BookL2 | Channel::BookL1 | Channel::Candles | Channel::Ticker => OnLag::Conflate,
+            Channel::BookL2 | Channel::BookL1 | Channel::Candles | Channel::Ticker => {
+                OnLag::Conflate
+            }
         }
     }
 }
@@ -349,7 +357,13 @@ pub enum Interval {
 }
 
 impl Interval {
-    pub const ALL: [Interval; 5] = [Interval::M1, Interval::M5, Interval::M15, Interval::H1, Interval::D1];
+    pub const ALL: [Interval; 5] = [
+        Interval::M1,
+        Interval::M5,
+        Interval::M15,
+        Interval::H1,
+        Interval::D1,
+    ];
 
     /// The wire name.
     pub const fn as_str(self) -> &'static str {
@@ -419,13 +433,24 @@ impl StreamKey {
     /// The stream of channel `ch` for `sym` (ignored by `status` and
     /// `account`, required by the others); `depth` defaults to
     /// [`DEPTH_DEFAULT`]; `interval` is required for `candles`.
-    pub fn new(ch: Channel, sym: Option<&str>, depth: Option<u32>, interval: Option<Interval>) -> Option<StreamKey> {
+    pub fn new(
+        ch: Channel,
+        sym: Option<&str>,
+        depth: Option<u32>,
+        interval: Option<Interval>,
+    ) -> Option<StreamKey> {
         let sym = || sym.map(str::to_owned);
         Some(match ch {
-            Channel::BookL2 => StreamKey::BookL2 { sym: sym()?, depth: depth.unwrap_or(DEPTH_DEFAULT) },
+            Channel::BookL2 => StreamKey::BookL2 {
+                sym: sym()?,
+                depth: depth.unwrap_or(DEPTH_DEFAULT),
+            },
             Channel::BookL1 => StreamKey::BookL1 { sym: sym()? },
             Channel::Trades => StreamKey::Trades { sym: sym()? },
-            Channel::Candles => StreamKey::Candles { sym: sym()?, interval: interval? },
+            Channel::Candles => StreamKey::Candles {
+                sym: sym()?,
+                interval: interval?,
+            },
             Channel::Ticker => StreamKey::Ticker { sym: sym()? },
             Channel::Status => StreamKey::Status,
             Channel::Account => StreamKey::Account,
@@ -437,7 +462,7 @@ impl StreamKey {
         let mut parts = s.split(':');
         let ch = Channel::from_name(parts.next()?)?;
         let sym = parts.next();
-        if ch.has_sym() && sym.map_or(true, str::is_empty) {
+        if ch.has_sym() && !matches!(sym, Some(s) if !s.is_empty()) {
             return None;
         }
         let key = match ch {
@@ -445,7 +470,9 @@ impl StreamKey {
                 let depth: u32 = parts.next()?.parse().ok()?;
                 StreamKey::new(ch, sym, Some(depth), None)?
             }
-            Channel::Candles => StreamKey::new(ch, sym, None, Some(Interval::from_name(parts.next()?)?))?,
+            Channel::Candles => {
+                StreamKey::new(ch, sym, None, Some(Interval::from_name(parts.next()?)?))?
+            }
             Channel::Status | Channel::Account => {
                 if sym.is_some() {
                     return None;
@@ -502,7 +529,12 @@ impl fmt::Display for StreamKey {
 
 /// The stream key string of channel `ch` (see [`StreamKey::new`]); `None`
 /// when a required part is missing.
-pub fn stream_key(ch: Channel, sym: Option<&str>, depth: Option<u32>, interval: Option<Interval>) -> Option<String> {
+pub fn stream_key(
+    ch: Channel,
+    sym: Option<&str>,
+    depth: Option<u32>,
+    interval: Option<Interval>,
+) -> Option<String> {
     StreamKey::new(ch, sym, depth, interval).map(|k| k.to_string())
 }
 

@@ -10,8 +10,9 @@
 //! scale and grid, so the server checks them with [`crate::decimal`].
 
 use super::{
-    valid_cl_id, Channel, Cod, Interval, OnLag, OrderType, Position, ReqId, Role, Side, SigAlg, Stp, Tif,
-    BATCH_ORDERS_MAX, CL_ID_LEN_MAX, DEPTHS_ALLOWED, FILLS_LIMIT_DEFAULT, FILLS_LIMIT_MAX,
+    valid_cl_id, Channel, Cod, Interval, OnLag, OrderType, Position, ReqId, Role, Side, SigAlg,
+    Stp, Tif, BATCH_ORDERS_MAX, CL_ID_LEN_MAX, DEPTHS_ALLOWED, FILLS_LIMIT_DEFAULT,
+    FILLS_LIMIT_MAX,
 };
 use crate::error::{ErrorBody, ErrorCode};
 use serde::de::DeserializeOwned;
@@ -38,7 +39,10 @@ pub struct RequestError {
 
 impl RequestError {
     pub(crate) fn bad(id: Option<ReqId>, msg: impl Into<String>) -> RequestError {
-        RequestError { id, body: ErrorBody::bad_request(msg) }
+        RequestError {
+            id,
+            body: ErrorBody::bad_request(msg),
+        }
     }
 }
 
@@ -164,7 +168,9 @@ impl Op {
             serde_json::to_value(t).expect("request arguments always serialize")
         }
         match self {
-            Op::Ping | Op::Logout | Op::AccountBalances | Op::Instruments => Value::Object(Map::new()),
+            Op::Ping | Op::Logout | Op::AccountBalances | Op::Instruments => {
+                Value::Object(Map::new())
+            }
             Op::Auth(a) => v(a),
             Op::SessionResume(a) => v(a),
             Op::Subscribe(a) => v(a),
@@ -179,7 +185,9 @@ impl Op {
             Op::AccountFills(a) => v(a),
             Op::AdminAssetCreate(a) => v(a),
             Op::AdminInstrumentCreate(a) => v(a),
-            Op::AdminInstrumentHalt(a) | Op::AdminInstrumentResume(a) | Op::AdminInstrumentCancelOnly(a) => v(a),
+            Op::AdminInstrumentHalt(a)
+            | Op::AdminInstrumentResume(a)
+            | Op::AdminInstrumentCancelOnly(a) => v(a),
             Op::AdminUserCreate(a) => v(a),
             Op::AdminApikeyCreate(a) => v(a),
             Op::AdminDeposit(a) | Op::AdminWithdraw(a) => v(a),
@@ -224,7 +232,12 @@ impl Op {
             "admin.withdraw" => Op::AdminWithdraw(typed(args)?),
             "admin.cancel_all" => Op::AdminCancelAll(typed(args)?),
             "admin.balances" => Op::AdminBalances(typed(args)?),
-            _ => return Err(ErrorBody::new(ErrorCode::UnknownOp, format!("unknown op {name:?}"))),
+            _ => {
+                return Err(ErrorBody::new(
+                    ErrorCode::UnknownOp,
+                    format!("unknown op {name:?}"),
+                ))
+            }
         };
         op.validate()?;
         Ok(op)
@@ -250,7 +263,8 @@ impl Op {
 /// Decodes op arguments, turning serde's message into a precise
 /// `bad_request` that names the offending field where it can.
 fn typed<T: DeserializeOwned>(args: Value) -> Result<T, ErrorBody> {
-    T::deserialize(&args).map_err(|e| ErrorBody::bad_request(format!("args: {}", describe_error::<T>(&e, &args))))
+    T::deserialize(&args)
+        .map_err(|e| ErrorBody::bad_request(format!("args: {}", describe_error::<T>(&e, &args))))
 }
 
 /// serde's messages say what was wrong but not where for type errors;
@@ -261,11 +275,22 @@ fn describe_error<T: DeserializeOwned>(e: &serde_json::Error, args: &Value) -> S
     if msg.starts_with("missing field") {
         return msg;
     }
-    let Ok(pretty) = serde_json::to_string_pretty(args) else { return msg };
-    let Err(e2) = serde_json::from_str::<T>(&pretty) else { return msg };
+    let Ok(pretty) = serde_json::to_string_pretty(args) else {
+        return msg;
+    };
+    let Err(e2) = serde_json::from_str::<T>(&pretty) else {
+        return msg;
+    };
     let text = e2.to_string();
-    let bare = text.rfind(" at line ").map_or(text.as_str(), |p| &text[..p]);
-    let src = pretty.lines().nth(e2.line().saturating_sub(1)).unwrap_or("").trim().trim_end_matches(',');
+    let bare = text
+        .rfind(" at line ")
+        .map_or(text.as_str(), |p| &text[..p]);
+    let src = pretty
+        .lines()
+        .nth(e2.line().saturating_sub(1))
+        .unwrap_or("")
+        .trim()
+        .trim_end_matches(',');
     if src.starts_with('"') && src.contains("\":") {
         format!("{bare} at {src}")
     } else {
@@ -277,13 +302,17 @@ fn check_cl_id(cl_id: &str) -> Result<(), ErrorBody> {
     if valid_cl_id(cl_id) {
         Ok(())
     } else {
-        Err(ErrorBody::bad_request(format!("cl_id must be 1 to {CL_ID_LEN_MAX} characters of [A-Za-z0-9_-]")))
+        Err(ErrorBody::bad_request(format!(
+            "cl_id must be 1 to {CL_ID_LEN_MAX} characters of [A-Za-z0-9_-]"
+        )))
     }
 }
 
 fn check_syms(ch: Channel, sym: &[String]) -> Result<(), ErrorBody> {
     if ch.has_sym() && sym.is_empty() {
-        return Err(ErrorBody::bad_request(format!("{ch} needs sym: a list of instruments")));
+        return Err(ErrorBody::bad_request(format!(
+            "{ch} needs sym: a list of instruments"
+        )));
     }
     if !ch.has_sym() && !sym.is_empty() {
         return Err(ErrorBody::bad_request(format!("{ch} takes no sym")));
@@ -424,7 +453,9 @@ impl SubscribeArgs {
             }
         }
         match (self.ch, self.interval) {
-            (Channel::Candles, None) => return Err(ErrorBody::bad_request("candles needs an interval")),
+            (Channel::Candles, None) => {
+                return Err(ErrorBody::bad_request("candles needs an interval"))
+            }
             (Channel::Candles, Some(_)) | (_, None) => {}
             (_, Some(_)) => return Err(ErrorBody::bad_request("interval applies to candles only")),
         }
@@ -432,12 +463,13 @@ impl SubscribeArgs {
             return Err(ErrorBody::bad_request("cksum applies to book.l2 only"));
         }
         match (&self.resume, self.ch.has_sym()) {
-            (Some(Resume::Stream(_)), true) => {
-                Err(ErrorBody::bad_request("resume for a per-instrument channel is {\"SYM\":{\"epoch\",\"seq\"}}"))
-            }
-            (Some(Resume::BySym(_)), false) => {
-                Err(ErrorBody::bad_request(format!("resume for {} is {{\"epoch\",\"seq\"}}", self.ch)))
-            }
+            (Some(Resume::Stream(_)), true) => Err(ErrorBody::bad_request(
+                "resume for a per-instrument channel is {\"SYM\":{\"epoch\",\"seq\"}}",
+            )),
+            (Some(Resume::BySym(_)), false) => Err(ErrorBody::bad_request(format!(
+                "resume for {} is {{\"epoch\",\"seq\"}}",
+                self.ch
+            ))),
             _ => Ok(()),
         }
     }
@@ -535,7 +567,8 @@ impl PlaceArgs {
 
     /// The time in force in effect.
     pub fn tif(&self) -> Tif {
-        self.tif.unwrap_or_else(|| Tif::default_for(self.order_type))
+        self.tif
+            .unwrap_or_else(|| Tif::default_for(self.order_type))
     }
 
     /// The self-trade prevention in effect.
@@ -556,7 +589,9 @@ impl PlaceArgs {
                     return Err(ErrorBody::bad_request("a limit order needs qty"));
                 }
                 if self.quote_qty.is_some() {
-                    return Err(ErrorBody::bad_request("quote_qty applies to market buys only"));
+                    return Err(ErrorBody::bad_request(
+                        "quote_qty applies to market buys only",
+                    ));
                 }
             }
             OrderType::Market => {
@@ -564,7 +599,9 @@ impl PlaceArgs {
                     return Err(ErrorBody::bad_request("a market order takes no px"));
                 }
                 if self.tif == Some(Tif::Gtc) {
-                    return Err(ErrorBody::bad_request("a market order is ioc or fok, not gtc"));
+                    return Err(ErrorBody::bad_request(
+                        "a market order is ioc or fok, not gtc",
+                    ));
                 }
                 if self.post_only {
                     return Err(ErrorBody::bad_request("a market order cannot be post_only"));
@@ -574,9 +611,15 @@ impl PlaceArgs {
                         return Err(ErrorBody::bad_request("give qty or quote_qty, not both"));
                     }
                     (Side::Sell, _, Some(_)) => {
-                        return Err(ErrorBody::bad_request("quote_qty applies to market buys only"));
+                        return Err(ErrorBody::bad_request(
+                            "quote_qty applies to market buys only",
+                        ));
                     }
-                    (_, None, None) => return Err(ErrorBody::bad_request("a market order needs qty or quote_qty")),
+                    (_, None, None) => {
+                        return Err(ErrorBody::bad_request(
+                            "a market order needs qty or quote_qty",
+                        ))
+                    }
                     _ => {}
                 }
             }
@@ -596,7 +639,9 @@ fn order_ref(order_id: Option<u64>, cl_id: &Option<String>) -> Result<OrderRef, 
     match (order_id, cl_id) {
         (Some(id), None) => Ok(OrderRef::Id(id)),
         (None, Some(c)) => check_cl_id(c).map(|_| OrderRef::ClId(c.clone())),
-        _ => Err(ErrorBody::bad_request("give exactly one of order_id and cl_id")),
+        _ => Err(ErrorBody::bad_request(
+            "give exactly one of order_id and cl_id",
+        )),
     }
 }
 
@@ -709,9 +754,9 @@ impl FillsArgs {
 
     fn validate(&self) -> Result<(), ErrorBody> {
         match self.limit {
-            Some(l) if l == 0 || l > FILLS_LIMIT_MAX => {
-                Err(ErrorBody::bad_request(format!("limit must be 1 to {FILLS_LIMIT_MAX}")))
-            }
+            Some(l) if l == 0 || l > FILLS_LIMIT_MAX => Err(ErrorBody::bad_request(format!(
+                "limit must be 1 to {FILLS_LIMIT_MAX}"
+            ))),
             _ => Ok(()),
         }
     }
@@ -778,7 +823,9 @@ impl ApiKeyCreateArgs {
     fn validate(&self) -> Result<(), ErrorBody> {
         match (self.alg, &self.public_key) {
             (SigAlg::Ed25519, None) => Err(ErrorBody::bad_request("ed25519 keys need public_key")),
-            (SigAlg::HmacSha256, Some(_)) => Err(ErrorBody::bad_request("hmac-sha256 keys take no public_key")),
+            (SigAlg::HmacSha256, Some(_)) => Err(ErrorBody::bad_request(
+                "hmac-sha256 keys take no public_key",
+            )),
             _ => Ok(()),
         }
     }
@@ -818,11 +865,16 @@ impl Request {
     /// JSON or MessagePack). See the module documentation for the steps.
     pub fn from_value(v: Value) -> Result<Request, RequestError> {
         let Value::Object(mut obj) = v else {
-            return Err(RequestError::bad(None, "a request is an object {\"op\",\"id\",\"args\"}"));
+            return Err(RequestError::bad(
+                None,
+                "a request is an object {\"op\",\"id\",\"args\"}",
+            ));
         };
         let id = match obj.remove("id") {
             None | Some(Value::Null) => return Err(RequestError::bad(None, "missing id")),
-            Some(raw) => ReqId::deserialize(raw).map_err(|e| RequestError::bad(None, format!("id: {e}")))?,
+            Some(raw) => {
+                ReqId::deserialize(raw).map_err(|e| RequestError::bad(None, format!("id: {e}")))?
+            }
         };
         let name = match obj.remove("op") {
             Some(Value::String(s)) => s,

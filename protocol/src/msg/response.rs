@@ -41,12 +41,26 @@ fn none<R>() -> Option<R> {
 impl<R> Response<R> {
     /// A successful answer.
     pub fn ok(id: ReqId, res: R, ts_in: u64, ts_out: u64) -> Response<R> {
-        Response { id: Some(id), ok: true, res: Some(res), err: None, ts_in, ts_out }
+        Response {
+            id: Some(id),
+            ok: true,
+            res: Some(res),
+            err: None,
+            ts_in,
+            ts_out,
+        }
     }
 
     /// A refusal.
     pub fn err(id: Option<ReqId>, err: ErrorBody, ts_in: u64, ts_out: u64) -> Response<R> {
-        Response { id, ok: false, res: None, err: Some(err), ts_in, ts_out }
+        Response {
+            id,
+            ok: false,
+            res: None,
+            err: Some(err),
+            ts_in,
+            ts_out,
+        }
     }
 
     /// The result or the error, as a `Result`.
@@ -54,7 +68,9 @@ impl<R> Response<R> {
         match (self.ok, self.res, self.err) {
             (true, Some(r), _) => Ok(r),
             (_, _, Some(e)) => Err(e),
-            _ => Err(ErrorBody::bad_request("response carries neither res nor err")),
+            _ => Err(ErrorBody::bad_request(
+                "response carries neither res nor err",
+            )),
         }
     }
 }
@@ -63,10 +79,16 @@ impl Response<Value> {
     /// Reads the result as the type the op answers with.
     pub fn res_as<T: DeserializeOwned>(&self) -> Result<T, ErrorBody> {
         match (&self.res, &self.err) {
-            (Some(r), _) if self.ok => T::deserialize(r)
-                .map_err(|e| ErrorBody::new(crate::error::ErrorCode::Internal, format!("unexpected result: {e}"))),
+            (Some(r), _) if self.ok => T::deserialize(r).map_err(|e| {
+                ErrorBody::new(
+                    crate::error::ErrorCode::Internal,
+                    format!("unexpected result: {e}"),
+                )
+            }),
             (_, Some(e)) => Err(e.clone()),
-            _ => Err(ErrorBody::bad_request("response carries neither res nor err")),
+            _ => Err(ErrorBody::bad_request(
+                "response carries neither res nor err",
+            )),
         }
     }
 }
@@ -77,7 +99,9 @@ impl<R: Serialize> Response<R> {
         Response {
             id: self.id,
             ok: self.ok,
-            res: self.res.map(|r| serde_json::to_value(r).expect("results always serialize")),
+            res: self
+                .res
+                .map(|r| serde_json::to_value(r).expect("results always serialize")),
             err: self.err,
             ts_in: self.ts_in,
             ts_out: self.ts_out,
@@ -192,11 +216,19 @@ pub struct BatchItem {
 
 impl BatchItem {
     pub fn ok(res: PlaceRes) -> BatchItem {
-        BatchItem { ok: true, res: Some(res), err: None }
+        BatchItem {
+            ok: true,
+            res: Some(res),
+            err: None,
+        }
     }
 
     pub fn err(err: ErrorBody) -> BatchItem {
-        BatchItem { ok: false, res: None, err: Some(err) }
+        BatchItem {
+            ok: false,
+            res: None,
+            err: Some(err),
+        }
     }
 }
 

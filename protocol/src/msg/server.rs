@@ -30,7 +30,11 @@ impl ServerMessage {
             return Response::deserialize(v).map(ServerMessage::Response);
         }
         if let Some(op) = obj.get("op") {
-            return if op == "notice" && obj.get("code").is_some_and(|c| c == "shutdown" || c == "slow_consumer") {
+            return if op == "notice"
+                && obj
+                    .get("code")
+                    .is_some_and(|c| c == "shutdown" || c == "slow_consumer")
+            {
                 Notice::deserialize(v).map(ServerMessage::Notice)
             } else {
                 Ok(ServerMessage::Unknown(v))

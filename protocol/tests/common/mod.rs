@@ -72,7 +72,11 @@ pub fn instrument_view() -> InstrumentView {
 }
 
 pub fn balance(asset: &str, available: &str, held: &str) -> BalanceView {
-    BalanceView { asset: s(asset), available: s(available), held: s(held) }
+    BalanceView {
+        asset: s(asset),
+        available: s(available),
+        held: s(held),
+    }
 }
 
 pub fn fill_view() -> FillView {
@@ -112,10 +116,28 @@ pub fn requests() -> Vec<(&'static str, Request)> {
         ..PlaceArgs::limit("a1", "BTC-USD", Side::Buy, "30000.00", "0.5000")
     };
     let mut streams = BTreeMap::new();
-    streams.insert(s("book.l2:BTC-USD:50"), Position { epoch: 1, seq: 1042 });
-    streams.insert(s("account"), Position { epoch: 1, seq: 5521 });
+    streams.insert(
+        s("book.l2:BTC-USD:50"),
+        Position {
+            epoch: 1,
+            seq: 1042,
+        },
+    );
+    streams.insert(
+        s("account"),
+        Position {
+            epoch: 1,
+            seq: 5521,
+        },
+    );
     let mut by_sym = BTreeMap::new();
-    by_sym.insert(s("BTC-USD"), Position { epoch: 1, seq: 88120 });
+    by_sym.insert(
+        s("BTC-USD"),
+        Position {
+            epoch: 1,
+            seq: 88120,
+        },
+    );
     vec![
         ("ping", Request::new(1, Op::Ping)),
         (
@@ -144,7 +166,16 @@ pub fn requests() -> Vec<(&'static str, Request)> {
                 })),
             ),
         ),
-        ("session.resume", Request::new(3, Op::SessionResume(ResumeArgs { token: s("tok"), streams }))),
+        (
+            "session.resume",
+            Request::new(
+                3,
+                Op::SessionResume(ResumeArgs {
+                    token: s("tok"),
+                    streams,
+                }),
+            ),
+        ),
         (
             "subscribe book.l2",
             Request::new(
@@ -201,7 +232,10 @@ pub fn requests() -> Vec<(&'static str, Request)> {
                     interval: None,
                     cksum: false,
                     on_lag: Some(OnLag::Disconnect),
-                    resume: Some(Resume::Stream(Position { epoch: 1, seq: 5520 })),
+                    resume: Some(Resume::Stream(Position {
+                        epoch: 1,
+                        seq: 5520,
+                    })),
                 }),
             ),
         ),
@@ -218,7 +252,10 @@ pub fn requests() -> Vec<(&'static str, Request)> {
             ),
         ),
         ("logout", Request::new(9, Op::Logout)),
-        ("order.place limit", Request::new(17, Op::OrderPlace(place.clone()))),
+        (
+            "order.place limit",
+            Request::new(17, Op::OrderPlace(place.clone())),
+        ),
         (
             "order.place market quote_qty",
             Request::new(
@@ -232,11 +269,25 @@ pub fn requests() -> Vec<(&'static str, Request)> {
         ),
         (
             "order.cancel by id",
-            Request::new(19, Op::OrderCancel(CancelArgs { sym: s("BTC-USD"), order_id: Some(9912), cl_id: None })),
+            Request::new(
+                19,
+                Op::OrderCancel(CancelArgs {
+                    sym: s("BTC-USD"),
+                    order_id: Some(9912),
+                    cl_id: None,
+                }),
+            ),
         ),
         (
             "order.cancel by cl_id",
-            Request::new(20, Op::OrderCancel(CancelArgs { sym: s("BTC-USD"), order_id: None, cl_id: Some(s("a1")) })),
+            Request::new(
+                20,
+                Op::OrderCancel(CancelArgs {
+                    sym: s("BTC-USD"),
+                    order_id: None,
+                    cl_id: Some(s("a1")),
+                }),
+            ),
         ),
         (
             "order.amend",
@@ -253,28 +304,64 @@ pub fn requests() -> Vec<(&'static str, Request)> {
         ),
         (
             "order.cancel_all",
-            Request::new(22, Op::OrderCancelAll(CancelAllArgs { sym: Some(s("BTC-USD")), side: Some(Side::Sell) })),
+            Request::new(
+                22,
+                Op::OrderCancelAll(CancelAllArgs {
+                    sym: Some(s("BTC-USD")),
+                    side: Some(Side::Sell),
+                }),
+            ),
         ),
         (
             "order.batch",
             Request::new(
                 23,
                 Op::OrderBatch(BatchArgs {
-                    orders: vec![place, PlaceArgs::market("b-2", "BTC-USD", Side::Sell, "0.0100")],
+                    orders: vec![
+                        place,
+                        PlaceArgs::market("b-2", "BTC-USD", Side::Sell, "0.0100"),
+                    ],
                 }),
             ),
         ),
-        ("order.cancel_after", Request::new(24, Op::OrderCancelAfter(CancelAfterArgs { timeout_ms: 30_000 }))),
+        (
+            "order.cancel_after",
+            Request::new(
+                24,
+                Op::OrderCancelAfter(CancelAfterArgs { timeout_ms: 30_000 }),
+            ),
+        ),
         ("account.balances", Request::new(25, Op::AccountBalances)),
-        ("account.orders", Request::new(26, Op::AccountOrders(OrdersArgs { sym: Some(s("BTC-USD")) }))),
+        (
+            "account.orders",
+            Request::new(
+                26,
+                Op::AccountOrders(OrdersArgs {
+                    sym: Some(s("BTC-USD")),
+                }),
+            ),
+        ),
         (
             "account.fills",
-            Request::new(27, Op::AccountFills(FillsArgs { sym: None, limit: Some(500), before: Some(311) })),
+            Request::new(
+                27,
+                Op::AccountFills(FillsArgs {
+                    sym: None,
+                    limit: Some(500),
+                    before: Some(311),
+                }),
+            ),
         ),
         ("instruments", Request::new(28, Op::Instruments)),
         (
             "admin.asset.create",
-            Request::new(29, Op::AdminAssetCreate(AssetCreateArgs { asset: s("USD"), scale: 2 })),
+            Request::new(
+                29,
+                Op::AdminAssetCreate(AssetCreateArgs {
+                    asset: s("USD"),
+                    scale: 2,
+                }),
+            ),
         ),
         (
             "admin.instrument.create",
@@ -294,17 +381,30 @@ pub fn requests() -> Vec<(&'static str, Request)> {
                 }),
             ),
         ),
-        ("admin.instrument.halt", Request::new(31, Op::AdminInstrumentHalt(SymArgs { sym: s("BTC-USD") }))),
-        ("admin.instrument.resume", Request::new(32, Op::AdminInstrumentResume(SymArgs { sym: s("BTC-USD") }))),
+        (
+            "admin.instrument.halt",
+            Request::new(31, Op::AdminInstrumentHalt(SymArgs { sym: s("BTC-USD") })),
+        ),
+        (
+            "admin.instrument.resume",
+            Request::new(32, Op::AdminInstrumentResume(SymArgs { sym: s("BTC-USD") })),
+        ),
         (
             "admin.instrument.cancel_only",
-            Request::new(33, Op::AdminInstrumentCancelOnly(SymArgs { sym: s("BTC-USD") })),
+            Request::new(
+                33,
+                Op::AdminInstrumentCancelOnly(SymArgs { sym: s("BTC-USD") }),
+            ),
         ),
         (
             "admin.user.create",
             Request::new(
                 34,
-                Op::AdminUserCreate(UserCreateArgs { user: s("bob"), password: s("pw"), role: Role::Trader }),
+                Op::AdminUserCreate(UserCreateArgs {
+                    user: s("bob"),
+                    password: s("pw"),
+                    role: Role::Trader,
+                }),
             ),
         ),
         (
@@ -322,36 +422,92 @@ pub fn requests() -> Vec<(&'static str, Request)> {
             "admin.deposit",
             Request::new(
                 36,
-                Op::AdminDeposit(AmountArgs { user: s("bob"), asset: s("USD"), amount: s("1000.00") }),
+                Op::AdminDeposit(AmountArgs {
+                    user: s("bob"),
+                    asset: s("USD"),
+                    amount: s("1000.00"),
+                }),
             ),
         ),
         (
             "admin.withdraw",
-            Request::new(37, Op::AdminWithdraw(AmountArgs { user: s("bob"), asset: s("USD"), amount: s("5") })),
+            Request::new(
+                37,
+                Op::AdminWithdraw(AmountArgs {
+                    user: s("bob"),
+                    asset: s("USD"),
+                    amount: s("5"),
+                }),
+            ),
         ),
         (
             "admin.cancel_all",
-            Request::new(38, Op::AdminCancelAll(AdminCancelAllArgs { user: Some(s("bob")), sym: None })),
+            Request::new(
+                38,
+                Op::AdminCancelAll(AdminCancelAllArgs {
+                    user: Some(s("bob")),
+                    sym: None,
+                }),
+            ),
         ),
-        ("admin.balances", Request::new(39, Op::AdminBalances(UserArgs { user: s("fees") }))),
+        (
+            "admin.balances",
+            Request::new(39, Op::AdminBalances(UserArgs { user: s("fees") })),
+        ),
     ]
 }
 
 /// Invalid requests and the code each must be refused with
 /// (name, raw JSON, expected code, whether the id survives).
 pub fn invalid_requests() -> Vec<(&'static str, Value, ErrorCode, bool)> {
-    let order = json!({"cl_id":"a1","sym":"BTC-USD","side":"buy","type":"limit","px":"1.00","qty":"1"});
+    let order =
+        json!({"cl_id":"a1","sym":"BTC-USD","side":"buy","type":"limit","px":"1.00","qty":"1"});
     let orders: Vec<Value> = (0..21).map(|_| order.clone()).collect();
     vec![
         ("not an object", json!([1, 2]), ErrorCode::BadRequest, false),
-        ("missing id", json!({"op":"ping"}), ErrorCode::BadRequest, false),
-        ("negative id", json!({"op":"ping","id":-1}), ErrorCode::BadRequest, false),
-        ("id too long", json!({"op":"ping","id":"0123456789012345678901234567890123456"}), ErrorCode::BadRequest, false),
-        ("float id", json!({"op":"ping","id":1.5}), ErrorCode::BadRequest, false),
+        (
+            "missing id",
+            json!({"op":"ping"}),
+            ErrorCode::BadRequest,
+            false,
+        ),
+        (
+            "negative id",
+            json!({"op":"ping","id":-1}),
+            ErrorCode::BadRequest,
+            false,
+        ),
+        (
+            "id too long",
+            json!({"op":"ping","id":"0123456789012345678901234567890123456"}),
+            ErrorCode::BadRequest,
+            false,
+        ),
+        (
+            "float id",
+            json!({"op":"ping","id":1.5}),
+            ErrorCode::BadRequest,
+            false,
+        ),
         ("missing op", json!({"id":1}), ErrorCode::BadRequest, true),
-        ("op not a string", json!({"id":1,"op":7}), ErrorCode::BadRequest, true),
-        ("unknown op", json!({"id":1,"op":"order.teleport","args":{}}), ErrorCode::UnknownOp, true),
-        ("args not an object", json!({"id":1,"op":"ping","args":[]}), ErrorCode::BadRequest, true),
+        (
+            "op not a string",
+            json!({"id":1,"op":7}),
+            ErrorCode::BadRequest,
+            true,
+        ),
+        (
+            "unknown op",
+            json!({"id":1,"op":"order.teleport","args":{}}),
+            ErrorCode::UnknownOp,
+            true,
+        ),
+        (
+            "args not an object",
+            json!({"id":1,"op":"ping","args":[]}),
+            ErrorCode::BadRequest,
+            true,
+        ),
         (
             "place missing qty",
             json!({"id":1,"op":"order.place","args":{"cl_id":"a1","sym":"BTC-USD","side":"buy","type":"limit","px":"1.00"}}),
@@ -382,7 +538,12 @@ pub fn invalid_requests() -> Vec<(&'static str, Value, ErrorCode, bool)> {
             ErrorCode::BadRequest,
             true,
         ),
-        ("batch of 21", json!({"id":1,"op":"order.batch","args":{"orders":orders}}), ErrorCode::BadRequest, true),
+        (
+            "batch of 21",
+            json!({"id":1,"op":"order.batch","args":{"orders":orders}}),
+            ErrorCode::BadRequest,
+            true,
+        ),
         (
             "cancel with both ids",
             json!({"id":1,"op":"order.cancel","args":{"sym":"BTC-USD","order_id":5,"cl_id":"a1"}}),
@@ -455,9 +616,17 @@ pub fn invalid_requests() -> Vec<(&'static str, Value, ErrorCode, bool)> {
 /// Every response shape (name, op, response with its typed result as a value).
 pub fn responses() -> Vec<(&'static str, &'static str, Response<Value>)> {
     fn ok<T: serde::Serialize>(id: u64, res: T) -> Response<Value> {
-        Response::ok(ReqId::Num(id), serde_json::to_value(res).unwrap(), TS, TS + 333)
+        Response::ok(
+            ReqId::Num(id),
+            serde_json::to_value(res).unwrap(),
+            TS,
+            TS + 333,
+        )
     }
-    let insufficient = ErrorBody::new(ErrorCode::InsufficientFunds, "needs 150.00 USD, 120.00 available");
+    let insufficient = ErrorBody::new(
+        ErrorCode::InsufficientFunds,
+        "needs 150.00 USD, 120.00 available",
+    );
     vec![
         ("ping", "ping", ok(1, PingRes { ts: TS })),
         (
@@ -468,7 +637,10 @@ pub fn responses() -> Vec<(&'static str, &'static str, Response<Value>)> {
                 serde_json::to_value(AuthRes {
                     user: s("alice"),
                     role: Role::Trader,
-                    session: SessionInfo { id: s("s-41"), token: s("c2Vzc2lvbg") },
+                    session: SessionInfo {
+                        id: s("s-41"),
+                        token: s("c2Vzc2lvbg"),
+                    },
                 })
                 .unwrap(),
                 TS,
@@ -482,8 +654,18 @@ pub fn responses() -> Vec<(&'static str, &'static str, Response<Value>)> {
                 4,
                 SubscribeRes {
                     subs: vec![
-                        SubResult { sub: s("book.l2:BTC-USD:10"), mode: SubMode::Snapshot, from_seq: None, reason: None },
-                        SubResult { sub: s("trades:BTC-USD"), mode: SubMode::Resumed, from_seq: Some(88121), reason: None },
+                        SubResult {
+                            sub: s("book.l2:BTC-USD:10"),
+                            mode: SubMode::Snapshot,
+                            from_seq: None,
+                            reason: None,
+                        },
+                        SubResult {
+                            sub: s("trades:BTC-USD"),
+                            mode: SubMode::Resumed,
+                            from_seq: Some(88121),
+                            reason: None,
+                        },
                         SubResult {
                             sub: s("account"),
                             mode: SubMode::Snapshot,
@@ -518,21 +700,60 @@ pub fn responses() -> Vec<(&'static str, &'static str, Response<Value>)> {
         (
             "rate_limited",
             "order.place",
-            Response::err(Some(ReqId::Num(19)), ErrorBody::rate_limited(250), TS, TS + 5),
+            Response::err(
+                Some(ReqId::Num(19)),
+                ErrorBody::rate_limited(250),
+                TS,
+                TS + 5,
+            ),
         ),
         (
             "timeout unknown outcome",
             "order.place",
-            Response::err(Some(ReqId::Num(20)), ErrorBody::new(ErrorCode::Timeout, "no commit within 5000 ms"), TS, TS + 5_000_000),
+            Response::err(
+                Some(ReqId::Num(20)),
+                ErrorBody::new(ErrorCode::Timeout, "no commit within 5000 ms"),
+                TS,
+                TS + 5_000_000,
+            ),
         ),
         (
             "unreadable request",
             "",
-            Response::err(None, ErrorBody::bad_request("invalid JSON: expected value at line 1 column 1"), TS, TS + 3),
+            Response::err(
+                None,
+                ErrorBody::bad_request("invalid JSON: expected value at line 1 column 1"),
+                TS,
+                TS + 3,
+            ),
         ),
-        ("order.cancel", "order.cancel", ok(19, CancelRes { order_id: 9912, status: OrderStatus::Cancelled })),
-        ("order.amend", "order.amend", ok(21, AmendRes { order_id: 9912, status: OrderStatus::PartiallyFilled })),
-        ("order.cancel_all", "order.cancel_all", ok(22, CancelAllRes { cancelled: 3 })),
+        (
+            "order.cancel",
+            "order.cancel",
+            ok(
+                19,
+                CancelRes {
+                    order_id: 9912,
+                    status: OrderStatus::Cancelled,
+                },
+            ),
+        ),
+        (
+            "order.amend",
+            "order.amend",
+            ok(
+                21,
+                AmendRes {
+                    order_id: 9912,
+                    status: OrderStatus::PartiallyFilled,
+                },
+            ),
+        ),
+        (
+            "order.cancel_all",
+            "order.cancel_all",
+            ok(22, CancelAllRes { cancelled: 3 }),
+        ),
         (
             "order.batch",
             "order.batch",
@@ -541,32 +762,130 @@ pub fn responses() -> Vec<(&'static str, &'static str, Response<Value>)> {
                 BatchRes {
                     results: vec![
                         BatchItem::ok(place_res()),
-                        BatchItem::err(ErrorBody::new(ErrorCode::PriceTick, "px 30000.005 has more decimals than the 0.01 tick")),
+                        BatchItem::err(ErrorBody::new(
+                            ErrorCode::PriceTick,
+                            "px 30000.005 has more decimals than the 0.01 tick",
+                        )),
                     ],
                 },
             ),
         ),
-        ("order.cancel_after", "order.cancel_after", ok(24, CancelAfterRes { at: TS + 30_000_000 })),
+        (
+            "order.cancel_after",
+            "order.cancel_after",
+            ok(
+                24,
+                CancelAfterRes {
+                    at: TS + 30_000_000,
+                },
+            ),
+        ),
         (
             "account.balances",
             "account.balances",
-            ok(25, BalancesRes { balances: vec![balance("BTC", "1.00000000", "0.00000000"), balance("USD", "120.00", "150.03")] }),
+            ok(
+                25,
+                BalancesRes {
+                    balances: vec![
+                        balance("BTC", "1.00000000", "0.00000000"),
+                        balance("USD", "120.00", "150.03"),
+                    ],
+                },
+            ),
         ),
-        ("account.orders", "account.orders", ok(26, OrdersRes { orders: vec![order_view(), market_order_view()] })),
-        ("account.fills", "account.fills", ok(27, FillsRes { fills: vec![fill_view()] })),
-        ("instruments", "instruments", ok(28, InstrumentsRes { instruments: vec![instrument_view()] })),
+        (
+            "account.orders",
+            "account.orders",
+            ok(
+                26,
+                OrdersRes {
+                    orders: vec![order_view(), market_order_view()],
+                },
+            ),
+        ),
+        (
+            "account.fills",
+            "account.fills",
+            ok(
+                27,
+                FillsRes {
+                    fills: vec![fill_view()],
+                },
+            ),
+        ),
+        (
+            "instruments",
+            "instruments",
+            ok(
+                28,
+                InstrumentsRes {
+                    instruments: vec![instrument_view()],
+                },
+            ),
+        ),
         ("admin.asset.create", "admin.asset.create", ok(29, Empty {})),
-        ("admin.instrument.create", "admin.instrument.create", ok(30, instrument_view())),
-        ("admin.instrument.halt", "admin.instrument.halt", ok(31, StateRes { state: InstrumentState::Halted })),
-        ("admin.user.create", "admin.user.create", ok(34, UserRes { user: s("bob") })),
+        (
+            "admin.instrument.create",
+            "admin.instrument.create",
+            ok(30, instrument_view()),
+        ),
+        (
+            "admin.instrument.halt",
+            "admin.instrument.halt",
+            ok(
+                31,
+                StateRes {
+                    state: InstrumentState::Halted,
+                },
+            ),
+        ),
+        (
+            "admin.user.create",
+            "admin.user.create",
+            ok(34, UserRes { user: s("bob") }),
+        ),
         (
             "admin.apikey.create hmac",
             "admin.apikey.create",
-            ok(35, ApiKeyRes { key: s("k_3f2a"), secret: Some("ab".repeat(32)) }),
+            ok(
+                35,
+                ApiKeyRes {
+                    key: s("k_3f2a"),
+                    secret: Some("ab".repeat(32)),
+                },
+            ),
         ),
-        ("admin.apikey.create ed25519", "admin.apikey.create", ok(35, ApiKeyRes { key: s("k_9e01"), secret: None })),
-        ("admin.deposit", "admin.deposit", ok(36, AvailableRes { available: s("1000.00") })),
-        ("admin.balances", "admin.balances", ok(39, BalancesRes { balances: vec![balance("USD", "0.03", "0.00")] })),
+        (
+            "admin.apikey.create ed25519",
+            "admin.apikey.create",
+            ok(
+                35,
+                ApiKeyRes {
+                    key: s("k_9e01"),
+                    secret: None,
+                },
+            ),
+        ),
+        (
+            "admin.deposit",
+            "admin.deposit",
+            ok(
+                36,
+                AvailableRes {
+                    available: s("1000.00"),
+                },
+            ),
+        ),
+        (
+            "admin.balances",
+            "admin.balances",
+            ok(
+                39,
+                BalancesRes {
+                    balances: vec![balance("USD", "0.03", "0.00")],
+                },
+            ),
+        ),
     ]
 }
 
@@ -586,7 +905,16 @@ pub fn events() -> Vec<(&'static str, ServerMessage)> {
     };
     let delta = BookL2 {
         cksum: Some(2_606_946_132),
-        ..BookL2::delta("BTC-USD", 1, 1042, 1043, TS + 1, 50, vec![lv("30001.50", "0")], vec![lv("30001.80", "0.0500")])
+        ..BookL2::delta(
+            "BTC-USD",
+            1,
+            1042,
+            1043,
+            TS + 1,
+            50,
+            vec![lv("30001.50", "0")],
+            vec![lv("30001.80", "0.0500")],
+        )
     };
     let candle = Candle {
         start: 1_732_051_200_000_000,
@@ -598,7 +926,13 @@ pub fn events() -> Vec<(&'static str, ServerMessage)> {
         n: 311,
         closed: false,
     };
-    let trade = Trade { id: 88121, px: s("30001.80"), qty: s("0.0100"), taker: Side::Buy, ts: TS };
+    let trade = Trade {
+        id: 88121,
+        px: s("30001.80"),
+        qty: s("0.0100"),
+        taker: Side::Buy,
+        ts: TS,
+    };
     let mut last = BTreeMap::new();
     last.insert(s("book.l2:BTC-USD:50"), 1043);
     last.insert(s("trades:BTC-USD"), 88121);
@@ -609,7 +943,15 @@ pub fn events() -> Vec<(&'static str, ServerMessage)> {
         ("book.l2 delta", ev(StreamEvent::BookL2(delta))),
         (
             "book.l2 snapshot without cksum",
-            ev(StreamEvent::BookL2(BookL2::snapshot("ETH-USD", 2, 7, TS, 10, vec![], vec![lv("2000.00", "3.0000")]))),
+            ev(StreamEvent::BookL2(BookL2::snapshot(
+                "ETH-USD",
+                2,
+                7,
+                TS,
+                10,
+                vec![],
+                vec![lv("2000.00", "3.0000")],
+            ))),
         ),
         (
             "book.l1",
@@ -619,7 +961,10 @@ pub fn events() -> Vec<(&'static str, ServerMessage)> {
                 epoch: 1,
                 seq: 1043,
                 ts: TS,
-                data: TopOfBook { bid: Some(lv("30001.00", "1.1000")), ask: None },
+                data: TopOfBook {
+                    bid: Some(lv("30001.00", "1.1000")),
+                    ask: None,
+                },
             })),
         ),
         (
@@ -631,7 +976,14 @@ pub fn events() -> Vec<(&'static str, ServerMessage)> {
                 prev: None,
                 seq: 88121,
                 ts: TS,
-                data: vec![Trade { id: 88120, taker: Side::Sell, ..trade.clone() }, trade.clone()],
+                data: vec![
+                    Trade {
+                        id: 88120,
+                        taker: Side::Sell,
+                        ..trade.clone()
+                    },
+                    trade.clone(),
+                ],
             })),
         ),
         (
@@ -655,7 +1007,10 @@ pub fn events() -> Vec<(&'static str, ServerMessage)> {
                 prev: None,
                 seq: 501,
                 ts: TS,
-                body: CandlesBody::Snapshot(vec![Candle { closed: true, ..candle.clone() }]),
+                body: CandlesBody::Snapshot(vec![Candle {
+                    closed: true,
+                    ..candle.clone()
+                }]),
             })),
         ),
         (
@@ -697,7 +1052,10 @@ pub fn events() -> Vec<(&'static str, ServerMessage)> {
                 epoch: 1,
                 seq: 2,
                 ts: TS,
-                data: TickerData { bid: Some(s("1999.00")), ..TickerData::default() },
+                data: TickerData {
+                    bid: Some(s("1999.00")),
+                    ..TickerData::default()
+                },
             })),
         ),
         (
@@ -707,7 +1065,9 @@ pub fn events() -> Vec<(&'static str, ServerMessage)> {
                 prev: None,
                 seq: 12,
                 ts: TS,
-                body: StatusBody::Snapshot(StatusSnapshot { instruments: vec![instrument_view()] }),
+                body: StatusBody::Snapshot(StatusSnapshot {
+                    instruments: vec![instrument_view()],
+                }),
             })),
         ),
         (
@@ -718,7 +1078,10 @@ pub fn events() -> Vec<(&'static str, ServerMessage)> {
                 seq: 13,
                 ts: TS,
                 body: StatusBody::Update(StatusUpdate {
-                    instrument: InstrumentView { state: InstrumentState::CancelOnly, ..instrument_view() },
+                    instrument: InstrumentView {
+                        state: InstrumentState::CancelOnly,
+                        ..instrument_view()
+                    },
                 }),
             })),
         ),
@@ -782,7 +1145,12 @@ pub fn events() -> Vec<(&'static str, ServerMessage)> {
         ),
         (
             "gap trades",
-            ServerMessage::Gap(Gap::new(&StreamKey::Trades { sym: s("BTC-USD") }, 1, 88122, 88150)),
+            ServerMessage::Gap(Gap::new(
+                &StreamKey::Trades { sym: s("BTC-USD") },
+                1,
+                88122,
+                88150,
+            )),
         ),
         (
             "gap account",
@@ -797,8 +1165,14 @@ pub fn events() -> Vec<(&'static str, ServerMessage)> {
             }),
         ),
         ("hb", ServerMessage::Heartbeat(Heartbeat::new(TS, last))),
-        ("notice shutdown", ServerMessage::Notice(Notice::shutdown(5000, true))),
-        ("notice slow_consumer", ServerMessage::Notice(Notice::slow_consumer(Some(s("book.l2:BTC-USD:200"))))),
+        (
+            "notice shutdown",
+            ServerMessage::Notice(Notice::shutdown(5000, true)),
+        ),
+        (
+            "notice slow_consumer",
+            ServerMessage::Notice(Notice::slow_consumer(Some(s("book.l2:BTC-USD:200")))),
+        ),
     ]
 }
 
@@ -825,7 +1199,9 @@ pub fn retype(op: &str, res: &Value) -> Value {
         "account.fills" => r::<FillsRes>(res),
         "instruments" => r::<InstrumentsRes>(res),
         "admin.instrument.create" => r::<InstrumentView>(res),
-        "admin.instrument.halt" | "admin.instrument.resume" | "admin.instrument.cancel_only" => r::<StateRes>(res),
+        "admin.instrument.halt" | "admin.instrument.resume" | "admin.instrument.cancel_only" => {
+            r::<StateRes>(res)
+        }
         "admin.user.create" => r::<UserRes>(res),
         "admin.apikey.create" => r::<ApiKeyRes>(res),
         "admin.deposit" | "admin.withdraw" => r::<AvailableRes>(res),
