@@ -1,1 +1,38 @@
-//! placeholder
+//! The actors of Bourse and what they stand on.
+//!
+//! * `node`: starts and wires everything; recovery and first-start bootstrap.
+//! * `session`: one actor per WebSocket connection.
+//! * `ledger`: the sequencer: balances, holds, settlement, the event order.
+//! * `instrument`: one actor per instrument, owning its order book.
+//! * `journal`: group commit of event batches; releases answers and market data.
+//! * `market`: market-data and account streams, fed with committed events.
+//! * `reply`: where answers go, and the messages sessions receive.
+//! * `wire`: engine integers to wire decimals and back.
+//! * `config`: the configuration file's shape and validation.
+//! * `auth`: password hashes, API-key signatures, nonces, session tokens, rate limits.
+//! * `storage`: the fsync'd event log and the sled snapshot store (the only module touching disk).
+
+pub mod auth;
+pub mod config;
+pub mod instrument;
+pub mod journal;
+pub mod ledger;
+pub mod market;
+pub mod node;
+pub mod reply;
+pub mod session;
+pub mod storage;
+pub mod wire;
+
+static PROMETHEUS: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> = std::sync::OnceLock::new();
+
+/// Installs the Prometheus recorder once per process (later calls reuse it).
+pub fn install_metrics() {
+    PROMETHEUS.get_or_init(|| metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().ok());
+}
+
+/// The Prometheus exposition text of every metric recorded so far.
+pub fn metrics_text() -> String {
+    install_metrics();
+    PROMETHEUS.get().and_then(|h| h.as_ref()).map(|h| h.render()).unwrap_or_default()
+}

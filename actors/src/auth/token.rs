@@ -1,0 +1,285 @@
+//! Session tokens: the bearer secret a client gets from `auth` and presents to
+//! `session.resume` on a new connection to get its login back without
+//! re-sending a password or signature.
+//!
+//! A token is 32 bytes from the operating system's generator, hex-encoded; it
+//! names a [`SessionInfo`] (user, role, session id) until it expires (24 h by
+//! default, fixed from issuance, not extended by use) or is revoked (`logout`).
+//! Tokens live in memory only, in a `DashMap` shared by all sessions: after a
+//! restart every client logs in again. The table holds at most `tokens_max`
+//! tokens; when full, expired tokens are swept and, if that is not enough, the
+//! token closest to expiry is dropped: a login is never refused for lack of
+//! room, an old session merely loses its ability to resume.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use dashmap::DashMap;
+use ring::rand::{SecureRandom, SystemRandom};
+
+use super::{AuthError, Role};
+
+/// Random bytes in a token (256 bits).
+pub const TOKEN_BYTES: usize = 32;
+/// Default lifetime of a token: 24 hours.
+pub const TOKEN_TTL_US_DEFAULT: u64 = 24 * 3_600 * 1_000_000;
+/// Default bound on live tokens: far above the connections one node serves.
+pub const TOKENS_MAX_DEFAULT: usize = 100_000;
+
+/// Who a token speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The account name.
+    pub user: String,
+    /// The role granted at login.
+    pub role: Role,
+    /// The session id returned by `auth` (`session.id`).
+    pub session_id: u64,
+    /// Server time (us) from which the token no longer validates.
+    pub expires_us: u64,
+}
+
+/// The live session tokens. Shared by all sessions (`&self` everywhere).
+#[derive(Debug)]
+pub struct TokenStore {
+    tokens: DashMap<String, SessionInfo>,
+    next_session_id: AtomicU64,
+    ttl_us: u64,
+    tokens_max: usize,
+}
+
+impl Default for TokenStore {
+    fn default() -> Self {
+        Self::new(TOKEN_TTL_US_DEFAULT, TOKENS_MAX_DEFAULT)
+    }
+}
+
+impl TokenStore {
+    /// A store whose tokens live `ttl_us` and which holds at most `tokens_max` of them.
+    pub fn new(ttl_us: u64, tokens_max: usize) -> Self {
+        assert!(tokens_max > 0, "tokens_max must allow at least one token");
+        assert!(ttl_us > 0, "a token must live for some time");
+        Self {
+            tokens: DashMap::new(),
+            next_session_id: AtomicU64::new(1),
+            ttl_us,
+            tokens_max,
+        }
+    }
+
+    /// Lifetime of a new token.
+    pub fn ttl_us(&self) -> u64 {
+        self.ttl_us
+    }
+
+    /// Starts a session for `user` with `role` at `now_us`: a new session id
+    /// (unique within this process, counting from 1) and a new token.
+    pub fn issue(&self, user: &str, role: Role, now_us: u64) -> (u64, String) {
+        if self.tokens.len() >= self.tokens_max {
+            self.make_room(now_us);
+        }
+        let session_id = self.next_session_id.fetch_add(1, Ordering::Relaxed);
+        let info = SessionInfo {
+            user: user.to_owned(),
+            role,
+            session_id,
+            expires_us: now_us.saturating_add(self.ttl_us),
+        };
+        let token = new_token();
+        let previous = self.tokens.insert(token.clone(), info);
+        assert!(previous.is_none(), "256-bit random tokens do not collide");
+        (session_id, token)
+    }
+
+    /// The session `token` speaks for at `now_us`. An expired token is
+    /// forgotten and answers `TokenExpired`; one never issued, revoked or
+    /// dropped answers `TokenUnknown`.
+    pub fn validate(&self, token: &str, now_us: u64) -> Result<SessionInfo, AuthError> {
+        let info = self.tokens.get(token).map(|entry| entry.value().clone());
+        match info {
+            None => Err(AuthError::TokenUnknown),
+            Some(info) if now_us >= info.expires_us => {
+                self.tokens.remove(token);
+                Err(AuthError::TokenExpired)
+            }
+            Some(info) => Ok(info),
+        }
+    }
+
+    /// Ends the session `token` speaks for. Returns whether it was live.
+    pub fn revoke(&self, token: &str) -> bool {
+        self.tokens.remove(token).is_some()
+    }
+
+    /// Ends every session of `user` (for example when its password changes).
+    /// Returns how many tokens were revoked.
+    pub fn revoke_user(&self, user: &str) -> usize {
+        let before = self.tokens.len();
+        self.tokens.retain(|_, info| info.user != user);
+        before.saturating_sub(self.tokens.len())
+    }
+
+    /// Forgets every token expired at `now_us`.
+    pub fn purge_expired(&self, now_us: u64) {
+        self.tokens.retain(|_, info| now_us < info.expires_us);
+    }
+
+    /// Number of tokens held (expired ones included until swept).
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// Whether no token is held.
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    /// Brings the table below `tokens_max`: first by sweeping expired tokens,
+    /// then by dropping the tokens closest to expiry. Concurrent issuers may
+    /// each insert after this, so the bound holds to within the number of threads.
+    fn make_room(&self, now_us: u64) {
+        self.purge_expired(now_us);
+        while self.tokens.len() >= self.tokens_max {
+            let oldest = self
+                .tokens
+                .iter()
+                .min_by_key(|entry| entry.value().expires_us)
+                .map(|entry| entry.key().clone());
+            match oldest {
+                Some(token) => {
+                    self.tokens.remove(&token);
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+fn new_token() -> String {
+    let mut bytes = [0u8; TOKEN_BYTES];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .expect("the operating system's random generator must work");
+    hex::encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_732_051_200_000_000;
+
+    #[test]
+    fn issued_token_validates_to_its_session() {
+        let store = TokenStore::default();
+        let (id, token) = store.issue("alice", Role::Trader, NOW);
+        assert_eq!(token.len(), TOKEN_BYTES * 2);
+        assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
+        let info = store.validate(&token, NOW + 1).unwrap();
+        assert_eq!(
+            info,
+            SessionInfo {
+                user: "alice".into(),
+                role: Role::Trader,
+                session_id: id,
+                expires_us: NOW + TOKEN_TTL_US_DEFAULT
+            }
+        );
+    }
+
+    #[test]
+    fn session_ids_and_tokens_are_distinct() {
+        let store = TokenStore::default();
+        let (id1, t1) = store.issue("alice", Role::Trader, NOW);
+        let (id2, t2) = store.issue("alice", Role::Trader, NOW);
+        assert_ne!(id1, id2);
+        assert_ne!(t1, t2);
+        assert!(id1 >= 1 && id2 >= 1);
+    }
+
+    #[test]
+    fn token_expires_at_its_ttl() {
+        let ttl = 60 * 1_000_000;
+        let store = TokenStore::new(ttl, 10);
+        let (_, token) = store.issue("bob", Role::Viewer, NOW);
+        assert!(store.validate(&token, NOW + ttl - 1).is_ok());
+        assert_eq!(
+            store.validate(&token, NOW + ttl),
+            Err(AuthError::TokenExpired)
+        );
+        // Forgotten once seen expired.
+        assert!(store.is_empty());
+        assert_eq!(
+            store.validate(&token, NOW + ttl),
+            Err(AuthError::TokenUnknown)
+        );
+    }
+
+    #[test]
+    fn default_ttl_is_24_hours() {
+        let store = TokenStore::default();
+        let (_, token) = store.issue("bob", Role::Trader, NOW);
+        let day = 86_400 * 1_000_000;
+        assert!(store.validate(&token, NOW + day - 1).is_ok());
+        assert_eq!(
+            store.validate(&token, NOW + day),
+            Err(AuthError::TokenExpired)
+        );
+    }
+
+    #[test]
+    fn unknown_and_revoked_tokens_are_refused() {
+        let store = TokenStore::default();
+        assert_eq!(store.validate("00", NOW), Err(AuthError::TokenUnknown));
+        assert_eq!(store.validate("", NOW), Err(AuthError::TokenUnknown));
+        let (_, token) = store.issue("carol", Role::Operator, NOW);
+        assert!(store.revoke(&token));
+        assert!(!store.revoke(&token));
+        assert_eq!(store.validate(&token, NOW), Err(AuthError::TokenUnknown));
+    }
+
+    #[test]
+    fn revoke_user_ends_only_that_users_sessions() {
+        let store = TokenStore::default();
+        let (_, a1) = store.issue("alice", Role::Trader, NOW);
+        let (_, a2) = store.issue("alice", Role::Trader, NOW);
+        let (_, b) = store.issue("bob", Role::Trader, NOW);
+        assert_eq!(store.revoke_user("alice"), 2);
+        assert!(store.validate(&a1, NOW).is_err());
+        assert!(store.validate(&a2, NOW).is_err());
+        assert!(store.validate(&b, NOW).is_ok());
+    }
+
+    #[test]
+    fn bounded_sweeps_expired_first_then_drops_the_oldest() {
+        let ttl = 1_000;
+        let store = TokenStore::new(ttl, 3);
+        let (_, expired) = store.issue("u0", Role::Trader, NOW - 2 * ttl);
+        let (_, older) = store.issue("u1", Role::Trader, NOW - 10);
+        let (_, old) = store.issue("u2", Role::Trader, NOW - 5);
+        // Full: the expired one makes room.
+        let (_, t3) = store.issue("u3", Role::Trader, NOW);
+        assert_eq!(store.len(), 3);
+        assert_eq!(store.validate(&expired, NOW), Err(AuthError::TokenUnknown));
+        // Full of live tokens: the one closest to expiry goes.
+        let (_, t4) = store.issue("u4", Role::Trader, NOW);
+        assert_eq!(store.len(), 3);
+        assert_eq!(store.validate(&older, NOW), Err(AuthError::TokenUnknown));
+        for token in [&old, &t3, &t4] {
+            assert!(store.validate(token, NOW).is_ok());
+        }
+    }
+
+    #[test]
+    fn purge_forgets_only_expired_tokens() {
+        let store = TokenStore::new(100, 10);
+        let (_, early) = store.issue("a", Role::Trader, NOW);
+        let (_, late) = store.issue("b", Role::Trader, NOW + 50);
+        store.purge_expired(NOW + 100);
+        assert_eq!(store.len(), 1);
+        assert_eq!(
+            store.validate(&early, NOW + 100),
+            Err(AuthError::TokenUnknown)
+        );
+        assert!(store.validate(&late, NOW + 100).is_ok());
+    }
+}

@@ -1,0 +1,218 @@
+//! The exchange's configuration: what one TOML file (plus `BOURSE_*`
+//! environment variables) says. Parsed once at start by the binary, checked
+//! by `validate`, then handed to the node.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address of the HTTP/WebSocket listener.
+    pub listen: String,
+    /// Where the event log, snapshots and the initial admin password live.
+    pub data_dir: PathBuf,
+    /// `true`: every acknowledged change is fsync'd first. `false` keeps the
+    /// log in memory only (tests and demos that do not need durability).
+    pub durable: bool,
+    /// Folder of the browser client served at `/`.
+    pub web_root: PathBuf,
+    pub log_format: LogFormat,
+    pub limits: Limits,
+    pub assets: Vec<AssetConf>,
+    pub instruments: Vec<InstrumentConf>,
+    /// Users created at first start (demo traders, market maker).
+    pub users: Vec<UserConf>,
+    pub demo: DemoConf,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Open WebSocket connections.
+    pub connections_max: usize,
+    /// Messages per second one connection may send.
+    pub conn_msgs_per_sec: u32,
+    /// Order operations per second one account may send.
+    pub account_orders_per_sec: u32,
+    /// Capacity of each instrument's mailbox; a full one answers `overloaded`.
+    pub instrument_mailbox_max: usize,
+    /// Capacity of the ledger's mailbox.
+    pub ledger_mailbox_max: usize,
+    /// Outbound messages queued per connection before `on_lag` applies.
+    pub outbound_msgs_max: usize,
+    /// Outbound bytes queued per connection before `on_lag` applies.
+    pub outbound_bytes_max: usize,
+    /// Subscriptions per connection.
+    pub subscriptions_max: usize,
+    /// Events in one group commit.
+    pub commit_events_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            connections_max: 20_000,
+            conn_msgs_per_sec: 2_000,
+            account_orders_per_sec: 5_000,
+            instrument_mailbox_max: 4_096,
+            ledger_mailbox_max: 16_384,
+            outbound_msgs_max: 4_096,
+            outbound_bytes_max: 4 << 20,
+            subscriptions_max: 64,
+            commit_events_max: 8_192,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssetConf {
+    pub asset: String,
+    pub scale: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstrumentConf {
+    pub sym: String,
+    pub base: String,
+    pub quote: String,
+    /// Decimal strings, as on the wire.
+    pub tick: String,
+    pub lot: String,
+    pub min_qty: String,
+    pub ref_px: Option<String>,
+    #[serde(default = "default_band")]
+    pub band_pct: u32,
+    #[serde(default)]
+    pub maker_fee_bps: u32,
+    #[serde(default)]
+    pub taker_fee_bps: u32,
+}
+
+fn default_band() -> u32 {
+    10
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConf {
+    pub user: String,
+    pub password: String,
+    #[serde(default = "default_role")]
+    pub role: String,
+    /// Asset name -> decimal amount deposited at first start.
+    #[serde(default)]
+    pub deposits: BTreeMap<String, String>,
+}
+
+fn default_role() -> String {
+    "trader".into()
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DemoConf {
+    /// Runs the demo market maker (a client of the exchange like any other).
+    pub market_maker: bool,
+    /// The market maker's user (must be among `users`).
+    pub user: String,
+    pub password: String,
+    /// Milliseconds between its quote refreshes.
+    pub interval_ms: u64,
+}
+
+impl Default for DemoConf {
+    fn default() -> Self {
+        DemoConf { market_maker: false, user: "mm".into(), password: String::new(), interval_ms: 500 }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("data"),
+            durable: true,
+            web_root: PathBuf::from("web-client"),
+            log_format: LogFormat::Text,
+            limits: Limits::default(),
+            assets: Vec::new(),
+            instruments: Vec::new(),
+            users: Vec::new(),
+            demo: DemoConf::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Checks what the types cannot: names resolve, decimals parse, limits are positive.
+    pub fn validate(&self) -> Result<(), String> {
+        let l = &self.limits;
+        for (name, v) in [
+            ("connections_max", l.connections_max),
+            ("instrument_mailbox_max", l.instrument_mailbox_max),
+            ("ledger_mailbox_max", l.ledger_mailbox_max),
+            ("outbound_msgs_max", l.outbound_msgs_max),
+            ("outbound_bytes_max", l.outbound_bytes_max),
+            ("subscriptions_max", l.subscriptions_max),
+            ("commit_events_max", l.commit_events_max),
+        ] {
+            if v == 0 {
+                return Err(format!("limits.{name} must be positive"));
+            }
+        }
+        if l.conn_msgs_per_sec == 0 || l.account_orders_per_sec == 0 {
+            return Err("rate limits must be positive".into());
+        }
+        let mut assets = BTreeMap::new();
+        for a in &self.assets {
+            if assets.insert(a.asset.clone(), a.scale).is_some() {
+                return Err(format!("asset {} is listed twice", a.asset));
+            }
+            if a.scale > 18 {
+                return Err(format!("asset {}: scale is at most 18", a.asset));
+            }
+        }
+        for i in &self.instruments {
+            for side in [&i.base, &i.quote] {
+                if !assets.contains_key(side) {
+                    return Err(format!("instrument {}: unknown asset {side}", i.sym));
+                }
+            }
+            for (what, v) in [("tick", &i.tick), ("lot", &i.lot), ("min_qty", &i.min_qty)] {
+                if bourse_protocol::decimal::canonical_scale(v).is_err() {
+                    return Err(format!("instrument {}: {what} {v:?} is not a decimal", i.sym));
+                }
+            }
+        }
+        for u in &self.users {
+            if !["trader", "operator", "viewer"].contains(&u.role.as_str()) {
+                return Err(format!("user {}: role must be trader, operator or viewer", u.user));
+            }
+            for (a, v) in &u.deposits {
+                let Some(scale) = assets.get(a) else {
+                    return Err(format!("user {}: deposit in unknown asset {a}", u.user));
+                };
+                if bourse_protocol::decimal::parse(v, *scale).is_err() {
+                    return Err(format!("user {}: deposit {v:?} is not an amount of {a}", u.user));
+                }
+            }
+        }
+        if self.demo.market_maker && !self.users.iter().any(|u| u.user == self.demo.user) {
+            return Err(format!("demo.user {} is not among users", self.demo.user));
+        }
+        Ok(())
+    }
+}

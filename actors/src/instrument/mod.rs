@@ -1,0 +1,88 @@
+//! The instrument actor: one per instrument, owning its `OrderBook`. It
+//! matches what the ledger sends it (orders whose funds are already held,
+//! cancels, amends, cancel-alls), applies the outcome to its book and sends
+//! the outcome's events back to the ledger in the order it produced them.
+//! Instruments run on several arbiters, so matching uses every core.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use actix::prelude::*;
+use bourse_engine::{AccountId, Amount, CancelReason, EventBody, InstrumentState, NewOrder, OrderBook, OrderId, Price, Qty, Reject, Side};
+
+use crate::ledger::{LedgerActor, Outcome, OutcomeKind};
+use crate::reply::Responder;
+
+pub struct InstrumentActor {
+    pub book: OrderBook,
+    pub ledger: Addr<LedgerActor>,
+    /// Commands sent to this instrument and not yet handled; the ledger
+    /// refuses new ones with `overloaded` past `instrument_mailbox_max`.
+    pub inflight: Arc<AtomicUsize>,
+}
+
+impl Actor for InstrumentActor {
+    type Context = Context<Self>;
+}
+
+/// A command for one book, from the ledger.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub enum BookOp {
+    Match { order: Box<NewOrder>, to: Responder },
+    Cancel { account: Option<AccountId>, order: OrderId, reason: CancelReason, admin: bool, to: Responder },
+    Amend { account: AccountId, order: OrderId, qty: Option<Qty>, px: Option<Price>, extra: Amount, to: Responder },
+    CancelAll { account: Option<AccountId>, side: Option<Side>, admin: bool, to: Responder },
+    SetState { state: InstrumentState },
+}
+
+impl Handler<BookOp> for InstrumentActor {
+    type Result = ();
+
+    fn handle(&mut self, op: BookOp, _ctx: &mut Context<Self>) {
+        self.inflight.fetch_sub(1, Ordering::AcqRel);
+        let inst = self.book.spec.id;
+        let mut bodies = Vec::new();
+        let kind = match op {
+            BookOp::Match { order, to } => {
+                self.book.decide_place(&order, &mut bodies);
+                OutcomeKind::Placed { order: order.id, to }
+            }
+            BookOp::Cancel { account, order, reason, admin, to } => {
+                let result = self.book.decide_cancel(account, order, reason, admin).map(|e| bodies.push(e));
+                OutcomeKind::Cancelled { order, to, result }
+            }
+            BookOp::Amend { account, order, qty, px, extra, to } => {
+                let result = self.book.decide_amend(account, order, qty, px, &mut bodies);
+                if let Err(r) = &result {
+                    if extra.0 > 0 {
+                        bodies.push(EventBody::AmendRejected { inst, order, code: r.code, release: extra });
+                    }
+                }
+                OutcomeKind::Amended { order, to, result }
+            }
+            BookOp::CancelAll { account, side, admin, to } => {
+                self.book.decide_cancel_all(account, side, admin, &mut bodies);
+                OutcomeKind::CancelledAll { n: bodies.len() as u64, to }
+            }
+            BookOp::SetState { state } => {
+                self.book.apply(&EventBody::InstrumentStateSet { inst, state, by: AccountId(0) });
+                return;
+            }
+        };
+        for b in &bodies {
+            self.book.apply(b);
+        }
+        if cfg!(debug_assertions) {
+            self.book.check();
+        }
+        // Outcomes bypass the ledger's mailbox limit: they are already bounded
+        // by the commands admitted upstream, and an outcome is never dropped.
+        self.ledger.do_send(Outcome { inst, bodies, kind });
+    }
+}
+
+/// A refusal from a book, for answers.
+pub fn refused(r: &Reject) -> bourse_protocol::ErrorBody {
+    crate::wire::reject(r)
+}

@@ -1,0 +1,181 @@
+//! The journal: makes the ledger's event batches durable, once per group,
+//! then releases what waited on them, in order: first the answers, then the
+//! market data and account streams. Nothing leaves the exchange before the
+//! events behind it are durable.
+//!
+//! It runs on its own thread. The ledger hands it proposals through a
+//! bounded channel; the thread takes every proposal waiting (up to
+//! `commit_events_max` events), appends each as one log entry, syncs once
+//! (one `fdatasync` for the whole group), then releases them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bourse_engine::Event;
+
+use crate::reply::{Answer, Responder};
+use crate::storage::log::EventLog;
+
+/// Proposals waiting for the journal before the ledger blocks: this bounds
+/// how far the live state runs ahead of durability.
+pub const PROPOSALS_QUEUED_MAX: usize = 65_536;
+
+/// What one ledger step produced: its events, the answers waiting on them,
+/// and the stream messages to publish after the commit.
+#[derive(Default)]
+pub struct Proposal {
+    pub events: Vec<Event>,
+    pub answers: Vec<(Responder, Answer)>,
+    /// Account-stream messages `(account, seq, message)`.
+    pub account: Vec<(u64, u64, serde_json::Value)>,
+}
+
+impl Proposal {
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.answers.is_empty() && self.account.is_empty()
+    }
+}
+
+/// Receives what was committed, in commit order.
+pub trait Publisher: Send + 'static {
+    fn publish(&mut self, index: u64, events: Arc<Vec<Event>>, account: Vec<(u64, u64, serde_json::Value)>);
+}
+
+pub struct JournalHandle {
+    tx: SyncSender<Proposal>,
+    pub committed: Arc<AtomicU64>,
+    pub stopped: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Clone for JournalHandle {
+    fn clone(&self) -> Self {
+        JournalHandle { tx: self.tx.clone(), committed: self.committed.clone(), stopped: self.stopped.clone() }
+    }
+}
+
+impl JournalHandle {
+    /// Hands a proposal over; blocks only when the journal is
+    /// `PROPOSALS_QUEUED_MAX` proposals behind (back-pressure on the ledger).
+    pub fn propose(&self, p: Proposal) {
+        if p.is_empty() {
+            return;
+        }
+        match self.tx.try_send(p) {
+            Ok(()) => {}
+            Err(TrySendError::Full(p)) => {
+                metrics::counter!("bourse_journal_backpressure_total").increment(1);
+                let _ = self.tx.send(p);
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+}
+
+/// Starts the journal thread over `log`.
+pub fn start<L: EventLog + Send + 'static>(
+    mut log: L,
+    durable: bool,
+    commit_events_max: usize,
+    mut publisher: Box<dyn Publisher>,
+) -> JournalHandle {
+    let (tx, rx) = sync_channel::<Proposal>(PROPOSALS_QUEUED_MAX);
+    let committed = Arc::new(AtomicU64::new(log.last_index()));
+    let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let handle = JournalHandle { tx, committed: committed.clone(), stopped: stopped.clone() };
+    std::thread::Builder::new()
+        .name("bourse-journal".into())
+        .spawn(move || run(&mut log, durable, commit_events_max, &rx, &mut *publisher, &committed, &stopped))
+        .expect("journal thread starts");
+    handle
+}
+
+fn run<L: EventLog>(
+    log: &mut L,
+    durable: bool,
+    commit_events_max: usize,
+    rx: &Receiver<Proposal>,
+    publisher: &mut dyn Publisher,
+    committed: &AtomicU64,
+    stopped: &std::sync::atomic::AtomicBool,
+) {
+    let mut group: Vec<Proposal> = Vec::new();
+    loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(p) => group.push(p),
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        let mut events = group[0].events.len();
+        while events < commit_events_max {
+            match rx.try_recv() {
+                Ok(p) => {
+                    events += p.events.len();
+                    group.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        let started = std::time::Instant::now();
+        let mut indexes = Vec::with_capacity(group.len());
+        for p in &group {
+            if p.events.is_empty() {
+                indexes.push(None);
+                continue;
+            }
+            let encoded: Vec<Vec<u8>> =
+                p.events.iter().map(|e| rmp_serde::to_vec(e).expect("events encode")).collect();
+            match log.append(&encoded) {
+                Ok(i) => indexes.push(Some(i)),
+                Err(e) => {
+                    // The state has run ahead of a log that cannot take it:
+                    // stop acknowledging anything; a restart recovers from the log.
+                    tracing::error!(error = %e, "event log append failed; the exchange stops acknowledging");
+                    stopped.store(true, Ordering::Release);
+                    return;
+                }
+            }
+        }
+        let appended = indexes.iter().any(Option::is_some);
+        if durable && appended {
+            if let Err(e) = log.sync() {
+                tracing::error!(error = %e, "event log sync failed; the exchange stops acknowledging");
+                stopped.store(true, Ordering::Release);
+                return;
+            }
+        }
+        metrics::histogram!("bourse_journal_flush_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("bourse_journal_batch_events").record(events as f64);
+        committed.store(log.last_index(), Ordering::Release);
+        for (p, index) in group.drain(..).zip(indexes) {
+            for (to, a) in p.answers {
+                to.send(a);
+            }
+            if !p.events.is_empty() || !p.account.is_empty() {
+                publisher.publish(index.unwrap_or(0), Arc::new(p.events), p.account);
+            }
+        }
+    }
+}
+
+/// Reads every event of a log, in order, for recovery.
+pub fn read_all<L: EventLog + ?Sized>(log: &L) -> Result<Vec<Event>, String> {
+    let (first, last) = (log.first_index(), log.last_index());
+    let mut out = Vec::new();
+    if last == 0 || last < first {
+        return Ok(out);
+    }
+    let step = 4096;
+    let mut at = first.max(1);
+    while at <= last {
+        let to = (at + step - 1).min(last);
+        for entry in log.read(at..=to).map_err(|e| e.to_string())? {
+            for bytes in entry.events {
+                out.push(rmp_serde::from_slice(&bytes).map_err(|e| format!("entry {}: {e}", entry.index))?);
+            }
+        }
+        at = to + 1;
+    }
+    Ok(out)
+}

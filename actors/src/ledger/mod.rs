@@ -1,0 +1,414 @@
+//! The ledger actor, the exchange's sequencer. It owns every balance and the
+//! `cl_id` table: it holds funds before an order reaches its instrument,
+//! settles the instrument's outcomes when they come back, and hands every
+//! event, in the order balances changed, to the journal. It is the only
+//! writer of the event log.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use actix::prelude::*;
+use bourse_engine::ledger::{AccountUpdate, Ledger, PlaceRefusal};
+use bourse_engine::{AccountId, AssetId, Command, Event, EventBody, InstrumentId, InstrumentState, OrderId, OrderRef, Reject, Reply};
+use bourse_protocol::msg as p;
+use bourse_protocol::{ErrorBody, ErrorCode};
+use serde_json::{json, Value};
+
+use crate::instrument::{BookOp, InstrumentActor};
+use crate::journal::{JournalHandle, Proposal};
+use crate::node::Shared;
+use crate::reply::{now_us, Answer, Responder, Tally};
+use crate::wire;
+
+/// How a successful operator command is answered.
+#[derive(Debug, Clone)]
+pub enum Shape {
+    Empty,
+    Instrument,
+    State(InstrumentState),
+    User(String),
+    ApiKey { key: String, secret: Option<String> },
+    Available { account: AccountId, asset: AssetId },
+}
+
+/// A command from a session (or the node's bootstrap).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Submit {
+    pub cmd: Command,
+    pub to: Responder,
+    pub shape: Shape,
+}
+
+/// What a book decided, from its instrument actor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Outcome {
+    pub inst: InstrumentId,
+    pub bodies: Vec<EventBody>,
+    pub kind: OutcomeKind,
+}
+
+pub enum OutcomeKind {
+    Placed { order: OrderId, to: Responder },
+    Cancelled { order: OrderId, to: Responder, result: Result<(), Reject> },
+    Amended { order: OrderId, to: Responder, result: Result<(), Reject> },
+    CancelledAll { n: u64, to: Responder },
+}
+
+/// Read-only questions answered from the ledger's state.
+#[derive(Message)]
+#[rtype(result = "Answer")]
+pub enum Query {
+    Balances(AccountId),
+    Orders { account: AccountId, inst: Option<InstrumentId> },
+    Fills { account: AccountId, inst: Option<InstrumentId>, before: Option<u64>, limit: usize },
+    Instruments,
+    /// The account stream's snapshot: balances and open orders, with the stream version.
+    AccountSnapshot(AccountId),
+}
+
+pub struct Book {
+    pub addr: Addr<InstrumentActor>,
+    pub inflight: Arc<AtomicUsize>,
+}
+
+pub struct LedgerActor {
+    pub ledger: Ledger,
+    pub books: Vec<Book>,
+    pub journal: JournalHandle,
+    pub shared: Arc<Shared>,
+    pub arbiters: Vec<ArbiterHandle>,
+    pub mailbox_max: usize,
+    pub instrument_inflight_max: usize,
+}
+
+impl Actor for LedgerActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(self.mailbox_max);
+    }
+}
+
+fn overloaded(what: &str) -> ErrorBody {
+    ErrorBody::new(ErrorCode::Overloaded, format!("{what} is overloaded; retry shortly"))
+}
+
+impl LedgerActor {
+    /// Starts an instrument actor for a book, on the next arbiter.
+    pub fn spawn_book(&mut self, book: bourse_engine::OrderBook, me: Addr<LedgerActor>) {
+        let arb = &self.arbiters[self.books.len() % self.arbiters.len()];
+        let inflight = Arc::new(AtomicUsize::new(0));
+        let i2 = inflight.clone();
+        let addr = InstrumentActor::start_in_arbiter(arb, move |_| InstrumentActor { book, ledger: me, inflight: i2 });
+        self.books.push(Book { addr, inflight });
+    }
+
+    fn book(&self, inst: InstrumentId) -> Option<&Book> {
+        (inst.0 as usize).checked_sub(1).and_then(|i| self.books.get(i))
+    }
+
+    /// Sends a command to a book unless it has `instrument_inflight_max` waiting.
+    fn to_book(&self, inst: InstrumentId, op: BookOp) -> Result<(), (ErrorBody, BookOp)> {
+        let Some(b) = self.book(inst) else {
+            return Err((ErrorBody::new(ErrorCode::UnknownInstrument, "unknown instrument"), op));
+        };
+        if b.inflight.fetch_add(1, Ordering::AcqRel) >= self.instrument_inflight_max {
+            b.inflight.fetch_sub(1, Ordering::AcqRel);
+            metrics::counter!("bourse_overloaded_total", "actor" => "instrument").increment(1);
+            return Err((overloaded(&self.ledger.instruments[&inst].sym), op));
+        }
+        b.addr.do_send(op);
+        Ok(())
+    }
+
+    fn record(&mut self, body: EventBody, p: &mut Proposal) {
+        let ts = now_us();
+        let mut updates = Vec::new();
+        self.ledger.apply(ts, &body, Some(&mut updates));
+        for u in updates {
+            p.account.push(self.account_message(ts, u));
+        }
+        p.events.push(Event { ts, body });
+    }
+
+    fn account_message(&self, ts: u64, u: AccountUpdate) -> (u64, u64, Value) {
+        let l = &self.ledger;
+        let (account, seq, kind, data) = match u {
+            AccountUpdate::Order { account, seq, order } => {
+                (account, seq, "order", serde_json::to_value(wire::order_view(l, &order)).expect("encodes"))
+            }
+            AccountUpdate::Fill { account, seq, fill, order } => {
+                let spec = &l.instruments[&fill.inst];
+                let mut v = serde_json::to_value(wire::fill_view(l, &fill, &order.cl_id)).expect("encodes");
+                v["cum_qty"] = json!(wire::fmt_qty(spec, order.cum));
+                v["leaves_qty"] = json!(wire::fmt_qty(spec, order.leaves()));
+                v["status"] = json!(wire::status(order.status));
+                (account, seq, "fill", v)
+            }
+            AccountUpdate::Balance { account, seq, asset, balance } => {
+                let a = &l.assets[&asset];
+                (
+                    account,
+                    seq,
+                    "balance",
+                    json!({"asset": a.name, "available": bourse_protocol::decimal::format(balance.available, a.scale),
+                           "held": bourse_protocol::decimal::format(balance.held, a.scale)}),
+                )
+            }
+        };
+        let msg = json!({"ch": "account", "epoch": 1, "prev": seq - 1, "seq": seq, "ts": ts, "type": kind, "data": data});
+        (account.0, seq, msg)
+    }
+
+    fn place_answer(&self, order: OrderId, dup: bool) -> Answer {
+        let o = self
+            .ledger
+            .order(order)
+            .ok_or_else(|| ErrorBody::new(ErrorCode::Internal, "order vanished"))?;
+        let spec = &self.ledger.instruments[&o.inst];
+        Ok(serde_json::to_value(p::PlaceRes {
+            order_id: o.id.0,
+            cl_id: o.cl_id.clone(),
+            status: wire::status(o.status),
+            cum_qty: wire::fmt_qty(spec, o.cum),
+            reason: o.reason.map(wire::reason),
+            dup,
+        })
+        .expect("encodes"))
+    }
+
+    fn status_answer(&self, order: OrderId) -> Answer {
+        let o = self.ledger.order(order).ok_or_else(|| ErrorBody::new(ErrorCode::UnknownOrder, "unknown order"))?;
+        Ok(json!({"order_id": order.0, "status": wire::status(o.status)}))
+    }
+
+    fn resolve(&self, account: AccountId, inst: InstrumentId, r: &OrderRef) -> Result<OrderId, ErrorBody> {
+        let id = match r {
+            OrderRef::Id(id) => Some(*id),
+            OrderRef::ClId(cl) => self.ledger.order_by_cl_id(account, cl),
+        };
+        match id.and_then(|id| self.ledger.order(id)) {
+            Some(o) if o.account == account && o.inst == inst && o.status.is_open() => Ok(o.id),
+            _ => Err(ErrorBody::new(ErrorCode::UnknownOrder, "no such open order")),
+        }
+    }
+
+    fn admin_answer(&self, shape: &Shape, reply: &Reply) -> Answer {
+        Ok(match shape {
+            Shape::Empty => json!({}),
+            Shape::Instrument => {
+                let Reply::Instrument(id) = reply else { return Ok(json!({})) };
+                serde_json::to_value(wire::instrument_view(&self.ledger, &self.ledger.instruments[id])).expect("encodes")
+            }
+            Shape::State(s) => json!({"state": wire::state_out(*s)}),
+            Shape::User(u) => json!({"user": u}),
+            Shape::ApiKey { key, secret } => match secret {
+                Some(s) => json!({"key": key, "secret": s}),
+                None => json!({"key": key}),
+            },
+            Shape::Available { account, asset } => {
+                json!({"available": wire::fmt_amount(&self.ledger, *asset, self.ledger.balance(*account, *asset).available)})
+            }
+        })
+    }
+}
+
+impl Handler<Submit> for LedgerActor {
+    type Result = ();
+
+    fn handle(&mut self, m: Submit, ctx: &mut Context<Self>) {
+        let mut prop = Proposal::default();
+        let Submit { cmd, to, shape } = m;
+        match cmd {
+            Command::Place(c) => {
+                let inst = c.inst;
+                match self.ledger.decide_place(&c) {
+                    Err(PlaceRefusal::Duplicate(id)) => prop.answers.push((to, self.place_answer(id, true))),
+                    Err(PlaceRefusal::Reject(r)) => prop.answers.push((to, Err(wire::reject(&r)))),
+                    Ok(accepted) => {
+                        let EventBody::OrderAccepted { order } = &accepted else { unreachable!("accepted") };
+                        let order = order.clone();
+                        // Admission first, so an overloaded book holds nothing.
+                        let Some(b) = self.book(inst) else {
+                            to.send(Err(ErrorBody::new(ErrorCode::UnknownInstrument, "unknown instrument")));
+                            return;
+                        };
+                        if b.inflight.load(Ordering::Acquire) >= self.instrument_inflight_max {
+                            metrics::counter!("bourse_overloaded_total", "actor" => "instrument").increment(1);
+                            to.send(Err(overloaded(&self.ledger.instruments[&inst].sym)));
+                            return;
+                        }
+                        self.record(accepted, &mut prop);
+                        if let Err((e, op)) = self.to_book(inst, BookOp::Match { order, to }) {
+                            // Cannot happen after the check above (one writer); answer anyway.
+                            if let BookOp::Match { to, .. } = op {
+                                prop.answers.push((to, Err(e)));
+                            }
+                        }
+                    }
+                }
+            }
+            Command::Cancel { account, inst, order } => match self.resolve(account, inst, &order) {
+                Err(e) => prop.answers.push((to, Err(e))),
+                Ok(id) => {
+                    let op = BookOp::Cancel { account: Some(account), order: id, reason: bourse_engine::CancelReason::User, admin: false, to };
+                    if let Err((e, BookOp::Cancel { to, .. })) = self.to_book(inst, op) {
+                        prop.answers.push((to, Err(e)));
+                    }
+                }
+            },
+            Command::Amend { account, inst, order, qty, px } => {
+                let id = match self.resolve(account, inst, &order) {
+                    Ok(id) => id,
+                    Err(e) => {
+                        prop.answers.push((to, Err(e)));
+                        self.journal.propose(prop);
+                        return;
+                    }
+                };
+                match self.ledger.decide_amend_hold(account, id, qty, px) {
+                    Err(r) => prop.answers.push((to, Err(wire::reject(&r)))),
+                    Ok(hold) => {
+                        let Some(b) = self.book(inst) else { return };
+                        if b.inflight.load(Ordering::Acquire) >= self.instrument_inflight_max {
+                            to.send(Err(overloaded(&self.ledger.instruments[&inst].sym)));
+                            return;
+                        }
+                        let extra = match &hold {
+                            Some(EventBody::HoldAdded { amount, .. }) => *amount,
+                            _ => bourse_engine::Amount(0),
+                        };
+                        if let Some(h) = hold {
+                            self.record(h, &mut prop);
+                        }
+                        let op = BookOp::Amend { account, order: id, qty, px, extra, to };
+                        if let Err((e, BookOp::Amend { to, .. })) = self.to_book(inst, op) {
+                            prop.answers.push((to, Err(e)));
+                        }
+                    }
+                }
+            }
+            Command::CancelAll { account, inst, side, admin } => {
+                let targets: Vec<InstrumentId> = match inst {
+                    Some(i) if self.book(i).is_none() => {
+                        to.send(Err(ErrorBody::new(ErrorCode::UnknownInstrument, "unknown instrument")));
+                        return;
+                    }
+                    Some(i) => vec![i],
+                    None => self.ledger.instruments.keys().copied().collect(),
+                };
+                let tally = Tally::new(targets.len(), to);
+                for i in targets {
+                    // Cancels are never refused for load: they only shrink the book.
+                    let b = self.book(i).expect("checked");
+                    b.inflight.fetch_add(1, Ordering::AcqRel);
+                    b.addr.do_send(BookOp::CancelAll { account, side, admin, to: Responder::Part(tally.clone()) });
+                }
+            }
+            admin => match self.ledger.decide_admin(admin) {
+                Err(r) => prop.answers.push((to, Err(wire::reject(&r)))),
+                Ok((e, reply)) => {
+                    let created = match &e {
+                        EventBody::InstrumentCreated { spec, .. } => Some((**spec).clone()),
+                        _ => None,
+                    };
+                    let state = match &e {
+                        EventBody::InstrumentStateSet { inst, state, .. } => Some((*inst, *state)),
+                        _ => None,
+                    };
+                    self.record(e, &mut prop);
+                    if let Some(spec) = created {
+                        self.spawn_book(bourse_engine::OrderBook::new(spec), ctx.address());
+                    }
+                    if let Some((inst, state)) = state {
+                        if let Some(b) = self.book(inst) {
+                            b.inflight.fetch_add(1, Ordering::AcqRel);
+                            b.addr.do_send(BookOp::SetState { state });
+                        }
+                    }
+                    let a = self.admin_answer(&shape, &reply);
+                    prop.answers.push((to, a));
+                }
+            },
+        }
+        self.journal.propose(prop);
+    }
+}
+
+impl Handler<Outcome> for LedgerActor {
+    type Result = ();
+
+    fn handle(&mut self, m: Outcome, _ctx: &mut Context<Self>) {
+        let mut prop = Proposal::default();
+        let mut rejected = None;
+        for b in m.bodies {
+            if let EventBody::OrderRejected { code, .. } = &b {
+                rejected = Some(*code);
+            }
+            self.record(b, &mut prop);
+        }
+        if cfg!(debug_assertions) {
+            self.ledger.check();
+        }
+        let (to, answer) = match m.kind {
+            OutcomeKind::Placed { order, to } => match rejected {
+                Some(code) => {
+                    metrics::counter!("bourse_orders_total", "result" => "rejected", "code" => code.as_str()).increment(1);
+                    (to, Err(ErrorBody::new(wire::code(code), bourse_engine::exchange::reject_text(code))))
+                }
+                None => {
+                    metrics::counter!("bourse_orders_total", "result" => "accepted", "code" => "").increment(1);
+                    let a = self.place_answer(order, false);
+                    (to, a)
+                }
+            },
+            OutcomeKind::Cancelled { order, to, result } | OutcomeKind::Amended { order, to, result } => match result {
+                Err(r) => (to, Err(wire::reject(&r))),
+                Ok(()) => {
+                    let a = self.status_answer(order);
+                    (to, a)
+                }
+            },
+            OutcomeKind::CancelledAll { n, to } => (to, Ok(json!({"cancelled": n}))),
+        };
+        prop.answers.push((to, answer));
+        self.journal.propose(prop);
+    }
+}
+
+impl Handler<Query> for LedgerActor {
+    type Result = MessageResult<Query>;
+
+    fn handle(&mut self, q: Query, _ctx: &mut Context<Self>) -> MessageResult<Query> {
+        let l = &self.ledger;
+        MessageResult(Ok(match q {
+            Query::Balances(a) => json!({"balances": wire::balances(l, a)}),
+            Query::Orders { account, inst } => {
+                let orders: Vec<p::OrderView> = l.open_orders(account, inst).into_iter().map(|o| wire::order_view(l, o)).collect();
+                json!({"orders": orders})
+            }
+            Query::Fills { account, inst, before, limit } => {
+                let fills: Vec<p::FillView> = l
+                    .fills(account, inst, before, limit)
+                    .into_iter()
+                    .map(|f| {
+                        let cl = l.order(f.order).map(|o| o.cl_id.clone()).unwrap_or_default();
+                        wire::fill_view(l, f, &cl)
+                    })
+                    .collect();
+                json!({"fills": fills})
+            }
+            Query::Instruments => {
+                let v: Vec<p::InstrumentView> = l.instruments.values().map(|s| wire::instrument_view(l, s)).collect();
+                json!({"instruments": v})
+            }
+            Query::AccountSnapshot(a) => {
+                let orders: Vec<p::OrderView> = l.open_orders(a, None).into_iter().map(|o| wire::order_view(l, o)).collect();
+                let seq = l.accounts.get(&a).map_or(0, |s| s.seq);
+                json!({"seq": seq, "balances": wire::balances(l, a), "orders": orders})
+            }
+        }))
+    }
+}

@@ -1,0 +1,428 @@
+//! The node: starts and wires the actors (ledger, instruments, journal,
+//! market data), recovers state from the event log or bootstraps it from the
+//! configuration, and hands WebSocket connections to session actors.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use actix::prelude::*;
+use bourse_engine::spec::{AssetSpec, InstrumentSpec};
+use bourse_engine::{AccountId, AssetId, Command, EventBody, Exchange, Role as ERole};
+use bourse_protocol::Encoding;
+use dashmap::DashMap;
+use futures_util::StreamExt;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::WebSocketStream;
+
+use crate::auth::{self, limits::AccountLimiter, Directory, NonceCache, PasswordParams, RateQuotas, TokenStore};
+use crate::config::Config;
+use crate::journal::{self, JournalHandle, Publisher};
+use crate::ledger::{LedgerActor, Shape, Submit};
+use crate::market::{Committed, MarketData};
+use crate::reply::{Deliver, Responder};
+use crate::session::Session;
+use crate::storage::log::{EventLog, FileLog, FileLogOptions, MemLog};
+use crate::wire;
+
+/// Arbiters (threads) the instrument actors are spread over.
+pub const INSTRUMENT_ARBITERS: usize = 2;
+/// Session tokens live this long: 24 h.
+pub const TOKEN_TTL_US: u64 = 24 * 3600 * 1_000_000;
+/// Session tokens remembered at once.
+pub const TOKENS_MAX: usize = 1_000_000;
+/// Nonces remembered for replay protection.
+pub const NONCES_MAX: usize = 1_000_000;
+
+/// Lookups many actors read; nothing here decides.
+pub struct Shared {
+    pub cfg: Config,
+    pub instruments: DashMap<String, InstrumentSpec>,
+    pub assets: DashMap<String, AssetSpec>,
+    pub asset_scales: DashMap<AssetId, u32>,
+    pub accounts: DashMap<String, AccountId>,
+    pub open_connections: DashMap<AccountId, i64>,
+    pub order_syms: DashMap<u64, String>,
+    pub directory: Directory,
+    pub tokens: TokenStore,
+    pub nonces: NonceCache,
+    pub account_limiter: AccountLimiter,
+    pub password_params: PasswordParams,
+    pub connections: AtomicUsize,
+    pub shutting_down: AtomicBool,
+    pub ready: AtomicBool,
+    pub ledger: OnceLock<Addr<LedgerActor>>,
+    pub market: Addr<MarketData>,
+    pub journal_stopped: Arc<AtomicBool>,
+}
+
+impl Shared {
+    pub fn ledger(&self) -> &Addr<LedgerActor> {
+        self.ledger.get().expect("ledger started")
+    }
+    pub fn stopping(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire) || self.journal_stopped.load(Ordering::Acquire)
+    }
+    pub fn asset_scale(&self, a: AssetId) -> u32 {
+        self.asset_scales.get(&a).map_or(0, |s| *s)
+    }
+    /// Counts an account's authenticated connections; returns how many remain.
+    pub fn connected(&self, account: AccountId, delta: i64) -> i64 {
+        let mut e = self.open_connections.entry(account).or_insert(0);
+        *e += delta;
+        *e
+    }
+    pub fn order_sym(&self, order: u64) -> Option<String> {
+        self.order_syms.get(&order).map(|s| s.clone())
+    }
+    pub fn hash_password(&self, pw: &str) -> String {
+        auth::password::hash_password_with(pw, &self.password_params)
+    }
+
+    /// Keeps the lookups in step with committed events.
+    fn learn(&self, body: &EventBody, ledger_names: &dyn Fn(AccountId) -> Option<String>) {
+        match body {
+            EventBody::AssetCreated { asset, .. } => {
+                self.assets.insert(asset.name.clone(), asset.clone());
+                self.asset_scales.insert(asset.id, asset.scale);
+            }
+            EventBody::InstrumentCreated { spec, .. } => {
+                self.instruments.insert(spec.sym.clone(), (**spec).clone());
+            }
+            EventBody::InstrumentStateSet { inst, state, .. } => {
+                for mut s in self.instruments.iter_mut() {
+                    if s.id == *inst {
+                        s.state = *state;
+                    }
+                }
+            }
+            EventBody::UserCreated { account, user, role, password_hash, .. } => {
+                self.accounts.insert(user.clone(), *account);
+                let _ = self.directory.add_user(user, wire::role_out(*role), password_hash);
+            }
+            EventBody::ApiKeyCreated { account, key, credential, .. } => {
+                if let Some(user) = ledger_names(*account) {
+                    let c = match credential {
+                        bourse_engine::Credential::Hmac { secret } => auth::Credential::Hmac { secret: secret.clone() },
+                        bourse_engine::Credential::Ed25519 { public_key } => {
+                            auth::Credential::Ed25519 { public_key_b64: public_key.clone() }
+                        }
+                    };
+                    let _ = self.directory.add_api_key(&user, key, c);
+                }
+            }
+            EventBody::OrderAccepted { order } => {
+                if let Some(s) = self.instruments.iter().find(|s| s.id == order.inst) {
+                    self.order_syms.insert(order.id.0, s.sym.clone());
+                }
+            }
+            EventBody::OrderClosed { order, .. } | EventBody::OrderRejected { order, .. } => {
+                self.order_syms.remove(&order.0);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Publishes committed events: lookups first, then market data.
+struct NodePublisher {
+    shared: Arc<Shared>,
+    names: DashMap<AccountId, String>,
+}
+
+impl Publisher for NodePublisher {
+    fn publish(&mut self, _index: u64, events: Arc<Vec<bourse_engine::Event>>, account: Vec<(u64, u64, serde_json::Value)>) {
+        for e in events.iter() {
+            if let EventBody::UserCreated { account, user, .. } = &e.body {
+                self.names.insert(*account, user.clone());
+            }
+            let names = &self.names;
+            self.shared.learn(&e.body, &|a| names.get(&a).map(|n| n.clone()));
+        }
+        self.shared.market.do_send(Committed { events, account });
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("connection limit reached")]
+pub struct Refused;
+
+#[derive(Clone)]
+pub struct Node {
+    pub shared: Arc<Shared>,
+    journal: JournalHandle,
+    session_arbiters: Arc<Vec<ArbiterHandle>>,
+    next: Arc<AtomicUsize>,
+}
+
+impl Node {
+    /// Starts the node inside the current actix System.
+    pub async fn start(cfg: Config, admin_password: String) -> anyhow::Result<Node> {
+        cfg.validate().map_err(anyhow::Error::msg)?;
+        // Recover: every event of the log, replayed by the same `apply`.
+        let mut exchange = Exchange::new();
+        let log: Box<dyn EventLogSend> = if cfg.durable {
+            std::fs::create_dir_all(&cfg.data_dir)?;
+            let (log, rec) = FileLog::open(cfg.data_dir.join("log"), FileLogOptions::default())
+                .map_err(|e| anyhow::anyhow!("event log: {e}"))?;
+            if let Some(at) = rec.torn_tail_truncated_at() {
+                tracing::warn!(index = at, "event log had a torn tail (an unfinished last batch); cut at the last whole batch");
+            }
+            Box::new(log)
+        } else {
+            Box::new(MemLog::new())
+        };
+        let started = std::time::Instant::now();
+        let events = journal::read_all(&*log).map_err(anyhow::Error::msg)?;
+        for e in &events {
+            exchange.apply(e, None);
+        }
+        let fresh = events.is_empty();
+        tracing::info!(events = events.len(), ms = started.elapsed().as_millis() as u64, "state recovered from the event log");
+
+        let market_arbiter = Arbiter::new();
+        let ledger_arbiter = Arbiter::new();
+        let arbiters: Vec<ArbiterHandle> = (0..INSTRUMENT_ARBITERS).map(|_| Arbiter::new().handle()).collect();
+        let session_arbiters: Vec<ArbiterHandle> = (0..2).map(|_| Arbiter::new().handle()).collect();
+
+        let password_params = if cfg!(debug_assertions) || std::env::var_os("BOURSE_FAST_PASSWORD_HASH").is_some() {
+            PasswordParams::fast_for_tests()
+        } else {
+            PasswordParams::default()
+        };
+        let quotas = RateQuotas {
+            orders_per_s_per_account: std::num::NonZeroU32::new(cfg.limits.account_orders_per_sec).expect("validated"),
+            messages_per_s_per_connection: std::num::NonZeroU32::new(cfg.limits.conn_msgs_per_sec).expect("validated"),
+            ..Default::default()
+        };
+        // Market data starts from the recovered books.
+        let books: Vec<bourse_engine::OrderBook> = exchange.books.clone();
+        let views: Vec<serde_json::Value> = exchange
+            .ledger
+            .instruments
+            .values()
+            .map(|s| serde_json::to_value(wire::instrument_view(&exchange.ledger, s)).expect("encodes"))
+            .collect();
+
+        // The ledger starts first, on its own thread, and waits there for
+        // the journal handle (the journal needs the market data, which needs
+        // the ledger's address).
+        let ledger_state = exchange.ledger.clone();
+        let mut recovered_books = std::mem::take(&mut exchange.books);
+        let limits = cfg.limits.clone();
+        let (init_tx, init_rx) = std::sync::mpsc::channel::<(JournalHandle, Arc<Shared>)>();
+        let arbs = arbiters.clone();
+        let ledger_addr = LedgerActor::start_in_arbiter(&ledger_arbiter.handle(), move |ctx: &mut Context<LedgerActor>| {
+            let (journal, shared) = init_rx.recv().expect("node sends the journal");
+            let mut actor = LedgerActor {
+                ledger: ledger_state,
+                books: Vec::new(),
+                journal,
+                shared,
+                arbiters: arbs,
+                mailbox_max: limits.ledger_mailbox_max,
+                instrument_inflight_max: limits.instrument_mailbox_max,
+            };
+            for b in recovered_books.drain(..) {
+                actor.spawn_book(b, ctx.address());
+            }
+            actor
+        });
+        let l2 = ledger_addr.clone();
+        let market = MarketData::start_in_arbiter(&market_arbiter.handle(), move |_| MarketData::new(l2, books, views, 0));
+
+        let shared = Arc::new(Shared {
+            cfg: cfg.clone(),
+            instruments: DashMap::new(),
+            assets: DashMap::new(),
+            asset_scales: DashMap::new(),
+            accounts: DashMap::new(),
+            open_connections: DashMap::new(),
+            order_syms: DashMap::new(),
+            directory: Directory::new(&password_params),
+            tokens: TokenStore::new(TOKEN_TTL_US, TOKENS_MAX),
+            nonces: NonceCache::new(5_000_000, NONCES_MAX),
+            account_limiter: AccountLimiter::new(&quotas),
+            password_params,
+            connections: AtomicUsize::new(0),
+            shutting_down: AtomicBool::new(false),
+            ready: AtomicBool::new(false),
+            ledger: OnceLock::new(),
+            market: market.clone(),
+            journal_stopped: Arc::new(AtomicBool::new(false)),
+        });
+        let _ = shared.ledger.set(ledger_addr.clone());
+        // Lookups from the recovered state.
+        {
+            let names: DashMap<AccountId, String> = DashMap::new();
+            for u in exchange.ledger.users.values() {
+                names.insert(u.account, u.name.clone());
+            }
+            for e in &events {
+                shared.learn(&e.body, &|a| names.get(&a).map(|n| n.clone()));
+            }
+        }
+        let names = DashMap::new();
+        for u in exchange.ledger.users.values() {
+            names.insert(u.account, u.name.clone());
+        }
+        let publisher = NodePublisher { shared: shared.clone(), names };
+        let journal = journal::start(BoxedLog(log), cfg.durable, cfg.limits.commit_events_max, Box::new(publisher));
+
+        init_tx.send((journal.clone(), shared.clone())).expect("ledger thread alive");
+
+        let node = Node { shared: shared.clone(), journal, session_arbiters: Arc::new(session_arbiters), next: Arc::new(AtomicUsize::new(0)) };
+        if fresh {
+            node.bootstrap(&admin_password).await?;
+        }
+        shared.ready.store(true, Ordering::Release);
+        std::mem::forget(market_arbiter);
+        std::mem::forget(ledger_arbiter);
+        Ok(node)
+    }
+
+    async fn submit(&self, cmd: Command, shape: Shape) -> anyhow::Result<serde_json::Value> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.shared
+            .ledger()
+            .send(Submit { cmd, to: Responder::Channel(tx), shape })
+            .await
+            .map_err(|e| anyhow::anyhow!("ledger: {e}"))?;
+        rx.await?.map_err(|e| anyhow::anyhow!("{}: {}", e.code.as_str(), e.msg))
+    }
+
+    /// First start: the operator, the assets, instruments and users of the configuration.
+    async fn bootstrap(&self, admin_password: &str) -> anyhow::Result<()> {
+        let cfg = &self.shared.cfg;
+        let root = AccountId(0);
+        let hash = self.shared.hash_password(admin_password);
+        self.submit(Command::CreateUser { user: "admin".into(), role: ERole::Operator, password_hash: hash, by: root }, Shape::Empty).await?;
+        for a in &cfg.assets {
+            self.submit(Command::CreateAsset { name: a.asset.clone(), scale: a.scale, by: root }, Shape::Empty).await?;
+        }
+        self.wait_committed().await;
+        for i in &cfg.instruments {
+            let listing = crate::session::listing_from_conf(&self.shared, i).map_err(|e| anyhow::anyhow!("instrument {}: {}", i.sym, e.msg))?;
+            self.submit(Command::CreateInstrument { listing, by: root }, Shape::Empty).await?;
+        }
+        for u in &cfg.users {
+            let role = match u.role.as_str() {
+                "operator" => ERole::Operator,
+                "viewer" => ERole::Viewer,
+                _ => ERole::Trader,
+            };
+            let hash = self.shared.hash_password(&u.password);
+            self.submit(Command::CreateUser { user: u.user.clone(), role, password_hash: hash, by: root }, Shape::Empty).await?;
+        }
+        self.wait_committed().await;
+        for u in &cfg.users {
+            let account = *self.shared.accounts.get(&u.user).ok_or_else(|| anyhow::anyhow!("user {} missing", u.user))?;
+            for (asset, amount) in &u.deposits {
+                let a = self.shared.assets.get(asset).map(|a| a.clone()).ok_or_else(|| anyhow::anyhow!("asset {asset}"))?;
+                let amount = wire::amount(a.scale, amount).map_err(|e| anyhow::anyhow!("{}", e.msg))?;
+                self.submit(Command::Deposit { account, asset: a.id, amount, by: root }, Shape::Empty).await?;
+            }
+        }
+        self.wait_committed().await;
+        tracing::info!(assets = cfg.assets.len(), instruments = cfg.instruments.len(), users = cfg.users.len(), "bootstrapped a new exchange");
+        Ok(())
+    }
+
+    /// Waits until the publisher has caught up with the ledger's answers.
+    async fn wait_committed(&self) {
+        // Answers are released after publication lookups of earlier batches;
+        // a short yield lets the publisher thread finish the group it answered.
+        for _ in 0..50 {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            if self.shared.journal_stopped.load(Ordering::Acquire) {
+                return;
+            }
+        }
+    }
+
+    pub fn ready(&self) -> bool {
+        self.shared.ready.load(Ordering::Acquire) && !self.shared.stopping()
+    }
+
+    pub fn metrics_text(&self) -> String {
+        crate::metrics_text()
+    }
+
+    /// Hands an upgraded WebSocket to a new session actor.
+    pub fn accept<S>(&self, ws: WebSocketStream<S>, encoding: Encoding, peer: SocketAddr) -> Result<(), Refused>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let n = self.shared.connections.fetch_add(1, Ordering::AcqRel);
+        if n >= self.shared.cfg.limits.connections_max || self.shared.shutting_down.load(Ordering::Acquire) {
+            self.shared.connections.fetch_sub(1, Ordering::AcqRel);
+            return Err(Refused);
+        }
+        let shared = self.shared.clone();
+        let outbound_max = shared.cfg.limits.outbound_msgs_max;
+        let arb = &self.session_arbiters[self.next.fetch_add(1, Ordering::Relaxed) % self.session_arbiters.len()];
+        arb.spawn(async move {
+            let (mut sink, stream) = ws.split();
+            let (tx, mut rx) = tokio::sync::mpsc::channel(outbound_max);
+            actix::spawn(async move {
+                use futures_util::SinkExt;
+                while let Some(m) = rx.recv().await {
+                    let close = matches!(m, tokio_tungstenite::tungstenite::Message::Close(_));
+                    if sink.send(m).await.is_err() || close {
+                        break;
+                    }
+                }
+                let _ = sink.close().await;
+            });
+            Session::create(move |ctx| {
+                ctx.add_stream(stream);
+                Session::new(shared, encoding, tx, peer)
+            });
+        });
+        Ok(())
+    }
+
+    /// Planned shutdown: tell every session, stop taking orders, let the journal finish.
+    pub async fn shutdown(&self, in_ms: u64) {
+        self.shared.shutting_down.store(true, Ordering::Release);
+        let _ = &self.journal;
+        self.shared.market.do_send(crate::market::Broadcast(Deliver::Notice { code: "shutdown", in_ms: Some(in_ms), close: None }));
+        tokio::time::sleep(std::time::Duration::from_millis(in_ms.min(5_000))).await;
+    }
+}
+
+/// An event log the journal thread can own.
+pub trait EventLogSend: EventLog + Send {}
+impl<T: EventLog + Send> EventLogSend for T {}
+
+struct BoxedLog(Box<dyn EventLogSend>);
+
+impl EventLog for BoxedLog {
+    fn append(&mut self, batch: &[Vec<u8>]) -> Result<u64, crate::storage::log::LogError> {
+        self.0.append(batch)
+    }
+    fn sync(&mut self) -> Result<(), crate::storage::log::LogError> {
+        self.0.sync()
+    }
+    fn read(&self, range: std::ops::RangeInclusive<u64>) -> Result<Vec<crate::storage::log::Entry>, crate::storage::log::LogError> {
+        self.0.read(range)
+    }
+    fn truncate_after(&mut self, index: u64) -> Result<(), crate::storage::log::LogError> {
+        self.0.truncate_after(index)
+    }
+    fn purge_before(&mut self, index: u64) -> Result<(), crate::storage::log::LogError> {
+        self.0.purge_before(index)
+    }
+    fn reset_to(&mut self, base_index: u64, base_hash: crate::storage::log::Hash) -> Result<(), crate::storage::log::LogError> {
+        self.0.reset_to(base_index, base_hash)
+    }
+    fn first_index(&self) -> u64 {
+        self.0.first_index()
+    }
+    fn last_index(&self) -> u64 {
+        self.0.last_index()
+    }
+    fn last_hash(&self) -> crate::storage::log::Hash {
+        self.0.last_hash()
+    }
+}

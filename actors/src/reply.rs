@@ -1,0 +1,158 @@
+//! Where an answer goes: a session's connection, a slot of an `order.batch`,
+//! or a waiting task. Answers that report a change travel with their events
+//! through the journal and are sent only once those events are durable.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use actix::prelude::*;
+use bourse_protocol::msg::{BatchItem, BatchRes, PlaceRes};
+use bourse_protocol::{ErrorBody, ReqId, Response};
+use serde_json::Value;
+
+/// What a session is handed to write to its client.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub enum Deliver {
+    Response(Response<Value>),
+    /// A stream message (market data, account events), already encoded for
+    /// each encoding so every subscriber shares the same bytes.
+    Stream(Arc<Encoded>),
+    /// Close the connection after sending a notice (shutdown, slow consumer).
+    Notice { code: &'static str, in_ms: Option<u64>, close: Option<u16> },
+}
+
+/// One message encoded once per encoding.
+#[derive(Debug)]
+pub struct Encoded {
+    pub key: String,
+    pub seq: u64,
+    pub json: String,
+    pub msgpack: Vec<u8>,
+}
+
+impl Encoded {
+    pub fn new(key: String, seq: u64, v: &Value) -> Self {
+        Encoded {
+            key,
+            seq,
+            json: serde_json::to_string(v).expect("values encode"),
+            msgpack: rmp_serde::to_vec_named(v).expect("values encode"),
+        }
+    }
+}
+
+pub type Answer = Result<Value, ErrorBody>;
+
+pub enum Responder {
+    Session { to: Recipient<Deliver>, id: Option<ReqId>, ts_in: u64 },
+    Slot { batch: Arc<Batch>, index: usize },
+    Channel(tokio::sync::oneshot::Sender<Answer>),
+    /// One instrument's share of a cancel-all.
+    Part(Arc<Tally>),
+    Drop,
+}
+
+impl std::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Responder::Session { .. } => "Responder::Session",
+            Responder::Slot { .. } => "Responder::Slot",
+            Responder::Channel(_) => "Responder::Channel",
+            Responder::Part(_) => "Responder::Part",
+            Responder::Drop => "Responder::Drop",
+        })
+    }
+}
+
+pub fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+impl Responder {
+    pub fn send(self, a: Answer) {
+        match self {
+            Responder::Session { to, id, ts_in } => {
+                let r = match a {
+                    Ok(v) => Response { id, ok: true, res: Some(v), err: None, ts_in, ts_out: now_us() },
+                    Err(e) => Response { id, ok: false, res: None, err: Some(e), ts_in, ts_out: now_us() },
+                };
+                to.do_send(Deliver::Response(r));
+            }
+            Responder::Slot { batch, index } => batch.fill(index, a),
+            Responder::Channel(tx) => {
+                let _ = tx.send(a);
+            }
+            Responder::Part(t) => t.part(a.ok().and_then(|v| v["cancelled"].as_u64()).unwrap_or(0)),
+            Responder::Drop => {}
+        }
+    }
+}
+
+/// The answers of an `order.batch`, sent together, in request order, once all are in.
+pub struct Batch {
+    items: Mutex<(Vec<Option<BatchItem>>, Option<Responder>)>,
+    remaining: AtomicUsize,
+}
+
+impl Batch {
+    pub fn new(n: usize, to: Responder) -> Arc<Batch> {
+        Arc::new(Batch { items: Mutex::new((vec![None; n], Some(to))), remaining: AtomicUsize::new(n) })
+    }
+
+    pub fn fill(&self, index: usize, a: Answer) {
+        let item = match a {
+            Ok(v) => match serde_json::from_value::<PlaceRes>(v) {
+                Ok(res) => BatchItem::ok(res),
+                Err(e) => BatchItem::err(ErrorBody::new(bourse_protocol::ErrorCode::Internal, e.to_string())),
+            },
+            Err(e) => BatchItem::err(e),
+        };
+        let mut g = self.items.lock().expect("batch lock");
+        g.0[index] = Some(item);
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let results = g.0.iter_mut().map(|i| i.take().expect("every slot answered")).collect();
+            if let Some(to) = g.1.take() {
+                to.send(Ok(serde_json::to_value(BatchRes { results }).expect("encodes")));
+            }
+        }
+    }
+}
+
+/// Counts the answers of a command fanned out to several instruments (cancel-all).
+pub struct Tally {
+    pub count: std::sync::atomic::AtomicU64,
+    remaining: AtomicUsize,
+    to: Mutex<Option<Responder>>,
+}
+
+impl Tally {
+    pub fn new(parts: usize, to: Responder) -> Arc<Tally> {
+        let t = Arc::new(Tally {
+            count: Default::default(),
+            remaining: AtomicUsize::new(parts),
+            to: Mutex::new(Some(to)),
+        });
+        if parts == 0 {
+            t.finish();
+        }
+        t
+    }
+
+    /// One part done with `n` cancelled; the last part answers.
+    pub fn part(&self, n: u64) {
+        self.count.fetch_add(n, Ordering::AcqRel);
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.finish();
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(to) = self.to.lock().expect("tally lock").take() {
+            to.send(Ok(serde_json::json!({ "cancelled": self.count.load(Ordering::Acquire) })));
+        }
+    }
+}

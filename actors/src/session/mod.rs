@@ -1,0 +1,799 @@
+//! The session actor: one per WebSocket connection. It decodes frames,
+//! authenticates, enforces roles and rate limits, turns requests into
+//! engine commands for the ledger, answers queries, keeps the connection's
+//! subscriptions, and owns the bounded outbound queue to the socket.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use bourse_engine::{self as eng, AccountId, Command, OrderRef, PlaceCmd};
+use bourse_protocol::codec::{self, Encoding};
+use bourse_protocol::msg::{self as p, Op, Request, Role};
+use bourse_protocol::{ErrorBody, ErrorCode, ReqId, Response};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+use crate::auth::{self, limits::ConnectionLimiter, RateQuotas};
+use crate::ledger::{Query, Shape, Submit};
+use crate::market::{Subscribe as MdSubscribe, Unsubscribe as MdUnsubscribe};
+use crate::node::Shared;
+use crate::reply::{now_us, Batch, Deliver, Responder};
+use crate::wire;
+
+/// Protocol errors tolerated within `ERRORS_WINDOW`; the next one closes (1008).
+pub const PROTOCOL_ERRORS_MAX: usize = 20;
+pub const ERRORS_WINDOW: Duration = Duration::from_secs(10);
+/// WebSocket pings are sent this often.
+pub const PING_EVERY: Duration = Duration::from_secs(20);
+/// A connection silent (no pong, no frame) this long is closed.
+pub const IDLE_MAX: Duration = Duration::from_secs(60);
+/// Heartbeat after this long without sending anything.
+pub const HEARTBEAT_AFTER: Duration = Duration::from_secs(1);
+/// Orders in one `order.batch`.
+pub const BATCH_ORDERS_MAX: usize = 20;
+/// Longest `order.cancel_after` timeout: one day.
+pub const CANCEL_AFTER_MS_MAX: u64 = 86_400_000;
+
+#[derive(Clone, Debug)]
+pub struct Authed {
+    pub user: String,
+    pub account: AccountId,
+    pub role: Role,
+    pub token: String,
+    pub session_id: u64,
+    pub cod: p::Cod,
+}
+
+pub struct Session {
+    pub shared: Arc<Shared>,
+    pub enc: Encoding,
+    pub out: mpsc::Sender<Message>,
+    pub peer: std::net::SocketAddr,
+    pub auth: Option<Authed>,
+    pub errors: VecDeque<Instant>,
+    pub limiter: ConnectionLimiter,
+    /// Orders placed through this connection (for cancel-on-disconnect `connection`).
+    pub placed: BTreeSet<(String, u64)>,
+    /// Stream keys subscribed, with the last seq sent on each.
+    pub streams: std::collections::BTreeMap<String, u64>,
+    pub last_seen: Instant,
+    pub last_sent: Instant,
+    pub cancel_after: Option<SpawnHandle>,
+    pub logged_out: bool,
+    pub closing: bool,
+}
+
+impl Session {
+    pub fn new(shared: Arc<Shared>, enc: Encoding, out: mpsc::Sender<Message>, peer: std::net::SocketAddr) -> Self {
+        let q = RateQuotas {
+            orders_per_s_per_account: std::num::NonZeroU32::new(shared.cfg.limits.account_orders_per_sec).expect("validated"),
+            messages_per_s_per_connection: std::num::NonZeroU32::new(shared.cfg.limits.conn_msgs_per_sec).expect("validated"),
+            ..Default::default()
+        };
+        Session {
+            limiter: ConnectionLimiter::with_clock(&q, governor::clock::DefaultClock::default()),
+            shared,
+            enc,
+            out,
+            peer,
+            auth: None,
+            errors: VecDeque::new(),
+            placed: BTreeSet::new(),
+            streams: Default::default(),
+            last_seen: Instant::now(),
+            last_sent: Instant::now(),
+            cancel_after: None,
+            logged_out: false,
+            closing: false,
+        }
+    }
+
+    fn send_frame(&mut self, f: codec::Frame, ctx: &mut Context<Self>) {
+        let m = match f {
+            codec::Frame::Text(s) => Message::Text(s.into()),
+            codec::Frame::Binary(b) => Message::Binary(b.into()),
+        };
+        self.push(m, ctx);
+    }
+
+    fn push(&mut self, m: Message, ctx: &mut Context<Self>) {
+        if self.closing {
+            return;
+        }
+        self.last_sent = Instant::now();
+        match self.out.try_send(m) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                // The client does not read: it is told, then closed. Nothing is dropped silently.
+                metrics::counter!("bourse_slow_consumer_total", "action" => "disconnect").increment(1);
+                self.closing = true;
+                let notice = codec::encode(self.enc, &json!({"op": "notice", "code": "slow_consumer"}));
+                let _ = self.out.try_send(match notice {
+                    codec::Frame::Text(s) => Message::Text(s.into()),
+                    codec::Frame::Binary(b) => Message::Binary(b.into()),
+                });
+                self.close(4008, "slow consumer", ctx);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => ctx.stop(),
+        }
+    }
+
+    fn respond(&mut self, id: Option<ReqId>, ts_in: u64, a: Result<Value, ErrorBody>, ctx: &mut Context<Self>) {
+        let r = match a {
+            Ok(v) => Response { id, ok: true, res: Some(v), err: None, ts_in, ts_out: now_us() },
+            Err(e) => Response { id, ok: false, res: None, err: Some(e), ts_in, ts_out: now_us() },
+        };
+        self.send_response(r, ctx);
+    }
+
+    fn send_response(&mut self, r: Response<Value>, ctx: &mut Context<Self>) {
+        if let Some(e) = &r.err {
+            if matches!(
+                e.code,
+                ErrorCode::BadRequest | ErrorCode::UnknownOp | ErrorCode::UnknownInstrument | ErrorCode::TooManySubscriptions
+            ) {
+                self.count_error(ctx);
+            }
+        }
+        let f = codec::encode(self.enc, &r);
+        self.send_frame(f, ctx);
+    }
+
+    fn count_error(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        while self.errors.front().is_some_and(|t| now.duration_since(*t) > ERRORS_WINDOW) {
+            self.errors.pop_front();
+        }
+        self.errors.push_back(now);
+        if self.errors.len() > PROTOCOL_ERRORS_MAX {
+            self.close(1008, "too many protocol errors", ctx);
+        }
+    }
+
+    fn close(&mut self, code: u16, reason: &str, ctx: &mut Context<Self>) {
+        self.closing = true;
+        let _ = self.out.try_send(Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.to_string().into() })));
+        ctx.stop();
+    }
+
+    fn submit(&mut self, cmd: Command, to: Responder, shape: Shape) {
+        if self.shared.stopping() {
+            to.send(Err(ErrorBody::new(ErrorCode::ShuttingDown, "the exchange is shutting down")));
+            return;
+        }
+        match self.shared.ledger().try_send(Submit { cmd, to, shape }) {
+            Ok(()) => {}
+            Err(SendError::Full(s)) | Err(SendError::Closed(s)) => {
+                metrics::counter!("bourse_overloaded_total", "actor" => "ledger").increment(1);
+                s.to.send(Err(ErrorBody::new(ErrorCode::Overloaded, "the ledger is overloaded; retry shortly")));
+            }
+        }
+    }
+
+    fn responder(&self, id: Option<ReqId>, ts_in: u64, ctx: &Context<Self>) -> Responder {
+        Responder::Session { to: ctx.address().recipient(), id, ts_in }
+    }
+
+    fn trader(&self) -> Result<&Authed, ErrorBody> {
+        match &self.auth {
+            None => Err(ErrorBody::new(ErrorCode::AuthRequired, "log in first")),
+            Some(a) if a.role != Role::Trader => Err(ErrorBody::new(ErrorCode::PermissionDenied, "traders only")),
+            Some(a) => Ok(a),
+        }
+    }
+
+    fn operator(&self) -> Result<&Authed, ErrorBody> {
+        match &self.auth {
+            None => Err(ErrorBody::new(ErrorCode::AuthRequired, "log in first")),
+            Some(a) if a.role != Role::Operator => Err(ErrorBody::new(ErrorCode::PermissionDenied, "operators only")),
+            Some(a) => Ok(a),
+        }
+    }
+
+    fn spec(&self, sym: &str) -> Result<eng::spec::InstrumentSpec, ErrorBody> {
+        self.shared
+            .instruments
+            .get(sym)
+            .map(|s| s.clone())
+            .ok_or_else(|| ErrorBody::new(ErrorCode::UnknownInstrument, format!("unknown instrument {sym:?}")))
+    }
+
+    fn place_cmd(&self, account: AccountId, a: &p::PlaceArgs) -> Result<PlaceCmd, ErrorBody> {
+        let spec = self.spec(&a.sym)?;
+        let px = a.px.as_deref().map(|s| wire::px(&spec, s)).transpose()?;
+        let qty = a.qty.as_deref().map(|s| wire::qty(&spec, s)).transpose()?;
+        let quote_scale = self.shared.asset_scale(spec.quote);
+        let quote_qty = a.quote_qty.as_deref().map(|s| wire::amount(quote_scale, s)).transpose()?;
+        Ok(PlaceCmd {
+            account,
+            inst: spec.id,
+            cl_id: a.cl_id.clone(),
+            side: wire::side(a.side),
+            kind: wire::kind(a.order_type),
+            tif: a.tif.map(wire::tif),
+            px,
+            qty,
+            quote_qty,
+            post_only: a.post_only,
+            stp: wire::stp(a.stp()),
+        })
+    }
+
+    fn account_of(&self, user: &str) -> Result<AccountId, ErrorBody> {
+        self.shared
+            .accounts
+            .get(user)
+            .map(|a| *a)
+            .ok_or_else(|| ErrorBody::bad_request(format!("unknown user {user:?}")))
+    }
+
+    fn asset_of(&self, name: &str) -> Result<eng::spec::AssetSpec, ErrorBody> {
+        self.shared
+            .assets
+            .get(name)
+            .map(|a| a.clone())
+            .ok_or_else(|| ErrorBody::new(ErrorCode::UnknownAsset, format!("unknown asset {name:?}")))
+    }
+
+    fn ask(&self, q: Query, id: Option<ReqId>, ts_in: u64, ctx: &mut Context<Self>) {
+        let fut = self.shared.ledger().send(q);
+        ctx.spawn(fut.into_actor(self).map(move |r, act, ctx| {
+            let a = r.unwrap_or_else(|_| Err(ErrorBody::new(ErrorCode::Internal, "ledger unavailable")));
+            act.respond(id, ts_in, a, ctx);
+        }));
+    }
+
+    fn authed(&mut self, user: String, role: Role, cod: p::Cod, id: Option<ReqId>, ts_in: u64, ctx: &mut Context<Self>) {
+        let Some(account) = self.shared.accounts.get(&user).map(|a| *a) else {
+            self.respond(id, ts_in, Err(ErrorBody::new(ErrorCode::BadCredentials, "bad credentials")), ctx);
+            return;
+        };
+        let (session_id, token) = self.shared.tokens.issue(&user, role, now_us());
+        self.shared.connected(account, 1);
+        self.auth = Some(Authed { user: user.clone(), account, role, token: token.clone(), session_id, cod });
+        self.logged_out = false;
+        tracing::debug!(user = %user, peer = %self.peer, "authenticated");
+        let res = p::AuthRes { user, role, session: p::SessionInfo { id: session_id.to_string(), token } };
+        self.respond(id, ts_in, Ok(serde_json::to_value(res).expect("encodes")), ctx);
+    }
+
+    fn handle_request(&mut self, req: Request, ts_in: u64, ctx: &mut Context<Self>) {
+        let id = Some(req.id.clone());
+        if let Err(e) = self.limiter.check() {
+            metrics::counter!("bourse_rate_limited_total", "scope" => "connection").increment(1);
+            self.respond(id, ts_in, Err(ErrorBody::rate_limited(e.0)), ctx);
+            return;
+        }
+        let op = req.op;
+        if op.is_write() && !op.is_admin() {
+            if let Some(a) = &self.auth {
+                if let Err(e) = self.shared.account_limiter.check(&a.user) {
+                    metrics::counter!("bourse_rate_limited_total", "scope" => "account").increment(1);
+                    self.respond(id, ts_in, Err(ErrorBody::rate_limited(e.0)), ctx);
+                    return;
+                }
+            }
+        }
+        let r = self.dispatch(op, id.clone(), ts_in, ctx);
+        if let Err(e) = r {
+            self.respond(id, ts_in, Err(e), ctx);
+        }
+    }
+
+    /// Handles one op; an `Err` is answered at once, an `Ok` has arranged its own answer.
+    fn dispatch(&mut self, op: Op, id: Option<ReqId>, ts_in: u64, ctx: &mut Context<Self>) -> Result<(), ErrorBody> {
+        match op {
+            Op::Ping => {
+                self.respond(id, ts_in, Ok(json!({"ts": now_us()})), ctx);
+            }
+            Op::Auth(args) => {
+                if self.auth.is_some() {
+                    return Err(ErrorBody::bad_request("already authenticated; logout first"));
+                }
+                let cod = args.cod();
+                match args {
+                    p::AuthArgs::Password(pw) => {
+                        let shared = self.shared.clone();
+                        let fut = tokio::task::spawn_blocking(move || {
+                            auth::authenticate_password(&shared.directory, &pw.user, &pw.password)
+                        });
+                        ctx.spawn(fut.into_actor(self).map(move |r, act, ctx| match r {
+                            Ok(Ok((user, role))) => act.authed(user, role, cod, id, ts_in, ctx),
+                            Ok(Err(e)) => {
+                                metrics::counter!("bourse_auth_failures_total", "code" => e.code_str()).increment(1);
+                                act.respond(id, ts_in, Err(auth_error(e)), ctx)
+                            }
+                            Err(_) => act.respond(id, ts_in, Err(ErrorBody::new(ErrorCode::Internal, "auth failed")), ctx),
+                        }));
+                    }
+                    p::AuthArgs::Key(k) => {
+                        let req = auth::KeyAuth::from(&k);
+                        match auth::authenticate_key(&self.shared.directory, &self.shared.nonces, &req, now_us()) {
+                            Ok((user, role)) => self.authed(user, role, cod, id, ts_in, ctx),
+                            Err(e) => {
+                                metrics::counter!("bourse_auth_failures_total", "code" => e.code_str()).increment(1);
+                                return Err(auth_error(e));
+                            }
+                        }
+                    }
+                }
+            }
+            Op::Logout => {
+                if let Some(a) = self.auth.take() {
+                    self.shared.tokens.revoke(&a.token);
+                    self.shared.connected(a.account, -1);
+                    self.logged_out = true;
+                    self.drop_account_stream(&a, ctx);
+                }
+                self.respond(id, ts_in, Ok(json!({})), ctx);
+            }
+            Op::SessionResume(args) => {
+                let info = self.shared.tokens.validate(&args.token, now_us()).map_err(auth_error)?;
+                if self.auth.is_none() {
+                    let account = self.account_of(&info.user)?;
+                    self.shared.connected(account, 1);
+                    self.auth = Some(Authed {
+                        user: info.user.clone(),
+                        account,
+                        role: info.role,
+                        token: args.token.clone(),
+                        session_id: info.session_id,
+                        cod: p::Cod::Off,
+                    });
+                }
+                let mut subs = Vec::new();
+                for (key, pos) in &args.streams {
+                    let Some(sub) = subscription_from_key(key) else {
+                        return Err(ErrorBody::bad_request(format!("unknown stream key {key:?}")));
+                    };
+                    subs.push((sub, Some(*pos)));
+                }
+                self.subscribe_many(subs, id, ts_in, ctx)?;
+            }
+            Op::Subscribe(args) => {
+                let depth = args.depth();
+                let mut subs = Vec::new();
+                if args.ch.has_sym() {
+                    for s in &args.sym {
+                        self.spec(s)?;
+                        let key = stream_key(args.ch, Some(s), depth, args.interval);
+                        subs.push((Sub { key, ch: args.ch, sym: Some(s.clone()), depth, interval: args.interval, cksum: args.cksum, on_lag: args.on_lag() }, args.resume_for(Some(s))));
+                    }
+                } else {
+                    if args.ch == p::Channel::Account && self.auth.is_none() {
+                        return Err(ErrorBody::new(ErrorCode::AuthRequired, "log in to subscribe to account"));
+                    }
+                    let key = stream_key(args.ch, None, depth, None);
+                    subs.push((Sub { key, ch: args.ch, sym: None, depth, interval: None, cksum: false, on_lag: args.on_lag() }, args.resume_for(None)));
+                }
+                self.subscribe_many(subs, id, ts_in, ctx)?;
+            }
+            Op::Unsubscribe(args) => {
+                let depth = args.depth.unwrap_or(p::DEPTH_DEFAULT);
+                let syms: Vec<Option<String>> = if args.ch.has_sym() { args.sym.iter().cloned().map(Some).collect() } else { vec![None] };
+                for s in syms {
+                    let key = stream_key(args.ch, s.as_deref(), depth, args.interval);
+                    if self.streams.remove(&key).is_some() {
+                        self.shared.market.do_send(MdUnsubscribe { key, to: ctx.address().recipient() });
+                    }
+                }
+                self.respond(id, ts_in, Ok(json!({})), ctx);
+            }
+            Op::OrderPlace(a) => {
+                let account = self.trader()?.account;
+                let cmd = self.place_cmd(account, &a)?;
+                let to = self.responder(id, ts_in, ctx);
+                self.submit(Command::Place(cmd), to, Shape::Empty);
+            }
+            Op::OrderBatch(b) => {
+                let account = self.trader()?.account;
+                if b.orders.len() > BATCH_ORDERS_MAX {
+                    return Err(ErrorBody::bad_request(format!("at most {BATCH_ORDERS_MAX} orders in a batch")));
+                }
+                let batch = Batch::new(b.orders.len(), self.responder(id, ts_in, ctx));
+                for (i, a) in b.orders.iter().enumerate() {
+                    let slot = Responder::Slot { batch: batch.clone(), index: i };
+                    match a.validate().and_then(|_| self.place_cmd(account, a)) {
+                        Ok(cmd) => self.submit(Command::Place(cmd), slot, Shape::Empty),
+                        Err(e) => slot.send(Err(e)),
+                    }
+                }
+            }
+            Op::OrderCancel(a) => {
+                let account = self.trader()?.account;
+                let spec = self.spec(&a.sym)?;
+                let order = match a.order_ref()? {
+                    p::OrderRef::Id(i) => OrderRef::Id(eng::OrderId(i)),
+                    p::OrderRef::ClId(c) => OrderRef::ClId(c),
+                };
+                let to = self.responder(id, ts_in, ctx);
+                self.submit(Command::Cancel { account, inst: spec.id, order }, to, Shape::Empty);
+            }
+            Op::OrderAmend(a) => {
+                let account = self.trader()?.account;
+                let spec = self.spec(&a.sym)?;
+                let order = match a.order_ref()? {
+                    p::OrderRef::Id(i) => OrderRef::Id(eng::OrderId(i)),
+                    p::OrderRef::ClId(c) => OrderRef::ClId(c),
+                };
+                let qty = a.qty.as_deref().map(|s| wire::qty(&spec, s)).transpose()?;
+                let px = a.px.as_deref().map(|s| wire::px(&spec, s)).transpose()?;
+                let to = self.responder(id, ts_in, ctx);
+                self.submit(Command::Amend { account, inst: spec.id, order, qty, px }, to, Shape::Empty);
+            }
+            Op::OrderCancelAll(a) => {
+                let account = self.trader()?.account;
+                let inst = a.sym.as_deref().map(|s| self.spec(s).map(|s| s.id)).transpose()?;
+                let to = self.responder(id, ts_in, ctx);
+                self.submit(Command::CancelAll { account: Some(account), inst, side: a.side.map(wire::side), admin: false }, to, Shape::Empty);
+            }
+            Op::OrderCancelAfter(a) => {
+                let account = self.trader()?.account;
+                if a.timeout_ms > CANCEL_AFTER_MS_MAX {
+                    return Err(ErrorBody::bad_request(format!("timeout_ms is at most {CANCEL_AFTER_MS_MAX}")));
+                }
+                if let Some(h) = self.cancel_after.take() {
+                    ctx.cancel_future(h);
+                }
+                let at = if a.timeout_ms == 0 {
+                    0
+                } else {
+                    let h = ctx.run_later(Duration::from_millis(a.timeout_ms), move |act, _ctx| {
+                        act.cancel_after = None;
+                        tracing::info!(account = account.0, "cancel_after fired");
+                        act.submit(Command::CancelAll { account: Some(account), inst: None, side: None, admin: false }, Responder::Drop, Shape::Empty);
+                    });
+                    self.cancel_after = Some(h);
+                    now_us() + a.timeout_ms * 1000
+                };
+                self.respond(id, ts_in, Ok(json!({"at": at})), ctx);
+            }
+            Op::AccountBalances => {
+                let account = self.any_auth()?;
+                self.ask(Query::Balances(account), id, ts_in, ctx);
+            }
+            Op::AccountOrders(a) => {
+                let account = self.any_auth()?;
+                let inst = a.sym.as_deref().map(|s| self.spec(s).map(|s| s.id)).transpose()?;
+                self.ask(Query::Orders { account, inst }, id, ts_in, ctx);
+            }
+            Op::AccountFills(a) => {
+                let account = self.any_auth()?;
+                let inst = a.sym.as_deref().map(|s| self.spec(s).map(|s| s.id)).transpose()?;
+                let limit = a.limit.unwrap_or(100).min(1000) as usize;
+                self.ask(Query::Fills { account, inst, before: a.before, limit }, id, ts_in, ctx);
+            }
+            Op::Instruments => self.ask(Query::Instruments, id, ts_in, ctx),
+            Op::AdminBalances(a) => {
+                self.operator()?;
+                let account = if a.user == eng::FEE_USER { eng::FEE_ACCOUNT } else { self.account_of(&a.user)? };
+                self.ask(Query::Balances(account), id, ts_in, ctx);
+            }
+            admin => {
+                let by = self.operator()?.account;
+                let (cmd, shape) = self.admin_command(admin, by)?;
+                let to = self.responder(id, ts_in, ctx);
+                self.submit(cmd, to, shape);
+            }
+        }
+        Ok(())
+    }
+
+    fn any_auth(&self) -> Result<AccountId, ErrorBody> {
+        self.auth.as_ref().map(|a| a.account).ok_or_else(|| ErrorBody::new(ErrorCode::AuthRequired, "log in first"))
+    }
+
+    fn admin_command(&self, op: Op, by: AccountId) -> Result<(Command, Shape), ErrorBody> {
+        Ok(match op {
+            Op::AdminAssetCreate(a) => (Command::CreateAsset { name: a.asset, scale: a.scale, by }, Shape::Empty),
+            Op::AdminInstrumentCreate(a) => {
+                let listing = listing(&self.shared, &a.sym, &a.base, &a.quote, &a.tick, &a.lot, &a.min_qty, a.ref_px.as_deref(), a.band_pct, a.maker_fee_bps, a.taker_fee_bps)?;
+                (Command::CreateInstrument { listing, by }, Shape::Instrument)
+            }
+            Op::AdminInstrumentHalt(a) => self.state_cmd(&a.sym, eng::InstrumentState::Halted, by)?,
+            Op::AdminInstrumentResume(a) => self.state_cmd(&a.sym, eng::InstrumentState::Trading, by)?,
+            Op::AdminInstrumentCancelOnly(a) => self.state_cmd(&a.sym, eng::InstrumentState::CancelOnly, by)?,
+            Op::AdminUserCreate(a) => {
+                if a.password.len() < 8 || a.password.len() > auth::users::PASSWORD_LEN_MAX {
+                    return Err(ErrorBody::bad_request("passwords are 8 to 1024 characters"));
+                }
+                let hash = self.shared.hash_password(&a.password);
+                (Command::CreateUser { user: a.user.clone(), role: wire::role(a.role), password_hash: hash, by }, Shape::User(a.user))
+            }
+            Op::AdminApikeyCreate(a) => {
+                let account = self.account_of(&a.user)?;
+                let key = auth::signature::generate_key_id();
+                let (credential, secret) = match a.alg {
+                    p::SigAlg::HmacSha256 => {
+                        let s = auth::signature::generate_hmac_secret();
+                        (eng::Credential::Hmac { secret: s.clone() }, Some(s))
+                    }
+                    p::SigAlg::Ed25519 => {
+                        let pk = a.public_key.clone().unwrap_or_default();
+                        if !auth::signature::validate_ed25519_public_key(&pk) {
+                            return Err(ErrorBody::bad_request("public_key must be standard base64 of 32 bytes"));
+                        }
+                        (eng::Credential::Ed25519 { public_key: pk }, None)
+                    }
+                };
+                (Command::CreateApiKey { account, key: key.clone(), credential, by }, Shape::ApiKey { key, secret })
+            }
+            Op::AdminDeposit(a) => {
+                let account = self.account_of(&a.user)?;
+                let asset = self.asset_of(&a.asset)?;
+                let amount = wire::amount(asset.scale, &a.amount)?;
+                (Command::Deposit { account, asset: asset.id, amount, by }, Shape::Available { account, asset: asset.id })
+            }
+            Op::AdminWithdraw(a) => {
+                let account = self.account_of(&a.user)?;
+                let asset = self.asset_of(&a.asset)?;
+                let amount = wire::amount(asset.scale, &a.amount)?;
+                (Command::Withdraw { account, asset: asset.id, amount, by }, Shape::Available { account, asset: asset.id })
+            }
+            Op::AdminCancelAll(a) => {
+                let account = a.user.as_deref().map(|u| self.account_of(u)).transpose()?;
+                let inst = a.sym.as_deref().map(|s| self.spec(s).map(|s| s.id)).transpose()?;
+                (Command::CancelAll { account, inst, side: None, admin: true }, Shape::Empty)
+            }
+            other => return Err(ErrorBody::new(ErrorCode::UnknownOp, format!("{} is not handled here", other.name()))),
+        })
+    }
+
+    fn state_cmd(&self, sym: &str, state: eng::InstrumentState, by: AccountId) -> Result<(Command, Shape), ErrorBody> {
+        let spec = self.spec(sym)?;
+        Ok((Command::SetState { inst: spec.id, state, by }, Shape::State(state)))
+    }
+
+    fn subscribe_many(&mut self, subs: Vec<(Sub, Option<p::Position>)>, id: Option<ReqId>, ts_in: u64, ctx: &mut Context<Self>) -> Result<(), ErrorBody> {
+        let new = subs.iter().filter(|(s, _)| !self.streams.contains_key(&s.key)).count();
+        if self.streams.len() + new > self.shared.cfg.limits.subscriptions_max {
+            return Err(ErrorBody::new(ErrorCode::TooManySubscriptions, format!("at most {} subscriptions", self.shared.cfg.limits.subscriptions_max)));
+        }
+        let account = self.auth.as_ref().map(|a| a.account);
+        let mut results = Vec::new();
+        let me = ctx.address().recipient();
+        let mut futs = Vec::new();
+        for (sub, resume) in subs {
+            self.streams.insert(sub.key.clone(), 0);
+            futs.push(self.shared.market.send(MdSubscribe { sub, resume, account, enc: self.enc, to: me.clone() }));
+        }
+        // Answer after every stream registered: the answer lists each one, and
+        // each stream's snapshot follows its registration in the mailbox order.
+        let fut = async move {
+            for f in futs {
+                match f.await {
+                    Ok(Ok(r)) => results.push(r),
+                    Ok(Err(e)) => return Err(e),
+                    Err(_) => return Err(ErrorBody::new(ErrorCode::Internal, "market data unavailable")),
+                }
+            }
+            Ok(results)
+        };
+        ctx.spawn(fut.into_actor(self).map(move |r, act, ctx| {
+            let a = r.map(|subs| json!({"subs": subs}));
+            act.respond(id, ts_in, a, ctx);
+        }));
+        Ok(())
+    }
+
+    fn drop_account_stream(&mut self, _a: &Authed, ctx: &mut Context<Self>) {
+        if self.streams.remove("account").is_some() {
+            self.shared.market.do_send(MdUnsubscribe { key: "account".into(), to: ctx.address().recipient() });
+        }
+    }
+}
+
+fn listing(
+    shared: &Shared, sym: &str, base: &str, quote: &str, tick: &str, lot: &str, min_qty: &str, ref_px: Option<&str>,
+    band_pct: Option<u32>, maker: Option<u32>, taker: Option<u32>,
+) -> Result<eng::Listing, ErrorBody> {
+    use bourse_protocol::decimal;
+    let b = shared.assets.get(base).map(|a| a.id).ok_or_else(|| ErrorBody::new(ErrorCode::UnknownAsset, format!("unknown asset {base:?}")))?;
+    let q = shared.assets.get(quote).map(|a| a.id).ok_or_else(|| ErrorBody::new(ErrorCode::UnknownAsset, format!("unknown asset {quote:?}")))?;
+    let grid = |what: &str, s: &str| -> Result<(u64, u32), ErrorBody> {
+        let scale = decimal::canonical_scale(s).map_err(|e| ErrorBody::bad_request(format!("{what} {s:?}: {e}")))?;
+        let raw = decimal::parse(s, scale).map_err(|e| ErrorBody::bad_request(format!("{what} {s:?}: {e}")))?;
+        if raw == 0 {
+            return Err(ErrorBody::bad_request(format!("{what} must be positive")));
+        }
+        Ok((raw, scale))
+    };
+    let (tick_raw, price_scale) = grid("tick", tick)?;
+    let (lot_raw, qty_scale) = grid("lot", lot)?;
+    let min = decimal::parse_on_grid(min_qty, qty_scale, lot_raw).map_err(|e| ErrorBody::bad_request(format!("min_qty {min_qty:?}: {e}")))?;
+    let ref_px = ref_px
+        .map(|s| decimal::parse_on_grid(s, price_scale, tick_raw).map(eng::Price).map_err(|e| ErrorBody::bad_request(format!("ref_px {s:?}: {e}"))))
+        .transpose()?;
+    Ok(eng::Listing {
+        sym: sym.to_string(),
+        base: b,
+        quote: q,
+        tick_raw,
+        price_scale,
+        lot_raw,
+        qty_scale,
+        min_qty: eng::Qty(min.max(1)),
+        ref_px,
+        band_pct: band_pct.unwrap_or(10),
+        maker_fee_bps: maker.unwrap_or(0),
+        taker_fee_bps: taker.unwrap_or(0),
+    })
+}
+
+pub fn listing_from_conf(shared: &Shared, c: &crate::config::InstrumentConf) -> Result<eng::Listing, ErrorBody> {
+    listing(shared, &c.sym, &c.base, &c.quote, &c.tick, &c.lot, &c.min_qty, c.ref_px.as_deref(), Some(c.band_pct), Some(c.maker_fee_bps), Some(c.taker_fee_bps))
+}
+
+fn auth_error(e: auth::AuthError) -> ErrorBody {
+    let code = ErrorCode::from_str_code(e.code_str()).unwrap_or(ErrorCode::BadCredentials);
+    ErrorBody::new(code, e.to_string())
+}
+
+/// One subscription as the market-data side needs it.
+#[derive(Clone, Debug)]
+pub struct Sub {
+    pub key: String,
+    pub ch: p::Channel,
+    pub sym: Option<String>,
+    pub depth: u32,
+    pub interval: Option<p::Interval>,
+    pub cksum: bool,
+    pub on_lag: p::OnLag,
+}
+
+pub fn stream_key(ch: p::Channel, sym: Option<&str>, depth: u32, interval: Option<p::Interval>) -> String {
+    match (ch, sym) {
+        (p::Channel::BookL2, Some(s)) => format!("book.l2:{s}:{depth}"),
+        (p::Channel::Candles, Some(s)) => format!("candles:{s}:{}", interval.map(|i| i.as_str()).unwrap_or("1m")),
+        (c, Some(s)) => format!("{}:{s}", c.as_str()),
+        (c, None) => c.as_str().to_string(),
+    }
+}
+
+fn subscription_from_key(key: &str) -> Option<Sub> {
+    let mut parts = key.split(':');
+    let ch = p::Channel::from_name(parts.next()?)?;
+    let sym = parts.next().map(str::to_string);
+    let extra = parts.next();
+    let (depth, interval) = match ch {
+        p::Channel::BookL2 => (extra?.parse().ok()?, None),
+        p::Channel::Candles => (p::DEPTH_DEFAULT, Some(p::Interval::from_name(extra?)?)),
+        _ => (p::DEPTH_DEFAULT, None),
+    };
+    Some(Sub { key: key.to_string(), ch, sym, depth, interval, cksum: ch == p::Channel::BookL2, on_lag: p::OnLag::default_for(ch) })
+}
+
+impl Actor for Session {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        metrics::gauge!("bourse_ws_connections").increment(1.0);
+        ctx.run_interval(Duration::from_millis(250), |act, ctx| {
+            if act.last_seen.elapsed() > IDLE_MAX {
+                act.close(1001, "idle", ctx);
+                return;
+            }
+            if act.last_sent.elapsed() >= HEARTBEAT_AFTER {
+                let hb = json!({"ch": "hb", "ts": now_us(), "last": act.streams});
+                let f = codec::encode(act.enc, &hb);
+                act.send_frame(f, ctx);
+            }
+        });
+        ctx.run_interval(PING_EVERY, |act, ctx| act.push(Message::Ping(Vec::new().into()), ctx));
+    }
+
+    fn stopped(&mut self, ctx: &mut Context<Self>) {
+        metrics::gauge!("bourse_ws_connections").decrement(1.0);
+        self.shared.connections.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        if !self.streams.is_empty() {
+            self.shared.market.do_send(crate::market::Gone { to: ctx.address().recipient() });
+        }
+        let Some(a) = self.auth.take() else { return };
+        let others = self.shared.connected(a.account, -1);
+        if self.logged_out {
+            return;
+        }
+        match a.cod {
+            p::Cod::Off => {}
+            p::Cod::Connection => {
+                for (sym, order) in std::mem::take(&mut self.placed) {
+                    if let Some(spec) = self.shared.instruments.get(&sym).map(|s| s.id) {
+                        self.submit(Command::Cancel { account: a.account, inst: spec, order: OrderRef::Id(eng::OrderId(order)) }, Responder::Drop, Shape::Empty);
+                    }
+                }
+            }
+            p::Cod::Account if others == 0 => {
+                self.submit(Command::CancelAll { account: Some(a.account), inst: None, side: None, admin: false }, Responder::Drop, Shape::Empty);
+            }
+            p::Cod::Account => {}
+        }
+    }
+}
+
+impl StreamHandler<Result<Message, tungstenite::Error>> for Session {
+    fn handle(&mut self, item: Result<Message, tungstenite::Error>, ctx: &mut Context<Self>) {
+        self.last_seen = Instant::now();
+        let ts_in = now_us();
+        let (bytes, binary): (Vec<u8>, bool) = match item {
+            Ok(Message::Text(t)) => (t.as_bytes().to_vec(), false),
+            Ok(Message::Binary(b)) => (b.to_vec(), true),
+            Ok(Message::Close(_)) => {
+                ctx.stop();
+                return;
+            }
+            Ok(_) => return,
+            Err(tungstenite::Error::Capacity(_)) => {
+                self.respond(None, ts_in, Err(ErrorBody::new(ErrorCode::FrameTooLarge, "messages are at most 64 KiB")), ctx);
+                self.close(1009, "message too large", ctx);
+                return;
+            }
+            Err(_) => {
+                ctx.stop();
+                return;
+            }
+        };
+        metrics::counter!("bourse_ws_messages_in_total").increment(1);
+        match codec::decode_request(&bytes, binary) {
+            Ok(req) => self.handle_request(req, ts_in, ctx),
+            Err(e) => self.respond(e.id, ts_in, Err(e.body), ctx),
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+impl Handler<Deliver> for Session {
+    type Result = ();
+
+    fn handle(&mut self, d: Deliver, ctx: &mut Context<Self>) {
+        match d {
+            Deliver::Response(r) => {
+                // Remember orders placed here, for cancel-on-disconnect.
+                if let (Some(a), Some(res)) = (&self.auth, &r.res) {
+                    if a.cod == p::Cod::Connection {
+                        if let (Some(oid), Some(status)) = (res.get("order_id").and_then(Value::as_u64), res.get("status").and_then(Value::as_str)) {
+                            if matches!(status, "new" | "partially_filled") {
+                                if let Some(sym) = self.shared.order_sym(oid) {
+                                    self.placed.insert((sym, oid));
+                                }
+                            }
+                        }
+                    }
+                }
+                self.send_response(r, ctx);
+            }
+            Deliver::Stream(e) => {
+                if let Some(last) = self.streams.get_mut(&e.key) {
+                    *last = e.seq;
+                } else if !e.key.is_empty() {
+                    return; // unsubscribed meanwhile
+                }
+                let m = match self.enc {
+                    Encoding::Json => Message::Text(e.json.clone().into()),
+                    Encoding::MsgPack => Message::Binary(e.msgpack.clone().into()),
+                };
+                metrics::counter!("bourse_ws_messages_out_total").increment(1);
+                self.push(m, ctx);
+            }
+            Deliver::Notice { code, in_ms, close } => {
+                let mut n = json!({"op": "notice", "code": code});
+                if let Some(ms) = in_ms {
+                    n["in_ms"] = json!(ms);
+                    n["reconnect"] = json!(true);
+                }
+                let f = codec::encode(self.enc, &n);
+                self.send_frame(f, ctx);
+                if let Some(c) = close {
+                    self.close(c, code, ctx);
+                }
+            }
+        }
+    }
+}
