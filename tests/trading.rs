@@ -1,0 +1,323 @@
+//! Order entry over a real WebSocket against a real server on 127.0.0.1:0.
+
+mod support;
+
+use serde_json::json;
+use support::{test_config, Client};
+use tokio_tungstenite::tungstenite::Message;
+
+async fn two_traders(addr: std::net::SocketAddr) -> (Client, Client) {
+    let mut a = Client::connect(addr).await;
+    a.login("alice", "alice-pass").await;
+    let mut b = Client::connect(addr).await;
+    b.login("bob", "bob-pass-1").await;
+    (a, b)
+}
+
+fn limit(cl: &str, side: &str, px: &str, qty: &str) -> serde_json::Value {
+    json!({"cl_id": cl, "sym": "BTC-USD", "side": side, "type": "limit", "px": px, "qty": qty})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn place_cross_partial_fill_cancel_and_balances() {
+    let srv = bourse::spawn_server_for_tests(test_config());
+    let (mut a, mut b) = two_traders(srv.addr).await;
+    a.ok("subscribe", json!({"ch": "account"})).await;
+    b.ok("subscribe", json!({"ch": "account"})).await;
+
+    // Alice rests a bid of 1.00 BTC at 30000.0: holds 30000.00 + 20 bps worst-case fee = 30060.00.
+    let r = a.ok("order.place", limit("a1", "buy", "30000", "1")).await;
+    assert_eq!(r["status"], "new");
+    assert_eq!(r["dup"], false);
+    let oid = r["order_id"].as_u64().unwrap();
+    assert_eq!(a.balance("USD").await, ("969940.00".to_string(), "30060.00".to_string()));
+
+    // The place response comes before any account event about the order.
+    let ev = a.event(|v| v["ch"] == "account" && v["type"] == "order" && v["data"]["order_id"] == oid).await;
+    assert_eq!(ev["data"]["status"], "new");
+
+    // A repeated cl_id returns the original, no second order.
+    let dup = a.ok("order.place", limit("a1", "buy", "29000", "5")).await;
+    assert_eq!((dup["order_id"].as_u64().unwrap(), dup["dup"].as_bool().unwrap()), (oid, true));
+    assert_eq!(a.ok("account.orders", json!({})).await["orders"].as_array().unwrap().len(), 1);
+
+    // Bob sells 0.40 into it: a partial fill at the maker's price.
+    let r = b.ok("order.place", limit("b1", "sell", "29900", "0.4")).await;
+    assert_eq!(r["status"], "filled");
+    assert_eq!(r["cum_qty"], "0.40");
+    let fill = a.event(|v| v["ch"] == "account" && v["type"] == "fill").await;
+    assert_eq!(fill["data"]["px"], "30000.0");
+    assert_eq!(fill["data"]["qty"], "0.40");
+    assert_eq!(fill["data"]["liq"], "maker");
+    assert_eq!(fill["data"]["status"], "partially_filled");
+    assert_eq!(fill["data"]["fee"], "12.00"); // 12000.00 x 10 bps
+    let bfill = b.event(|v| v["ch"] == "account" && v["type"] == "fill").await;
+    assert_eq!(bfill["data"]["liq"], "taker");
+    assert_eq!(bfill["data"]["fee"], "24.00"); // 12000.00 x 20 bps
+
+    // Balances on both sides: Bob received 12000 - 24 USD and gave 0.4 BTC.
+    assert_eq!(b.balance("USD").await.0, "1011976.00");
+    assert_eq!(b.balance("BTC").await.0, "9.60000000");
+    assert_eq!(a.balance("BTC").await.0, "10.40000000");
+
+    // Fills history for both.
+    let f = a.ok("account.fills", json!({})).await;
+    assert_eq!(f["fills"].as_array().unwrap().len(), 1);
+    let f = b.ok("account.fills", json!({"sym": "BTC-USD"})).await;
+    assert_eq!(f["fills"][0]["cl_id"], "b1");
+
+    // Cancel the rest: everything held is released.
+    let c = a.ok("order.cancel", json!({"sym": "BTC-USD", "order_id": oid})).await;
+    assert_eq!(c["status"], "cancelled");
+    let (avail, held) = a.balance("USD").await;
+    assert_eq!(held, "0.00");
+    assert_eq!(avail, "987988.00"); // 1,000,000 - 12,000 - 12 fee
+    // Cancelling again, or a never-issued order, is unknown_order.
+    assert_eq!(a.err("order.cancel", json!({"sym": "BTC-USD", "order_id": oid})).await, "unknown_order");
+    assert_eq!(a.err("order.cancel", json!({"sym": "BTC-USD", "order_id": 999999})).await, "unknown_order");
+    // Another account's order is unknown too.
+    let r = b.ok("order.place", limit("b2", "sell", "31000", "0.2")).await;
+    let bob_order = r["order_id"].as_u64().unwrap();
+    assert_eq!(a.err("order.cancel", json!({"sym": "BTC-USD", "order_id": bob_order})).await, "unknown_order");
+    srv.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amend_cancel_all_batch_and_refusals() {
+    let srv = bourse::spawn_server_for_tests(test_config());
+    let (mut a, mut b) = two_traders(srv.addr).await;
+    let r = a.ok("order.place", limit("x1", "buy", "29000", "1")).await;
+    let oid = r["order_id"].as_u64().unwrap();
+    // Amend by cl_id: qty down keeps the order, new qty reported.
+    let r = a.ok("order.amend", json!({"sym": "BTC-USD", "cl_id": "x1", "qty": "0.5"})).await;
+    assert_eq!((r["order_id"].as_u64().unwrap(), r["status"].as_str().unwrap()), (oid, "new"));
+    // An amend that crosses trades at once at the resting price.
+    b.ok("order.place", limit("y1", "sell", "29500", "0.2")).await;
+    let r = a.ok("order.amend", json!({"sym": "BTC-USD", "order_id": oid, "px": "29600"})).await;
+    assert_eq!(r["status"], "partially_filled");
+    let orders = a.ok("account.orders", json!({})).await;
+    assert_eq!(orders["orders"][0]["cum_qty"], "0.20");
+    assert_eq!(orders["orders"][0]["px"], "29600.0");
+    // Amending to at most what filled is invalid_amend.
+    assert_eq!(a.err("order.amend", json!({"sym": "BTC-USD", "order_id": oid, "qty": "0.2"})).await, "invalid_amend");
+
+    // Batch: results in request order, errors in place.
+    let r = a
+        .ok(
+            "order.batch",
+            json!({"orders": [limit("b1", "buy", "28000", "0.1"), limit("b2", "buy", "28000.3", "0.1"), limit("b3", "buy", "28000", "0.03"), limit("b4", "buy", "27000", "0.1")]}),
+        )
+        .await;
+    let res = r["results"].as_array().unwrap();
+    assert_eq!(res.len(), 4);
+    assert_eq!(res[0]["ok"], true);
+    assert_eq!(res[1]["err"]["code"], "price_tick");
+    assert_eq!(res[2]["err"]["code"], "lot_size");
+    assert_eq!(res[3]["res"]["cl_id"], "b4");
+
+    // cancel_all by side.
+    let r = a.ok("order.cancel_all", json!({"sym": "BTC-USD", "side": "buy"})).await;
+    assert_eq!(r["cancelled"], 3);
+    assert!(a.ok("account.orders", json!({})).await["orders"].as_array().unwrap().is_empty());
+
+    // insufficient_funds leaves balances unchanged.
+    let mut c = Client::connect(srv.addr).await;
+    c.login("carol", "carol-pass").await;
+    let before = c.balance("USD").await;
+    let r = c.request("order.place", limit("c1", "buy", "30000", "1")).await;
+    assert_eq!(r["err"]["code"], "insufficient_funds");
+    assert_eq!(r["err"]["num"], 3002);
+    assert_eq!(r["err"]["outcome"], "rejected");
+    assert_eq!(c.balance("USD").await, before);
+    // The refused order did not use up its cl_id.
+    let r = c.ok("order.place", limit("c1", "buy", "30000", "0.02")).await;
+    assert_eq!(r["dup"], false);
+
+    // Price band, min qty, post-only, FOK.
+    assert_eq!(a.err("order.place", limit("p1", "buy", "40000", "0.1")).await, "price_band");
+    assert_eq!(a.err("order.place", limit("p2", "buy", "29000", "0")).await, "min_qty");
+    b.ok("order.place", limit("s9", "sell", "30500", "0.1")).await;
+    let mut po = limit("p3", "buy", "30500", "0.1");
+    po["post_only"] = json!(true);
+    assert_eq!(a.err("order.place", po).await, "post_only_would_take");
+    let mut fok = limit("p4", "buy", "30500", "1");
+    fok["tif"] = json!("fok");
+    assert_eq!(a.err("order.place", fok).await, "fok_unfilled");
+    let mut ioc = limit("p5", "buy", "30500", "1");
+    ioc["tif"] = json!("ioc");
+    let r = a.ok("order.place", ioc).await;
+    assert_eq!((r["status"].as_str().unwrap(), r["reason"].as_str().unwrap(), r["cum_qty"].as_str().unwrap()), ("cancelled", "ioc", "0.10"));
+    srv.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_roles_and_operator_ops() {
+    let srv = bourse::spawn_server_for_tests(test_config());
+    let mut x = Client::connect(srv.addr).await;
+    assert_eq!(x.err("order.place", limit("z", "buy", "30000", "1")).await, "auth_required");
+    assert_eq!(x.err("auth", json!({"user": "alice", "password": "wrong"})).await, "bad_credentials");
+    assert_eq!(x.err("auth", json!({"user": "nobody", "password": "wrong"})).await, "bad_credentials");
+    assert_eq!(x.err("auth", json!({"user": "fees", "password": "x"})).await, "bad_credentials");
+    let res = x.login("alice", "alice-pass").await;
+    assert_eq!(res["role"], "trader");
+    assert!(res["session"]["token"].as_str().unwrap().len() >= 32);
+    assert_eq!(x.err("auth", json!({"user": "alice", "password": "alice-pass"})).await, "bad_request");
+    assert_eq!(x.err("admin.deposit", json!({"user": "alice", "asset": "USD", "amount": "1.00"})).await, "permission_denied");
+
+    let mut op = Client::connect(srv.addr).await;
+    op.login("admin", &srv.admin_password).await;
+    assert_eq!(op.err("order.place", limit("o", "buy", "30000", "1")).await, "permission_denied");
+    // Operator ops: user, deposit, withdraw, key, instrument, halt.
+    op.ok("admin.user.create", json!({"user": "dave", "password": "dave-pass", "role": "trader"})).await;
+    let r = op.ok("admin.deposit", json!({"user": "dave", "asset": "USD", "amount": "500.00"})).await;
+    assert_eq!(r["available"], "500.00");
+    assert_eq!(op.err("admin.withdraw", json!({"user": "dave", "asset": "USD", "amount": "600.00"})).await, "insufficient_funds");
+    assert_eq!(op.err("admin.deposit", json!({"user": "dave", "asset": "XYZ", "amount": "1"})).await, "unknown_asset");
+    let r = op.ok("admin.withdraw", json!({"user": "dave", "asset": "USD", "amount": "100.00"})).await;
+    assert_eq!(r["available"], "400.00");
+    let key = op.ok("admin.apikey.create", json!({"user": "dave", "alg": "hmac-sha256"})).await;
+    let (kid, secret) = (key["key"].as_str().unwrap().to_string(), key["secret"].as_str().unwrap().to_string());
+    assert_eq!(secret.len(), 64);
+
+    // API-key auth with HMAC-SHA256; a replayed signature is refused.
+    let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as u64;
+    let payload = format!("{ts}\nn-1\nauth\n{kid}");
+    let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+    let sig = hex::encode(ring::hmac::sign(&k, payload.as_bytes()).as_ref());
+    let args = json!({"key": kid, "ts": ts, "nonce": "n-1", "sig": sig, "alg": "hmac-sha256"});
+    let mut d = Client::connect(srv.addr).await;
+    assert_eq!(d.ok("auth", args.clone()).await["user"], "dave");
+    let mut d2 = Client::connect(srv.addr).await;
+    assert_eq!(d2.err("auth", args).await, "nonce_reused");
+    let bad = json!({"key": kid, "ts": ts, "nonce": "n-2", "sig": "00".repeat(32), "alg": "hmac-sha256"});
+    assert_eq!(d2.err("auth", bad).await, "bad_signature");
+    let old = ts - 10_000_000;
+    let payload = format!("{old}\nn-3\nauth\n{kid}");
+    let sig = hex::encode(ring::hmac::sign(&k, payload.as_bytes()).as_ref());
+    assert_eq!(d2.err("auth", json!({"key": kid, "ts": old, "nonce": "n-3", "sig": sig, "alg": "hmac-sha256"})).await, "ts_outside_window");
+
+    // Halt: orders refused with market_closed; resume trades again.
+    assert_eq!(op.ok("admin.instrument.halt", json!({"sym": "BTC-USD"})).await["state"], "halted");
+    assert_eq!(x.err("order.place", limit("h1", "buy", "30000", "0.1")).await, "market_closed");
+    op.ok("admin.instrument.resume", json!({"sym": "BTC-USD"})).await;
+    x.ok("order.place", limit("h2", "buy", "30000", "0.1")).await;
+    let r = op.ok("admin.cancel_all", json!({"user": "alice"})).await;
+    assert_eq!(r["cancelled"], 1);
+    let fees = op.ok("admin.balances", json!({"user": "fees"})).await;
+    assert!(fees["balances"].is_array());
+    srv.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_keeps_the_connection_and_msgpack_behaves_like_json() {
+    let srv = bourse::spawn_server_for_tests(test_config());
+    let mut c = Client::connect(srv.addr).await;
+    c.send_raw(Message::Text("{not json".into())).await;
+    let r = c.recv().await.unwrap();
+    assert_eq!(r["err"]["code"], "bad_request");
+    assert_eq!(c.err("no.such.op", json!({})).await, "unknown_op");
+    assert_eq!(c.ok("ping", json!({})).await["ts"].as_u64().is_some(), true);
+    // Twenty more protocol errors within 10 s close the connection (1008).
+    for _ in 0..19 {
+        c.send_raw(Message::Text("[]".into())).await;
+        assert_eq!(c.recv().await.unwrap()["ok"], false);
+    }
+    c.send_raw(Message::Text("[]".into())).await;
+    let mut closed = false;
+    for _ in 0..3 {
+        match c.recv().await {
+            None => {
+                closed = true;
+                break;
+            }
+            Some(_) => continue,
+        }
+    }
+    assert!(closed, "the 21st protocol error closes the connection");
+
+    // An oversized frame: frame_too_large, then close.
+    let mut big = Client::connect(srv.addr).await;
+    big.send_raw(Message::Text("x".repeat(70_000).into())).await;
+    let r = big.recv().await;
+    if let Some(r) = r {
+        assert_eq!(r["err"]["code"], "frame_too_large");
+    }
+
+    // MessagePack: the same session as JSON.
+    let mut m = Client::connect_msgpack(srv.addr).await;
+    m.login("alice", "alice-pass").await;
+    let r = m.ok("order.place", limit("m1", "buy", "29000", "0.1")).await;
+    assert_eq!(r["status"], "new");
+    assert_eq!(m.err("order.place", limit("m2", "buy", "29000.3", "0.1")).await, "price_tick");
+    srv.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_on_disconnect_and_cancel_after() {
+    let srv = bourse::spawn_server_for_tests(test_config());
+    let mut a = Client::connect(srv.addr).await;
+    a.ok("auth", json!({"user": "alice", "password": "alice-pass", "cod": "connection"})).await;
+    a.ok("order.place", limit("d1", "buy", "29000", "0.1")).await;
+    drop(a);
+    let mut watch = Client::connect(srv.addr).await;
+    watch.login("alice", "alice-pass").await;
+    let mut gone = false;
+    for _ in 0..100 {
+        if watch.ok("account.orders", json!({})).await["orders"].as_array().unwrap().is_empty() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(gone, "cancel-on-disconnect cancelled the order");
+
+    // Dead-man switch.
+    watch.ok("order.place", limit("d2", "buy", "29000", "0.1")).await;
+    let r = watch.ok("order.cancel_after", json!({"timeout_ms": 200})).await;
+    assert!(r["at"].as_u64().unwrap() > 0);
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert!(watch.ok("account.orders", json!({})).await["orders"].as_array().unwrap().is_empty());
+    srv.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooded_instrument_answers_overloaded_while_another_trades() {
+    let mut cfg = test_config();
+    cfg.limits.instrument_mailbox_max = 4;
+    cfg.limits.account_orders_per_sec = 1_000_000;
+    cfg.limits.conn_msgs_per_sec = 1_000_000;
+    let srv = bourse::spawn_server_for_tests(cfg);
+    let (mut a, mut b) = two_traders(srv.addr).await;
+    // Flood BTC-USD without waiting for answers.
+    let n = 1500u64;
+    for i in 0..n {
+        let msg = json!({"op": "order.place", "id": 100_000 + i, "args": limit(&format!("f{i}"), "buy", "29000", "0.02")});
+        a.send_raw(Message::Text(msg.to_string().into())).await;
+    }
+    // ETH-USD still trades for another account meanwhile.
+    let eth = json!({"cl_id": "e1", "sym": "ETH-USD", "side": "buy", "type": "limit", "px": "2000", "qty": "0.02"});
+    let r = b.ok("order.place", eth).await;
+    assert_eq!(r["status"], "new");
+    let (mut ok, mut overloaded) = (0, 0);
+    for _ in 0..n {
+        let v = loop {
+            let v = a.recv().await.unwrap();
+            if v.get("id").is_some() {
+                break v;
+            }
+        };
+        if v["ok"] == true {
+            ok += 1;
+        } else {
+            assert_eq!(v["err"]["code"], "overloaded", "{v}");
+            assert_eq!(v["err"]["retryable"], true);
+            overloaded += 1;
+        }
+    }
+    assert!(overloaded > 0, "a flood past the mailbox gets overloaded answers ({ok} ok)");
+    assert!(ok > 0);
+    // Nothing accepted was lost: every ok order is open.
+    let open = a.ok("account.orders", json!({"sym": "BTC-USD"})).await;
+    assert_eq!(open["orders"].as_array().unwrap().len(), ok);
+    srv.stop();
+}
