@@ -318,6 +318,9 @@ impl OrderBook {
                         break 'levels;
                     }
                 }
+                // The budget, not the maker, bounds this fill: what is left
+                // of it cannot buy one more lot at this price.
+                let budget_cut = budget.is_some() && q < m.leaves.0 && rem.is_none_or(|r| q < r.0);
                 let notional = spec.notional(px, Qty(q)).ok_or(RejectCode::BadRequest)?;
                 let (maker_fee, _) = m.fee.charge(notional, spec.maker_fee_bps).ok_or(RejectCode::BadRequest)?;
                 let (taker_fee, fee2) = fee.charge(notional, spec.taker_fee_bps).ok_or(RejectCode::BadRequest)?;
@@ -347,11 +350,17 @@ impl OrderBook {
                         break 'levels;
                     }
                 }
+                if budget_cut {
+                    budget_short = true;
+                    break 'levels;
+                }
             }
         }
 
         let done = rem == Some(Qty(0));
-        if t.tif == Tif::Fok && !done {
+        // A `quote_qty` buy is filled in full once its budget is spent.
+        let budget_spent = budget_short && filled.0 > 0;
+        if t.tif == Tif::Fok && !done && !budget_spent {
             out.truncate(start);
             return Err(RejectCode::FokUnfilled);
         }
