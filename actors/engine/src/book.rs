@@ -410,8 +410,11 @@ impl OrderBook {
             return 0;
         }
         let bps = self.spec.taker_fee_bps as u128;
-        // First guess ignoring rounding, then step down until it fits.
-        let mut q = ((budget.0 as u128) * 10_000 / (per_lot * (10_000 + bps))).min(u64::MAX as u128) as u64;
+        // First guess ignoring rounding, plus one (the order's earlier fills
+        // may have rounded its fees up already, so this fill's fee can be
+        // below its share), then step down until it fits.
+        let guess = (budget.0 as u128) * 10_000 / (per_lot * (10_000 + bps)) + 1;
+        let mut q = guess.min(u64::MAX as u128) as u64;
         loop {
             if q == 0 {
                 return 0;
