@@ -494,6 +494,9 @@ impl OrderBook {
         if qty.is_none() && px.is_none() {
             return Err(Reject::new(RejectCode::BadRequest, "amend needs qty or px"));
         }
+        if px.is_some_and(|p| p.0 == 0) {
+            return Err(Reject::new(RejectCode::BadRequest, "px must be positive"));
+        }
         let cum = o.qty.0 - o.leaves.0;
         let new_qty = qty.unwrap_or(o.qty);
         if new_qty.0 <= cum {
