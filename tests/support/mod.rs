@@ -157,7 +157,7 @@ pub fn test_config() -> bourse_actors::config::Config {
         [[users]]
         user = "carol"
         password = "carol-pass"
-        deposits = { USD = "100.00" }
+        deposits = { USD = "1000.00" }
     "#;
     use figment::providers::{Format, Serialized, Toml};
     figment::Figment::from(Serialized::defaults(bourse_actors::config::Config::default()))
