@@ -98,9 +98,9 @@ export function drawDepth(canvas, series, { priceDigits = 2 } = {}) {
     const val = yMax * (1 - i / 4);
     ctx.fillText(val.toPrecision(3), w - padR + 4, y + 4);
   }
-  ctx.textAlign = 'center';
   for (let i = 0; i <= 4; i++) {
     const xv = x0 + ((x1 - x0) * i) / 4;
+    ctx.textAlign = i === 0 ? 'left' : i === 4 ? 'right' : 'center';
     ctx.fillText(xv.toFixed(priceDigits), px(xv), h - 5);
   }
 

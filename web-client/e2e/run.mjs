@@ -1,0 +1,493 @@
+// End-to-end check of the trading page against a running exchange.
+//
+// Drives two traders' browsers (Debian chromium through playwright-core,
+// each with a fresh profile) through the page as a person would: log in,
+// place, amend and cancel a limit order, cross it from the other trader and
+// see the fill and exact new balances on both sides, see a rejected order's
+// error code, drop the WebSocket and see the page resume with the book equal
+// to a fresh snapshot, and see both charts drawn. Screenshots of each state
+// go to target/web-e2e/ at the repository root.
+//
+// Environment: BOURSE_URL (default http://127.0.0.1:8080), BOURSE_E2E_USER1/
+// PASS1 and USER2/PASS2 (default alice/alice-demo, bob/bob-demo),
+// BOURSE_E2E_SYM (default: the page's first instrument), BOURSE_E2E_PX (a
+// price to use when the book and ticker are both empty), CHROMIUM (default
+// /usr/bin/chromium). Prints "N passed, N failed" and exits non-zero on any
+// failure.
+
+import { chromium } from 'playwright-core';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as D from '../lib/decimal.js';
+
+const BASE = (process.env.BOURSE_URL || 'http://127.0.0.1:8080').replace(/\/+$/, '');
+const TRADERS = [
+  { user: process.env.BOURSE_E2E_USER1 || 'alice', pass: process.env.BOURSE_E2E_PASS1 || 'alice-demo' },
+  { user: process.env.BOURSE_E2E_USER2 || 'bob', pass: process.env.BOURSE_E2E_PASS2 || 'bob-demo' },
+];
+const EXECUTABLE = process.env.CHROMIUM || '/usr/bin/chromium';
+const OUT = resolve(dirname(fileURLToPath(import.meta.url)), '../../target/web-e2e');
+/** Longest wait for any one condition on the page. */
+const wait_ms_max = 15000;
+const ARGS = [
+  '--no-sandbox',
+  '--headless',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+const results = [];
+const profiles = [];
+const contexts = [];
+let shotNo = 0;
+
+function log(...a) {
+  console.log(...a);
+}
+
+class Check extends Error {}
+function check(cond, msg) {
+  if (!cond) throw new Check(msg);
+}
+
+async function open(trader) {
+  const dir = mkdtempSync(join(tmpdir(), 'bourse-e2e-'));
+  profiles.push(dir);
+  const ctx = await chromium.launchPersistentContext(dir, {
+    executablePath: EXECUTABLE,
+    headless: true,
+    args: ARGS,
+    viewport: { width: 1440, height: 900 },
+  });
+  contexts.push(ctx);
+  const page = ctx.pages()[0] ?? (await ctx.newPage());
+  page.setDefaultTimeout(wait_ms_max);
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
+  page.on('console', (m) => m.type() === 'error' && errors.push(`console: ${m.text()}`));
+  const sym = process.env.BOURSE_E2E_SYM;
+  await page.goto(`${BASE}/${sym ? `#${encodeURIComponent(sym)}` : ''}`);
+  return { ...trader, page, errors };
+}
+
+const tid = (page, id) => page.locator(`[data-testid="${id}"]`);
+
+async function shot(t, name) {
+  shotNo += 1;
+  const file = join(OUT, `${String(shotNo).padStart(2, '0')}-${name}${t ? `-${t.user}` : ''}.png`);
+  await t.page.screenshot({ path: file });
+  return file;
+}
+
+async function until(page, fn, arg, what) {
+  try {
+    await page.waitForFunction(fn, arg, { timeout: wait_ms_max, polling: 100 });
+  } catch {
+    throw new Check(`timed out waiting for ${what}`);
+  }
+}
+
+const live = (t) => until(t.page, () => ['live', 'resumed'].includes(window.__bourse?.conn()), null, 'a live connection');
+const bookLive = (t) =>
+  until(
+    t.page,
+    () => {
+      const b = window.__bourse?.book();
+      return b && b.valid && b.state === 'live';
+    },
+    null,
+    'a live, valid book',
+  );
+
+const book = (t) => t.page.evaluate(() => window.__bourse.book());
+const account = (t) => t.page.evaluate(() => window.__bourse.account());
+const instrument = (t) => t.page.evaluate(() => window.__bourse.instrument());
+
+function total(acc, asset) {
+  const b = acc.balances.find((x) => x.asset === asset);
+  return b ? D.add(b.available, b.held) : D.ZERO;
+}
+
+/** Waits until `asset`'s balance differs from the one in `before`. */
+async function balanceMoved(t, asset, before) {
+  const b0 = before.balances.find((x) => x.asset === asset) ?? null;
+  await until(
+    t.page,
+    ([a, was]) => {
+      const b = window.__bourse.account().balances.find((x) => x.asset === a);
+      return b && (!was || b.available !== was.available || b.held !== was.held);
+    },
+    [asset, b0],
+    `${t.user}'s ${asset} balance to change`,
+  );
+}
+
+async function ticket(t, { side, px, qty, postOnly = false }) {
+  const p = t.page;
+  await tid(p, `ticket-side-${side}`).click();
+  await tid(p, 'ticket-type-limit').click();
+  await tid(p, 'ticket-price').fill(px);
+  await tid(p, 'ticket-qty').fill(qty);
+  const po = tid(p, 'ticket-post-only');
+  if ((await po.isChecked()) !== postOnly) await po.click();
+  await tid(p, 'ticket-tif').selectOption('gtc');
+  await tid(p, 'ticket-submit').click();
+  // Either an answer or an error shows.
+  await until(
+    p,
+    () => {
+      const r = document.querySelector('[data-testid="ticket-result"]');
+      const e = document.querySelector('[data-testid="ticket-error"]');
+      return (!e.hidden && e.textContent) || (!r.hidden && r.dataset.status && r.dataset.status !== 'sending');
+    },
+    null,
+    'the order answer',
+  );
+  const err = tid(p, 'ticket-error');
+  if (await err.isVisible()) return { error: await err.getAttribute('data-code'), text: await err.textContent() };
+  const res = tid(p, 'ticket-result');
+  const text = await res.textContent();
+  return { status: await res.getAttribute('data-status'), order_id: Number(/#(\d+)/.exec(text)?.[1]), text };
+}
+
+const orderRow = (t, id) => t.page.locator(`[data-testid="open-order-row"][data-order-id="${id}"]`);
+const bookRow = (t, side, px) => t.page.locator(`[data-testid="book-row"][data-side="${side}"][data-px="${px}"]`);
+
+/** A buy price that rests without crossing, improving the best bid when the spread allows. */
+function passivePrice(b, inst, ticker) {
+  const tick = D.parse(inst.tick);
+  const bb = b.bids[0]?.[0];
+  const ba = b.asks[0]?.[0];
+  let px;
+  if (bb && ba) px = D.cmp(D.sub(ba, bb), tick) > 0 ? D.add(bb, tick) : D.parse(bb);
+  else if (ba) px = D.sub(ba, tick);
+  else if (bb) px = D.add(bb, tick);
+  else if (ticker) px = D.parse(ticker);
+  else if (process.env.BOURSE_E2E_PX) px = D.parse(process.env.BOURSE_E2E_PX);
+  else throw new Check('empty book and no last price: set BOURSE_E2E_PX');
+  return D.format(px, inst.price_scale);
+}
+
+// ---- scenario ----------------------------------------------------------------
+
+const state = {};
+
+const steps = [
+  [
+    'page loads, connects and shows a live book',
+    async () => {
+      state.a = await open(TRADERS[0]);
+      state.b = await open(TRADERS[1]);
+      for (const t of [state.a, state.b]) {
+        await live(t);
+        await until(t.page, () => document.querySelectorAll('[data-testid="instrument-select"] option').length > 0, null, 'instruments');
+        await bookLive(t);
+      }
+      state.inst = await instrument(state.a);
+      check(state.inst && state.inst.tick && state.inst.lot, 'instrument has tick and lot');
+      const label = await tid(state.a.page, 'conn-status').getAttribute('data-state');
+      check(label === 'live', `connection shows live, not ${label}`);
+      await shot(state.a, 'connected');
+    },
+  ],
+  [
+    'a wrong password shows its error code',
+    async () => {
+      const p = state.a.page;
+      await tid(p, 'login-user').fill(state.a.user);
+      await tid(p, 'login-pass').fill(`${state.a.pass}-wrong`);
+      await tid(p, 'login-submit').click();
+      await until(p, () => !document.querySelector('[data-testid="login-error"]').hidden, null, 'the login error');
+      const code = await tid(p, 'login-error').getAttribute('data-code');
+      check(code === 'bad_credentials', `login error code is bad_credentials, got ${code}`);
+      await shot(state.a, 'bad-login');
+    },
+  ],
+  [
+    'both traders log in and see their balances',
+    async () => {
+      for (const t of [state.a, state.b]) {
+        const p = t.page;
+        await tid(p, 'login-user').fill(t.user);
+        await tid(p, 'login-pass').fill(t.pass);
+        await tid(p, 'login-submit').click();
+        await tid(p, 'logged-in-user').waitFor({ state: 'visible' });
+        const who = await tid(p, 'logged-in-user').textContent();
+        check(who.startsWith(t.user), `logged in as ${t.user}, page says ${who}`);
+        await until(p, () => document.querySelectorAll('[data-testid="balance-row"]').length > 0, null, 'balances');
+        check(await tid(p, 'login-form').isHidden(), 'login form hidden after login');
+      }
+      await shot(state.a, 'logged-in');
+    },
+  ],
+  [
+    'a limit order rests: in open orders and marked in the book',
+    async () => {
+      const inst = state.inst;
+      const b = await book(state.a);
+      const tk = await tid(state.a.page, 'ticker-last').textContent();
+      state.px = passivePrice(b, inst, /^\d/.test(tk) ? tk : null);
+      state.qty = D.format(D.parse(inst.min_qty || inst.lot), inst.qty_scale);
+      const r = await ticket(state.a, { side: 'buy', px: state.px, qty: state.qty });
+      check(!r.error, `order accepted (${r.text})`);
+      check(r.status === 'new', `status new, got ${r.status}`);
+      state.order = r.order_id;
+      await orderRow(state.a, state.order).waitFor();
+      check((await orderRow(state.a, state.order).getAttribute('data-px')) === state.px, 'open order shows the price');
+      await bookRow(state.a, 'bid', state.px).and(state.a.page.locator('[data-own="true"]')).waitFor();
+      await bookRow(state.b, 'bid', state.px).waitFor();
+      check((await bookRow(state.b, 'bid', state.px).getAttribute('data-own')) === null, 'not marked as own in the other trader\'s book');
+      await shot(state.a, 'order-resting');
+    },
+  ],
+  [
+    'amend raises the quantity',
+    async () => {
+      const p = state.a.page;
+      const inst = state.inst;
+      const newQty = D.format(D.mulInt(state.qty, 2), inst.qty_scale);
+      const before = (await book(state.a)).bids.find((l) => l[0] === state.px)?.[1];
+      await orderRow(state.a, state.order).locator('[data-testid="order-amend"]').click();
+      await tid(p, 'amend-qty').fill(newQty);
+      await tid(p, 'amend-submit').click();
+      await until(p, ([id, q]) => document.querySelector(`[data-testid="open-order-row"][data-order-id="${id}"]`)?.dataset.qty === q, [state.order, newQty], 'the amended quantity');
+      const want = D.format(D.add(before, state.qty), inst.qty_scale);
+      await until(p, ([px, q]) => document.querySelector(`[data-testid="book-row"][data-side="bid"][data-px="${px}"]`)?.dataset.qty === q, [state.px, want], 'the book level to grow');
+      await shot(state.a, 'amended');
+    },
+  ],
+  [
+    'cancel removes the order from open orders and the book',
+    async () => {
+      const p = state.a.page;
+      await orderRow(state.a, state.order).locator('[data-testid="order-cancel"]').click();
+      await orderRow(state.a, state.order).waitFor({ state: 'detached' });
+      await until(
+        p,
+        (px) => !document.querySelector(`[data-testid="book-row"][data-side="bid"][data-px="${px}"][data-own="true"]`),
+        state.px,
+        'the own marker to leave the book',
+      );
+      await shot(state.a, 'cancelled');
+    },
+  ],
+  [
+    'a crossing order fills: both traders see the fill and exact new balances',
+    async () => {
+      const inst = state.inst;
+      const accA0 = await account(state.a);
+      const accB0 = await account(state.b);
+      const r = await ticket(state.a, { side: 'buy', px: state.px, qty: state.qty });
+      check(r.status === 'new', `resting buy accepted as new, got ${r.status ?? r.error}`);
+      state.order = r.order_id;
+      await bookRow(state.b, 'bid', state.px).waitFor();
+      // Sell everything bid at or above the price, so this order fills whatever queues ahead of it.
+      const bb = await book(state.b);
+      let sellQty = D.ZERO;
+      for (const [px, q] of bb.bids) if (D.cmp(px, state.px) >= 0) sellQty = D.add(sellQty, q);
+      const sell = await ticket(state.b, { side: 'sell', px: state.px, qty: D.format(sellQty, inst.qty_scale) });
+      check(sell.status === 'filled', `crossing sell filled, got ${sell.status ?? sell.error} (${sell.text})`);
+      // Alice: fill row, order gone, balances moved by exactly qty and notional + maker fee.
+      await orderRow(state.a, state.order).waitFor({ state: 'detached' });
+      await until(state.a.page, (id) => !!document.querySelector(`[data-testid="fill-row"][data-order-id="${id}"]`), state.order, 'the buyer\'s fill row');
+      await until(state.b.page, () => document.querySelectorAll('[data-testid="fill-row"]').length > 0, null, 'the seller\'s fill row');
+      const base = inst.base;
+      const quote = inst.quote;
+      const wantA = D.add(total(accA0, base), state.qty);
+      await balanceMoved(state.a, base, accA0);
+      const accA1 = await account(state.a);
+      check(D.eq(total(accA1, base), wantA), `buyer ${base} total ${D.format(total(accA1, base))} == ${D.format(wantA)}`);
+      const fillsA = accA1.fills.filter((f) => f.order_id === state.order);
+      let spentA = D.ZERO;
+      for (const f of fillsA) spentA = D.add(spentA, D.add(D.mul(f.px, f.qty), f.fee));
+      const quoteDropA = D.sub(total(accA0, quote), total(accA1, quote));
+      check(D.eq(quoteDropA, spentA), `buyer ${quote} fell by ${D.format(quoteDropA)}, fills say ${D.format(spentA)}`);
+      const notional = D.mul(state.px, state.qty);
+      const makerFee = D.feeUp(notional, inst.maker_fee_bps ?? 0, D.scaleOf(accA1.balances.find((b) => b.asset === quote).available));
+      check(D.eq(spentA, D.add(notional, makerFee)), `buyer paid notional + maker fee (${D.format(spentA)})`);
+      // Bob: base down by what he sold, quote up by proceeds net of fees.
+      await balanceMoved(state.b, base, accB0);
+      const accB1 = await account(state.b);
+      const newFillsB = accB1.fills.filter((f) => !accB0.fills.some((g) => g.trade_id === f.trade_id && g.order_id === f.order_id));
+      let soldB = D.ZERO;
+      let gotB = D.ZERO;
+      for (const f of newFillsB) {
+        soldB = D.add(soldB, f.qty);
+        gotB = D.add(gotB, D.sub(D.mul(f.px, f.qty), f.fee));
+      }
+      check(D.eq(D.sub(total(accB0, base), total(accB1, base)), soldB), `seller ${base} fell by what the fills sold (${D.format(soldB)})`);
+      check(D.eq(D.sub(total(accB1, quote), total(accB0, quote)), gotB), `seller ${quote} rose by proceeds net of fees (${D.format(gotB)})`);
+      await until(state.a.page, () => document.querySelectorAll('[data-testid="trade-row"]').length > 0, null, 'the trade on the tape');
+      const taker = await state.a.page.locator('[data-testid="trade-row"]').first().getAttribute('data-taker');
+      check(taker === 'sell', `newest trade's taker is the seller, got ${taker}`);
+      await tid(state.a.page, 'tab-fills').click();
+      await tid(state.b.page, 'tab-fills').click();
+      await shot(state.a, 'filled');
+      await shot(state.b, 'filled');
+      await tid(state.a.page, 'tab-orders').click();
+      await tid(state.b.page, 'tab-orders').click();
+    },
+  ],
+  [
+    'a rejected order shows its error code',
+    async () => {
+      const b = await book(state.a);
+      let r;
+      let want;
+      if (b.asks.length) {
+        // Post-only at the best ask would take liquidity.
+        r = await ticket(state.a, { side: 'buy', px: b.asks[0][0], qty: state.qty, postOnly: true });
+        want = ['post_only_would_take'];
+      } else {
+        const huge = D.format(D.mulInt(state.qty, 10n ** 12n), state.inst.qty_scale);
+        r = await ticket(state.a, { side: 'buy', px: state.px, qty: huge });
+        want = ['insufficient_funds'];
+      }
+      check(r.error && want.includes(r.error), `rejected with ${want.join('/')}, got ${r.error ?? r.status} (${r.text})`);
+      check(r.text.includes(r.error), 'the error text names the code');
+      await shot(state.a, 'rejected');
+      await tid(state.a.page, 'ticket-post-only').uncheck();
+    },
+  ],
+  [
+    'a dropped connection resumes: same login, book equal to a fresh snapshot',
+    async () => {
+      const p = state.a.page;
+      // Something to find after the resume: a resting order.
+      const r = await ticket(state.a, { side: 'buy', px: state.px, qty: state.qty });
+      check(r.status === 'new', `resting order accepted, got ${r.status ?? r.error}`);
+      state.order = r.order_id;
+      await orderRow(state.a, state.order).waitFor();
+      const before = await p.evaluate(() => window.__bourse.stats());
+      const dropped = await p.evaluate(() => window.__bourse.dropConnection());
+      check(dropped, 'the test hook closed the socket');
+      const seen = await p.evaluate(() => window.__bourse.conn());
+      check(['reconnecting', 'connecting', 'restoring', 'resumed'].includes(seen), `status after drop: ${seen}`);
+      await until(p, (n) => window.__bourse.conn() === 'resumed' && window.__bourse.stats().resumes > n, before.resumes, 'the resumed state');
+      check((await tid(p, 'conn-status').getAttribute('data-state')) === 'resumed', 'the page says resumed');
+      await bookLive(state.a);
+      check(await tid(p, 'logged-in-user').isVisible(), 'still logged in');
+      await orderRow(state.a, state.order).waitFor();
+      // The resumed book must equal a fresh snapshot taken at the same version.
+      let same = false;
+      let last = '';
+      for (let i = 0; i < 10 && !same; i++) {
+        const [mine, fresh] = await Promise.all([book(state.a), p.evaluate(([s, d]) => window.__bourse.freshBook(s, d), [state.inst.sym, 50])]);
+        const now = await book(state.a);
+        if (mine.seq === fresh.seq || now.seq === fresh.seq) {
+          const cmp = now.seq === fresh.seq ? now : mine;
+          const eq = JSON.stringify(cmp.bids) === JSON.stringify(fresh.bids) && JSON.stringify(cmp.asks) === JSON.stringify(fresh.asks);
+          check(eq, `resumed book at seq ${cmp.seq} differs from a fresh snapshot`);
+          check(fresh.cksum === undefined || cmp.cksum === fresh.cksum, 'checksums agree');
+          same = true;
+        } else {
+          last = `page seq ${mine.seq}/${now.seq}, fresh ${fresh.seq}`;
+          await p.waitForTimeout(200);
+        }
+      }
+      check(same, `never caught the book at the snapshot's version (${last})`);
+      // The account stream is live again: cancel through it.
+      await orderRow(state.a, state.order).locator('[data-testid="order-cancel"]').click();
+      await orderRow(state.a, state.order).waitFor({ state: 'detached' });
+      const after = await p.evaluate(() => window.__bourse.stats());
+      log(`    client repairs: ${JSON.stringify(after)}`);
+      await shot(state.a, 'resumed');
+    },
+  ],
+  [
+    'a wrong local book is caught by its checksum and replaced by a fresh snapshot',
+    async () => {
+      const p = state.a.page;
+      const before = await p.evaluate(() => window.__bourse.stats());
+      const phantom = await p.evaluate(() => window.__bourse.corruptBook());
+      check(phantom, 'the test hook changed the page\'s book');
+      // Any book change makes the exchange send a delta with a checksum.
+      const bb = await book(state.b);
+      const far = D.format(D.sub(bb.bids[bb.bids.length - 1]?.[0] ?? state.px, D.mulInt(state.inst.tick, 3)), state.inst.price_scale);
+      const r = await ticket(state.b, { side: 'buy', px: far, qty: state.qty });
+      check(r.status === 'new', `order to move the book accepted, got ${r.status ?? r.error}`);
+      await until(p, (n) => window.__bourse.stats().cksumFailures > n, before.cksumFailures, 'the checksum failure');
+      await bookLive(state.a);
+      const fresh = await p.evaluate(([s, d]) => window.__bourse.freshBook(s, d), [state.inst.sym, 50]);
+      const mine = await book(state.a);
+      check(!mine.bids.some((l) => l[0] === phantom[0] && !fresh.bids.some((f) => f[0] === phantom[0])), 'the phantom level is gone');
+      if (mine.seq === fresh.seq) check(JSON.stringify(mine.bids) === JSON.stringify(fresh.bids), 'book equals a fresh snapshot');
+      await orderRow(state.b, r.order_id).locator('[data-testid="order-cancel"]').click();
+      await orderRow(state.b, r.order_id).waitFor({ state: 'detached' });
+      await shot(state.a, 'cksum-recovered');
+    },
+  ],
+  [
+    'the candle chart and the depth chart are drawn',
+    async () => {
+      const p = state.a.page;
+      await until(p, () => window.__bourse.chartStats().chartLoaded && window.__bourse.chartStats().bars > 0, null, 'candles on the chart');
+      const stats = await p.evaluate(() => window.__bourse.chartStats());
+      check(stats.depthPoints > 0, 'depth chart has points');
+      const drawn = await p.evaluate(() => {
+        const c = document.querySelector('[data-testid="depth-chart"]');
+        const ctx = c.getContext('2d');
+        const img = ctx.getImageData(0, 0, c.width, c.height).data;
+        let coloured = 0;
+        for (let i = 0; i < img.length; i += 4) if (img[i + 1] > 120 && img[i] < 100) coloured++; // bid green
+        let red = 0;
+        for (let i = 0; i < img.length; i += 4) if (img[i] > 180 && img[i + 1] < 120) red++; // ask red
+        const canvases = [...document.querySelectorAll('[data-testid="candle-chart"] canvas')].filter((x) => x.width > 0 && x.height > 0);
+        return { coloured, red, canvases: canvases.length };
+      });
+      check(drawn.coloured > 100 || drawn.red > 100, `depth canvas has drawn sides (${JSON.stringify(drawn)})`);
+      check(drawn.canvases > 0, 'candle chart has canvases');
+      await shot(state.a, 'charts');
+    },
+  ],
+];
+
+async function main() {
+  mkdirSync(OUT, { recursive: true });
+  log(`e2e against ${BASE} as ${TRADERS[0].user} and ${TRADERS[1].user}; screenshots in ${OUT}`);
+  let failed = false;
+  for (const [name, fn] of steps) {
+    if (failed) {
+      results.push({ name, ok: null });
+      log(`SKIP ${name}`);
+      continue;
+    }
+    const t0 = Date.now();
+    try {
+      await fn();
+      results.push({ name, ok: true });
+      log(`ok   ${name} (${Date.now() - t0} ms)`);
+    } catch (e) {
+      failed = true;
+      results.push({ name, ok: false, error: e });
+      log(`FAIL ${name}: ${e instanceof Check ? e.message : e.stack}`);
+      for (const t of [state.a, state.b]) {
+        if (!t) continue;
+        try {
+          log(`    saved ${await shot(t, 'failure')}`);
+        } catch {
+          /* the page may be gone */
+        }
+        for (const line of t.errors.slice(-10)) log(`    [${t.user}] ${line}`);
+      }
+    }
+  }
+  for (const c of contexts) await c.close().catch(() => {});
+  for (const d of profiles) rmSync(d, { recursive: true, force: true });
+  const passed = results.filter((r) => r.ok === true).length;
+  const nfailed = results.filter((r) => r.ok === false).length;
+  const skipped = results.filter((r) => r.ok === null).length;
+  log(`${passed} passed, ${nfailed} failed${skipped ? `, ${skipped} skipped` : ''}`);
+  process.exitCode = nfailed ? 1 : 0;
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exitCode = 1;
+});
