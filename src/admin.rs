@@ -39,7 +39,10 @@ pub struct AdminPassword {
 
 impl std::fmt::Debug for AdminPassword {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AdminPassword").field("password", &"<hidden>").field("source", &self.source).finish()
+        f.debug_struct("AdminPassword")
+            .field("password", &"<hidden>")
+            .field("source", &self.source)
+            .finish()
     }
 }
 
@@ -51,24 +54,37 @@ pub fn admin_password(data_dir: &Path) -> anyhow::Result<AdminPassword> {
 /// [`admin_password`] with the environment variable's value given.
 pub fn admin_password_from(env: Option<String>, data_dir: &Path) -> anyhow::Result<AdminPassword> {
     if let Some(password) = env.filter(|p| !p.is_empty()) {
-        return Ok(AdminPassword { password, source: PasswordSource::Env });
+        return Ok(AdminPassword {
+            password,
+            source: PasswordSource::Env,
+        });
     }
     let path = data_dir.join(PASSWORD_FILE);
     if path.exists() {
         let len = std::fs::metadata(&path)?.len();
-        anyhow::ensure!(len <= PASSWORD_FILE_BYTES_MAX, "{} is over {PASSWORD_FILE_BYTES_MAX} bytes", path.display());
+        anyhow::ensure!(
+            len <= PASSWORD_FILE_BYTES_MAX,
+            "{} is over {PASSWORD_FILE_BYTES_MAX} bytes",
+            path.display()
+        );
         let text = std::fs::read_to_string(&path)
             .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
         let password = text.trim_end_matches(['\n', '\r']).to_owned();
         anyhow::ensure!(!password.is_empty(), "{} is empty", path.display());
-        return Ok(AdminPassword { password, source: PasswordSource::File(path) });
+        return Ok(AdminPassword {
+            password,
+            source: PasswordSource::File(path),
+        });
     }
     std::fs::create_dir_all(data_dir)
         .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", data_dir.display()))?;
     let password = generate(GENERATED_LEN)?;
     write_private(&path, password.as_bytes())
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-    Ok(AdminPassword { password, source: PasswordSource::Generated(path) })
+    Ok(AdminPassword {
+        password,
+        source: PasswordSource::Generated(path),
+    })
 }
 
 /// A random alphanumeric string. Rejection sampling keeps every character
@@ -79,7 +95,8 @@ pub fn generate(len: usize) -> anyhow::Result<String> {
     let mut out = String::with_capacity(len);
     let mut buf = [0u8; 64];
     while out.len() < len {
-        rng.fill(&mut buf).map_err(|_| anyhow::anyhow!("the operating system's random generator failed"))?;
+        rng.fill(&mut buf)
+            .map_err(|_| anyhow::anyhow!("the operating system's random generator failed"))?;
         for &b in &buf {
             if out.len() == len {
                 break;
@@ -112,7 +129,11 @@ mod tests {
     use super::*;
 
     fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("bourse-admin-{name}-{}-{}", std::process::id(), generate(8).unwrap()));
+        let dir = std::env::temp_dir().join(format!(
+            "bourse-admin-{name}-{}-{}",
+            std::process::id(),
+            generate(8).unwrap()
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         dir
     }
@@ -155,7 +176,13 @@ mod tests {
         let a = generate(GENERATED_LEN).unwrap();
         let b = generate(GENERATED_LEN).unwrap();
         assert_ne!(a, b);
-        let shown = format!("{:?}", AdminPassword { password: a.clone(), source: PasswordSource::Env });
+        let shown = format!(
+            "{:?}",
+            AdminPassword {
+                password: a.clone(),
+                source: PasswordSource::Env
+            }
+        );
         assert!(!shown.contains(&a));
     }
 }

@@ -63,8 +63,14 @@ pub struct ServeArgs {
 impl ConfigArgs {
     /// Loads and validates the configuration, printing the reason and
     /// returning the exit code on failure.
-    pub fn load(&self, listen: Option<String>) -> Result<(config::Config, config::Source), ExitCode> {
-        let overrides = Overrides { listen, data_dir: self.data_dir.clone() };
+    pub fn load(
+        &self,
+        listen: Option<String>,
+    ) -> Result<(config::Config, config::Source), ExitCode> {
+        let overrides = Overrides {
+            listen,
+            data_dir: self.data_dir.clone(),
+        };
         config::load(self.config.as_deref(), &overrides).map_err(|e| {
             eprintln!("bourse: {e}");
             ExitCode::from(EXIT_CONFIG)
@@ -137,10 +143,20 @@ mod tests {
         assert!(cli.command.is_none());
         assert_eq!(cli.serve.listen.as_deref(), Some("127.0.0.1:1"));
         assert!(Cli::try_parse_from(["bourse", "--listen", "127.0.0.1:1", "serve"]).is_err());
-        let cli =
-            Cli::try_parse_from(["bourse", "serve", "--config", "x.toml", "--listen", "0.0.0.0:1", "--data-dir", "/d"])
-                .unwrap();
-        let Some(Command::Serve(a)) = cli.command else { panic!("serve expected") };
+        let cli = Cli::try_parse_from([
+            "bourse",
+            "serve",
+            "--config",
+            "x.toml",
+            "--listen",
+            "0.0.0.0:1",
+            "--data-dir",
+            "/d",
+        ])
+        .unwrap();
+        let Some(Command::Serve(a)) = cli.command else {
+            panic!("serve expected")
+        };
         assert_eq!(a.config.config, Some(PathBuf::from("x.toml")));
         assert_eq!(a.config.data_dir, Some(PathBuf::from("/d")));
         assert_eq!(a.listen.as_deref(), Some("0.0.0.0:1"));

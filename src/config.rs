@@ -84,15 +84,23 @@ pub fn load_with_env(
     let source = match file {
         Some(p) if !p.is_file() => return Err(ConfigError::Missing(p.to_path_buf())),
         Some(p) => Source::File(p.to_path_buf()),
-        None if Path::new(DEFAULT_CONFIG_FILE).is_file() => Source::File(PathBuf::from(DEFAULT_CONFIG_FILE)),
+        None if Path::new(DEFAULT_CONFIG_FILE).is_file() => {
+            Source::File(PathBuf::from(DEFAULT_CONFIG_FILE))
+        }
         None => Source::Embedded,
     };
     let toml = match &source {
         Source::File(p) => Toml::file_exact(p),
         Source::Embedded => Toml::string(EMBEDDED_CONFIG),
     };
-    let env: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
-    let invalid = |msg: String| ConfigError::Invalid { from: source.clone(), msg };
+    let env: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+        .collect();
+    let invalid = |msg: String| ConfigError::Invalid {
+        from: source.clone(),
+        msg,
+    };
 
     let figment = Figment::from(Serialized::defaults(Config::default()))
         .merge(toml)
@@ -105,13 +113,18 @@ pub fn load_with_env(
         cfg.data_dir = dir.clone();
     }
     cfg.validate().map_err(invalid)?;
-    cfg.listen.parse::<std::net::SocketAddr>().map_err(|e| invalid(format!("listen {:?}: {e}", cfg.listen)))?;
+    cfg.listen
+        .parse::<std::net::SocketAddr>()
+        .map_err(|e| invalid(format!("listen {:?}: {e}", cfg.listen)))?;
     Ok((cfg, source))
 }
 
 /// All of figment's errors on one line each, with the key path.
 fn figment_message(e: figment::Error) -> String {
-    e.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+    e.into_iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The `BOURSE_*` variables as a figment provider: `Env` reads the process
@@ -123,7 +136,9 @@ impl figment::Provider for EnvProvider {
         figment::Metadata::named("BOURSE_* environment variable(s)")
     }
 
-    fn data(&self) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
         let mut dict = figment::value::Dict::new();
         for (k, v) in &self.0 {
             let key = k[ENV_PREFIX.len()..].to_ascii_lowercase();
@@ -184,7 +199,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     fn embedded(overrides: &Overrides, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
@@ -196,7 +214,8 @@ mod tests {
 
     #[test]
     fn embedded_config_is_valid_demo() {
-        let figment = Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(EMBEDDED_CONFIG));
+        let figment = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(EMBEDDED_CONFIG));
         let cfg: Config = figment.extract().unwrap();
         cfg.validate().unwrap();
         assert_eq!(cfg.listen, "127.0.0.1:8080");
@@ -220,7 +239,10 @@ mod tests {
     #[test]
     fn environment_overrides_file_and_flags_override_environment() {
         let cfg = embedded(
-            &Overrides { listen: None, data_dir: Some(PathBuf::from("/tmp/flag")) },
+            &Overrides {
+                listen: None,
+                data_dir: Some(PathBuf::from("/tmp/flag")),
+            },
             &[
                 ("BOURSE_LISTEN", "127.0.0.1:9999"),
                 ("BOURSE_DATA_DIR", "/tmp/env"),
@@ -236,18 +258,29 @@ mod tests {
         assert!(!cfg.durable);
         assert_eq!(cfg.limits.connections_max, 17);
         // Untouched nested keys keep their defaults.
-        assert_eq!(cfg.limits.subscriptions_max, Limits::default().subscriptions_max);
+        assert_eq!(
+            cfg.limits.subscriptions_max,
+            Limits::default().subscriptions_max
+        );
 
-        let cfg = embedded(&Overrides { listen: Some("127.0.0.1:1".into()), data_dir: None }, &[
-            ("BOURSE_LISTEN", "127.0.0.1:9999"),
-        ])
+        let cfg = embedded(
+            &Overrides {
+                listen: Some("127.0.0.1:1".into()),
+                data_dir: None,
+            },
+            &[("BOURSE_LISTEN", "127.0.0.1:9999")],
+        )
         .unwrap();
         assert_eq!(cfg.listen, "127.0.0.1:1");
     }
 
     #[test]
     fn errors_name_the_problem() {
-        let e = embedded(&Overrides::default(), &[("BOURSE_LIMITS__CONNECTIONS_MAX", "0")]).unwrap_err();
+        let e = embedded(
+            &Overrides::default(),
+            &[("BOURSE_LIMITS__CONNECTIONS_MAX", "0")],
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("connections_max"), "{e}");
 
         let e = embedded(&Overrides::default(), &[("BOURSE_NO_SUCH_KEY", "1")]).unwrap_err();
@@ -256,10 +289,22 @@ mod tests {
         let e = embedded(&Overrides::default(), &[("BOURSE_DURABLE", "maybe")]).unwrap_err();
         assert!(e.to_string().contains("durable"), "{e}");
 
-        let e = embedded(&Overrides { listen: Some("nowhere".into()), data_dir: None }, &[]).unwrap_err();
+        let e = embedded(
+            &Overrides {
+                listen: Some("nowhere".into()),
+                data_dir: None,
+            },
+            &[],
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("listen"), "{e}");
 
-        let e = load_with_env(Some(Path::new("/no/such/bourse.toml")), &Overrides::default(), env(&[])).unwrap_err();
+        let e = load_with_env(
+            Some(Path::new("/no/such/bourse.toml")),
+            &Overrides::default(),
+            env(&[]),
+        )
+        .unwrap_err();
         assert!(matches!(e, ConfigError::Missing(_)), "{e}");
     }
 

@@ -118,8 +118,12 @@ impl Market {
     /// the last trade, else the configured reference price). `None` when
     /// there is no start price or the grid cannot be read.
     pub fn new(view: &InstrumentView, start_px: Option<&str>) -> Option<Market> {
-        let tick_raw = decimal::parse(&view.tick, view.price_scale).ok().filter(|&t| t > 0)?;
-        let lot_raw = decimal::parse(&view.lot, view.qty_scale).ok().filter(|&l| l > 0)?;
+        let tick_raw = decimal::parse(&view.tick, view.price_scale)
+            .ok()
+            .filter(|&t| t > 0)?;
+        let lot_raw = decimal::parse(&view.lot, view.qty_scale)
+            .ok()
+            .filter(|&l| l > 0)?;
         let min_raw = decimal::parse(&view.min_qty, view.qty_scale).ok()?;
         let min_lots = min_raw.div_ceil(lot_raw).max(1);
         let mid = decimal::parse(start_px?, view.price_scale).ok()? / tick_raw;
@@ -140,7 +144,8 @@ impl Market {
     }
 
     fn px(&self, ticks: u64) -> String {
-        decimal::format_on_grid(ticks, self.tick_raw, self.price_scale).expect("prices near the mid fit in u64")
+        decimal::format_on_grid(ticks, self.tick_raw, self.price_scale)
+            .expect("prices near the mid fit in u64")
     }
 
     fn qty(&self, lots: u64) -> String {
@@ -192,9 +197,17 @@ pub fn ladder(mid: u64, min_lots: u64, rng: &mut Rng) -> Vec<Quote> {
         let offset = gap + level * gap;
         let size = |rng: &mut Rng| min_lots * (1 + rng.below(4)) * (level + 1);
         if let Some(px) = mid.checked_sub(offset).filter(|&p| p > 0) {
-            out.push(Quote { side: Side::Buy, px, lots: size(rng) });
+            out.push(Quote {
+                side: Side::Buy,
+                px,
+                lots: size(rng),
+            });
         }
-        out.push(Quote { side: Side::Sell, px: mid + offset, lots: size(rng) });
+        out.push(Quote {
+            side: Side::Sell,
+            px: mid + offset,
+            lots: size(rng),
+        });
     }
     out
 }
@@ -234,7 +247,9 @@ pub async fn run(cfg: Config, addr: SocketAddr, stop: CancellationToken) {
 fn random_u64() -> u64 {
     use ring::rand::SecureRandom;
     let mut b = [0u8; 8];
-    ring::rand::SystemRandom::new().fill(&mut b).expect("the OS random generator works");
+    ring::rand::SystemRandom::new()
+        .fill(&mut b)
+        .expect("the OS random generator works");
     u64::from_le_bytes(b)
 }
 
@@ -269,7 +284,11 @@ impl MarketMaker {
             None => None,
         };
         self.load_instruments(&mut quoter).await?;
-        info!(instruments = self.markets.len(), flow = flow.is_some(), "demo market maker quoting");
+        info!(
+            instruments = self.markets.len(),
+            flow = flow.is_some(),
+            "demo market maker quoting"
+        );
 
         let period = Duration::from_millis(self.cfg.demo.interval_ms.max(INTERVAL_MS_MIN));
         let mut ticker = tokio::time::interval(period);
@@ -278,7 +297,7 @@ impl MarketMaker {
         loop {
             ticker.tick().await;
             round += 1;
-            if round % INSTRUMENTS_RELOAD_ROUNDS == 0 {
+            if round.is_multiple_of(INSTRUMENTS_RELOAD_ROUNDS) {
                 self.load_instruments(&mut quoter).await?;
             }
             let syms: Vec<String> = self.markets.keys().cloned().collect();
@@ -298,25 +317,43 @@ impl MarketMaker {
 
     /// Quotes every trading instrument; keeps the mid of those already known.
     async fn load_instruments(&mut self, c: &mut Client) -> anyhow::Result<()> {
-        let res: InstrumentsRes = c.call(Op::Instruments).await?.map_err(refusal("instruments"))?;
+        let res: InstrumentsRes = c
+            .call(Op::Instruments)
+            .await?
+            .map_err(refusal("instruments"))?;
         let mut markets = BTreeMap::new();
-        for view in res.instruments.into_iter().filter(|v| v.state == InstrumentState::Trading) {
+        for view in res
+            .instruments
+            .into_iter()
+            .filter(|v| v.state == InstrumentState::Trading)
+        {
             if let Some(m) = self.markets.remove(&view.sym) {
                 markets.insert(view.sym.clone(), m);
                 continue;
             }
             let last = c
-                .call::<FillsRes>(Op::AccountFills(FillsArgs { sym: Some(view.sym.clone()), limit: Some(1), before: None }))
+                .call::<FillsRes>(Op::AccountFills(FillsArgs {
+                    sym: Some(view.sym.clone()),
+                    limit: Some(1),
+                    before: None,
+                }))
                 .await?
                 .ok()
                 .and_then(|f| f.fills.into_iter().next().map(|f| f.px));
-            let configured = self.cfg.instruments.iter().find(|i| i.sym == view.sym).and_then(|i| i.ref_px.clone());
+            let configured = self
+                .cfg
+                .instruments
+                .iter()
+                .find(|i| i.sym == view.sym)
+                .and_then(|i| i.ref_px.clone());
             match Market::new(&view, last.as_deref().or(configured.as_deref())) {
                 Some(m) => {
                     info!(sym = %m.sym, mid = %m.px(m.mid), "demo market maker starts quoting");
                     markets.insert(view.sym.clone(), m);
                 }
-                None => debug!(sym = %view.sym, "no reference price: not quoted by the demo market maker"),
+                None => {
+                    debug!(sym = %view.sym, "no reference price: not quoted by the demo market maker")
+                }
             }
         }
         self.markets = markets;
@@ -329,21 +366,37 @@ impl MarketMaker {
     }
 
     async fn requote(&mut self, c: &mut Client, sym: &str) -> anyhow::Result<()> {
-        let Some(m) = self.markets.get_mut(sym) else { return Ok(()) };
+        let Some(m) = self.markets.get_mut(sym) else {
+            return Ok(());
+        };
         m.mid = step_mid(m.mid, m.anchor, m.band_pct, &mut self.rng);
         let m = m.clone();
         let quotes = ladder(m.mid, m.min_lots, &mut self.rng);
 
-        let cancel = CancelAllArgs { sym: Some(sym.to_owned()), side: None };
+        let cancel = CancelAllArgs {
+            sym: Some(sym.to_owned()),
+            side: None,
+        };
         if let Err(e) = c.call::<CancelAllRes>(Op::OrderCancelAll(cancel)).await? {
             debug!(sym, code = ?e.code, msg = %e.msg, "demo cancel-all refused; skipping this refresh");
             return Ok(());
         }
         let orders = quotes
             .iter()
-            .map(|q| PlaceArgs::limit(&self.next_cl_id("mm"), sym, q.side, &m.px(q.px), &m.qty(q.lots)))
+            .map(|q| {
+                PlaceArgs::limit(
+                    &self.next_cl_id("mm"),
+                    sym,
+                    q.side,
+                    &m.px(q.px),
+                    &m.qty(q.lots),
+                )
+            })
             .collect();
-        match c.call::<BatchRes>(Op::OrderBatch(BatchArgs { orders })).await? {
+        match c
+            .call::<BatchRes>(Op::OrderBatch(BatchArgs { orders }))
+            .await?
+        {
             Ok(res) => {
                 if let Some(e) = res.results.iter().find_map(|r| r.err.as_ref()) {
                     debug!(sym, code = ?e.code, msg = %e.msg, "some demo quotes were refused");
@@ -355,8 +408,14 @@ impl MarketMaker {
     }
 
     async fn flow_order(&mut self, c: &mut Client, sym: &str) -> anyhow::Result<()> {
-        let Some(m) = self.markets.get(sym).cloned() else { return Ok(()) };
-        let side = if self.rng.below(2) == 0 { Side::Buy } else { Side::Sell };
+        let Some(m) = self.markets.get(sym).cloned() else {
+            return Ok(());
+        };
+        let side = if self.rng.below(2) == 0 {
+            Side::Buy
+        } else {
+            Side::Sell
+        };
         let lots = m.min_lots * (1 + self.rng.below(FLOW_SIZE_MAX));
         let order = PlaceArgs::market(&self.next_cl_id("flow"), sym, side, &m.qty(lots));
         if let Err(e) = c.call::<PlaceRes>(Op::OrderPlace(order)).await? {
@@ -380,9 +439,16 @@ impl Client {
     /// Connects and logs in as `user`, with cancel-on-disconnect per connection.
     async fn login(addr: SocketAddr, user: &str, password: &str) -> anyhow::Result<Client> {
         let mut req = format!("ws://{addr}/ws").into_client_request()?;
-        req.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(SUBPROTOCOL_JSON));
+        req.headers_mut().insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(SUBPROTOCOL_JSON),
+        );
         let timeout = Duration::from_millis(REQUEST_TIMEOUT_MS_MAX);
-        let connecting = tokio_tungstenite::connect_async_with_config(req, Some(crate::http::ws_config()), false);
+        let connecting = tokio_tungstenite::connect_async_with_config(
+            req,
+            Some(crate::http::ws_config()),
+            false,
+        );
         let (ws, _) = tokio::time::timeout(timeout, connecting)
             .await
             .map_err(|_| anyhow!("no WebSocket handshake within {REQUEST_TIMEOUT_MS_MAX} ms"))?
@@ -394,7 +460,9 @@ impl Client {
             otp: None,
             cod: Some(Cod::Connection),
         });
-        c.call::<AuthRes>(Op::Auth(auth)).await?.map_err(|e| anyhow!("auth as {user}: {:?} {}", e.code, e.msg))?;
+        c.call::<AuthRes>(Op::Auth(auth))
+            .await?
+            .map_err(|e| anyhow!("auth as {user}: {:?} {}", e.code, e.msg))?;
         Ok(c)
     }
 
@@ -414,7 +482,9 @@ impl Client {
             let next = tokio::time::timeout_at(deadline, self.ws.next())
                 .await
                 .map_err(|_| anyhow!("no answer within {REQUEST_TIMEOUT_MS_MAX} ms"))?;
-            let msg = next.ok_or_else(|| anyhow!("connection closed"))?.context("reading")?;
+            let msg = next
+                .ok_or_else(|| anyhow!("connection closed"))?
+                .context("reading")?;
             let parsed: ServerMessage = match &msg {
                 Message::Text(t) => codec::decode(t.as_bytes(), false)?,
                 Message::Binary(b) => codec::decode(b, true)?,
@@ -422,7 +492,9 @@ impl Client {
                 _ => continue,
             };
             match parsed {
-                ServerMessage::Response(r) if r.id == Some(ReqId::Num(id)) => return Ok(r.res_as::<R>()),
+                ServerMessage::Response(r) if r.id == Some(ReqId::Num(id)) => {
+                    return Ok(r.res_as::<R>())
+                }
                 ServerMessage::Notice(n) => debug!(code = ?n.code, "notice"),
                 _ => {}
             }
@@ -436,7 +508,13 @@ mod tests {
     use super::*;
     use bourse_protocol::msg::InstrumentState;
 
-    fn view(tick: &str, lot: &str, min_qty: &str, price_scale: u32, qty_scale: u32) -> InstrumentView {
+    fn view(
+        tick: &str,
+        lot: &str,
+        min_qty: &str,
+        price_scale: u32,
+        qty_scale: u32,
+    ) -> InstrumentView {
         InstrumentView {
             sym: "BTC-USD".into(),
             base: "BTC".into(),
@@ -455,9 +533,15 @@ mod tests {
 
     #[test]
     fn the_generator_is_reproducible() {
-        let a: Vec<u64> = (0..5).scan(Rng::new(7), |r, _| Some(r.next_u64())).collect();
-        let b: Vec<u64> = (0..5).scan(Rng::new(7), |r, _| Some(r.next_u64())).collect();
-        let c: Vec<u64> = (0..5).scan(Rng::new(8), |r, _| Some(r.next_u64())).collect();
+        let a: Vec<u64> = (0..5)
+            .scan(Rng::new(7), |r, _| Some(r.next_u64()))
+            .collect();
+        let b: Vec<u64> = (0..5)
+            .scan(Rng::new(7), |r, _| Some(r.next_u64()))
+            .collect();
+        let c: Vec<u64> = (0..5)
+            .scan(Rng::new(8), |r, _| Some(r.next_u64()))
+            .collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
     }
@@ -470,7 +554,12 @@ mod tests {
         assert_eq!(m.px(m.mid), "60000.5");
         assert_eq!(m.qty(3), "0.06");
         // A start price between ticks rounds down onto the grid.
-        assert_eq!(Market::new(&view("0.5", "0.02", "0.02", 1, 2), Some("60000.7")).unwrap().mid, 120_001);
+        assert_eq!(
+            Market::new(&view("0.5", "0.02", "0.02", 1, 2), Some("60000.7"))
+                .unwrap()
+                .mid,
+            120_001
+        );
         assert!(Market::new(&view("0.5", "0.02", "0.02", 1, 2), None).is_none());
         assert!(Market::new(&view("0.5", "0.02", "0.02", 1, 2), Some("1.234")).is_none());
     }
@@ -492,7 +581,10 @@ mod tests {
         let step_max = bps_of(hi, STEP_BPS_MAX);
         assert!(hi <= anchor + drift_max + step_max, "{hi}");
         assert!(lo + drift_max + step_max >= anchor, "{lo}");
-        assert!(hi > anchor + 100 && lo < anchor - 100, "the walk moves: {lo}..{hi}");
+        assert!(
+            hi > anchor + 100 && lo < anchor - 100,
+            "the walk moves: {lo}..{hi}"
+        );
     }
 
     #[test]
@@ -502,13 +594,25 @@ mod tests {
         assert_eq!(q.len(), 2 * LEVELS_PER_SIDE);
         let bids: Vec<&Quote> = q.iter().filter(|q| q.side == Side::Buy).collect();
         let asks: Vec<&Quote> = q.iter().filter(|q| q.side == Side::Sell).collect();
-        assert_eq!(bids.iter().map(|q| q.px).collect::<Vec<_>>(), vec![59_994, 59_988, 59_982]);
-        assert_eq!(asks.iter().map(|q| q.px).collect::<Vec<_>>(), vec![60_006, 60_012, 60_018]);
+        assert_eq!(
+            bids.iter().map(|q| q.px).collect::<Vec<_>>(),
+            vec![59_994, 59_988, 59_982]
+        );
+        assert_eq!(
+            asks.iter().map(|q| q.px).collect::<Vec<_>>(),
+            vec![60_006, 60_012, 60_018]
+        );
         assert!(q.iter().all(|q| q.lots >= 2 && q.lots % 2 == 0));
         // Tiny prices keep one tick of spread and drop bids at zero.
         let q = ladder(2, 1, &mut rng);
         assert!(q.iter().filter(|q| q.side == Side::Buy).all(|q| q.px >= 1));
         assert_eq!(q.iter().filter(|q| q.side == Side::Buy).count(), 1);
-        assert_eq!(q.iter().filter(|q| q.side == Side::Sell).map(|q| q.px).collect::<Vec<_>>(), vec![3, 4, 5]);
+        assert_eq!(
+            q.iter()
+                .filter(|q| q.side == Side::Sell)
+                .map(|q| q.px)
+                .collect::<Vec<_>>(),
+            vec![3, 4, 5]
+        );
     }
 }

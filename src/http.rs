@@ -80,7 +80,9 @@ pub struct HttpState {
 /// messages at most [`FRAME_BYTES_MAX`] (larger ones are a protocol error
 /// the session answers with `frame_too_large` and close code 1009).
 pub fn ws_config() -> WebSocketConfig {
-    WebSocketConfig::default().max_message_size(Some(FRAME_BYTES_MAX)).max_frame_size(Some(FRAME_BYTES_MAX))
+    WebSocketConfig::default()
+        .max_message_size(Some(FRAME_BYTES_MAX))
+        .max_frame_size(Some(FRAME_BYTES_MAX))
 }
 
 /// Accepts connections until `shutdown` is cancelled, then waits (at most
@@ -114,13 +116,25 @@ pub async fn run(listener: TcpListener, state: Arc<HttpState>, shutdown: Cancell
     drop(listener);
     info!("listener closed");
     let all = u32::try_from(HTTP_CONNECTIONS_MAX).expect("HTTP_CONNECTIONS_MAX fits in u32");
-    let drained = tokio::time::timeout(Duration::from_millis(HTTP_DRAIN_MS_MAX), permits.acquire_many(all)).await;
+    let drained = tokio::time::timeout(
+        Duration::from_millis(HTTP_DRAIN_MS_MAX),
+        permits.acquire_many(all),
+    )
+    .await;
     if drained.is_err() {
-        warn!(open = HTTP_CONNECTIONS_MAX - permits.available_permits(), "HTTP connections still open after the drain period");
+        warn!(
+            open = HTTP_CONNECTIONS_MAX - permits.available_permits(),
+            "HTTP connections still open after the drain period"
+        );
     }
 }
 
-async fn serve_connection(stream: TcpStream, peer: SocketAddr, state: Arc<HttpState>, shutdown: CancellationToken) {
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    state: Arc<HttpState>,
+    shutdown: CancellationToken,
+) {
     if let Err(e) = stream.set_nodelay(true) {
         debug!(%peer, error = %e, "set_nodelay failed");
     }
@@ -129,8 +143,12 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, state: Arc<HttpSt
         async move { Ok::<_, Infallible>(handle(&state, req, peer).await) }
     });
     let mut builder = http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(Duration::from_millis(HEADER_READ_TIMEOUT_MS_MAX));
-    let conn = builder.serve_connection(TokioIo::new(stream), svc).with_upgrades();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(HEADER_READ_TIMEOUT_MS_MAX));
+    let conn = builder
+        .serve_connection(TokioIo::new(stream), svc)
+        .with_upgrades();
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
@@ -158,8 +176,10 @@ pub async fn handle(state: &HttpState, req: Request<Incoming>, peer: SocketAddr)
         }),
         "/metrics" => only_get(&req).unwrap_or_else(|| {
             let mut r = Response::new(Body::from(state.node.metrics_text()));
-            r.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
             r
         }),
         _ => match only_get(&req) {
@@ -175,14 +195,18 @@ fn only_get(req: &Request<Incoming>) -> Option<Response<Body>> {
         return None;
     }
     let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-    r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
     Some(r)
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     let mut r = Response::new(Body::from(body));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
@@ -240,19 +264,49 @@ fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
-fn websocket(state: &HttpState, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+/// The WebSocket handshake. A refused one (anything but 101) also closes
+/// the connection: a client whose upgrade failed starts over anyway.
+fn websocket(state: &HttpState, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let mut r = handshake(state, req, peer);
+    if r.status() != StatusCode::SWITCHING_PROTOCOLS {
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    r
+}
+
+fn handshake(state: &HttpState, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     if req.method() != Method::GET {
-        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "the WebSocket endpoint takes GET with an upgrade\n");
-        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET"));
+        let mut r = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "the WebSocket endpoint takes GET with an upgrade\n",
+        );
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET"));
         return r;
     }
     let headers = req.headers();
-    if !has_token(headers, header::CONNECTION, "upgrade") || !has_token(headers, header::UPGRADE, "websocket") {
-        return text(StatusCode::BAD_REQUEST, "this endpoint is a WebSocket: send an upgrade request\n");
+    if !has_token(headers, header::CONNECTION, "upgrade")
+        || !has_token(headers, header::UPGRADE, "websocket")
+    {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "this endpoint is a WebSocket: send an upgrade request\n",
+        );
     }
-    if headers.get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
-        let mut r = text(StatusCode::UPGRADE_REQUIRED, "WebSocket version 13 is required\n");
-        r.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+        != Some(b"13")
+    {
+        let mut r = text(
+            StatusCode::UPGRADE_REQUIRED,
+            "WebSocket version 13 is required\n",
+        );
+        r.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
         return r;
     }
     let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
@@ -275,8 +329,12 @@ fn websocket(state: &HttpState, mut req: Request<Incoming>, peer: SocketAddr) ->
     }
     let Some(slot) = ConnectionSlot::take(&state.ws_open, state.ws_max) else {
         metrics::counter!("bourse_ws_refused_total", "reason" => "connections_max").increment(1);
-        let mut r = text(StatusCode::SERVICE_UNAVAILABLE, "too many connections, retry later\n");
-        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        let mut r = text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many connections, retry later\n",
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return r;
     };
 
@@ -290,7 +348,10 @@ fn websocket(state: &HttpState, mut req: Request<Incoming>, peer: SocketAddr) ->
                 return;
             }
         };
-        let io = SlotStream { inner: TokioIo::new(upgraded), _slot: slot };
+        let io = SlotStream {
+            inner: TokioIo::new(upgraded),
+            _slot: slot,
+        };
         let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config())).await;
         if let Err(refused) = node.accept(ws, encoding, peer) {
             metrics::counter!("bourse_ws_refused_total", "reason" => "node").increment(1);
@@ -303,9 +364,15 @@ fn websocket(state: &HttpState, mut req: Request<Incoming>, peer: SocketAddr) ->
     let h = r.headers_mut();
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    h.insert(header::SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(&accept).expect("base64 is a valid header value"));
+    h.insert(
+        header::SEC_WEBSOCKET_ACCEPT,
+        HeaderValue::from_str(&accept).expect("base64 is a valid header value"),
+    );
     if let Negotiated::Chosen(e) = negotiated {
-        h.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(e.subprotocol()));
+        h.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(e.subprotocol()),
+        );
     }
     r
 }
@@ -316,7 +383,10 @@ pub struct ConnectionSlot(Arc<AtomicUsize>);
 impl ConnectionSlot {
     /// Takes a place if fewer than `max` are taken.
     pub fn take(open: &Arc<AtomicUsize>, max: usize) -> Option<ConnectionSlot> {
-        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).ok()?;
+        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .ok()?;
         metrics::gauge!("bourse_ws_connections").increment(1.0);
         Some(ConnectionSlot(open.clone()))
     }
@@ -336,13 +406,21 @@ pub struct SlotStream<S> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for SlotStream<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for SlotStream<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -371,7 +449,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for SlotStream<S> {
 
 /// The content type of a file served from `web_root`, by extension.
 pub fn content_type(path: &Path) -> &'static str {
-    match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         Some("html" | "htm") => "text/html; charset=utf-8",
         Some("js" | "mjs") => "text/javascript; charset=utf-8",
         Some("css") => "text/css; charset=utf-8",
@@ -452,9 +535,15 @@ async fn static_file(root: &Path, url_path: &str) -> Response<Body> {
         Ok(bytes) => {
             let mut r = Response::new(Body::from(bytes));
             let h = r.headers_mut();
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(&path)));
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(content_type(&path)),
+            );
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            h.insert(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            );
             r
         }
         Err(e) => {
@@ -472,7 +561,10 @@ mod tests {
     fn offer(values: &[&str]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for v in values {
-            h.append(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_str(v).unwrap());
+            h.append(
+                header::SEC_WEBSOCKET_PROTOCOL,
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         h
     }
@@ -480,14 +572,26 @@ mod tests {
     #[test]
     fn negotiation_picks_the_first_known_offer() {
         assert_eq!(negotiate(&offer(&[])), Negotiated::Default);
-        assert_eq!(negotiate(&offer(&[SUBPROTOCOL_JSON])), Negotiated::Chosen(Encoding::Json));
-        assert_eq!(negotiate(&offer(&[SUBPROTOCOL_MSGPACK])), Negotiated::Chosen(Encoding::MsgPack));
+        assert_eq!(
+            negotiate(&offer(&[SUBPROTOCOL_JSON])),
+            Negotiated::Chosen(Encoding::Json)
+        );
+        assert_eq!(
+            negotiate(&offer(&[SUBPROTOCOL_MSGPACK])),
+            Negotiated::Chosen(Encoding::MsgPack)
+        );
         assert_eq!(
             negotiate(&offer(&["chat, bourse.v1.msgpack , bourse.v1.json"])),
             Negotiated::Chosen(Encoding::MsgPack)
         );
-        assert_eq!(negotiate(&offer(&["chat", "bourse.v1.json"])), Negotiated::Chosen(Encoding::Json));
-        assert_eq!(negotiate(&offer(&["bourse.v2.json, chat"])), Negotiated::Unsupported("bourse.v2.json, chat".into()));
+        assert_eq!(
+            negotiate(&offer(&["chat", "bourse.v1.json"])),
+            Negotiated::Chosen(Encoding::Json)
+        );
+        assert_eq!(
+            negotiate(&offer(&["bourse.v2.json, chat"])),
+            Negotiated::Unsupported("bourse.v2.json, chat".into())
+        );
         assert_eq!(negotiate(&offer(&["BOURSE.V1.JSON"])).encoding(), None);
         assert_eq!(negotiate(&offer(&[" , "])), Negotiated::Default);
     }
@@ -496,15 +600,37 @@ mod tests {
     fn paths_stay_under_the_root() {
         let root = Path::new("/srv/web");
         assert_eq!(resolve(root, "/"), Ok(PathBuf::from("/srv/web/index.html")));
-        assert_eq!(resolve(root, "/lib/"), Ok(PathBuf::from("/srv/web/lib/index.html")));
-        assert_eq!(resolve(root, "/app.js"), Ok(PathBuf::from("/srv/web/app.js")));
+        assert_eq!(
+            resolve(root, "/lib/"),
+            Ok(PathBuf::from("/srv/web/lib/index.html"))
+        );
+        assert_eq!(
+            resolve(root, "/app.js"),
+            Ok(PathBuf::from("/srv/web/app.js"))
+        );
         assert_eq!(
             resolve(root, "/node_modules/lightweight-charts/dist/x.mjs"),
-            Ok(PathBuf::from("/srv/web/node_modules/lightweight-charts/dist/x.mjs"))
+            Ok(PathBuf::from(
+                "/srv/web/node_modules/lightweight-charts/dist/x.mjs"
+            ))
         );
-        assert_eq!(resolve(root, "/a%20b.css"), Ok(PathBuf::from("/srv/web/a b.css")));
-        assert_eq!(resolve(root, "/./lib//x.js"), Ok(PathBuf::from("/srv/web/lib/x.js")));
-        for bad in ["/../etc/passwd", "/lib/../../x", "/%2e%2e/etc/passwd", "/a%5c..%5cb", "/a%00b", "/%zz", "/%ff"] {
+        assert_eq!(
+            resolve(root, "/a%20b.css"),
+            Ok(PathBuf::from("/srv/web/a b.css"))
+        );
+        assert_eq!(
+            resolve(root, "/./lib//x.js"),
+            Ok(PathBuf::from("/srv/web/lib/x.js"))
+        );
+        for bad in [
+            "/../etc/passwd",
+            "/lib/../../x",
+            "/%2e%2e/etc/passwd",
+            "/a%5c..%5cb",
+            "/a%00b",
+            "/%zz",
+            "/%ff",
+        ] {
             assert_eq!(resolve(root, bad), Err(StatusCode::BAD_REQUEST), "{bad}");
         }
     }

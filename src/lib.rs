@@ -21,7 +21,5 @@ pub mod http;
 pub mod logging;
 pub mod server;
 
-
-
 pub use bourse_actors::node::Node;
 pub use server::{serve, spawn_server_for_tests, test_config, TestServer};

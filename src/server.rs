@@ -29,6 +29,8 @@ use crate::{demo, Node};
 
 /// How far ahead of closing the sessions the `notice shutdown` announces it.
 pub const SHUTDOWN_NOTICE_MS: u64 = 1_000;
+/// The same for a [`TestServer`], whose clients need no time to react.
+pub const TEST_SHUTDOWN_NOTICE_MS: u64 = 50;
 
 /// Runs the exchange on `listener` until `shutdown` is cancelled, then stops
 /// it cleanly. Call inside an actix `System` (the node's actors start there).
@@ -38,19 +40,31 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    serve_inner(cfg, admin_password, listener, shutdown, None).await
+    serve_inner(
+        cfg,
+        admin_password,
+        listener,
+        shutdown,
+        SHUTDOWN_NOTICE_MS,
+        None,
+    )
+    .await
 }
 
-/// [`serve`], telling `started` once the node is up and the listener is accepting.
+/// [`serve`], announcing shutdown `notice_ms` ahead, and telling `started`
+/// once the node is up and the listener is accepting.
 async fn serve_inner(
     cfg: Config,
     admin_password: String,
     listener: TcpListener,
     shutdown: CancellationToken,
+    notice_ms: u64,
     started: Option<oneshot::Sender<()>>,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr().context("listener address")?;
-    let node = Node::start(cfg.clone(), admin_password).await.context("starting the node")?;
+    let node = Node::start(cfg.clone(), admin_password)
+        .await
+        .context("starting the node")?;
     let state = Arc::new(HttpState {
         node: node.clone(),
         web_root: cfg.web_root.clone(),
@@ -76,7 +90,7 @@ async fn serve_inner(
             warn!(error = %e, "the demo market maker ended abnormally");
         }
     }
-    node.shutdown(SHUTDOWN_NOTICE_MS).await;
+    node.shutdown(notice_ms).await;
     info!("node stopped");
     listening.await.context("the listener task")?;
     Ok(())
@@ -86,8 +100,12 @@ async fn serve_inner(
 /// at: the loopback address when bound to all interfaces.
 pub fn connect_addr(addr: SocketAddr) -> SocketAddr {
     match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port()),
-        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port()),
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port())
+        }
         _ => addr,
     }
 }
@@ -155,16 +173,25 @@ static TEST_DIRS: AtomicU64 = AtomicU64::new(0);
 /// market maker, the repository's `web-client` as web root, and a listener
 /// on `127.0.0.1:0`.
 pub fn test_config() -> Config {
-    let figment = figment::Figment::from(figment::providers::Serialized::defaults(Config::default()))
-        .merge(<figment::providers::Toml as figment::providers::Format>::string(crate::config::EMBEDDED_CONFIG));
-    let mut cfg: Config = figment.extract().expect("the embedded config.toml is valid");
+    let figment =
+        figment::Figment::from(figment::providers::Serialized::defaults(Config::default())).merge(
+            <figment::providers::Toml as figment::providers::Format>::string(
+                crate::config::EMBEDDED_CONFIG,
+            ),
+        );
+    let mut cfg: Config = figment
+        .extract()
+        .expect("the embedded config.toml is valid");
     cfg.listen = "127.0.0.1:0".into();
     cfg.durable = false;
     cfg.demo.market_maker = false;
     cfg.web_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("web-client");
     let n = TEST_DIRS.fetch_add(1, Ordering::Relaxed);
     let tag = crate::admin::generate(8).expect("random tag");
-    cfg.data_dir = std::env::temp_dir().join(format!("{TEST_DATA_DIR_PREFIX}{}-{n}-{tag}", std::process::id()));
+    cfg.data_dir = std::env::temp_dir().join(format!(
+        "{TEST_DATA_DIR_PREFIX}{}-{n}-{tag}",
+        std::process::id()
+    ));
     cfg
 }
 
@@ -192,21 +219,30 @@ impl TestServer {
         format!("ws://{}/ws", self.addr)
     }
 
-    /// Stops the server as SIGTERM would and waits for it; the error is
-    /// whatever made it stop uncleanly.
-    pub fn stop(mut self) -> anyhow::Result<()> {
-        self.stop_inner()
+    /// Stops the server as SIGTERM would and waits for it.
+    ///
+    /// # Panics
+    /// When the server did not stop cleanly (the test should fail).
+    pub fn stop(mut self) {
+        if let Err(e) = self.stop_inner() {
+            panic!("the test server stopped with an error: {e:#}");
+        }
     }
 
     fn stop_inner(&mut self) -> anyhow::Result<()> {
         self.shutdown.cancel();
         let result = match self.thread.take() {
-            Some(t) => t.join().map_err(|_| anyhow::anyhow!("the server thread panicked"))?,
+            Some(t) => t
+                .join()
+                .map_err(|_| anyhow::anyhow!("the server thread panicked"))?,
             None => Ok(()),
         };
         let dir = &self.config.data_dir;
         let ours = dir.starts_with(std::env::temp_dir())
-            && dir.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(TEST_DATA_DIR_PREFIX));
+            && dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(TEST_DATA_DIR_PREFIX));
         if ours {
             let _ = std::fs::remove_dir_all(dir);
         }
@@ -232,7 +268,8 @@ impl Drop for TestServer {
 /// When the server cannot start: the test cannot go on.
 pub fn spawn_server_for_tests(mut cfg: Config) -> TestServer {
     init_test_logging();
-    let admin_password = crate::admin::generate(crate::admin::GENERATED_LEN).expect("random password");
+    let admin_password =
+        crate::admin::generate(crate::admin::GENERATED_LEN).expect("random password");
     let shutdown = CancellationToken::new();
     let (tx, rx) = std::sync::mpsc::sync_channel::<anyhow::Result<(SocketAddr, Config)>>(1);
     let thread = {
@@ -253,7 +290,14 @@ pub fn spawn_server_for_tests(mut cfg: Config) -> TestServer {
                     let addr = listener.local_addr()?;
                     cfg.listen = addr.to_string();
                     let (started_tx, started_rx) = oneshot::channel();
-                    let serving = serve_inner(cfg.clone(), admin_password, listener, shutdown, Some(started_tx));
+                    let serving = serve_inner(
+                        cfg.clone(),
+                        admin_password,
+                        listener,
+                        shutdown,
+                        TEST_SHUTDOWN_NOTICE_MS,
+                        Some(started_tx),
+                    );
                     tokio::pin!(serving);
                     tokio::select! {
                         r = &mut serving => {
@@ -274,16 +318,23 @@ pub fn spawn_server_for_tests(mut cfg: Config) -> TestServer {
             .expect("spawn the server thread")
     };
     match rx.recv() {
-        Ok(Ok((addr, config))) => {
-            TestServer { addr, admin_password, config, shutdown, thread: Some(thread) }
-        }
+        Ok(Ok((addr, config))) => TestServer {
+            addr,
+            admin_password,
+            config,
+            shutdown,
+            thread: Some(thread),
+        },
         Ok(Err(e)) => {
             let _ = thread.join();
             panic!("test server failed to start: {e:#}");
         }
         Err(_) => {
             let outcome = thread.join();
-            panic!("test server thread ended before starting: {:?}", outcome.err());
+            panic!(
+                "test server thread ended before starting: {:?}",
+                outcome.err()
+            );
         }
     }
 }
@@ -293,5 +344,8 @@ pub fn spawn_server_for_tests(mut cfg: Config) -> TestServer {
 fn init_test_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
 }
