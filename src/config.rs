@@ -179,13 +179,16 @@ fn insert_path(dict: &mut figment::value::Dict, path: &[&str], value: figment::v
 pub fn summary(cfg: &Config, source: &Source) -> String {
     let syms: Vec<&str> = cfg.instruments.iter().map(|i| i.sym.as_str()).collect();
     format!(
-        "config from {source}: listen={} data_dir={} durable={} web_root={} log_format={:?} \
+        "config from {source}: listen={} data_dir={} durable={} web_root={} log_format={} \
          connections_max={} assets={} instruments=[{}] users={} market_maker={}",
         cfg.listen,
         cfg.data_dir.display(),
         cfg.durable,
         cfg.web_root.display(),
-        cfg.log_format,
+        match cfg.log_format {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        },
         cfg.limits.connections_max,
         cfg.assets.len(),
         syms.join(","),
