@@ -321,3 +321,27 @@ async fn a_flooded_instrument_answers_overloaded_while_another_trades() {
     assert_eq!(open["orders"].as_array().unwrap().len(), ok);
     srv.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_answer_with_retry_after_and_the_session_stays() {
+    let mut cfg = test_config();
+    cfg.limits.conn_msgs_per_sec = 5;
+    let srv = bourse::spawn_server_for_tests(cfg);
+    let mut c = Client::connect(srv.addr).await;
+    let mut limited = None;
+    for _ in 0..30 {
+        let r = c.request("ping", json!({})).await;
+        if r["ok"] == false {
+            limited = Some(r);
+            break;
+        }
+    }
+    let r = limited.expect("a burst past the quota is limited");
+    assert_eq!(r["err"]["code"], "rate_limited");
+    assert_eq!(r["err"]["retryable"], true);
+    let wait = r["err"]["retry_after_ms"].as_u64().expect("retry_after_ms");
+    assert!(wait > 0);
+    tokio::time::sleep(std::time::Duration::from_millis(wait + 50)).await;
+    assert!(c.ok("ping", json!({})).await["ts"].is_u64(), "the session stays open");
+    srv.stop();
+}
