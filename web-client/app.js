@@ -69,7 +69,7 @@ function render() {
     renderDepth();
   }
   if (parts.has('trades')) renderTrades();
-  if (parts.has('ticker')) renderTicker();
+  if (parts.has('ticker') || parts.has('trades') || parts.has('book')) renderTicker();
   if (parts.has('instruments')) renderInstruments();
   if (parts.has('account')) renderAccount();
   if (parts.has('ticket') || parts.has('account') || parts.has('book')) renderTicketInfo();
@@ -116,7 +116,7 @@ function levelRows(levels, side, own, maxCum, rows) {
     const ownQty = own.get(px);
     html +=
       `<div class="lvl" data-testid="book-row" data-side="${side}" data-px="${esc(px)}" data-qty="${esc(qty)}"` +
-      `${ownQty ? ` data-own="true" title="own orders: ${esc(ownQty)}"` : ''}>` +
+      `${ownQty ? ` data-own="true" data-own-qty="${esc(ownQty)}" title="own orders: ${esc(ownQty)}"` : ''}>` +
       `<i class="bar" style="width:${width.toFixed(1)}%"></i>` +
       `<span class="px">${esc(px)}</span><span class="qty">${esc(qty)}</span><span class="cum">${esc(cum)}</span>` +
       `${ownQty ? `<b class="own" data-testid="book-own">${esc(ownQty)}</b>` : ''}</div>`;
@@ -215,7 +215,14 @@ function renderTrades() {
 }
 
 function renderTicker() {
-  const v = tickerView(state.ticker ?? {});
+  // Without a ticker stream (or before it speaks), the tape and the book
+  // still give the last price and the best bid and ask.
+  const t = { ...(state.ticker ?? {}) };
+  if (t.last == null) t.last = state.tape.items.find((x) => !x.gap)?.px ?? null;
+  const book = state.book?.valid ? state.book : null;
+  if (t.bid == null && book) t.bid = book.bestBid()?.[0] ?? null;
+  if (t.ask == null && book) t.ask = book.bestAsk()?.[0] ?? null;
+  const v = tickerView(t);
   $('ticker-last').textContent = v.last ?? '—';
   $('ticker-last').className = v.dir === 'up' ? 'up' : v.dir === 'down' ? 'down' : '';
   const ch = $('ticker-change');
@@ -557,10 +564,11 @@ function subscribeCandles() {
   const series = state.candles;
   chart.ready.then(() => series === state.candles && chart.setAll([]));
   const key = client.subscribe({ ch: 'candles', sym, interval: state.interval }, (msg) => onCandles(msg, series), {
-    onState: (s) => {
+    onState: (s, st) => {
       const el = $('candles-status');
       el.dataset.state = s;
       el.textContent = s === 'live' ? '' : s;
+      if (s === 'error') chart.ready.then(() => chart.message(`candles unavailable: ${errorText(st.error)}`));
     },
   });
   state.keys.push(key);
@@ -583,7 +591,19 @@ function onBook(msg, st) {
   } else if (msg.type === 'snapshot' && book.valid) {
     state.bookIssue = null;
   }
+  traceBook();
   mark('book');
+}
+
+/** Book states kept while a test compares the page's book with a fresh snapshot. */
+const book_trace_max = 5000;
+let bookTrace = null;
+
+function traceBook() {
+  const b = state.book;
+  if (!bookTrace || !b?.valid) return;
+  bookTrace.push({ epoch: b.epoch, seq: b.seq, bids: b.bids.map((l) => [...l]), asks: b.asks.map((l) => [...l]) });
+  if (bookTrace.length > book_trace_max) bookTrace.shift();
 }
 
 function onTrades(msg) {
@@ -875,6 +895,30 @@ window.__bourse = {
       : null;
   },
   freshBook,
+  /**
+   * Takes a fresh snapshot on a separate connection and compares it with
+   * the page's own book at the same version (the last state the page
+   * applied at or before the snapshot's seq).
+   */
+  compareWithFresh: async (timeoutMs = 10000) => {
+    const sym = state.sym;
+    bookTrace = [];
+    traceBook();
+    try {
+      const fresh = await freshBook(sym, BOOK_DEPTH, timeoutMs);
+      const deadline = Date.now() + timeoutMs;
+      while (!(state.book?.valid && state.book.epoch === fresh.epoch && state.book.seq >= fresh.seq)) {
+        if (Date.now() > deadline) return { ok: false, reason: `the page never reached seq ${fresh.seq}`, pageSeq: state.book?.seq };
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      const at = [...bookTrace].reverse().find((e) => e.epoch === fresh.epoch && e.seq <= fresh.seq);
+      if (!at) return { ok: false, reason: `no page state at or before seq ${fresh.seq}`, first: bookTrace[0]?.seq };
+      const ok = JSON.stringify(at.bids) === JSON.stringify(fresh.bids) && JSON.stringify(at.asks) === JSON.stringify(fresh.asks);
+      return ok ? { ok, seq: fresh.seq, pageSeq: at.seq, levels: at.bids.length + at.asks.length } : { ok, seq: fresh.seq, pageSeq: at.seq, page: at, fresh };
+    } finally {
+      bookTrace = null;
+    }
+  },
   chartStats: () => ({ candles: state.candles?.size ?? 0, bars: chart.bars, chartLoaded: Boolean(chart.chart), depthPoints: state.depthPoints }),
   instrument: () => inst(),
   account: () => ({

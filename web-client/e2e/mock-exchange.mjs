@@ -733,6 +733,12 @@ class Conn {
         return cancel(user(), a);
       case 'order.amend':
         return amend(user(), a);
+      case 'order.cancel_all': {
+        const u = user();
+        const open = [...u.orders.values()].filter((o) => (o.status === 'new' || o.status === 'partially_filled') && (!a.sym || o.sym === a.sym) && (!a.side || o.side === a.side));
+        const afters = open.map((o) => cancel(u, { order_id: o.order_id }).after);
+        return { res: { cancelled: open.length }, after: () => afters.forEach((f) => f()) };
+      }
       case 'account.balances': {
         const u = user();
         return { balances: [...u.balances.keys()].map((x) => balanceData(u, x)) };
