@@ -442,30 +442,3 @@ impl Handler<Gone> for MarketData {
     }
 }
 
-/// A message for every connected subscriber (shutdown notices).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Broadcast(pub Deliver);
-
-impl Handler<Broadcast> for MarketData {
-    type Result = ();
-
-    fn handle(&mut self, m: Broadcast, _ctx: &mut Context<Self>) {
-        let Deliver::Notice { code, in_ms, close } = m.0 else { return };
-        let mut all: Vec<&To> = Vec::new();
-        for g in self.groups.values() {
-            all.extend(g.subs.iter());
-        }
-        for s in self.simple.values() {
-            all.extend(s.iter());
-        }
-        for subs in self.accounts.values() {
-            all.extend(subs.iter().map(|s| &s.to));
-        }
-        all.sort_by_key(|r| format!("{r:?}"));
-        all.dedup();
-        for to in all {
-            to.do_send(Deliver::Notice { code, in_ms, close });
-        }
-    }
-}

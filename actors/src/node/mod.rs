@@ -54,6 +54,9 @@ pub struct Shared {
     pub ledger: OnceLock<Addr<LedgerActor>>,
     pub market: Addr<MarketData>,
     pub journal_stopped: Arc<AtomicBool>,
+    /// Every open session, for notices to all (shutdown).
+    pub sessions: DashMap<usize, actix::Recipient<Deliver>>,
+    pub next_session: AtomicUsize,
 }
 
 impl Shared {
@@ -250,6 +253,8 @@ impl Node {
             ledger: OnceLock::new(),
             market: market.clone(),
             journal_stopped: Arc::new(AtomicBool::new(false)),
+            sessions: DashMap::new(),
+            next_session: AtomicUsize::new(1),
         });
         let _ = shared.ledger.set(ledger_addr.clone());
         // Lookups from the recovered state.
@@ -386,7 +391,9 @@ impl Node {
     pub async fn shutdown(&self, in_ms: u64) {
         self.shared.shutting_down.store(true, Ordering::Release);
         let _ = &self.journal;
-        self.shared.market.do_send(crate::market::Broadcast(Deliver::Notice { code: "shutdown", in_ms: Some(in_ms), close: None }));
+        for s in self.shared.sessions.iter() {
+            s.value().do_send(Deliver::Notice { code: "shutdown", in_ms: Some(in_ms), close: None });
+        }
         tokio::time::sleep(std::time::Duration::from_millis(in_ms.min(5_000))).await;
     }
 }

@@ -66,6 +66,8 @@ pub struct Session {
     pub cancel_after: Option<SpawnHandle>,
     pub logged_out: bool,
     pub closing: bool,
+    /// This session's place in `Shared::sessions`.
+    pub slot: usize,
 }
 
 impl Session {
@@ -90,6 +92,7 @@ impl Session {
             cancel_after: None,
             logged_out: false,
             closing: false,
+            slot: 0,
         }
     }
 
@@ -673,6 +676,8 @@ impl Actor for Session {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         metrics::gauge!("bourse_ws_connections").increment(1.0);
+        self.slot = self.shared.next_session.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.shared.sessions.insert(self.slot, ctx.address().recipient());
         ctx.run_interval(Duration::from_millis(250), |act, ctx| {
             if act.last_seen.elapsed() > IDLE_MAX {
                 act.close(1001, "idle", ctx);
@@ -689,6 +694,7 @@ impl Actor for Session {
 
     fn stopped(&mut self, ctx: &mut Context<Self>) {
         metrics::gauge!("bourse_ws_connections").decrement(1.0);
+        self.shared.sessions.remove(&self.slot);
         self.shared.connections.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
         if !self.streams.is_empty() {
             self.shared.market.do_send(crate::market::Gone { to: ctx.address().recipient() });
