@@ -189,6 +189,78 @@ function passivePrice(b, inst, last, rows) {
   return D.format(px, inst.price_scale);
 }
 
+/** Places a resting buy for the first trader and crosses it from the second. */
+async function crossOnce() {
+  const inst = state.inst;
+  const base = inst.base;
+  const quote = inst.quote;
+  const rows = await state.a.page.locator('[data-testid="book-row"][data-side="bid"]').count();
+  const tk = await tid(state.a.page, 'ticker-last').textContent();
+  state.px = passivePrice(await book(state.a), inst, /^\d/.test(tk) ? tk : null, rows);
+  const accA0 = await account(state.a);
+  const accB0 = await account(state.b);
+  const r = await ticket(state.a, { side: 'buy', px: state.px, qty: state.qty });
+  check(r.status === 'new', `resting buy accepted as new, got ${r.status ?? r.error}`);
+  state.order = r.order_id;
+  await bookRow(state.b, 'bid', state.px).waitFor();
+  // Sell, immediate-or-cancel, twice what is bid at or above the price,
+  // so this order fills even behind others at its price.
+  const bb = await book(state.b);
+  let sellQty = D.ZERO;
+  for (const [px, q] of bb.bids) if (D.cmp(px, state.px) >= 0) sellQty = D.add(sellQty, q);
+  sellQty = D.mulInt(sellQty, 2);
+  const sell = await ticket(state.b, { side: 'sell', px: state.px, qty: D.format(sellQty, inst.qty_scale), tif: 'ioc' });
+  check(!sell.error, `crossing sell accepted (${sell.text})`);
+  // The buyer's order leaves open orders and shows in its fills.
+  await orderRow(state.a, state.order).waitFor({ state: 'detached' });
+  await until(state.a.page, (id) => !!document.querySelector(`[data-testid="fill-row"][data-order-id="${id}"]`), state.order, "the buyer's fill row");
+  const fillsA = (await eventually(async () => {
+    const acc = await account(state.a);
+    const f = acc.fills.filter((x) => x.order_id === state.order);
+    let q = D.ZERO;
+    for (const x of f) q = D.add(q, x.qty);
+    check(D.eq(q, state.qty), `buyer's fills add up to ${state.qty} (${D.format(q)})`);
+    return f;
+  }));
+  await eventually(async () => {
+    const acc = await account(state.b);
+    const mine = acc.fills.filter((f) => fillsA.some((a) => a.trade_id === f.trade_id));
+    check(mine.length > 0, `not crossed: the seller's fills hold none of the trades of order #${state.order}`);
+  });
+  // Exact money on both sides, from the fills each trader sees.
+  await eventually(async () => {
+    const accA1 = await account(state.a);
+    check(D.eq(total(accA1, base), D.add(total(accA0, base), state.qty)), `buyer ${base} rose by exactly ${state.qty}`);
+    let spentA = D.ZERO;
+    for (const f of fillsA) spentA = D.add(spentA, D.add(D.mul(f.px, f.qty), f.fee));
+    const quoteDropA = D.sub(total(accA0, quote), total(accA1, quote));
+    check(D.eq(quoteDropA, spentA), `buyer ${quote} fell by ${D.format(quoteDropA)}, fills say ${D.format(spentA)}`);
+    const notional = D.mul(state.px, state.qty);
+    const makerFee = D.feeUp(notional, inst.maker_fee_bps ?? 0, D.scaleOf(accA1.balances.find((x) => x.asset === quote).available));
+    check(D.eq(spentA, D.add(notional, makerFee)), `buyer paid notional + maker fee (${D.format(spentA)})`);
+  });
+  await eventually(async () => {
+    const accB1 = await account(state.b);
+    const newFillsB = accB1.fills.filter((f) => !accB0.fills.some((g) => g.trade_id === f.trade_id && g.order_id === f.order_id));
+    let soldB = D.ZERO;
+    let gotB = D.ZERO;
+    for (const f of newFillsB) {
+      soldB = D.add(soldB, f.qty);
+      gotB = D.add(gotB, D.sub(D.mul(f.px, f.qty), f.fee));
+    }
+    check(D.eq(D.sub(total(accB0, base), total(accB1, base)), soldB), `seller ${base} fell by what the fills sold (${D.format(soldB)})`);
+    check(D.eq(D.sub(total(accB1, quote), total(accB0, quote)), gotB), `seller ${quote} rose by proceeds net of fees (${D.format(gotB)})`);
+  });
+  const tape = await state.a.page.locator('[data-testid="trade-row"]').evaluateAll((rows) => rows.map((r) => [r.dataset.taker, r.querySelector('.px').textContent]));
+  check(tape.some(([taker, px]) => taker === 'sell' && px === state.px), `the tape shows a sell-taker trade at ${state.px}`);
+  await tid(state.a.page, 'tab-fills').click();
+  await tid(state.b.page, 'tab-fills').click();
+  await shot(state.a, 'filled');
+  await shot(state.b, 'filled');
+  await tid(state.a.page, 'tab-orders').click();
+  await tid(state.b.page, 'tab-orders').click();
+}
+
 // ---- scenario ----------------------------------------------------------------
 
 const state = {};
@@ -302,101 +374,46 @@ const steps = [
   [
     'a crossing order fills: both traders see the fill and exact new balances',
     async () => {
-      const inst = state.inst;
-      const accA0 = await account(state.a);
-      const accB0 = await account(state.b);
-      const r = await ticket(state.a, { side: 'buy', px: state.px, qty: state.qty });
-      check(r.status === 'new', `resting buy accepted as new, got ${r.status ?? r.error}`);
-      state.order = r.order_id;
-      await bookRow(state.b, 'bid', state.px).waitFor();
-      // Sell, immediate-or-cancel, twice what is bid at or above the price,
-      // so this order fills even behind others at its price.
-      const bb = await book(state.b);
-      let sellQty = D.ZERO;
-      for (const [px, q] of bb.bids) if (D.cmp(px, state.px) >= 0) sellQty = D.add(sellQty, q);
-      sellQty = D.mulInt(sellQty, 2);
-      const sell = await ticket(state.b, { side: 'sell', px: state.px, qty: D.format(sellQty, inst.qty_scale), tif: 'ioc' });
-      check(!sell.error, `crossing sell accepted (${sell.text})`);
-      // Alice: fill row, order gone, balances moved by exactly qty and notional + maker fee.
-      await orderRow(state.a, state.order).waitFor({ state: 'detached' });
-      await until(state.a.page, (id) => !!document.querySelector(`[data-testid="fill-row"][data-order-id="${id}"]`), state.order, 'the buyer\'s fill row');
-      await until(state.b.page, () => document.querySelectorAll('[data-testid="fill-row"]').length > 0, null, 'the seller\'s fill row');
-      const base = inst.base;
-      const quote = inst.quote;
-      const wantA = D.add(total(accA0, base), state.qty);
-      await eventually(async () => {
-        const accA1 = await account(state.a);
-        check(D.eq(total(accA1, base), wantA), `buyer ${base} total ${D.format(total(accA1, base))} == ${D.format(wantA)}`);
-        const fillsA = accA1.fills.filter((f) => f.order_id === state.order);
-        let spentA = D.ZERO;
-        let boughtA = D.ZERO;
-        for (const f of fillsA) {
-          spentA = D.add(spentA, D.add(D.mul(f.px, f.qty), f.fee));
-          boughtA = D.add(boughtA, f.qty);
+      // On a live market someone else may take the resting order before the
+      // second trader does; then the scenario did not happen and is tried again.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await crossOnce();
+          return;
+        } catch (e) {
+          if (!(e instanceof Check) || !e.message.startsWith('not crossed:') || attempt >= 3) throw e;
+          log(`    ${e.message}; trying again`);
         }
-        check(D.eq(boughtA, state.qty), `buyer's fills add up to ${state.qty} (${D.format(boughtA)})`);
-        const quoteDropA = D.sub(total(accA0, quote), total(accA1, quote));
-        check(D.eq(quoteDropA, spentA), `buyer ${quote} fell by ${D.format(quoteDropA)}, fills say ${D.format(spentA)}`);
-        const notional = D.mul(state.px, state.qty);
-        const makerFee = D.feeUp(notional, inst.maker_fee_bps ?? 0, D.scaleOf(accA1.balances.find((x) => x.asset === quote).available));
-        check(D.eq(spentA, D.add(notional, makerFee)), `buyer paid notional + maker fee (${D.format(spentA)})`);
-      });
-      // Bob: base down by what he sold, quote up by proceeds net of fees.
-      await eventually(async () => {
-        const accB1 = await account(state.b);
-        const newFillsB = accB1.fills.filter((f) => !accB0.fills.some((g) => g.trade_id === f.trade_id && g.order_id === f.order_id));
-        check(newFillsB.length > 0, 'the seller has new fills');
-        let soldB = D.ZERO;
-        let gotB = D.ZERO;
-        for (const f of newFillsB) {
-          soldB = D.add(soldB, f.qty);
-          gotB = D.add(gotB, D.sub(D.mul(f.px, f.qty), f.fee));
-        }
-        check(D.eq(D.sub(total(accB0, base), total(accB1, base)), soldB), `seller ${base} fell by what the fills sold (${D.format(soldB)})`);
-        check(D.eq(D.sub(total(accB1, quote), total(accB0, quote)), gotB), `seller ${quote} rose by proceeds net of fees (${D.format(gotB)})`);
-      });
-      await until(state.a.page, () => document.querySelectorAll('[data-testid="trade-row"]').length > 0, null, 'the trade on the tape');
-      const tape = await state.a.page.locator('[data-testid="trade-row"]').evaluateAll((rows) => rows.map((r) => [r.dataset.taker, r.querySelector('.px').textContent]));
-      check(tape.some(([taker, px]) => taker === 'sell' && px === state.px), `the tape shows a sell-taker trade at ${state.px}`);
-      await tid(state.a.page, 'tab-fills').click();
-      await tid(state.b.page, 'tab-fills').click();
-      await shot(state.a, 'filled');
-      await shot(state.b, 'filled');
-      await tid(state.a.page, 'tab-orders').click();
-      await tid(state.b.page, 'tab-orders').click();
+      }
     },
   ],
   [
-    'a rejected order shows its error code',
+    'a rejected order shows its error code and changes nothing',
     async () => {
-      const b = await book(state.a);
-      let r;
-      let want;
-      if (b.asks.length) {
-        // Post-only 1% above the best ask takes liquidity even if the book moves a little meanwhile.
-        const inst = state.inst;
-        const step = D.max(D.parse(inst.tick), D.mulInt(D.div(b.asks[0][0], '100', 0, 'up'), 1));
-        const onGrid = D.mulInt(D.div(step, inst.tick, 0, 'up'), 1);
-        const px = D.format(D.add(b.asks[0][0], D.mul(onGrid, inst.tick)), inst.price_scale);
-        r = await ticket(state.a, { side: 'buy', px, qty: state.qty, postOnly: true });
-        want = ['post_only_would_take'];
-      } else {
-        const huge = D.format(D.mulInt(state.qty, 10n ** 12n), state.inst.qty_scale);
-        r = await ticket(state.a, { side: 'buy', px: state.px, qty: huge });
-        want = ['insufficient_funds'];
-      }
-      check(r.error && want.includes(r.error), `rejected with ${want.join('/')}, got ${r.error ?? r.status} (${r.text})`);
-      check(r.text.includes(r.error), 'the error text names the code');
+      // A buy far beyond the balance: the page warns but sends (the exchange
+      // decides), and the exchange refuses it whatever the market does.
+      const inst = state.inst;
+      const before = await account(state.a);
+      const huge = D.format(D.mulInt(D.parse(inst.lot), 10n ** 6n), inst.qty_scale);
+      const r = await ticket(state.a, { side: 'buy', px: state.px, qty: huge });
+      check(r.error === 'insufficient_funds', `rejected with insufficient_funds, got ${r.error ?? r.status} (${r.text})`);
+      check(r.text.includes('insufficient_funds'), 'the error text names the code');
+      check(await tid(state.a.page, 'ticket-cost').evaluate((el) => el.classList.contains('warn')), 'the ticket warned before sending');
+      const after = await account(state.a);
+      check(after.orders.length === before.orders.length, 'no order was created');
       await shot(state.a, 'rejected');
-      await tid(state.a.page, 'ticket-post-only').uncheck();
     },
   ],
   [
     'a dropped connection resumes: same login, book equal to a fresh snapshot',
     async () => {
       const p = state.a.page;
-      // Something to find after the resume: a resting order.
-      const r = await ticket(state.a, { side: 'buy', px: state.px, qty: state.qty });
+      // Something to find after the resume: a resting order, priced afresh
+      // (the crossing step moved the market down to the old price).
+      const rows = await p.locator('[data-testid="book-row"][data-side="bid"]').count();
+      const tk = await tid(p, 'ticker-last').textContent();
+      const px = passivePrice(await book(state.a), state.inst, /^\d/.test(tk) ? tk : null, rows);
+      const r = await ticket(state.a, { side: 'buy', px, qty: state.qty });
       check(r.status === 'new', `resting order accepted, got ${r.status ?? r.error}`);
       state.order = r.order_id;
       await orderRow(state.a, state.order).waitFor();
@@ -447,8 +464,8 @@ const steps = [
     'the depth chart is drawn from the book',
     async () => {
       const p = state.a.page;
-      const stats = await p.evaluate(() => window.__bourse.chartStats());
-      check(stats.depthPoints > 0, 'depth chart has points');
+      // On a live market the book can be empty for a moment while quotes are replaced.
+      await until(p, () => window.__bourse.chartStats().depthPoints > 0, null, 'depth points');
       const drawn = await p.evaluate(() => {
         const c = document.querySelector('[data-testid="depth-chart"]');
         const img = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;

@@ -292,8 +292,17 @@ export class BourseClient {
         this.flushQueue();
       },
       () => {
-        // The restore itself failed (the connection went away meanwhile):
-        // the close handler has already scheduled the next attempt.
+        // The connection went away meanwhile (the close handler has already
+        // scheduled the next attempt), or the exchange could not restore
+        // the session for a passing reason (throttled, overloaded, not the
+        // leader): start again on a new connection after backoff.
+        if (ws !== this.ws) return;
+        this.handleClose(ws, { code: 4002, reason: 'restore failed' });
+        try {
+          ws.close(4002, 'restore failed');
+        } catch {
+          /* already closed */
+        }
       },
     );
   }

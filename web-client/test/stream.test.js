@@ -421,3 +421,26 @@ test('unknown frames and message kinds are ignored', async () => {
   assert.equal(client.stats.badFrames, 1);
   assert.equal(client.conn, 'live');
 });
+
+test('a passing failure of session.resume reconnects instead of hanging', async () => {
+  const { client, ws, clock } = await connected();
+  const login = client.login('alice', 'pw');
+  ws.reply(ws.lastOp('auth'), { user: 'alice', role: 'trader', session: { id: 's1', token: 'tok' } });
+  await login;
+  ws.drop();
+  clock.advance(backoff_ms_max);
+  const ws2 = FakeWS.last();
+  ws2.open();
+  ws2.fail(ws2.lastOp('session.resume'), { code: 'overloaded', num: 5005, msg: 'busy', retryable: true, outcome: 'rejected' });
+  await flush();
+  assert.equal(client.conn, 'reconnecting');
+  assert.equal(ws2.closedWith.code, 4002);
+  assert.equal(client.token, 'tok', 'the login is kept for the next attempt');
+  clock.advance(backoff_ms_max);
+  const ws3 = FakeWS.last();
+  assert.notEqual(ws3, ws2);
+  ws3.open();
+  ws3.reply(ws3.lastOp('session.resume'), { subs: [] });
+  await flush();
+  assert.equal(client.conn, 'resumed');
+});
