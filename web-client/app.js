@@ -550,6 +550,8 @@ function selectInstrument(sym) {
   const i = inst();
   chart.ready.then(() => i && chart.setPrecision(i.price_scale, i.tick));
   $('ticket-price').value = '';
+  showTicketError(null);
+  showTicketResult(null);
   mark('book', 'trades', 'ticker', 'instruments', 'ticket', 'account');
 }
 

@@ -203,12 +203,14 @@ async function crossOnce() {
   check(r.status === 'new', `resting buy accepted as new, got ${r.status ?? r.error}`);
   state.order = r.order_id;
   await bookRow(state.b, 'bid', state.px).waitFor();
-  // Sell, immediate-or-cancel, twice what is bid at or above the price,
-  // so this order fills even behind others at its price.
+  // Sell, immediate-or-cancel, what is bid at or above the price plus a
+  // quarter for bids that arrive meanwhile, so this order fills even behind
+  // others at its price.
   const bb = await book(state.b);
-  let sellQty = D.ZERO;
-  for (const [px, q] of bb.bids) if (D.cmp(px, state.px) >= 0) sellQty = D.add(sellQty, q);
-  sellQty = D.mulInt(sellQty, 2);
+  let bid = D.ZERO;
+  for (const [px, q] of bb.bids) if (D.cmp(px, state.px) >= 0) bid = D.add(bid, q);
+  const lot = D.parse(inst.lot);
+  const sellQty = D.add(bid, D.max(lot, D.mul(D.div(D.div(bid, '4', inst.qty_scale, 'down'), lot, 0, 'down'), lot)));
   const sell = await ticket(state.b, { side: 'sell', px: state.px, qty: D.format(sellQty, inst.qty_scale), tif: 'ioc' });
   check(!sell.error, `crossing sell accepted (${sell.text})`);
   // The buyer's order leaves open orders and shows in its fills.
@@ -482,6 +484,39 @@ const steps = [
     },
   ],
   [
+    'switching instrument shows the other book, and back',
+    async () => {
+      const p = state.a.page;
+      const syms = await tid(p, 'instrument-select').evaluate((el) => [...el.options].map((o) => o.value));
+      const other = syms.find((x) => x !== state.inst.sym);
+      if (other) {
+        await tid(p, 'instrument-select').selectOption(other);
+        await until(p, (sym) => window.__bourse.book()?.sym === sym && window.__bourse.book().valid && window.__bourse.book().state === 'live', other, `the ${other} book`);
+        check((await tid(p, 'ticket-sym').textContent()) === other, 'the ticket follows the instrument');
+        const keys = await p.evaluate(() => [...window.__bourse.client.streams.keys()]);
+        check(!keys.some((k) => k.endsWith(`:${state.inst.sym}`) || k.includes(`:${state.inst.sym}:`)), `the old instrument's streams are gone (${keys.join(', ')})`);
+        await shot(state.a, 'other-instrument');
+        await tid(p, 'instrument-select').selectOption(state.inst.sym);
+      } else {
+        log('    only one instrument listed');
+      }
+      await bookLive(state.a);
+    },
+  ],
+  [
+    'log out shows the login form and clears the account',
+    async () => {
+      const p = state.b.page;
+      await tid(p, 'logout').click();
+      await tid(p, 'login-form').waitFor({ state: 'visible' });
+      check(await tid(p, 'session-box').isHidden(), 'the session box is hidden');
+      await until(p, () => document.querySelectorAll('[data-testid="balance-row"]').length === 0, null, 'balances to clear');
+      check(await tid(p, 'ticket-submit').isDisabled(), 'trading is off');
+      check(['live', 'resumed'].includes(await p.evaluate(() => window.__bourse.conn())), 'the connection stays');
+      await shot(state.b, 'logged-out');
+    },
+  ],
+  [
     'the candle chart is drawn',
     async () => {
       const p = state.a.page;
@@ -505,6 +540,7 @@ const steps = [
 ];
 
 async function main() {
+  rmSync(OUT, { recursive: true, force: true }); // screenshots of this run only
   mkdirSync(OUT, { recursive: true });
   log(`e2e against ${BASE} as ${TRADERS[0].user} and ${TRADERS[1].user}; screenshots in ${OUT}`);
   let failed = false;
