@@ -226,18 +226,8 @@ impl Harness {
     }
 
     /// What clients can see: balances, open orders and the books.
-    pub fn visible(&self) -> (Vec<(AccountId, AssetId, Balance)>, Vec<OrderState>, Vec<Vec<Resting>>) {
-        let mut bals = Vec::new();
-        for (acc, a) in &self.ex.ledger.accounts {
-            for (asset, b) in &a.balances {
-                bals.push((*acc, *asset, *b));
-            }
-        }
-        let mut open: Vec<OrderState> =
-            self.ex.ledger.orders.values().filter(|o| o.status.is_open()).cloned().collect();
-        open.sort_by_key(|o| o.id);
-        let books = self.ex.books.iter().map(|b| b.orders()).collect();
-        (bals, open, books)
+    pub fn visible(&self) -> Visible {
+        visible(&self.ex)
     }
 
     // ---- accounts -------------------------------------------------------
@@ -359,6 +349,21 @@ impl Harness {
     pub fn best_ask(&self) -> Option<(u64, u64)> {
         self.book().best_ask().map(|(p, q)| (p.0, q.0))
     }
+}
+
+/// What clients can see of an exchange: balances, open orders, books.
+pub type Visible = (Vec<(AccountId, AssetId, Balance)>, Vec<OrderState>, Vec<Vec<Resting>>);
+
+pub fn visible(ex: &Exchange) -> Visible {
+    let mut bals = Vec::new();
+    for (acc, a) in &ex.ledger.accounts {
+        for (asset, b) in &a.balances {
+            bals.push((*acc, *asset, *b));
+        }
+    }
+    let mut open: Vec<OrderState> = ex.ledger.orders.values().filter(|o| o.status.is_open()).cloned().collect();
+    open.sort_by_key(|o| o.id);
+    (bals, open, ex.books.iter().map(|b| b.orders()).collect())
 }
 
 /// The trades of an outcome.
