@@ -7,7 +7,8 @@
 //!   upgrading. The upgraded socket, with frames and messages capped at
 //!   [`FRAME_BYTES_MAX`], goes to the node, which runs its session.
 //! * `GET /healthz` (the process answers), `GET /readyz` (the node accepts
-//!   orders), `GET /metrics` (Prometheus text).
+//!   orders), `GET /metrics` (Prometheus text: `bourse_actors::telemetry`,
+//!   with `bourse_ready` saying what `/readyz` would answer).
 //! * everything else: the browser client's files from `web_root`.
 //!
 //! The accept loop owns a bounded number of HTTP connections
@@ -39,6 +40,7 @@ use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
+use bourse_actors::telemetry;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -89,6 +91,7 @@ pub fn ws_config() -> WebSocketConfig {
 /// [`HTTP_DRAIN_MS_MAX`]) for the open ones to finish their response.
 /// Upgraded WebSockets are the node's and are not waited for here.
 pub async fn run(listener: TcpListener, state: Arc<HttpState>, shutdown: CancellationToken) {
+    telemetry::install();
     let permits = Arc::new(Semaphore::new(HTTP_CONNECTIONS_MAX));
     loop {
         let permit = tokio::select! {
@@ -168,13 +171,14 @@ pub async fn handle(state: &HttpState, req: Request<Incoming>, peer: SocketAddr)
         "/ws" => websocket(state, req, peer),
         "/healthz" => only_get(&req).unwrap_or_else(|| text(StatusCode::OK, "ok\n")),
         "/readyz" => only_get(&req).unwrap_or_else(|| {
-            if state.node.ready() && !state.shutdown.is_cancelled() {
+            if ready(state) {
                 text(StatusCode::OK, "ready\n")
             } else {
                 text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
             }
         }),
         "/metrics" => only_get(&req).unwrap_or_else(|| {
+            telemetry::set_ready(ready(state));
             let mut r = Response::new(Body::from(state.node.metrics_text()));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -187,6 +191,11 @@ pub async fn handle(state: &HttpState, req: Request<Incoming>, peer: SocketAddr)
             None => static_file(&state.web_root, req.uri().path()).await,
         },
     }
+}
+
+/// Whether the node accepts orders (what `/readyz` answers).
+fn ready(state: &HttpState) -> bool {
+    state.node.ready() && !state.shutdown.is_cancelled()
 }
 
 /// `Some(405)` unless the request is a GET or HEAD.
@@ -328,7 +337,7 @@ fn handshake(state: &HttpState, mut req: Request<Incoming>, peer: SocketAddr) ->
         return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
     }
     let Some(slot) = ConnectionSlot::take(&state.ws_open, state.ws_max) else {
-        metrics::counter!("bourse_ws_refused_total", "reason" => "connections_max").increment(1);
+        metrics::counter!(telemetry::WS_REFUSED_TOTAL, "reason" => "connections_max").increment(1);
         let mut r = text(
             StatusCode::SERVICE_UNAVAILABLE,
             "too many connections, retry later\n",
@@ -354,7 +363,7 @@ fn handshake(state: &HttpState, mut req: Request<Incoming>, peer: SocketAddr) ->
         };
         let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config())).await;
         if let Err(refused) = node.accept(ws, encoding, peer) {
-            metrics::counter!("bourse_ws_refused_total", "reason" => "node").increment(1);
+            metrics::counter!(telemetry::WS_REFUSED_TOTAL, "reason" => "node").increment(1);
             info!(%peer, reason = %refused, "the node refused a WebSocket");
         }
     });
@@ -387,7 +396,7 @@ impl ConnectionSlot {
             (n < max).then_some(n + 1)
         })
         .ok()?;
-        metrics::gauge!("bourse_ws_connections").increment(1.0);
+        // Sessions are counted (by role) in `bourse_ws_connections` by the node.
         Some(ConnectionSlot(open.clone()))
     }
 }
@@ -395,7 +404,6 @@ impl ConnectionSlot {
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
-        metrics::gauge!("bourse_ws_connections").decrement(1.0);
     }
 }
 

@@ -11,6 +11,7 @@
 //! * `config`: the configuration file's shape and validation.
 //! * `auth`: password hashes, API-key signatures, nonces, session tokens, rate limits.
 //! * `storage`: the fsync'd event log and the sled snapshot store (the only module touching disk).
+//! * `telemetry`: every exported metric, its buckets, and the Prometheus recorder.
 
 pub mod auth;
 pub mod config;
@@ -22,17 +23,15 @@ pub mod node;
 pub mod reply;
 pub mod session;
 pub mod storage;
+pub mod telemetry;
 pub mod wire;
 
-static PROMETHEUS: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> = std::sync::OnceLock::new();
-
-/// Installs the Prometheus recorder once per process (later calls reuse it).
+/// Installs the Prometheus recorder once per process (see [`telemetry::install`]).
 pub fn install_metrics() {
-    PROMETHEUS.get_or_init(|| metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().ok());
+    telemetry::install();
 }
 
-/// The Prometheus exposition text of every metric recorded so far.
+/// The Prometheus exposition text of every metric (see [`telemetry::render`]).
 pub fn metrics_text() -> String {
-    install_metrics();
-    PROMETHEUS.get().and_then(|h| h.as_ref()).map(|h| h.render()).unwrap_or_default()
+    telemetry::render()
 }

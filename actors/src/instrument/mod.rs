@@ -3,6 +3,9 @@
 //! cancels, amends, cancel-alls), applies the outcome to its book and sends
 //! the outcome's events back to the ledger in the order it produced them.
 //! Instruments run on several arbiters, so matching uses every core.
+//!
+//! Each counts its trades and traded lots, exports whether it is trading,
+//! and times its matching (stage `match`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -12,6 +15,30 @@ use bourse_engine::{AccountId, Amount, CancelReason, EventBody, InstrumentState,
 
 use crate::ledger::{LedgerActor, Outcome, OutcomeKind};
 use crate::reply::Responder;
+use crate::telemetry::{self as t, StageTimer};
+
+/// One instrument's metric handles, registered (at 0) when its actor is made.
+pub struct BookMetrics {
+    trades: metrics::Counter,
+    lots: metrics::Counter,
+    trading: metrics::Gauge,
+}
+
+impl BookMetrics {
+    pub fn new(sym: &str) -> BookMetrics {
+        t::install();
+        let sym = sym.to_string();
+        BookMetrics {
+            trades: metrics::counter!(t::TRADES_TOTAL, "sym" => sym.clone()),
+            lots: metrics::counter!(t::TRADED_LOTS_TOTAL, "sym" => sym.clone()),
+            trading: metrics::gauge!(t::INSTRUMENT_TRADING, "sym" => sym),
+        }
+    }
+
+    fn state(&self, state: InstrumentState) {
+        self.trading.set(if state == InstrumentState::Trading { 1.0 } else { 0.0 });
+    }
+}
 
 pub struct InstrumentActor {
     pub book: OrderBook,
@@ -19,10 +46,17 @@ pub struct InstrumentActor {
     /// Commands sent to this instrument and not yet handled; the ledger
     /// refuses new ones with `overloaded` past `instrument_mailbox_max`.
     pub inflight: Arc<AtomicUsize>,
+    pub metrics: BookMetrics,
 }
 
 impl Actor for InstrumentActor {
     type Context = Context<Self>;
+
+    fn started(&mut self, _ctx: &mut Context<Self>) {
+        self.metrics.trades.increment(0);
+        self.metrics.lots.increment(0);
+        self.metrics.state(self.book.spec.state);
+    }
 }
 
 /// A command for one book, from the ledger.
@@ -41,6 +75,7 @@ impl Handler<BookOp> for InstrumentActor {
 
     fn handle(&mut self, op: BookOp, _ctx: &mut Context<Self>) {
         self.inflight.fetch_sub(1, Ordering::AcqRel);
+        let _stage = StageTimer::start(t::STAGE_MATCH);
         let inst = self.book.spec.id;
         let mut bodies = Vec::new();
         let kind = match op {
@@ -67,17 +102,23 @@ impl Handler<BookOp> for InstrumentActor {
             }
             BookOp::SetState { state } => {
                 self.book.apply(&EventBody::InstrumentStateSet { inst, state, by: AccountId(0) });
+                self.metrics.state(state);
                 return;
             }
         };
         for b in &bodies {
             self.book.apply(b);
+            if let EventBody::Traded(tr) = b {
+                self.metrics.trades.increment(1);
+                self.metrics.lots.increment(tr.qty.0);
+            }
         }
         if cfg!(debug_assertions) {
             self.book.check();
         }
         // Outcomes bypass the ledger's mailbox limit: they are already bounded
         // by the commands admitted upstream, and an outcome is never dropped.
+        t::LEDGER_MAILBOX.enqueued();
         self.ledger.do_send(Outcome { inst, bodies, kind });
     }
 }

@@ -7,16 +7,22 @@
 //! bounded channel; the thread takes every proposal waiting (up to
 //! `commit_events_max` events), appends each as one log entry, syncs once
 //! (one `fdatasync` for the whole group), then releases them.
+//!
+//! Its metrics: flush duration and batch size per group, events and bytes
+//! made durable, the log's length, the queue of proposals waiting (the
+//! journal's mailbox depth) and each proposal's time from hand-over to
+//! durable (stage `journal`).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bourse_engine::Event;
 
 use crate::reply::{Answer, Responder};
 use crate::storage::log::EventLog;
+use crate::telemetry;
 
 /// Proposals waiting for the journal before the ledger blocks: this bounds
 /// how far the live state runs ahead of durability.
@@ -30,6 +36,8 @@ pub struct Proposal {
     pub answers: Vec<(Responder, Answer)>,
     /// Account-stream messages `(account, seq, message)`.
     pub account: Vec<(u64, u64, serde_json::Value)>,
+    /// When the proposal was handed to the journal (set by `propose`).
+    pub proposed: Option<Instant>,
 }
 
 impl Proposal {
@@ -47,28 +55,42 @@ pub struct JournalHandle {
     tx: SyncSender<Proposal>,
     pub committed: Arc<AtomicU64>,
     pub stopped: Arc<std::sync::atomic::AtomicBool>,
+    /// Proposals handed over and not yet taken by the journal thread.
+    pub queued: Arc<AtomicUsize>,
 }
 
 impl Clone for JournalHandle {
     fn clone(&self) -> Self {
-        JournalHandle { tx: self.tx.clone(), committed: self.committed.clone(), stopped: self.stopped.clone() }
+        JournalHandle {
+            tx: self.tx.clone(),
+            committed: self.committed.clone(),
+            stopped: self.stopped.clone(),
+            queued: self.queued.clone(),
+        }
     }
 }
 
 impl JournalHandle {
     /// Hands a proposal over; blocks only when the journal is
     /// `PROPOSALS_QUEUED_MAX` proposals behind (back-pressure on the ledger).
-    pub fn propose(&self, p: Proposal) {
+    pub fn propose(&self, mut p: Proposal) {
         if p.is_empty() {
             return;
         }
+        p.proposed = Some(Instant::now());
+        // Counted before sending, so the thread never takes it first.
+        self.queued.fetch_add(1, Ordering::Relaxed);
         match self.tx.try_send(p) {
             Ok(()) => {}
             Err(TrySendError::Full(p)) => {
-                metrics::counter!("bourse_journal_backpressure_total").increment(1);
-                let _ = self.tx.send(p);
+                metrics::counter!(telemetry::JOURNAL_BACKPRESSURE_TOTAL).increment(1);
+                if self.tx.send(p).is_err() {
+                    self.queued.fetch_sub(1, Ordering::Relaxed);
+                }
             }
-            Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Disconnected(_)) => {
+                self.queued.fetch_sub(1, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -80,17 +102,33 @@ pub fn start<L: EventLog + Send + 'static>(
     commit_events_max: usize,
     mut publisher: Box<dyn Publisher>,
 ) -> JournalHandle {
+    // The node's metrics start with its journal: nothing is recorded before.
+    telemetry::install();
     let (tx, rx) = sync_channel::<Proposal>(PROPOSALS_QUEUED_MAX);
     let committed = Arc::new(AtomicU64::new(log.last_index()));
     let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let handle = JournalHandle { tx, committed: committed.clone(), stopped: stopped.clone() };
+    let queued = Arc::new(AtomicUsize::new(0));
+    telemetry::watch_mailbox(telemetry::ACTOR_JOURNAL, None, &queued);
+    metrics::gauge!(telemetry::LOG_ENTRIES).set(log_entries(&log) as f64);
+    let handle = JournalHandle { tx, committed: committed.clone(), stopped: stopped.clone(), queued: queued.clone() };
     std::thread::Builder::new()
         .name("bourse-journal".into())
-        .spawn(move || run(&mut log, durable, commit_events_max, &rx, &mut *publisher, &committed, &stopped))
+        .spawn(move || run(&mut log, durable, commit_events_max, &rx, &mut *publisher, &committed, &stopped, &queued))
         .expect("journal thread starts");
     handle
 }
 
+/// Entries in `log` (0 when empty).
+fn log_entries<L: EventLog + ?Sized>(log: &L) -> u64 {
+    let (first, last) = (log.first_index(), log.last_index());
+    if last == 0 || last < first {
+        0
+    } else {
+        last - first.max(1) + 1
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn run<L: EventLog>(
     log: &mut L,
     durable: bool,
@@ -99,6 +137,7 @@ fn run<L: EventLog>(
     publisher: &mut dyn Publisher,
     committed: &AtomicU64,
     stopped: &std::sync::atomic::AtomicBool,
+    queued: &AtomicUsize,
 ) {
     let mut group: Vec<Proposal> = Vec::new();
     loop {
@@ -117,8 +156,10 @@ fn run<L: EventLog>(
                 Err(_) => break,
             }
         }
-        let started = std::time::Instant::now();
+        queued.fetch_sub(group.len(), Ordering::Relaxed);
+        let started = Instant::now();
         let mut indexes = Vec::with_capacity(group.len());
+        let mut bytes = 0u64;
         for p in &group {
             if p.events.is_empty() {
                 indexes.push(None);
@@ -126,6 +167,7 @@ fn run<L: EventLog>(
             }
             let encoded: Vec<Vec<u8>> =
                 p.events.iter().map(|e| rmp_serde::to_vec(e).expect("events encode")).collect();
+            bytes += encoded.iter().map(|e| e.len() as u64).sum::<u64>();
             match log.append(&encoded) {
                 Ok(i) => indexes.push(Some(i)),
                 Err(e) => {
@@ -145,9 +187,17 @@ fn run<L: EventLog>(
                 return;
             }
         }
-        metrics::histogram!("bourse_journal_flush_seconds").record(started.elapsed().as_secs_f64());
-        metrics::histogram!("bourse_journal_batch_events").record(events as f64);
+        metrics::histogram!(telemetry::JOURNAL_FLUSH_SECONDS).record(started.elapsed().as_secs_f64());
+        metrics::histogram!(telemetry::JOURNAL_BATCH_EVENTS).record(events as f64);
+        metrics::counter!(telemetry::JOURNAL_EVENTS_TOTAL).increment(events as u64);
+        metrics::counter!(telemetry::JOURNAL_WRITTEN_BYTES_TOTAL).increment(bytes);
+        metrics::gauge!(telemetry::LOG_ENTRIES).set(log_entries(log) as f64);
         committed.store(log.last_index(), Ordering::Release);
+        for p in &group {
+            if let Some(at) = p.proposed {
+                telemetry::observe_stage(telemetry::STAGE_JOURNAL, at.elapsed());
+            }
+        }
         for (p, index) in group.drain(..).zip(indexes) {
             for (to, a) in p.answers {
                 to.send(a);

@@ -3,6 +3,10 @@
 //! settles the instrument's outcomes when they come back, and hands every
 //! event, in the order balances changed, to the journal. It is the only
 //! writer of the event log.
+//!
+//! It counts every order operation it decides (`bourse_orders_total` by op,
+//! result and reject code) and registers each book's in-flight counter as
+//! that instrument's mailbox depth.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -18,6 +22,7 @@ use crate::instrument::{BookOp, InstrumentActor};
 use crate::journal::{JournalHandle, Proposal};
 use crate::node::Shared;
 use crate::reply::{now_us, Answer, Responder, Tally};
+use crate::telemetry::{self as t, StageTimer};
 use crate::wire;
 
 /// How a successful operator command is answered.
@@ -95,13 +100,34 @@ fn overloaded(what: &str) -> ErrorBody {
     ErrorBody::new(ErrorCode::Overloaded, format!("{what} is overloaded; retry shortly"))
 }
 
+/// Counts one order operation in `bourse_orders_total`.
+fn count(op: &'static str, result: &'static str, code: &'static str) {
+    metrics::counter!(t::ORDERS_TOTAL, "op" => op, "result" => result, "code" => code).increment(1);
+}
+
+/// Counts an operation refused with `e` (its wire code is the label).
+fn count_refused(op: &'static str, e: &ErrorBody) {
+    let result = if e.code == ErrorCode::Overloaded { t::RESULT_OVERLOADED } else { t::RESULT_REJECTED };
+    count(op, result, e.code.as_str());
+}
+
+/// Counts an answered operation: accepted, or refused with its code.
+fn count_answer(op: &'static str, a: &Answer) {
+    match a {
+        Ok(_) => count(op, t::RESULT_ACCEPTED, t::CODE_NONE),
+        Err(e) => count_refused(op, e),
+    }
+}
+
 impl LedgerActor {
     /// Starts an instrument actor for a book, on the next arbiter.
     pub fn spawn_book(&mut self, book: bourse_engine::OrderBook, me: Addr<LedgerActor>) {
         let arb = &self.arbiters[self.books.len() % self.arbiters.len()];
         let inflight = Arc::new(AtomicUsize::new(0));
         let i2 = inflight.clone();
-        let addr = InstrumentActor::start_in_arbiter(arb, move |_| InstrumentActor { book, ledger: me, inflight: i2 });
+        t::watch_mailbox(t::ACTOR_INSTRUMENT, Some(&book.spec.sym), &inflight);
+        let metrics = crate::instrument::BookMetrics::new(&book.spec.sym);
+        let addr = InstrumentActor::start_in_arbiter(arb, move |_| InstrumentActor { book, ledger: me, inflight: i2, metrics });
         self.books.push(Book { addr, inflight });
     }
 
@@ -116,7 +142,7 @@ impl LedgerActor {
         };
         if b.inflight.fetch_add(1, Ordering::AcqRel) >= self.instrument_inflight_max {
             b.inflight.fetch_sub(1, Ordering::AcqRel);
-            metrics::counter!("bourse_overloaded_total", "actor" => "instrument").increment(1);
+            metrics::counter!(t::OVERLOADED_TOTAL, "actor" => t::ACTOR_INSTRUMENT).increment(1);
             return Err((overloaded(&self.ledger.instruments[&inst].sym), op));
         }
         b.addr.do_send(op);
@@ -219,31 +245,48 @@ impl Handler<Submit> for LedgerActor {
     type Result = ();
 
     fn handle(&mut self, m: Submit, ctx: &mut Context<Self>) {
+        let _stage = StageTimer::start(t::STAGE_LEDGER);
         let mut prop = Proposal::default();
         let Submit { cmd, to, shape } = m;
+        // Sessions count their commands into the mailbox; the node's own
+        // (answered on a channel) are not counted.
+        if !matches!(to, Responder::Channel(_)) {
+            t::LEDGER_MAILBOX.handled();
+        }
         match cmd {
             Command::Place(c) => {
                 let inst = c.inst;
                 match self.ledger.decide_place(&c) {
-                    Err(PlaceRefusal::Duplicate(id)) => prop.answers.push((to, self.place_answer(id, true))),
-                    Err(PlaceRefusal::Reject(r)) => prop.answers.push((to, Err(wire::reject(&r)))),
+                    Err(PlaceRefusal::Duplicate(id)) => {
+                        count(t::OP_PLACE, t::RESULT_DUPLICATE, t::CODE_NONE);
+                        prop.answers.push((to, self.place_answer(id, true)))
+                    }
+                    Err(PlaceRefusal::Reject(r)) => {
+                        count(t::OP_PLACE, t::RESULT_REJECTED, wire::code(r.code).as_str());
+                        prop.answers.push((to, Err(wire::reject(&r))))
+                    }
                     Ok(accepted) => {
                         let EventBody::OrderAccepted { order } = &accepted else { unreachable!("accepted") };
                         let order = order.clone();
                         // Admission first, so an overloaded book holds nothing.
                         let Some(b) = self.book(inst) else {
-                            to.send(Err(ErrorBody::new(ErrorCode::UnknownInstrument, "unknown instrument")));
+                            let e = ErrorBody::new(ErrorCode::UnknownInstrument, "unknown instrument");
+                            count_refused(t::OP_PLACE, &e);
+                            to.send(Err(e));
                             return;
                         };
                         if b.inflight.load(Ordering::Acquire) >= self.instrument_inflight_max {
-                            metrics::counter!("bourse_overloaded_total", "actor" => "instrument").increment(1);
-                            to.send(Err(overloaded(&self.ledger.instruments[&inst].sym)));
+                            metrics::counter!(t::OVERLOADED_TOTAL, "actor" => t::ACTOR_INSTRUMENT).increment(1);
+                            let e = overloaded(&self.ledger.instruments[&inst].sym);
+                            count_refused(t::OP_PLACE, &e);
+                            to.send(Err(e));
                             return;
                         }
                         self.record(accepted, &mut prop);
                         if let Err((e, op)) = self.to_book(inst, BookOp::Match { order, to }) {
                             // Cannot happen after the check above (one writer); answer anyway.
                             if let BookOp::Match { to, .. } = op {
+                                count_refused(t::OP_PLACE, &e);
                                 prop.answers.push((to, Err(e)));
                             }
                         }
@@ -251,10 +294,14 @@ impl Handler<Submit> for LedgerActor {
                 }
             }
             Command::Cancel { account, inst, order } => match self.resolve(account, inst, &order) {
-                Err(e) => prop.answers.push((to, Err(e))),
+                Err(e) => {
+                    count_refused(t::OP_CANCEL, &e);
+                    prop.answers.push((to, Err(e)))
+                }
                 Ok(id) => {
                     let op = BookOp::Cancel { account: Some(account), order: id, reason: bourse_engine::CancelReason::User, admin: false, to };
                     if let Err((e, BookOp::Cancel { to, .. })) = self.to_book(inst, op) {
+                        count_refused(t::OP_CANCEL, &e);
                         prop.answers.push((to, Err(e)));
                     }
                 }
@@ -263,17 +310,24 @@ impl Handler<Submit> for LedgerActor {
                 let id = match self.resolve(account, inst, &order) {
                     Ok(id) => id,
                     Err(e) => {
+                        count_refused(t::OP_AMEND, &e);
                         prop.answers.push((to, Err(e)));
                         self.journal.propose(prop);
                         return;
                     }
                 };
                 match self.ledger.decide_amend_hold(account, id, qty, px) {
-                    Err(r) => prop.answers.push((to, Err(wire::reject(&r)))),
+                    Err(r) => {
+                        count(t::OP_AMEND, t::RESULT_REJECTED, wire::code(r.code).as_str());
+                        prop.answers.push((to, Err(wire::reject(&r))))
+                    }
                     Ok(hold) => {
                         let Some(b) = self.book(inst) else { return };
                         if b.inflight.load(Ordering::Acquire) >= self.instrument_inflight_max {
-                            to.send(Err(overloaded(&self.ledger.instruments[&inst].sym)));
+                            metrics::counter!(t::OVERLOADED_TOTAL, "actor" => t::ACTOR_INSTRUMENT).increment(1);
+                            let e = overloaded(&self.ledger.instruments[&inst].sym);
+                            count_refused(t::OP_AMEND, &e);
+                            to.send(Err(e));
                             return;
                         }
                         let extra = match &hold {
@@ -285,6 +339,7 @@ impl Handler<Submit> for LedgerActor {
                         }
                         let op = BookOp::Amend { account, order: id, qty, px, extra, to };
                         if let Err((e, BookOp::Amend { to, .. })) = self.to_book(inst, op) {
+                            count_refused(t::OP_AMEND, &e);
                             prop.answers.push((to, Err(e)));
                         }
                     }
@@ -293,12 +348,15 @@ impl Handler<Submit> for LedgerActor {
             Command::CancelAll { account, inst, side, admin } => {
                 let targets: Vec<InstrumentId> = match inst {
                     Some(i) if self.book(i).is_none() => {
-                        to.send(Err(ErrorBody::new(ErrorCode::UnknownInstrument, "unknown instrument")));
+                        let e = ErrorBody::new(ErrorCode::UnknownInstrument, "unknown instrument");
+                        count_refused(t::OP_CANCEL_ALL, &e);
+                        to.send(Err(e));
                         return;
                     }
                     Some(i) => vec![i],
                     None => self.ledger.instruments.keys().copied().collect(),
                 };
+                count(t::OP_CANCEL_ALL, t::RESULT_ACCEPTED, t::CODE_NONE);
                 let tally = Tally::new(targets.len(), to);
                 for i in targets {
                     // Cancels are never refused for load: they only shrink the book.
@@ -341,6 +399,7 @@ impl Handler<Outcome> for LedgerActor {
     type Result = ();
 
     fn handle(&mut self, m: Outcome, _ctx: &mut Context<Self>) {
+        t::LEDGER_MAILBOX.handled();
         let mut prop = Proposal::default();
         let mut rejected = None;
         for b in m.bodies {
@@ -355,22 +414,25 @@ impl Handler<Outcome> for LedgerActor {
         let (to, answer) = match m.kind {
             OutcomeKind::Placed { order, to } => match rejected {
                 Some(code) => {
-                    metrics::counter!("bourse_orders_total", "result" => "rejected", "code" => code.as_str()).increment(1);
+                    count(t::OP_PLACE, t::RESULT_REJECTED, wire::code(code).as_str());
                     (to, Err(ErrorBody::new(wire::code(code), bourse_engine::exchange::reject_text(code))))
                 }
                 None => {
-                    metrics::counter!("bourse_orders_total", "result" => "accepted", "code" => "").increment(1);
+                    count(t::OP_PLACE, t::RESULT_ACCEPTED, t::CODE_NONE);
                     let a = self.place_answer(order, false);
                     (to, a)
                 }
             },
-            OutcomeKind::Cancelled { order, to, result } | OutcomeKind::Amended { order, to, result } => match result {
-                Err(r) => (to, Err(wire::reject(&r))),
-                Ok(()) => {
-                    let a = self.status_answer(order);
-                    (to, a)
-                }
-            },
+            OutcomeKind::Cancelled { order, to, result } => {
+                let a = result.map_err(|r| wire::reject(&r)).and_then(|()| self.status_answer(order));
+                count_answer(t::OP_CANCEL, &a);
+                (to, a)
+            }
+            OutcomeKind::Amended { order, to, result } => {
+                let a = result.map_err(|r| wire::reject(&r)).and_then(|()| self.status_answer(order));
+                count_answer(t::OP_AMEND, &a);
+                (to, a)
+            }
             OutcomeKind::CancelledAll { n, to } => (to, Ok(json!({"cancelled": n}))),
         };
         prop.answers.push((to, answer));
