@@ -26,6 +26,8 @@ pub struct Config {
     /// Users created at first start (demo traders, market maker).
     pub users: Vec<UserConf>,
     pub demo: DemoConf,
+    /// Snapshots and log retention (used when `durable`).
+    pub durability: DurabilityConf,
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -71,6 +73,34 @@ impl Default for Limits {
             outbound_bytes_max: 4 << 20,
             subscriptions_max: 64,
             commit_events_max: 8_192,
+        }
+    }
+}
+
+/// When snapshots are written and how much log history is kept.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DurabilityConf {
+    /// A snapshot is written once this many events were committed since the last one.
+    pub snapshot_every_events: u64,
+    /// ... or once this many seconds passed with at least one new event.
+    pub snapshot_every_secs: u64,
+    /// Events of log history kept before the newest snapshot (the audit
+    /// trail and the reach of a point-in-time restore); older whole log
+    /// segments, and the snapshots they lead up to, are removed.
+    pub log_retention_events: u64,
+    /// Size at which a log segment is closed and the next one started (the
+    /// step in which retention frees disk space).
+    pub segment_bytes_max: u64,
+}
+
+impl Default for DurabilityConf {
+    fn default() -> Self {
+        DurabilityConf {
+            snapshot_every_events: 1_000_000,
+            snapshot_every_secs: 600,
+            log_retention_events: 10_000_000,
+            segment_bytes_max: 64 << 20,
         }
     }
 }
@@ -152,6 +182,7 @@ impl Default for Config {
             instruments: Vec::new(),
             users: Vec::new(),
             demo: DemoConf::default(),
+            durability: DurabilityConf::default(),
         }
     }
 }
@@ -175,6 +206,13 @@ impl Config {
         }
         if l.conn_msgs_per_sec == 0 || l.account_orders_per_sec == 0 {
             return Err("rate limits must be positive".into());
+        }
+        let d = &self.durability;
+        if d.snapshot_every_events == 0 || d.snapshot_every_secs == 0 {
+            return Err("durability.snapshot_every_events and snapshot_every_secs must be positive".into());
+        }
+        if d.segment_bytes_max < 4096 {
+            return Err("durability.segment_bytes_max must be at least 4096".into());
         }
         let mut assets = BTreeMap::new();
         for a in &self.assets {

@@ -11,10 +11,12 @@
 //! * `config`: the configuration file's shape and validation.
 //! * `auth`: password hashes, API-key signatures, nonces, session tokens, rate limits.
 //! * `storage`: the fsync'd event log and the sled snapshot store (the only module touching disk).
+//! * `durability`: snapshots from the log, recovery, and the backup, restore, verify and audit tools.
 //! * `telemetry`: every exported metric, its buckets, and the Prometheus recorder.
 
 pub mod auth;
 pub mod config;
+pub mod durability;
 pub mod instrument;
 pub mod journal;
 pub mod ledger;

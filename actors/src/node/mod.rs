@@ -17,12 +17,13 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::auth::{self, limits::AccountLimiter, Directory, NonceCache, PasswordParams, RateQuotas, TokenStore};
 use crate::config::Config;
+use crate::durability::{self, snapshotter::Snapshotter, SharedLog};
 use crate::journal::{self, JournalHandle, Publisher};
 use crate::ledger::{LedgerActor, Shape, Submit};
 use crate::market::{Committed, MarketData};
 use crate::reply::{Deliver, Responder};
 use crate::session::Session;
-use crate::storage::log::{EventLog, FileLog, FileLogOptions, MemLog};
+use crate::storage::log::{EventLog, MemLog};
 use crate::wire;
 
 /// Arbiters (threads) the instrument actors are spread over.
@@ -57,6 +58,9 @@ pub struct Shared {
     /// Every open session, for notices to all (shutdown).
     pub sessions: DashMap<usize, actix::Recipient<Deliver>>,
     pub next_session: AtomicUsize,
+    /// The epoch of every market-data and account stream: persisted in the
+    /// data directory, bumped by `bourse restore` (1 when not durable).
+    pub epoch: u64,
 }
 
 impl Shared {
@@ -162,26 +166,20 @@ impl Node {
     /// Starts the node inside the current actix System.
     pub async fn start(cfg: Config, admin_password: String) -> anyhow::Result<Node> {
         cfg.validate().map_err(anyhow::Error::msg)?;
-        // Recover: every event of the log, replayed by the same `apply`.
-        let mut exchange = Exchange::new();
-        let log: Box<dyn EventLogSend> = if cfg.durable {
-            std::fs::create_dir_all(&cfg.data_dir)?;
-            let (log, rec) = FileLog::open(cfg.data_dir.join("log"), FileLogOptions::default())
-                .map_err(|e| anyhow::anyhow!("event log: {e}"))?;
-            if let Some(at) = rec.torn_tail_truncated_at() {
-                tracing::warn!(index = at, "event log had a torn tail (an unfinished last batch); cut at the last whole batch");
-            }
-            Box::new(log)
+        // Recover: the newest snapshot plus the log after it, replayed by
+        // the same `apply`; orders a crash left between the ledger and their
+        // book are closed first. The snapshotter gets its own copy of the
+        // state and follows the log from there.
+        let (mut exchange, log, snapshots, epoch): (Exchange, Box<dyn EventLogSend>, _, u64) = if cfg.durable {
+            let mut r = durability::recover(&cfg.data_dir, &cfg.durability).map_err(|e| anyhow::anyhow!("{e}"))?;
+            r.settle_orphans(crate::reply::now_us()).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let log = SharedLog::new(r.log);
+            let follow = (log.downgrade(), r.store, r.state.exchange.clone(), r.state.position);
+            (r.state.exchange, Box::new(log), Some(follow), r.epoch)
         } else {
-            Box::new(MemLog::new())
+            (Exchange::new(), Box::new(MemLog::new()), None, durability::EPOCH_FIRST)
         };
-        let started = std::time::Instant::now();
-        let events = journal::read_all(&*log).map_err(anyhow::Error::msg)?;
-        for e in &events {
-            exchange.apply(e, None);
-        }
-        let fresh = events.is_empty();
-        tracing::info!(events = events.len(), ms = started.elapsed().as_millis() as u64, "state recovered from the event log");
+        let fresh = log.last_index() == 0;
 
         let market_arbiter = Arbiter::new();
         let ledger_arbiter = Arbiter::new();
@@ -255,24 +253,20 @@ impl Node {
             journal_stopped: Arc::new(AtomicBool::new(false)),
             sessions: DashMap::new(),
             next_session: AtomicUsize::new(1),
+            epoch,
         });
         let _ = shared.ledger.set(ledger_addr.clone());
-        // Lookups from the recovered state.
-        {
-            let names: DashMap<AccountId, String> = DashMap::new();
-            for u in exchange.ledger.users.values() {
-                names.insert(u.account, u.name.clone());
-            }
-            for e in &events {
-                shared.learn(&e.body, &|a| names.get(&a).map(|n| n.clone()));
-            }
-        }
+        learn_recovered(&shared, &exchange);
         let names = DashMap::new();
         for u in exchange.ledger.users.values() {
             names.insert(u.account, u.name.clone());
         }
         let publisher = NodePublisher { shared: shared.clone(), names };
         let journal = journal::start(BoxedLog(log), cfg.durable, cfg.limits.commit_events_max, Box::new(publisher));
+        if let Some((log, store, state, position)) = snapshots {
+            Snapshotter::new(log, store, journal.committed.clone(), journal.stopped.clone(), state, position, cfg.durability.clone())
+                .spawn();
+        }
 
         init_tx.send((journal.clone(), shared.clone())).expect("ledger thread alive");
 
@@ -395,6 +389,38 @@ impl Node {
             s.value().do_send(Deliver::Notice { code: "shutdown", in_ms: Some(in_ms), close: None });
         }
         tokio::time::sleep(std::time::Duration::from_millis(in_ms.min(5_000))).await;
+    }
+}
+
+/// The lookups a recovered state implies: what `Shared::learn` of every
+/// event that led to it gives.
+fn learn_recovered(shared: &Shared, state: &Exchange) {
+    let l = &state.ledger;
+    for a in l.assets.values() {
+        shared.assets.insert(a.name.clone(), a.clone());
+        shared.asset_scales.insert(a.id, a.scale);
+    }
+    for s in l.instruments.values() {
+        shared.instruments.insert(s.sym.clone(), s.clone());
+    }
+    for u in l.users.values() {
+        shared.accounts.insert(u.name.clone(), u.account);
+        let _ = shared.directory.add_user(&u.name, wire::role_out(u.role), &u.password_hash);
+    }
+    let names: std::collections::HashMap<AccountId, &str> = l.users.values().map(|u| (u.account, u.name.as_str())).collect();
+    for (key, (account, credential)) in &l.api_keys {
+        if let Some(user) = names.get(account) {
+            let c = match credential {
+                bourse_engine::Credential::Hmac { secret } => auth::Credential::Hmac { secret: secret.clone() },
+                bourse_engine::Credential::Ed25519 { public_key } => auth::Credential::Ed25519 { public_key_b64: public_key.clone() },
+            };
+            let _ = shared.directory.add_api_key(user, key, c);
+        }
+    }
+    for o in l.orders.values().filter(|o| o.status.is_open()) {
+        if let Some(s) = l.instruments.get(&o.inst) {
+            shared.order_syms.insert(o.id.0, s.sym.clone());
+        }
     }
 }
 
