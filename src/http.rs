@@ -109,6 +109,14 @@ pub async fn run(listener: TcpListener, state: Arc<HttpState>, shutdown: Cancell
             },
             _ = shutdown.cancelled() => break,
         };
+        let sndbuf = state.node.shared.cfg.limits.socket_send_buffer_bytes;
+        if sndbuf > 0 {
+            // A fixed kernel send buffer bounds the memory a slow reader can
+            // pin, and lets the session's own queue see the lag (on_lag).
+            if let Err(e) = socket2::SockRef::from(&stream).set_send_buffer_size(sndbuf) {
+                warn!(error = %e, "setting the socket send buffer failed");
+            }
+        }
         let state = state.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {

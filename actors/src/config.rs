@@ -59,6 +59,9 @@ pub struct Limits {
     pub subscriptions_max: usize,
     /// Events in one group commit.
     pub commit_events_max: usize,
+    /// Kernel send buffer of each client socket (SO_SNDBUF); 0 leaves the
+    /// kernel's autotuning (which may buffer megabytes per slow client).
+    pub socket_send_buffer_bytes: usize,
 }
 
 impl Default for Limits {
@@ -73,6 +76,7 @@ impl Default for Limits {
             outbound_bytes_max: 4 << 20,
             subscriptions_max: 64,
             commit_events_max: 8_192,
+            socket_send_buffer_bytes: 256 * 1024,
         }
     }
 }

@@ -22,23 +22,37 @@ pub enum Deliver {
     Notice { code: &'static str, in_ms: Option<u64>, close: Option<u16> },
 }
 
-/// One message encoded once per encoding.
+/// One stream message, encoded at most once per encoding: the first
+/// subscriber that needs an encoding makes it, the others share the bytes.
 #[derive(Debug)]
 pub struct Encoded {
     pub key: String,
     pub seq: u64,
-    pub json: String,
-    pub msgpack: Vec<u8>,
+    pub value: Value,
+    json: std::sync::OnceLock<String>,
+    msgpack: std::sync::OnceLock<Vec<u8>>,
 }
 
 impl Encoded {
     pub fn new(key: String, seq: u64, v: &Value) -> Self {
-        Encoded {
-            key,
-            seq,
-            json: serde_json::to_string(v).expect("values encode"),
-            msgpack: rmp_serde::to_vec_named(v).expect("values encode"),
-        }
+        Encoded::owned(key, seq, v.clone())
+    }
+
+    pub fn owned(key: String, seq: u64, value: Value) -> Self {
+        Encoded { key, seq, value, json: Default::default(), msgpack: Default::default() }
+    }
+
+    /// The `prev` this message applies on, if it has one.
+    pub fn prev(&self) -> Option<u64> {
+        self.value.get("prev").and_then(Value::as_u64)
+    }
+
+    pub fn json(&self) -> &str {
+        self.json.get_or_init(|| serde_json::to_string(&self.value).expect("values encode"))
+    }
+
+    pub fn msgpack(&self) -> &[u8] {
+        self.msgpack.get_or_init(|| rmp_serde::to_vec_named(&self.value).expect("values encode"))
     }
 }
 

@@ -25,6 +25,16 @@ impl Client {
         Client { ws, next_id: 1, events: Vec::new(), msgpack: false }
     }
 
+    /// A client whose socket buffers little, so a client that does not read
+    /// backs data up into the server quickly (a slow consumer).
+    pub async fn connect_slow(addr: std::net::SocketAddr) -> Client {
+        let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+        sock.set_recv_buffer_size(4096).expect("rcvbuf");
+        let stream = sock.connect(addr).await.expect("connect");
+        let (ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/ws"), MaybeTlsStream::Plain(stream)).await.expect("handshake");
+        Client { ws, next_id: 1, events: Vec::new(), msgpack: false }
+    }
+
     pub async fn connect_msgpack(addr: std::net::SocketAddr) -> Client {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let mut req = format!("ws://{addr}/ws").into_client_request().expect("request");

@@ -2,10 +2,17 @@
 //! a subscriber sees never runs ahead of what is durable.
 //!
 //! The actor keeps a replica of every book (the same `apply` as everywhere),
-//! the recent trades, and the subscribers of each stream. A snapshot is taken
-//! and the subscriber registered in one step, so the first delta after it
-//! has `prev` equal to the snapshot's `seq`. Each message is encoded once per
+//! recent trades, candles, the 24 h ticker window, and for every stream a
+//! ring of recent messages for `resume`. A snapshot is taken and the
+//! subscriber registered in one step, so the first delta after it has `prev`
+//! equal to the snapshot's `seq`. Each message is encoded at most once per
 //! encoding and the same bytes go to every subscriber of the stream.
+//!
+//! Sequence numbers come from the replicated state: a book's version, an
+//! instrument's trade ids, an account's stream version. Candle streams are
+//! numbered from trade ids too (`2 x trade id` for an update, one less for
+//! the final update of the candle the trade closed), so they continue
+//! across restarts without being stored.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -13,7 +20,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use bourse_engine::{AccountId, Event, EventBody, InstrumentId, OrderBook, Price, Qty, Side};
 use bourse_protocol::checksum::book_checksum;
-use bourse_protocol::msg::{self as p, Channel};
+use bourse_protocol::msg::{self as p, cksum_levels, Channel, Interval};
 use bourse_protocol::{ErrorBody, ErrorCode};
 use serde_json::{json, Value};
 
@@ -24,8 +31,12 @@ use crate::wire;
 
 /// Trades a `trades` snapshot carries.
 pub const TRADES_SNAPSHOT_MAX: usize = 50;
-/// Levels per side covered by `cksum`.
-pub const CKSUM_LEVELS_MAX: usize = 25;
+/// Candles a `candles` snapshot carries.
+pub const CANDLES_SNAPSHOT_MAX: usize = 100;
+/// One-minute candles kept for the 24 h ticker window.
+pub const TICKER_MINUTES_MAX: usize = 24 * 60;
+/// Recent messages kept per stream for `resume`.
+pub const RING_MAX: usize = 1024;
 /// The epoch of every stream until a restore starts a new one.
 pub const EPOCH: u64 = 1;
 
@@ -63,141 +74,109 @@ pub struct Committed {
     pub account: Vec<(u64, u64, Value)>,
 }
 
+/// Subscribers of one stream and its recent messages.
+#[derive(Default)]
+struct Stream {
+    subs: Vec<To>,
+    ring: VecDeque<Arc<Encoded>>,
+    /// Seq of the last message sent (or the state a snapshot would show).
+    last_seq: u64,
+}
+
+impl Stream {
+    fn add(&mut self, to: &To) {
+        self.subs.retain(|s| s != to);
+        self.subs.push(to.clone());
+    }
+
+    fn send(&mut self, e: Encoded) {
+        let e = Arc::new(e);
+        self.last_seq = e.seq;
+        for s in &self.subs {
+            s.do_send(Deliver::Stream(e.clone()));
+        }
+        if self.ring.len() == RING_MAX {
+            self.ring.pop_front();
+        }
+        self.ring.push_back(e);
+    }
+
+    /// The messages after `pos`, if the ring still has them all.
+    fn since(&self, pos: p::Position) -> Option<Vec<Arc<Encoded>>> {
+        if pos.epoch != EPOCH {
+            return None;
+        }
+        if pos.seq == self.last_seq {
+            return Some(Vec::new());
+        }
+        let i = self.ring.iter().position(|e| e.prev() == Some(pos.seq))?;
+        Some(self.ring.iter().skip(i).cloned().collect())
+    }
+}
+
+/// A `book.l2` stream at one depth: its stream plus the levels last sent.
 struct BookGroup {
     depth: u32,
     cksum: bool,
-    subs: Vec<To>,
+    stream: Stream,
     bids: Vec<(Price, Qty)>,
     asks: Vec<(Price, Qty)>,
-    last_seq: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Candle {
+    start: u64,
+    o: Price,
+    h: Price,
+    l: Price,
+    c: Price,
+    v: u64,
+    n: u64,
+    /// The trade id of the candle's last update.
+    last_trade: u64,
 }
 
 struct AccountSub {
     to: To,
     /// Messages up to this seq are in the snapshot; `None` while it is taken.
     from: Option<u64>,
-    pending: Vec<(u64, Arc<Encoded>)>,
+    pending: Vec<Arc<Encoded>>,
+}
+
+#[derive(Default)]
+struct AccountStream {
+    subs: Vec<AccountSub>,
+    ring: VecDeque<Arc<Encoded>>,
+}
+
+struct Instrument {
+    book: OrderBook,
+    trades: VecDeque<Value>,
+    /// Per interval: closed candles (oldest first) and the open one.
+    candles: BTreeMap<Interval, (VecDeque<Candle>, Option<Candle>)>,
 }
 
 pub struct MarketData {
     pub ledger: Addr<LedgerActor>,
-    books: BTreeMap<InstrumentId, OrderBook>,
+    insts: BTreeMap<InstrumentId, Instrument>,
     by_sym: HashMap<String, InstrumentId>,
     groups: HashMap<String, BookGroup>,
-    simple: HashMap<String, Vec<To>>,
-    trades: HashMap<InstrumentId, VecDeque<Value>>,
-    accounts: HashMap<AccountId, Vec<AccountSub>>,
+    streams: HashMap<String, Stream>,
+    accounts: HashMap<AccountId, AccountStream>,
     status_seq: u64,
     instruments_view: Vec<Value>,
 }
 
-impl MarketData {
-    pub fn new(ledger: Addr<LedgerActor>, books: Vec<OrderBook>, instruments_view: Vec<Value>, status_seq: u64) -> Self {
-        let mut md = MarketData {
-            ledger,
-            books: BTreeMap::new(),
-            by_sym: HashMap::new(),
-            groups: HashMap::new(),
-            simple: HashMap::new(),
-            trades: HashMap::new(),
-            accounts: HashMap::new(),
-            status_seq,
-            instruments_view,
-        };
-        for b in books {
-            md.by_sym.insert(b.spec.sym.clone(), b.spec.id);
-            md.books.insert(b.spec.id, b);
-        }
-        md
-    }
-
-    fn levels_json(&self, book: &OrderBook, lv: &[(Price, Qty)], zero: bool) -> Vec<(String, String)> {
-        lv.iter()
-            .map(|(p, q)| (wire::fmt_px(&book.spec, *p), if zero { wire::fmt_qty(&book.spec, Qty(0)) } else { wire::fmt_qty(&book.spec, *q) }))
-            .collect()
-    }
-
-    fn l2_snapshot(&self, key: &str, g: &BookGroup, book: &OrderBook) -> Value {
-        let bids = self.levels_json(book, &g.bids, false);
-        let asks = self.levels_json(book, &g.asks, false);
-        let mut v = json!({"ch": "book.l2", "sym": book.spec.sym, "type": "snapshot", "epoch": EPOCH, "seq": book.version,
-                           "ts": now_us(), "depth": g.depth, "bids": bids, "asks": asks});
-        if g.cksum {
-            v["cksum"] = json!(cksum(&bids, &asks, g.depth));
-        }
-        let _ = key;
-        v
-    }
-
-    fn publish_simple(&self, key: &str, seq: u64, v: &Value) {
-        if let Some(subs) = self.simple.get(key) {
-            let e = Arc::new(Encoded::new(key.to_string(), seq, v));
-            for s in subs {
-                s.do_send(Deliver::Stream(e.clone()));
-            }
-        }
-    }
-
-    fn l1(&self, book: &OrderBook) -> Value {
-        let side = |b: Option<(Price, Qty)>| b.map(|(p, q)| json!([wire::fmt_px(&book.spec, p), wire::fmt_qty(&book.spec, q)]));
-        json!({"ch": "book.l1", "sym": book.spec.sym, "epoch": EPOCH, "seq": book.version, "ts": now_us(),
-               "data": {"bid": side(book.best_bid()), "ask": side(book.best_ask())}})
-    }
-
-    fn trades_snapshot(&self, inst: InstrumentId) -> Value {
-        let book = &self.books[&inst];
-        let data: Vec<&Value> = self.trades.get(&inst).map(|t| t.iter().collect()).unwrap_or_default();
-        json!({"ch": "trades", "sym": book.spec.sym, "type": "snapshot", "epoch": EPOCH, "seq": book.trade_id, "ts": now_us(), "data": data})
-    }
-
-    fn status_snapshot(&self) -> Value {
-        json!({"ch": "status", "type": "snapshot", "epoch": EPOCH, "seq": self.status_seq, "ts": now_us(),
-               "data": {"instruments": self.instruments_view}})
-    }
-
-    /// Brings every book group of `inst` up to date and sends its delta.
-    fn refresh_groups(&mut self, inst: InstrumentId) {
-        let book = &self.books[&inst];
-        let prefix = format!("book.l2:{}:", book.spec.sym);
-        let keys: Vec<String> = self.groups.keys().filter(|k| k.starts_with(&prefix)).cloned().collect();
-        for key in keys {
-            let g = self.groups.get(&key).expect("listed");
-            let depth = g.depth as usize;
-            let bids = book.levels(Side::Buy, depth);
-            let asks = book.levels(Side::Sell, depth);
-            let db = diff(&g.bids, &bids, true);
-            let da = diff(&g.asks, &asks, false);
-            if db.is_empty() && da.is_empty() {
-                continue;
-            }
-            let fmt = |v: &[(Price, Option<Qty>)]| -> Vec<(String, String)> {
-                v.iter().map(|(p, q)| (wire::fmt_px(&book.spec, *p), wire::fmt_qty(&book.spec, q.unwrap_or(Qty(0))))).collect()
-            };
-            let mut v = json!({"ch": "book.l2", "sym": book.spec.sym, "type": "delta", "epoch": EPOCH, "prev": g.last_seq,
-                               "seq": book.version, "ts": now_us(), "bids": fmt(&db), "asks": fmt(&da)});
-            if g.cksum {
-                let b = self.levels_json(book, &bids, false);
-                let a = self.levels_json(book, &asks, false);
-                v["cksum"] = json!(cksum(&b, &a, g.depth));
-            }
-            let e = Arc::new(Encoded::new(key.clone(), book.version, &v));
-            let g = self.groups.get_mut(&key).expect("listed");
-            for s in &g.subs {
-                s.do_send(Deliver::Stream(e.clone()));
-            }
-            g.bids = bids;
-            g.asks = asks;
-            g.last_seq = book.version;
-        }
-    }
+fn cksum(bids: &[(String, String)], asks: &[(String, String)], depth: u32) -> u32 {
+    book_checksum(bids, asks, cksum_levels(depth))
 }
 
-/// Levels whose quantity changed between `old` and `new` (best first), with
-/// `None` for a level that left.
-fn diff(old: &[(Price, Qty)], new: &[(Price, Qty)], _bids: bool) -> Vec<(Price, Option<Qty>)> {
+/// Levels whose quantity changed between `old` and `new`, with `None` for a
+/// level that left; best first.
+fn diff(old: &[(Price, Qty)], new: &[(Price, Qty)], side: Side) -> Vec<(Price, Option<Qty>)> {
     let o: BTreeMap<Price, Qty> = old.iter().copied().collect();
     let n: BTreeMap<Price, Qty> = new.iter().copied().collect();
-    let mut out = Vec::new();
+    let mut out: Vec<(Price, Option<Qty>)> = Vec::new();
     for (p, q) in &n {
         if o.get(p) != Some(q) {
             out.push((*p, Some(*q)));
@@ -208,12 +187,213 @@ fn diff(old: &[(Price, Qty)], new: &[(Price, Qty)], _bids: bool) -> Vec<(Price, 
             out.push((*p, None));
         }
     }
+    out.sort_by_key(|(p, _)| *p);
+    if side == Side::Buy {
+        out.reverse();
+    }
     out
 }
 
-fn cksum(bids: &[(String, String)], asks: &[(String, String)], depth: u32) -> u32 {
-    let n = if depth == 10 { 10 } else { CKSUM_LEVELS_MAX };
-    book_checksum(bids, asks, n)
+impl MarketData {
+    pub fn new(ledger: Addr<LedgerActor>, books: Vec<OrderBook>, instruments_view: Vec<Value>, status_seq: u64) -> Self {
+        let mut md = MarketData {
+            ledger,
+            insts: BTreeMap::new(),
+            by_sym: HashMap::new(),
+            groups: HashMap::new(),
+            streams: HashMap::new(),
+            accounts: HashMap::new(),
+            status_seq,
+            instruments_view,
+        };
+        for b in books {
+            md.add_instrument(b);
+        }
+        md
+    }
+
+    fn add_instrument(&mut self, book: OrderBook) {
+        self.by_sym.insert(book.spec.sym.clone(), book.spec.id);
+        let candles = Interval::ALL.into_iter().map(|i| (i, (VecDeque::new(), None))).collect();
+        self.insts.insert(book.spec.id, Instrument { book, trades: VecDeque::new(), candles });
+    }
+
+    /// Rebuilds recent trades, candles and the ticker window from events the
+    /// books already contain (recovery), without sending anything.
+    pub fn warm(&mut self, events: &[Event]) {
+        for e in events {
+            if let EventBody::Traded(t) = &e.body {
+                if let Some(i) = self.insts.get_mut(&t.inst) {
+                    let v = trade_json(&i.book, t, e.ts);
+                    push_ring(&mut i.trades, v, TRADES_SNAPSHOT_MAX);
+                    for interval in Interval::ALL {
+                        roll_candle(i, interval, t.trade_id, t.px, t.qty, e.ts);
+                    }
+                }
+            }
+        }
+    }
+
+    fn levels_json(book: &OrderBook, lv: &[(Price, Qty)]) -> Vec<(String, String)> {
+        lv.iter().map(|(p, q)| (wire::fmt_px(&book.spec, *p), wire::fmt_qty(&book.spec, *q))).collect()
+    }
+
+    fn l2_snapshot(g: &BookGroup, book: &OrderBook) -> Value {
+        let bids = Self::levels_json(book, &g.bids);
+        let asks = Self::levels_json(book, &g.asks);
+        let mut v = json!({"ch": "book.l2", "sym": book.spec.sym, "type": "snapshot", "epoch": EPOCH, "seq": g.stream.last_seq,
+                           "ts": now_us(), "depth": g.depth, "bids": bids, "asks": asks});
+        if g.cksum {
+            v["cksum"] = json!(cksum(&bids, &asks, g.depth));
+        }
+        v
+    }
+
+    fn l1(book: &OrderBook) -> Value {
+        let side = |b: Option<(Price, Qty)>| b.map(|(p, q)| json!([wire::fmt_px(&book.spec, p), wire::fmt_qty(&book.spec, q)]));
+        json!({"ch": "book.l1", "sym": book.spec.sym, "type": "update", "epoch": EPOCH, "seq": book.version, "ts": now_us(),
+               "data": {"bid": side(book.best_bid()), "ask": side(book.best_ask())}})
+    }
+
+    fn ticker(i: &Instrument, now: u64) -> Value {
+        let book = &i.book;
+        let spec = &book.spec;
+        let fmt = |p: Price| wire::fmt_px(spec, p);
+        let from = now.saturating_sub(Interval::D1.micros());
+        let (hist, open) = &i.candles[&Interval::M1];
+        let window: Vec<&Candle> = hist.iter().chain(open.iter()).filter(|c| c.start + Interval::M1.micros() > from).collect();
+        let open_24h = window.first().map(|c| fmt(c.o));
+        let high = window.iter().map(|c| c.h).max().map(fmt);
+        let low = window.iter().map(|c| c.l).min().map(fmt);
+        let vol: u64 = window.iter().map(|c| c.v).sum();
+        json!({"ch": "ticker", "sym": spec.sym, "type": "update", "epoch": EPOCH, "seq": book.version, "ts": now,
+               "data": {"last": book.last_px.map(fmt), "bid": book.best_bid().map(|b| fmt(b.0)), "ask": book.best_ask().map(|a| fmt(a.0)),
+                        "open_24h": open_24h, "high_24h": high, "low_24h": low, "volume_24h": wire::fmt_qty(spec, Qty(vol))}})
+    }
+
+    fn candle_json(book: &OrderBook, c: &Candle, closed: bool) -> Value {
+        let s = &book.spec;
+        json!({"start": c.start, "o": wire::fmt_px(s, c.o), "h": wire::fmt_px(s, c.h), "l": wire::fmt_px(s, c.l),
+               "c": wire::fmt_px(s, c.c), "v": wire::fmt_qty(s, Qty(c.v)), "n": c.n, "closed": closed})
+    }
+
+    fn candles_snapshot(i: &Instrument, interval: Interval) -> (u64, Value) {
+        let (hist, open) = &i.candles[&interval];
+        let mut data: Vec<Value> = hist.iter().rev().take(CANDLES_SNAPSHOT_MAX).rev().map(|c| Self::candle_json(&i.book, c, true)).collect();
+        if let Some(c) = open {
+            data.push(Self::candle_json(&i.book, c, false));
+            if data.len() > CANDLES_SNAPSHOT_MAX {
+                data.remove(0);
+            }
+        }
+        let seq = candle_seq(i, interval);
+        (seq, json!({"ch": "candles", "sym": i.book.spec.sym, "interval": interval.as_str(), "type": "snapshot", "epoch": EPOCH,
+                     "seq": seq, "ts": now_us(), "data": data}))
+    }
+
+    fn trades_snapshot(i: &Instrument) -> Value {
+        json!({"ch": "trades", "sym": i.book.spec.sym, "type": "snapshot", "epoch": EPOCH, "seq": i.book.trade_id, "ts": now_us(),
+               "data": i.trades})
+    }
+
+    fn status_snapshot(&self) -> Value {
+        json!({"ch": "status", "type": "snapshot", "epoch": EPOCH, "seq": self.status_seq, "ts": now_us(),
+               "data": {"instruments": self.instruments_view}})
+    }
+
+    /// Brings every `book.l2` stream of `inst` up to date, sending its delta.
+    fn refresh_books(&mut self, inst: InstrumentId) {
+        let book = &self.insts[&inst].book;
+        let prefix = format!("book.l2:{}:", book.spec.sym);
+        for (key, g) in self.groups.iter_mut().filter(|(k, _)| k.starts_with(&prefix)) {
+            let depth = g.depth as usize;
+            let bids = book.levels(Side::Buy, depth);
+            let asks = book.levels(Side::Sell, depth);
+            let db = diff(&g.bids, &bids, Side::Buy);
+            let da = diff(&g.asks, &asks, Side::Sell);
+            if db.is_empty() && da.is_empty() {
+                continue;
+            }
+            let fmt = |v: &[(Price, Option<Qty>)]| -> Vec<(String, String)> {
+                v.iter().map(|(p, q)| (wire::fmt_px(&book.spec, *p), wire::fmt_qty(&book.spec, q.unwrap_or(Qty(0))))).collect()
+            };
+            let mut v = json!({"ch": "book.l2", "sym": book.spec.sym, "type": "delta", "epoch": EPOCH, "prev": g.stream.last_seq,
+                               "seq": book.version, "ts": now_us(), "depth": g.depth, "bids": fmt(&db), "asks": fmt(&da)});
+            if g.cksum {
+                v["cksum"] = json!(cksum(&Self::levels_json(book, &bids), &Self::levels_json(book, &asks), g.depth));
+            }
+            g.bids = bids;
+            g.asks = asks;
+            g.stream.send(Encoded::owned(stream_key(key), book.version, v));
+        }
+    }
+
+    fn stream(&mut self, key: &str) -> &mut Stream {
+        self.streams.entry(key.to_string()).or_default()
+    }
+
+    fn publish(&mut self, key: &str, seq: u64, v: Value) {
+        match self.streams.get_mut(key) {
+            Some(s) => s.send(Encoded::owned(key.to_string(), seq, v)),
+            None => {
+                // Nobody listens yet: keep the position so a first snapshot chains.
+                self.stream(key).last_seq = seq;
+            }
+        }
+    }
+}
+
+/// A group key names its stream (`book.l2:SYM:DEPTH`) plus whether it carries checksums.
+fn stream_key(group_key: &str) -> String {
+    group_key.strip_suffix(":nock").unwrap_or(group_key).to_string()
+}
+
+fn push_ring<T>(ring: &mut VecDeque<T>, v: T, max: usize) {
+    if ring.len() == max {
+        ring.pop_front();
+    }
+    ring.push_back(v);
+}
+
+fn trade_json(book: &OrderBook, t: &bourse_engine::Trade, ts: u64) -> Value {
+    json!({"id": t.trade_id, "px": wire::fmt_px(&book.spec, t.px), "qty": wire::fmt_qty(&book.spec, t.qty),
+           "taker": wire::side_out(t.taker_side), "ts": ts})
+}
+
+/// The candle stream's version: from the trade id of its last update.
+fn candle_seq(i: &Instrument, interval: Interval) -> u64 {
+    let (hist, open) = &i.candles[&interval];
+    match (open, hist.back()) {
+        (Some(c), _) => 2 * c.last_trade,
+        (None, Some(c)) => 2 * c.last_trade + 1,
+        (None, None) => 0,
+    }
+}
+
+/// Adds a trade to an interval's candles; returns the candle it closed, if any.
+fn roll_candle(i: &mut Instrument, interval: Interval, trade_id: u64, px: Price, qty: Qty, ts: u64) -> Option<Candle> {
+    let start = interval.start_of(ts);
+    let history_max = if interval == Interval::M1 { TICKER_MINUTES_MAX } else { CANDLES_SNAPSHOT_MAX };
+    let (hist, open) = i.candles.get_mut(&interval).expect("every interval");
+    let mut closed = None;
+    if let Some(c) = open {
+        if c.start < start {
+            closed = open.take();
+            push_ring(hist, closed.expect("taken"), history_max);
+        }
+    }
+    match open {
+        Some(c) => {
+            c.h = c.h.max(px);
+            c.l = c.l.min(px);
+            c.c = px;
+            c.v += qty.0;
+            c.n += 1;
+            c.last_trade = trade_id;
+        }
+        None => *open = Some(Candle { start, o: px, h: px, l: px, c: px, v: qty.0, n: 1, last_trade: trade_id }),
+    }
+    closed
 }
 
 impl Actor for MarketData {
@@ -224,60 +404,82 @@ impl Handler<Committed> for MarketData {
     type Result = ();
 
     fn handle(&mut self, m: Committed, ctx: &mut Context<Self>) {
+        let _publish = crate::telemetry::market_committed();
         let mut touched: Vec<InstrumentId> = Vec::new();
         let mut trades: BTreeMap<InstrumentId, Vec<Value>> = BTreeMap::new();
         let mut status_changed = false;
         for e in m.events.iter() {
             match &e.body {
                 EventBody::InstrumentCreated { spec, .. } => {
-                    self.by_sym.insert(spec.sym.clone(), spec.id);
-                    self.books.insert(spec.id, OrderBook::new((**spec).clone()));
+                    self.add_instrument(OrderBook::new((**spec).clone()));
                     status_changed = true;
                 }
                 EventBody::InstrumentStateSet { inst, .. } => {
-                    if let Some(b) = self.books.get_mut(inst) {
-                        b.apply(&e.body);
+                    if let Some(i) = self.insts.get_mut(inst) {
+                        i.book.apply(&e.body);
                     }
                     status_changed = true;
                 }
                 body => {
-                    if let Some(inst) = body.book() {
-                        let b = self.books.get_mut(&inst).expect("book exists");
-                        b.apply(body);
-                        if let EventBody::Traded(t) = body {
-                            let v = json!({"id": t.trade_id, "px": wire::fmt_px(&b.spec, t.px), "qty": wire::fmt_qty(&b.spec, t.qty),
-                                           "taker": wire::side_out(t.taker_side), "ts": e.ts});
-                            trades.entry(inst).or_default().push(v);
+                    let Some(inst) = body.book() else { continue };
+                    let i = self.insts.get_mut(&inst).expect("book exists");
+                    i.book.apply(body);
+                    if let EventBody::Traded(t) = body {
+                        let v = trade_json(&i.book, t, e.ts);
+                        trades.entry(inst).or_default().push(v.clone());
+                        push_ring(&mut i.trades, v, TRADES_SNAPSHOT_MAX);
+                        for interval in Interval::ALL {
+                            let key = format!("candles:{}:{}", i.book.spec.sym, interval.as_str());
+                            let prev = candle_seq(i, interval);
+                            let closed = roll_candle(i, interval, t.trade_id, t.px, t.qty, e.ts);
+                            let mut msgs = Vec::new();
+                            if let Some(c) = closed {
+                                let seq = 2 * t.trade_id - 1;
+                                msgs.push((seq, json!({"ch": "candles", "sym": i.book.spec.sym, "interval": interval.as_str(), "type": "update",
+                                    "epoch": EPOCH, "prev": prev, "seq": seq, "ts": e.ts, "data": Self::candle_json(&i.book, &c, true)})));
+                            }
+                            let open = i.candles[&interval].1.expect("a trade opens a candle");
+                            let last = msgs.last().map_or(prev, |(s, _)| *s);
+                            msgs.push((2 * t.trade_id, json!({"ch": "candles", "sym": i.book.spec.sym, "interval": interval.as_str(), "type": "update",
+                                "epoch": EPOCH, "prev": last, "seq": 2 * t.trade_id, "ts": e.ts, "data": Self::candle_json(&i.book, &open, false)})));
+                            if let Some(s) = self.streams.get_mut(&key) {
+                                for (seq, v) in msgs {
+                                    s.send(Encoded::owned(key.clone(), seq, v));
+                                }
+                            }
                         }
-                        if !touched.contains(&inst) {
-                            touched.push(inst);
-                        }
+                    }
+                    if !touched.contains(&inst) {
+                        touched.push(inst);
                     }
                 }
             }
         }
         for inst in touched {
-            self.refresh_groups(inst);
-            let book = &self.books[&inst];
-            let key = format!("book.l1:{}", book.spec.sym);
-            if self.simple.contains_key(&key) {
-                let v = self.l1(book);
-                self.publish_simple(&key, book.version, &v);
+            self.refresh_books(inst);
+            let i = &self.insts[&inst];
+            let sym = i.book.spec.sym.clone();
+            let version = i.book.version;
+            crate::telemetry::md_seq(&sym, version);
+            let l1_key = format!("book.l1:{sym}");
+            let l1 = self.streams.contains_key(&l1_key).then(|| Self::l1(&i.book));
+            let t_key = format!("ticker:{sym}");
+            let ticker = self.streams.contains_key(&t_key).then(|| Self::ticker(i, now_us()));
+            if let Some(v) = l1 {
+                self.publish(&l1_key, version, v);
+            }
+            if let Some(v) = ticker {
+                self.publish(&t_key, version, v);
             }
         }
         for (inst, list) in trades {
-            let book = &self.books[&inst];
+            let book = &self.insts[&inst].book;
             let first = list[0]["id"].as_u64().unwrap_or(1);
             let last = book.trade_id;
             let key = format!("trades:{}", book.spec.sym);
-            let v = json!({"ch": "trades", "sym": book.spec.sym, "epoch": EPOCH, "prev": first - 1, "seq": last, "ts": now_us(), "data": list});
-            self.publish_simple(&key, last, &v);
-            let ring = self.trades.entry(inst).or_default();
-            for t in list {
-                if ring.len() == TRADES_SNAPSHOT_MAX {
-                    ring.pop_front();
-                }
-                ring.push_back(t);
+            let v = json!({"ch": "trades", "sym": book.spec.sym, "type": "update", "epoch": EPOCH, "prev": first - 1, "seq": last, "ts": now_us(), "data": list});
+            if let Some(s) = self.streams.get_mut(&key) {
+                s.send(Encoded::owned(key.clone(), last, v));
             }
         }
         if status_changed {
@@ -289,23 +491,31 @@ impl Handler<Committed> for MarketData {
                     act.instruments_view = v["instruments"].as_array().cloned().unwrap_or_default();
                     let view = json!({"ch": "status", "type": "update", "epoch": EPOCH, "prev": act.status_seq - 1, "seq": act.status_seq,
                                       "ts": now_us(), "data": {"instruments": act.instruments_view}});
-                    act.publish_simple("status", act.status_seq, &view);
+                    let seq = act.status_seq;
+                    act.stream("status").send(Encoded::owned("status".into(), seq, view));
                 }
             }));
         }
         for (account, seq, msg) in m.account {
-            if let Some(subs) = self.accounts.get_mut(&AccountId(account)) {
-                let e = Arc::new(Encoded::new("account".into(), seq, &msg));
-                for s in subs.iter_mut() {
-                    match s.from {
-                        Some(from) if seq > from => s.to.do_send(Deliver::Stream(e.clone())),
-                        Some(_) => {}
-                        None => s.pending.push((seq, e.clone())),
-                    }
+            let a = self.accounts.entry(AccountId(account)).or_default();
+            let e = Arc::new(Encoded::owned("account".into(), seq, msg));
+            push_ring(&mut a.ring, e.clone(), RING_MAX);
+            for s in a.subs.iter_mut() {
+                match s.from {
+                    Some(from) if seq > from => s.to.do_send(Deliver::Stream(e.clone())),
+                    Some(_) => {}
+                    None => s.pending.push(e.clone()),
                 }
             }
         }
     }
+}
+
+fn resumed(key: String, from: &[Arc<Encoded>], to: &To) -> p::SubResult {
+    for e in from {
+        to.do_send(Deliver::Stream(e.clone()));
+    }
+    p::SubResult { sub: key, mode: p::SubMode::Resumed, from_seq: from.first().map(|e| e.seq), reason: None }
 }
 
 impl Handler<Subscribe> for MarketData {
@@ -313,67 +523,97 @@ impl Handler<Subscribe> for MarketData {
 
     fn handle(&mut self, m: Subscribe, _ctx: &mut Context<Self>) -> Self::Result {
         let key = m.sub.key.clone();
-        let snapshot = |mode_key: String| p::SubResult { sub: mode_key, mode: p::SubMode::Snapshot, from_seq: None, reason: m.resume.map(|_| p::REASON_RESUME_UNAVAILABLE.to_string()) };
+        let snapshot = |k: String| p::SubResult {
+            sub: k,
+            mode: p::SubMode::Snapshot,
+            from_seq: None,
+            reason: m.resume.map(|_| p::REASON_RESUME_UNAVAILABLE.to_string()),
+        };
         let inst = m.sub.sym.as_ref().and_then(|s| self.by_sym.get(s).copied());
-        let send = |to: &To, key: &str, seq: u64, v: &Value| to.do_send(Deliver::Stream(Arc::new(Encoded::new(key.to_string(), seq, v))));
+        let send = |to: &To, key: &str, seq: u64, v: Value| to.do_send(Deliver::Stream(Arc::new(Encoded::owned(key.to_string(), seq, v))));
         let res: Result<p::SubResult, ErrorBody> = match (m.sub.ch, inst) {
             (Channel::BookL2, Some(inst)) => {
-                let book = &self.books[&inst];
+                let book = &self.insts[&inst].book;
                 let depth = m.sub.depth as usize;
-                let version = book.version;
                 let gkey = if m.sub.cksum { key.clone() } else { format!("{key}:nock") };
-                let bids = book.levels(Side::Buy, depth);
-                let asks = book.levels(Side::Sell, depth);
-                let g = self.groups.entry(gkey.clone()).or_insert_with(|| BookGroup {
+                let g = self.groups.entry(gkey).or_insert_with(|| BookGroup {
                     depth: m.sub.depth,
                     cksum: m.sub.cksum,
-                    subs: Vec::new(),
-                    bids: bids.clone(),
-                    asks: asks.clone(),
-                    last_seq: version,
+                    stream: Stream { last_seq: book.version, ..Default::default() },
+                    bids: book.levels(Side::Buy, depth),
+                    asks: book.levels(Side::Sell, depth),
                 });
-                if g.last_seq != version {
-                    // Bring the group's existing subscribers to this version
-                    // (nothing in their depth changed) so all share one chain.
-                    let empty = json!({"ch": "book.l2", "sym": m.sub.sym, "type": "delta", "epoch": EPOCH, "prev": g.last_seq,
-                                       "seq": version, "ts": now_us(), "bids": [], "asks": []});
-                    let e = Arc::new(Encoded::new(key.clone(), version, &empty));
-                    for s in &g.subs {
-                        s.do_send(Deliver::Stream(e.clone()));
-                    }
-                    g.last_seq = version;
+                if let Some(from) = m.resume.and_then(|pos| g.stream.since(pos)) {
+                    g.stream.add(&m.to);
+                    Ok(resumed(key, &from, &m.to))
+                } else {
+                    g.stream.add(&m.to);
+                    let v = Self::l2_snapshot(g, book);
+                    send(&m.to, &key, g.stream.last_seq, v);
+                    Ok(snapshot(key))
                 }
-                g.subs.retain(|s| s != &m.to);
-                g.subs.push(m.to.clone());
-                let g = &self.groups[&gkey];
-                let v = self.l2_snapshot(&key, g, book);
-                send(&m.to, &key, version, &v);
-                Ok(snapshot(key))
             }
-            (Channel::BookL1, Some(inst)) | (Channel::Trades, Some(inst)) => {
-                let v = if m.sub.ch == Channel::BookL1 { self.l1(&self.books[&inst]) } else { self.trades_snapshot(inst) };
-                let seq = v["seq"].as_u64().unwrap_or(0);
-                let subs = self.simple.entry(key.clone()).or_default();
-                subs.retain(|s| s != &m.to);
-                subs.push(m.to.clone());
-                send(&m.to, &key, seq, &v);
-                Ok(snapshot(key))
+            (Channel::Trades | Channel::Candles | Channel::BookL1 | Channel::Ticker, Some(inst)) => {
+                let i = &self.insts[&inst];
+                let (seq, v) = match m.sub.ch {
+                    Channel::Trades => (i.book.trade_id, Self::trades_snapshot(i)),
+                    Channel::Candles => Self::candles_snapshot(i, m.sub.interval.unwrap_or(Interval::M1)),
+                    Channel::BookL1 => (i.book.version, Self::l1(&i.book)),
+                    _ => (i.book.version, Self::ticker(i, now_us())),
+                };
+                let chained = matches!(m.sub.ch, Channel::Trades | Channel::Candles);
+                let s = self.streams.entry(key.clone()).or_default();
+                if s.ring.is_empty() {
+                    s.last_seq = seq;
+                }
+                match m.resume.filter(|_| chained).and_then(|pos| s.since(pos)) {
+                    Some(from) => {
+                        s.add(&m.to);
+                        Ok(resumed(key, &from, &m.to))
+                    }
+                    None => {
+                        s.add(&m.to);
+                        send(&m.to, &key, seq, v);
+                        Ok(snapshot(key))
+                    }
+                }
             }
             (Channel::Status, _) => {
                 let v = self.status_snapshot();
-                let subs = self.simple.entry(key.clone()).or_default();
-                subs.retain(|s| s != &m.to);
-                subs.push(m.to.clone());
-                send(&m.to, &key, self.status_seq, &v);
-                Ok(snapshot(key))
+                let seq = self.status_seq;
+                let s = self.stream("status");
+                s.last_seq = seq;
+                match m.resume.and_then(|pos| s.since(pos)) {
+                    Some(from) => {
+                        s.add(&m.to);
+                        Ok(resumed(key, &from, &m.to))
+                    }
+                    None => {
+                        s.add(&m.to);
+                        send(&m.to, &key, seq, v);
+                        Ok(snapshot(key))
+                    }
+                }
             }
             (Channel::Account, _) => {
                 let Some(account) = m.account else {
                     return Box::pin(fut::ready(Err(ErrorBody::new(ErrorCode::AuthRequired, "log in first"))));
                 };
-                let subs = self.accounts.entry(account).or_default();
-                subs.retain(|s| s.to != m.to);
-                subs.push(AccountSub { to: m.to.clone(), from: None, pending: Vec::new() });
+                let a = self.accounts.entry(account).or_default();
+                a.subs.retain(|s| s.to != m.to);
+                // Resume from the ring when it holds everything after the client's seq.
+                if let Some(pos) = m.resume.filter(|p| p.epoch == EPOCH) {
+                    let first = a.ring.front().map(|e| e.seq);
+                    let last = a.ring.back().map(|e| e.seq);
+                    if let (Some(first), Some(last)) = (first, last) {
+                        if pos.seq + 1 >= first && pos.seq <= last {
+                            let from: Vec<Arc<Encoded>> = a.ring.iter().filter(|e| e.seq > pos.seq).cloned().collect();
+                            a.subs.push(AccountSub { to: m.to.clone(), from: Some(last), pending: Vec::new() });
+                            return Box::pin(fut::ready(Ok(resumed(key, &from, &m.to))));
+                        }
+                    }
+                }
+                a.subs.push(AccountSub { to: m.to.clone(), from: None, pending: Vec::new() });
                 let to = m.to.clone();
                 let fut = self.ledger.send(Query::AccountSnapshot(account));
                 let res = snapshot(key);
@@ -385,20 +625,17 @@ impl Handler<Subscribe> for MarketData {
                     let seq = v["seq"].as_u64().unwrap_or(0);
                     let snap = json!({"ch": "account", "type": "snapshot", "epoch": EPOCH, "seq": seq, "ts": now_us(),
                                       "data": {"balances": v["balances"], "orders": v["orders"]}});
-                    to.do_send(Deliver::Stream(Arc::new(Encoded::new("account".into(), seq, &snap))));
-                    if let Some(s) = act.accounts.get_mut(&account).and_then(|v| v.iter_mut().find(|s| s.to == to)) {
+                    to.do_send(Deliver::Stream(Arc::new(Encoded::owned("account".into(), seq, snap))));
+                    if let Some(s) = act.accounts.get_mut(&account).and_then(|a| a.subs.iter_mut().find(|s| s.to == to)) {
                         s.from = Some(seq);
-                        for (q, e) in s.pending.drain(..) {
-                            if q > seq {
+                        for e in s.pending.drain(..) {
+                            if e.seq > seq {
                                 to.do_send(Deliver::Stream(e));
                             }
                         }
                     }
                     Ok(res)
                 }));
-            }
-            (Channel::Candles | Channel::Ticker, Some(_)) => {
-                Err(ErrorBody::bad_request(format!("{} is not served by this node yet", m.sub.ch.as_str())))
             }
             (_, None) => Err(ErrorBody::new(ErrorCode::UnknownInstrument, "unknown instrument")),
         };
@@ -411,16 +648,16 @@ impl Handler<Unsubscribe> for MarketData {
 
     fn handle(&mut self, m: Unsubscribe, _ctx: &mut Context<Self>) {
         for (k, g) in self.groups.iter_mut() {
-            if *k == m.key || k.strip_suffix(":nock") == Some(m.key.as_str()) {
-                g.subs.retain(|s| s != &m.to);
+            if stream_key(k) == m.key {
+                g.stream.subs.retain(|s| s != &m.to);
             }
         }
-        if let Some(s) = self.simple.get_mut(&m.key) {
-            s.retain(|s| s != &m.to);
+        if let Some(s) = self.streams.get_mut(&m.key) {
+            s.subs.retain(|s| s != &m.to);
         }
         if m.key == "account" {
-            for subs in self.accounts.values_mut() {
-                subs.retain(|s| s.to != m.to);
+            for a in self.accounts.values_mut() {
+                a.subs.retain(|s| s.to != m.to);
             }
         }
     }
@@ -431,14 +668,13 @@ impl Handler<Gone> for MarketData {
 
     fn handle(&mut self, m: Gone, _ctx: &mut Context<Self>) {
         for g in self.groups.values_mut() {
-            g.subs.retain(|s| s != &m.to);
+            g.stream.subs.retain(|s| s != &m.to);
         }
-        for s in self.simple.values_mut() {
-            s.retain(|s| s != &m.to);
+        for s in self.streams.values_mut() {
+            s.subs.retain(|s| s != &m.to);
         }
-        for subs in self.accounts.values_mut() {
-            subs.retain(|s| s.to != m.to);
+        for a in self.accounts.values_mut() {
+            a.subs.retain(|s| s.to != m.to);
         }
     }
 }
-

@@ -146,6 +146,7 @@ impl Publisher for NodePublisher {
             let names = &self.names;
             self.shared.learn(&e.body, &|a| names.get(&a).map(|n| n.clone()));
         }
+        crate::telemetry::MARKET_MAILBOX.enqueued();
         self.shared.market.do_send(Committed { events, account });
     }
 }
@@ -363,11 +364,21 @@ impl Node {
         arb.spawn(async move {
             let (mut sink, stream) = ws.split();
             let (tx, mut rx) = tokio::sync::mpsc::channel(outbound_max);
+            let queued = Arc::new(AtomicUsize::new(0));
+            let q2 = queued.clone();
             actix::spawn(async move {
                 use futures_util::SinkExt;
+                use tokio_tungstenite::tungstenite::Message;
                 while let Some(m) = rx.recv().await {
-                    let close = matches!(m, tokio_tungstenite::tungstenite::Message::Close(_));
-                    if sink.send(m).await.is_err() || close {
+                    let close = matches!(m, Message::Close(_));
+                    let len = match &m {
+                        Message::Text(t) => t.len(),
+                        Message::Binary(b) => b.len(),
+                        _ => 0,
+                    };
+                    let sent = sink.send(m).await;
+                    q2.fetch_sub(len, Ordering::AcqRel);
+                    if sent.is_err() || close {
                         break;
                     }
                 }
@@ -375,7 +386,7 @@ impl Node {
             });
             Session::create(move |ctx| {
                 ctx.add_stream(stream);
-                Session::new(shared, encoding, tx, peer)
+                Session::new(shared, encoding, tx, queued, peer)
             });
         });
         Ok(())

@@ -60,7 +60,9 @@ pub struct Session {
     /// Orders placed through this connection (for cancel-on-disconnect `connection`).
     pub placed: BTreeSet<(String, u64)>,
     /// Stream keys subscribed, with the last seq sent on each.
-    pub streams: std::collections::BTreeMap<String, u64>,
+    pub streams: std::collections::BTreeMap<String, StreamState>,
+    /// Bytes queued to the socket and not yet written.
+    pub queued_bytes: Arc<std::sync::atomic::AtomicUsize>,
     pub last_seen: Instant,
     pub last_sent: Instant,
     pub cancel_after: Option<SpawnHandle>,
@@ -71,7 +73,13 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(shared: Arc<Shared>, enc: Encoding, out: mpsc::Sender<Message>, peer: std::net::SocketAddr) -> Self {
+    pub fn new(
+        shared: Arc<Shared>,
+        enc: Encoding,
+        out: mpsc::Sender<Message>,
+        queued_bytes: Arc<std::sync::atomic::AtomicUsize>,
+        peer: std::net::SocketAddr,
+    ) -> Self {
         let q = RateQuotas {
             orders_per_s_per_account: std::num::NonZeroU32::new(shared.cfg.limits.account_orders_per_sec).expect("validated"),
             messages_per_s_per_connection: std::num::NonZeroU32::new(shared.cfg.limits.conn_msgs_per_sec).expect("validated"),
@@ -87,6 +95,7 @@ impl Session {
             errors: VecDeque::new(),
             placed: BTreeSet::new(),
             streams: Default::default(),
+            queued_bytes,
             last_seen: Instant::now(),
             last_sent: Instant::now(),
             cancel_after: None,
@@ -109,6 +118,12 @@ impl Session {
             return;
         }
         self.last_sent = Instant::now();
+        let len = match &m {
+            Message::Text(t) => t.len(),
+            Message::Binary(b) => b.len(),
+            _ => 0,
+        };
+        self.queued_bytes.fetch_add(len, std::sync::atomic::Ordering::AcqRel);
         match self.out.try_send(m) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -144,6 +159,7 @@ impl Session {
             }
         }
         let f = codec::encode(self.enc, &r);
+        crate::telemetry::response_sent(self.slot, &r, f.as_bytes().len());
         self.send_frame(f, ctx);
     }
 
@@ -170,7 +186,7 @@ impl Session {
             return;
         }
         match self.shared.ledger().try_send(Submit { cmd, to, shape }) {
-            Ok(()) => {}
+            Ok(()) => crate::telemetry::LEDGER_MAILBOX.enqueued(),
             Err(SendError::Full(s)) | Err(SendError::Closed(s)) => {
                 metrics::counter!("bourse_overloaded_total", "actor" => "ledger").increment(1);
                 s.to.send(Err(ErrorBody::new(ErrorCode::Overloaded, "the ledger is overloaded; retry shortly")));
@@ -259,6 +275,7 @@ impl Session {
         let (session_id, token) = self.shared.tokens.issue(&user, role, now_us());
         self.shared.connected(account, 1);
         self.auth = Some(Authed { user: user.clone(), account, role, token: token.clone(), session_id, cod });
+        crate::telemetry::ws_role_changed(None, Some(role));
         self.logged_out = false;
         tracing::debug!(user = %user, peer = %self.peer, "authenticated");
         let res = p::AuthRes { user, role, session: p::SessionInfo { id: session_id.to_string(), token } };
@@ -331,6 +348,7 @@ impl Session {
                     self.shared.tokens.revoke(&a.token);
                     self.shared.connected(a.account, -1);
                     self.logged_out = true;
+                    crate::telemetry::ws_role_changed(Some(a.role), None);
                     self.drop_account_stream(&a, ctx);
                 }
                 self.respond(id, ts_in, Ok(json!({})), ctx);
@@ -339,6 +357,7 @@ impl Session {
                 let info = self.shared.tokens.validate(&args.token, now_us()).map_err(auth_error)?;
                 if self.auth.is_none() {
                     let account = self.account_of(&info.user)?;
+                    crate::telemetry::ws_role_changed(None, Some(info.role));
                     self.shared.connected(account, 1);
                     self.auth = Some(Authed {
                         user: info.user.clone(),
@@ -562,7 +581,7 @@ impl Session {
         let me = ctx.address().recipient();
         let mut futs = Vec::new();
         for (sub, resume) in subs {
-            self.streams.insert(sub.key.clone(), 0);
+            self.streams.insert(sub.key.clone(), StreamState::new(sub.clone()));
             futs.push(self.shared.market.send(MdSubscribe { sub, resume, account, enc: self.enc, to: me.clone() }));
         }
         // Answer after every stream registered: the answer lists each one, and
@@ -675,7 +694,7 @@ impl Actor for Session {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        metrics::gauge!("bourse_ws_connections").increment(1.0);
+        crate::telemetry::ws_opened();
         self.slot = self.shared.next_session.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.shared.sessions.insert(self.slot, ctx.address().recipient());
         ctx.run_interval(Duration::from_millis(250), |act, ctx| {
@@ -684,16 +703,19 @@ impl Actor for Session {
                 return;
             }
             if act.last_sent.elapsed() >= HEARTBEAT_AFTER {
-                let hb = json!({"ch": "hb", "ts": now_us(), "last": act.streams});
+                let last: std::collections::BTreeMap<&String, u64> = act.streams.iter().map(|(k, s)| (k, s.last)).collect();
+                let hb = json!({"ch": "hb", "ts": now_us(), "last": last});
                 let f = codec::encode(act.enc, &hb);
+                crate::telemetry::ws_out(crate::telemetry::CHANNEL_HB, f.as_bytes().len());
                 act.send_frame(f, ctx);
             }
         });
         ctx.run_interval(PING_EVERY, |act, ctx| act.push(Message::Ping(Vec::new().into()), ctx));
+        ctx.run_interval(LAG_FLUSH_EVERY, |act, ctx| act.flush_lagged(ctx));
     }
 
     fn stopped(&mut self, ctx: &mut Context<Self>) {
-        metrics::gauge!("bourse_ws_connections").decrement(1.0);
+        crate::telemetry::ws_closed(self.slot, self.auth.as_ref().map(|a| a.role));
         self.shared.sessions.remove(&self.slot);
         self.shared.connections.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
         if !self.streams.is_empty() {
@@ -743,8 +765,8 @@ impl StreamHandler<Result<Message, tungstenite::Error>> for Session {
                 return;
             }
         };
-        metrics::counter!("bourse_ws_messages_in_total").increment(1);
-        match codec::decode_request(&bytes, binary) {
+        crate::telemetry::ws_in(bytes.len());
+        match crate::telemetry::stage(crate::telemetry::STAGE_DECODE, || codec::decode_request(&bytes, binary)) {
             Ok(req) => self.handle_request(req, ts_in, ctx),
             Err(e) => self.respond(e.id, ts_in, Err(e.body), ctx),
         }
@@ -773,21 +795,10 @@ impl Handler<Deliver> for Session {
                         }
                     }
                 }
+                crate::telemetry::order_acked(&r);
                 self.send_response(r, ctx);
             }
-            Deliver::Stream(e) => {
-                if let Some(last) = self.streams.get_mut(&e.key) {
-                    *last = e.seq;
-                } else if !e.key.is_empty() {
-                    return; // unsubscribed meanwhile
-                }
-                let m = match self.enc {
-                    Encoding::Json => Message::Text(e.json.clone().into()),
-                    Encoding::MsgPack => Message::Binary(e.msgpack.clone().into()),
-                };
-                metrics::counter!("bourse_ws_messages_out_total").increment(1);
-                self.push(m, ctx);
-            }
+            Deliver::Stream(e) => self.stream_message(e, ctx),
             Deliver::Notice { code, in_ms, close } => {
                 let mut n = json!({"op": "notice", "code": code});
                 if let Some(ms) = in_ms {
@@ -795,10 +806,164 @@ impl Handler<Deliver> for Session {
                     n["reconnect"] = json!(true);
                 }
                 let f = codec::encode(self.enc, &n);
+                crate::telemetry::ws_out(crate::telemetry::CHANNEL_NOTICE, f.as_bytes().len());
                 self.send_frame(f, ctx);
                 if let Some(c) = close {
                     self.close(c, code, ctx);
                 }
+            }
+        }
+    }
+}
+
+/// One subscription of this connection: where its client is, and what is
+/// held back while the client is slow.
+#[derive(Debug)]
+pub struct StreamState {
+    pub sub: Sub,
+    /// Seq of the last message sent on this stream.
+    pub last: u64,
+    /// `conflate`: the merged messages not yet sent.
+    pub pending: Option<Value>,
+    /// `resync`: the range of seqs dropped, announced with a `gap` once the client catches up.
+    pub gap: Option<(u64, u64)>,
+    /// After a `gap`, messages are skipped until the fresh snapshot arrives.
+    pub awaiting_snapshot: bool,
+}
+
+impl StreamState {
+    pub fn new(sub: Sub) -> Self {
+        StreamState { sub, last: 0, pending: None, gap: None, awaiting_snapshot: false }
+    }
+}
+
+/// Orders two fixed-scale decimal strings of one instrument numerically.
+fn px_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
+/// Merges a later `book.l2` delta into a pending one: one chain link from
+/// the pending `prev` to the later `seq`, with the later quantity of each level.
+fn merge_levels(pending: &mut Value, next: &Value) {
+    for (side, best_high) in [("bids", true), ("asks", false)] {
+        let mut levels: Vec<(String, String)> = serde_json::from_value(pending[side].clone()).unwrap_or_default();
+        let later: Vec<(String, String)> = serde_json::from_value(next[side].clone()).unwrap_or_default();
+        for (px, qty) in later {
+            match levels.iter_mut().find(|(p, _)| *p == px) {
+                Some(l) => l.1 = qty,
+                None => levels.push((px, qty)),
+            }
+        }
+        levels.sort_by(|a, b| if best_high { px_cmp(&b.0, &a.0) } else { px_cmp(&a.0, &b.0) });
+        pending[side] = json!(levels);
+    }
+    for k in ["seq", "ts", "cksum"] {
+        if let Some(v) = next.get(k) {
+            pending[k] = v.clone();
+        }
+    }
+}
+
+/// Queue use past which a connection counts as lagging: three quarters.
+const LAG_NUMER: usize = 3;
+const LAG_DENOM: usize = 4;
+/// How often held-back stream messages are retried.
+pub const LAG_FLUSH_EVERY: Duration = Duration::from_millis(20);
+
+impl Session {
+    fn lagging(&self) -> bool {
+        let max = self.out.max_capacity();
+        let used = max - self.out.capacity();
+        let bytes = self.queued_bytes.load(std::sync::atomic::Ordering::Acquire);
+        used * LAG_DENOM >= max * LAG_NUMER || bytes * LAG_DENOM >= self.shared.cfg.limits.outbound_bytes_max * LAG_NUMER
+    }
+
+    /// Sends a stream message, or applies the subscription's `on_lag` policy
+    /// when the client is not keeping up. Nothing is dropped unannounced.
+    fn stream_message(&mut self, e: Arc<crate::reply::Encoded>, ctx: &mut Context<Self>) {
+        let lagging = self.lagging();
+        let Some(st) = self.streams.get_mut(&e.key) else { return };
+        let is_snapshot = e.value["type"] == "snapshot";
+        if st.awaiting_snapshot {
+            if !is_snapshot {
+                return;
+            }
+            st.awaiting_snapshot = false;
+        }
+        if lagging || st.pending.is_some() || st.gap.is_some() {
+            match st.sub.on_lag {
+                p::OnLag::Conflate => {
+                    metrics::counter!("bourse_slow_consumer_total", "action" => "conflate").increment(1);
+                    match st.pending.as_mut() {
+                        Some(pend) if !is_snapshot && e.value["type"] == "delta" && pend["type"] == "delta" => merge_levels(pend, &e.value),
+                        Some(pend) => {
+                            let prev = pend.get("prev").cloned();
+                            *pend = e.value.clone();
+                            if let (Some(prev), false) = (prev, is_snapshot) {
+                                pend["prev"] = prev;
+                            }
+                        }
+                        None => st.pending = Some(e.value.clone()),
+                    }
+                }
+                p::OnLag::Resync => {
+                    if is_snapshot {
+                        st.gap = None;
+                    } else {
+                        metrics::counter!("bourse_slow_consumer_total", "action" => "gap").increment(1);
+                        let first = e.prev().map_or(e.seq, |p| p + 1);
+                        st.gap = Some((st.gap.map_or(first, |g| g.0), e.seq));
+                        return;
+                    }
+                }
+                p::OnLag::Disconnect => {
+                    metrics::counter!("bourse_slow_consumer_total", "action" => "disconnect").increment(1);
+                    tracing::info!(peer = %self.peer, stream = %e.key, "slow consumer disconnected");
+                    let notice = codec::encode(self.enc, &json!({"op": "notice", "code": "slow_consumer", "sub": e.key}));
+                    self.send_frame(notice, ctx);
+                    self.close(4008, "slow consumer", ctx);
+                    return;
+                }
+            }
+            if st.sub.on_lag == p::OnLag::Conflate {
+                return;
+            }
+        }
+        st.last = e.seq;
+        let m = match self.enc {
+            Encoding::Json => Message::Text(e.json().to_string().into()),
+            Encoding::MsgPack => Message::Binary(e.msgpack().to_vec().into()),
+        };
+        crate::telemetry::ws_out(&e.key, m.len());
+        self.push(m, ctx);
+    }
+
+    /// Sends what lag held back once the client has caught up: merged
+    /// deltas, or a `gap` followed by a fresh snapshot.
+    fn flush_lagged(&mut self, ctx: &mut Context<Self>) {
+        if self.lagging() {
+            return;
+        }
+        let keys: Vec<String> = self.streams.iter().filter(|(_, s)| s.pending.is_some() || s.gap.is_some()).map(|(k, _)| k.clone()).collect();
+        for key in keys {
+            let Some(st) = self.streams.get_mut(&key) else { continue };
+            if let Some(v) = st.pending.take() {
+                st.last = v["seq"].as_u64().unwrap_or(st.last);
+                let f = codec::encode(self.enc, &v);
+                crate::telemetry::ws_out(&key, f.as_bytes().len());
+                self.send_frame(f, ctx);
+            } else if let Some((first, last)) = st.gap.take() {
+                st.awaiting_snapshot = true;
+                let mut g = json!({"ch": st.sub.ch.as_str(), "type": "gap", "lost": [first, last]});
+                if let Some(sym) = &st.sub.sym {
+                    g["sym"] = json!(sym);
+                }
+                let sub = st.sub.clone();
+                let f = codec::encode(self.enc, &g);
+                crate::telemetry::ws_out(&key, f.as_bytes().len());
+                self.send_frame(f, ctx);
+                let account = self.auth.as_ref().map(|a| a.account);
+                self.shared.market.do_send(MdSubscribe { sub, resume: None, account, enc: self.enc, to: ctx.address().recipient() });
             }
         }
     }
