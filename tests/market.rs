@@ -209,6 +209,14 @@ async fn resume_replays_without_gap_or_duplicate_and_falls_back_to_a_snapshot() 
         last = v["seq"].as_u64().unwrap();
     }
     assert_eq!(got, vec![got[0], got[0] + 1, got[0] + 2]);
+    // A quiet stream: the heartbeat names the last seq sent, so loss at the tail shows.
+    let hb = loop {
+        let v = w.recv().await.unwrap();
+        if v["ch"] == "hb" {
+            break v;
+        }
+    };
+    assert_eq!(hb["last"]["trades:BTC-USD"].as_u64().unwrap(), last, "{hb}");
     // A position the ring no longer has, or another epoch: a snapshot with the reason.
     let mut x = Client::connect(srv.addr).await;
     let r = x.ok("subscribe", json!({"ch": "trades", "sym": ["BTC-USD"], "resume": {"BTC-USD": {"epoch": epoch + 1, "seq": 1}}})).await;
