@@ -17,6 +17,7 @@ use tracing::{error, info};
 use crate::admin::{self, PasswordSource};
 use crate::config::{self, Overrides};
 use crate::server;
+use crate::tools;
 
 /// Exit code for a configuration the server refuses to start with.
 pub const EXIT_CONFIG: u8 = 2;
@@ -38,6 +39,14 @@ pub struct Cli {
 pub enum Command {
     /// Run the exchange (the default).
     Serve(ServeArgs),
+    /// Check the event log (checksums, hash chain) and snapshots of a data directory, or a backup file; exit 1 on damage.
+    Verify(tools::VerifyArgs),
+    /// Write a stopped node's newest snapshot and the log after it to one checksummed (optionally encrypted) file.
+    Backup(tools::BackupArgs),
+    /// Rebuild a data directory from a backup, to its end or to a batch index or time; starts a new stream epoch.
+    Restore(tools::RestoreArgs),
+    /// Print the audit trail: who did what, when, from the operator events in the log.
+    Audit(tools::AuditArgs),
 }
 
 /// Where the configuration comes from; shared by every subcommand that reads it.
@@ -82,6 +91,10 @@ impl ConfigArgs {
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command.unwrap_or(Command::Serve(cli.serve)) {
         Command::Serve(args) => serve(args),
+        Command::Verify(args) => tools::verify(args),
+        Command::Backup(args) => tools::backup(args),
+        Command::Restore(args) => tools::restore(args),
+        Command::Audit(args) => tools::audit(args),
     }
 }
 

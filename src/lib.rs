@@ -12,6 +12,7 @@
 //!   its signals and clean stop, and [`spawn_server_for_tests`].
 //! * [`demo`]: the demo market maker, a WebSocket client of the server.
 //! * [`cli`]: the `bourse` command line; [`logging`]: log output.
+//! * [`tools`]: `verify`, `backup`, `restore` and `audit` of a data directory.
 
 pub mod admin;
 pub mod cli;
@@ -20,6 +21,7 @@ pub mod demo;
 pub mod http;
 pub mod logging;
 pub mod server;
+pub mod tools;
 
 pub use bourse_actors::node::Node;
 pub use server::{serve, spawn_server_for_tests, test_config, TestServer};
