@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
@@ -27,5 +29,21 @@ fi
 
 echo "== web client unit tests"
 node --test web-client/test/
+
+echo "== browser end-to-end tests (headless Chromium against a real server)"
+cargo build --bin bourse --quiet
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+e2e_data=$(mktemp -d)
+BOURSE_DATA_DIR="$e2e_data" BOURSE_DURABLE=false BOURSE_LISTEN="127.0.0.1:$port" \
+  ./target/debug/bourse > target/e2e-server.log 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+for _ in $(seq 1 60); do
+  curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+  sleep 0.5
+done
+(cd web-client && BOURSE_URL="http://127.0.0.1:$port" timeout 300 node e2e/run.mjs)
+kill $server 2>/dev/null || true
+rm -rf "$e2e_data"
 
 echo "all tests passed"
