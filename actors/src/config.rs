@@ -90,7 +90,7 @@ pub struct DurabilityConf {
     /// ... or once this many seconds passed with at least one new event.
     pub snapshot_every_secs: u64,
     /// Events of log history kept before the newest snapshot (the audit
-    /// trail and the reach of a point-in-time restore); older whole log
+    /// trail, and older snapshots to fall back on); older whole log
     /// segments, and the snapshots they lead up to, are removed.
     pub log_retention_events: u64,
     /// Size at which a log segment is closed and the next one started (the
