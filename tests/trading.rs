@@ -345,3 +345,57 @@ async fn rate_limits_answer_with_retry_after_and_the_session_stays() {
     assert!(c.ok("ping", json!({})).await["ts"].is_u64(), "the session stays open");
     srv.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ed25519_keys_expired_tokens_and_account_wide_cancel_on_disconnect() {
+    use ring::signature::KeyPair;
+    let srv = bourse::spawn_server_for_tests(test_config());
+    let mut op = Client::connect(srv.addr).await;
+    op.login("admin", &srv.admin_password).await;
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+    let kp = ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let pk = b64.encode(kp.public_key().as_ref());
+    let r = op.ok("admin.apikey.create", json!({"user": "bob", "alg": "ed25519", "public_key": pk})).await;
+    assert!(r.get("secret").is_none(), "no secret for an Ed25519 key");
+    let kid = r["key"].as_str().unwrap().to_string();
+    let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as u64;
+    let sig = b64.encode(kp.sign(format!("{ts}\nz-1\nauth\n{kid}").as_bytes()).as_ref());
+    let mut c = Client::connect(srv.addr).await;
+    let res = c.ok("auth", json!({"key": kid, "ts": ts, "nonce": "z-1", "sig": sig, "alg": "ed25519", "cod": "account"})).await;
+    assert_eq!(res["user"], "bob");
+
+    // An unknown or revoked token is token_expired.
+    let mut t = Client::connect(srv.addr).await;
+    assert_eq!(t.err("session.resume", json!({"token": "00".repeat(32), "streams": {}})).await, "token_expired");
+    let mut l = Client::connect(srv.addr).await;
+    let token = l.login("alice", "alice-pass").await["session"]["token"].as_str().unwrap().to_string();
+    l.ok("logout", json!({})).await;
+    assert_eq!(t.err("session.resume", json!({"token": token, "streams": {}})).await, "token_expired");
+
+    // cod account: a second connection keeps the orders; closing the last one cancels them.
+    let mut c2 = Client::connect(srv.addr).await;
+    c2.login("bob", "bob-pass-1").await;
+    c.ok("order.place", limit("ca1", "sell", "31000", "0.1")).await;
+    drop(c2);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut check = Client::connect(srv.addr).await;
+    check.login("bob", "bob-pass-1").await;
+    assert_eq!(check.ok("account.orders", json!({})).await["orders"].as_array().unwrap().len(), 1, "another connection is still open");
+    drop(check);
+    drop(c);
+    let mut gone = false;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let r = op.ok("admin.balances", json!({"user": "bob"})).await;
+        let btc = r["balances"].as_array().unwrap().iter().find(|b| b["asset"] == "BTC").unwrap().clone();
+        if btc["held"] == "0.00000000" {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "the account's orders were cancelled when its last connection closed");
+    srv.stop();
+}
