@@ -48,6 +48,10 @@ impl Proposal {
 
 /// Receives what was committed, in commit order.
 pub trait Publisher: Send + 'static {
+    /// Called before the answers of a group are released, so that a client
+    /// told of a change can use it at once (a new user can log in).
+    fn learn(&mut self, _events: &[Event]) {}
+    /// Called after the answers: market data and account streams.
     fn publish(&mut self, index: u64, events: Arc<Vec<Event>>, account: Vec<(u64, u64, serde_json::Value)>);
 }
 
@@ -197,6 +201,9 @@ fn run<L: EventLog>(
             if let Some(at) = p.proposed {
                 telemetry::observe_stage(telemetry::STAGE_JOURNAL, at.elapsed());
             }
+        }
+        for p in &group {
+            publisher.learn(&p.events);
         }
         for (p, index) in group.drain(..).zip(indexes) {
             for (to, a) in p.answers {

@@ -300,7 +300,6 @@ impl Node {
         for a in &cfg.assets {
             self.submit(Command::CreateAsset { name: a.asset.clone(), scale: a.scale, by: root }, Shape::Empty).await?;
         }
-        self.wait_committed().await;
         for i in &cfg.instruments {
             let listing = crate::session::listing_from_conf(&self.shared, i).map_err(|e| anyhow::anyhow!("instrument {}: {}", i.sym, e.msg))?;
             self.submit(Command::CreateInstrument { listing, by: root }, Shape::Empty).await?;
@@ -314,7 +313,6 @@ impl Node {
             let hash = self.shared.hash_password(&u.password);
             self.submit(Command::CreateUser { user: u.user.clone(), role, password_hash: hash, by: root }, Shape::Empty).await?;
         }
-        self.wait_committed().await;
         for u in &cfg.users {
             let account = *self.shared.accounts.get(&u.user).ok_or_else(|| anyhow::anyhow!("user {} missing", u.user))?;
             for (asset, amount) in &u.deposits {
@@ -323,21 +321,8 @@ impl Node {
                 self.submit(Command::Deposit { account, asset: a.id, amount, by: root }, Shape::Empty).await?;
             }
         }
-        self.wait_committed().await;
         tracing::info!(assets = cfg.assets.len(), instruments = cfg.instruments.len(), users = cfg.users.len(), "bootstrapped a new exchange");
         Ok(())
-    }
-
-    /// Waits until the publisher has caught up with the ledger's answers.
-    async fn wait_committed(&self) {
-        // Answers are released after publication lookups of earlier batches;
-        // a short yield lets the publisher thread finish the group it answered.
-        for _ in 0..50 {
-            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-            if self.shared.journal_stopped.load(Ordering::Acquire) {
-                return;
-            }
-        }
     }
 
     pub fn ready(&self) -> bool {
