@@ -6,7 +6,11 @@
 //! Prometheus recorder (histograms with explicit buckets, never summaries),
 //! adds process metrics (CPU, memory, file descriptors) and
 //! `bourse_build_info`, and starts the upkeep thread that drains histogram
-//! samples. The actors call the small functions below (or the `metrics`
+//! samples. Process metrics use the standard names (`process_cpu_seconds_total`,
+//! `process_resident_memory_bytes`, `process_open_fds`, ...) read by
+//! `metrics-process` at each scrape; CPU time is rendered with its
+//! fractional seconds (a `metrics` counter would keep whole seconds only).
+//! The actors call the small functions below (or the `metrics`
 //! macros with the name constants), so a metric's name and label values
 //! are written once.
 //!
@@ -69,6 +73,12 @@ pub const JOURNAL_BACKPRESSURE_TOTAL: &str = "bourse_journal_backpressure_total"
 pub const LOG_ENTRIES: &str = "bourse_log_entries";
 /// Seconds since the newest snapshot was taken.
 pub const SNAPSHOT_AGE_SECONDS: &str = "bourse_snapshot_age_seconds";
+/// Time to build and save one snapshot.
+pub const SNAPSHOT_SECONDS: &str = "bourse_snapshot_seconds";
+/// The log index the newest snapshot was taken at.
+pub const SNAPSHOT_INDEX: &str = "bourse_snapshot_index";
+/// Times the snapshotter failed (it then stops until a restart).
+pub const SNAPSHOT_FAILURES_TOTAL: &str = "bourse_snapshot_failures_total";
 /// Open WebSocket sessions by role.
 pub const WS_CONNECTIONS: &str = "bourse_ws_connections";
 /// WebSocket messages received, by channel.
@@ -150,6 +160,8 @@ pub const STAGE_SECONDS_BUCKETS: &[f64] = &[
 /// Group commit: one fdatasync plus the appends.
 pub const FLUSH_SECONDS_BUCKETS: &[f64] =
     &[0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+/// Snapshots: a small exchange's state takes milliseconds, a large one seconds.
+pub const SNAPSHOT_SECONDS_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
 /// Events per group commit, up to the default `commit_events_max` (8192).
 pub const BATCH_EVENTS_BUCKETS: &[f64] =
     &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0];
@@ -233,6 +245,9 @@ pub const METRICS: &[MetricSpec] = &[
     counter(JOURNAL_BACKPRESSURE_TOTAL, &[], "Times the ledger waited because the journal's queue was full."),
     gauge(LOG_ENTRIES, &[], "Entries in the event log (each one ledger step's events)."),
     gauge(SNAPSHOT_AGE_SECONDS, &[], "Seconds since the newest state snapshot was taken."),
+    histogram(SNAPSHOT_SECONDS, Some(Unit::Seconds), &[], "Time to build and save one state snapshot.", SNAPSHOT_SECONDS_BUCKETS),
+    gauge(SNAPSHOT_INDEX, &[], "The event log index the newest snapshot was taken at."),
+    counter(SNAPSHOT_FAILURES_TOTAL, &[], "Times the snapshotter failed and stopped (recovery then replays more log)."),
     gauge(WS_CONNECTIONS, &["role"], "Open WebSocket sessions by role (anonymous until login)."),
     counter(WS_MESSAGES_IN_TOTAL, &["channel"], "WebSocket messages received."),
     counter(WS_MESSAGES_OUT_TOTAL, &["channel"], "WebSocket messages sent, by channel (response or the stream's channel)."),
@@ -260,8 +275,18 @@ pub const MAILBOX_WATCHES_MAX: usize = 65_536;
 
 struct Telemetry {
     handle: PrometheusHandle,
-    process: metrics_process::Collector,
 }
+
+/// Process metrics kept as gauges (CPU time is rendered apart).
+const PROCESS_GAUGES: [(&str, &str); 7] = [
+    ("process_open_fds", "Number of open file descriptors."),
+    ("process_max_fds", "Maximum number of open file descriptors (0: unlimited)."),
+    ("process_virtual_memory_bytes", "Virtual memory size in bytes."),
+    ("process_virtual_memory_max_bytes", "Maximum amount of virtual memory available in bytes (0: unlimited)."),
+    ("process_resident_memory_bytes", "Resident memory size in bytes."),
+    ("process_start_time_seconds", "Start time of the process since the Unix epoch in seconds."),
+    ("process_threads", "Number of OS threads in the process."),
+];
 
 static TELEMETRY: OnceLock<Option<Telemetry>> = OnceLock::new();
 
@@ -296,8 +321,9 @@ fn build() -> Option<Telemetry> {
             (Kind::Histogram, None) => metrics::describe_histogram!(m.name, m.help),
         }
     }
-    let process = metrics_process::Collector::default();
-    process.describe();
+    for (name, help) in PROCESS_GAUGES {
+        metrics::describe_gauge!(name, help);
+    }
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     preregister();
     handle.run_upkeep();
@@ -310,7 +336,7 @@ fn build() -> Option<Telemetry> {
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "telemetry upkeep thread did not start; histograms drain at scrapes only");
     }
-    Some(Telemetry { handle, process })
+    Some(Telemetry { handle })
 }
 
 /// Series that exist from the start with value 0, so dashboards and
@@ -346,6 +372,7 @@ fn preregister() {
     metrics::counter!(JOURNAL_EVENTS_TOTAL).absolute(0);
     metrics::counter!(JOURNAL_WRITTEN_BYTES_TOTAL).absolute(0);
     metrics::counter!(JOURNAL_BACKPRESSURE_TOTAL).absolute(0);
+    metrics::counter!(SNAPSHOT_FAILURES_TOTAL).absolute(0);
 }
 
 /// The Prometheus text exposition of every metric, with mailbox depths,
@@ -355,9 +382,30 @@ pub fn render() -> String {
     install();
     let Some(Some(t)) = TELEMETRY.get() else { return String::new() };
     sample();
-    t.process.collect();
+    let cpu = process_sample();
     t.handle.run_upkeep();
-    t.handle.render()
+    let mut text = t.handle.render();
+    if let Some(cpu) = cpu {
+        text.push_str(&format!(
+            "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n\
+             # TYPE process_cpu_seconds_total counter\n\
+             process_cpu_seconds_total {cpu}\n"
+        ));
+    }
+    text
+}
+
+/// Reads this process's figures into the process gauges; returns its CPU
+/// time in seconds.
+fn process_sample() -> Option<f64> {
+    let m = metrics_process::collector::collect();
+    let values = [m.open_fds, m.max_fds, m.virtual_memory_bytes, m.virtual_memory_max_bytes, m.resident_memory_bytes, m.start_time_seconds, m.threads];
+    for ((name, _), v) in PROCESS_GAUGES.iter().zip(values) {
+        if let Some(v) = v {
+            metrics::gauge!(*name).set(v as f64);
+        }
+    }
+    m.cpu_seconds_total
 }
 
 // ------------------------------------------------------------ mailboxes
@@ -655,6 +703,10 @@ mod tests {
         assert_eq!(d.get(), 2);
     }
 
+    fn sample_value(text: &str, series: &str) -> Option<f64> {
+        text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
     /// The recorder is process-wide: this test owns the assertions about
     /// what it renders.
     #[test]
@@ -674,11 +726,18 @@ mod tests {
         assert!(text.contains("# HELP bourse_orders_total "), "{text}");
         assert!(text.contains("process_resident_memory_bytes "), "{text}");
         assert!(text.contains("process_open_fds "), "{text}");
-        let age = text
-            .lines()
-            .find_map(|l| l.strip_prefix("bourse_snapshot_age_seconds "))
-            .and_then(|v| v.parse::<f64>().ok())
-            .expect("snapshot age exported");
+        let cpu = sample_value(&text, "process_cpu_seconds_total").expect("cpu time");
+        // Spin a fifth of a second: CPU time is kept to the clock tick, not whole seconds.
+        let spin = Instant::now();
+        let mut x = 0u64;
+        while spin.elapsed() < Duration::from_millis(200) {
+            x = x.wrapping_mul(31).wrapping_add(7);
+        }
+        std::hint::black_box(x);
+        let later = sample_value(&render(), "process_cpu_seconds_total").expect("cpu time");
+        assert!(later > cpu, "{cpu} then {later}");
+        assert!(text.contains("# TYPE process_cpu_seconds_total counter"), "{text}");
+        let age = sample_value(&text, "bourse_snapshot_age_seconds").expect("snapshot age exported");
         assert!((1.5..60.0).contains(&age), "{age}");
         drop(inflight);
         let text = render();
