@@ -128,7 +128,7 @@ impl Session {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 // The client does not read: it is told, then closed. Nothing is dropped silently.
-                metrics::counter!("bourse_slow_consumer_total", "action" => "disconnect").increment(1);
+                crate::telemetry::slow_consumer(crate::telemetry::SLOW_DISCONNECT, self.slot);
                 self.closing = true;
                 let notice = codec::encode(self.enc, &json!({"op": "notice", "code": "slow_consumer"}));
                 let _ = self.out.try_send(match notice {
@@ -277,7 +277,7 @@ impl Session {
         self.auth = Some(Authed { user: user.clone(), account, role, token: token.clone(), session_id, cod });
         crate::telemetry::ws_role_changed(None, Some(role));
         self.logged_out = false;
-        tracing::debug!(user = %user, peer = %self.peer, "authenticated");
+        tracing::debug!(conn = self.slot, user = %user, peer = %self.peer, "authenticated");
         let res = p::AuthRes { user, role, session: p::SessionInfo { id: session_id.to_string(), token } };
         self.respond(id, ts_in, Ok(serde_json::to_value(res).expect("encodes")), ctx);
     }
@@ -918,7 +918,7 @@ impl Session {
                 }
                 p::OnLag::Disconnect => {
                     metrics::counter!("bourse_slow_consumer_total", "action" => "disconnect").increment(1);
-                    tracing::info!(peer = %self.peer, stream = %e.key, "slow consumer disconnected");
+                    tracing::info!(conn = self.slot, peer = %self.peer, stream = %e.key, "slow consumer disconnected");
                     let notice = codec::encode(self.enc, &json!({"op": "notice", "code": "slow_consumer", "sub": e.key}));
                     self.send_frame(notice, ctx);
                     self.close(4008, "slow consumer", ctx);
