@@ -141,12 +141,17 @@ struct AccountSub {
     /// Messages up to this seq are in the snapshot; `None` while it is taken.
     from: Option<u64>,
     pending: Vec<Arc<Encoded>>,
+    /// A snapshot of state not yet durable, held until the journal has
+    /// committed everything it shows.
+    held: Option<Arc<Encoded>>,
 }
 
 #[derive(Default)]
 struct AccountStream {
     subs: Vec<AccountSub>,
     ring: VecDeque<Arc<Encoded>>,
+    /// The account's stream version as far as it is durable.
+    committed: u64,
 }
 
 struct Instrument {
@@ -195,7 +200,14 @@ fn diff(old: &[(Price, Qty)], new: &[(Price, Qty)], side: Side) -> Vec<(Price, O
 }
 
 impl MarketData {
-    pub fn new(ledger: Addr<LedgerActor>, books: Vec<OrderBook>, instruments_view: Vec<Value>, status_seq: u64) -> Self {
+    /// `account_seqs`: every account's stream version in the recovered (durable) state.
+    pub fn new(
+        ledger: Addr<LedgerActor>,
+        books: Vec<OrderBook>,
+        instruments_view: Vec<Value>,
+        status_seq: u64,
+        account_seqs: Vec<(AccountId, u64)>,
+    ) -> Self {
         let mut md = MarketData {
             ledger,
             insts: BTreeMap::new(),
@@ -208,6 +220,9 @@ impl MarketData {
         };
         for b in books {
             md.add_instrument(b);
+        }
+        for (a, seq) in account_seqs {
+            md.accounts.entry(a).or_default().committed = seq;
         }
         md
     }
@@ -498,13 +513,25 @@ impl Handler<Committed> for MarketData {
         }
         for (account, seq, msg) in m.account {
             let a = self.accounts.entry(AccountId(account)).or_default();
+            a.committed = a.committed.max(seq);
             let e = Arc::new(Encoded::owned("account".into(), seq, msg));
             push_ring(&mut a.ring, e.clone(), RING_MAX);
             for s in a.subs.iter_mut() {
-                match s.from {
-                    Some(from) if seq > from => s.to.do_send(Deliver::Stream(e.clone())),
-                    Some(_) => {}
-                    None => s.pending.push(e.clone()),
+                match (s.from, s.held.is_some()) {
+                    (Some(from), true) if seq >= from => {
+                        let snap = s.held.take().expect("held");
+                        s.to.do_send(Deliver::Stream(snap));
+                        for p in s.pending.drain(..).filter(|p| p.seq > from) {
+                            s.to.do_send(Deliver::Stream(p));
+                        }
+                        if seq > from {
+                            s.to.do_send(Deliver::Stream(e.clone()));
+                        }
+                    }
+                    (Some(_), true) => s.pending.push(e.clone()),
+                    (Some(from), false) if seq > from => s.to.do_send(Deliver::Stream(e.clone())),
+                    (Some(_), false) => {}
+                    (None, _) => s.pending.push(e.clone()),
                 }
             }
         }
@@ -608,12 +635,12 @@ impl Handler<Subscribe> for MarketData {
                     if let (Some(first), Some(last)) = (first, last) {
                         if pos.seq + 1 >= first && pos.seq <= last {
                             let from: Vec<Arc<Encoded>> = a.ring.iter().filter(|e| e.seq > pos.seq).cloned().collect();
-                            a.subs.push(AccountSub { to: m.to.clone(), from: Some(last), pending: Vec::new() });
+                            a.subs.push(AccountSub { to: m.to.clone(), from: Some(last), pending: Vec::new(), held: None });
                             return Box::pin(fut::ready(Ok(resumed(key, &from, &m.to))));
                         }
                     }
                 }
-                a.subs.push(AccountSub { to: m.to.clone(), from: None, pending: Vec::new() });
+                a.subs.push(AccountSub { to: m.to.clone(), from: None, pending: Vec::new(), held: None });
                 let to = m.to.clone();
                 let fut = self.ledger.send(Query::AccountSnapshot(account));
                 let res = snapshot(key);
@@ -625,13 +652,23 @@ impl Handler<Subscribe> for MarketData {
                     let seq = v["seq"].as_u64().unwrap_or(0);
                     let snap = json!({"ch": "account", "type": "snapshot", "epoch": EPOCH, "seq": seq, "ts": now_us(),
                                       "data": {"balances": v["balances"], "orders": v["orders"]}});
-                    to.do_send(Deliver::Stream(Arc::new(Encoded::owned("account".into(), seq, snap))));
-                    if let Some(s) = act.accounts.get_mut(&account).and_then(|a| a.subs.iter_mut().find(|s| s.to == to)) {
+                    let snap = Arc::new(Encoded::owned("account".into(), seq, snap));
+                    let Some(a) = act.accounts.get_mut(&account) else { return Ok(res) };
+                    let committed = a.committed;
+                    if let Some(s) = a.subs.iter_mut().find(|s| s.to == to) {
                         s.from = Some(seq);
-                        for e in s.pending.drain(..) {
-                            if e.seq > seq {
-                                to.do_send(Deliver::Stream(e));
+                        if committed >= seq {
+                            to.do_send(Deliver::Stream(snap));
+                            for e in s.pending.drain(..) {
+                                if e.seq > seq {
+                                    to.do_send(Deliver::Stream(e));
+                                }
                             }
+                        } else {
+                            // The ledger runs ahead of durability: the snapshot waits
+                            // for the journal to commit what it shows.
+                            s.pending.retain(|e| e.seq > seq);
+                            s.held = Some(snap);
                         }
                     }
                     Ok(res)

@@ -231,7 +231,14 @@ impl Node {
             actor
         });
         let l2 = ledger_addr.clone();
-        let market = MarketData::start_in_arbiter(&market_arbiter.handle(), move |_| MarketData::new(l2, books, views, 0));
+        let account_seqs: Vec<(AccountId, u64)> = exchange.ledger.accounts.iter().map(|(a, s)| (*a, s.seq)).collect();
+        // Recent trades, candles and the ticker window come back from the trades in the log.
+        let trades: Vec<bourse_engine::Event> = events.iter().filter(|e| matches!(e.body, EventBody::Traded(_))).cloned().collect();
+        let market = MarketData::start_in_arbiter(&market_arbiter.handle(), move |_| {
+            let mut md = MarketData::new(l2, books, views, 0, account_seqs);
+            md.warm(&trades);
+            md
+        });
 
         let shared = Arc::new(Shared {
             cfg: cfg.clone(),
