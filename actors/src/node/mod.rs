@@ -233,7 +233,7 @@ impl Node {
         let l2 = ledger_addr.clone();
         let account_seqs: Vec<(AccountId, u64)> = exchange.ledger.accounts.iter().map(|(a, s)| (*a, s.seq)).collect();
         // Recent trades, candles and the ticker window come back from the trades in the log.
-        let trades: Vec<bourse_engine::Event> = events.iter().filter(|e| matches!(e.body, EventBody::Traded(_))).cloned().collect();
+        let trades = recent_trades(&*log);
         let market = MarketData::start_in_arbiter(&market_arbiter.handle(), move |_| {
             let mut md = MarketData::new(l2, books, views, 0, account_seqs);
             md.warm(&trades);
@@ -425,6 +425,24 @@ fn learn_recovered(shared: &Shared, state: &Exchange) {
             shared.order_syms.insert(o.id.0, s.sym.clone());
         }
     }
+}
+
+/// Log entries read back at start to rebuild recent trades and candles.
+pub const WARM_ENTRIES_MAX: u64 = 20_000;
+
+fn recent_trades(log: &dyn EventLogSend) -> Vec<bourse_engine::Event> {
+    let (first, last) = (log.first_index(), log.last_index());
+    if last == 0 || last < first {
+        return Vec::new();
+    }
+    let from = first.max(last.saturating_sub(WARM_ENTRIES_MAX) + 1);
+    let Ok(entries) = log.read(from..=last) else { return Vec::new() };
+    entries
+        .into_iter()
+        .flat_map(|e| e.events)
+        .filter_map(|b| rmp_serde::from_slice::<bourse_engine::Event>(&b).ok())
+        .filter(|e| matches!(e.body, EventBody::Traded(_)))
+        .collect()
 }
 
 /// An event log the journal thread can own.
