@@ -184,7 +184,7 @@ impl LedgerActor {
                 )
             }
         };
-        let msg = json!({"ch": "account", "epoch": 1, "prev": seq - 1, "seq": seq, "ts": ts, "type": kind, "data": data});
+        let msg = json!({"ch": "account", "epoch": self.shared.epoch, "prev": seq - 1, "seq": seq, "ts": ts, "type": kind, "data": data});
         (account.0, seq, msg)
     }
 
@@ -283,12 +283,10 @@ impl Handler<Submit> for LedgerActor {
                             return;
                         }
                         self.record(accepted, &mut prop);
-                        if let Err((e, op)) = self.to_book(inst, BookOp::Match { order, to }) {
-                            // Cannot happen after the check above (one writer); answer anyway.
-                            if let BookOp::Match { to, .. } = op {
-                                count_refused(t::OP_PLACE, &e);
-                                prop.answers.push((to, Err(e)));
-                            }
+                        // Cannot fail after the check above (one writer); answer anyway.
+                        if let Err((e, BookOp::Match { to, .. })) = self.to_book(inst, BookOp::Match { order, to }) {
+                            count_refused(t::OP_PLACE, &e);
+                            prop.answers.push((to, Err(e)));
                         }
                     }
                 }

@@ -37,8 +37,6 @@ pub const CANDLES_SNAPSHOT_MAX: usize = 100;
 pub const TICKER_MINUTES_MAX: usize = 24 * 60;
 /// Recent messages kept per stream for `resume`.
 pub const RING_MAX: usize = 1024;
-/// The epoch of every stream until a restore starts a new one.
-pub const EPOCH: u64 = 1;
 
 type To = Recipient<Deliver>;
 
@@ -102,8 +100,8 @@ impl Stream {
     }
 
     /// The messages after `pos`, if the ring still has them all.
-    fn since(&self, pos: p::Position) -> Option<Vec<Arc<Encoded>>> {
-        if pos.epoch != EPOCH {
+    fn since(&self, pos: p::Position, epoch: u64) -> Option<Vec<Arc<Encoded>>> {
+        if pos.epoch != epoch {
             return None;
         }
         if pos.seq == self.last_seq {
@@ -170,6 +168,8 @@ pub struct MarketData {
     accounts: HashMap<AccountId, AccountStream>,
     status_seq: u64,
     instruments_view: Vec<Value>,
+    /// The epoch of every stream: a restore from backup starts a new one.
+    pub epoch: u64,
 }
 
 fn cksum(bids: &[(String, String)], asks: &[(String, String)], depth: u32) -> u32 {
@@ -217,6 +217,7 @@ impl MarketData {
             accounts: HashMap::new(),
             status_seq,
             instruments_view,
+            epoch: 1,
         };
         for b in books {
             md.add_instrument(b);
@@ -253,10 +254,10 @@ impl MarketData {
         lv.iter().map(|(p, q)| (wire::fmt_px(&book.spec, *p), wire::fmt_qty(&book.spec, *q))).collect()
     }
 
-    fn l2_snapshot(g: &BookGroup, book: &OrderBook) -> Value {
+    fn l2_snapshot(g: &BookGroup, book: &OrderBook, epoch: u64) -> Value {
         let bids = Self::levels_json(book, &g.bids);
         let asks = Self::levels_json(book, &g.asks);
-        let mut v = json!({"ch": "book.l2", "sym": book.spec.sym, "type": "snapshot", "epoch": EPOCH, "seq": g.stream.last_seq,
+        let mut v = json!({"ch": "book.l2", "sym": book.spec.sym, "type": "snapshot", "epoch": epoch, "seq": g.stream.last_seq,
                            "ts": now_us(), "depth": g.depth, "bids": bids, "asks": asks});
         if g.cksum {
             v["cksum"] = json!(cksum(&bids, &asks, g.depth));
@@ -264,13 +265,13 @@ impl MarketData {
         v
     }
 
-    fn l1(book: &OrderBook) -> Value {
+    fn l1(book: &OrderBook, epoch: u64) -> Value {
         let side = |b: Option<(Price, Qty)>| b.map(|(p, q)| json!([wire::fmt_px(&book.spec, p), wire::fmt_qty(&book.spec, q)]));
-        json!({"ch": "book.l1", "sym": book.spec.sym, "type": "update", "epoch": EPOCH, "seq": book.version, "ts": now_us(),
+        json!({"ch": "book.l1", "sym": book.spec.sym, "type": "update", "epoch": epoch, "seq": book.version, "ts": now_us(),
                "data": {"bid": side(book.best_bid()), "ask": side(book.best_ask())}})
     }
 
-    fn ticker(i: &Instrument, now: u64) -> Value {
+    fn ticker(i: &Instrument, now: u64, epoch: u64) -> Value {
         let book = &i.book;
         let spec = &book.spec;
         let fmt = |p: Price| wire::fmt_px(spec, p);
@@ -281,7 +282,7 @@ impl MarketData {
         let high = window.iter().map(|c| c.h).max().map(fmt);
         let low = window.iter().map(|c| c.l).min().map(fmt);
         let vol: u64 = window.iter().map(|c| c.v).sum();
-        json!({"ch": "ticker", "sym": spec.sym, "type": "update", "epoch": EPOCH, "seq": book.version, "ts": now,
+        json!({"ch": "ticker", "sym": spec.sym, "type": "update", "epoch": epoch, "seq": book.version, "ts": now,
                "data": {"last": book.last_px.map(fmt), "bid": book.best_bid().map(|b| fmt(b.0)), "ask": book.best_ask().map(|a| fmt(a.0)),
                         "open_24h": open_24h, "high_24h": high, "low_24h": low, "volume_24h": wire::fmt_qty(spec, Qty(vol))}})
     }
@@ -292,7 +293,7 @@ impl MarketData {
                "c": wire::fmt_px(s, c.c), "v": wire::fmt_qty(s, Qty(c.v)), "n": c.n, "closed": closed})
     }
 
-    fn candles_snapshot(i: &Instrument, interval: Interval) -> (u64, Value) {
+    fn candles_snapshot(i: &Instrument, interval: Interval, epoch: u64) -> (u64, Value) {
         let (hist, open) = &i.candles[&interval];
         let mut data: Vec<Value> = hist.iter().rev().take(CANDLES_SNAPSHOT_MAX).rev().map(|c| Self::candle_json(&i.book, c, true)).collect();
         if let Some(c) = open {
@@ -302,22 +303,24 @@ impl MarketData {
             }
         }
         let seq = candle_seq(i, interval);
-        (seq, json!({"ch": "candles", "sym": i.book.spec.sym, "interval": interval.as_str(), "type": "snapshot", "epoch": EPOCH,
+        (seq, json!({"ch": "candles", "sym": i.book.spec.sym, "interval": interval.as_str(), "type": "snapshot", "epoch": epoch,
                      "seq": seq, "ts": now_us(), "data": data}))
     }
 
-    fn trades_snapshot(i: &Instrument) -> Value {
-        json!({"ch": "trades", "sym": i.book.spec.sym, "type": "snapshot", "epoch": EPOCH, "seq": i.book.trade_id, "ts": now_us(),
+    fn trades_snapshot(i: &Instrument, epoch: u64) -> Value {
+        json!({"ch": "trades", "sym": i.book.spec.sym, "type": "snapshot", "epoch": epoch, "seq": i.book.trade_id, "ts": now_us(),
                "data": i.trades})
     }
 
     fn status_snapshot(&self) -> Value {
-        json!({"ch": "status", "type": "snapshot", "epoch": EPOCH, "seq": self.status_seq, "ts": now_us(),
+        let epoch = self.epoch;
+        json!({"ch": "status", "type": "snapshot", "epoch": epoch, "seq": self.status_seq, "ts": now_us(),
                "data": {"instruments": self.instruments_view}})
     }
 
     /// Brings every `book.l2` stream of `inst` up to date, sending its delta.
     fn refresh_books(&mut self, inst: InstrumentId) {
+        let epoch = self.epoch;
         let book = &self.insts[&inst].book;
         let prefix = format!("book.l2:{}:", book.spec.sym);
         for (key, g) in self.groups.iter_mut().filter(|(k, _)| k.starts_with(&prefix)) {
@@ -332,7 +335,7 @@ impl MarketData {
             let fmt = |v: &[(Price, Option<Qty>)]| -> Vec<(String, String)> {
                 v.iter().map(|(p, q)| (wire::fmt_px(&book.spec, *p), wire::fmt_qty(&book.spec, q.unwrap_or(Qty(0))))).collect()
             };
-            let mut v = json!({"ch": "book.l2", "sym": book.spec.sym, "type": "delta", "epoch": EPOCH, "prev": g.stream.last_seq,
+            let mut v = json!({"ch": "book.l2", "sym": book.spec.sym, "type": "delta", "epoch": epoch, "prev": g.stream.last_seq,
                                "seq": book.version, "ts": now_us(), "depth": g.depth, "bids": fmt(&db), "asks": fmt(&da)});
             if g.cksum {
                 v["cksum"] = json!(cksum(&Self::levels_json(book, &bids), &Self::levels_json(book, &asks), g.depth));
@@ -419,6 +422,7 @@ impl Handler<Committed> for MarketData {
     type Result = ();
 
     fn handle(&mut self, m: Committed, ctx: &mut Context<Self>) {
+        let epoch = self.epoch;
         let _publish = crate::telemetry::market_committed();
         let mut touched: Vec<InstrumentId> = Vec::new();
         let mut trades: BTreeMap<InstrumentId, Vec<Value>> = BTreeMap::new();
@@ -451,12 +455,12 @@ impl Handler<Committed> for MarketData {
                             if let Some(c) = closed {
                                 let seq = 2 * t.trade_id - 1;
                                 msgs.push((seq, json!({"ch": "candles", "sym": i.book.spec.sym, "interval": interval.as_str(), "type": "update",
-                                    "epoch": EPOCH, "prev": prev, "seq": seq, "ts": e.ts, "data": Self::candle_json(&i.book, &c, true)})));
+                                    "epoch": epoch, "prev": prev, "seq": seq, "ts": e.ts, "data": Self::candle_json(&i.book, &c, true)})));
                             }
                             let open = i.candles[&interval].1.expect("a trade opens a candle");
                             let last = msgs.last().map_or(prev, |(s, _)| *s);
                             msgs.push((2 * t.trade_id, json!({"ch": "candles", "sym": i.book.spec.sym, "interval": interval.as_str(), "type": "update",
-                                "epoch": EPOCH, "prev": last, "seq": 2 * t.trade_id, "ts": e.ts, "data": Self::candle_json(&i.book, &open, false)})));
+                                "epoch": epoch, "prev": last, "seq": 2 * t.trade_id, "ts": e.ts, "data": Self::candle_json(&i.book, &open, false)})));
                             if let Some(s) = self.streams.get_mut(&key) {
                                 for (seq, v) in msgs {
                                     s.send(Encoded::owned(key.clone(), seq, v));
@@ -477,9 +481,9 @@ impl Handler<Committed> for MarketData {
             let version = i.book.version;
             crate::telemetry::md_seq(&sym, version);
             let l1_key = format!("book.l1:{sym}");
-            let l1 = self.streams.contains_key(&l1_key).then(|| Self::l1(&i.book));
+            let l1 = self.streams.contains_key(&l1_key).then(|| Self::l1(&i.book, epoch));
             let t_key = format!("ticker:{sym}");
-            let ticker = self.streams.contains_key(&t_key).then(|| Self::ticker(i, now_us()));
+            let ticker = self.streams.contains_key(&t_key).then(|| Self::ticker(i, now_us(), epoch));
             if let Some(v) = l1 {
                 self.publish(&l1_key, version, v);
             }
@@ -492,7 +496,7 @@ impl Handler<Committed> for MarketData {
             let first = list[0]["id"].as_u64().unwrap_or(1);
             let last = book.trade_id;
             let key = format!("trades:{}", book.spec.sym);
-            let v = json!({"ch": "trades", "sym": book.spec.sym, "type": "update", "epoch": EPOCH, "prev": first - 1, "seq": last, "ts": now_us(), "data": list});
+            let v = json!({"ch": "trades", "sym": book.spec.sym, "type": "update", "epoch": epoch, "prev": first - 1, "seq": last, "ts": now_us(), "data": list});
             if let Some(s) = self.streams.get_mut(&key) {
                 s.send(Encoded::owned(key.clone(), last, v));
             }
@@ -500,11 +504,11 @@ impl Handler<Committed> for MarketData {
         if status_changed {
             // The status view comes from the ledger's specs, which have these events.
             let fut = self.ledger.send(Query::Instruments);
-            ctx.spawn(fut.into_actor(self).map(|r, act, _ctx| {
+            ctx.spawn(fut.into_actor(self).map(move |r, act, _ctx| {
                 if let Ok(Ok(v)) = r {
                     act.status_seq += 1;
                     act.instruments_view = v["instruments"].as_array().cloned().unwrap_or_default();
-                    let view = json!({"ch": "status", "type": "update", "epoch": EPOCH, "prev": act.status_seq - 1, "seq": act.status_seq,
+                    let view = json!({"ch": "status", "type": "update", "epoch": epoch, "prev": act.status_seq - 1, "seq": act.status_seq,
                                       "ts": now_us(), "data": {"instruments": act.instruments_view}});
                     let seq = act.status_seq;
                     act.stream("status").send(Encoded::owned("status".into(), seq, view));
@@ -549,6 +553,7 @@ impl Handler<Subscribe> for MarketData {
     type Result = ResponseActFuture<Self, Result<p::SubResult, ErrorBody>>;
 
     fn handle(&mut self, m: Subscribe, _ctx: &mut Context<Self>) -> Self::Result {
+        let epoch = self.epoch;
         let key = m.sub.key.clone();
         let snapshot = |k: String| p::SubResult {
             sub: k,
@@ -570,12 +575,12 @@ impl Handler<Subscribe> for MarketData {
                     bids: book.levels(Side::Buy, depth),
                     asks: book.levels(Side::Sell, depth),
                 });
-                if let Some(from) = m.resume.and_then(|pos| g.stream.since(pos)) {
+                if let Some(from) = m.resume.and_then(|pos| g.stream.since(pos, epoch)) {
                     g.stream.add(&m.to);
                     Ok(resumed(key, &from, &m.to))
                 } else {
                     g.stream.add(&m.to);
-                    let v = Self::l2_snapshot(g, book);
+                    let v = Self::l2_snapshot(g, book, epoch);
                     send(&m.to, &key, g.stream.last_seq, v);
                     Ok(snapshot(key))
                 }
@@ -583,17 +588,17 @@ impl Handler<Subscribe> for MarketData {
             (Channel::Trades | Channel::Candles | Channel::BookL1 | Channel::Ticker, Some(inst)) => {
                 let i = &self.insts[&inst];
                 let (seq, v) = match m.sub.ch {
-                    Channel::Trades => (i.book.trade_id, Self::trades_snapshot(i)),
-                    Channel::Candles => Self::candles_snapshot(i, m.sub.interval.unwrap_or(Interval::M1)),
-                    Channel::BookL1 => (i.book.version, Self::l1(&i.book)),
-                    _ => (i.book.version, Self::ticker(i, now_us())),
+                    Channel::Trades => (i.book.trade_id, Self::trades_snapshot(i, epoch)),
+                    Channel::Candles => Self::candles_snapshot(i, m.sub.interval.unwrap_or(Interval::M1), epoch),
+                    Channel::BookL1 => (i.book.version, Self::l1(&i.book, epoch)),
+                    _ => (i.book.version, Self::ticker(i, now_us(), epoch)),
                 };
                 let chained = matches!(m.sub.ch, Channel::Trades | Channel::Candles);
                 let s = self.streams.entry(key.clone()).or_default();
                 if s.ring.is_empty() {
                     s.last_seq = seq;
                 }
-                match m.resume.filter(|_| chained).and_then(|pos| s.since(pos)) {
+                match m.resume.filter(|_| chained).and_then(|pos| s.since(pos, epoch)) {
                     Some(from) => {
                         s.add(&m.to);
                         Ok(resumed(key, &from, &m.to))
@@ -610,7 +615,7 @@ impl Handler<Subscribe> for MarketData {
                 let seq = self.status_seq;
                 let s = self.stream("status");
                 s.last_seq = seq;
-                match m.resume.and_then(|pos| s.since(pos)) {
+                match m.resume.and_then(|pos| s.since(pos, epoch)) {
                     Some(from) => {
                         s.add(&m.to);
                         Ok(resumed(key, &from, &m.to))
@@ -629,7 +634,7 @@ impl Handler<Subscribe> for MarketData {
                 let a = self.accounts.entry(account).or_default();
                 a.subs.retain(|s| s.to != m.to);
                 // Resume from the ring when it holds everything after the client's seq.
-                if let Some(pos) = m.resume.filter(|p| p.epoch == EPOCH) {
+                if let Some(pos) = m.resume.filter(|p| p.epoch == epoch) {
                     let first = a.ring.front().map(|e| e.seq);
                     let last = a.ring.back().map(|e| e.seq);
                     if let (Some(first), Some(last)) = (first, last) {
@@ -650,7 +655,7 @@ impl Handler<Subscribe> for MarketData {
                         _ => return Err(ErrorBody::new(ErrorCode::Internal, "ledger unavailable")),
                     };
                     let seq = v["seq"].as_u64().unwrap_or(0);
-                    let snap = json!({"ch": "account", "type": "snapshot", "epoch": EPOCH, "seq": seq, "ts": now_us(),
+                    let snap = json!({"ch": "account", "type": "snapshot", "epoch": epoch, "seq": seq, "ts": now_us(),
                                       "data": {"balances": v["balances"], "orders": v["orders"]}});
                     let snap = Arc::new(Encoded::owned("account".into(), seq, snap));
                     let Some(a) = act.accounts.get_mut(&account) else { return Ok(res) };
