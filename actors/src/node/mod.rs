@@ -236,6 +236,7 @@ impl Node {
         let trades = recent_trades(&*log);
         let market = MarketData::start_in_arbiter(&market_arbiter.handle(), move |_| {
             let mut md = MarketData::new(l2, books, views, 0, account_seqs);
+            md.epoch = epoch;
             md.warm(&trades);
             md
         });
