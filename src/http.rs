@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bourse_actors::telemetry;
 use bourse_protocol::{Encoding, FRAME_BYTES_MAX};
 use bytes::Bytes;
 use http_body_util::Full;
@@ -40,7 +41,6 @@ use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
-use bourse_actors::telemetry;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 

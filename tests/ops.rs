@@ -99,7 +99,11 @@ fn run(mut cmd: Command, stdin: Option<&[u8]>, what: &str) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "{what} failed ({}):\n{text}", out.status);
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{text}",
+        out.status
+    );
     text
 }
 
@@ -112,7 +116,8 @@ impl TempDir {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .subsec_nanos();
-        let p = std::env::temp_dir().join(format!("bourse-ops-{tag}-{}-{nanos}", std::process::id()));
+        let p =
+            std::env::temp_dir().join(format!("bourse-ops-{tag}-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&p).unwrap();
         TempDir(p)
     }
@@ -134,7 +139,10 @@ fn bourse_metrics(expr: &str) -> BTreeSet<String> {
     let mut i = 0;
     while let Some(at) = expr[i..].find("bourse_") {
         let start = i + at;
-        let boundary = start == 0 || !(bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_' || bytes[start - 1] == b':');
+        let boundary = start == 0
+            || !(bytes[start - 1].is_ascii_alphanumeric()
+                || bytes[start - 1] == b'_'
+                || bytes[start - 1] == b':');
         let end = expr[start..]
             .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .map_or(expr.len(), |n| start + n);
@@ -184,7 +192,10 @@ fn every_alert_has_a_summary_a_runbook_and_unit_tests() {
     let blocks = alert_blocks(&alerts);
     let names: Vec<&str> = blocks.iter().map(|(n, _)| n.as_str()).collect();
     for required in REQUIRED_ALERTS {
-        assert!(names.contains(&required), "alerts.yml has no {required}: {names:?}");
+        assert!(
+            names.contains(&required),
+            "alerts.yml has no {required}: {names:?}"
+        );
     }
     for (name, block) in &blocks {
         for field in ["expr:", "severity:", "summary:", "runbook:"] {
@@ -193,37 +204,48 @@ fn every_alert_has_a_summary_a_runbook_and_unit_tests() {
         assert_known_metrics(block, name);
         // A firing case and a quiet case, each with the alert's annotations.
         let cases = tests.matches(&format!("alertname: {name}\n")).count();
-        assert!(cases >= 2, "alerts_test.yml tests {name} {cases} times; want a firing and a quiet case");
+        assert!(
+            cases >= 2,
+            "alerts_test.yml tests {name} {cases} times; want a firing and a quiet case"
+        );
     }
 }
 
 #[test]
 fn alert_rules_and_scrape_config_pass_promtool() {
-    let Some(promtool) = tool("promtool") else { return };
+    let Some(promtool) = tool("promtool") else {
+        return;
+    };
     let dir = ops().join("prometheus");
     let mut c = Command::new(&promtool);
     c.current_dir(&dir).args(["check", "rules", "alerts.yml"]);
     run(c, None, "promtool check rules alerts.yml");
     let mut c = Command::new(&promtool);
-    c.current_dir(&dir).args(["check", "config", "prometheus.yml"]);
+    c.current_dir(&dir)
+        .args(["check", "config", "prometheus.yml"]);
     run(c, None, "promtool check config prometheus.yml");
     let mut c = Command::new(&promtool);
-    c.current_dir(&dir).args(["test", "rules", "alerts_test.yml"]);
+    c.current_dir(&dir)
+        .args(["test", "rules", "alerts_test.yml"]);
     let out = run(c, None, "promtool test rules alerts_test.yml");
     assert!(out.contains("SUCCESS"), "{out}");
 }
 
 // ------------------------------------------------------------ dashboard
 
-/// Every panel with queries: `(id, title, [(refId, expr)])`, rows' nested
-/// panels included.
-fn dashboard_panels(dash: &Value) -> Vec<(u64, String, Vec<(String, String)>)> {
-    fn walk(panels: &[Value], out: &mut Vec<(u64, String, Vec<(String, String)>)>) {
+/// A panel with queries: `(id, title, [(refId, expr)])`.
+type Panel = (u64, String, Vec<(String, String)>);
+
+/// Every panel with queries, rows' nested panels included.
+fn dashboard_panels(dash: &Value) -> Vec<Panel> {
+    fn walk(panels: &[Value], out: &mut Vec<Panel>) {
         for p in panels {
             if let Some(inner) = p["panels"].as_array() {
                 walk(inner, out);
             }
-            let Some(targets) = p["targets"].as_array() else { continue };
+            let Some(targets) = p["targets"].as_array() else {
+                continue;
+            };
             let exprs = targets
                 .iter()
                 .map(|t| {
@@ -285,7 +307,8 @@ fn dashboard_rules(dash: &Value) -> String {
 
 #[test]
 fn dashboard_is_provisioned_and_its_panels_are_recording_rules() {
-    let dash: Value = serde_json::from_str(&read("grafana/dashboards/bourse.json")).expect("dashboard JSON");
+    let dash: Value =
+        serde_json::from_str(&read("grafana/dashboards/bourse.json")).expect("dashboard JSON");
     assert_eq!(dash["uid"], "bourse-exchange");
     let vars: Vec<&str> = dash["templating"]["list"]
         .as_array()
@@ -303,7 +326,14 @@ fn dashboard_is_provisioned_and_its_panels_are_recording_rules() {
         .filter(|p| p["type"] == "row")
         .map(|p| p["title"].as_str().unwrap())
         .collect();
-    for section in ["Order flow and latency", "Journal", "Market-data fan-out", "Connections", "Errors", "Per-instrument activity"] {
+    for section in [
+        "Order flow and latency",
+        "Journal",
+        "Market-data fan-out",
+        "Connections",
+        "Errors",
+        "Per-instrument activity",
+    ] {
         assert!(rows.contains(&section), "no row {section:?}: {rows:?}");
     }
 
@@ -312,11 +342,26 @@ fn dashboard_is_provisioned_and_its_panels_are_recording_rules() {
     let mut used = BTreeSet::new();
     let mut boxes: Vec<(u64, [u64; 4])> = Vec::new();
     for p in dash["panels"].as_array().unwrap() {
-        assert!(ids.insert(p["id"].as_u64().unwrap()), "panel id {} twice", p["id"]);
-        let g = ["x", "y", "w", "h"].map(|k| p["gridPos"][k].as_u64().unwrap_or_else(|| panic!("panel {} has no gridPos.{k}", p["id"])));
-        assert!(g[0] + g[2] <= 24, "panel {} is wider than the grid", p["id"]);
+        assert!(
+            ids.insert(p["id"].as_u64().unwrap()),
+            "panel id {} twice",
+            p["id"]
+        );
+        let g = ["x", "y", "w", "h"].map(|k| {
+            p["gridPos"][k]
+                .as_u64()
+                .unwrap_or_else(|| panic!("panel {} has no gridPos.{k}", p["id"]))
+        });
+        assert!(
+            g[0] + g[2] <= 24,
+            "panel {} is wider than the grid",
+            p["id"]
+        );
         for (other, o) in &boxes {
-            let apart = g[0] + g[2] <= o[0] || o[0] + o[2] <= g[0] || g[1] + g[3] <= o[1] || o[1] + o[3] <= g[1];
+            let apart = g[0] + g[2] <= o[0]
+                || o[0] + o[2] <= g[0]
+                || g[1] + g[3] <= o[1]
+                || o[1] + o[3] <= g[1];
             assert!(apart, "panels {} and {other} overlap", p["id"]);
         }
         boxes.push((p["id"].as_u64().unwrap(), g));
@@ -348,7 +393,9 @@ fn dashboard_is_provisioned_and_its_panels_are_recording_rules() {
          regenerate with BOURSE_UPDATE_OPS=1 cargo test --test ops"
     );
 
-    let Some(promtool) = tool("promtool") else { return };
+    let Some(promtool) = tool("promtool") else {
+        return;
+    };
     let mut c = Command::new(promtool);
     c.arg("check").arg("rules").arg(&path);
     let out = run(c, None, "promtool check rules dashboard_rules.yml");
@@ -362,21 +409,28 @@ fn dashboard_is_provisioned_and_its_panels_are_recording_rules() {
 /// body is never chunked.
 async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(addr).await?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await?;
     let mut buf = Vec::new();
     tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
         .await
         .map_err(|_| std::io::Error::other("no answer in time"))??;
     let text = String::from_utf8_lossy(&buf).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     Ok((status, body.to_string()))
 }
 
 fn url_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -411,8 +465,12 @@ async fn traders(addr: SocketAddr) -> (Client, Client, Client) {
     let mut b = Client::connect(addr).await;
     b.login("bob", "bob-pass-1").await;
     let mut watcher = Client::connect(addr).await;
-    watcher.ok("subscribe", json!({"ch": "trades", "sym": ["BTC-USD"]})).await;
-    watcher.ok("subscribe", json!({"ch": "book.l2", "sym": ["BTC-USD"]})).await;
+    watcher
+        .ok("subscribe", json!({"ch": "trades", "sym": ["BTC-USD"]}))
+        .await;
+    watcher
+        .ok("subscribe", json!({"ch": "book.l2", "sym": ["BTC-USD"]}))
+        .await;
     (a, b, watcher)
 }
 
@@ -425,7 +483,9 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_scrape_passes_promtool_check_metrics() {
-    let Some(promtool) = tool("promtool") else { return };
+    let Some(promtool) = tool("promtool") else {
+        return;
+    };
     let srv = bourse::spawn_server_for_tests(test_config());
     let (mut a, mut b, _w) = traders(srv.addr).await;
     trade(&mut a, &mut b, 3, "scrape").await;
@@ -435,20 +495,42 @@ async fn a_real_scrape_passes_promtool_check_metrics() {
     let mut c = Command::new(promtool);
     c.args(["check", "metrics"]);
     let out = run(c, Some(text.as_bytes()), "promtool check metrics");
-    assert!(out.trim().is_empty(), "promtool check metrics found problems:\n{out}");
+    assert!(
+        out.trim().is_empty(),
+        "promtool check metrics found problems:\n{out}"
+    );
 
     // Histograms are histograms, every exported metric has help, and the
     // series of this load are there.
-    assert!(!text.contains("quantile="), "a histogram is exported as a summary");
+    assert!(
+        !text.contains("quantile="),
+        "a histogram is exported as a summary"
+    );
     for m in telemetry::METRICS {
         if text.contains(&format!("\n{} ", m.name)) || text.contains(&format!("\n{}{{", m.name)) {
-            assert!(text.contains(&format!("# HELP {} ", m.name)), "{} has no help", m.name);
+            assert!(
+                text.contains(&format!("# HELP {} ", m.name)),
+                "{} has no help",
+                m.name
+            );
         }
     }
-    assert!(sample(&text, "bourse_trades_total{sym=\"BTC-USD\"}").unwrap() >= 3.0, "{text}");
-    assert!(sample(&text, "bourse_ready").is_some_and(|v| v == 1.0), "{text}");
-    assert!(sample(&text, "bourse_ws_connections{role=\"trader\"}").unwrap() >= 2.0, "{text}");
-    assert!(text.contains("bourse_order_ack_seconds_bucket{result=\"ok\",le=\"0.001\"}"), "{text}");
+    assert!(
+        sample(&text, "bourse_trades_total{sym=\"BTC-USD\"}").unwrap() >= 3.0,
+        "{text}"
+    );
+    assert!(
+        sample(&text, "bourse_ready").is_some_and(|v| v == 1.0),
+        "{text}"
+    );
+    assert!(
+        sample(&text, "bourse_ws_connections{role=\"trader\"}").unwrap() >= 2.0,
+        "{text}"
+    );
+    assert!(
+        text.contains("bourse_order_ack_seconds_bucket{result=\"ok\",le=\"0.001\"}"),
+        "{text}"
+    );
     assert!(text.contains("process_cpu_seconds_total "), "{text}");
     srv.stop();
 }
@@ -480,7 +562,11 @@ impl Prometheus {
             .await
             .expect("Prometheus answers");
         let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{q}: {e}: {body}"));
-        assert_eq!((status, &v["status"]), (200, &json!("success")), "{q}: {body}");
+        assert_eq!(
+            (status, &v["status"]),
+            (200, &json!("success")),
+            "{q}: {body}"
+        );
         v["data"]["result"].as_array().cloned().unwrap_or_default()
     }
 
@@ -498,14 +584,22 @@ impl Prometheus {
             if let Some(v) = v.filter(|v| ok(*v)) {
                 return v;
             }
-            assert!(Instant::now() < deadline, "{q} is {v:?} after {WAIT:?}\nPrometheus log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "{q} is {v:?} after {WAIT:?}\nPrometheus log:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Starts Prometheus on 127.0.0.1 scraping `target` every second, with the
@@ -529,7 +623,10 @@ async fn start_prometheus(bin: &Path, dir: &Path, target: SocketAddr) -> Prometh
         let out = std::fs::File::create(&log).unwrap();
         let child = Command::new(bin)
             .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
             .arg(format!("--web.listen-address={addr}"))
             .arg("--log.level=warn")
             .stdin(Stdio::null())
@@ -547,7 +644,11 @@ async fn start_prometheus(bin: &Path, dir: &Path, target: SocketAddr) -> Prometh
             if let Ok((200, _)) = http_get(addr, "/-/ready").await {
                 return p;
             }
-            assert!(Instant::now() < deadline, "Prometheus not ready after {WAIT:?}:\n{}", p.log());
+            assert!(
+                Instant::now() < deadline,
+                "Prometheus not ready after {WAIT:?}:\n{}",
+                p.log()
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         drop(p);
@@ -557,7 +658,9 @@ async fn start_prometheus(bin: &Path, dir: &Path, target: SocketAddr) -> Prometh
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_a_running_exchange_under_load() {
-    let Some(bin) = tool("prometheus") else { return };
+    let Some(bin) = tool("prometheus") else {
+        return;
+    };
     let dir = TempDir::new("prometheus");
     let srv = bourse::spawn_server_for_tests(test_config());
     let prom = start_prometheus(&bin, &dir.0, srv.addr).await;
@@ -569,7 +672,9 @@ async fn prometheus_scrapes_a_running_exchange_under_load() {
         trade(&mut a, &mut b, trades / 4, &format!("p{round}")).await;
         tokio::time::sleep(Duration::from_millis(600)).await;
     }
-    let seen = watcher.event(|v| v["ch"] == "trades" && v["type"] != "snapshot").await;
+    let seen = watcher
+        .event(|v| v["ch"] == "trades" && v["type"] != "snapshot")
+        .await;
     assert_eq!(seen["sym"], "BTC-USD");
 
     let inst = format!("instance=\"{}\"", srv.addr);
@@ -586,46 +691,123 @@ async fn prometheus_scrapes_a_running_exchange_under_load() {
     prom.wait_for(&sel("up", ""), |v| v == 1.0).await;
     prom.wait_for(&sel("bourse_ready", ""), |v| v == 1.0).await;
     let version = format!("version=\"{}\"", env!("CARGO_PKG_VERSION"));
-    prom.wait_for(&sel("bourse_build_info", &version), |v| v == 1.0).await;
+    prom.wait_for(&sel("bourse_build_info", &version), |v| v == 1.0)
+        .await;
 
     // Order flow: the counters include this load once a scrape after it is in.
-    prom.wait_for(&format!("sum({})", sel("bourse_trades_total", "sym=\"BTC-USD\"")), |v| v >= n).await;
-    prom.wait_for(&format!("sum({})", sel("bourse_traded_lots_total", "sym=\"BTC-USD\"")), |v| v >= n).await;
-    prom.wait_for(&format!("sum({})", sel("bourse_orders_total", "op=\"place\",result=\"accepted\"")), |v| v >= 2.0 * n + 1.0).await;
-    prom.wait_for(&format!("sum({})", sel("bourse_orders_total", "op=\"place\",result=\"rejected\",code=\"price_band\"")), |v| v >= 4.0).await;
-    prom.wait_for(&sel("bourse_instrument_trading", "sym=\"BTC-USD\""), |v| v == 1.0).await;
-    prom.wait_for(&sel("bourse_md_seq", "sym=\"BTC-USD\""), |v| v >= n).await;
+    prom.wait_for(
+        &format!("sum({})", sel("bourse_trades_total", "sym=\"BTC-USD\"")),
+        |v| v >= n,
+    )
+    .await;
+    prom.wait_for(
+        &format!(
+            "sum({})",
+            sel("bourse_traded_lots_total", "sym=\"BTC-USD\"")
+        ),
+        |v| v >= n,
+    )
+    .await;
+    prom.wait_for(
+        &format!(
+            "sum({})",
+            sel("bourse_orders_total", "op=\"place\",result=\"accepted\"")
+        ),
+        |v| v >= 2.0 * n + 1.0,
+    )
+    .await;
+    prom.wait_for(
+        &format!(
+            "sum({})",
+            sel(
+                "bourse_orders_total",
+                "op=\"place\",result=\"rejected\",code=\"price_band\""
+            )
+        ),
+        |v| v >= 4.0,
+    )
+    .await;
+    prom.wait_for(&sel("bourse_instrument_trading", "sym=\"BTC-USD\""), |v| {
+        v == 1.0
+    })
+    .await;
+    prom.wait_for(&sel("bourse_md_seq", "sym=\"BTC-USD\""), |v| v >= n)
+        .await;
 
     // Latency: every answered order is in the ack histogram, and its p99 is
     // a real duration under a second on loopback.
-    prom.wait_for(&format!("sum({})", sel("bourse_order_ack_seconds_count", "")), |v| v >= 2.0 * n + 5.0).await;
+    prom.wait_for(
+        &format!("sum({})", sel("bourse_order_ack_seconds_count", "")),
+        |v| v >= 2.0 * n + 5.0,
+    )
+    .await;
     let p99 = prom
         .wait_for(
-            &format!("histogram_quantile(0.99, sum by (le) ({}))", sel("bourse_order_ack_seconds_bucket", "")),
+            &format!(
+                "histogram_quantile(0.99, sum by (le) ({}))",
+                sel("bourse_order_ack_seconds_bucket", "")
+            ),
             f64::is_finite,
         )
         .await;
     assert!(p99 > 0.0 && p99 < 1.0, "ack p99 {p99}");
     for stage in telemetry::STAGES {
-        prom.wait_for(&sel("bourse_stage_seconds_count", &format!("stage=\"{stage}\"")), |v| v > 0.0).await;
+        prom.wait_for(
+            &sel("bourse_stage_seconds_count", &format!("stage=\"{stage}\"")),
+            |v| v > 0.0,
+        )
+        .await;
     }
 
     // Journal, connections, fan-out, process.
-    prom.wait_for(&sel("bourse_journal_flush_seconds_count", ""), |v| v > 0.0).await;
-    prom.wait_for(&sel("bourse_journal_events_total", ""), |v| v >= 2.0 * n).await;
-    prom.wait_for(&sel("bourse_log_entries", ""), |v| v >= n).await;
-    prom.wait_for(&sel("bourse_ws_connections", "role=\"trader\""), |v| v >= 2.0).await;
-    prom.wait_for(&sel("bourse_ws_messages_out_total", "channel=\"trades\""), |v| v >= 1.0).await;
-    prom.wait_for(&sel("bourse_ws_bytes_out_total", "channel=\"response\""), |v| v > 0.0).await;
-    prom.wait_for(&sel("bourse_ws_messages_in_total", "channel=\"request\""), |v| v >= 2.0 * n).await;
-    prom.wait_for(&sel("bourse_mailbox_depth", "actor=\"instrument\",sym=\"BTC-USD\""), |v| v >= 0.0).await;
-    prom.wait_for(&sel("process_resident_memory_bytes", ""), |v| v > 1e6).await;
-    prom.wait_for(&sel("process_open_fds", ""), |v| v > 0.0).await;
-    prom.wait_for(&sel("process_cpu_seconds_total", ""), |v| v > 0.0).await;
+    prom.wait_for(&sel("bourse_journal_flush_seconds_count", ""), |v| v > 0.0)
+        .await;
+    prom.wait_for(&sel("bourse_journal_events_total", ""), |v| v >= 2.0 * n)
+        .await;
+    prom.wait_for(&sel("bourse_log_entries", ""), |v| v >= n)
+        .await;
+    prom.wait_for(&sel("bourse_ws_connections", "role=\"trader\""), |v| {
+        v >= 2.0
+    })
+    .await;
+    prom.wait_for(
+        &sel("bourse_ws_messages_out_total", "channel=\"trades\""),
+        |v| v >= 1.0,
+    )
+    .await;
+    prom.wait_for(
+        &sel("bourse_ws_bytes_out_total", "channel=\"response\""),
+        |v| v > 0.0,
+    )
+    .await;
+    prom.wait_for(
+        &sel("bourse_ws_messages_in_total", "channel=\"request\""),
+        |v| v >= 2.0 * n,
+    )
+    .await;
+    prom.wait_for(
+        &sel(
+            "bourse_mailbox_depth",
+            "actor=\"instrument\",sym=\"BTC-USD\"",
+        ),
+        |v| v >= 0.0,
+    )
+    .await;
+    prom.wait_for(&sel("process_resident_memory_bytes", ""), |v| v > 1e6)
+        .await;
+    prom.wait_for(&sel("process_open_fds", ""), |v| v > 0.0)
+        .await;
+    prom.wait_for(&sel("process_cpu_seconds_total", ""), |v| v > 0.0)
+        .await;
 
     // The dashboard's panels, evaluated by Prometheus as recording rules,
     // have data for this exchange.
-    for panel in ["Trades per instrument", "Order operations by result", "Order ack latency (read to answer)", "Resident memory"] {
+    for panel in [
+        "Trades per instrument",
+        "Order operations by result",
+        "Order ack latency (read to answer)",
+        "Resident memory",
+    ] {
         let q = format!("count({{__name__=~\"dashboard:.+\",panel=\"{panel}\"}})");
         prom.wait_for(&q, |v| v >= 1.0).await;
     }
@@ -640,13 +822,19 @@ async fn prometheus_scrapes_a_running_exchange_under_load() {
     for g in groups {
         for r in g["rules"].as_array().unwrap() {
             names.insert(r["name"].as_str().unwrap().to_string());
-            assert_eq!(r["health"], "ok", "rule {} in {}: {}", r["name"], g["name"], r["lastError"]);
+            assert_eq!(
+                r["health"], "ok",
+                "rule {} in {}: {}",
+                r["name"], g["name"], r["lastError"]
+            );
         }
     }
     for alert in REQUIRED_ALERTS {
         assert!(names.contains(alert), "Prometheus did not load {alert}");
     }
-    let firing = prom.query("ALERTS{alertname=~\"BourseDown|BourseNotReady\"}").await;
+    let firing = prom
+        .query("ALERTS{alertname=~\"BourseDown|BourseNotReady\"}")
+        .await;
     assert!(firing.is_empty(), "{firing:?}");
     drop(prom);
     srv.stop();
