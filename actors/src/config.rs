@@ -135,8 +135,11 @@ pub struct InstrumentConf {
     pub taker_fee_bps: u32,
 }
 
+/// The price band of an instrument that names none: ±10%.
+pub const BAND_PCT_DEFAULT: u32 = 10;
+
 fn default_band() -> u32 {
-    10
+    BAND_PCT_DEFAULT
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

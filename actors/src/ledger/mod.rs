@@ -136,6 +136,8 @@ impl LedgerActor {
     }
 
     /// Sends a command to a book unless it has `instrument_inflight_max` waiting.
+    /// A refused command comes back whole, so its responder can answer.
+    #[allow(clippy::result_large_err)]
     fn to_book(&self, inst: InstrumentId, op: BookOp) -> Result<(), (ErrorBody, BookOp)> {
         let Some(b) = self.book(inst) else {
             return Err((ErrorBody::new(ErrorCode::UnknownInstrument, "unknown instrument"), op));

@@ -514,7 +514,19 @@ impl Session {
         Ok(match op {
             Op::AdminAssetCreate(a) => (Command::CreateAsset { name: a.asset, scale: a.scale, by }, Shape::Empty),
             Op::AdminInstrumentCreate(a) => {
-                let listing = listing(&self.shared, &a.sym, &a.base, &a.quote, &a.tick, &a.lot, &a.min_qty, a.ref_px.as_deref(), a.band_pct, a.maker_fee_bps, a.taker_fee_bps)?;
+                let conf = crate::config::InstrumentConf {
+                    sym: a.sym,
+                    base: a.base,
+                    quote: a.quote,
+                    tick: a.tick,
+                    lot: a.lot,
+                    min_qty: a.min_qty,
+                    ref_px: a.ref_px,
+                    band_pct: a.band_pct.unwrap_or(crate::config::BAND_PCT_DEFAULT),
+                    maker_fee_bps: a.maker_fee_bps.unwrap_or(0),
+                    taker_fee_bps: a.taker_fee_bps.unwrap_or(0),
+                };
+                let listing = listing_from_conf(&self.shared, &conf)?;
                 (Command::CreateInstrument { listing, by }, Shape::Instrument)
             }
             Op::AdminInstrumentHalt(a) => self.state_cmd(&a.sym, eng::InstrumentState::Halted, by)?,
@@ -610,10 +622,11 @@ impl Session {
     }
 }
 
-fn listing(
-    shared: &Shared, sym: &str, base: &str, quote: &str, tick: &str, lot: &str, min_qty: &str, ref_px: Option<&str>,
-    band_pct: Option<u32>, maker: Option<u32>, taker: Option<u32>,
-) -> Result<eng::Listing, ErrorBody> {
+/// An instrument to list, from the configuration or `admin.instrument.create`:
+/// its decimal grids parsed and checked.
+pub fn listing_from_conf(shared: &Shared, c: &crate::config::InstrumentConf) -> Result<eng::Listing, ErrorBody> {
+    let (sym, base, quote) = (c.sym.as_str(), c.base.as_str(), c.quote.as_str());
+    let (tick, lot, min_qty, ref_px) = (c.tick.as_str(), c.lot.as_str(), c.min_qty.as_str(), c.ref_px.as_deref());
     use bourse_protocol::decimal;
     let b = shared.assets.get(base).map(|a| a.id).ok_or_else(|| ErrorBody::new(ErrorCode::UnknownAsset, format!("unknown asset {base:?}")))?;
     let q = shared.assets.get(quote).map(|a| a.id).ok_or_else(|| ErrorBody::new(ErrorCode::UnknownAsset, format!("unknown asset {quote:?}")))?;
@@ -641,15 +654,12 @@ fn listing(
         qty_scale,
         min_qty: eng::Qty(min.max(1)),
         ref_px,
-        band_pct: band_pct.unwrap_or(10),
-        maker_fee_bps: maker.unwrap_or(0),
-        taker_fee_bps: taker.unwrap_or(0),
+        band_pct: c.band_pct,
+        maker_fee_bps: c.maker_fee_bps,
+        taker_fee_bps: c.taker_fee_bps,
     })
 }
 
-pub fn listing_from_conf(shared: &Shared, c: &crate::config::InstrumentConf) -> Result<eng::Listing, ErrorBody> {
-    listing(shared, &c.sym, &c.base, &c.quote, &c.tick, &c.lot, &c.min_qty, c.ref_px.as_deref(), Some(c.band_pct), Some(c.maker_fee_bps), Some(c.taker_fee_bps))
-}
 
 fn auth_error(e: auth::AuthError) -> ErrorBody {
     let code = ErrorCode::from_str_code(e.code_str()).unwrap_or(ErrorCode::BadCredentials);
