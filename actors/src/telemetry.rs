@@ -18,6 +18,10 @@
 //! actor kind, channel, role. Never a user, account, connection or request
 //! id: those go in log lines ([`response_sent`], [`slow_consumer`]).
 //!
+//! The recorder is process-wide: a process runs one node. Where several
+//! run in one process (tests), counters add up and a gauge shows the value
+//! its last writer set.
+//!
 //! Mailbox depths are sampled, not pushed: instrument mailboxes and the
 //! journal queue are counters their owners already keep ([`watch_mailbox`]),
 //! the ledger's and market data's are counted by their senders and
