@@ -585,43 +585,25 @@ impl Handler<Subscribe> for MarketData {
                     Ok(snapshot(key))
                 }
             }
-            (Channel::Trades | Channel::Candles | Channel::BookL1 | Channel::Ticker, Some(inst)) => {
-                let i = &self.insts[&inst];
-                let (seq, v) = match m.sub.ch {
-                    Channel::Trades => (i.book.trade_id, Self::trades_snapshot(i, epoch)),
-                    Channel::Candles => Self::candles_snapshot(i, m.sub.interval.unwrap_or(Interval::M1), epoch),
-                    Channel::BookL1 => (i.book.version, Self::l1(&i.book, epoch)),
-                    _ => (i.book.version, Self::ticker(i, now_us(), epoch)),
+            (Channel::Trades | Channel::Candles | Channel::BookL1 | Channel::Ticker | Channel::Status, inst) => {
+                let (seq, v) = match (m.sub.ch, inst.map(|i| &self.insts[&i])) {
+                    (Channel::Trades, Some(i)) => (i.book.trade_id, Self::trades_snapshot(i, epoch)),
+                    (Channel::Candles, Some(i)) => Self::candles_snapshot(i, m.sub.interval.unwrap_or(Interval::M1), epoch),
+                    (Channel::BookL1, Some(i)) => (i.book.version, Self::l1(&i.book, epoch)),
+                    (Channel::Ticker, Some(i)) => (i.book.version, Self::ticker(i, now_us(), epoch)),
+                    (Channel::Status, _) => (self.status_seq, self.status_snapshot()),
+                    _ => return Box::pin(fut::ready(Err(ErrorBody::new(ErrorCode::UnknownInstrument, "unknown instrument")))),
                 };
-                let chained = matches!(m.sub.ch, Channel::Trades | Channel::Candles);
+                // book.l1 and ticker are latest-wins: no chain to resume.
+                let chained = !matches!(m.sub.ch, Channel::BookL1 | Channel::Ticker);
                 let s = self.streams.entry(key.clone()).or_default();
-                if s.ring.is_empty() {
+                if s.ring.is_empty() || m.sub.ch == Channel::Status {
                     s.last_seq = seq;
                 }
+                s.add(&m.to);
                 match m.resume.filter(|_| chained).and_then(|pos| s.since(pos, epoch)) {
-                    Some(from) => {
-                        s.add(&m.to);
-                        Ok(resumed(key, &from, &m.to))
-                    }
+                    Some(from) => Ok(resumed(key, &from, &m.to)),
                     None => {
-                        s.add(&m.to);
-                        send(&m.to, &key, seq, v);
-                        Ok(snapshot(key))
-                    }
-                }
-            }
-            (Channel::Status, _) => {
-                let v = self.status_snapshot();
-                let seq = self.status_seq;
-                let s = self.stream("status");
-                s.last_seq = seq;
-                match m.resume.and_then(|pos| s.since(pos, epoch)) {
-                    Some(from) => {
-                        s.add(&m.to);
-                        Ok(resumed(key, &from, &m.to))
-                    }
-                    None => {
-                        s.add(&m.to);
                         send(&m.to, &key, seq, v);
                         Ok(snapshot(key))
                     }
