@@ -106,6 +106,7 @@ pub fn serve(args: ServeArgs) -> ExitCode {
     };
     crate::logging::init(cfg.log_format);
     info!("{}", config::summary(&cfg, &source));
+    crate::webdeps::ensure(&cfg.web_root);
 
     let password = match admin::admin_password(&cfg.data_dir) {
         Ok(p) => p,

@@ -21,6 +21,7 @@ pub mod demo;
 pub mod http;
 pub mod logging;
 pub mod server;
+pub mod webdeps;
 pub mod tools;
 
 pub use bourse_actors::node::Node;
