@@ -268,9 +268,17 @@ impl OrderBook {
         let mut stopped_by_limit = false;
         let mut budget_short = false;
 
-        let levels: Box<dyn Iterator<Item = (&Price, &Level)>> = match t.side {
-            Side::Buy => Box::new(opp.iter()),
-            Side::Sell => Box::new(opp.iter().rev()),
+        // Best level first, without a heap-allocated iterator.
+        let (mut up, mut down);
+        let levels: &mut dyn Iterator<Item = (&Price, &Level)> = match t.side {
+            Side::Buy => {
+                up = opp.iter();
+                &mut up
+            }
+            Side::Sell => {
+                down = opp.iter().rev();
+                &mut down
+            }
         };
         'levels: for (&px, level) in levels {
             if rem == Some(Qty(0)) {

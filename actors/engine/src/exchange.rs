@@ -159,10 +159,12 @@ impl Exchange {
                     Err(PlaceRefusal::Reject(r)) => return Err(r),
                 };
                 let EventBody::OrderAccepted { order } = &accepted else { unreachable!() };
-                let order = order.clone();
-                self.record(ts, accepted, events, out);
+                // The book decides from its own state, which the acceptance
+                // (a ledger event) does not change: decide first, then record both.
                 let mut bodies = Vec::new();
-                self.books[c.inst.0 as usize - 1].decide_place(&order, &mut bodies);
+                self.books[c.inst.0 as usize - 1].decide_place(order, &mut bodies);
+                let id = order.id;
+                self.record(ts, accepted, events, out);
                 let mut rejected = None;
                 for b in bodies {
                     if let EventBody::OrderRejected { code, .. } = &b {
@@ -172,7 +174,7 @@ impl Exchange {
                 }
                 match rejected {
                     Some(code) => Err(Reject::new(code, reject_text(code))),
-                    None => Ok(Reply::Placed { order: order.id, dup: false }),
+                    None => Ok(Reply::Placed { order: id, dup: false }),
                 }
             }
             Command::Cancel { account, inst, order } => {

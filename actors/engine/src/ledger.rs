@@ -167,6 +167,31 @@ pub struct Ledger {
     pub last_px: BTreeMap<InstrumentId, Price>,
 }
 
+/// Balances one event can change: two assets for each side of a trade,
+/// and the fee account's quote.
+const TOUCHED_MAX: usize = 5;
+
+/// The (account, asset) balances an event changed, kept on the stack.
+#[derive(Default)]
+struct Touched {
+    items: [(AccountId, AssetId); TOUCHED_MAX],
+    len: usize,
+}
+
+impl Touched {
+    fn push(&mut self, x: (AccountId, AssetId)) {
+        assert!(self.len < TOUCHED_MAX, "an event changes at most {TOUCHED_MAX} balances");
+        self.items[self.len] = x;
+        self.len += 1;
+    }
+
+    fn sorted(&mut self) -> &[(AccountId, AssetId)] {
+        let s = &mut self.items[..self.len];
+        s.sort_unstable();
+        s
+    }
+}
+
 /// Formats an integer amount at `scale` decimals (for messages).
 pub fn fmt_units(v: u64, scale: u32) -> String {
     if scale == 0 {
@@ -520,7 +545,7 @@ impl Ledger {
     /// messages it produces are appended (each account's `seq` is bumped
     /// either way, so replay gives the same versions).
     pub fn apply(&mut self, ts: u64, e: &EventBody, mut out: Option<&mut Vec<AccountUpdate>>) {
-        let mut touched: Vec<(AccountId, AssetId)> = Vec::new();
+        let mut touched = Touched::default();
         match e {
             EventBody::AssetCreated { asset, .. } => {
                 self.assets.insert(asset.id, asset.clone());
@@ -558,12 +583,12 @@ impl Ledger {
             }
             EventBody::OrderAccepted { order } => {
                 let o = &**order;
-                let b = self.bal(o.account, o.hold_asset);
+                let acct = self.accounts.entry(o.account).or_default();
+                let b = acct.balances.entry(o.hold_asset).or_default();
                 b.available = b.available.checked_sub(o.hold.0).expect("decided hold is covered");
                 b.held += o.hold.0;
                 touched.push((o.account, o.hold_asset));
                 self.next_order_id = self.next_order_id.max(o.id.0 + 1);
-                let acct = self.accounts.entry(o.account).or_default();
                 acct.open.insert(o.id);
                 acct.cl_ids.insert(o.cl_id.clone(), o.id);
                 acct.cl_order.push_back((ts, o.cl_id.clone(), o.id));
@@ -640,14 +665,16 @@ impl Ledger {
                 let (acc, asset, release) = (o.account, o.hold_asset, o.hold.0);
                 o.hold = Amount(0);
                 let snapshot = out.is_some().then(|| o.clone());
-                self.accounts.get_mut(&acc).expect("account exists").open.remove(order);
+                let a = self.accounts.get_mut(&acc).expect("account exists");
+                a.open.remove(order);
                 if release > 0 {
-                    let b = self.bal(acc, asset);
+                    let b = a.balances.entry(asset).or_default();
                     b.held -= release;
                     b.available += release;
                     touched.push((acc, asset));
                 }
-                let seq = self.bump(acc);
+                a.seq += 1;
+                let seq = a.seq;
                 if let (Some(out), Some(order)) = (out.as_mut(), snapshot) {
                     out.push(AccountUpdate::Order { account: acc, seq, order });
                 }
@@ -691,18 +718,29 @@ impl Ledger {
                 }
             }
         }
-        touched.sort_unstable();
-        touched.dedup();
-        for (acc, asset) in touched {
-            let seq = self.bump(acc);
-            if let Some(out) = out.as_mut() {
-                let balance = self.balance(acc, asset);
-                out.push(AccountUpdate::Balance { account: acc, seq, asset, balance });
+        // One balance message per (account, asset), in order; one account
+        // lookup per account.
+        let touched = touched.sorted();
+        let mut i = 0;
+        while i < touched.len() {
+            let acc = touched[i].0;
+            let a = self.accounts.entry(acc).or_default();
+            while i < touched.len() && touched[i].0 == acc {
+                let asset = touched[i].1;
+                i += 1;
+                if i > 1 && touched[i - 2] == (acc, asset) {
+                    continue;
+                }
+                a.seq += 1;
+                if let Some(out) = out.as_mut() {
+                    let balance = a.balances.get(&asset).copied().unwrap_or_default();
+                    out.push(AccountUpdate::Balance { account: acc, seq: a.seq, asset, balance });
+                }
             }
         }
     }
 
-    fn settle(&mut self, ts: u64, t: &Trade, touched: &mut Vec<(AccountId, AssetId)>, out: &mut Option<&mut Vec<AccountUpdate>>) {
+    fn settle(&mut self, ts: u64, t: &Trade, touched: &mut Touched, out: &mut Option<&mut Vec<AccountUpdate>>) {
         let spec = &self.instruments[&t.inst];
         let (base, quote) = (spec.base, spec.quote);
         let notional = spec.notional(t.px, t.qty).expect("decided notional fits").0;
@@ -733,14 +771,15 @@ impl Ledger {
                 Side::Buy => (quote, base, base_qty),
                 Side::Sell => (base, quote, notional - fee.0),
             };
-            let b = self.bal(acc, held_asset);
+            // One account lookup for both balances, the fill and the version.
+            let a = self.accounts.entry(acc).or_default();
+            let b = a.balances.entry(held_asset).or_default();
             b.held -= spend + release;
             b.available += release;
-            let b = self.bal(acc, got_asset);
+            let b = a.balances.entry(got_asset).or_default();
             b.available = b.available.checked_add(got).expect("balance fits");
             touched.push((acc, base));
             touched.push((acc, quote));
-            let a = self.accounts.get_mut(&acc).expect("account exists");
             if filled {
                 a.open.remove(&id);
             }
@@ -761,7 +800,8 @@ impl Ledger {
                 a.fills.pop_front();
             }
             a.fills.push_back(fill.clone());
-            let seq = self.bump(acc);
+            a.seq += 1;
+            let seq = a.seq;
             if let (Some(out), Some(order)) = (out.as_mut(), snapshot) {
                 out.push(AccountUpdate::Fill { account: acc, seq, fill, order });
             }
