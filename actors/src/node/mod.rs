@@ -138,14 +138,17 @@ struct NodePublisher {
 }
 
 impl Publisher for NodePublisher {
-    fn publish(&mut self, _index: u64, events: Arc<Vec<bourse_engine::Event>>, account: Vec<(u64, u64, serde_json::Value)>) {
-        for e in events.iter() {
+    fn learn(&mut self, events: &[bourse_engine::Event]) {
+        for e in events {
             if let EventBody::UserCreated { account, user, .. } = &e.body {
                 self.names.insert(*account, user.clone());
             }
             let names = &self.names;
             self.shared.learn(&e.body, &|a| names.get(&a).map(|n| n.clone()));
         }
+    }
+
+    fn publish(&mut self, _index: u64, events: Arc<Vec<bourse_engine::Event>>, account: Vec<(u64, u64, serde_json::Value)>) {
         crate::telemetry::MARKET_MAILBOX.enqueued();
         self.shared.market.do_send(Committed { events, account });
     }
