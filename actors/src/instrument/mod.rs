@@ -13,7 +13,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use bourse_engine::{AccountId, Amount, CancelReason, EventBody, InstrumentState, NewOrder, OrderBook, OrderId, Price, Qty, Reject, Side};
 
-use crate::ledger::{LedgerActor, Outcome, OutcomeKind};
+use crate::ledger::{LedgerActor, Outcome, OutcomeKind, Outcomes};
 use crate::reply::Responder;
 use crate::telemetry::{self as t, StageTimer};
 
@@ -47,6 +47,28 @@ pub struct InstrumentActor {
     /// refuses new ones with `overloaded` past `instrument_mailbox_max`.
     pub inflight: Arc<AtomicUsize>,
     pub metrics: BookMetrics,
+    /// Outcomes of the messages handled since the last flush.
+    pub outcomes: Vec<Outcome>,
+}
+
+/// Sends the collected outcomes to the ledger in one message (sent to
+/// itself, so it runs once the waiting messages have been handled).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct FlushOutcomes;
+
+impl Handler<FlushOutcomes> for InstrumentActor {
+    type Result = ();
+
+    fn handle(&mut self, _: FlushOutcomes, _ctx: &mut Context<Self>) {
+        let batch = std::mem::take(&mut self.outcomes);
+        if !batch.is_empty() {
+            // Outcomes bypass the ledger's mailbox limit: they are already bounded
+            // by the commands admitted upstream, and an outcome is never dropped.
+            t::LEDGER_MAILBOX.enqueued();
+            self.ledger.do_send(Outcomes(batch));
+        }
+    }
 }
 
 impl Actor for InstrumentActor {
@@ -73,7 +95,7 @@ pub enum BookOp {
 impl Handler<BookOp> for InstrumentActor {
     type Result = ();
 
-    fn handle(&mut self, op: BookOp, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, op: BookOp, ctx: &mut Context<Self>) {
         self.inflight.fetch_sub(1, Ordering::AcqRel);
         let _stage = StageTimer::start(t::STAGE_MATCH);
         let inst = self.book.spec.id;
@@ -116,10 +138,10 @@ impl Handler<BookOp> for InstrumentActor {
         if cfg!(debug_assertions) {
             self.book.check();
         }
-        // Outcomes bypass the ledger's mailbox limit: they are already bounded
-        // by the commands admitted upstream, and an outcome is never dropped.
-        t::LEDGER_MAILBOX.enqueued();
-        self.ledger.do_send(Outcome { inst, bodies, kind });
+        if self.outcomes.is_empty() {
+            ctx.notify(FlushOutcomes);
+        }
+        self.outcomes.push(Outcome { inst, bodies, kind });
     }
 }
 

@@ -86,6 +86,44 @@ pub struct LedgerActor {
     pub arbiters: Vec<ArbiterHandle>,
     pub mailbox_max: usize,
     pub instrument_inflight_max: usize,
+    /// What the messages handled since the last flush produced: handed to
+    /// the journal as one proposal once the mailbox has been drained.
+    pub pending: Proposal,
+    pub flush_scheduled: bool,
+}
+
+/// Hands the staged proposal to the journal (sent to itself, so it runs
+/// after the messages already waiting: a drained mailbox is one proposal).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Flush;
+
+impl Handler<Flush> for LedgerActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Flush, _ctx: &mut Context<Self>) {
+        self.flush_scheduled = false;
+        let p = std::mem::take(&mut self.pending);
+        self.journal.propose(p);
+    }
+}
+
+/// The outcomes an instrument produced while draining its mailbox, in order.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Outcomes(pub Vec<Outcome>);
+
+impl Handler<Outcomes> for LedgerActor {
+    type Result = ();
+
+    fn handle(&mut self, m: Outcomes, ctx: &mut Context<Self>) {
+        t::LEDGER_MAILBOX.handled();
+        let mut prop = Proposal::default();
+        for o in m.0 {
+            self.outcome(o, &mut prop);
+        }
+        self.stage(prop, ctx);
+    }
 }
 
 impl Actor for LedgerActor {
@@ -127,7 +165,7 @@ impl LedgerActor {
         let i2 = inflight.clone();
         t::watch_mailbox(t::ACTOR_INSTRUMENT, Some(&book.spec.sym), &inflight);
         let metrics = crate::instrument::BookMetrics::new(&book.spec.sym);
-        let addr = InstrumentActor::start_in_arbiter(arb, move |_| InstrumentActor { book, ledger: me, inflight: i2, metrics });
+        let addr = InstrumentActor::start_in_arbiter(arb, move |_| InstrumentActor { book, ledger: me, inflight: i2, metrics, outcomes: Vec::new() });
         self.books.push(Book { addr, inflight });
     }
 
@@ -149,6 +187,20 @@ impl LedgerActor {
         }
         b.addr.do_send(op);
         Ok(())
+    }
+
+    /// Adds one step's proposal to the pending one and makes sure a flush follows.
+    fn stage(&mut self, p: Proposal, ctx: &mut Context<Self>) {
+        if p.is_empty() {
+            return;
+        }
+        self.pending.events.extend(p.events);
+        self.pending.answers.extend(p.answers);
+        self.pending.account.extend(p.account);
+        if !self.flush_scheduled {
+            self.flush_scheduled = true;
+            ctx.notify(Flush);
+        }
     }
 
     fn record(&mut self, body: EventBody, p: &mut Proposal) {
@@ -312,7 +364,7 @@ impl Handler<Submit> for LedgerActor {
                     Err(e) => {
                         count_refused(t::OP_AMEND, &e);
                         prop.answers.push((to, Err(e)));
-                        self.journal.propose(prop);
+                        self.stage(prop, ctx);
                         return;
                     }
                 };
@@ -391,22 +443,19 @@ impl Handler<Submit> for LedgerActor {
                 }
             },
         }
-        self.journal.propose(prop);
+        self.stage(prop, ctx);
     }
 }
 
-impl Handler<Outcome> for LedgerActor {
-    type Result = ();
-
-    fn handle(&mut self, m: Outcome, _ctx: &mut Context<Self>) {
-        t::LEDGER_MAILBOX.handled();
-        let mut prop = Proposal::default();
+impl LedgerActor {
+    /// Settles one book outcome: its events, then its answer.
+    fn outcome(&mut self, m: Outcome, prop: &mut Proposal) {
         let mut rejected = None;
         for b in m.bodies {
             if let EventBody::OrderRejected { code, .. } = &b {
                 rejected = Some(*code);
             }
-            self.record(b, &mut prop);
+            self.record(b, prop);
         }
         if cfg!(debug_assertions) {
             self.ledger.check();
@@ -436,7 +485,6 @@ impl Handler<Outcome> for LedgerActor {
             OutcomeKind::CancelledAll { n, to } => (to, Ok(json!({"cancelled": n}))),
         };
         prop.answers.push((to, answer));
-        self.journal.propose(prop);
     }
 }
 

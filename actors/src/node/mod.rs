@@ -227,6 +227,8 @@ impl Node {
                 arbiters: arbs,
                 mailbox_max: limits.ledger_mailbox_max,
                 instrument_inflight_max: limits.instrument_mailbox_max,
+                pending: Default::default(),
+                flush_scheduled: false,
             };
             for b in recovered_books.drain(..) {
                 actor.spawn_book(b, ctx.address());
