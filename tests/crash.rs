@@ -1,0 +1,584 @@
+//! Crash test: real order flow over WebSocket against the real binary
+//! (durable, on a temporary data directory), killed with SIGKILL at random
+//! moments and restarted on the same directory each time.
+//!
+//! After every restart:
+//! * recovery is exactly an offline replay of the log: the state hash the
+//!   node logs when it recovers equals the one `bourse verify` computes
+//!   from the directory the killed process left;
+//! * every acknowledged place is there: placing it again with its `cl_id`
+//!   answers `dup` with the same order id, so no order exists twice; its
+//!   status and filled quantity never went back (an acknowledged cancel is
+//!   `cancelled`, an acknowledged amend's quantity holds), and its fills
+//!   add up to its filled quantity;
+//! * balances are conserved per asset: the users' and the fee account's
+//!   balances add up to the deposits;
+//! * the book the market data serves equals the open orders of the ledger;
+//! * account and book sequence numbers continue, in the same epoch: the
+//!   snapshot after the restart is at or past every number seen before.
+//!
+//! Seeded: the seed is printed; `BOURSE_CRASH_SEED=N` runs the same choices
+//! again (the timing of the kills relative to the traffic still varies).
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use support::Client;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Kills (and restarts) per run.
+const KILLS: usize = 5;
+/// Traffic before a kill: between these many milliseconds.
+const RUN_MS_MIN: u64 = 300;
+const RUN_MS_MAX: u64 = 1_300;
+/// Acknowledged places of earlier rounds re-checked after each restart
+/// (those of the round just killed are all checked).
+const OLDER_PLACES_CHECKED_MAX: usize = 150;
+/// How long a start may take before the test fails.
+const START_WAIT: Duration = Duration::from_secs(60);
+const ADMIN_PASSWORD: &str = "crash-admin-pass";
+/// Runs the same choices again (not passed on to the server, whose
+/// configuration refuses unknown `BOURSE_*` variables).
+const SEED_ENV: &str = "BOURSE_CRASH_SEED";
+const TRADERS: [(&str, &str); 2] = [("alice", "alice-pass"), ("bob", "bob-pass-1")];
+/// Every account the conservation check sums (the fee account is `fees`).
+const ACCOUNTS: [&str; 4] = ["alice", "bob", "carol", "fees"];
+/// Deposits per asset at first start, in smallest units (USD cents, satoshis).
+const DEPOSITS: [(&str, u128); 2] = [("USD", 3 * 100_000_000), ("BTC", 2 * 100 * 100_000_000)];
+
+fn config(data_dir: &Path) -> String {
+    format!(
+        r#"
+listen = "127.0.0.1:0"
+data_dir = "{}"
+durable = true
+log_format = "text"
+
+[limits]
+conn_msgs_per_sec = 100000
+account_orders_per_sec = 100000
+
+[durability]
+snapshot_every_events = 300
+snapshot_every_secs = 1
+log_retention_events = 600
+segment_bytes_max = 16384
+
+[[assets]]
+asset = "USD"
+scale = 2
+[[assets]]
+asset = "BTC"
+scale = 8
+
+[[instruments]]
+sym = "BTC-USD"
+base = "BTC"
+quote = "USD"
+tick = "1"
+lot = "0.01"
+min_qty = "0.01"
+ref_px = "30000"
+maker_fee_bps = 10
+taker_fee_bps = 20
+
+[[users]]
+user = "alice"
+password = "alice-pass"
+deposits = {{ USD = "1000000.00", BTC = "100" }}
+[[users]]
+user = "bob"
+password = "bob-pass-1"
+deposits = {{ USD = "1000000.00", BTC = "100" }}
+[[users]]
+user = "carol"
+password = "carol-pass"
+deposits = {{ USD = "1000000.00" }}
+
+[demo]
+market_maker = false
+"#,
+        data_dir.display()
+    )
+}
+
+/// xorshift64*: the test's only source of choices.
+#[derive(Clone)]
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// A decimal string as an integer number of units at `scale` decimals.
+fn units(s: &str, scale: u32) -> u128 {
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    assert!(frac.len() <= scale as usize, "{s} has more than {scale} decimals");
+    let frac = format!("{frac:0<width$}", width = scale as usize);
+    int.parse::<u128>().unwrap() * 10u128.pow(scale) + if frac.is_empty() { 0 } else { frac.parse::<u128>().unwrap() }
+}
+
+fn lots(qty: &Value) -> u64 {
+    units(qty.as_str().expect("qty string"), 2) as u64
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut it = s.chars().peekable();
+    while let Some(c) = it.next() {
+        if c == '\u{1b}' {
+            for d in it.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// One run of the binary.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    /// `(state hash, index)` from the node's "recovered" log line.
+    recovered: (String, u64),
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+fn start(bin: &str, cfg: &Path) -> Server {
+    let mut child = Command::new(bin)
+        .args(["serve", "--config"])
+        .arg(cfg)
+        .env("RUST_LOG", "info")
+        .env("BOURSE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env_remove(SEED_ENV)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the server binary starts");
+    let stderr = child.stderr.take().unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let line = strip_ansi(&line);
+                log.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+    }
+    let deadline = Instant::now() + START_WAIT;
+    let mut recovered = None;
+    let addr = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = match rx.recv_timeout(left) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("the server did not start; its log:\n{}", log.lock().unwrap().join("\n"));
+            }
+        };
+        if let Some(at) = line.find("recovered: state_hash=") {
+            let rest = &line[at + "recovered: state_hash=".len()..];
+            let hash = rest[..64].to_string();
+            let index: u64 = rest[64..].trim_start_matches(" at index ").split_whitespace().next().unwrap().parse().unwrap();
+            recovered = Some((hash, index));
+        }
+        if line.contains("listening") {
+            let at = line.find("127.0.0.1:").expect("listen address in the log");
+            let raw: String = line[at..].chars().take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':').collect();
+            break raw.parse().unwrap();
+        }
+    };
+    Server { child, addr, recovered: recovered.expect("the node logs what it recovered"), log }
+}
+
+impl Server {
+    fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        let status = self.child.wait().unwrap();
+        assert!(!status.success(), "killed, not exited");
+    }
+
+    fn stop(mut self) {
+        let ok = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(ok.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                assert_eq!(s.code(), Some(0), "a clean stop; log:\n{}", self.log.lock().unwrap().join("\n"));
+                return;
+            }
+            assert!(Instant::now() < deadline, "no stop after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// `bourse verify --json` of the data directory.
+fn verify(bin: &str, cfg: &Path) -> Value {
+    let out = Command::new(bin).args(["verify", "--json", "--config"]).arg(cfg).env_remove(SEED_ENV).output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("verify prints JSON: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(out.status.code(), Some(0), "verify after a kill: {v}");
+    v
+}
+
+/// An acknowledged place.
+#[derive(Clone, Debug)]
+struct Placed {
+    user: usize,
+    order_id: u64,
+    args: Value,
+    cum_lots: u64,
+    round: usize,
+}
+
+/// What the traffic was told, and what it saw.
+#[derive(Default)]
+struct Acked {
+    places: BTreeMap<String, Placed>,
+    /// Orders whose cancel was acknowledged.
+    cancelled: BTreeSet<u64>,
+    /// The last acknowledged amend quantity of an order, in lots.
+    amended: BTreeMap<u64, u64>,
+    /// Orders with an operation sent and never answered (outcome unknown).
+    unsure: BTreeSet<u64>,
+    /// Highest account-stream seq seen per user, and book seq.
+    account_seq: BTreeMap<usize, u64>,
+    book_seq: u64,
+    /// Epochs seen on every stream.
+    epochs: BTreeSet<u64>,
+    ops: u64,
+}
+
+/// A connection of the traffic: requests whose answer may never come.
+struct Conn {
+    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    next_id: u64,
+}
+
+impl Conn {
+    async fn open(addr: SocketAddr, user: &str, pw: &str) -> Option<Conn> {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await.ok()?;
+        let mut c = Conn { ws, next_id: 1 };
+        let r = c.request("auth", json!({"user": user, "password": pw}), &mut |_| {}).await?;
+        assert_eq!(r["ok"], true, "{r}");
+        Some(c)
+    }
+
+    /// The response to the request, or `None` if the connection went away;
+    /// stream messages go to `seen`.
+    async fn request(&mut self, op: &str, args: Value, seen: &mut (dyn FnMut(&Value) + Send)) -> Option<Value> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.ws.send(Message::Text(json!({"op": op, "id": id, "args": args}).to_string().into())).await.ok()?;
+        loop {
+            let m = tokio::time::timeout(Duration::from_secs(10), self.ws.next()).await.ok()??.ok()?;
+            let Message::Text(t) = m else { continue };
+            let v: Value = serde_json::from_str(&t).expect("json");
+            if v.get("id").and_then(Value::as_u64) == Some(id) {
+                return Some(v);
+            }
+            seen(&v);
+        }
+    }
+}
+
+fn note_stream(acked: &Mutex<Acked>, user: usize, v: &Value) {
+    let ch = v["ch"].as_str().unwrap_or("");
+    if ch != "account" && ch != "book.l2" {
+        return;
+    }
+    let mut a = acked.lock().unwrap();
+    if let Some(e) = v["epoch"].as_u64() {
+        a.epochs.insert(e);
+    }
+    let seq = v["seq"].as_u64().unwrap_or(0);
+    if ch == "account" {
+        let m = a.account_seq.entry(user).or_default();
+        *m = (*m).max(seq);
+    } else {
+        a.book_seq = a.book_seq.max(seq);
+    }
+}
+
+/// One trader's flow until the connection dies: places (some crossing),
+/// cancels and amends of its own open orders.
+async fn trade(addr: SocketAddr, user: usize, mut rng: Rng, round: usize, acked: Arc<Mutex<Acked>>, stop: Arc<AtomicBool>) {
+    let (name, pw) = TRADERS[user];
+    let Some(mut c) = Conn::open(addr, name, pw).await else { return };
+    let mut seen = |v: &Value| note_stream(&acked, user, v);
+    for sub in [json!({"ch": "account"}), json!({"ch": "book.l2", "sym": ["BTC-USD"], "depth": 10})] {
+        if c.request("subscribe", sub, &mut seen).await.is_none() {
+            return;
+        }
+    }
+    let mut open: Vec<u64> = Vec::new();
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        let roll = rng.below(100);
+        if roll < 25 && !open.is_empty() {
+            let order = open.swap_remove(rng.below(open.len() as u64) as usize);
+            acked.lock().unwrap().unsure.insert(order);
+            let Some(r) = c.request("order.cancel", json!({"sym": "BTC-USD", "order_id": order}), &mut seen).await else { return };
+            let mut a = acked.lock().unwrap();
+            a.unsure.remove(&order);
+            a.ops += 1;
+            if r["ok"] == true {
+                assert_eq!(r["res"]["status"], "cancelled", "{r}");
+                a.cancelled.insert(order);
+            }
+            continue;
+        }
+        if roll < 35 && !open.is_empty() {
+            let order = open[rng.below(open.len() as u64) as usize];
+            let qty = 1 + rng.below(10);
+            acked.lock().unwrap().unsure.insert(order);
+            let args = json!({"sym": "BTC-USD", "order_id": order, "qty": format!("0.{qty:02}")});
+            let Some(r) = c.request("order.amend", args, &mut seen).await else { return };
+            let mut a = acked.lock().unwrap();
+            a.unsure.remove(&order);
+            a.ops += 1;
+            if r["ok"] == true {
+                a.amended.insert(order, qty);
+                if r["res"]["status"] == "filled" || r["res"]["status"] == "cancelled" {
+                    open.retain(|o| *o != order);
+                }
+            }
+            continue;
+        }
+        let side = if rng.below(2) == 0 { "buy" } else { "sell" };
+        let px = 29_950 + rng.below(101);
+        let qty = 1 + rng.below(10);
+        let cl_id = format!("r{round}u{user}n{n}");
+        let args = json!({"cl_id": cl_id, "sym": "BTC-USD", "side": side, "type": "limit",
+                          "px": px.to_string(), "qty": format!("0.{qty:02}")});
+        let Some(r) = c.request("order.place", args.clone(), &mut seen).await else { return };
+        let mut a = acked.lock().unwrap();
+        a.ops += 1;
+        if r["ok"] == true {
+            let res = &r["res"];
+            assert_eq!(res["dup"], false, "{r}");
+            let order_id = res["order_id"].as_u64().unwrap();
+            if res["status"] == "new" || res["status"] == "partially_filled" {
+                open.push(order_id);
+            }
+            a.places.insert(cl_id, Placed { user, order_id, args, cum_lots: lots(&res["cum_qty"]), round });
+        }
+    }
+}
+
+/// Everything the module docs promise, checked against a restarted server.
+async fn check(addr: SocketAddr, acked: &Mutex<Acked>, round: usize, rng: &mut Rng) {
+    let a = {
+        let g = acked.lock().unwrap();
+        Acked {
+            places: g.places.clone(),
+            cancelled: g.cancelled.clone(),
+            amended: g.amended.clone(),
+            unsure: g.unsure.clone(),
+            account_seq: g.account_seq.clone(),
+            book_seq: g.book_seq,
+            epochs: g.epochs.clone(),
+            ops: g.ops,
+        }
+    };
+    assert!(a.epochs.len() <= 1, "one epoch across restarts: {:?}", a.epochs);
+    let epoch = a.epochs.iter().next().copied().unwrap_or(1);
+    let mut book_from_orders: BTreeMap<(String, u64), u64> = BTreeMap::new();
+    for (user, (name, pw)) in TRADERS.iter().enumerate() {
+        let mut c = Client::connect(addr).await;
+        c.login(name, pw).await;
+
+        // Sequence numbers continue: the snapshot is at or past what was seen.
+        c.ok("subscribe", json!({"ch": "account"})).await;
+        let snap = c.event(|v| v["ch"] == "account" && v["type"] == "snapshot").await;
+        assert_eq!(snap["epoch"].as_u64(), Some(epoch), "account epoch");
+        let seen = a.account_seq.get(&user).copied().unwrap_or(0);
+        assert!(snap["seq"].as_u64().unwrap() >= seen, "{name}: account seq {} after a restart, {seen} seen before", snap["seq"]);
+
+        // Open orders: no cl_id twice.
+        let orders = c.ok("account.orders", json!({})).await["orders"].as_array().unwrap().clone();
+        let mut cl_ids = BTreeSet::new();
+        let mut open: BTreeMap<u64, Value> = BTreeMap::new();
+        for o in &orders {
+            assert!(cl_ids.insert(o["cl_id"].as_str().unwrap().to_string()), "{name}: cl_id twice: {o}");
+            let side = o["side"].as_str().unwrap().to_string();
+            *book_from_orders.entry((side, units(o["px"].as_str().unwrap(), 0) as u64)).or_default() += lots(&o["leaves_qty"]);
+            open.insert(o["order_id"].as_u64().unwrap(), o.clone());
+        }
+
+        // Fills, all pages: fill ids unique, quantity per order.
+        let mut fills: BTreeMap<u64, u64> = BTreeMap::new();
+        let mut fill_ids = BTreeSet::new();
+        let mut before: Option<u64> = None;
+        loop {
+            let mut args = json!({"limit": 1000});
+            if let Some(b) = before {
+                args["before"] = json!(b);
+            }
+            let page = c.ok("account.fills", args).await["fills"].as_array().unwrap().clone();
+            for f in &page {
+                assert!(fill_ids.insert(f["fill_id"].as_u64().unwrap()), "fill twice: {f}");
+                *fills.entry(f["order_id"].as_u64().unwrap()).or_default() += lots(&f["qty"]);
+            }
+            match page.last() {
+                Some(f) if page.len() == 1000 => before = f["fill_id"].as_u64(),
+                _ => break,
+            }
+        }
+
+        // Every acknowledged place of the round just killed, and a sample of
+        // older ones: placing it again is a duplicate of the same order.
+        let mine: Vec<(&String, &Placed)> = a.places.iter().filter(|(_, p)| p.user == user).collect();
+        let (recent, older): (Vec<_>, Vec<_>) = mine.into_iter().partition(|(_, p)| p.round + 1 == round);
+        let mut to_check = recent;
+        for _ in 0..OLDER_PLACES_CHECKED_MAX.min(older.len()) {
+            to_check.push(older[rng.below(older.len() as u64) as usize]);
+        }
+        for (cl_id, p) in to_check {
+            let r = c.ok("order.place", p.args.clone()).await;
+            assert_eq!(r["dup"], true, "{name} {cl_id}: acknowledged, then lost: {r}");
+            assert_eq!(r["order_id"].as_u64(), Some(p.order_id), "{name} {cl_id}: another order under its cl_id");
+            let cum = lots(&r["cum_qty"]);
+            assert!(cum >= p.cum_lots, "{name} {cl_id}: filled {cum} lots, {} acknowledged", p.cum_lots);
+            assert_eq!(fills.get(&p.order_id).copied().unwrap_or(0), cum, "{name} {cl_id}: fills add up to the filled quantity");
+            let status = r["status"].as_str().unwrap();
+            let is_open = status == "new" || status == "partially_filled";
+            assert_eq!(open.contains_key(&p.order_id), is_open, "{name} {cl_id}: status {status}");
+            if a.cancelled.contains(&p.order_id) {
+                assert_eq!(status, "cancelled", "{name} {cl_id}: acknowledged cancel lost");
+            }
+            if let (Some(q), Some(o)) = (a.amended.get(&p.order_id), open.get(&p.order_id)) {
+                if !a.unsure.contains(&p.order_id) {
+                    assert_eq!(lots(&o["qty"]), *q, "{name} {cl_id}: acknowledged amend lost");
+                }
+            }
+        }
+    }
+
+    // The book served by market data equals the ledger's open orders, and
+    // its version did not go back.
+    let mut c = Client::connect(addr).await;
+    c.login("carol", "carol-pass").await;
+    c.ok("subscribe", json!({"ch": "book.l2", "sym": ["BTC-USD"], "depth": 0})).await;
+    let snap = c.event(|v| v["ch"] == "book.l2" && v["type"] == "snapshot").await;
+    assert_eq!(snap["epoch"].as_u64(), Some(epoch), "book epoch");
+    assert!(snap["seq"].as_u64().unwrap() >= a.book_seq, "book seq {} after a restart, {} seen before", snap["seq"], a.book_seq);
+    let mut book: BTreeMap<(String, u64), u64> = BTreeMap::new();
+    for (side, key) in [("buy", "bids"), ("sell", "asks")] {
+        for l in snap[key].as_array().unwrap() {
+            book.insert((side.to_string(), units(l[0].as_str().unwrap(), 0) as u64), lots(&l[1]));
+        }
+    }
+    assert_eq!(book, book_from_orders, "market-data book vs open orders");
+
+    // Conservation per asset: users plus fee account equal deposits.
+    let mut admin = Client::connect(addr).await;
+    admin.login("admin", ADMIN_PASSWORD).await;
+    let mut sums: BTreeMap<String, u128> = BTreeMap::new();
+    for user in ACCOUNTS {
+        let r = admin.ok("admin.balances", json!({"user": user})).await;
+        for b in r["balances"].as_array().unwrap() {
+            let asset = b["asset"].as_str().unwrap();
+            let scale = if asset == "USD" { 2 } else { 8 };
+            *sums.entry(asset.to_string()).or_default() +=
+                units(b["available"].as_str().unwrap(), scale) + units(b["held"].as_str().unwrap(), scale);
+        }
+    }
+    for (asset, total) in DEPOSITS {
+        assert_eq!(sums.get(asset).copied().unwrap_or(0), total, "{asset} is conserved");
+    }
+}
+
+#[test]
+fn killed_at_random_moments_the_exchange_keeps_every_acknowledgement() {
+    let seed: u64 = std::env::var(SEED_ENV)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1);
+    println!("crash test seed: {seed} (rerun with BOURSE_CRASH_SEED={seed})");
+    eprintln!("crash test seed: {seed} (rerun with BOURSE_CRASH_SEED={seed})");
+    let mut rng = Rng(seed);
+
+    let bin = env!("CARGO_BIN_EXE_bourse");
+    let base: PathBuf = std::env::temp_dir().join(format!("bourse-crash-{}-{seed}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    let cfg = base.join("config.toml");
+    std::fs::write(&cfg, config(&base.join("data"))).unwrap();
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let acked = Arc::new(Mutex::new(Acked::default()));
+    let started = Instant::now();
+    let mut server = start(bin, &cfg);
+    assert_eq!(server.recovered.1, 0, "a new data directory");
+    let mut snapshots_seen = 0usize;
+    for round in 1..=KILLS {
+        // Traffic, then SIGKILL at a random moment in the middle of it.
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks: Vec<_> = (0..TRADERS.len())
+            .map(|u| {
+                let r = Rng(rng.next() | 1);
+                rt.spawn(trade(server.addr, u, r, round, acked.clone(), stop.clone()))
+            })
+            .collect();
+        let run_ms = RUN_MS_MIN + rng.below(RUN_MS_MAX - RUN_MS_MIN);
+        std::thread::sleep(Duration::from_millis(run_ms));
+        let ops_before = acked.lock().unwrap().ops;
+        server.kill();
+        stop.store(true, Ordering::Relaxed);
+        for t in tasks {
+            rt.block_on(t).unwrap();
+        }
+        let ops = acked.lock().unwrap().ops;
+        assert!(ops_before > 0, "round {round}: traffic ran before the kill");
+
+        // Offline: the log and snapshots check out, and replay to a state.
+        let v = verify(bin, &cfg);
+        let (hash, index) = (v["state_hash"].as_str().unwrap().to_string(), v["last_index"].as_u64().unwrap());
+        snapshots_seen = snapshots_seen.max(v["snapshots"].as_array().map_or(0, Vec::len));
+
+        // Restart on the same directory: recovery is that same replay.
+        server = start(bin, &cfg);
+        assert_eq!(server.recovered, (hash.clone(), index), "round {round}: recovered state vs offline replay");
+        println!(
+            "round {round}: killed after {run_ms} ms and {ops} acknowledged operations in all; recovered index {index}, \
+             state {}, snapshots stored {}, log from batch {}",
+            &hash[..16],
+            v["snapshots"].as_array().map_or(0, Vec::len),
+            v["log"]["first_index"]
+        );
+        rt.block_on(check(server.addr, &acked, round + 1, &mut rng));
+    }
+    server.stop();
+    assert!(snapshots_seen > 0, "recoveries started from snapshots");
+    println!("crash test: {KILLS} kills in {:?}", started.elapsed());
+    let _ = std::fs::remove_dir_all(&base);
+}
