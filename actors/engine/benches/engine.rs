@@ -455,10 +455,15 @@ fn report(name: &str, start: &Exchange, stream: &Stream) {
     let mut ex = start.clone();
     let cmds = stream.cmds.clone();
     let (mut events, mut trades) = (0u64, 0u64);
-    for ((c, ts), kind) in cmds.into_iter().zip(&stream.kinds) {
+    // The slowest command: (ns, index, kind, orders the ledger then knew).
+    let mut slowest = (0u64, 0usize, Kind::Add, 0usize);
+    for (i, ((c, ts), kind)) in cmds.into_iter().zip(&stream.kinds).enumerate() {
         let t = Instant::now();
         let out = ex.execute(c, ts);
         let ns = t.elapsed().as_nanos() as u64;
+        if ns > slowest.0 {
+            slowest = (ns, i, *kind, ex.ledger.orders.len());
+        }
         events += out.events.len() as u64;
         trades += out.events.iter().filter(|e| matches!(e.body, EventBody::Traded(_))).count() as u64;
         drop(black_box(out));
@@ -490,6 +495,14 @@ fn report(name: &str, start: &Exchange, stream: &Stream) {
         })
         .collect();
     println!("{name}: mix {}", mix.join("; "));
+    println!(
+        "{name}: slowest command #{} ({}, {} ns) with {} orders in the ledger's order table ({} at the end)",
+        slowest.1,
+        kind_name(slowest.2),
+        slowest.0,
+        slowest.3,
+        ex.ledger.orders.len()
+    );
     println!(
         "{name}: book {} orders on {} levels at the end; {} events, {} trades",
         book.order_count(),
