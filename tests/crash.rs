@@ -161,7 +161,7 @@ fn strip_ansi(s: &str) -> String {
 struct Server {
     child: Child,
     addr: SocketAddr,
-    /// `(state hash, index)` from the node's "recovered" log line.
+    /// `(state hash, index)` of the state recovery replayed, as logged.
     recovered: (String, u64),
     log: Arc<Mutex<Vec<String>>>,
 }
@@ -192,8 +192,10 @@ fn start(bin: &str, cfg: &Path) -> Server {
         });
     }
     let deadline = Instant::now() + START_WAIT;
-    let mut recovered = None;
-    let addr = loop {
+    let (mut recovered, mut addr) = (None, None);
+    // The snapshotter logs the recovered state's hash, possibly after the
+    // listener's line.
+    while recovered.is_none() || addr.is_none() {
         let left = deadline.saturating_duration_since(Instant::now());
         let line = match rx.recv_timeout(left) {
             Ok(l) => l,
@@ -202,19 +204,20 @@ fn start(bin: &str, cfg: &Path) -> Server {
                 panic!("the server did not start; its log:\n{}", log.lock().unwrap().join("\n"));
             }
         };
-        if let Some(at) = line.find("recovered: state_hash=") {
-            let rest = &line[at + "recovered: state_hash=".len()..];
-            let hash = rest[..64].to_string();
-            let index: u64 = rest[64..].trim_start_matches(" at index ").split_whitespace().next().unwrap().parse().unwrap();
-            recovered = Some((hash, index));
+        const MARK: &str = "recovered state at index ";
+        if let Some(at) = line.find(MARK) {
+            let rest = &line[at + MARK.len()..];
+            let (index, rest) = rest.split_once(": state_hash=").expect("index and hash");
+            recovered = Some((rest[..64].to_string(), index.parse::<u64>().unwrap()));
         }
         if line.contains("listening") {
             let at = line.find("127.0.0.1:").expect("listen address in the log");
             let raw: String = line[at..].chars().take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':').collect();
-            break raw.parse().unwrap();
+            addr = Some(raw.parse::<SocketAddr>().unwrap());
         }
-    };
-    Server { child, addr, recovered: recovered.expect("the node logs what it recovered"), log }
+    }
+    let (addr, recovered) = (addr.unwrap(), recovered.unwrap());
+    Server { child, addr, recovered, log }
 }
 
 impl Server {
@@ -568,12 +571,14 @@ fn killed_at_random_moments_the_exchange_keeps_every_acknowledgement() {
         // Restart on the same directory: recovery is that same replay.
         server = start(bin, &cfg);
         assert_eq!(server.recovered, (hash.clone(), index), "round {round}: recovered state vs offline replay");
+        let orphans = server.log.lock().unwrap().iter().filter(|l| l.contains("rejected orders a crash left")).count();
         println!(
             "round {round}: killed after {run_ms} ms and {ops} acknowledged operations in all; recovered index {index}, \
-             state {}, snapshots stored {}, log from batch {}",
+             state {}, snapshots stored {}, log from batch {}, in-flight places rejected at start: {}",
             &hash[..16],
             v["snapshots"].as_array().map_or(0, Vec::len),
-            v["log"]["first_index"]
+            v["log"]["first_index"],
+            if orphans > 0 { "yes" } else { "no" }
         );
         rt.block_on(check(server.addr, &acked, round + 1, &mut rng));
     }

@@ -249,9 +249,6 @@ pub struct Recovered {
     pub store: SledSnapshotStore,
     /// The epoch of every stream.
     pub epoch: u64,
-    /// The state hash right after replay, before orphans are settled; the
-    /// same as an offline replay of the log (`bourse verify`) gives.
-    pub replayed_state_hash: Hash,
 }
 
 /// Opens the data directory and rebuilds the state from it, logging what
@@ -289,7 +286,9 @@ pub fn recover(data_dir: &Path, conf: &DurabilityConf) -> Result<Recovered, Reco
             envelope::EPOCH_FIRST
         }
     };
-    let replayed_state_hash = state.exchange.state_hash();
+    // The state hash is not computed here: it encodes the whole state,
+    // which costs as much as loading a snapshot. The snapshotter logs it
+    // from its copy once the node runs.
     tracing::info!(
         snapshot_index = state.snapshot.map(|s| s.index),
         replayed_batches = state.replayed_batches,
@@ -298,11 +297,10 @@ pub fn recover(data_dir: &Path, conf: &DurabilityConf) -> Result<Recovered, Reco
         events_total = state.position.events_total,
         epoch,
         ms = started.elapsed().as_millis() as u64,
-        "recovered: state_hash={} at index {}",
-        hex::encode(replayed_state_hash),
+        "recovered to index {}",
         state.position.index
     );
-    Ok(Recovered { state, log, log_report, store, epoch, replayed_state_hash })
+    Ok(Recovered { state, log, log_report, store, epoch })
 }
 
 /// The orders `state` holds funds for that never reached their book: open,

@@ -110,6 +110,12 @@ where
 
     fn run(mut self) {
         self.status.applied_index.store(self.pos.index, Ordering::Release);
+        // The state recovery replayed, as `bourse verify` computes it offline.
+        tracing::info!(
+            "recovered state at index {}: state_hash={}",
+            self.pos.index,
+            hex::encode(self.state.state_hash())
+        );
         loop {
             std::thread::sleep(Duration::from_millis(SNAPSHOT_POLL_MS));
             if self.journal_stopped.load(Ordering::Acquire) {

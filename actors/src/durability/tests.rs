@@ -136,7 +136,7 @@ fn recovery_replays_the_whole_log_and_cuts_a_torn_tail() {
     assert!(r.state.snapshot.is_none());
     assert_eq!(r.state.position.index, 300);
     assert_eq!(r.state.replayed_batches, 300);
-    assert_eq!(r.replayed_state_hash, b.workload.state().state_hash());
+    assert_eq!(r.state.exchange.state_hash(), b.workload.state().state_hash());
     assert_eq!(r.epoch, envelope::EPOCH_FIRST);
     assert_eq!(envelope::read_epoch(&r.store).unwrap(), Some(1), "the epoch is persisted at first start");
     drop(r);
@@ -155,7 +155,7 @@ fn snapshots_follow_the_log_retention_purges_it_and_recovery_starts_from_the_new
     assert_eq!(snap.index, b.last_snapshot);
     assert_eq!(r.state.replayed_batches, 1_500 - snap.index);
     assert_eq!(r.state.position.index, 1_500);
-    assert_eq!(r.replayed_state_hash, b.workload.state().state_hash());
+    assert_eq!(r.state.exchange.state_hash(), b.workload.state().state_hash());
     assert_eq!(r.state.position.events_total, snap.events_total + r.state.replayed_events);
 
     // Retention: the log lost its beginning, but keeps at least
@@ -293,7 +293,7 @@ fn orders_a_crash_left_before_their_book_are_rejected_once() {
     let hash = ex.state_hash();
     drop(r);
     let mut r = recover(dir.path(), &c).unwrap();
-    assert_eq!(r.replayed_state_hash, hash, "the rejection is in the log");
+    assert_eq!(r.state.exchange.state_hash(), hash, "the rejection is in the log");
     assert_eq!(r.settle_orphans(1).unwrap(), 0);
     let _ = AccountId(0);
 }
@@ -320,7 +320,7 @@ fn backup_restore_and_point_in_time() {
     assert_eq!(r.position.index, 900);
     assert_eq!(r.epoch, 2);
     let rec = recover(full.path(), &c).unwrap();
-    assert_eq!(rec.replayed_state_hash, b.workload.state().state_hash());
+    assert_eq!(rec.state.exchange.state_hash(), b.workload.state().state_hash());
     assert_eq!(rec.epoch, 2);
     assert_eq!(rec.state.snapshot.unwrap().index, b.last_snapshot);
     drop(rec);
@@ -333,7 +333,7 @@ fn backup_restore_and_point_in_time() {
     assert_eq!((r.position.index, r.state_hash, r.batches_left_out), (700, hash_700, 200));
     let rec = recover(by_index.path(), &c).unwrap();
     assert_eq!(rec.log.last_index(), 700);
-    assert_eq!(rec.replayed_state_hash, hash_700);
+    assert_eq!(rec.state.exchange.state_hash(), hash_700);
     drop(rec);
     let by_time = TempDir::new("restore-time");
     let r = backup::restore(&file, None, by_time.path(), Until::Time(ts_700)).unwrap();

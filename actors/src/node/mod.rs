@@ -173,12 +173,14 @@ impl Node {
         // Recover: the newest snapshot plus the log after it, replayed by
         // the same `apply`; orders a crash left between the ledger and their
         // book are closed first. The snapshotter gets its own copy of the
-        // state and follows the log from there.
+        // replayed state and follows the log from there (the orphans' batch
+        // is the first it reads).
         let (mut exchange, log, snapshots, epoch): (Exchange, Box<dyn EventLogSend>, _, u64) = if cfg.durable {
             let mut r = durability::recover(&cfg.data_dir, &cfg.durability).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (replayed, at) = (r.state.exchange.clone(), r.state.position);
             r.settle_orphans(crate::reply::now_us()).map_err(|e| anyhow::anyhow!("{e}"))?;
             let log = SharedLog::new(r.log);
-            let follow = (log.downgrade(), r.store, r.state.exchange.clone(), r.state.position);
+            let follow = (log.downgrade(), r.store, replayed, at);
             (r.state.exchange, Box::new(log), Some(follow), r.epoch)
         } else {
             (Exchange::new(), Box::new(MemLog::new()), None, durability::EPOCH_FIRST)
