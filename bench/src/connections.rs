@@ -6,7 +6,7 @@
 //! connections opened, minus before, over their number).
 
 use crate::flow::CONNECT_PARALLEL_MAX;
-use crate::machine::{self, CpuMeter};
+use crate::machine::{self, CpuMeter, ThreadCpu, ThreadMeter};
 use crate::stats::{Counts, Latency, LatencySummary};
 use crate::target::Target;
 use crate::wire;
@@ -75,13 +75,15 @@ pub struct ConnectionsReport {
     /// Bench and whole-machine CPU during the hold.
     pub client_cpu_pct: Option<f64>,
     pub machine_cpu_pct: Option<f64>,
+    /// The server's busiest threads over the same time.
+    pub server_threads: Vec<ThreadCpu>,
     pub client_open_files_limit: Option<u64>,
 }
 
 impl ConnectionsReport {
     pub fn line(&self) -> String {
         format!(
-            "connections: target={} opened={} held={} in {:.1}s | rss/conn={} (before={} after={}) | hb/conn/s={:.2} hb interval {} | probe ping {} | cpu: server={} bench={} machine={} | failures: {} drops: {}",
+            "connections: target={} opened={} held={} in {:.1}s | rss/conn={} (before={} after={}) | hb/conn/s={:.2} hb interval {} | probe ping {} | cpu: server={} bench={} machine={} | server threads: {} | failures: {} drops: {}",
             self.target,
             self.opened,
             self.held,
@@ -96,6 +98,7 @@ impl ConnectionsReport {
             crate::orders::pct(self.server_cpu_pct),
             crate::orders::pct(self.client_cpu_pct),
             crate::orders::pct(self.machine_cpu_pct),
+            crate::machine::threads_line(&self.server_threads),
             self.open_failures.line(),
             self.drops.line(),
         )
@@ -146,6 +149,7 @@ pub async fn run(target: &Target, opts: &ConnectionsOpts) -> anyhow::Result<Conn
     let server_cpu = target.server_pid.map(CpuMeter::start);
     let client_cpu = CpuMeter::start(std::process::id());
     let machine_cpu = CpuMeter::machine();
+    let threads = target.server_pid.map(ThreadMeter::start);
     let probe = tokio::spawn(probe(target.ws_url.clone(), opts.encoding, hold_end));
     tokio::time::sleep(Duration::from_millis(SETTLE_MS).min(opts.hold)).await;
     let rss_after = target.server_pid.and_then(machine::rss_kib);
@@ -153,6 +157,7 @@ pub async fn run(target: &Target, opts: &ConnectionsOpts) -> anyhow::Result<Conn
     let server_cpu_pct = server_cpu.and_then(|m| m.percent());
     let client_cpu_pct = client_cpu.percent();
     let machine_cpu_pct = machine_cpu.percent();
+    let server_threads = threads.map(|t| t.top()).unwrap_or_default();
 
     let mut report = ConnectionsReport {
         target: opts.connections,
@@ -172,6 +177,7 @@ pub async fn run(target: &Target, opts: &ConnectionsOpts) -> anyhow::Result<Conn
         server_cpu_pct,
         client_cpu_pct,
         machine_cpu_pct,
+        server_threads,
         client_open_files_limit: machine::open_files_limit(),
     };
     let mut handshakes = Latency::new();

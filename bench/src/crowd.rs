@@ -10,7 +10,7 @@
 //! requests unanswered in time, error answers by code.
 
 use crate::flow::{self, FlowOpts, FlowReport, Pace, Rng};
-use crate::machine::CpuMeter;
+use crate::machine::{CpuMeter, ThreadCpu, ThreadMeter};
 use crate::setup::{self, Account, InstrumentInfo};
 use crate::stats::{Counts, Latency, LatencySummary};
 use crate::target::Target;
@@ -107,12 +107,14 @@ pub struct CrowdReport {
     pub client_cpu_pct: Option<f64>,
     /// The whole machine's CPU over the same time (see [`crate::flow::FlowReport`]).
     pub machine_cpu_pct: Option<f64>,
+    /// The server's busiest threads over the same time.
+    pub server_threads: Vec<ThreadCpu>,
 }
 
 impl CrowdReport {
     pub fn line(&self) -> String {
         format!(
-            "crowd: users={} connected={} traders={}% think={}ms ramp={:.0}s hold={:.0}s | {:.0} req/s ({:.0} req/s at full crowd) latency {} | failures={} ({}) errors: {} | events={} | cpu: server={} bench={} machine={}",
+            "crowd: users={} connected={} traders={}% think={}ms ramp={:.0}s hold={:.0}s | {:.0} req/s ({:.0} req/s at full crowd) latency {} | failures={} ({}) errors: {} | events={} | cpu: server={} bench={} machine={} | server threads: {}",
             self.users,
             self.connected,
             self.traders_pct,
@@ -129,6 +131,7 @@ impl CrowdReport {
             crate::orders::pct(self.server_cpu_pct),
             crate::orders::pct(self.client_cpu_pct),
             crate::orders::pct(self.machine_cpu_pct),
+            crate::machine::threads_line(&self.server_threads),
         )
     }
 }
@@ -184,6 +187,7 @@ pub async fn run(target: &Target, opts: &CrowdOpts) -> anyhow::Result<CrowdRepor
     let server_cpu = target.server_pid.map(CpuMeter::start);
     let client_cpu = CpuMeter::start(std::process::id());
     let machine_cpu = CpuMeter::machine();
+    let threads = target.server_pid.map(ThreadMeter::start);
     let flow_task = (opts.flow_rate > 0).then(|| {
         let url = target.ws_url.clone();
         let accounts = prep.accounts.clone();
@@ -236,6 +240,7 @@ pub async fn run(target: &Target, opts: &CrowdOpts) -> anyhow::Result<CrowdRepor
     let server_cpu_pct = server_cpu.and_then(|m| m.percent());
     let client_cpu_pct = client_cpu.percent();
     let machine_cpu_pct = machine_cpu.percent();
+    let server_threads = threads.map(|t| t.top()).unwrap_or_default();
     let flow = match flow_task {
         Some(t) => Some(t.await??),
         None => None,
@@ -265,6 +270,7 @@ pub async fn run(target: &Target, opts: &CrowdOpts) -> anyhow::Result<CrowdRepor
         server_cpu_pct,
         client_cpu_pct,
         machine_cpu_pct,
+        server_threads,
     })
 }
 

@@ -13,7 +13,7 @@
 //! (same machine, same clock).
 
 use crate::flow::{self, FlowOpts, FlowReport, CONNECT_PARALLEL_MAX};
-use crate::machine::{self, CpuMeter};
+use crate::machine::{self, CpuMeter, ThreadCpu, ThreadMeter};
 use crate::setup;
 use crate::stats::{Counts, Latency, LatencySummary};
 use crate::target::Target;
@@ -107,12 +107,14 @@ pub struct FanoutReport {
     pub client_cpu_pct: Option<f64>,
     /// The whole machine's CPU over the same time (see [`crate::flow::FlowReport`]).
     pub machine_cpu_pct: Option<f64>,
+    /// The server's busiest threads over the same time.
+    pub server_threads: Vec<ThreadCpu>,
 }
 
 impl FanoutReport {
     pub fn line(&self) -> String {
         format!(
-            "fanout: subs={}/{} {} depth={} flow={}/s enc={} | book_versions={:.0}/s trades={:.0}/s msgs={:.0}/s | delivery {} | unannounced_gaps={} gaps_announced={} hb_checked={} failures: {} | cpu: server={} bench={} machine={}",
+            "fanout: subs={}/{} {} depth={} flow={}/s enc={} | book_versions={:.0}/s trades={:.0}/s msgs={:.0}/s | delivery {} | unannounced_gaps={} gaps_announced={} hb_checked={} failures: {} | cpu: server={} bench={} machine={} | server threads: {}",
             self.subscribed,
             self.subscribers,
             self.sym,
@@ -130,6 +132,7 @@ impl FanoutReport {
             crate::orders::pct(self.server_cpu_pct),
             crate::orders::pct(self.client_cpu_pct),
             crate::orders::pct(self.machine_cpu_pct),
+            crate::machine::threads_line(&self.server_threads),
         )
     }
 }
@@ -243,6 +246,7 @@ pub async fn run(target: &Target, opts: &FanoutOpts) -> anyhow::Result<FanoutRep
     let server = target.server_pid.map(CpuMeter::start);
     let client = CpuMeter::start(std::process::id());
     let machine_cpu = CpuMeter::machine();
+    let threads = target.server_pid.map(ThreadMeter::start);
     let started = Instant::now();
     let flow_report = flow::run_on(
         sockets,
@@ -257,6 +261,7 @@ pub async fn run(target: &Target, opts: &FanoutOpts) -> anyhow::Result<FanoutRep
     let server_cpu_pct = server.and_then(|m| m.percent());
     let client_cpu_pct = client.percent();
     let machine_cpu_pct = machine_cpu.percent();
+    let server_threads = threads.map(|t| t.top()).unwrap_or_default();
     stop.store(true, Ordering::Release);
 
     let mut all = SubStats::default();
@@ -308,6 +313,7 @@ pub async fn run(target: &Target, opts: &FanoutOpts) -> anyhow::Result<FanoutRep
         server_cpu_pct,
         client_cpu_pct,
         machine_cpu_pct,
+        server_threads,
     })
 }
 

@@ -29,7 +29,7 @@
 //! orders. Every account has its own funds; accounts are shared round robin
 //! when there are fewer accounts than connections.
 
-use crate::machine::CpuMeter;
+use crate::machine::{CpuMeter, ThreadCpu, ThreadMeter};
 use crate::setup::{self, Account, InstrumentInfo};
 use crate::stats::{Counts, Latency, LatencySummary};
 use crate::wire::{self, Client, Ws};
@@ -280,6 +280,8 @@ pub struct FlowReport {
     /// CPU of the whole machine over the same time: what is above server
     /// plus bench is other work on the machine.
     pub machine_cpu_pct: Option<f64>,
+    /// The server's busiest threads over the same time.
+    pub server_threads: Vec<ThreadCpu>,
 }
 
 impl FlowReport {
@@ -632,6 +634,7 @@ pub async fn run_on(
     let server_cpu = server_pid.map(CpuMeter::start);
     let client_cpu = CpuMeter::start(std::process::id());
     let machine_cpu = CpuMeter::machine();
+    let threads = server_pid.map(ThreadMeter::start);
     let clock = Arc::new(RunClock {
         start: Instant::now(),
         warmup_us: dur_us(opts.warmup),
@@ -733,6 +736,7 @@ pub async fn run_on(
     let server_cpu_pct = server_cpu.and_then(|m| m.percent());
     let client_cpu_pct = client_cpu.percent();
     let machine_cpu_pct = machine_cpu.percent();
+    let server_threads = threads.map(|t| t.top()).unwrap_or_default();
     close_all(sinks, streams).await;
     let mut sent_by_kind = Counts::default();
     let mut latency_by_kind = BTreeMap::new();
@@ -781,6 +785,7 @@ pub async fn run_on(
         server_cpu_pct,
         client_cpu_pct,
         machine_cpu_pct,
+        server_threads,
     })
 }
 

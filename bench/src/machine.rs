@@ -172,6 +172,99 @@ impl CpuMeter {
     }
 }
 
+/// CPU time of every thread of a process so far, by thread id, with the
+/// thread's name (`/proc/PID/task/TID/{comm,stat}`).
+fn thread_times(pid: u32) -> Vec<(u32, String, Duration)> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| {
+            let tid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let base = format!("/proc/{pid}/task/{tid}");
+            let name = std::fs::read_to_string(format!("{base}/comm")).ok()?;
+            let stat = std::fs::read_to_string(format!("{base}/stat")).ok()?;
+            let rest = &stat[stat.rfind(')')? + 1..];
+            let mut f = rest.split_whitespace().skip(11);
+            let u: u64 = f.next()?.parse().ok()?;
+            let s: u64 = f.next()?.parse().ok()?;
+            Some((
+                tid,
+                name.trim().to_owned(),
+                Duration::from_millis((u + s) * 1000 / USER_HZ),
+            ))
+        })
+        .collect()
+}
+
+/// The threads of a process that used the most CPU over an interval: where
+/// a single-threaded stage saturates, its thread sits near 100%.
+#[derive(Debug, Clone)]
+pub struct ThreadMeter {
+    pid: u32,
+    start_times: Vec<(u32, String, Duration)>,
+    start: std::time::Instant,
+}
+
+/// One thread's share of a core over an interval.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ThreadCpu {
+    pub name: String,
+    pub tid: u32,
+    pub cpu_pct: f64,
+}
+
+/// The busiest threads reported.
+pub const THREADS_REPORTED_MAX: usize = 6;
+
+impl ThreadMeter {
+    pub fn start(pid: u32) -> ThreadMeter {
+        ThreadMeter {
+            pid,
+            start_times: thread_times(pid),
+            start: std::time::Instant::now(),
+        }
+    }
+
+    /// The busiest threads since the start, busiest first.
+    pub fn top(&self) -> Vec<ThreadCpu> {
+        let wall = self.start.elapsed().as_secs_f64();
+        if wall <= 0.0 {
+            return Vec::new();
+        }
+        let mut v: Vec<ThreadCpu> = thread_times(self.pid)
+            .into_iter()
+            .map(|(tid, name, t)| {
+                let before = self
+                    .start_times
+                    .iter()
+                    .find(|(id, _, _)| *id == tid)
+                    .map_or(Duration::ZERO, |(_, _, b)| *b);
+                ThreadCpu {
+                    name,
+                    tid,
+                    cpu_pct: 100.0 * t.saturating_sub(before).as_secs_f64() / wall,
+                }
+            })
+            .filter(|t| t.cpu_pct > 0.0)
+            .collect();
+        v.sort_by(|a, b| b.cpu_pct.total_cmp(&a.cpu_pct));
+        v.truncate(THREADS_REPORTED_MAX);
+        v
+    }
+}
+
+/// `name 93%, name 12%`.
+pub fn threads_line(t: &[ThreadCpu]) -> String {
+    if t.is_empty() {
+        return "?".into();
+    }
+    t.iter()
+        .map(|t| format!("{} {:.0}%", t.name, t.cpu_pct))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Formats a time as `YYYY-MM-DD HH:MM:SS` in UTC.
 pub fn utc_date(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
@@ -241,6 +334,22 @@ mod tests {
         let pid = std::process::id();
         assert!(rss_kib(pid).is_some_and(|k| k > 0));
         assert!(cpu_time(pid).is_some());
+        let busy = std::thread::spawn(|| {
+            let t = std::time::Instant::now();
+            let mut x = 0u64;
+            while t.elapsed() < Duration::from_millis(600) {
+                x = x.wrapping_add(1);
+            }
+            x
+        });
+        let m = ThreadMeter::start(pid);
+        std::thread::sleep(Duration::from_millis(300));
+        let top = m.top();
+        busy.join().unwrap();
+        assert!(
+            top.iter().any(|t| t.cpu_pct > 5.0),
+            "a busy thread shows: {top:?}"
+        );
         let m = Machine::detect();
         assert!(m.cores >= 1);
         assert!(m.line().starts_with("machine: cores="));

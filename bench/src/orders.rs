@@ -43,7 +43,7 @@ impl OrdersReport {
             _ => String::new(),
         };
         format!(
-            "orders: {pace} conns={} accounts={} instruments={} enc={} | throughput={:.0}/s ack {} | sent={} answered={} unanswered={} overruns={} rejects: {} | cpu: server={} bench={} machine={}",
+            "orders: {pace} conns={} accounts={} instruments={} enc={} | throughput={:.0}/s ack {} | sent={} answered={} unanswered={} overruns={} rejects: {} | cpu: server={} bench={} machine={} | server threads: {}",
             f.connections,
             f.accounts,
             f.instruments.join(","),
@@ -58,6 +58,7 @@ impl OrdersReport {
             pct(f.server_cpu_pct),
             pct(f.client_cpu_pct),
             pct(f.machine_cpu_pct),
+            crate::machine::threads_line(&f.server_threads),
         )
     }
 }

@@ -14,9 +14,9 @@ use anyhow::{anyhow, bail, Context as _};
 use bourse_protocol::decimal;
 use bourse_protocol::msg::{
     AmountArgs, ApiKeyCreateArgs, ApiKeyRes, AssetCreateArgs, AuthArgs, AuthRes, AvailableRes,
-    Channel, Cod, Empty, InstrumentCreateArgs, InstrumentState, InstrumentView, InstrumentsRes,
-    KeyAuth, PasswordAuth, Role, SigAlg, SubscribeArgs, SubscribeRes, UnsubscribeArgs,
-    UserCreateArgs, UserRes,
+    BalancesRes, Channel, Cod, Empty, InstrumentCreateArgs, InstrumentState, InstrumentView,
+    InstrumentsRes, KeyAuth, PasswordAuth, Role, SigAlg, SubscribeArgs, SubscribeRes,
+    UnsubscribeArgs, UserArgs, UserCreateArgs, UserRes,
 };
 use bourse_protocol::{Encoding, ErrorBody, ErrorCode, ServerMessage, StreamEvent};
 use serde::de::DeserializeOwned;
@@ -25,9 +25,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Whole units of every asset deposited into each bench account per run:
-/// enough for every open order a scenario keeps, small enough that a
-/// thousand accounts of an 8-decimal asset stay far inside `u64`.
+/// Whole units of every asset a bench account is topped up with when it
+/// has less than half of it: enough for every open order a scenario keeps,
+/// small enough that an 8-decimal asset stays far below 2^53 raw units.
 pub const DEPOSIT_WHOLE_UNITS: &str = "10000000";
 /// Operator connections creating accounts at once (each user creation
 /// hashes a password on the server).
@@ -174,7 +174,27 @@ async fn account(admin: &mut Client, user: &str, assets: &[String]) -> anyhow::R
     let secret = key
         .secret
         .ok_or_else(|| anyhow!("admin.apikey.create gave no secret"))?;
+    // Top up only what has run low, so that repeated runs on one server
+    // never push a balance toward the exchange's largest amount.
+    let held: BalancesRes = settled(
+        admin,
+        "admin.balances",
+        &UserArgs {
+            user: user.to_owned(),
+        },
+    )
+    .await?
+    .map_err(|e| anyhow!("admin.balances {user}: {e}"))?;
+    let target: u64 = DEPOSIT_WHOLE_UNITS.parse().expect("a whole number");
     for asset in assets {
+        let whole = held
+            .balances
+            .iter()
+            .find(|b| &b.asset == asset)
+            .map_or(0, |b| whole_units(&b.available));
+        if whole >= target / 2 {
+            continue;
+        }
         let args = AmountArgs {
             user: user.to_owned(),
             asset: asset.clone(),
@@ -240,6 +260,14 @@ pub async fn extra_instruments(
         out.push((sym, EXTRA_REF_PX.to_owned()));
     }
     Ok(out)
+}
+
+/// The whole units of a decimal string (`"1234.56"` is 1234).
+fn whole_units(s: &str) -> u64 {
+    s.split('.')
+        .next()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Whether a refusal names something just created that the part of the

@@ -42,6 +42,11 @@ pub const EVENTS_KEPT_MAX: usize = 1_024;
 /// Read buffer of a connection that carries little (the `connections` and
 /// `crowd` scenarios hold thousands); tungstenite allocates it eagerly.
 pub const READ_BUFFER_SMALL_BYTES: usize = 4 * 1024;
+/// Read buffer of every other connection. tungstenite 0.30 zero-fills the
+/// whole read buffer before every read attempt (snapview/tungstenite-rs
+/// issue 547), so its 128 KiB default costs a 128 KiB `memset` per poll;
+/// 16 KiB still takes a burst of small frames in one read.
+pub const READ_BUFFER_BYTES: usize = 16 * 1024;
 
 /// Opens a WebSocket to `url` speaking `enc`; `small` gives it a small read
 /// buffer (for scenarios holding many quiet connections).
