@@ -141,7 +141,10 @@ pub fn verify(args: VerifyArgs) -> ExitCode {
         }
         Err(f) => {
             if args.json {
-                println!("{}", json!({"ok": false, "first_bad_index": f.first_bad_index, "error": f.what}));
+                println!(
+                    "{}",
+                    json!({"ok": false, "first_bad_index": f.first_bad_index, "error": f.what})
+                );
             } else {
                 match f.first_bad_index {
                     Some(i) => println!("FAILED: first bad index {i}: {}", f.what),
@@ -205,12 +208,18 @@ fn print_report(as_json: bool, r: &DataDirReport) {
     match (&r.snapshots, &r.snapshots_note) {
         (Some(v), _) if v.is_empty() => println!("snapshots: none stored"),
         (Some(v), _) => {
-            let compared: Vec<String> =
-                v.iter().filter(|s| s.compared_with_replay).map(|s| s.index.to_string()).collect();
+            let compared: Vec<String> = v
+                .iter()
+                .filter(|s| s.compared_with_replay)
+                .map(|s| s.index.to_string())
+                .collect();
             println!(
                 "snapshots: {} stored (batches {}), checksums intact{}",
                 v.len(),
-                v.iter().map(|s| s.index.to_string()).collect::<Vec<_>>().join(", "),
+                v.iter()
+                    .map(|s| s.index.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 if compared.is_empty() {
                     String::new()
                 } else {
@@ -227,12 +236,18 @@ fn print_report(as_json: bool, r: &DataDirReport) {
     match (r.replay_from, r.position, r.state_hash) {
         (Some(from), Some(p), Some(h)) => println!(
             "replayed {} to batch {} ({} events in all): state_hash {}",
-            if from == 0 { "from the log's beginning".to_string() } else { format!("from the snapshot at batch {from}") },
+            if from == 0 {
+                "from the log's beginning".to_string()
+            } else {
+                format!("from the snapshot at batch {from}")
+            },
             p.index,
             p.events_total,
             hex32(&h)
         ),
-        _ => println!("not replayed (the log's beginning was purged and the snapshots are not readable)"),
+        _ => println!(
+            "not replayed (the log's beginning was purged and the snapshots are not readable)"
+        ),
     }
     println!("OK");
 }
@@ -356,9 +371,17 @@ pub fn audit(args: AuditArgs) -> ExitCode {
             return;
         }
         let written = if json_out {
-            writeln!(out, "{}", serde_json::to_string(r).expect("audit records encode"))
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string(r).expect("audit records encode")
+            )
         } else {
-            writeln!(out, "{}  #{:<8} {:<12} {}", r.time, r.index, r.actor, r.action)
+            writeln!(
+                out,
+                "{}  #{:<8} {:<12} {}",
+                r.time, r.index, r.actor, r.action
+            )
         };
         open = written.is_ok();
     });

@@ -131,9 +131,17 @@ impl Rng {
 /// A decimal string as an integer number of units at `scale` decimals.
 fn units(s: &str, scale: u32) -> u128 {
     let (int, frac) = s.split_once('.').unwrap_or((s, ""));
-    assert!(frac.len() <= scale as usize, "{s} has more than {scale} decimals");
+    assert!(
+        frac.len() <= scale as usize,
+        "{s} has more than {scale} decimals"
+    );
     let frac = format!("{frac:0<width$}", width = scale as usize);
-    int.parse::<u128>().unwrap() * 10u128.pow(scale) + if frac.is_empty() { 0 } else { frac.parse::<u128>().unwrap() }
+    int.parse::<u128>().unwrap() * 10u128.pow(scale)
+        + if frac.is_empty() {
+            0
+        } else {
+            frac.parse::<u128>().unwrap()
+        }
 }
 
 fn lots(qty: &Value) -> u64 {
@@ -201,7 +209,10 @@ fn start(bin: &str, cfg: &Path) -> Server {
             Ok(l) => l,
             Err(_) => {
                 let _ = child.kill();
-                panic!("the server did not start; its log:\n{}", log.lock().unwrap().join("\n"));
+                panic!(
+                    "the server did not start; its log:\n{}",
+                    log.lock().unwrap().join("\n")
+                );
             }
         };
         const MARK: &str = "recovered state at index ";
@@ -212,12 +223,20 @@ fn start(bin: &str, cfg: &Path) -> Server {
         }
         if line.contains("listening") {
             let at = line.find("127.0.0.1:").expect("listen address in the log");
-            let raw: String = line[at..].chars().take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':').collect();
+            let raw: String = line[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                .collect();
             addr = Some(raw.parse::<SocketAddr>().unwrap());
         }
     }
     let (addr, recovered) = (addr.unwrap(), recovered.unwrap());
-    Server { child, addr, recovered, log }
+    Server {
+        child,
+        addr,
+        recovered,
+        log,
+    }
 }
 
 impl Server {
@@ -228,12 +247,20 @@ impl Server {
     }
 
     fn stop(mut self) {
-        let ok = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(ok.success());
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(s) = self.child.try_wait().unwrap() {
-                assert_eq!(s.code(), Some(0), "a clean stop; log:\n{}", self.log.lock().unwrap().join("\n"));
+                assert_eq!(
+                    s.code(),
+                    Some(0),
+                    "a clean stop; log:\n{}",
+                    self.log.lock().unwrap().join("\n")
+                );
                 return;
             }
             assert!(Instant::now() < deadline, "no stop after SIGTERM");
@@ -244,9 +271,18 @@ impl Server {
 
 /// `bourse verify --json` of the data directory.
 fn verify(bin: &str, cfg: &Path) -> Value {
-    let out = Command::new(bin).args(["verify", "--json", "--config"]).arg(cfg).env_remove(SEED_ENV).output().unwrap();
-    let v: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|_| panic!("verify prints JSON: {}", String::from_utf8_lossy(&out.stderr)));
+    let out = Command::new(bin)
+        .args(["verify", "--json", "--config"])
+        .arg(cfg)
+        .env_remove(SEED_ENV)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "verify prints JSON: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
     assert_eq!(out.status.code(), Some(0), "verify after a kill: {v}");
     v
 }
@@ -281,27 +317,46 @@ struct Acked {
 
 /// A connection of the traffic: requests whose answer may never come.
 struct Conn {
-    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
     next_id: u64,
 }
 
 impl Conn {
     async fn open(addr: SocketAddr, user: &str, pw: &str) -> Option<Conn> {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await.ok()?;
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+            .await
+            .ok()?;
         let mut c = Conn { ws, next_id: 1 };
-        let r = c.request("auth", json!({"user": user, "password": pw}), &mut |_| {}).await?;
+        let r = c
+            .request("auth", json!({"user": user, "password": pw}), &mut |_| {})
+            .await?;
         assert_eq!(r["ok"], true, "{r}");
         Some(c)
     }
 
     /// The response to the request, or `None` if the connection went away;
     /// stream messages go to `seen`.
-    async fn request(&mut self, op: &str, args: Value, seen: &mut (dyn FnMut(&Value) + Send)) -> Option<Value> {
+    async fn request(
+        &mut self,
+        op: &str,
+        args: Value,
+        seen: &mut (dyn FnMut(&Value) + Send),
+    ) -> Option<Value> {
         let id = self.next_id;
         self.next_id += 1;
-        self.ws.send(Message::Text(json!({"op": op, "id": id, "args": args}).to_string().into())).await.ok()?;
+        self.ws
+            .send(Message::Text(
+                json!({"op": op, "id": id, "args": args}).to_string().into(),
+            ))
+            .await
+            .ok()?;
         loop {
-            let m = tokio::time::timeout(Duration::from_secs(10), self.ws.next()).await.ok()??.ok()?;
+            let m = tokio::time::timeout(Duration::from_secs(10), self.ws.next())
+                .await
+                .ok()??
+                .ok()?;
             let Message::Text(t) = m else { continue };
             let v: Value = serde_json::from_str(&t).expect("json");
             if v.get("id").and_then(Value::as_u64) == Some(id) {
@@ -332,11 +387,23 @@ fn note_stream(acked: &Mutex<Acked>, user: usize, v: &Value) {
 
 /// One trader's flow until the connection dies: places (some crossing),
 /// cancels and amends of its own open orders.
-async fn trade(addr: SocketAddr, user: usize, mut rng: Rng, round: usize, acked: Arc<Mutex<Acked>>, stop: Arc<AtomicBool>) {
+async fn trade(
+    addr: SocketAddr,
+    user: usize,
+    mut rng: Rng,
+    round: usize,
+    acked: Arc<Mutex<Acked>>,
+    stop: Arc<AtomicBool>,
+) {
     let (name, pw) = TRADERS[user];
-    let Some(mut c) = Conn::open(addr, name, pw).await else { return };
+    let Some(mut c) = Conn::open(addr, name, pw).await else {
+        return;
+    };
     let mut seen = |v: &Value| note_stream(&acked, user, v);
-    for sub in [json!({"ch": "account"}), json!({"ch": "book.l2", "sym": ["BTC-USD"], "depth": 10})] {
+    for sub in [
+        json!({"ch": "account"}),
+        json!({"ch": "book.l2", "sym": ["BTC-USD"], "depth": 10}),
+    ] {
         if c.request("subscribe", sub, &mut seen).await.is_none() {
             return;
         }
@@ -349,7 +416,16 @@ async fn trade(addr: SocketAddr, user: usize, mut rng: Rng, round: usize, acked:
         if roll < 25 && !open.is_empty() {
             let order = open.swap_remove(rng.below(open.len() as u64) as usize);
             acked.lock().unwrap().unsure.insert(order);
-            let Some(r) = c.request("order.cancel", json!({"sym": "BTC-USD", "order_id": order}), &mut seen).await else { return };
+            let Some(r) = c
+                .request(
+                    "order.cancel",
+                    json!({"sym": "BTC-USD", "order_id": order}),
+                    &mut seen,
+                )
+                .await
+            else {
+                return;
+            };
             let mut a = acked.lock().unwrap();
             a.unsure.remove(&order);
             a.ops += 1;
@@ -364,7 +440,9 @@ async fn trade(addr: SocketAddr, user: usize, mut rng: Rng, round: usize, acked:
             let qty = 1 + rng.below(10);
             acked.lock().unwrap().unsure.insert(order);
             let args = json!({"sym": "BTC-USD", "order_id": order, "qty": format!("0.{qty:02}")});
-            let Some(r) = c.request("order.amend", args, &mut seen).await else { return };
+            let Some(r) = c.request("order.amend", args, &mut seen).await else {
+                return;
+            };
             let mut a = acked.lock().unwrap();
             a.unsure.remove(&order);
             a.ops += 1;
@@ -382,7 +460,9 @@ async fn trade(addr: SocketAddr, user: usize, mut rng: Rng, round: usize, acked:
         let cl_id = format!("r{round}u{user}n{n}");
         let args = json!({"cl_id": cl_id, "sym": "BTC-USD", "side": side, "type": "limit",
                           "px": px.to_string(), "qty": format!("0.{qty:02}")});
-        let Some(r) = c.request("order.place", args.clone(), &mut seen).await else { return };
+        let Some(r) = c.request("order.place", args.clone(), &mut seen).await else {
+            return;
+        };
         let mut a = acked.lock().unwrap();
         a.ops += 1;
         if r["ok"] == true {
@@ -392,7 +472,16 @@ async fn trade(addr: SocketAddr, user: usize, mut rng: Rng, round: usize, acked:
             if res["status"] == "new" || res["status"] == "partially_filled" {
                 open.push(order_id);
             }
-            a.places.insert(cl_id, Placed { user, order_id, args, cum_lots: lots(&res["cum_qty"]), round });
+            a.places.insert(
+                cl_id,
+                Placed {
+                    user,
+                    order_id,
+                    args,
+                    cum_lots: lots(&res["cum_qty"]),
+                    round,
+                },
+            );
         }
     }
 }
@@ -412,7 +501,11 @@ async fn check(addr: SocketAddr, acked: &Mutex<Acked>, round: usize, rng: &mut R
             ops: g.ops,
         }
     };
-    assert!(a.epochs.len() <= 1, "one epoch across restarts: {:?}", a.epochs);
+    assert!(
+        a.epochs.len() <= 1,
+        "one epoch across restarts: {:?}",
+        a.epochs
+    );
     let epoch = a.epochs.iter().next().copied().unwrap_or(1);
     let mut book_from_orders: BTreeMap<(String, u64), u64> = BTreeMap::new();
     for (user, (name, pw)) in TRADERS.iter().enumerate() {
@@ -421,19 +514,33 @@ async fn check(addr: SocketAddr, acked: &Mutex<Acked>, round: usize, rng: &mut R
 
         // Sequence numbers continue: the snapshot is at or past what was seen.
         c.ok("subscribe", json!({"ch": "account"})).await;
-        let snap = c.event(|v| v["ch"] == "account" && v["type"] == "snapshot").await;
+        let snap = c
+            .event(|v| v["ch"] == "account" && v["type"] == "snapshot")
+            .await;
         assert_eq!(snap["epoch"].as_u64(), Some(epoch), "account epoch");
         let seen = a.account_seq.get(&user).copied().unwrap_or(0);
-        assert!(snap["seq"].as_u64().unwrap() >= seen, "{name}: account seq {} after a restart, {seen} seen before", snap["seq"]);
+        assert!(
+            snap["seq"].as_u64().unwrap() >= seen,
+            "{name}: account seq {} after a restart, {seen} seen before",
+            snap["seq"]
+        );
 
         // Open orders: no cl_id twice.
-        let orders = c.ok("account.orders", json!({})).await["orders"].as_array().unwrap().clone();
+        let orders = c.ok("account.orders", json!({})).await["orders"]
+            .as_array()
+            .unwrap()
+            .clone();
         let mut cl_ids = BTreeSet::new();
         let mut open: BTreeMap<u64, Value> = BTreeMap::new();
         for o in &orders {
-            assert!(cl_ids.insert(o["cl_id"].as_str().unwrap().to_string()), "{name}: cl_id twice: {o}");
+            assert!(
+                cl_ids.insert(o["cl_id"].as_str().unwrap().to_string()),
+                "{name}: cl_id twice: {o}"
+            );
             let side = o["side"].as_str().unwrap().to_string();
-            *book_from_orders.entry((side, units(o["px"].as_str().unwrap(), 0) as u64)).or_default() += lots(&o["leaves_qty"]);
+            *book_from_orders
+                .entry((side, units(o["px"].as_str().unwrap(), 0) as u64))
+                .or_default() += lots(&o["leaves_qty"]);
             open.insert(o["order_id"].as_u64().unwrap(), o.clone());
         }
 
@@ -446,9 +553,15 @@ async fn check(addr: SocketAddr, acked: &Mutex<Acked>, round: usize, rng: &mut R
             if let Some(b) = before {
                 args["before"] = json!(b);
             }
-            let page = c.ok("account.fills", args).await["fills"].as_array().unwrap().clone();
+            let page = c.ok("account.fills", args).await["fills"]
+                .as_array()
+                .unwrap()
+                .clone();
             for f in &page {
-                assert!(fill_ids.insert(f["fill_id"].as_u64().unwrap()), "fill twice: {f}");
+                assert!(
+                    fill_ids.insert(f["fill_id"].as_u64().unwrap()),
+                    "fill twice: {f}"
+                );
                 *fills.entry(f["order_id"].as_u64().unwrap()).or_default() += lots(&f["qty"]);
             }
             match page.last() {
@@ -459,28 +572,56 @@ async fn check(addr: SocketAddr, acked: &Mutex<Acked>, round: usize, rng: &mut R
 
         // Every acknowledged place of the round just killed, and a sample of
         // older ones: placing it again is a duplicate of the same order.
-        let mine: Vec<(&String, &Placed)> = a.places.iter().filter(|(_, p)| p.user == user).collect();
-        let (recent, older): (Vec<_>, Vec<_>) = mine.into_iter().partition(|(_, p)| p.round + 1 == round);
+        let mine: Vec<(&String, &Placed)> =
+            a.places.iter().filter(|(_, p)| p.user == user).collect();
+        let (recent, older): (Vec<_>, Vec<_>) =
+            mine.into_iter().partition(|(_, p)| p.round + 1 == round);
         let mut to_check = recent;
         for _ in 0..OLDER_PLACES_CHECKED_MAX.min(older.len()) {
             to_check.push(older[rng.below(older.len() as u64) as usize]);
         }
         for (cl_id, p) in to_check {
             let r = c.ok("order.place", p.args.clone()).await;
-            assert_eq!(r["dup"], true, "{name} {cl_id}: acknowledged, then lost: {r}");
-            assert_eq!(r["order_id"].as_u64(), Some(p.order_id), "{name} {cl_id}: another order under its cl_id");
+            assert_eq!(
+                r["dup"], true,
+                "{name} {cl_id}: acknowledged, then lost: {r}"
+            );
+            assert_eq!(
+                r["order_id"].as_u64(),
+                Some(p.order_id),
+                "{name} {cl_id}: another order under its cl_id"
+            );
             let cum = lots(&r["cum_qty"]);
-            assert!(cum >= p.cum_lots, "{name} {cl_id}: filled {cum} lots, {} acknowledged", p.cum_lots);
-            assert_eq!(fills.get(&p.order_id).copied().unwrap_or(0), cum, "{name} {cl_id}: fills add up to the filled quantity");
+            assert!(
+                cum >= p.cum_lots,
+                "{name} {cl_id}: filled {cum} lots, {} acknowledged",
+                p.cum_lots
+            );
+            assert_eq!(
+                fills.get(&p.order_id).copied().unwrap_or(0),
+                cum,
+                "{name} {cl_id}: fills add up to the filled quantity"
+            );
             let status = r["status"].as_str().unwrap();
             let is_open = status == "new" || status == "partially_filled";
-            assert_eq!(open.contains_key(&p.order_id), is_open, "{name} {cl_id}: status {status}");
+            assert_eq!(
+                open.contains_key(&p.order_id),
+                is_open,
+                "{name} {cl_id}: status {status}"
+            );
             if a.cancelled.contains(&p.order_id) {
-                assert_eq!(status, "cancelled", "{name} {cl_id}: acknowledged cancel lost");
+                assert_eq!(
+                    status, "cancelled",
+                    "{name} {cl_id}: acknowledged cancel lost"
+                );
             }
             if let (Some(q), Some(o)) = (a.amended.get(&p.order_id), open.get(&p.order_id)) {
                 if !a.unsure.contains(&p.order_id) {
-                    assert_eq!(lots(&o["qty"]), *q, "{name} {cl_id}: acknowledged amend lost");
+                    assert_eq!(
+                        lots(&o["qty"]),
+                        *q,
+                        "{name} {cl_id}: acknowledged amend lost"
+                    );
                 }
             }
         }
@@ -490,14 +631,28 @@ async fn check(addr: SocketAddr, acked: &Mutex<Acked>, round: usize, rng: &mut R
     // its version did not go back.
     let mut c = Client::connect(addr).await;
     c.login("carol", "carol-pass").await;
-    c.ok("subscribe", json!({"ch": "book.l2", "sym": ["BTC-USD"], "depth": 0})).await;
-    let snap = c.event(|v| v["ch"] == "book.l2" && v["type"] == "snapshot").await;
+    c.ok(
+        "subscribe",
+        json!({"ch": "book.l2", "sym": ["BTC-USD"], "depth": 0}),
+    )
+    .await;
+    let snap = c
+        .event(|v| v["ch"] == "book.l2" && v["type"] == "snapshot")
+        .await;
     assert_eq!(snap["epoch"].as_u64(), Some(epoch), "book epoch");
-    assert!(snap["seq"].as_u64().unwrap() >= a.book_seq, "book seq {} after a restart, {} seen before", snap["seq"], a.book_seq);
+    assert!(
+        snap["seq"].as_u64().unwrap() >= a.book_seq,
+        "book seq {} after a restart, {} seen before",
+        snap["seq"],
+        a.book_seq
+    );
     let mut book: BTreeMap<(String, u64), u64> = BTreeMap::new();
     for (side, key) in [("buy", "bids"), ("sell", "asks")] {
         for l in snap[key].as_array().unwrap() {
-            book.insert((side.to_string(), units(l[0].as_str().unwrap(), 0) as u64), lots(&l[1]));
+            book.insert(
+                (side.to_string(), units(l[0].as_str().unwrap(), 0) as u64),
+                lots(&l[1]),
+            );
         }
     }
     assert_eq!(book, book_from_orders, "market-data book vs open orders");
@@ -512,11 +667,16 @@ async fn check(addr: SocketAddr, acked: &Mutex<Acked>, round: usize, rng: &mut R
             let asset = b["asset"].as_str().unwrap();
             let scale = if asset == "USD" { 2 } else { 8 };
             *sums.entry(asset.to_string()).or_default() +=
-                units(b["available"].as_str().unwrap(), scale) + units(b["held"].as_str().unwrap(), scale);
+                units(b["available"].as_str().unwrap(), scale)
+                    + units(b["held"].as_str().unwrap(), scale);
         }
     }
     for (asset, total) in DEPOSITS {
-        assert_eq!(sums.get(asset).copied().unwrap_or(0), total, "{asset} is conserved");
+        assert_eq!(
+            sums.get(asset).copied().unwrap_or(0),
+            total,
+            "{asset} is conserved"
+        );
     }
 }
 
@@ -525,19 +685,30 @@ fn killed_at_random_moments_the_exchange_keeps_every_acknowledgement() {
     let seed: u64 = std::env::var(SEED_ENV)
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1);
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
     println!("crash test seed: {seed} (rerun with BOURSE_CRASH_SEED={seed})");
     eprintln!("crash test seed: {seed} (rerun with BOURSE_CRASH_SEED={seed})");
     let mut rng = Rng(seed);
 
     let bin = env!("CARGO_BIN_EXE_bourse");
-    let base: PathBuf = std::env::temp_dir().join(format!("bourse-crash-{}-{seed}", std::process::id()));
+    let base: PathBuf =
+        std::env::temp_dir().join(format!("bourse-crash-{}-{seed}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(&base).unwrap();
     let cfg = base.join("config.toml");
     std::fs::write(&cfg, config(&base.join("data"))).unwrap();
 
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let acked = Arc::new(Mutex::new(Acked::default()));
     let started = Instant::now();
     let mut server = start(bin, &cfg);
@@ -565,13 +736,26 @@ fn killed_at_random_moments_the_exchange_keeps_every_acknowledgement() {
 
         // Offline: the log and snapshots check out, and replay to a state.
         let v = verify(bin, &cfg);
-        let (hash, index) = (v["state_hash"].as_str().unwrap().to_string(), v["last_index"].as_u64().unwrap());
+        let (hash, index) = (
+            v["state_hash"].as_str().unwrap().to_string(),
+            v["last_index"].as_u64().unwrap(),
+        );
         snapshots_seen = snapshots_seen.max(v["snapshots"].as_array().map_or(0, Vec::len));
 
         // Restart on the same directory: recovery is that same replay.
         server = start(bin, &cfg);
-        assert_eq!(server.recovered, (hash.clone(), index), "round {round}: recovered state vs offline replay");
-        let orphans = server.log.lock().unwrap().iter().filter(|l| l.contains("rejected orders a crash left")).count();
+        assert_eq!(
+            server.recovered,
+            (hash.clone(), index),
+            "round {round}: recovered state vs offline replay"
+        );
+        let orphans = server
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("rejected orders a crash left"))
+            .count();
         println!(
             "round {round}: killed after {run_ms} ms and {ops} acknowledged operations in all; recovered index {index}, \
              state {}, snapshots stored {}, log from batch {}, in-flight places rejected at start: {}",

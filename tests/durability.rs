@@ -21,7 +21,8 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("bourse-durability-it-{tag}-{}", std::process::id()));
+        let p =
+            std::env::temp_dir().join(format!("bourse-durability-it-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         TempDir(p)
     }
@@ -52,7 +53,9 @@ fn durable(data_dir: &Path) -> Config {
 /// Runs the binary with `args`, without any `BOURSE_*` variable but `env`.
 fn bourse(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(BIN);
-    cmd.args(args).current_dir(std::env::temp_dir()).stdin(Stdio::null());
+    cmd.args(args)
+        .current_dir(std::env::temp_dir())
+        .stdin(Stdio::null());
     for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("BOURSE_")) {
         cmd.env_remove(k);
     }
@@ -102,7 +105,10 @@ fn wait_released(data: &Path) {
         if bourse_actors::storage::SledSnapshotStore::open(data.join("snapshots")).is_ok() {
             return;
         }
-        assert!(Instant::now() < deadline, "the data directory is still held");
+        assert!(
+            Instant::now() < deadline,
+            "the data directory is still held"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -110,7 +116,10 @@ fn wait_released(data: &Path) {
 /// What a trader can see of their account.
 async fn account_view(c: &mut Client) -> Value {
     let mut orders = c.ok("account.orders", json!({})).await["orders"].clone();
-    orders.as_array_mut().unwrap().sort_by_key(|o| o["order_id"].as_u64());
+    orders
+        .as_array_mut()
+        .unwrap()
+        .sort_by_key(|o| o["order_id"].as_u64());
     json!({
         "balances": c.ok("account.balances", json!({})).await["balances"],
         "orders": orders,
@@ -120,7 +129,11 @@ async fn account_view(c: &mut Client) -> Value {
 
 async fn views(addr: std::net::SocketAddr) -> Vec<Value> {
     let mut out = Vec::new();
-    for (u, p) in [("alice", "alice-pass"), ("bob", "bob-pass-1"), ("carol", "carol-pass")] {
+    for (u, p) in [
+        ("alice", "alice-pass"),
+        ("bob", "bob-pass-1"),
+        ("carol", "carol-pass"),
+    ] {
         let mut c = Client::connect(addr).await;
         c.login(u, p).await;
         out.push(account_view(&mut c).await);
@@ -148,7 +161,12 @@ async fn trade(srv: &bourse::TestServer, rounds: u32) {
     }
     let mut admin = Client::connect(srv.addr).await;
     admin.login("admin", &srv.admin_password).await;
-    admin.ok("admin.deposit", json!({"user": "carol", "asset": "USD", "amount": "123.45"})).await;
+    admin
+        .ok(
+            "admin.deposit",
+            json!({"user": "carol", "asset": "USD", "amount": "123.45"}),
+        )
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,38 +189,94 @@ async fn snapshots_restart_backup_restore_and_audit() {
     let v = json_of(&bourse(&["verify", "--json", "--data-dir", s(&data)], &[]));
     assert_eq!(v["ok"], true, "{v}");
     assert!(!v["snapshots"].as_array().unwrap().is_empty(), "{v}");
-    assert!(v["log"]["first_index"].as_u64().unwrap() > 1, "the log before the anchor snapshot was purged: {v}");
+    assert!(
+        v["log"]["first_index"].as_u64().unwrap() > 1,
+        "the log before the anchor snapshot was purged: {v}"
+    );
     assert_eq!(v["epoch"], 1);
     let hash = v["state_hash"].as_str().unwrap().to_string();
 
     // A restart recovers from the newest snapshot to the same state.
     let srv = spawn(&cfg);
-    assert_eq!(views(srv.addr).await, before, "the same accounts after a restart");
+    assert_eq!(
+        views(srv.addr).await,
+        before,
+        "the same accounts after a restart"
+    );
     srv.stop();
     wait_released(&data);
 
     // Backup, verify it, restore it elsewhere: same state, new epoch.
     let file = files.path().join("node.bbk");
-    let b = json_of(&bourse(&["backup", "--json", "--data-dir", s(&data), "--out", s(&file)], &[]));
+    let b = json_of(&bourse(
+        &[
+            "backup",
+            "--json",
+            "--data-dir",
+            s(&data),
+            "--out",
+            s(&file),
+        ],
+        &[],
+    ));
     assert_eq!(b["ok"], true, "{b}");
-    assert!(b["snapshot_index"].as_u64().is_some(), "the backup holds a snapshot: {b}");
+    assert!(
+        b["snapshot_index"].as_u64().is_some(),
+        "the backup holds a snapshot: {b}"
+    );
     let vb = json_of(&bourse(&["verify", "--json", "--backup", s(&file)], &[]));
     assert_eq!(vb["state_hash"], hash.as_str(), "{vb}");
     let restored = dir.path().join("restored");
-    let r = json_of(&bourse(&["restore", "--json", "--from", s(&file), "--data-dir", s(&restored)], &[]));
-    assert_eq!((r["ok"].clone(), r["state_hash"].clone(), r["epoch"].clone()), (json!(true), json!(hash), json!(2)), "{r}");
-    let again = bourse(&["restore", "--from", s(&file), "--data-dir", s(&restored)], &[]);
-    assert_eq!(again.status.code(), Some(1), "a restore never overwrites a data directory");
+    let r = json_of(&bourse(
+        &[
+            "restore",
+            "--json",
+            "--from",
+            s(&file),
+            "--data-dir",
+            s(&restored),
+        ],
+        &[],
+    ));
+    assert_eq!(
+        (r["ok"].clone(), r["state_hash"].clone(), r["epoch"].clone()),
+        (json!(true), json!(hash), json!(2)),
+        "{r}"
+    );
+    let again = bourse(
+        &["restore", "--from", s(&file), "--data-dir", s(&restored)],
+        &[],
+    );
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "a restore never overwrites a data directory"
+    );
 
     // Point in time: exactly the index asked for.
     let last = v["last_index"].as_u64().unwrap();
     let first_restorable = b["first_index"].as_u64().unwrap();
     let at = (first_restorable + last) / 2;
     let pit = dir.path().join("pit");
-    let r = json_of(&bourse(&["restore", "--json", "--from", s(&file), "--data-dir", s(&pit), "--until-index", &at.to_string()], &[]));
+    let r = json_of(&bourse(
+        &[
+            "restore",
+            "--json",
+            "--from",
+            s(&file),
+            "--data-dir",
+            s(&pit),
+            "--until-index",
+            &at.to_string(),
+        ],
+        &[],
+    ));
     assert_eq!(r["last_index"], at, "{r}");
     let vp = json_of(&bourse(&["verify", "--json", "--data-dir", s(&pit)], &[]));
-    assert_eq!((vp["last_index"].clone(), vp["epoch"].clone()), (json!(at), json!(2)));
+    assert_eq!(
+        (vp["last_index"].clone(), vp["epoch"].clone()),
+        (json!(at), json!(2))
+    );
     assert_eq!(vp["state_hash"], r["state_hash"]);
 
     // The audit trail: the operator's deposit, by name.
@@ -210,17 +284,24 @@ async fn snapshots_restart_backup_restore_and_audit() {
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.lines().any(|l| l.contains(" admin ") && l.ends_with("deposited 123.45 USD to carol")),
+        text.lines()
+            .any(|l| l.contains(" admin ") && l.ends_with("deposited 123.45 USD to carol")),
         "audit:\n{text}"
     );
 
     // A node on the restored directory serves the same accounts, in epoch 2.
     let srv = spawn(&durable(&restored));
-    assert_eq!(views(srv.addr).await, before, "the same accounts after a restore");
+    assert_eq!(
+        views(srv.addr).await,
+        before,
+        "the same accounts after a restore"
+    );
     let mut c = Client::connect(srv.addr).await;
     c.login("alice", "alice-pass").await;
     c.ok("subscribe", json!({"ch": "account"})).await;
-    let snap = c.event(|v| v["ch"] == "account" && v["type"] == "snapshot").await;
+    let snap = c
+        .event(|v| v["ch"] == "account" && v["type"] == "snapshot")
+        .await;
     assert_eq!(snap["epoch"], 2, "a restore starts a new epoch: {snap}");
     srv.stop();
 }
@@ -266,18 +347,68 @@ async fn damage_is_refused_with_the_first_bad_index() {
 
     // Backups: plain and encrypted; the encrypted one needs its key.
     let plain = dir.path().join("plain.bbk");
-    assert_eq!(bourse(&["backup", "--data-dir", s(&data), "--out", s(&plain)], &[]).status.code(), Some(0));
+    assert_eq!(
+        bourse(&["backup", "--data-dir", s(&data), "--out", s(&plain)], &[])
+            .status
+            .code(),
+        Some(0)
+    );
     let key = "4f".repeat(32);
     let sealed = dir.path().join("sealed.bbk");
-    let out = bourse(&["backup", "--json", "--data-dir", s(&data), "--out", s(&sealed)], &[("BOURSE_BACKUP_KEY", &key)]);
+    let out = bourse(
+        &[
+            "backup",
+            "--json",
+            "--data-dir",
+            s(&data),
+            "--out",
+            s(&sealed),
+        ],
+        &[("BOURSE_BACKUP_KEY", &key)],
+    );
     assert_eq!(json_of(&out)["encrypted"], true);
-    assert_eq!(bourse(&["verify", "--backup", s(&sealed)], &[]).status.code(), Some(1), "no key");
-    assert_eq!(bourse(&["verify", "--backup", s(&sealed)], &[("BOURSE_BACKUP_KEY", &"50".repeat(32))]).status.code(), Some(1), "wrong key");
-    assert_eq!(bourse(&["verify", "--backup", s(&sealed)], &[("BOURSE_BACKUP_KEY", &key)]).status.code(), Some(0));
+    assert_eq!(
+        bourse(&["verify", "--backup", s(&sealed)], &[])
+            .status
+            .code(),
+        Some(1),
+        "no key"
+    );
+    assert_eq!(
+        bourse(
+            &["verify", "--backup", s(&sealed)],
+            &[("BOURSE_BACKUP_KEY", &"50".repeat(32))]
+        )
+        .status
+        .code(),
+        Some(1),
+        "wrong key"
+    );
+    assert_eq!(
+        bourse(
+            &["verify", "--backup", s(&sealed)],
+            &[("BOURSE_BACKUP_KEY", &key)]
+        )
+        .status
+        .code(),
+        Some(0)
+    );
     let key_file = dir.path().join("backup.key");
     std::fs::write(&key_file, format!("{key}\n")).unwrap();
     let target = dir.path().join("from-sealed");
-    let out = bourse(&["restore", "--json", "--from", s(&sealed), "--key-file", s(&key_file), "--data-dir", s(&target)], &[]);
+    let out = bourse(
+        &[
+            "restore",
+            "--json",
+            "--from",
+            s(&sealed),
+            "--key-file",
+            s(&key_file),
+            "--data-dir",
+            s(&target),
+        ],
+        &[],
+    );
     assert_eq!(json_of(&out)["ok"], true);
 
     // A changed byte in a backup: refused by verify and by restore.
@@ -287,10 +418,25 @@ async fn damage_is_refused_with_the_first_bad_index() {
     flip(&tampered, len / 2);
     let out = bourse(&["verify", "--backup", s(&tampered)], &[]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("damaged"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("damaged"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let target = dir.path().join("from-tampered");
-    assert_eq!(bourse(&["restore", "--from", s(&tampered), "--data-dir", s(&target)], &[]).status.code(), Some(1));
-    assert!(!target.join("log").exists(), "nothing restored from a damaged backup");
+    assert_eq!(
+        bourse(
+            &["restore", "--from", s(&tampered), "--data-dir", s(&target)],
+            &[]
+        )
+        .status
+        .code(),
+        Some(1)
+    );
+    assert!(
+        !target.join("log").exists(),
+        "nothing restored from a damaged backup"
+    );
 
     // A torn tail (an unfinished last batch) is cut at start, with a log line.
     let torn = dir.path().join("torn");
@@ -315,8 +461,20 @@ async fn damage_is_refused_with_the_first_bad_index() {
     // server will not start on it, and no backup is taken from it.
     let segs = segments(&data.join("log"));
     assert!(segs.len() >= 3, "{segs:?}");
-    let first_of_second: u64 = segs[1].file_stem().unwrap().to_str().unwrap().parse().unwrap();
-    let first_of_third: u64 = segs[2].file_stem().unwrap().to_str().unwrap().parse().unwrap();
+    let first_of_second: u64 = segs[1]
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let first_of_third: u64 = segs[2]
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let seg_len = std::fs::metadata(&segs[1]).unwrap().len() as usize;
     flip(&segs[1], seg_len / 2);
     let out = bourse(&["verify", "--data-dir", s(&data)], &[]);
@@ -327,10 +485,25 @@ async fn damage_is_refused_with_the_first_bad_index() {
     assert!((first_of_second..first_of_third).contains(&bad), "{v}");
     assert!(text.contains(&format!("first bad index {bad}")), "{text}");
 
-    let out = bourse(&["serve", "--listen", "127.0.0.1:0", "--data-dir", s(&data)], &[("BOURSE_DEMO__MARKET_MAKER", "false")]);
+    let out = bourse(
+        &["serve", "--listen", "127.0.0.1:0", "--data-dir", s(&data)],
+        &[("BOURSE_DEMO__MARKET_MAKER", "false")],
+    );
     assert_eq!(out.status.code(), Some(1), "no start on a corrupt log");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("corrupt") && err.contains("bourse verify") && err.contains("bourse restore"), "{err}");
-    let out = bourse(&["backup", "--data-dir", s(&data), "--out", s(&dir.path().join("x.bbk"))], &[]);
+    assert!(
+        err.contains("corrupt") && err.contains("bourse verify") && err.contains("bourse restore"),
+        "{err}"
+    );
+    let out = bourse(
+        &[
+            "backup",
+            "--data-dir",
+            s(&data),
+            "--out",
+            s(&dir.path().join("x.bbk")),
+        ],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(1), "no backup of a corrupt log");
 }

@@ -72,7 +72,8 @@ impl Names {
                 self.users.insert(*account, user.clone());
             }
             EventBody::AssetCreated { asset, .. } => {
-                self.assets.insert(asset.id, (asset.name.clone(), asset.scale));
+                self.assets
+                    .insert(asset.id, (asset.name.clone(), asset.scale));
             }
             EventBody::InstrumentCreated { spec, .. } => {
                 self.instruments.insert(spec.id, spec.sym.clone());
@@ -85,7 +86,10 @@ impl Names {
         if a.0 == 0 {
             return "system".into();
         }
-        self.users.get(&a).cloned().unwrap_or_else(|| format!("account#{}", a.0))
+        self.users
+            .get(&a)
+            .cloned()
+            .unwrap_or_else(|| format!("account#{}", a.0))
     }
 
     fn asset(&self, a: AssetId, amount: u64) -> String {
@@ -96,7 +100,10 @@ impl Names {
     }
 
     fn inst(&self, i: InstrumentId) -> String {
-        self.instruments.get(&i).cloned().unwrap_or_else(|| format!("instrument#{}", i.0))
+        self.instruments
+            .get(&i)
+            .cloned()
+            .unwrap_or_else(|| format!("instrument#{}", i.0))
     }
 }
 
@@ -105,7 +112,9 @@ pub fn describe(index: u64, e: &Event, names: &mut Names) -> Option<AuditRecord>
     names.learn(&e.body);
     let by = e.body.admin_actor()?;
     let action = match &e.body {
-        EventBody::AssetCreated { asset, .. } => format!("created asset {} (scale {})", asset.name, asset.scale),
+        EventBody::AssetCreated { asset, .. } => {
+            format!("created asset {} (scale {})", asset.name, asset.scale)
+        }
         EventBody::InstrumentCreated { spec, .. } => format!(
             "listed instrument {} ({}/{}, maker {} bps, taker {} bps)",
             spec.sym,
@@ -117,8 +126,15 @@ pub fn describe(index: u64, e: &Event, names: &mut Names) -> Option<AuditRecord>
         EventBody::InstrumentStateSet { inst, state, .. } => {
             format!("set {} to {}", names.inst(*inst), state.as_str())
         }
-        EventBody::UserCreated { user, role, .. } => format!("created user {user} (role {})", role.as_str()),
-        EventBody::ApiKeyCreated { account, key, credential, .. } => format!(
+        EventBody::UserCreated { user, role, .. } => {
+            format!("created user {user} (role {})", role.as_str())
+        }
+        EventBody::ApiKeyCreated {
+            account,
+            key,
+            credential,
+            ..
+        } => format!(
             "created API key {key} ({}) for {}",
             match credential {
                 Credential::Hmac { .. } => "hmac-sha256",
@@ -126,15 +142,40 @@ pub fn describe(index: u64, e: &Event, names: &mut Names) -> Option<AuditRecord>
             },
             names.user(*account)
         ),
-        EventBody::Deposited { account, asset, amount, .. } => {
-            format!("deposited {} to {}", names.asset(*asset, amount.0), names.user(*account))
+        EventBody::Deposited {
+            account,
+            asset,
+            amount,
+            ..
+        } => {
+            format!(
+                "deposited {} to {}",
+                names.asset(*asset, amount.0),
+                names.user(*account)
+            )
         }
-        EventBody::Withdrawn { account, asset, amount, .. } => {
-            format!("withdrew {} from {}", names.asset(*asset, amount.0), names.user(*account))
+        EventBody::Withdrawn {
+            account,
+            asset,
+            amount,
+            ..
+        } => {
+            format!(
+                "withdrew {} from {}",
+                names.asset(*asset, amount.0),
+                names.user(*account)
+            )
         }
         _ => return None,
     };
-    Some(AuditRecord { index, ts: e.ts, time: format_us(e.ts), actor_account: by.0, actor: names.user(by), action })
+    Some(AuditRecord {
+        index,
+        ts: e.ts,
+        time: format_us(e.ts),
+        actor_account: by.0,
+        actor: names.user(by),
+        action,
+    })
 }
 
 /// Where a trail was read from.
@@ -147,7 +188,10 @@ pub struct AuditSource {
 }
 
 /// Calls `each` with every audit record of the log in `data_dir`, oldest first.
-pub fn audit_data_dir(data_dir: &Path, mut each: impl FnMut(&AuditRecord)) -> Result<AuditSource, RecoverError> {
+pub fn audit_data_dir(
+    data_dir: &Path,
+    mut each: impl FnMut(&AuditRecord),
+) -> Result<AuditSource, RecoverError> {
     let view = LogView::open(&log_dir(data_dir))?;
     let log = view.log();
     let mut seeded = false;
@@ -178,7 +222,11 @@ pub fn audit_data_dir(data_dir: &Path, mut each: impl FnMut(&AuditRecord)) -> Re
         }
         at = to + 1;
     }
-    Ok(AuditSource { first_index: first, last_index: last, seeded_from_snapshot: seeded })
+    Ok(AuditSource {
+        first_index: first,
+        last_index: last,
+        seeded_from_snapshot: seeded,
+    })
 }
 
 #[cfg(test)]
@@ -196,16 +244,54 @@ mod tests {
             out.result.unwrap();
             events.extend(out.events);
         };
-        run(&mut ex, Command::CreateUser { user: "admin".into(), role: Role::Operator, password_hash: "h".into(), by: root }, 1);
-        run(&mut ex, Command::CreateAsset { name: "USD".into(), scale: 2, by: root }, 2);
+        run(
+            &mut ex,
+            Command::CreateUser {
+                user: "admin".into(),
+                role: Role::Operator,
+                password_hash: "h".into(),
+                by: root,
+            },
+            1,
+        );
+        run(
+            &mut ex,
+            Command::CreateAsset {
+                name: "USD".into(),
+                scale: 2,
+                by: root,
+            },
+            2,
+        );
         let admin = ex.ledger.users["admin"].account;
-        run(&mut ex, Command::CreateUser { user: "alice".into(), role: Role::Trader, password_hash: "h".into(), by: admin }, 3);
+        run(
+            &mut ex,
+            Command::CreateUser {
+                user: "alice".into(),
+                role: Role::Trader,
+                password_hash: "h".into(),
+                by: admin,
+            },
+            3,
+        );
         let alice = ex.ledger.users["alice"].account;
         let usd = *ex.ledger.assets.keys().next().unwrap();
-        run(&mut ex, Command::Deposit { account: alice, asset: usd, amount: Amount(12_345), by: admin }, 4_000_000);
+        run(
+            &mut ex,
+            Command::Deposit {
+                account: alice,
+                asset: usd,
+                amount: Amount(12_345),
+                by: admin,
+            },
+            4_000_000,
+        );
         let mut names = Names::default();
-        let lines: Vec<AuditRecord> =
-            events.iter().enumerate().filter_map(|(i, e)| describe(i as u64 + 1, e, &mut names)).collect();
+        let lines: Vec<AuditRecord> = events
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| describe(i as u64 + 1, e, &mut names))
+            .collect();
         assert_eq!(lines.len(), 4);
         assert_eq!(lines[0].actor, "system");
         assert_eq!(lines[0].action, "created user admin (role operator)");

@@ -55,7 +55,9 @@ use super::envelope::{self, CatalogueEntry, SnapshotHeader};
 use super::recover::{check_anchor, Position, RecoverError, REPLAY_READ_BATCHES_MAX};
 use super::view::LogView;
 use super::{decode_event, log_dir, snapshots_dir};
-use crate::storage::log::{batch_hash, EventLog, FileLog, FileLogOptions, Hash, LogError, GENESIS_HASH, PAYLOAD_BYTES_MAX};
+use crate::storage::log::{
+    batch_hash, EventLog, FileLog, FileLogOptions, Hash, LogError, GENESIS_HASH, PAYLOAD_BYTES_MAX,
+};
 use crate::storage::snapshot::SNAPSHOT_BYTES_MAX;
 use crate::storage::{SledSnapshotStore, SnapshotError, SnapshotStore};
 
@@ -80,7 +82,9 @@ pub enum BackupError {
         #[source]
         source: io::Error,
     },
-    #[error("the backup is damaged or was changed: {0}. It cannot be restored; use another backup")]
+    #[error(
+        "the backup is damaged or was changed: {0}. It cannot be restored; use another backup"
+    )]
     Damaged(String),
     #[error("backup key: {0}")]
     Key(String),
@@ -95,7 +99,11 @@ pub enum BackupError {
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> BackupError + 'a {
-    move |source| BackupError::Io { op, path: path.to_path_buf(), source }
+    move |source| BackupError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// A 256-bit ChaCha20-Poly1305 key.
@@ -117,16 +125,21 @@ impl BackupKey {
     pub fn from_hex(s: &str) -> Result<Self, BackupError> {
         let s = s.trim();
         let bytes = hex::decode(s).map_err(|_| BackupError::Key("not hex digits".into()))?;
-        let bytes: [u8; 32] = bytes
-            .try_into()
-            .map_err(|b: Vec<u8>| BackupError::Key(format!("{} bytes; a key is 32 bytes (64 hex digits)", b.len())))?;
+        let bytes: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
+            BackupError::Key(format!(
+                "{} bytes; a key is 32 bytes (64 hex digits)",
+                b.len()
+            ))
+        })?;
         Ok(BackupKey(bytes))
     }
 
     /// The key in `BOURSE_BACKUP_KEY`, if set.
     pub fn from_env() -> Result<Option<Self>, BackupError> {
         match std::env::var(KEY_ENV) {
-            Ok(s) => Self::from_hex(&s).map(Some).map_err(|e| BackupError::Key(format!("{KEY_ENV}: {e}"))),
+            Ok(s) => Self::from_hex(&s)
+                .map(Some)
+                .map_err(|e| BackupError::Key(format!("{KEY_ENV}: {e}"))),
             Err(std::env::VarError::NotPresent) => Ok(None),
             Err(e) => Err(BackupError::Key(format!("{KEY_ENV}: {e}"))),
         }
@@ -223,7 +236,9 @@ impl<W: Write> BackupWriter<W> {
     fn new(mut out: W, key: Option<&BackupKey>) -> io::Result<Self> {
         let mut nonce_prefix = [0u8; 8];
         if key.is_some() {
-            SystemRandom::new().fill(&mut nonce_prefix).map_err(|_| io::Error::other("system random failed"))?;
+            SystemRandom::new()
+                .fill(&mut nonce_prefix)
+                .map_err(|_| io::Error::other("system random failed"))?;
         }
         let header = header_bytes(key.is_some(), nonce_prefix);
         out.write_all(&header)?;
@@ -265,9 +280,16 @@ impl<W: Write> BackupWriter<W> {
     fn seal_frame(&mut self, last: bool) -> io::Result<()> {
         let key = self.key.as_ref().expect("only with a key");
         let mut sealed = std::mem::take(&mut self.pending);
-        key.seal_in_place_append_tag(nonce(&self.nonce_prefix, self.frame), Aad::from(frame_aad(&self.header, last)), &mut sealed)
-            .map_err(|_| io::Error::other("sealing a backup frame failed"))?;
-        self.frame = self.frame.checked_add(1).expect("backup frame count fits in u32");
+        key.seal_in_place_append_tag(
+            nonce(&self.nonce_prefix, self.frame),
+            Aad::from(frame_aad(&self.header, last)),
+            &mut sealed,
+        )
+        .map_err(|_| io::Error::other("sealing a backup frame failed"))?;
+        self.frame = self
+            .frame
+            .checked_add(1)
+            .expect("backup frame count fits in u32");
         self.out.write_all(&[last as u8])?;
         self.out.write_all(&(sealed.len() as u32).to_le_bytes())?;
         self.out.write_all(&sealed)?;
@@ -313,7 +335,8 @@ fn damaged(msg: impl Into<String>) -> BackupError {
 impl<R: Read> BackupReader<R> {
     fn new(mut inp: R, key: Option<&BackupKey>) -> Result<Self, BackupError> {
         let mut header = [0u8; BACKUP_HEADER_BYTES];
-        inp.read_exact(&mut header).map_err(|_| damaged("the file is shorter than a backup header"))?;
+        inp.read_exact(&mut header)
+            .map_err(|_| damaged("the file is shorter than a backup header"))?;
         if header[0..8] != BACKUP_MAGIC {
             return Err(damaged("not a Bourse backup (bad magic)"));
         }
@@ -325,7 +348,9 @@ impl<R: Read> BackupReader<R> {
         }
         let flags = u32::from_le_bytes(header[12..16].try_into().expect("4 bytes"));
         if flags & !FLAG_ENCRYPTED != 0 || header[24..32] != [0u8; 8] {
-            return Err(damaged("unknown flags or non-zero reserved bytes in the header"));
+            return Err(damaged(
+                "unknown flags or non-zero reserved bytes in the header",
+            ));
         }
         let encrypted = flags & FLAG_ENCRYPTED != 0;
         if encrypted && key.is_none() {
@@ -341,7 +366,11 @@ impl<R: Read> BackupReader<R> {
             inp,
             header,
             hasher,
-            key: if encrypted { key.map(BackupKey::aead) } else { None },
+            key: if encrypted {
+                key.map(BackupKey::aead)
+            } else {
+                None
+            },
             encrypted,
             nonce_prefix,
             buf: Vec::new(),
@@ -354,12 +383,18 @@ impl<R: Read> BackupReader<R> {
 
     fn next_frame(&mut self) -> Result<(), BackupError> {
         if self.last_seen {
-            return Err(damaged(format!("the data ends early (byte {} of the contents)", self.offset)));
+            return Err(damaged(format!(
+                "the data ends early (byte {} of the contents)",
+                self.offset
+            )));
         }
         let mut head = [0u8; 5];
-        self.inp
-            .read_exact(&mut head)
-            .map_err(|_| damaged(format!("the file ends inside frame {} (truncated?)", self.frame)))?;
+        self.inp.read_exact(&mut head).map_err(|_| {
+            damaged(format!(
+                "the file ends inside frame {} (truncated?)",
+                self.frame
+            ))
+        })?;
         let last = match head[0] {
             0 => false,
             1 => true,
@@ -367,15 +402,25 @@ impl<R: Read> BackupReader<R> {
         };
         let len = u32::from_le_bytes(head[1..5].try_into().expect("4 bytes")) as usize;
         if !(TAG_BYTES..=FRAME_PLAIN_BYTES_MAX + TAG_BYTES).contains(&len) {
-            return Err(damaged(format!("frame {} has an impossible length {len}", self.frame)));
+            return Err(damaged(format!(
+                "frame {} has an impossible length {len}",
+                self.frame
+            )));
         }
         self.buf.resize(len, 0);
-        self.inp
-            .read_exact(&mut self.buf)
-            .map_err(|_| damaged(format!("the file ends inside frame {} (truncated?)", self.frame)))?;
+        self.inp.read_exact(&mut self.buf).map_err(|_| {
+            damaged(format!(
+                "the file ends inside frame {} (truncated?)",
+                self.frame
+            ))
+        })?;
         let key = self.key.as_ref().expect("encrypted reader has a key");
         let plain_len = key
-            .open_in_place(nonce(&self.nonce_prefix, self.frame), Aad::from(frame_aad(&self.header, last)), &mut self.buf)
+            .open_in_place(
+                nonce(&self.nonce_prefix, self.frame),
+                Aad::from(frame_aad(&self.header, last)),
+                &mut self.buf,
+            )
             .map_err(|_| {
                 BackupError::Damaged(format!(
                     "frame {} fails authentication (wrong key, or the file was changed)",
@@ -393,9 +438,12 @@ impl<R: Read> BackupReader<R> {
     /// Reads exactly `out.len()` bytes of the plain stream.
     fn raw(&mut self, out: &mut [u8]) -> Result<(), BackupError> {
         if !self.encrypted {
-            self.inp
-                .read_exact(out)
-                .map_err(|_| damaged(format!("the file ends early (byte {} of the contents; truncated?)", self.offset)))?;
+            self.inp.read_exact(out).map_err(|_| {
+                damaged(format!(
+                    "the file ends early (byte {} of the contents; truncated?)",
+                    self.offset
+                ))
+            })?;
             self.offset += out.len() as u64;
             return Ok(());
         }
@@ -453,7 +501,9 @@ impl<R: Read> BackupReader<R> {
             return Err(damaged("its SHA-256 checksum does not match its contents"));
         }
         if self.encrypted && (!self.last_seen || self.at != self.buf.len()) {
-            return Err(damaged("data follows the checksum, or the final frame is missing"));
+            return Err(damaged(
+                "data follows the checksum, or the final frame is missing",
+            ));
         }
         let mut probe = [0u8; 1];
         match self.inp.read(&mut probe) {
@@ -471,7 +521,12 @@ struct BackupEntry {
     events: Vec<Vec<u8>>,
 }
 
-fn write_entry<W: Write>(w: &mut BackupWriter<W>, index: u64, hash: &Hash, events: &[Vec<u8>]) -> io::Result<()> {
+fn write_entry<W: Write>(
+    w: &mut BackupWriter<W>,
+    index: u64,
+    hash: &Hash,
+    events: &[Vec<u8>],
+) -> io::Result<()> {
     let mut head = Vec::with_capacity(1 + 8 + 32 + 4);
     head.push(1u8);
     head.extend_from_slice(&index.to_le_bytes());
@@ -489,7 +544,12 @@ fn read_entry<R: Read>(r: &mut BackupReader<R>) -> Result<Option<BackupEntry>, B
     match r.u8()? {
         0 => return Ok(None),
         1 => {}
-        t => return Err(damaged(format!("unknown record tag {t} at byte {}", r.offset - 1))),
+        t => {
+            return Err(damaged(format!(
+                "unknown record tag {t} at byte {}",
+                r.offset - 1
+            )))
+        }
     }
     let index = r.u64()?;
     let mut hash = [0u8; 32];
@@ -504,23 +564,32 @@ fn read_entry<R: Read>(r: &mut BackupReader<R>) -> Result<Option<BackupEntry>, B
         let len = r.u32()? as usize;
         total += 4 + len;
         if total > PAYLOAD_BYTES_MAX {
-            return Err(damaged(format!("batch {index} is larger than a log batch can be")));
+            return Err(damaged(format!(
+                "batch {index} is larger than a log batch can be"
+            )));
         }
         events.push(r.bytes(len)?);
     }
-    Ok(Some(BackupEntry { index, hash, events }))
+    Ok(Some(BackupEntry {
+        index,
+        hash,
+        events,
+    }))
 }
 
 /// A backup's snapshot: its header, its state, and its stored bytes.
 type BackupSnapshot = (SnapshotHeader, Exchange, Vec<u8>);
 
 /// The metadata and snapshot at the start of a backup.
-fn read_head<R: Read>(r: &mut BackupReader<R>) -> Result<(BackupMeta, Option<BackupSnapshot>), BackupError> {
+fn read_head<R: Read>(
+    r: &mut BackupReader<R>,
+) -> Result<(BackupMeta, Option<BackupSnapshot>), BackupError> {
     let len = r.u32()? as usize;
     if len > META_BYTES_MAX {
         return Err(damaged(format!("metadata of {len} bytes")));
     }
-    let meta: BackupMeta = serde_json::from_slice(&r.bytes(len)?).map_err(|e| damaged(format!("metadata: {e}")))?;
+    let meta: BackupMeta =
+        serde_json::from_slice(&r.bytes(len)?).map_err(|e| damaged(format!("metadata: {e}")))?;
     if meta.format != BACKUP_FORMAT_VERSION {
         return Err(damaged(format!("metadata names format {}", meta.format)));
     }
@@ -530,12 +599,15 @@ fn read_head<R: Read>(r: &mut BackupReader<R>) -> Result<(BackupMeta, Option<Bac
     }
     let snapshot = if snap_len == 0 {
         if meta.base_index != 0 {
-            return Err(damaged("batches start after a snapshot the backup does not hold"));
+            return Err(damaged(
+                "batches start after a snapshot the backup does not hold",
+            ));
         }
         None
     } else {
         let bytes = r.bytes(snap_len as usize)?;
-        let (h, state) = envelope::decode(&bytes).map_err(|e| damaged(format!("its snapshot: {e}")))?;
+        let (h, state) =
+            envelope::decode(&bytes).map_err(|e| damaged(format!("its snapshot: {e}")))?;
         if h.index != meta.base_index || hex::encode(h.hash) != meta.base_hash {
             return Err(damaged("its snapshot is not the one its metadata names"));
         }
@@ -545,18 +617,28 @@ fn read_head<R: Read>(r: &mut BackupReader<R>) -> Result<(BackupMeta, Option<Bac
 }
 
 fn parse_hash(s: &str) -> Result<Hash, BackupError> {
-    hex::decode(s).ok().and_then(|v| v.try_into().ok()).ok_or_else(|| damaged(format!("bad hash {s:?} in metadata")))
+    hex::decode(s)
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| damaged(format!("bad hash {s:?} in metadata")))
 }
 
 // ------------------------------------------------------------ backup
 
 /// Writes a backup of the stopped node in `data_dir` to `out` (through a
 /// temporary file beside it, renamed into place once complete and synced).
-pub fn backup(data_dir: &Path, out: &Path, key: Option<&BackupKey>) -> Result<BackupSummary, BackupError> {
+pub fn backup(
+    data_dir: &Path,
+    out: &Path,
+    key: Option<&BackupKey>,
+) -> Result<BackupSummary, BackupError> {
     let store_dir = snapshots_dir(data_dir);
     let logs = log_dir(data_dir);
     if !logs.is_dir() {
-        return Err(BackupError::Refused(format!("{} holds no event log", data_dir.display())));
+        return Err(BackupError::Refused(format!(
+            "{} holds no event log",
+            data_dir.display()
+        )));
     }
     let store = open_store_stopped(&store_dir)?;
     let view = LogView::open(&logs)?;
@@ -567,8 +649,11 @@ pub fn backup(data_dir: &Path, out: &Path, key: Option<&BackupKey>) -> Result<Ba
     }
     let (snapshot, base) = match latest.snapshot {
         Some((index, bytes)) => {
-            let (h, _) = envelope::decode(&bytes)
-                .map_err(|e| BackupError::Refused(format!("the snapshot at batch {index} does not decode: {e}")))?;
+            let (h, _) = envelope::decode(&bytes).map_err(|e| {
+                BackupError::Refused(format!(
+                    "the snapshot at batch {index} does not decode: {e}"
+                ))
+            })?;
             check_anchor(log, &h)?;
             (Some(bytes), Position::from(h))
         }
@@ -590,7 +675,8 @@ pub fn backup(data_dir: &Path, out: &Path, key: Option<&BackupKey>) -> Result<Ba
     ));
     let file = File::create(&tmp).map_err(io_err("create", &tmp))?;
     let result = (|| -> Result<BackupSummary, BackupError> {
-        let mut w = BackupWriter::new(BufWriter::with_capacity(1 << 20, file), key).map_err(io_err("write", &tmp))?;
+        let mut w = BackupWriter::new(BufWriter::with_capacity(1 << 20, file), key)
+            .map_err(io_err("write", &tmp))?;
         let last_index = log.last_index();
         // The metadata needs the event count, known only after a pass over
         // the batches; count first (a read of the page-cached log).
@@ -636,9 +722,17 @@ pub fn backup(data_dir: &Path, out: &Path, key: Option<&BackupKey>) -> Result<Ba
         }
         w.body(&[0u8]).map_err(io_err("write", &tmp))?;
         let (buf, bytes) = w.finish().map_err(io_err("write", &tmp))?;
-        let file = buf.into_inner().map_err(|e| BackupError::Io { op: "write", path: tmp.clone(), source: e.into_error() })?;
+        let file = buf.into_inner().map_err(|e| BackupError::Io {
+            op: "write",
+            path: tmp.clone(),
+            source: e.into_error(),
+        })?;
         file.sync_all().map_err(io_err("fsync", &tmp))?;
-        Ok(BackupSummary { meta, bytes, state_hash: None })
+        Ok(BackupSummary {
+            meta,
+            bytes,
+            state_hash: None,
+        })
     })();
     match result {
         Ok(summary) => {
@@ -657,7 +751,10 @@ pub fn backup(data_dir: &Path, out: &Path, key: Option<&BackupKey>) -> Result<Ba
 /// process at a time).
 fn open_store_stopped(dir: &Path) -> Result<SledSnapshotStore, BackupError> {
     if !dir.is_dir() {
-        return Err(BackupError::Refused(format!("{} holds no snapshot store", dir.display())));
+        return Err(BackupError::Refused(format!(
+            "{} holds no snapshot store",
+            dir.display()
+        )));
     }
     SledSnapshotStore::open(dir).map_err(|e| {
         BackupError::Refused(format!(
@@ -673,7 +770,9 @@ fn sync_parent(path: &Path) -> Result<(), BackupError> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    File::open(&parent).and_then(|d| d.sync_all()).map_err(io_err("fsync directory", &parent))
+    File::open(&parent)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("fsync directory", &parent))
 }
 
 // ------------------------------------------------------------ verify
@@ -695,24 +794,43 @@ pub fn verify_backup(file: &Path, key: Option<&BackupKey>) -> Result<BackupSumma
     }
     r.finish()?;
     check_end(&meta, &pos)?;
-    Ok(BackupSummary { meta, bytes, state_hash: Some(state.state_hash()) })
+    Ok(BackupSummary {
+        meta,
+        bytes,
+        state_hash: Some(state.state_hash()),
+    })
 }
 
 fn check_entry(pos: &Position, entry: &BackupEntry) -> Result<(), BackupError> {
     if entry.index != pos.index + 1 {
-        return Err(damaged(format!("batch {} follows batch {}", entry.index, pos.index)));
+        return Err(damaged(format!(
+            "batch {} follows batch {}",
+            entry.index, pos.index
+        )));
     }
     if batch_hash(&pos.hash, entry.index, &entry.events) != entry.hash {
-        return Err(damaged(format!("batch {} does not match its hash (hash chain broken)", entry.index)));
+        return Err(damaged(format!(
+            "batch {} does not match its hash (hash chain broken)",
+            entry.index
+        )));
     }
     Ok(())
 }
 
-fn apply_entry(state: &mut Exchange, pos: &mut Position, entry: &BackupEntry) -> Result<Vec<bourse_engine::Event>, BackupError> {
+fn apply_entry(
+    state: &mut Exchange,
+    pos: &mut Position,
+    entry: &BackupEntry,
+) -> Result<Vec<bourse_engine::Event>, BackupError> {
     let events = entry
         .events
         .iter()
-        .map(|b| decode_event(b).map_err(|reason| RecoverError::Decode { index: entry.index, reason }))
+        .map(|b| {
+            decode_event(b).map_err(|reason| RecoverError::Decode {
+                index: entry.index,
+                reason,
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
     for e in &events {
         state.apply(e, None);
@@ -769,10 +887,19 @@ pub struct RestoreSummary {
 
 /// Rebuilds the data directory `data_dir` (which must hold no log or
 /// snapshots yet) from the backup `file`, up to `until`.
-pub fn restore(file: &Path, key: Option<&BackupKey>, data_dir: &Path, until: Until) -> Result<RestoreSummary, BackupError> {
+pub fn restore(
+    file: &Path,
+    key: Option<&BackupKey>,
+    data_dir: &Path,
+    until: Until,
+) -> Result<RestoreSummary, BackupError> {
     let (logs, snaps) = (log_dir(data_dir), snapshots_dir(data_dir));
     for d in [&logs, &snaps] {
-        if d.exists() && fs::read_dir(d).map(|mut r| r.next().is_some()).unwrap_or(true) {
+        if d.exists()
+            && fs::read_dir(d)
+                .map(|mut r| r.next().is_some())
+                .unwrap_or(true)
+        {
             return Err(BackupError::Refused(format!(
                 "{} already exists: restore into a new or empty data directory",
                 d.display()
@@ -818,7 +945,14 @@ pub fn restore(file: &Path, key: Option<&BackupKey>, data_dir: &Path, until: Unt
             }
             None => (Exchange::new(), Position::GENESIS, None),
         };
-        debug_assert_eq!(pos.hash, if meta.base_index == 0 { GENESIS_HASH } else { base_hash });
+        debug_assert_eq!(
+            pos.hash,
+            if meta.base_index == 0 {
+                GENESIS_HASH
+            } else {
+                base_hash
+            }
+        );
         // The chain is followed to the end of the file even past `until`,
         // so a damaged backup is refused whatever point is asked for.
         let mut chain = pos;
@@ -836,7 +970,10 @@ pub fn restore(file: &Path, key: Option<&BackupKey>, data_dir: &Path, until: Unt
                     Until::Time(t) => {
                         let mut all_before = true;
                         for b in &entry.events {
-                            let e = decode_event(b).map_err(|reason| RecoverError::Decode { index: entry.index, reason })?;
+                            let e = decode_event(b).map_err(|reason| RecoverError::Decode {
+                                index: entry.index,
+                                reason,
+                            })?;
                             all_before &= e.ts <= t;
                         }
                         all_before
@@ -849,12 +986,19 @@ pub fn restore(file: &Path, key: Option<&BackupKey>, data_dir: &Path, until: Unt
             }
             apply_entry(&mut state, &mut pos, &entry)?;
             let index = log.append(&entry.events)?;
-            assert_eq!(index, entry.index, "a restored log keeps the backup's indexes");
+            assert_eq!(
+                index, entry.index,
+                "a restored log keeps the backup's indexes"
+            );
         }
         r.finish()?;
         check_end(&meta, &chain)?;
         log.sync()?;
-        assert_eq!(log.last_hash(), pos.hash, "the restored log chains as the original did");
+        assert_eq!(
+            log.last_hash(),
+            pos.hash,
+            "the restored log chains as the original did"
+        );
         drop(log);
 
         let epoch = meta.epoch + 1;
@@ -866,7 +1010,13 @@ pub fn restore(file: &Path, key: Option<&BackupKey>, data_dir: &Path, until: Unt
         }
         envelope::write_epoch(&store, epoch)?;
         drop(store);
-        Ok(RestoreSummary { meta: meta.clone(), position: pos, state_hash: state.state_hash(), epoch, batches_left_out: left_out })
+        Ok(RestoreSummary {
+            meta: meta.clone(),
+            position: pos,
+            state_hash: state.state_hash(),
+            epoch,
+            batches_left_out: left_out,
+        })
     })();
     let summary = match result {
         Ok(s) => s,
@@ -883,6 +1033,8 @@ pub fn restore(file: &Path, key: Option<&BackupKey>, data_dir: &Path, until: Unt
         fs::rename(&from, to).map_err(io_err("rename", &from))?;
     }
     fs::remove_dir_all(&staging).map_err(io_err("remove", &staging))?;
-    File::open(data_dir).and_then(|d| d.sync_all()).map_err(io_err("fsync directory", data_dir))?;
+    File::open(data_dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("fsync directory", data_dir))?;
     Ok(summary)
 }

@@ -52,14 +52,24 @@ pub struct CheckFailure {
 }
 
 fn fail(index: impl Into<Option<u64>>, what: impl Into<String>) -> CheckFailure {
-    CheckFailure { first_bad_index: index.into(), what: what.into() }
+    CheckFailure {
+        first_bad_index: index.into(),
+        what: what.into(),
+    }
 }
 
 /// Checks the data directory `data_dir` (see the module docs).
 pub fn verify_data_dir(data_dir: &Path) -> Result<DataDirReport, CheckFailure> {
     let logs = log_dir(data_dir);
     if !logs.is_dir() {
-        return Err(fail(None, format!("{} holds no event log ({} is missing)", data_dir.display(), logs.display())));
+        return Err(fail(
+            None,
+            format!(
+                "{} holds no event log ({} is missing)",
+                data_dir.display(),
+                logs.display()
+            ),
+        ));
     }
     let log_report = verify(&logs).map_err(|e| fail(e.first_bad_index, e.to_string()))?;
     let mut report = DataDirReport {
@@ -92,31 +102,51 @@ pub fn verify_data_dir(data_dir: &Path) -> Result<DataDirReport, CheckFailure> {
     let mut newest: Option<(SnapshotHeader, Exchange)> = None;
     let mut checks = Vec::new();
     if let Some(store) = &store {
-        let list: Vec<SnapshotInfo> = store.list().map_err(|e| fail(None, format!("snapshot store: {e}")))?;
+        let list: Vec<SnapshotInfo> = store
+            .list()
+            .map_err(|e| fail(None, format!("snapshot store: {e}")))?;
         if let Some(bad) = list.iter().find(|s| !s.valid) {
             return Err(fail(
                 bad.index,
                 format!("the snapshot at batch {} fails its checksum; remove it or restore from a backup", bad.index),
             ));
         }
-        let latest = store.latest().map_err(|e| fail(None, format!("snapshot store: {e}")))?;
+        let latest = store
+            .latest()
+            .map_err(|e| fail(None, format!("snapshot store: {e}")))?;
         if let Some((index, bytes)) = latest.snapshot {
-            let (h, state) = envelope::decode(&bytes)
-                .map_err(|e| fail(index, format!("the snapshot at batch {index} does not decode: {e}")))?;
+            let (h, state) = envelope::decode(&bytes).map_err(|e| {
+                fail(
+                    index,
+                    format!("the snapshot at batch {index} does not decode: {e}"),
+                )
+            })?;
             if h.index != index {
-                return Err(fail(index, format!("the snapshot stored under batch {index} says it was taken at {}", h.index)));
+                return Err(fail(
+                    index,
+                    format!(
+                        "the snapshot stored under batch {index} says it was taken at {}",
+                        h.index
+                    ),
+                ));
             }
             newest = Some((h, state));
         }
-        report.epoch = envelope::read_epoch(store).map_err(|e| fail(None, format!("snapshot store: {e}")))?;
+        report.epoch =
+            envelope::read_epoch(store).map_err(|e| fail(None, format!("snapshot store: {e}")))?;
         checks = list
             .iter()
-            .map(|s| SnapshotCheck { index: s.index, bytes: s.bytes, compared_with_replay: false })
+            .map(|s| SnapshotCheck {
+                index: s.index,
+                bytes: s.bytes,
+                compared_with_replay: false,
+            })
             .collect();
     }
 
     // Replay, through a view so a running server's log can be read too.
-    let view = LogView::open(&logs).map_err(|e| fail(None, format!("reading the event log: {e}")))?;
+    let view =
+        LogView::open(&logs).map_err(|e| fail(None, format!("reading the event log: {e}")))?;
     let log = view.log();
     if let Some((h, _)) = &newest {
         check_anchor(log, h).map_err(|e| fail(h.index, e.to_string()))?;
@@ -152,7 +182,8 @@ pub fn verify_data_dir(data_dir: &Path) -> Result<DataDirReport, CheckFailure> {
     // state there must be the snapshot's.
     if let Some((h, snap_state)) = &newest {
         let mut mismatch = None;
-        replay(log, &mut state, &mut pos, h.index, |_, _, _| {}).map_err(|e| fail(pos.index + 1, e.to_string()))?;
+        replay(log, &mut state, &mut pos, h.index, |_, _, _| {})
+            .map_err(|e| fail(pos.index + 1, e.to_string()))?;
         if state.state_hash() != snap_state.state_hash() {
             mismatch = Some(h.index);
         }
@@ -167,7 +198,8 @@ pub fn verify_data_dir(data_dir: &Path) -> Result<DataDirReport, CheckFailure> {
         }
     }
     let last = log.last_index();
-    replay(log, &mut state, &mut pos, last, |_, _, _| {}).map_err(|e| fail(pos.index + 1, e.to_string()))?;
+    replay(log, &mut state, &mut pos, last, |_, _, _| {})
+        .map_err(|e| fail(pos.index + 1, e.to_string()))?;
     report.state_hash = Some(state.state_hash());
     report.position = Some(pos);
     if store.is_some() {

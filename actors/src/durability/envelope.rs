@@ -75,7 +75,10 @@ pub fn encode(header: &SnapshotHeader, state: &Exchange) -> Vec<u8> {
 /// The header of a stored snapshot, without decoding the state.
 pub fn decode_header(bytes: &[u8]) -> Result<SnapshotHeader, String> {
     if bytes.len() < SNAPSHOT_HEADER_BYTES {
-        return Err(format!("snapshot of {} bytes is shorter than its header", bytes.len()));
+        return Err(format!(
+            "snapshot of {} bytes is shorter than its header",
+            bytes.len()
+        ));
     }
     if bytes[0..8] != SNAPSHOT_MAGIC {
         return Err("not a Bourse snapshot (bad magic)".into());
@@ -89,14 +92,20 @@ pub fn decode_header(bytes: &[u8]) -> Result<SnapshotHeader, String> {
     let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
     let mut hash = [0u8; 32];
     hash.copy_from_slice(&bytes[24..56]);
-    Ok(SnapshotHeader { index: u64_at(16), hash, events_total: u64_at(56), last_ts: u64_at(64) })
+    Ok(SnapshotHeader {
+        index: u64_at(16),
+        hash,
+        events_total: u64_at(56),
+        last_ts: u64_at(64),
+    })
 }
 
 /// The header and the state of a stored snapshot; the state's own
 /// checksum is verified.
 pub fn decode(bytes: &[u8]) -> Result<(SnapshotHeader, Exchange), String> {
     let header = decode_header(bytes)?;
-    let state = Exchange::decode_snapshot(&bytes[SNAPSHOT_HEADER_BYTES..]).map_err(|e| e.to_string())?;
+    let state =
+        Exchange::decode_snapshot(&bytes[SNAPSHOT_HEADER_BYTES..]).map_err(|e| e.to_string())?;
     Ok((header, state))
 }
 
@@ -129,7 +138,11 @@ pub struct CatalogueEntry {
 
 impl From<&SnapshotHeader> for CatalogueEntry {
     fn from(h: &SnapshotHeader) -> Self {
-        CatalogueEntry { index: h.index, events_total: h.events_total, last_ts: h.last_ts }
+        CatalogueEntry {
+            index: h.index,
+            events_total: h.events_total,
+            last_ts: h.last_ts,
+        }
     }
 }
 
@@ -157,7 +170,10 @@ pub fn read_catalogue(store: &dyn SnapshotStore) -> Vec<CatalogueEntry> {
 }
 
 /// Stores the catalogue, keeping its newest [`CATALOGUE_ENTRIES_MAX`] entries.
-pub fn write_catalogue(store: &dyn SnapshotStore, list: &[CatalogueEntry]) -> Result<(), SnapshotError> {
+pub fn write_catalogue(
+    store: &dyn SnapshotStore,
+    list: &[CatalogueEntry],
+) -> Result<(), SnapshotError> {
     let from = list.len().saturating_sub(CATALOGUE_ENTRIES_MAX);
     let bytes = serde_json::to_vec(&list[from..]).expect("catalogue encodes");
     store.put_meta(CATALOGUE_KEY, &bytes)
@@ -172,12 +188,21 @@ mod tests {
     fn snapshot_round_trips_and_damage_is_refused() {
         let mut ex = Exchange::new();
         ex.execute(
-            bourse_engine::Command::CreateAsset { name: "USD".into(), scale: 2, by: bourse_engine::AccountId(0) },
+            bourse_engine::Command::CreateAsset {
+                name: "USD".into(),
+                scale: 2,
+                by: bourse_engine::AccountId(0),
+            },
             7,
         )
         .result
         .unwrap();
-        let header = SnapshotHeader { index: 42, hash: [9u8; 32], events_total: 1, last_ts: 7 };
+        let header = SnapshotHeader {
+            index: 42,
+            hash: [9u8; 32],
+            events_total: 1,
+            last_ts: 7,
+        };
         let bytes = encode(&header, &ex);
         let (h, back) = decode(&bytes).unwrap();
         assert_eq!(h, header);
@@ -187,7 +212,10 @@ mod tests {
         let mut bad = bytes.clone();
         let last = bad.len() - 40;
         bad[last] ^= 1;
-        assert!(decode(&bad).is_err(), "a flipped state byte is caught by the engine checksum");
+        assert!(
+            decode(&bad).is_err(),
+            "a flipped state byte is caught by the engine checksum"
+        );
         let mut bad = bytes.clone();
         bad[0] = b'X';
         assert!(decode(&bad).unwrap_err().contains("magic"));
@@ -208,7 +236,11 @@ mod tests {
 
         assert!(read_catalogue(&store).is_empty());
         let many: Vec<CatalogueEntry> = (1..=CATALOGUE_ENTRIES_MAX as u64 + 5)
-            .map(|i| CatalogueEntry { index: i * 10, events_total: i * 100, last_ts: i })
+            .map(|i| CatalogueEntry {
+                index: i * 10,
+                events_total: i * 100,
+                last_ts: i,
+            })
             .collect();
         write_catalogue(&store, &many).unwrap();
         let back = read_catalogue(&store);

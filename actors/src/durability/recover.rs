@@ -23,7 +23,9 @@ use bourse_engine::{Event, EventBody, Exchange, RejectCode};
 use super::envelope::{self, SnapshotHeader};
 use super::{decode_event, encode_event, log_dir, snapshots_dir};
 use crate::config::DurabilityConf;
-use crate::storage::log::{Entry, EventLog, FileLog, FileLogOptions, Hash, LogError, Recovery, GENESIS_HASH};
+use crate::storage::log::{
+    Entry, EventLog, FileLog, FileLogOptions, Hash, LogError, Recovery, GENESIS_HASH,
+};
 use crate::storage::{SkippedSnapshot, SledSnapshotStore, SnapshotError, SnapshotStore};
 
 /// Batches read from the log per call while replaying: bounds the memory
@@ -45,16 +47,31 @@ pub struct Position {
 
 impl Position {
     /// Before the first batch of a log that was never reset.
-    pub const GENESIS: Position = Position { index: 0, hash: GENESIS_HASH, events_total: 0, last_ts: 0 };
+    pub const GENESIS: Position = Position {
+        index: 0,
+        hash: GENESIS_HASH,
+        events_total: 0,
+        last_ts: 0,
+    };
 
     pub fn header(&self) -> SnapshotHeader {
-        SnapshotHeader { index: self.index, hash: self.hash, events_total: self.events_total, last_ts: self.last_ts }
+        SnapshotHeader {
+            index: self.index,
+            hash: self.hash,
+            events_total: self.events_total,
+            last_ts: self.last_ts,
+        }
     }
 }
 
 impl From<SnapshotHeader> for Position {
     fn from(h: SnapshotHeader) -> Self {
-        Position { index: h.index, hash: h.hash, events_total: h.events_total, last_ts: h.last_ts }
+        Position {
+            index: h.index,
+            hash: h.hash,
+            events_total: h.events_total,
+            last_ts: h.last_ts,
+        }
     }
 }
 
@@ -89,7 +106,10 @@ pub enum RecoverError {
 
 impl RecoverError {
     fn store(path: &Path) -> impl FnOnce(SnapshotError) -> RecoverError + '_ {
-        move |source| RecoverError::Store { path: path.to_path_buf(), source }
+        move |source| RecoverError::Store {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 }
 
@@ -112,7 +132,12 @@ pub fn entry_events(entry: &Entry) -> Result<Vec<Event>, RecoverError> {
     entry
         .events
         .iter()
-        .map(|b| decode_event(b).map_err(|reason| RecoverError::Decode { index: entry.index, reason }))
+        .map(|b| {
+            decode_event(b).map_err(|reason| RecoverError::Decode {
+                index: entry.index,
+                reason,
+            })
+        })
         .collect()
 }
 
@@ -190,7 +215,10 @@ pub fn check_anchor<L: EventLog + ?Sized>(log: &L, h: &SnapshotHeader) -> Result
 }
 
 /// The newest valid snapshot of `store` (if any) plus the rest of `log`.
-pub fn rebuild<L: EventLog + ?Sized>(log: &L, store: &dyn SnapshotStore) -> Result<Rebuilt, RecoverError> {
+pub fn rebuild<L: EventLog + ?Sized>(
+    log: &L,
+    store: &dyn SnapshotStore,
+) -> Result<Rebuilt, RecoverError> {
     let latest = store.latest()?;
     for s in &latest.skipped {
         tracing::warn!(index = s.index, reason = %s.reason, "passing over a damaged snapshot");
@@ -198,7 +226,9 @@ pub fn rebuild<L: EventLog + ?Sized>(log: &L, store: &dyn SnapshotStore) -> Resu
     let (state, snapshot, pos) = match latest.snapshot {
         Some((index, bytes)) => {
             let (h, state) = envelope::decode(&bytes).map_err(|e| {
-                RecoverError::Inconsistent(format!("the snapshot at batch {index} does not decode: {e}"))
+                RecoverError::Inconsistent(format!(
+                    "the snapshot at batch {index} does not decode: {e}"
+                ))
             })?;
             if h.index != index {
                 return Err(RecoverError::Inconsistent(format!(
@@ -230,10 +260,16 @@ pub fn rebuild<L: EventLog + ?Sized>(log: &L, store: &dyn SnapshotStore) -> Resu
     };
     let to = log.last_index();
     let (mut batches, mut events) = (0u64, 0u64);
-    replay(log, &mut rebuilt.exchange, &mut rebuilt.position, to, |_, evs, _| {
-        batches += 1;
-        events += evs.len() as u64;
-    })?;
+    replay(
+        log,
+        &mut rebuilt.exchange,
+        &mut rebuilt.position,
+        to,
+        |_, evs, _| {
+            batches += 1;
+            events += evs.len() as u64;
+        },
+    )?;
     rebuilt.replayed_batches = batches;
     rebuilt.replayed_events = events;
     Ok(rebuilt)
@@ -262,8 +298,12 @@ pub fn recover(data_dir: &Path, conf: &DurabilityConf) -> Result<Recovered, Reco
     let started = std::time::Instant::now();
     let store_dir = snapshots_dir(data_dir);
     let store = SledSnapshotStore::open(&store_dir).map_err(RecoverError::store(&store_dir))?;
-    let (log, log_report) =
-        FileLog::open(log_dir(data_dir), FileLogOptions { segment_bytes_max: conf.segment_bytes_max })?;
+    let (log, log_report) = FileLog::open(
+        log_dir(data_dir),
+        FileLogOptions {
+            segment_bytes_max: conf.segment_bytes_max,
+        },
+    )?;
     if let Some(t) = &log_report.torn_tail {
         tracing::warn!(
             segment = %t.segment.display(),
@@ -276,13 +316,17 @@ pub fn recover(data_dir: &Path, conf: &DurabilityConf) -> Result<Recovered, Reco
         tracing::info!("{log_report}");
     }
     let state = rebuild(&log, &store).map_err(|e| match e {
-        RecoverError::Snapshots(source) => RecoverError::Store { path: store_dir.clone(), source },
+        RecoverError::Snapshots(source) => RecoverError::Store {
+            path: store_dir.clone(),
+            source,
+        },
         other => other,
     })?;
     let epoch = match envelope::read_epoch(&store).map_err(RecoverError::store(&store_dir))? {
         Some(e) => e,
         None => {
-            envelope::write_epoch(&store, envelope::EPOCH_FIRST).map_err(RecoverError::store(&store_dir))?;
+            envelope::write_epoch(&store, envelope::EPOCH_FIRST)
+                .map_err(RecoverError::store(&store_dir))?;
             envelope::EPOCH_FIRST
         }
     };
@@ -300,7 +344,13 @@ pub fn recover(data_dir: &Path, conf: &DurabilityConf) -> Result<Recovered, Reco
         "recovered to index {}",
         state.position.index
     );
-    Ok(Recovered { state, log, log_report, store, epoch })
+    Ok(Recovered {
+        state,
+        log,
+        log_report,
+        store,
+        epoch,
+    })
 }
 
 /// The orders `state` holds funds for that never reached their book: open,
@@ -312,7 +362,16 @@ pub fn orphans(state: &Exchange) -> Vec<EventBody> {
         .orders
         .values()
         .filter(|o| o.status.is_open() && !o.resting)
-        .map(|o| (o.id.0, EventBody::OrderRejected { inst: o.inst, order: o.id, code: RejectCode::MarketClosed }))
+        .map(|o| {
+            (
+                o.id.0,
+                EventBody::OrderRejected {
+                    inst: o.inst,
+                    order: o.id,
+                    code: RejectCode::MarketClosed,
+                },
+            )
+        })
         .collect();
     out.sort_by_key(|(id, _)| *id);
     out.into_iter().map(|(_, b)| b).collect()

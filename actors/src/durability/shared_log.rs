@@ -96,10 +96,16 @@ mod tests {
         let weak = a.downgrade();
         a.append(&[b"x".to_vec()]).unwrap();
         assert_eq!(b.last_index(), 1);
-        assert_eq!(weak.upgrade().unwrap().read(1..=1).unwrap()[0].events, vec![b"x".to_vec()]);
+        assert_eq!(
+            weak.upgrade().unwrap().read(1..=1).unwrap()[0].events,
+            vec![b"x".to_vec()]
+        );
         drop(a);
         assert!(weak.upgrade().is_some());
         drop(b);
-        assert!(weak.upgrade().is_none(), "the log closes with its last owner");
+        assert!(
+            weak.upgrade().is_none(),
+            "the log closes with its last owner"
+        );
     }
 }

@@ -109,7 +109,9 @@ where
     }
 
     fn run(mut self) {
-        self.status.applied_index.store(self.pos.index, Ordering::Release);
+        self.status
+            .applied_index
+            .store(self.pos.index, Ordering::Release);
         // The state recovery replayed, as `bourse verify` computes it offline.
         tracing::info!(
             "recovered state at index {}: state_hash={}",
@@ -149,14 +151,19 @@ where
         while self.pos.index < committed {
             let to = committed.min(self.pos.index + SNAPSHOT_READ_BATCHES_MAX);
             let mut events = 0u64;
-            replay(&log, &mut self.state, &mut self.pos, to, |_, evs, _| events += evs.len() as u64)
-                .map_err(|e| e.to_string())?;
+            replay(&log, &mut self.state, &mut self.pos, to, |_, evs, _| {
+                events += evs.len() as u64
+            })
+            .map_err(|e| e.to_string())?;
             self.events_since += events;
         }
-        self.status.applied_index.store(self.pos.index, Ordering::Release);
+        self.status
+            .applied_index
+            .store(self.pos.index, Ordering::Release);
         let due = self.events_since >= self.conf.snapshot_every_events
             || (self.events_since > 0
-                && self.last_snapshot.elapsed() >= Duration::from_secs(self.conf.snapshot_every_secs));
+                && self.last_snapshot.elapsed()
+                    >= Duration::from_secs(self.conf.snapshot_every_secs));
         if due {
             self.write_snapshot()?;
             self.retain(&log)?;
@@ -169,14 +176,18 @@ where
         let started = Instant::now();
         let header = self.pos.header();
         let bytes = envelope::encode(&header, &self.state);
-        self.store.save(header.index, &bytes).map_err(|e| format!("saving the snapshot: {e}"))?;
+        self.store
+            .save(header.index, &bytes)
+            .map_err(|e| format!("saving the snapshot: {e}"))?;
         self.catalogue.retain(|c| c.index < header.index);
         self.catalogue.push(CatalogueEntry::from(&header));
         envelope::write_catalogue(&self.store, &self.catalogue)
             .map_err(|e| format!("saving the snapshot catalogue: {e}"))?;
         self.events_since = 0;
         self.last_snapshot = Instant::now();
-        self.status.snapshot_index.store(header.index, Ordering::Release);
+        self.status
+            .snapshot_index
+            .store(header.index, Ordering::Release);
         self.status.snapshots_written.fetch_add(1, Ordering::AcqRel);
         metrics::gauge!("bourse_snapshot_index").set(header.index as f64);
         metrics::histogram!("bourse_snapshot_seconds").record(started.elapsed().as_secs_f64());
@@ -197,15 +208,20 @@ where
             return Ok(());
         };
         let retention = self.conf.log_retention_events;
-        let Some(anchor) =
-            self.catalogue.iter().rev().find(|c| newest.events_total.saturating_sub(c.events_total) >= retention).copied()
+        let Some(anchor) = self
+            .catalogue
+            .iter()
+            .rev()
+            .find(|c| newest.events_total.saturating_sub(c.events_total) >= retention)
+            .copied()
         else {
             return Ok(());
         };
         let (before, after) = {
             let mut log = log.lock();
             let before = log.first_index();
-            log.purge_before(anchor.index + 1).map_err(|e| format!("purging the log: {e}"))?;
+            log.purge_before(anchor.index + 1)
+                .map_err(|e| format!("purging the log: {e}"))?;
             (before, log.first_index())
         };
         let keep = self
@@ -216,7 +232,10 @@ where
             .filter(|s| s.valid && s.index >= anchor.index)
             .count()
             .max(1);
-        let removed = self.store.prune(keep).map_err(|e| format!("removing old snapshots: {e}"))?;
+        let removed = self
+            .store
+            .prune(keep)
+            .map_err(|e| format!("removing old snapshots: {e}"))?;
         self.catalogue.retain(|c| c.index >= anchor.index);
         if after != before || removed > 0 {
             envelope::write_catalogue(&self.store, &self.catalogue)

@@ -28,7 +28,10 @@ struct TempDir(PathBuf);
 impl TempDir {
     fn new(tag: &str) -> TempDir {
         let n = DIRS.fetch_add(1, Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!("bourse-durability-{tag}-{}-{n}", std::process::id()));
+        let p = std::env::temp_dir().join(format!(
+            "bourse-durability-{tag}-{}-{n}",
+            std::process::id()
+        ));
         let _ = fs::remove_dir_all(&p);
         TempDir(p)
     }
@@ -130,17 +133,32 @@ fn recovery_replays_the_whole_log_and_cuts_a_torn_tail() {
     fs::write(&last, &bytes).unwrap();
 
     let r = recover(dir.path(), &c).unwrap();
-    let torn = r.log_report.torn_tail.clone().expect("the torn tail is reported");
+    let torn = r
+        .log_report
+        .torn_tail
+        .clone()
+        .expect("the torn tail is reported");
     assert_eq!(torn.offset as usize, whole);
     assert_eq!(torn.first_lost_index, 301);
     assert!(r.state.snapshot.is_none());
     assert_eq!(r.state.position.index, 300);
     assert_eq!(r.state.replayed_batches, 300);
-    assert_eq!(r.state.exchange.state_hash(), b.workload.state().state_hash());
+    assert_eq!(
+        r.state.exchange.state_hash(),
+        b.workload.state().state_hash()
+    );
     assert_eq!(r.epoch, envelope::EPOCH_FIRST);
-    assert_eq!(envelope::read_epoch(&r.store).unwrap(), Some(1), "the epoch is persisted at first start");
+    assert_eq!(
+        envelope::read_epoch(&r.store).unwrap(),
+        Some(1),
+        "the epoch is persisted at first start"
+    );
     drop(r);
-    assert_eq!(fs::read(&last).unwrap().len(), whole, "the torn tail was cut");
+    assert_eq!(
+        fs::read(&last).unwrap().len(),
+        whole,
+        "the torn tail was cut"
+    );
 }
 
 #[test]
@@ -148,15 +166,25 @@ fn snapshots_follow_the_log_retention_purges_it_and_recovery_starts_from_the_new
     let dir = TempDir::new("snap");
     let c = conf(400, 1_000, 16 << 10);
     let b = build(dir.path(), 1_500, &c, &[]);
-    assert!(b.snapshots_written >= 3, "{} snapshots", b.snapshots_written);
+    assert!(
+        b.snapshots_written >= 3,
+        "{} snapshots",
+        b.snapshots_written
+    );
 
     let r = recover(dir.path(), &c).unwrap();
     let snap = r.state.snapshot.expect("recovery starts from a snapshot");
     assert_eq!(snap.index, b.last_snapshot);
     assert_eq!(r.state.replayed_batches, 1_500 - snap.index);
     assert_eq!(r.state.position.index, 1_500);
-    assert_eq!(r.state.exchange.state_hash(), b.workload.state().state_hash());
-    assert_eq!(r.state.position.events_total, snap.events_total + r.state.replayed_events);
+    assert_eq!(
+        r.state.exchange.state_hash(),
+        b.workload.state().state_hash()
+    );
+    assert_eq!(
+        r.state.position.events_total,
+        snap.events_total + r.state.replayed_events
+    );
 
     // Retention: the log lost its beginning, but keeps at least
     // `log_retention_events` events before the newest snapshot, and the
@@ -165,7 +193,10 @@ fn snapshots_follow_the_log_retention_purges_it_and_recovery_starts_from_the_new
     assert!(first > 1, "whole segments before the anchor were purged");
     let catalogue = envelope::read_catalogue(&r.store);
     let oldest = r.store.list().unwrap()[0].index;
-    assert!(oldest + 1 >= first, "the oldest snapshot still has its log after it");
+    assert!(
+        oldest + 1 >= first,
+        "the oldest snapshot still has its log after it"
+    );
     assert_eq!(catalogue.first().unwrap().index, oldest);
     let newest = catalogue.last().unwrap();
     assert_eq!(newest.index, snap.index);
@@ -175,7 +206,11 @@ fn snapshots_follow_the_log_retention_purges_it_and_recovery_starts_from_the_new
 
     let report = verify_data_dir(dir.path()).unwrap();
     assert_eq!(report.state_hash, Some(b.workload.state().state_hash()));
-    assert_eq!(report.replay_from, Some(snap.index), "a purged log is replayed from the newest snapshot");
+    assert_eq!(
+        report.replay_from,
+        Some(snap.index),
+        "a purged log is replayed from the newest snapshot"
+    );
 }
 
 #[test]
@@ -190,7 +225,9 @@ fn verify_compares_snapshots_with_a_replay_from_the_beginning() {
     assert_eq!(report.state_hash, Some(b.workload.state().state_hash()));
     let snaps = report.snapshots.unwrap();
     assert_eq!(snaps.len() as u64, b.snapshots_written);
-    assert!(snaps.iter().any(|s| s.compared_with_replay && s.index == b.last_snapshot));
+    assert!(snaps
+        .iter()
+        .any(|s| s.compared_with_replay && s.index == b.last_snapshot));
 
     // A snapshot that does not hold the replayed state is caught, at its index.
     let r = recover(dir.path(), &c).unwrap();
@@ -203,7 +240,12 @@ fn verify_compares_snapshots_with_a_replay_from_the_beginning() {
     }
     let at = 650;
     let hash = r.log.read(at..=at).unwrap()[0].hash;
-    let h = SnapshotHeader { index: at, hash, events_total: 1, last_ts: 1 };
+    let h = SnapshotHeader {
+        index: at,
+        hash,
+        events_total: 1,
+        last_ts: 1,
+    };
     r.store.save(at, &envelope::encode(&h, &wrong)).unwrap();
     drop(r);
     let err = verify_data_dir(dir.path()).unwrap_err();
@@ -224,16 +266,43 @@ fn corruption_in_the_middle_stops_recovery_and_verify_names_the_batch() {
     bytes[at] ^= 0x55;
     fs::write(victim, &bytes).unwrap();
 
-    let err = recover(dir.path(), &c).err().expect("a damaged log does not recover").to_string();
-    assert!(err.contains(victim.file_name().unwrap().to_str().unwrap()), "{err}");
-    assert!(err.contains("bourse verify") && err.contains("bourse restore"), "{err}");
+    let err = recover(dir.path(), &c)
+        .err()
+        .expect("a damaged log does not recover")
+        .to_string();
+    assert!(
+        err.contains(victim.file_name().unwrap().to_str().unwrap()),
+        "{err}"
+    );
+    assert!(
+        err.contains("bourse verify") && err.contains("bourse restore"),
+        "{err}"
+    );
 
     let fail = verify_data_dir(dir.path()).unwrap_err();
-    let first_of_victim: u64 = victim.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+    let first_of_victim: u64 = victim
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let bad = fail.first_bad_index.unwrap();
     assert!(bad >= first_of_victim, "{fail}");
-    assert!(bad < segs[2].file_stem().unwrap().to_str().unwrap().parse::<u64>().unwrap(), "{fail}");
-    assert!(fs::read(victim).unwrap() == bytes, "neither recovery nor verify changed the file");
+    assert!(
+        bad < segs[2]
+            .file_stem()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap(),
+        "{fail}"
+    );
+    assert!(
+        fs::read(victim).unwrap() == bytes,
+        "neither recovery nor verify changed the file"
+    );
 }
 
 #[test]
@@ -242,8 +311,15 @@ fn a_snapshot_from_another_history_is_refused() {
     let c = conf(u64::MAX, u64::MAX, 1 << 20);
     let b = build(dir.path(), 100, &c, &[]);
     let r = recover(dir.path(), &c).unwrap();
-    let h = SnapshotHeader { index: 50, hash: [1u8; 32], events_total: 1, last_ts: 1 };
-    r.store.save(50, &envelope::encode(&h, b.workload.state())).unwrap();
+    let h = SnapshotHeader {
+        index: 50,
+        hash: [1u8; 32],
+        events_total: 1,
+        last_ts: 1,
+    };
+    r.store
+        .save(50, &envelope::encode(&h, b.workload.state()))
+        .unwrap();
     drop(r);
     let err = recover(dir.path(), &c).err().unwrap().to_string();
     assert!(err.contains("does not belong to this event log"), "{err}");
@@ -272,28 +348,48 @@ fn orders_a_crash_left_before_their_book_are_rejected_once() {
         stp: Stp::CancelNewest,
     };
     let accepted = state.ledger.decide_place(&cmd).unwrap();
-    let EventBody::OrderAccepted { order } = &accepted else { panic!("accepted expected") };
+    let EventBody::OrderAccepted { order } = &accepted else {
+        panic!("accepted expected")
+    };
     let id = order.id;
     {
         // The ledger's half of the place reached the log; the book's did not.
         let (mut log, _) = FileLog::open(log_dir(dir.path()), FileLogOptions::default()).unwrap();
-        log.append(&encode(&[Event { ts: 1_800_000_000_000_000, body: accepted.clone() }])).unwrap();
+        log.append(&encode(&[Event {
+            ts: 1_800_000_000_000_000,
+            body: accepted.clone(),
+        }]))
+        .unwrap();
         log.sync().unwrap();
     }
     let mut r = recover(dir.path(), &c).unwrap();
     assert_eq!(super::recover::orphans(&r.state.exchange).len(), 1);
-    assert_ne!(r.state.exchange.ledger.accounts[&account].balances, before, "funds are held");
+    assert_ne!(
+        r.state.exchange.ledger.accounts[&account].balances, before,
+        "funds are held"
+    );
     assert_eq!(r.settle_orphans(1_800_000_000_000_001).unwrap(), 1);
     let ex = &r.state.exchange;
     assert!(ex.ledger.order(id).is_none());
-    assert_eq!(ex.ledger.order_by_cl_id(account, "lost-1"), None, "the cl_id can be used again");
-    assert_eq!(ex.ledger.accounts[&account].balances, before, "the hold is released");
+    assert_eq!(
+        ex.ledger.order_by_cl_id(account, "lost-1"),
+        None,
+        "the cl_id can be used again"
+    );
+    assert_eq!(
+        ex.ledger.accounts[&account].balances, before,
+        "the hold is released"
+    );
     ex.check();
     assert_eq!(r.state.position.index, 62);
     let hash = ex.state_hash();
     drop(r);
     let mut r = recover(dir.path(), &c).unwrap();
-    assert_eq!(r.state.exchange.state_hash(), hash, "the rejection is in the log");
+    assert_eq!(
+        r.state.exchange.state_hash(),
+        hash,
+        "the rejection is in the log"
+    );
     assert_eq!(r.settle_orphans(1).unwrap(), 0);
     let _ = AccountId(0);
 }
@@ -303,15 +399,25 @@ fn backup_restore_and_point_in_time() {
     let dir = TempDir::new("backup-src");
     let c = conf(1_200, u64::MAX, 32 << 10);
     let b = build(dir.path(), 900, &c, &[700, 850]);
-    assert!(b.last_snapshot > 0 && b.last_snapshot < 700, "snapshot at {}", b.last_snapshot);
+    assert!(
+        b.last_snapshot > 0 && b.last_snapshot < 700,
+        "snapshot at {}",
+        b.last_snapshot
+    );
     let files = TempDir::new("backup-files");
     fs::create_dir_all(files.path()).unwrap();
     let file = files.path().join("node.bbk");
     let sum = backup::backup(dir.path(), &file, None).unwrap();
-    assert_eq!(sum.meta.base_index, b.last_snapshot, "the newest snapshot is the base");
+    assert_eq!(
+        sum.meta.base_index, b.last_snapshot,
+        "the newest snapshot is the base"
+    );
     assert_eq!(sum.meta.last_index, 900);
     assert!(!sum.meta.encrypted);
-    assert_eq!(backup::verify_backup(&file, None).unwrap().state_hash, Some(b.workload.state().state_hash()));
+    assert_eq!(
+        backup::verify_backup(&file, None).unwrap().state_hash,
+        Some(b.workload.state().state_hash())
+    );
 
     // Whole restore: same state, a new epoch, and a node recovers from it.
     let full = TempDir::new("restore-full");
@@ -320,7 +426,10 @@ fn backup_restore_and_point_in_time() {
     assert_eq!(r.position.index, 900);
     assert_eq!(r.epoch, 2);
     let rec = recover(full.path(), &c).unwrap();
-    assert_eq!(rec.state.exchange.state_hash(), b.workload.state().state_hash());
+    assert_eq!(
+        rec.state.exchange.state_hash(),
+        b.workload.state().state_hash()
+    );
     assert_eq!(rec.epoch, 2);
     assert_eq!(rec.state.snapshot.unwrap().index, b.last_snapshot);
     drop(rec);
@@ -330,7 +439,10 @@ fn backup_restore_and_point_in_time() {
     let (hash_700, ts_700) = b.marks[&700];
     let by_index = TempDir::new("restore-index");
     let r = backup::restore(&file, None, by_index.path(), Until::Index(700)).unwrap();
-    assert_eq!((r.position.index, r.state_hash, r.batches_left_out), (700, hash_700, 200));
+    assert_eq!(
+        (r.position.index, r.state_hash, r.batches_left_out),
+        (700, hash_700, 200)
+    );
     let rec = recover(by_index.path(), &c).unwrap();
     assert_eq!(rec.log.last_index(), 700);
     assert_eq!(rec.state.exchange.state_hash(), hash_700);
@@ -345,7 +457,8 @@ fn backup_restore_and_point_in_time() {
 
     // What cannot be done is refused, and nothing is left behind.
     let early = TempDir::new("restore-early");
-    let e = backup::restore(&file, None, early.path(), Until::Index(b.last_snapshot - 1)).unwrap_err();
+    let e =
+        backup::restore(&file, None, early.path(), Until::Index(b.last_snapshot - 1)).unwrap_err();
     assert!(matches!(e, BackupError::Refused(_)), "{e}");
     let e = backup::restore(&file, None, early.path(), Until::Index(901)).unwrap_err();
     assert!(matches!(e, BackupError::Refused(_)), "{e}");
@@ -355,22 +468,43 @@ fn backup_restore_and_point_in_time() {
 
     // A changed byte anywhere, or a cut, is refused by verify and restore.
     let bytes = fs::read(&file).unwrap();
-    for at in [40, bytes.len() / 3, bytes.len() / 2, bytes.len() - 40, bytes.len() - 1] {
+    for at in [
+        40,
+        bytes.len() / 3,
+        bytes.len() / 2,
+        bytes.len() - 40,
+        bytes.len() - 1,
+    ] {
         let mut bad = bytes.clone();
         bad[at] ^= 0x01;
         let tampered = files.path().join(format!("tampered-{at}.bbk"));
         fs::write(&tampered, &bad).unwrap();
-        assert!(backup::verify_backup(&tampered, None).is_err(), "flip at {at} passed verify");
+        assert!(
+            backup::verify_backup(&tampered, None).is_err(),
+            "flip at {at} passed verify"
+        );
         let target = TempDir::new("restore-tampered");
-        assert!(backup::restore(&tampered, None, target.path(), Until::End).is_err(), "flip at {at} restored");
-        assert!(!log_dir(target.path()).exists(), "a refused restore leaves no log");
+        assert!(
+            backup::restore(&tampered, None, target.path(), Until::End).is_err(),
+            "flip at {at} restored"
+        );
+        assert!(
+            !log_dir(target.path()).exists(),
+            "a refused restore leaves no log"
+        );
     }
     let cut = files.path().join("cut.bbk");
     fs::write(&cut, &bytes[..bytes.len() - 10]).unwrap();
-    assert!(matches!(backup::verify_backup(&cut, None), Err(BackupError::Damaged(_))));
+    assert!(matches!(
+        backup::verify_backup(&cut, None),
+        Err(BackupError::Damaged(_))
+    ));
     let long = files.path().join("long.bbk");
     fs::write(&long, [bytes.as_slice(), b"x"].concat()).unwrap();
-    assert!(matches!(backup::verify_backup(&long, None), Err(BackupError::Damaged(_))));
+    assert!(matches!(
+        backup::verify_backup(&long, None),
+        Err(BackupError::Damaged(_))
+    ));
 }
 
 #[test]
@@ -386,12 +520,24 @@ fn encrypted_backups_need_their_key() {
     assert!(sum.meta.encrypted);
     let bytes = fs::read(&file).unwrap();
     let needle = b"trader0";
-    assert!(!bytes.windows(needle.len()).any(|w| w == needle), "names do not appear in clear");
+    assert!(
+        !bytes.windows(needle.len()).any(|w| w == needle),
+        "names do not appear in clear"
+    );
 
-    assert!(matches!(backup::verify_backup(&file, None), Err(BackupError::Key(_))));
+    assert!(matches!(
+        backup::verify_backup(&file, None),
+        Err(BackupError::Key(_))
+    ));
     let wrong = BackupKey::from_hex(&BackupKey::generate_hex()).unwrap();
-    assert!(matches!(backup::verify_backup(&file, Some(&wrong)), Err(BackupError::Damaged(_))));
-    assert_eq!(backup::verify_backup(&file, Some(&key)).unwrap().state_hash, Some(b.workload.state().state_hash()));
+    assert!(matches!(
+        backup::verify_backup(&file, Some(&wrong)),
+        Err(BackupError::Damaged(_))
+    ));
+    assert_eq!(
+        backup::verify_backup(&file, Some(&key)).unwrap().state_hash,
+        Some(b.workload.state().state_hash())
+    );
     let target = TempDir::new("enc-restore");
     let r = backup::restore(&file, Some(&key), target.path(), Until::End).unwrap();
     assert_eq!(r.state_hash, b.workload.state().state_hash());
@@ -401,9 +547,15 @@ fn encrypted_backups_need_their_key() {
     bad[at] ^= 0x80;
     let tampered = files.path().join("tampered.bbk");
     fs::write(&tampered, &bad).unwrap();
-    assert!(matches!(backup::verify_backup(&tampered, Some(&key)), Err(BackupError::Damaged(_))));
+    assert!(matches!(
+        backup::verify_backup(&tampered, Some(&key)),
+        Err(BackupError::Damaged(_))
+    ));
     fs::write(&tampered, &bytes[..bytes.len() - 1]).unwrap();
-    assert!(matches!(backup::verify_backup(&tampered, Some(&key)), Err(BackupError::Damaged(_))));
+    assert!(matches!(
+        backup::verify_backup(&tampered, Some(&key)),
+        Err(BackupError::Damaged(_))
+    ));
 
     assert!(BackupKey::from_hex("abc").is_err());
     assert!(BackupKey::from_hex(&"0".repeat(62)).is_err());
@@ -419,8 +571,17 @@ fn the_audit_trail_names_who_did_what() {
     let src = audit::audit_data_dir(dir.path(), |r| lines.push(r.clone())).unwrap();
     assert_eq!(src.first_index, 1);
     assert_eq!(lines[0].actor, "system");
-    assert!(lines.iter().any(|l| l.actor == "admin" && l.action == "created user trader3 (role trader)"));
-    assert!(lines.iter().any(|l| l.action.starts_with("listed instrument BTC-USD")));
-    assert!(lines.iter().any(|l| l.action == "deposited 1000000.00000000 BTC to trader5"), "{lines:?}");
+    assert!(lines
+        .iter()
+        .any(|l| l.actor == "admin" && l.action == "created user trader3 (role trader)"));
+    assert!(lines
+        .iter()
+        .any(|l| l.action.starts_with("listed instrument BTC-USD")));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.action == "deposited 1000000.00000000 BTC to trader5"),
+        "{lines:?}"
+    );
     assert_eq!(lines.len(), 1 + 3 + 2 + 6 * 4);
 }

@@ -27,7 +27,9 @@ pub fn parse_time(s: &str) -> Result<u64, String> {
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
         return s.parse::<u64>().map_err(|e| format!("{s:?}: {e}"));
     }
-    let bad = || format!("{s:?} is not a time: use RFC 3339 in UTC (2026-11-20T10:15:00Z) or microseconds since 1970");
+    let bad = || {
+        format!("{s:?} is not a time: use RFC 3339 in UTC (2026-11-20T10:15:00Z) or microseconds since 1970")
+    };
     let rest = s
         .strip_suffix('Z')
         .or_else(|| s.strip_suffix('z'))
@@ -46,7 +48,11 @@ pub fn parse_time(s: &str) -> Result<u64, String> {
         num(d.next().ok_or_else(bad)?, 2)?,
         num(d.next().ok_or_else(bad)?, 2)?,
     );
-    if d.next().is_some() || !(1..=12).contains(&mo) || !(1..=days_in_month(y, mo)).contains(&da) || y < 1970 {
+    if d.next().is_some()
+        || !(1..=12).contains(&mo)
+        || !(1..=days_in_month(y, mo)).contains(&da)
+        || y < 1970
+    {
         return Err(bad());
     }
     let (hms, frac) = match time.split_once('.') {
@@ -118,11 +124,26 @@ mod tests {
     fn known_instants() {
         assert_eq!(format_us(0), "1970-01-01T00:00:00.000000Z");
         // 2000-02-29T12:34:56.789Z
-        assert_eq!(parse_time("2000-02-29T12:34:56.789Z").unwrap(), 951_827_696_789_000);
-        assert_eq!(format_us(951_827_696_789_000), "2000-02-29T12:34:56.789000Z");
-        assert_eq!(parse_time("2026-11-20T10:15:00Z").unwrap(), 1_795_169_700_000_000);
-        assert_eq!(parse_time("2026-11-20T10:15:00+00:00").unwrap(), 1_795_169_700_000_000);
-        assert_eq!(parse_time("1795169700000000").unwrap(), 1_795_169_700_000_000);
+        assert_eq!(
+            parse_time("2000-02-29T12:34:56.789Z").unwrap(),
+            951_827_696_789_000
+        );
+        assert_eq!(
+            format_us(951_827_696_789_000),
+            "2000-02-29T12:34:56.789000Z"
+        );
+        assert_eq!(
+            parse_time("2026-11-20T10:15:00Z").unwrap(),
+            1_795_169_700_000_000
+        );
+        assert_eq!(
+            parse_time("2026-11-20T10:15:00+00:00").unwrap(),
+            1_795_169_700_000_000
+        );
+        assert_eq!(
+            parse_time("1795169700000000").unwrap(),
+            1_795_169_700_000_000
+        );
     }
 
     #[test]

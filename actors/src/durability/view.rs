@@ -38,8 +38,16 @@ impl LogView {
             match Self::try_open(source) {
                 Ok(v) => return Ok(v),
                 // A segment vanished between listing and linking: purged. Again.
-                Err(LogError::Io { source: e, op, path }) if e.kind() == io::ErrorKind::NotFound && path != source => {
-                    last_err = Some(LogError::Io { source: e, op, path });
+                Err(LogError::Io {
+                    source: e,
+                    op,
+                    path,
+                }) if e.kind() == io::ErrorKind::NotFound && path != source => {
+                    last_err = Some(LogError::Io {
+                        source: e,
+                        op,
+                        path,
+                    });
                 }
                 Err(e) => return Err(e),
             }
@@ -76,15 +84,21 @@ impl LogView {
         }
         let from = source.join(&last);
         fs::copy(&from, dir.join(&last)).map_err(io("copy", &from))?;
-        let (log, report) = FileLog::open(&dir, FileLogOptions::default()).map_err(|e| match e {
-            LogError::Corrupt(c) => LogError::Corrupt(Corruption {
-                segment: source.join(c.segment.file_name().unwrap_or_default()),
-                ..c
-            }),
-            other => other,
-        })?;
+        let (log, report) =
+            FileLog::open(&dir, FileLogOptions::default()).map_err(|e| match e {
+                LogError::Corrupt(c) => LogError::Corrupt(Corruption {
+                    segment: source.join(c.segment.file_name().unwrap_or_default()),
+                    ..c
+                }),
+                other => other,
+            })?;
         std::mem::forget(guard);
-        Ok(LogView { log, report, source: source.to_path_buf(), dir })
+        Ok(LogView {
+            log,
+            report,
+            source: source.to_path_buf(),
+            dir,
+        })
     }
 
     pub fn log(&self) -> &FileLog {
@@ -132,7 +146,9 @@ fn view_dir(source: &Path) -> PathBuf {
 }
 
 fn writable(dir: &Path) -> bool {
-    fs::metadata(dir).map(|m| !m.permissions().readonly()).unwrap_or(false)
+    fs::metadata(dir)
+        .map(|m| !m.permissions().readonly())
+        .unwrap_or(false)
 }
 
 #[cfg(test)]
@@ -145,9 +161,16 @@ mod tests {
         let base = std::env::temp_dir().join(format!("bourse-view-test-{}", std::process::id()));
         let _ = fs::remove_dir_all(&base);
         let dir = base.join("log");
-        let (mut log, _) = FileLog::open(&dir, FileLogOptions { segment_bytes_max: 4096 }).unwrap();
+        let (mut log, _) = FileLog::open(
+            &dir,
+            FileLogOptions {
+                segment_bytes_max: 4096,
+            },
+        )
+        .unwrap();
         for i in 0..200u32 {
-            log.append(&[i.to_le_bytes().to_vec(), vec![7u8; 40]]).unwrap();
+            log.append(&[i.to_le_bytes().to_vec(), vec![7u8; 40]])
+                .unwrap();
         }
         log.sync().unwrap();
         assert!(log.segment_count() > 2);
@@ -166,9 +189,16 @@ mod tests {
 
         let view = LogView::open(&dir).unwrap();
         assert_eq!(view.log().last_index(), 200);
-        assert_eq!(view.log().read(7..=7).unwrap()[0].events[0], 6u32.to_le_bytes().to_vec());
+        assert_eq!(
+            view.log().read(7..=7).unwrap()[0].events[0],
+            6u32.to_le_bytes().to_vec()
+        );
         assert!(view.report().torn_tail.is_some());
-        assert_eq!(fs::read(&last_seg).unwrap(), torn, "the real log is not changed");
+        assert_eq!(
+            fs::read(&last_seg).unwrap(),
+            torn,
+            "the real log is not changed"
+        );
         let view_dir = view.dir.clone();
         drop(view);
         assert!(!view_dir.exists());
@@ -182,9 +212,16 @@ mod tests {
         let _ = fs::remove_dir_all(&base);
         let dir = base.join("log");
         {
-            let (mut log, _) = FileLog::open(&dir, FileLogOptions { segment_bytes_max: 4096 }).unwrap();
+            let (mut log, _) = FileLog::open(
+                &dir,
+                FileLogOptions {
+                    segment_bytes_max: 4096,
+                },
+            )
+            .unwrap();
             for i in 0..200u32 {
-                log.append(&[i.to_le_bytes().to_vec(), vec![7u8; 40]]).unwrap();
+                log.append(&[i.to_le_bytes().to_vec(), vec![7u8; 40]])
+                    .unwrap();
             }
             log.sync().unwrap();
         }

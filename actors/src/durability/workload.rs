@@ -7,8 +7,8 @@
 
 use bourse_engine::ledger::PlaceCmd;
 use bourse_engine::{
-    AccountId, Amount, AssetId, Command, Event, Exchange, InstrumentId, Listing, OrderId, OrderRef, OrderType, Price,
-    Qty, Role, Side, Stp, Tif,
+    AccountId, Amount, AssetId, Command, Event, Exchange, InstrumentId, Listing, OrderId, OrderRef,
+    OrderType, Price, Qty, Role, Side, Stp, Tif,
 };
 
 /// Microseconds between two commands of the workload.
@@ -42,13 +42,25 @@ impl Workload {
             setup: Vec::new(),
         };
         let root = AccountId(0);
-        w.run(Command::CreateUser { user: "admin".into(), role: Role::Operator, password_hash: "x".into(), by: root });
+        w.run(Command::CreateUser {
+            user: "admin".into(),
+            role: Role::Operator,
+            password_hash: "x".into(),
+            by: root,
+        });
         let admin = w.state.ledger.users["admin"].account;
         for (name, scale) in [("USD", 2), ("BTC", 8), ("ETH", 8)] {
-            w.run(Command::CreateAsset { name: name.into(), scale, by: admin });
+            w.run(Command::CreateAsset {
+                name: name.into(),
+                scale,
+                by: admin,
+            });
         }
         let (usd, btc, eth) = (AssetId(1), AssetId(2), AssetId(3));
-        for (sym, base, tick_raw, price_scale, ref_px) in [("BTC-USD", btc, 1, 0, 60_000), ("ETH-USD", eth, 1, 0, 3_000)] {
+        for (sym, base, tick_raw, price_scale, ref_px) in [
+            ("BTC-USD", btc, 1, 0, 60_000),
+            ("ETH-USD", eth, 1, 0, 3_000),
+        ] {
             let listing = Listing {
                 sym: sym.into(),
                 base,
@@ -67,10 +79,24 @@ impl Workload {
         }
         w.insts = w.state.ledger.instruments.keys().copied().collect();
         for i in 0..traders {
-            w.run(Command::CreateUser { user: format!("trader{i}"), role: Role::Trader, password_hash: "x".into(), by: admin });
+            w.run(Command::CreateUser {
+                user: format!("trader{i}"),
+                role: Role::Trader,
+                password_hash: "x".into(),
+                by: admin,
+            });
             let account = w.state.ledger.users[&format!("trader{i}")].account;
-            for (asset, amount) in [(usd, 1_000_000_000_000_00u64), (btc, 1_000_000_00_000_000), (eth, 1_000_000_00_000_000)] {
-                w.run(Command::Deposit { account, asset, amount: Amount(amount), by: admin });
+            for (asset, amount) in [
+                (usd, 100_000_000_000_000u64),
+                (btc, 100_000_000_000_000),
+                (eth, 100_000_000_000_000),
+            ] {
+                w.run(Command::Deposit {
+                    account,
+                    asset,
+                    amount: Amount(amount),
+                    by: admin,
+                });
             }
             w.traders.push(account);
         }
@@ -123,22 +149,47 @@ impl Workload {
         let i = self.below(self.insts.len() as u64) as usize;
         let (account, inst) = (self.traders[a], self.insts[i]);
         let roll = self.below(100);
-        let open: Vec<OrderId> = self.state.ledger.accounts[&account].open.iter().copied().collect();
+        let open: Vec<OrderId> = self.state.ledger.accounts[&account]
+            .open
+            .iter()
+            .copied()
+            .collect();
         if roll < 35 && !open.is_empty() {
             let order = open[self.below(open.len() as u64) as usize];
             let inst = self.state.ledger.orders[&order].inst;
-            return Command::Cancel { account, inst, order: OrderRef::Id(order) };
+            return Command::Cancel {
+                account,
+                inst,
+                order: OrderRef::Id(order),
+            };
         }
         if roll < 40 && !open.is_empty() {
             let order = open[self.below(open.len() as u64) as usize];
             let o = &self.state.ledger.orders[&order];
             let (inst, cum) = (o.inst, o.cum.0);
             let qty = Qty(cum + 1 + self.below(20));
-            return Command::Amend { account, inst, order: OrderRef::Id(order), qty: Some(qty), px: None };
+            return Command::Amend {
+                account,
+                inst,
+                order: OrderRef::Id(order),
+                qty: Some(qty),
+                px: None,
+            };
         }
         let spec = &self.state.ledger.instruments[&inst];
-        let mid = self.state.ledger.last_px.get(&inst).copied().or(spec.ref_px).map_or(1000, |p| p.0);
-        let side = if self.below(2) == 0 { Side::Buy } else { Side::Sell };
+        let mid = self
+            .state
+            .ledger
+            .last_px
+            .get(&inst)
+            .copied()
+            .or(spec.ref_px)
+            .map_or(1000, |p| p.0);
+        let side = if self.below(2) == 0 {
+            Side::Buy
+        } else {
+            Side::Sell
+        };
         // Within 1% of the last price: a buy above it or a sell below it trades.
         let spread = (mid / 100).max(1);
         let off = self.below(spread * 2 + 1) as i64 - spread as i64;
@@ -182,6 +233,10 @@ mod tests {
         }
         assert!(trades > 100, "only {trades} trades");
         a.state().check();
-        assert_eq!(replay.state_hash(), a.state().state_hash(), "replaying the batches gives the same state");
+        assert_eq!(
+            replay.state_hash(),
+            a.state().state_hash(),
+            "replaying the batches gives the same state"
+        );
     }
 }

@@ -13,6 +13,9 @@
 //! cargo run --release -p bourse-bench --bin recovery -- [--events 1000000,10000000] [--commit-secs 5]
 //! ```
 
+// Rates and sizes in the report are measurements, not money.
+#![allow(clippy::float_arithmetic)]
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -66,7 +69,10 @@ const DAY_START_US: u64 = 1_795_132_800_000_000;
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let base = args.dir.clone().unwrap_or_else(|| std::env::temp_dir().join("bourse-bench-recovery"));
+    let base = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("bourse-bench-recovery"));
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(&base).with_context(|| format!("create {}", base.display()))?;
     println!("{}", Machine::detect().line());
@@ -94,7 +100,11 @@ fn filesystem(dir: &Path) -> String {
         .output()
         .ok()
         .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.lines().nth(1).map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")))
+        .and_then(|s| {
+            s.lines()
+                .nth(1)
+                .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        })
         .unwrap_or_else(|| "unknown file system".into())
 }
 
@@ -110,8 +120,9 @@ fn ms(d: Duration) -> String {
 
 fn commit_runs(args: &Args, base: &Path) -> anyhow::Result<()> {
     let mut w = Workload::new(1, args.traders, DAY_START_US);
-    let pool: Vec<Vec<Vec<u8>>> =
-        (0..COMMIT_POOL_BATCHES_MAX).map(|_| w.next_batch().iter().map(encode_event).collect()).collect();
+    let pool: Vec<Vec<Vec<u8>>> = (0..COMMIT_POOL_BATCHES_MAX)
+        .map(|_| w.next_batch().iter().map(encode_event).collect())
+        .collect();
     let pool_events: usize = pool.iter().map(Vec::len).sum();
     let pool_bytes: usize = pool.iter().flatten().map(Vec::len).sum();
     println!(
@@ -190,7 +201,12 @@ fn recovery_run(args: &Args, base: &Path, target_events: u64) -> anyhow::Result<
     // Generate the day into the log; take the snapshot on the way.
     let started = Instant::now();
     let mut w = Workload::new(2, args.traders, DAY_START_US);
-    let (mut log, _) = FileLog::open(log_dir(&data), FileLogOptions { segment_bytes_max: conf.segment_bytes_max })?;
+    let (mut log, _) = FileLog::open(
+        log_dir(&data),
+        FileLogOptions {
+            segment_bytes_max: conf.segment_bytes_max,
+        },
+    )?;
     let (mut events, mut last_ts) = (0u64, 0u64);
     let mut snapshot: Option<(SnapshotHeader, Vec<u8>, Duration)> = None;
     while events < target_events {
@@ -204,7 +220,12 @@ fn recovery_run(args: &Args, base: &Path, target_events: u64) -> anyhow::Result<
         }
         if snapshot.is_none() && events >= snapshot_at {
             let t = Instant::now();
-            let header = SnapshotHeader { index, hash: log.last_hash(), events_total: events, last_ts };
+            let header = SnapshotHeader {
+                index,
+                hash: log.last_hash(),
+                events_total: events,
+                last_ts,
+            };
             let bytes = envelope::encode(&header, w.state());
             snapshot = Some((header, bytes, t.elapsed()));
         }
@@ -233,7 +254,10 @@ fn recovery_run(args: &Args, base: &Path, target_events: u64) -> anyhow::Result<
     let t = Instant::now();
     let r = recover(&data, &conf)?;
     let full_time = t.elapsed();
-    anyhow::ensure!(r.state.exchange.state_hash() == final_hash, "replay differs from the generated state");
+    anyhow::ensure!(
+        r.state.exchange.state_hash() == final_hash,
+        "replay differs from the generated state"
+    );
     anyhow::ensure!(r.state.replayed_events == events, "all events replayed");
     drop(r);
 
@@ -249,7 +273,10 @@ fn recovery_run(args: &Args, base: &Path, target_events: u64) -> anyhow::Result<
     let (read_time, decode_time) = {
         let t = Instant::now();
         let store = SledSnapshotStore::open(snapshots_dir(&data))?;
-        let (_, bytes) = store.latest()?.snapshot.context("the snapshot reads back")?;
+        let (_, bytes) = store
+            .latest()?
+            .snapshot
+            .context("the snapshot reads back")?;
         let read = t.elapsed();
         let t = Instant::now();
         let decoded = envelope::decode(&bytes).map_err(anyhow::Error::msg)?;
@@ -260,8 +287,14 @@ fn recovery_run(args: &Args, base: &Path, target_events: u64) -> anyhow::Result<
     let t = Instant::now();
     let r = recover(&data, &conf)?;
     let snap_full_time = t.elapsed();
-    anyhow::ensure!(r.state.snapshot.map(|s| s.index) == Some(header.index), "recovery started from the snapshot");
-    anyhow::ensure!(r.state.exchange.state_hash() == final_hash, "snapshot + tail differs from the generated state");
+    anyhow::ensure!(
+        r.state.snapshot.map(|s| s.index) == Some(header.index),
+        "recovery started from the snapshot"
+    );
+    anyhow::ensure!(
+        r.state.exchange.state_hash() == final_hash,
+        "snapshot + tail differs from the generated state"
+    );
     let tail = r.state.replayed_events;
     drop(r);
 
@@ -274,7 +307,10 @@ fn recovery_run(args: &Args, base: &Path, target_events: u64) -> anyhow::Result<
     let t = Instant::now();
     let r = recover(&data, &conf)?;
     let snap_purged_time = t.elapsed();
-    anyhow::ensure!(r.state.exchange.state_hash() == final_hash, "purged log + snapshot differs from the generated state");
+    anyhow::ensure!(
+        r.state.exchange.state_hash() == final_hash,
+        "purged log + snapshot differs from the generated state"
+    );
     let purged_replayed = r.state.replayed_events;
     drop(r);
 
