@@ -239,6 +239,25 @@ fn start(bin: &str, cfg: &Path) -> Server {
     }
 }
 
+/// A failed test leaves no server behind.
+impl Drop for Server {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The test's directory, removed however the test ends.
+struct Dir(PathBuf);
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 impl Server {
     fn kill(mut self) {
         self.child.kill().expect("SIGKILL");
@@ -701,6 +720,7 @@ fn killed_at_random_moments_the_exchange_keeps_every_acknowledgement() {
         std::env::temp_dir().join(format!("bourse-crash-{}-{seed}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(&base).unwrap();
+    let _cleanup = Dir(base.clone());
     let cfg = base.join("config.toml");
     std::fs::write(&cfg, config(&base.join("data"))).unwrap();
 
@@ -769,5 +789,4 @@ fn killed_at_random_moments_the_exchange_keeps_every_acknowledgement() {
     server.stop();
     assert!(snapshots_seen > 0, "recoveries started from snapshots");
     println!("crash test: {KILLS} kills in {:?}", started.elapsed());
-    let _ = std::fs::remove_dir_all(&base);
 }
