@@ -165,6 +165,9 @@ pub struct Ledger {
     /// Deposits minus withdrawals per asset.
     pub net_deposits: BTreeMap<AssetId, u128>,
     pub last_px: BTreeMap<InstrumentId, Price>,
+    /// Version of the instruments' listing and states (the `status` stream).
+    #[serde(default)]
+    pub status_version: u64,
 }
 
 /// Balances one event can change: two assets for each side of a trade,
@@ -552,11 +555,13 @@ impl Ledger {
             }
             EventBody::InstrumentCreated { spec, .. } => {
                 self.instruments.insert(spec.id, (**spec).clone());
+                self.status_version += 1;
             }
             EventBody::InstrumentStateSet { inst, state, .. } => {
                 if let Some(s) = self.instruments.get_mut(inst) {
                     s.state = *state;
                 }
+                self.status_version += 1;
             }
             EventBody::UserCreated { account, user, role, password_hash, .. } => {
                 self.users.insert(

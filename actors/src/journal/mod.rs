@@ -105,12 +105,12 @@ pub fn start<L: EventLog + Send + 'static>(
     durable: bool,
     commit_events_max: usize,
     mut publisher: Box<dyn Publisher>,
+    stopped: Arc<std::sync::atomic::AtomicBool>,
 ) -> JournalHandle {
     // The node's metrics start with its journal: nothing is recorded before.
     telemetry::install();
     let (tx, rx) = sync_channel::<Proposal>(PROPOSALS_QUEUED_MAX);
     let committed = Arc::new(AtomicU64::new(log.last_index()));
-    let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let queued = Arc::new(AtomicUsize::new(0));
     telemetry::watch_mailbox(telemetry::ACTOR_JOURNAL, None, &queued);
     metrics::gauge!(telemetry::LOG_ENTRIES).set(log_entries(&log) as f64);

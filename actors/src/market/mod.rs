@@ -426,18 +426,18 @@ impl Handler<Committed> for MarketData {
         let _publish = crate::telemetry::market_committed();
         let mut touched: Vec<InstrumentId> = Vec::new();
         let mut trades: BTreeMap<InstrumentId, Vec<Value>> = BTreeMap::new();
-        let mut status_changed = false;
+        let mut status_changed = 0u64;
         for e in m.events.iter() {
             match &e.body {
                 EventBody::InstrumentCreated { spec, .. } => {
                     self.add_instrument(OrderBook::new((**spec).clone()));
-                    status_changed = true;
+                    status_changed += 1;
                 }
                 EventBody::InstrumentStateSet { inst, .. } => {
                     if let Some(i) = self.insts.get_mut(inst) {
                         i.book.apply(&e.body);
                     }
-                    status_changed = true;
+                    status_changed += 1;
                 }
                 body => {
                     let Some(inst) = body.book() else { continue };
@@ -501,14 +501,14 @@ impl Handler<Committed> for MarketData {
                 s.send(Encoded::owned(key.clone(), last, v));
             }
         }
-        if status_changed {
+        if status_changed > 0 {
             // The status view comes from the ledger's specs, which have these events.
             let fut = self.ledger.send(Query::Instruments);
             ctx.spawn(fut.into_actor(self).map(move |r, act, _ctx| {
                 if let Ok(Ok(v)) = r {
-                    act.status_seq += 1;
+                    act.status_seq += status_changed;
                     act.instruments_view = v["instruments"].as_array().cloned().unwrap_or_default();
-                    let view = json!({"ch": "status", "type": "update", "epoch": epoch, "prev": act.status_seq - 1, "seq": act.status_seq,
+                    let view = json!({"ch": "status", "type": "update", "epoch": epoch, "prev": act.status_seq - status_changed, "seq": act.status_seq,
                                       "ts": now_us(), "data": {"instruments": act.instruments_view}});
                     let seq = act.status_seq;
                     act.stream("status").send(Encoded::owned("status".into(), seq, view));

@@ -238,11 +238,12 @@ impl Node {
             actor
         });
         let l2 = ledger_addr.clone();
+        let status_seq = exchange.ledger.status_version;
         let account_seqs: Vec<(AccountId, u64)> = exchange.ledger.accounts.iter().map(|(a, s)| (*a, s.seq)).collect();
         // Recent trades, candles and the ticker window come back from the trades in the log.
         let trades = recent_trades(&*log);
         let market = MarketData::start_in_arbiter(&market_arbiter.handle(), move |_| {
-            let mut md = MarketData::new(l2, books, views, 0, account_seqs);
+            let mut md = MarketData::new(l2, books, views, status_seq, account_seqs);
             md.epoch = epoch;
             md.warm(&trades);
             md
@@ -278,7 +279,14 @@ impl Node {
             names.insert(u.account, u.name.clone());
         }
         let publisher = NodePublisher { shared: shared.clone(), names };
-        let journal = journal::start(BoxedLog(log), cfg.durable, cfg.limits.commit_events_max, Box::new(publisher));
+        // A journal that cannot write stops the node from acknowledging anything.
+        let journal = journal::start(
+            BoxedLog(log),
+            cfg.durable,
+            cfg.limits.commit_events_max,
+            Box::new(publisher),
+            shared.journal_stopped.clone(),
+        );
         if let Some((log, store, state, position)) = snapshots {
             Snapshotter::new(log, store, journal.committed.clone(), journal.stopped.clone(), state, position, cfg.durability.clone())
                 .spawn();
