@@ -712,14 +712,20 @@ impl Ledger {
                 }
             }
             EventBody::AmendRejected { order, release, .. } => {
-                if release.0 > 0 {
-                    let o = self.orders.get_mut(order).expect("amended order is known");
-                    o.hold.0 -= release.0;
+                // The order may have closed between the extra hold and the
+                // refusal (its book filled or cancelled it first); a closed
+                // order has released everything already.
+                let open = self.orders.get_mut(order).filter(|o| o.status.is_open());
+                if let Some(o) = open {
+                    let r = release.0.min(o.hold.0);
+                    o.hold.0 -= r;
                     let (acc, asset) = (o.account, o.hold_asset);
-                    let b = self.bal(acc, asset);
-                    b.held -= release.0;
-                    b.available += release.0;
-                    touched.push((acc, asset));
+                    if r > 0 {
+                        let b = self.bal(acc, asset);
+                        b.held -= r;
+                        b.available += r;
+                        touched.push((acc, asset));
+                    }
                 }
             }
         }
@@ -856,5 +862,53 @@ impl Ledger {
         for ((acc, asset), h) in holds {
             assert_eq!(self.balance(acc, asset).held, h, "held of {acc:?}/{asset:?} equals its orders' holds");
         }
+    }
+}
+
+#[cfg(test)]
+mod pipeline_tests {
+    use super::*;
+    use crate::event::Event;
+    use crate::exchange::{Command, Exchange, Listing};
+
+    /// In the actor pipeline an amend's extra hold is recorded before its
+    /// book sees it; the book may fill the order first and then refuse the
+    /// amend. Applying that order of events must not release funds twice.
+    #[test]
+    fn an_amend_refused_after_its_order_closed_releases_nothing_twice() {
+        let mut ex = Exchange::new();
+        let admin = AccountId(0);
+        let ok = |o: crate::exchange::Outcome| o.result.expect("accepted");
+        ok(ex.execute(Command::CreateAsset { name: "USD".into(), scale: 2, by: admin }, 1));
+        ok(ex.execute(Command::CreateAsset { name: "BTC".into(), scale: 8, by: admin }, 1));
+        let listing = Listing {
+            sym: "BTC-USD".into(), base: AssetId(2), quote: AssetId(1), tick_raw: 1, price_scale: 0, lot_raw: 1, qty_scale: 2,
+            min_qty: Qty(1), ref_px: Some(Price(100)), band_pct: 50, maker_fee_bps: 0, taker_fee_bps: 0,
+        };
+        ok(ex.execute(Command::CreateInstrument { listing, by: admin }, 1));
+        for u in ["a", "b"] {
+            ok(ex.execute(Command::CreateUser { user: u.into(), role: Role::Trader, password_hash: String::new(), by: admin }, 1));
+        }
+        let (a, b) = (AccountId(1), AccountId(2));
+        ok(ex.execute(Command::Deposit { account: a, asset: AssetId(1), amount: Amount(1_000_000), by: admin }, 1));
+        ok(ex.execute(Command::Deposit { account: b, asset: AssetId(2), amount: Amount(1_000_000_000), by: admin }, 1));
+        let place = |acc, side, px, qty, cl: &str| {
+            Command::Place(PlaceCmd {
+                account: acc, inst: InstrumentId(1), cl_id: cl.into(), side, kind: OrderType::Limit, tif: None,
+                px: Some(Price(px)), qty: Some(Qty(qty)), quote_qty: None, post_only: false, stp: Stp::CancelNewest,
+            })
+        };
+        let Reply::Placed { order, .. } = ok(ex.execute(place(a, Side::Buy, 100, 10, "x"), 2)) else { panic!() };
+        // The ledger holds more for an amend to 20 lots...
+        let hold = ex.ledger.decide_amend_hold(a, order, Some(Qty(20)), None).unwrap().expect("more is needed");
+        ex.apply(&Event { ts: 3, body: hold }, None);
+        // ...its book fills the order first...
+        ok(ex.execute(place(b, Side::Sell, 100, 10, "y"), 4));
+        assert_eq!(ex.ledger.order(order).unwrap().status, OrderStatus::Filled);
+        // ...then refuses the amend, releasing the extra it was told about.
+        let refused = EventBody::AmendRejected { inst: InstrumentId(1), order, code: RejectCode::UnknownOrder, release: Amount(1_000) };
+        ex.apply(&Event { ts: 5, body: refused }, None);
+        ex.check();
+        assert_eq!(ex.ledger.balance(a, AssetId(1)), Balance { available: 1_000_000 - 1_000, held: 0 });
     }
 }
