@@ -18,6 +18,12 @@ cargo build --release -p bourse -p bourse-bench
 bin="$(mktemp -d)"
 trap 'rm -rf "$bin"' EXIT
 cp target/release/bourse target/release/bourse-bench "$bin/"
+# What was measured: the commit, and how many files differed from it.
+{
+  echo "commit $(git rev-parse --short HEAD)"
+  echo "files changed since the commit: $(git status --porcelain --untracked-files=no | wc -l)"
+  echo "built $(date -u '+%Y-%m-%d %H:%M:%S') UTC"
+} > "$out/build.txt"
 server="$bin/bourse"
 bench="$bin/bourse-bench"
 # 10,000 connections need 10,000 descriptors on each side.

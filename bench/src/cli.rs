@@ -91,9 +91,10 @@ pub struct Common {
     /// Mid price of an instrument whose book is empty, SYM=PRICE (repeatable).
     #[arg(long = "mid", value_name = "SYM=PRICE")]
     pub mids: Vec<String>,
-    /// Worker threads of the bench's runtime [default: one per core].
-    #[arg(long)]
-    pub client_threads: Option<usize>,
+    /// Worker threads of the bench's runtime. One leaves the other core of
+    /// a 2-core machine to the server and wakes fewer threads per request.
+    #[arg(long, default_value_t = 1)]
+    pub client_threads: usize,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -267,6 +268,7 @@ impl Report {
                 let f = &r.flow;
                 vec![
                     ("throughput_per_s", f.throughput_per_s),
+                    ("accepted_per_s", f.accepted_per_s),
                     ("ack_p50_us", f.latency.p50_us as f64),
                     ("ack_p99_us", f.latency.p99_us as f64),
                     ("ack_p999_us", f.latency.p999_us as f64),
@@ -437,11 +439,12 @@ async fn run_with_server(
         .await
         .with_context(|| format!("start the server with [{}]", spec.label))?;
     eprintln!(
-        "server: {} pid={} on {} with [{}]",
+        "server: {} pid={} on {} with [{}], log {}",
         bin.display(),
         server.pid,
         server.addr,
-        spec.label
+        spec.label,
+        server.log_path.display()
     );
     let enc = spec.encoding.unwrap_or_else(|| common.encoding.into());
     let result = run_once(scenario, &server.target(), enc).await;
@@ -527,9 +530,7 @@ pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = cli.scenario.common().client_threads {
-        rt.worker_threads(n.max(1));
-    }
+    rt.worker_threads(cli.scenario.common().client_threads.max(1));
     let rt = match rt.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -536,7 +536,11 @@ async fn session(s: &mut Session<'_>, trader: bool) -> Result<(), Gone> {
     if trader {
         let account = &s.crowd.accounts[s.user % s.crowd.accounts.len()];
         let a = account.auth_args(Cod::Connection);
-        s.request("auth", "auth", &a).await?;
+        if !s.request("auth", "auth", &a).await? {
+            // Its code is counted with the errors; without a login the
+            // user's trading requests would only be auth_required.
+            return Err(Gone("auth refused".into()));
+        }
     }
     for ch in [Channel::BookL1, Channel::Trades] {
         let a = s.sub(ch, s.sym);

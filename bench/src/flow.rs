@@ -257,8 +257,12 @@ pub struct FlowReport {
     pub overruns: u64,
     /// Answers to requests sent after the warm-up.
     pub measured: u64,
-    /// `measured` per second of the measured part.
+    /// `measured` per second of the measured part: every answer, refusals
+    /// included.
     pub throughput_per_s: f64,
+    /// Measured answers that were not refusals, per second: the orders,
+    /// cancels and amends the exchange carried out.
+    pub accepted_per_s: f64,
     /// Successful answers by the order's status.
     pub ok_by_status: Counts,
     /// Refusals by error code.
@@ -277,8 +281,11 @@ pub struct FlowReport {
     pub server_cpu_pct: Option<f64>,
     /// CPU of the bench process over the same time.
     pub client_cpu_pct: Option<f64>,
-    /// CPU of the whole machine over the same time: what is above server
-    /// plus bench is other work on the machine.
+    /// CPU of the whole machine over the same time, from `/proc/stat`
+    /// ticks: near 200% (two cores) it shows the machine was saturated and
+    /// what is above server plus bench was other work. Tick sampling
+    /// undercounts bursty, partly idle load, so below saturation it can
+    /// read less than server plus bench.
     pub machine_cpu_pct: Option<f64>,
     /// The server's busiest threads over the same time.
     pub server_threads: Vec<ThreadCpu>,
@@ -558,6 +565,7 @@ impl Gen {
 struct ReaderStats {
     answered: u64,
     measured: u64,
+    measured_ok: u64,
     ok_by_status: Counts,
     rejects: Counts,
     errors: Counts,
@@ -724,6 +732,7 @@ pub async fn run_on(
         streams.push(stream);
         r_all.answered += r.answered;
         r_all.measured += r.measured;
+        r_all.measured_ok += r.measured_ok;
         r_all.unanswered += r.unanswered;
         r_all.ok_by_status.merge(&r.ok_by_status);
         r_all.rejects.merge(&r.rejects);
@@ -772,6 +781,11 @@ pub async fn run_on(
         measured: r_all.measured,
         throughput_per_s: if measured_s > 0.0 {
             r_all.measured as f64 / measured_s
+        } else {
+            0.0
+        },
+        accepted_per_s: if measured_s > 0.0 {
+            r_all.measured_ok as f64 / measured_s
         } else {
             0.0
         },
@@ -1051,6 +1065,7 @@ async fn read_answers(
         if sent_us >= clock.warmup_us {
             let lat = now.saturating_sub(sent_us);
             st.measured += 1;
+            st.measured_ok += u64::from(inc.ok == Some(true));
             st.latency.record_us(lat);
             st.by_kind[kind as usize].record_us(lat);
         }

@@ -43,12 +43,13 @@ impl OrdersReport {
             _ => String::new(),
         };
         format!(
-            "orders: {pace} conns={} accounts={} instruments={} enc={} | throughput={:.0}/s ack {} | sent={} answered={} unanswered={} overruns={} rejects: {} | cpu: server={} bench={} machine={} | server threads: {}",
+            "orders: {pace} conns={} accounts={} instruments={} enc={} | answers={:.0}/s accepted={:.0}/s ack {} | sent={} answered={} unanswered={} overruns={} rejects: {} | cpu: server={} bench={} machine={} | server threads: {}",
             f.connections,
             f.accounts,
             f.instruments.join(","),
             f.encoding,
             f.throughput_per_s,
+            f.accepted_per_s,
             f.latency.line(),
             f.sent,
             f.answered,

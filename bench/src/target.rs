@@ -179,7 +179,7 @@ impl ServerProcess {
     }
 
     /// Stops the server with SIGTERM (by its process id), waits for it,
-    /// and removes its data directory and log.
+    /// and removes its data directory. Its log stays at `log_path`.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         let _ = tokio::process::Command::new("kill")
             .arg("-TERM")
@@ -201,9 +201,6 @@ impl ServerProcess {
             }
         };
         let _ = std::fs::remove_dir_all(&self.data_dir);
-        if result.is_ok() {
-            let _ = std::fs::remove_file(&self.log_path);
-        }
         result
     }
 }
