@@ -156,8 +156,13 @@ pub struct Ledger {
     pub assets: BTreeMap<AssetId, AssetSpec>,
     pub instruments: BTreeMap<InstrumentId, InstrumentSpec>,
     pub accounts: BTreeMap<AccountId, AccountState>,
+    /// Open orders (accepted and not yet ended): the table every event touches.
     #[serde(serialize_with = "crate::sorted::map")]
     pub orders: FxHashMap<OrderId, OrderState>,
+    /// Ended orders kept while their `cl_id` is remembered (answers to a
+    /// repeated `cl_id`, fills history); touched once when an order ends.
+    #[serde(serialize_with = "crate::sorted::map", default)]
+    pub closed: FxHashMap<OrderId, OrderState>,
     pub users: BTreeMap<String, User>,
     pub api_keys: BTreeMap<String, (AccountId, Credential)>,
     pub next_order_id: u64,
@@ -245,7 +250,7 @@ impl Ledger {
     }
 
     pub fn order(&self, id: OrderId) -> Option<&OrderState> {
-        self.orders.get(&id)
+        self.orders.get(&id).or_else(|| self.closed.get(&id))
     }
 
     /// The order a `cl_id` names, if remembered.
@@ -612,9 +617,7 @@ impl Ledger {
                     }
                 }
                 for id in forget {
-                    if !self.orders.get(&id).is_some_and(|o| o.status.is_open()) {
-                        self.orders.remove(&id);
-                    }
+                    self.closed.remove(&id);
                 }
                 self.orders.insert(
                     o.id,
@@ -663,13 +666,18 @@ impl Ledger {
                 }
             }
             EventBody::OrderClosed { order, status, reason, .. } => {
-                let o = self.orders.get_mut(order).expect("closed order is known");
+                // A taker that filled was moved to `closed` by its last fill.
+                let mut o = match self.orders.remove(order) {
+                    Some(o) => o,
+                    None => self.closed.remove(order).expect("closed order is known"),
+                };
                 o.status = *status;
                 o.reason = *reason;
                 o.resting = false;
                 let (acc, asset, release) = (o.account, o.hold_asset, o.hold.0);
                 o.hold = Amount(0);
                 let snapshot = out.is_some().then(|| o.clone());
+                self.closed.insert(*order, o);
                 let a = self.accounts.get_mut(&acc).expect("account exists");
                 a.open.remove(order);
                 if release > 0 {
@@ -778,6 +786,10 @@ impl Ledger {
                 o.resting = false;
             }
             let snapshot = out.is_some().then(|| o.clone());
+            if filled {
+                let o = self.orders.remove(&id).expect("filled order was open");
+                self.closed.insert(id, o);
+            }
             let (held_asset, got_asset, got) = match side {
                 Side::Buy => (quote, base, base_qty),
                 Side::Sell => (base, quote, notional - fee.0),
@@ -858,6 +870,9 @@ impl Ledger {
             } else {
                 assert_eq!(o.hold.0, 0, "a closed order holds nothing");
             }
+        }
+        for o in self.closed.values() {
+            assert!(!o.status.is_open() && o.hold.0 == 0, "an ended order holds nothing");
         }
         for ((acc, asset), h) in holds {
             assert_eq!(self.balance(acc, asset).held, h, "held of {acc:?}/{asset:?} equals its orders' holds");
