@@ -1043,6 +1043,10 @@ async fn read_answers(
             }
         };
         if !inc.is_response() {
+            if inc.op.as_deref() == Some("notice") {
+                let code = inc.code.as_deref().unwrap_or("?");
+                st.errors.add(&format!("notice: {code}"), 1);
+            }
             continue;
         }
         let Some(id) = inc.response_id() else {
