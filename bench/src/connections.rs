@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
 
+/// Descriptors the bench needs beside its connections (runtime, files).
+pub const OPEN_FILES_SPARE: u64 = 64;
 /// Pause between two probe pings.
 pub const PROBE_INTERVAL_MS: u64 = 100;
 /// Time after the last connection opened before the server's memory is
@@ -123,6 +125,14 @@ struct Held {
 
 /// Runs the scenario against `target`.
 pub async fn run(target: &Target, opts: &ConnectionsOpts) -> anyhow::Result<ConnectionsReport> {
+    if let Some(limit) = machine::open_files_limit() {
+        if limit < opts.connections as u64 + OPEN_FILES_SPARE {
+            eprintln!(
+                "warning: this process may open {limit} files, fewer than {} connections need: raise it with `ulimit -n`",
+                opts.connections
+            );
+        }
+    }
     let rss_before = target.server_pid.and_then(machine::rss_kib);
     let limit = Arc::new(Semaphore::new(opts.parallel.max(1)));
     let (opened_tx, mut opened_rx) = tokio::sync::mpsc::channel::<()>(opts.connections.max(1));

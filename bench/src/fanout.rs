@@ -269,13 +269,13 @@ pub async fn run(target: &Target, opts: &FanoutOpts) -> anyhow::Result<FanoutRep
     let mut trade_delivery = Latency::new();
     let mut versions = 0u64;
     let mut trades = 0u64;
-    for (i, s) in subs.into_iter().enumerate() {
+    for s in subs {
         let s = s.await?;
-        if i == 0 {
-            let span = |c: &Chain| c.last.zip(c.first).map_or(0, |(l, f)| l.saturating_sub(f));
-            versions = span(&s.book_chain);
-            trades = span(&s.trade_chain);
-        }
+        // The seq advance one subscriber saw; the largest, in case some
+        // subscriber left early.
+        let span = |c: &Chain| c.last.zip(c.first).map_or(0, |(l, f)| l.saturating_sub(f));
+        versions = versions.max(span(&s.book_chain));
+        trades = trades.max(span(&s.trade_chain));
         all.messages += s.messages;
         all.book_events += s.book_events;
         all.trade_events += s.trade_events;
