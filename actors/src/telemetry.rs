@@ -588,11 +588,27 @@ pub fn channel_of(key: &str) -> &'static str {
     }
 }
 
+/// The outbound message and byte counters of each channel label, registered
+/// once: a message sent to a subscriber costs two atomic adds, not a lookup.
+fn out_counters(channel: &'static str) -> (metrics::Counter, metrics::Counter) {
+    static CACHE: std::sync::OnceLock<std::sync::Mutex<Vec<(&'static str, metrics::Counter, metrics::Counter)>>> =
+        std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let mut g = cache.lock().expect("counter cache");
+    if let Some((_, m, b)) = g.iter().find(|(c, _, _)| *c == channel) {
+        return (m.clone(), b.clone());
+    }
+    let m = metrics::counter!(WS_MESSAGES_OUT_TOTAL, "channel" => channel);
+    let b = metrics::counter!(WS_BYTES_OUT_TOTAL, "channel" => channel);
+    g.push((channel, m.clone(), b.clone()));
+    (m, b)
+}
+
 /// A stream message of stream `key`, `bytes` long, was queued for a client.
 pub fn ws_out(key: &str, bytes: usize) {
-    let channel = channel_of(key);
-    metrics::counter!(WS_MESSAGES_OUT_TOTAL, "channel" => channel).increment(1);
-    metrics::counter!(WS_BYTES_OUT_TOTAL, "channel" => channel).increment(bytes as u64);
+    let (m, b) = out_counters(channel_of(key));
+    m.increment(1);
+    b.increment(bytes as u64);
 }
 
 struct ReqIdField<'a>(Option<&'a ReqId>);

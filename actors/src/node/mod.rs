@@ -377,16 +377,32 @@ impl Node {
             actix::spawn(async move {
                 use futures_util::SinkExt;
                 use tokio_tungstenite::tungstenite::Message;
-                while let Some(m) = rx.recv().await {
-                    let close = matches!(m, Message::Close(_));
-                    let len = match &m {
-                        Message::Text(t) => t.len(),
-                        Message::Binary(b) => b.len(),
-                        _ => 0,
-                    };
-                    let sent = sink.send(m).await;
-                    q2.fetch_sub(len, Ordering::AcqRel);
-                    if sent.is_err() || close {
+                // Everything queued is written, then flushed once: one system
+                // call for a burst of messages, not one per message.
+                'writer: while let Some(first) = rx.recv().await {
+                    let mut next = Some(first);
+                    let mut written = 0usize;
+                    let mut n = 0usize;
+                    while let Some(m) = next.take() {
+                        let close = matches!(m, Message::Close(_));
+                        written += match &m {
+                            Message::Text(t) => t.len(),
+                            Message::Binary(b) => b.len(),
+                            _ => 0,
+                        };
+                        if sink.feed(m).await.is_err() || close {
+                            let _ = sink.flush().await;
+                            q2.fetch_sub(written, Ordering::AcqRel);
+                            break 'writer;
+                        }
+                        n += 1;
+                        if n < WRITE_BURST_MAX {
+                            next = rx.try_recv().ok();
+                        }
+                    }
+                    let flushed = sink.flush().await;
+                    q2.fetch_sub(written, Ordering::AcqRel);
+                    if flushed.is_err() {
                         break;
                     }
                 }
@@ -442,6 +458,9 @@ fn learn_recovered(shared: &Shared, state: &Exchange) {
         }
     }
 }
+
+/// Messages written to one socket before a flush.
+pub const WRITE_BURST_MAX: usize = 256;
 
 /// Log entries read back at start to rebuild recent trades and candles.
 pub const WARM_ENTRIES_MAX: u64 = 20_000;
