@@ -190,6 +190,7 @@ where
             .store(header.index, Ordering::Release);
         self.status.snapshots_written.fetch_add(1, Ordering::AcqRel);
         metrics::gauge!("bourse_snapshot_index").set(header.index as f64);
+        crate::telemetry::snapshot_taken_at(crate::reply::now_us());
         metrics::histogram!("bourse_snapshot_seconds").record(started.elapsed().as_secs_f64());
         tracing::info!(
             index = header.index,
