@@ -385,3 +385,32 @@ async fn a_slow_client_gets_conflation_a_gap_or_a_close_and_slows_nobody() {
     assert!(notice, "the disconnect client got the notice");
     srv.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_resume_refuses_bad_stream_keys_and_keeps_the_connection() {
+    let srv = bourse::spawn_server_for_tests(test_config());
+    let mut a = Client::connect(srv.addr).await;
+    let token = a.login("alice", "alice-pass").await["session"]["token"].as_str().unwrap().to_string();
+    let mut c = Client::connect(srv.addr).await;
+    let pos = json!({"epoch": 1, "seq": 0});
+    for (key, code) in [
+        ("book.l2:BTC-USD:7", "bad_request"),
+        ("book.l2:NOPE-USD:50", "unknown_instrument"),
+        ("candles:BTC-USD:2m", "bad_request"),
+        ("nonsense", "bad_request"),
+    ] {
+        let r = c.request("session.resume", json!({"token": token, "streams": {key: pos}})).await;
+        assert_eq!(r["err"]["code"], code, "{key}: {r}");
+    }
+    // The connection still works, and no refused stream lingers in heartbeats.
+    let r = c.ok("session.resume", json!({"token": token, "streams": {"trades:BTC-USD": pos}})).await;
+    assert_eq!(r["subs"].as_array().unwrap().len(), 1);
+    let hb = loop {
+        let v = c.recv().await.unwrap();
+        if v["ch"] == "hb" {
+            break v;
+        }
+    };
+    assert_eq!(hb["last"].as_object().unwrap().keys().collect::<Vec<_>>(), vec!["trades:BTC-USD"]);
+    srv.stop();
+}

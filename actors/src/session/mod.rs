@@ -370,9 +370,7 @@ impl Session {
                 }
                 let mut subs = Vec::new();
                 for (key, pos) in &args.streams {
-                    let Some(sub) = subscription_from_key(key) else {
-                        return Err(ErrorBody::bad_request(format!("unknown stream key {key:?}")));
-                    };
+                    let sub = self.subscription_from_key(key)?;
                     subs.push((sub, Some(*pos)));
                 }
                 self.subscribe_many(subs, id, ts_in, ctx)?;
@@ -383,14 +381,14 @@ impl Session {
                 if args.ch.has_sym() {
                     for s in &args.sym {
                         self.spec(s)?;
-                        let key = stream_key(args.ch, Some(s), depth, args.interval);
+                        let key = stream_key(args.ch, Some(s), depth, args.interval).ok_or_else(|| ErrorBody::bad_request("incomplete stream"))?;
                         subs.push((Sub { key, ch: args.ch, sym: Some(s.clone()), depth, interval: args.interval, cksum: args.cksum, on_lag: args.on_lag() }, args.resume_for(Some(s))));
                     }
                 } else {
                     if args.ch == p::Channel::Account && self.auth.is_none() {
                         return Err(ErrorBody::new(ErrorCode::AuthRequired, "log in to subscribe to account"));
                     }
-                    let key = stream_key(args.ch, None, depth, None);
+                    let key = stream_key(args.ch, None, depth, None).ok_or_else(|| ErrorBody::bad_request("incomplete stream"))?;
                     subs.push((Sub { key, ch: args.ch, sym: None, depth, interval: None, cksum: false, on_lag: args.on_lag() }, args.resume_for(None)));
                 }
                 self.subscribe_many(subs, id, ts_in, ctx)?;
@@ -399,7 +397,7 @@ impl Session {
                 let depth = args.depth.unwrap_or(p::DEPTH_DEFAULT);
                 let syms: Vec<Option<String>> = if args.ch.has_sym() { args.sym.iter().cloned().map(Some).collect() } else { vec![None] };
                 for s in syms {
-                    let key = stream_key(args.ch, s.as_deref(), depth, args.interval);
+                    let Some(key) = stream_key(args.ch, s.as_deref(), depth, args.interval) else { continue };
                     if self.streams.remove(&key).is_some() {
                         self.shared.market.do_send(MdUnsubscribe { key, to: ctx.address().recipient() });
                     }
@@ -506,6 +504,36 @@ impl Session {
         Ok(())
     }
 
+    /// A stream named by its key (`session.resume`): the key must parse, name
+    /// a listed instrument and an allowed depth.
+    fn subscription_from_key(&self, key: &str) -> Result<Sub, ErrorBody> {
+        let k = p::StreamKey::parse(key).ok_or_else(|| ErrorBody::bad_request(format!("unknown stream key {key:?}")))?;
+        if let Some(sym) = k.sym() {
+            self.spec(sym)?;
+        }
+        let (depth, interval) = match &k {
+            p::StreamKey::BookL2 { depth, .. } if !p::DEPTHS_ALLOWED.contains(depth) => {
+                return Err(ErrorBody::bad_request("depth must be 10, 50, 200 or 0"));
+            }
+            p::StreamKey::BookL2 { depth, .. } => (*depth, None),
+            p::StreamKey::Candles { interval, .. } => (p::DEPTH_DEFAULT, Some(*interval)),
+            _ => (p::DEPTH_DEFAULT, None),
+        };
+        let ch = k.channel();
+        if ch == p::Channel::Account && self.auth.is_none() {
+            return Err(ErrorBody::new(ErrorCode::AuthRequired, "log in to subscribe to account"));
+        }
+        Ok(Sub {
+            key: key.to_string(),
+            ch,
+            sym: k.sym().map(str::to_string),
+            depth,
+            interval,
+            cksum: ch == p::Channel::BookL2,
+            on_lag: p::OnLag::default_for(ch),
+        })
+    }
+
     fn any_auth(&self) -> Result<AccountId, ErrorBody> {
         self.auth.as_ref().map(|a| a.account).ok_or_else(|| ErrorBody::new(ErrorCode::AuthRequired, "log in first"))
     }
@@ -592,8 +620,11 @@ impl Session {
         let mut results = Vec::new();
         let me = ctx.address().recipient();
         let mut futs = Vec::new();
+        let mut added = Vec::new();
         for (sub, resume) in subs {
-            self.streams.insert(sub.key.clone(), StreamState::new(sub.clone()));
+            if self.streams.insert(sub.key.clone(), StreamState::new(sub.clone())).is_none() {
+                added.push(sub.key.clone());
+            }
             futs.push(self.shared.market.send(MdSubscribe { sub, resume, account, enc: self.enc, to: me.clone() }));
         }
         // Answer after every stream registered: the answer lists each one, and
@@ -609,6 +640,13 @@ impl Session {
             Ok(results)
         };
         ctx.spawn(fut.into_actor(self).map(move |r, act, ctx| {
+            if r.is_err() {
+                // A refused subscription leaves nothing behind.
+                for key in added {
+                    act.streams.remove(&key);
+                    act.shared.market.do_send(MdUnsubscribe { key, to: ctx.address().recipient() });
+                }
+            }
             let a = r.map(|subs| json!({"subs": subs}));
             act.respond(id, ts_in, a, ctx);
         }));
@@ -678,26 +716,10 @@ pub struct Sub {
     pub on_lag: p::OnLag,
 }
 
-pub fn stream_key(ch: p::Channel, sym: Option<&str>, depth: u32, interval: Option<p::Interval>) -> String {
-    match (ch, sym) {
-        (p::Channel::BookL2, Some(s)) => format!("book.l2:{s}:{depth}"),
-        (p::Channel::Candles, Some(s)) => format!("candles:{s}:{}", interval.map(|i| i.as_str()).unwrap_or("1m")),
-        (c, Some(s)) => format!("{}:{s}", c.as_str()),
-        (c, None) => c.as_str().to_string(),
-    }
-}
-
-fn subscription_from_key(key: &str) -> Option<Sub> {
-    let mut parts = key.split(':');
-    let ch = p::Channel::from_name(parts.next()?)?;
-    let sym = parts.next().map(str::to_string);
-    let extra = parts.next();
-    let (depth, interval) = match ch {
-        p::Channel::BookL2 => (extra?.parse().ok()?, None),
-        p::Channel::Candles => (p::DEPTH_DEFAULT, Some(p::Interval::from_name(extra?)?)),
-        _ => (p::DEPTH_DEFAULT, None),
-    };
-    Some(Sub { key: key.to_string(), ch, sym, depth, interval, cksum: ch == p::Channel::BookL2, on_lag: p::OnLag::default_for(ch) })
+/// The stream key of a subscription (PROTOCOL.md section 2), from the
+/// protocol crate's one definition; `None` when a required part is missing.
+pub fn stream_key(ch: p::Channel, sym: Option<&str>, depth: u32, interval: Option<p::Interval>) -> Option<String> {
+    p::stream_key(ch, sym, Some(depth), interval)
 }
 
 impl Actor for Session {
