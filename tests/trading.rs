@@ -258,6 +258,9 @@ async fn cancel_on_disconnect_and_cancel_after() {
     let mut a = Client::connect(srv.addr).await;
     a.ok("auth", json!({"user": "alice", "password": "alice-pass", "cod": "connection"})).await;
     a.ok("order.place", limit("d1", "buy", "29000", "0.1")).await;
+    // Orders placed in a batch are the connection's too.
+    let r = a.ok("order.batch", json!({"orders": [limit("d1b", "buy", "28990", "0.1"), limit("d1c", "buy", "28980", "0.1")]})).await;
+    assert_eq!(r["results"].as_array().unwrap().iter().filter(|x| x["ok"] == true).count(), 2);
     drop(a);
     let mut watch = Client::connect(srv.addr).await;
     watch.login("alice", "alice-pass").await;

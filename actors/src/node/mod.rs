@@ -43,7 +43,6 @@ pub struct Shared {
     pub asset_scales: DashMap<AssetId, u32>,
     pub accounts: DashMap<String, AccountId>,
     pub open_connections: DashMap<AccountId, i64>,
-    pub order_syms: DashMap<u64, String>,
     pub directory: Directory,
     pub tokens: TokenStore,
     pub nonces: NonceCache,
@@ -78,9 +77,6 @@ impl Shared {
         let mut e = self.open_connections.entry(account).or_insert(0);
         *e += delta;
         *e
-    }
-    pub fn order_sym(&self, order: u64) -> Option<String> {
-        self.order_syms.get(&order).map(|s| s.clone())
     }
     pub fn hash_password(&self, pw: &str) -> String {
         auth::password::hash_password_with(pw, &self.password_params)
@@ -117,14 +113,6 @@ impl Shared {
                     };
                     let _ = self.directory.add_api_key(&user, key, c);
                 }
-            }
-            EventBody::OrderAccepted { order } => {
-                if let Some(s) = self.instruments.iter().find(|s| s.id == order.inst) {
-                    self.order_syms.insert(order.id.0, s.sym.clone());
-                }
-            }
-            EventBody::OrderClosed { order, .. } | EventBody::OrderRejected { order, .. } => {
-                self.order_syms.remove(&order.0);
             }
             _ => {}
         }
@@ -256,7 +244,6 @@ impl Node {
             asset_scales: DashMap::new(),
             accounts: DashMap::new(),
             open_connections: DashMap::new(),
-            order_syms: DashMap::new(),
             directory: Directory::new(&password_params),
             tokens: TokenStore::new(TOKEN_TTL_US, TOKENS_MAX),
             nonces: NonceCache::new(5_000_000, NONCES_MAX),
@@ -450,11 +437,6 @@ fn learn_recovered(shared: &Shared, state: &Exchange) {
                 bourse_engine::Credential::Ed25519 { public_key } => auth::Credential::Ed25519 { public_key_b64: public_key.clone() },
             };
             let _ = shared.directory.add_api_key(user, key, c);
-        }
-    }
-    for o in l.orders.values().filter(|o| o.status.is_open()) {
-        if let Some(s) = l.instruments.get(&o.inst) {
-            shared.order_syms.insert(o.id.0, s.sym.clone());
         }
     }
 }

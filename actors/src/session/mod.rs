@@ -3,7 +3,7 @@
 //! engine commands for the ledger, answers queries, keeps the connection's
 //! subscriptions, and owns the bounded outbound queue to the socket.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,9 @@ pub const IDLE_MAX: Duration = Duration::from_secs(60);
 pub const HEARTBEAT_AFTER: Duration = Duration::from_secs(1);
 /// Orders in one `order.batch`.
 pub const BATCH_ORDERS_MAX: usize = 20;
+/// Orders a `cod: connection` session remembers to cancel when it closes;
+/// a bot placing more per connection should use `cod: account`.
+pub const COD_ORDERS_MAX: usize = 100_000;
 /// Longest `order.cancel_after` timeout: one day.
 pub const CANCEL_AFTER_MS_MAX: u64 = 86_400_000;
 
@@ -57,8 +60,10 @@ pub struct Session {
     pub auth: Option<Authed>,
     pub errors: VecDeque<Instant>,
     pub limiter: ConnectionLimiter,
-    /// Orders placed through this connection (for cancel-on-disconnect `connection`).
-    pub placed: BTreeSet<(String, u64)>,
+    /// Orders placed through this connection, by instrument and `cl_id`, for
+    /// cancel-on-disconnect `connection` (at most `COD_ORDERS_MAX`, oldest
+    /// forgotten first).
+    pub placed: VecDeque<(String, String)>,
     /// Stream keys subscribed, with the last seq sent on each.
     pub streams: std::collections::BTreeMap<String, StreamState>,
     /// Bytes queued to the socket and not yet written.
@@ -93,7 +98,7 @@ impl Session {
             peer,
             auth: None,
             errors: VecDeque::new(),
-            placed: BTreeSet::new(),
+            placed: VecDeque::new(),
             streams: Default::default(),
             queued_bytes,
             last_seen: Instant::now(),
@@ -407,6 +412,7 @@ impl Session {
             Op::OrderPlace(a) => {
                 let account = self.trader()?.account;
                 let cmd = self.place_cmd(account, &a)?;
+                self.track_cod(&a);
                 let to = self.responder(id, ts_in, ctx);
                 self.submit(Command::Place(cmd), to, Shape::Empty);
             }
@@ -419,7 +425,10 @@ impl Session {
                 for (i, a) in b.orders.iter().enumerate() {
                     let slot = Responder::Slot { batch: batch.clone(), index: i };
                     match a.validate().and_then(|_| self.place_cmd(account, a)) {
-                        Ok(cmd) => self.submit(Command::Place(cmd), slot, Shape::Empty),
+                        Ok(cmd) => {
+                            self.track_cod(a);
+                            self.submit(Command::Place(cmd), slot, Shape::Empty)
+                        }
                         Err(e) => slot.send(Err(e)),
                     }
                 }
@@ -532,6 +541,17 @@ impl Session {
             cksum: ch == p::Channel::BookL2,
             on_lag: p::OnLag::default_for(ch),
         })
+    }
+
+    /// Remembers an order placed through this connection when it is to be
+    /// cancelled with it (`cod: connection`).
+    fn track_cod(&mut self, a: &p::PlaceArgs) {
+        if self.auth.as_ref().is_some_and(|x| x.cod == p::Cod::Connection) {
+            if self.placed.len() == COD_ORDERS_MAX {
+                self.placed.pop_front();
+            }
+            self.placed.push_back((a.sym.clone(), a.cl_id.clone()));
+        }
     }
 
     fn any_auth(&self) -> Result<AccountId, ErrorBody> {
@@ -761,9 +781,10 @@ impl Actor for Session {
         match a.cod {
             p::Cod::Off => {}
             p::Cod::Connection => {
-                for (sym, order) in std::mem::take(&mut self.placed) {
-                    if let Some(spec) = self.shared.instruments.get(&sym).map(|s| s.id) {
-                        self.submit(Command::Cancel { account: a.account, inst: spec, order: OrderRef::Id(eng::OrderId(order)) }, Responder::Drop, Shape::Empty);
+                // Orders already ended are simply not found.
+                for (sym, cl_id) in std::mem::take(&mut self.placed) {
+                    if let Some(inst) = self.shared.instruments.get(&sym).map(|s| s.id) {
+                        self.submit(Command::Cancel { account: a.account, inst, order: OrderRef::ClId(cl_id) }, Responder::Drop, Shape::Empty);
                     }
                 }
             }
@@ -815,18 +836,6 @@ impl Handler<Deliver> for Session {
     fn handle(&mut self, d: Deliver, ctx: &mut Context<Self>) {
         match d {
             Deliver::Response(r) => {
-                // Remember orders placed here, for cancel-on-disconnect.
-                if let (Some(a), Some(res)) = (&self.auth, &r.res) {
-                    if a.cod == p::Cod::Connection {
-                        if let (Some(oid), Some(status)) = (res.get("order_id").and_then(Value::as_u64), res.get("status").and_then(Value::as_str)) {
-                            if matches!(status, "new" | "partially_filled") {
-                                if let Some(sym) = self.shared.order_sym(oid) {
-                                    self.placed.insert((sym, oid));
-                                }
-                            }
-                        }
-                    }
-                }
                 crate::telemetry::order_acked(&r);
                 self.send_response(r, ctx);
             }
