@@ -157,7 +157,7 @@ pub fn order_view(ledger: &Ledger, o: &OrderState) -> p::OrderView {
     let qty = o.qty.unwrap_or(o.cum);
     p::OrderView {
         order_id: o.id.0,
-        cl_id: o.cl_id.clone(),
+        cl_id: o.cl_id.to_string(),
         sym: spec.sym.clone(),
         side: side_out(o.side),
         order_type: match o.kind {

@@ -28,7 +28,7 @@ pub struct NewOrder {
     pub id: OrderId,
     pub account: AccountId,
     pub inst: InstrumentId,
-    pub cl_id: String,
+    pub cl_id: ClId,
     pub side: Side,
     pub kind: OrderType,
     pub tif: Tif,

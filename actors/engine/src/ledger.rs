@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
+use crate::dense::DenseMap;
 use crate::event::{Credential, EventBody, NewOrder, Trade};
 use crate::exchange::{Command, Reply};
 use crate::spec::{AssetSpec, FeeAcc, InstrumentSpec};
@@ -25,8 +26,6 @@ pub const CL_ID_WINDOW_US: u64 = 24 * 3600 * 1_000_000;
 pub const CL_IDS_PER_ACCOUNT_MAX: usize = 200_000;
 /// Fills kept per account for `account.fills`.
 pub const FILLS_PER_ACCOUNT_MAX: usize = 10_000;
-/// The longest `cl_id`.
-pub const CL_ID_LEN_MAX: usize = 36;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Balance {
@@ -61,7 +60,7 @@ pub struct OrderState {
     pub id: OrderId,
     pub account: AccountId,
     pub inst: InstrumentId,
-    pub cl_id: String,
+    pub cl_id: ClId,
     pub side: Side,
     pub kind: OrderType,
     pub tif: Tif,
@@ -92,14 +91,14 @@ impl OrderState {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountState {
-    pub balances: BTreeMap<AssetId, Balance>,
+    pub balances: DenseMap<AssetId, Balance>,
     /// Private-stream version: bumped once per private message.
     pub seq: u64,
     pub open: BTreeSet<OrderId>,
     #[serde(serialize_with = "crate::sorted::map")]
-    cl_ids: FxHashMap<String, OrderId>,
+    cl_ids: FxHashMap<ClId, OrderId>,
     /// `cl_id`s in the order they were used, to forget the oldest first.
-    cl_order: VecDeque<(u64, String, OrderId)>,
+    cl_order: VecDeque<(u64, ClId, OrderId)>,
     pub fills: VecDeque<Fill>,
     pub next_fill_id: u64,
 }
@@ -155,7 +154,7 @@ impl From<Reject> for PlaceRefusal {
 pub struct Ledger {
     pub assets: BTreeMap<AssetId, AssetSpec>,
     pub instruments: BTreeMap<InstrumentId, InstrumentSpec>,
-    pub accounts: BTreeMap<AccountId, AccountState>,
+    pub accounts: DenseMap<AccountId, AccountState>,
     /// Open orders (accepted and not yet ended): the table every event touches.
     #[serde(serialize_with = "crate::sorted::map")]
     pub orders: FxHashMap<OrderId, OrderState>,
@@ -255,7 +254,8 @@ impl Ledger {
 
     /// The order a `cl_id` names, if remembered.
     pub fn order_by_cl_id(&self, account: AccountId, cl_id: &str) -> Option<OrderId> {
-        self.accounts.get(&account).and_then(|a| a.cl_ids.get(cl_id)).copied()
+        let cl_id = ClId::new(cl_id)?;
+        self.accounts.get(&account).and_then(|a| a.cl_ids.get(&cl_id)).copied()
     }
 
     /// Open orders of an account, optionally of one instrument, by id.
@@ -384,7 +384,7 @@ impl Ledger {
                 id: OrderId(self.next_order_id),
                 account: c.account,
                 inst: c.inst,
-                cl_id: c.cl_id.clone(),
+                cl_id: ClId::new(&c.cl_id).expect("checked"),
                 side: c.side,
                 kind: c.kind,
                 tif,
@@ -459,6 +459,9 @@ impl Ledger {
         }
         if amount.0 == 0 {
             return Err(bad("amount must be positive"));
+        }
+        if !self.accounts.contains_key(&account) {
+            return Err(bad("unknown account"));
         }
         let bal = self.balance(account, asset);
         let total = self.net_deposits.get(&asset).copied().unwrap_or(0);
@@ -573,7 +576,7 @@ impl Ledger {
                     user.clone(),
                     User { account: *account, name: user.clone(), role: *role, password_hash: password_hash.clone() },
                 );
-                self.accounts.entry(*account).or_default();
+                self.accounts.or_default(*account);
                 self.next_account_id = self.next_account_id.max(account.0 + 1);
             }
             EventBody::ApiKeyCreated { account, key, credential, .. } => {
@@ -593,15 +596,15 @@ impl Ledger {
             }
             EventBody::OrderAccepted { order } => {
                 let o = &**order;
-                let acct = self.accounts.entry(o.account).or_default();
-                let b = acct.balances.entry(o.hold_asset).or_default();
+                let acct = self.accounts.or_default(o.account);
+                let b = acct.balances.or_default(o.hold_asset);
                 b.available = b.available.checked_sub(o.hold.0).expect("decided hold is covered");
                 b.held += o.hold.0;
                 touched.push((o.account, o.hold_asset));
                 self.next_order_id = self.next_order_id.max(o.id.0 + 1);
                 acct.open.insert(o.id);
-                acct.cl_ids.insert(o.cl_id.clone(), o.id);
-                acct.cl_order.push_back((ts, o.cl_id.clone(), o.id));
+                acct.cl_ids.insert(o.cl_id, o.id);
+                acct.cl_order.push_back((ts, o.cl_id, o.id));
                 let mut forget = Vec::new();
                 while let Some((t, _, _)) = acct.cl_order.front() {
                     if acct.cl_order.len() > CL_IDS_PER_ACCOUNT_MAX || t.saturating_add(CL_ID_WINDOW_US) < ts {
@@ -625,7 +628,7 @@ impl Ledger {
                         id: o.id,
                         account: o.account,
                         inst: o.inst,
-                        cl_id: o.cl_id.clone(),
+                        cl_id: o.cl_id,
                         side: o.side,
                         kind: o.kind,
                         tif: o.tif,
@@ -681,7 +684,7 @@ impl Ledger {
                 let a = self.accounts.get_mut(&acc).expect("account exists");
                 a.open.remove(order);
                 if release > 0 {
-                    let b = a.balances.entry(asset).or_default();
+                    let b = a.balances.or_default(asset);
                     b.held -= release;
                     b.available += release;
                     touched.push((acc, asset));
@@ -743,7 +746,7 @@ impl Ledger {
         let mut i = 0;
         while i < touched.len() {
             let acc = touched[i].0;
-            let a = self.accounts.entry(acc).or_default();
+            let a = self.accounts.or_default(acc);
             while i < touched.len() && touched[i].0 == acc {
                 let asset = touched[i].1;
                 i += 1;
@@ -795,11 +798,11 @@ impl Ledger {
                 Side::Sell => (base, quote, notional - fee.0),
             };
             // One account lookup for both balances, the fill and the version.
-            let a = self.accounts.entry(acc).or_default();
-            let b = a.balances.entry(held_asset).or_default();
+            let a = self.accounts.or_default(acc);
+            let b = a.balances.or_default(held_asset);
             b.held -= spend + release;
             b.available += release;
-            let b = a.balances.entry(got_asset).or_default();
+            let b = a.balances.or_default(got_asset);
             b.available = b.available.checked_add(got).expect("balance fits");
             touched.push((acc, base));
             touched.push((acc, quote));
@@ -838,11 +841,11 @@ impl Ledger {
     }
 
     fn bal(&mut self, account: AccountId, asset: AssetId) -> &mut Balance {
-        self.accounts.entry(account).or_default().balances.entry(asset).or_default()
+        self.accounts.or_default(account).balances.or_default(asset)
     }
 
     fn bump(&mut self, account: AccountId) -> u64 {
-        let a = self.accounts.entry(account).or_default();
+        let a = self.accounts.or_default(account);
         a.seq += 1;
         a.seq
     }

@@ -10,11 +10,13 @@
 //! * `book`: one instrument's order book and matching (decide, then apply).
 //! * `ledger`: balances, holds, settlement, orders, `cl_id` idempotency,
 //!   fills, users and API keys, private-stream versions.
+//! * `dense`: maps over small integer keys (accounts, assets) kept in vectors.
 //! * `event`: the events every decision is recorded as.
 //! * `exchange`: ledger and books driven together by commands; snapshots and
 //!   the state hash.
 
 pub mod book;
+pub mod dense;
 pub mod event;
 pub mod exchange;
 pub mod ledger;

@@ -261,3 +261,104 @@ impl std::fmt::Display for Reject {
 }
 
 impl std::error::Error for Reject {}
+
+/// The longest `cl_id`.
+pub const CL_ID_LEN_MAX: usize = 36;
+
+/// A client's order id (`cl_id`): 1 to `CL_ID_LEN_MAX` bytes, kept inline
+/// so that an order carries it without a heap allocation. It compares,
+/// hashes, prints and serializes as the string it holds.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClId {
+    len: u8,
+    /// The string's bytes, zero past `len`.
+    bytes: [u8; CL_ID_LEN_MAX],
+}
+
+impl ClId {
+    /// `s` as a `ClId`, or `None` when it is longer than `CL_ID_LEN_MAX`.
+    pub fn new(s: &str) -> Option<ClId> {
+        if s.len() > CL_ID_LEN_MAX {
+            return None;
+        }
+        let mut bytes = [0u8; CL_ID_LEN_MAX];
+        bytes[..s.len()].copy_from_slice(s.as_bytes());
+        Some(ClId { len: s.len() as u8, bytes })
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Built only from a `&str` cut at its own length.
+        std::str::from_utf8(&self.bytes[..self.len as usize]).expect("a cl_id is built from a str")
+    }
+}
+
+impl Default for ClId {
+    fn default() -> Self {
+        ClId { len: 0, bytes: [0; CL_ID_LEN_MAX] }
+    }
+}
+
+impl std::ops::Deref for ClId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialOrd for ClId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ClId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl PartialEq<str> for ClId {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for ClId {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl std::fmt::Debug for ClId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for ClId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for ClId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ClId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = ClId;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "a string of at most {CL_ID_LEN_MAX} bytes")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ClId, E> {
+                ClId::new(v).ok_or_else(|| E::custom("cl_id too long"))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}

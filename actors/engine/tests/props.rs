@@ -390,7 +390,7 @@ impl Run {
                 let (account, inst) = (AccountId(acct), InstrumentId(inst));
                 let id = self.pick(account, inst, pick);
                 let order = match (by_cl, self.ex.ledger.order(id)) {
-                    (true, Some(o)) => OrderRef::ClId(o.cl_id.clone()),
+                    (true, Some(o)) => OrderRef::ClId(o.cl_id.to_string()),
                     _ => OrderRef::Id(id),
                 };
                 Command::Cancel { account, inst, order }

@@ -250,7 +250,7 @@ impl LedgerActor {
         let spec = &self.ledger.instruments[&o.inst];
         Ok(serde_json::to_value(p::PlaceRes {
             order_id: o.id.0,
-            cl_id: o.cl_id.clone(),
+            cl_id: o.cl_id.to_string(),
             status: wire::status(o.status),
             cum_qty: wire::fmt_qty(spec, o.cum),
             reason: o.reason.map(wire::reason),
