@@ -142,7 +142,7 @@ impl InstrumentSpec {
 
     /// Quote amount of `qty` lots at `px` ticks; `None` on overflow.
     pub fn notional(&self, px: Price, qty: Qty) -> Option<Amount> {
-        let v = (px.0 as u128) * (qty.0 as u128) * (self.quote_per_tick_lot as u128);
+        let v = (px.0 as u128).checked_mul(qty.0 as u128)?.checked_mul(self.quote_per_tick_lot as u128)?;
         u64::try_from(v).ok().map(Amount)
     }
 
