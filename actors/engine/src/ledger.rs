@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dense::DenseMap;
 use crate::event::{Credential, EventBody, NewOrder, Trade};
+use crate::orders::OrderTable;
 use crate::exchange::{Command, Reply};
 use crate::spec::{AssetSpec, FeeAcc, InstrumentSpec};
 use crate::types::*;
@@ -150,18 +151,15 @@ impl From<Reject> for PlaceRefusal {
     }
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ledger {
     pub assets: BTreeMap<AssetId, AssetSpec>,
     pub instruments: BTreeMap<InstrumentId, InstrumentSpec>,
     pub accounts: DenseMap<AccountId, AccountState>,
-    /// Open orders (accepted and not yet ended): the table every event touches.
-    #[serde(serialize_with = "crate::sorted::map")]
-    pub orders: FxHashMap<OrderId, OrderState>,
-    /// Ended orders kept while their `cl_id` is remembered (answers to a
-    /// repeated `cl_id`, fills history); touched once when an order ends.
-    #[serde(serialize_with = "crate::sorted::map", default)]
-    pub closed: FxHashMap<OrderId, OrderState>,
+    /// Every order known: open ones (the table every event touches) and
+    /// ended ones kept while their `cl_id` is remembered (answers to a
+    /// repeated `cl_id`, fills history).
+    pub orders: OrderTable,
     pub users: BTreeMap<String, User>,
     pub api_keys: BTreeMap<String, (AccountId, Credential)>,
     pub next_order_id: u64,
@@ -170,8 +168,97 @@ pub struct Ledger {
     pub net_deposits: BTreeMap<AssetId, u128>,
     pub last_px: BTreeMap<InstrumentId, Price>,
     /// Version of the instruments' listing and states (the `status` stream).
-    #[serde(default)]
     pub status_version: u64,
+}
+
+/// Open orders by id, as a map (the encoded form of the order table's open part).
+struct OpenOrders<'a>(&'a OrderTable, bool);
+
+impl Serialize for OpenOrders<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let all = self.0.sorted();
+        let n = all.iter().filter(|o| o.status.is_open() == self.1).count();
+        let mut m = ser.serialize_map(Some(n))?;
+        for o in all.into_iter().filter(|o| o.status.is_open() == self.1) {
+            m.serialize_entry(&o.id, o)?;
+        }
+        m.end()
+    }
+}
+
+/// The ledger as encoded in snapshots: open and ended orders as two maps.
+#[derive(Serialize)]
+struct LedgerRef<'a> {
+    assets: &'a BTreeMap<AssetId, AssetSpec>,
+    instruments: &'a BTreeMap<InstrumentId, InstrumentSpec>,
+    accounts: &'a DenseMap<AccountId, AccountState>,
+    orders: OpenOrders<'a>,
+    closed: OpenOrders<'a>,
+    users: &'a BTreeMap<String, User>,
+    api_keys: &'a BTreeMap<String, (AccountId, Credential)>,
+    next_order_id: u64,
+    next_account_id: u64,
+    net_deposits: &'a BTreeMap<AssetId, u128>,
+    last_px: &'a BTreeMap<InstrumentId, Price>,
+    status_version: u64,
+}
+
+#[derive(Deserialize)]
+struct LedgerImage {
+    assets: BTreeMap<AssetId, AssetSpec>,
+    instruments: BTreeMap<InstrumentId, InstrumentSpec>,
+    accounts: DenseMap<AccountId, AccountState>,
+    orders: BTreeMap<OrderId, OrderState>,
+    #[serde(default)]
+    closed: BTreeMap<OrderId, OrderState>,
+    users: BTreeMap<String, User>,
+    api_keys: BTreeMap<String, (AccountId, Credential)>,
+    next_order_id: u64,
+    next_account_id: u64,
+    net_deposits: BTreeMap<AssetId, u128>,
+    last_px: BTreeMap<InstrumentId, Price>,
+    #[serde(default)]
+    status_version: u64,
+}
+
+impl Serialize for Ledger {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        LedgerRef {
+            assets: &self.assets,
+            instruments: &self.instruments,
+            accounts: &self.accounts,
+            orders: OpenOrders(&self.orders, true),
+            closed: OpenOrders(&self.orders, false),
+            users: &self.users,
+            api_keys: &self.api_keys,
+            next_order_id: self.next_order_id,
+            next_account_id: self.next_account_id,
+            net_deposits: &self.net_deposits,
+            last_px: &self.last_px,
+            status_version: self.status_version,
+        }
+        .serialize(ser)
+    }
+}
+
+impl<'de> Deserialize<'de> for Ledger {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        let l = LedgerImage::deserialize(de)?;
+        Ok(Ledger {
+            assets: l.assets,
+            instruments: l.instruments,
+            accounts: l.accounts,
+            orders: l.orders.into_values().chain(l.closed.into_values()).collect(),
+            users: l.users,
+            api_keys: l.api_keys,
+            next_order_id: l.next_order_id,
+            next_account_id: l.next_account_id,
+            net_deposits: l.net_deposits,
+            last_px: l.last_px,
+            status_version: l.status_version,
+        })
+    }
 }
 
 /// Balances one event can change: two assets for each side of a trade,
@@ -249,7 +336,7 @@ impl Ledger {
     }
 
     pub fn order(&self, id: OrderId) -> Option<&OrderState> {
-        self.orders.get(&id).or_else(|| self.closed.get(&id))
+        self.orders.get(&id)
     }
 
     /// The order a `cl_id` names, if remembered.
@@ -265,7 +352,7 @@ impl Ledger {
             .map(|a| {
                 a.open
                     .iter()
-                    .filter_map(|id| self.orders.get(id))
+                    .filter_map(|id| self.orders.get(id).filter(|o| o.status.is_open()))
                     .filter(|o| inst.is_none_or(|i| o.inst == i))
                     .collect()
             })
@@ -620,10 +707,12 @@ impl Ledger {
                     }
                 }
                 for id in forget {
-                    self.closed.remove(&id);
+                    // An order still open stays (its cl_id is free again).
+                    if self.orders.get(&id).is_some_and(|o| !o.status.is_open()) {
+                        self.orders.remove(&id);
+                    }
                 }
                 self.orders.insert(
-                    o.id,
                     OrderState {
                         id: o.id,
                         account: o.account,
@@ -669,18 +758,14 @@ impl Ledger {
                 }
             }
             EventBody::OrderClosed { order, status, reason, .. } => {
-                // A taker that filled was moved to `closed` by its last fill.
-                let mut o = match self.orders.remove(order) {
-                    Some(o) => o,
-                    None => self.closed.remove(order).expect("closed order is known"),
-                };
+                // A taker that filled ended with its last fill already.
+                let o = self.orders.get_mut(order).expect("closed order is known");
                 o.status = *status;
                 o.reason = *reason;
                 o.resting = false;
                 let (acc, asset, release) = (o.account, o.hold_asset, o.hold.0);
                 o.hold = Amount(0);
                 let snapshot = out.is_some().then(|| o.clone());
-                self.closed.insert(*order, o);
                 let a = self.accounts.get_mut(&acc).expect("account exists");
                 a.open.remove(order);
                 if release > 0 {
@@ -789,10 +874,6 @@ impl Ledger {
                 o.resting = false;
             }
             let snapshot = out.is_some().then(|| o.clone());
-            if filled {
-                let o = self.orders.remove(&id).expect("filled order was open");
-                self.closed.insert(id, o);
-            }
             let (held_asset, got_asset, got) = match side {
                 Side::Buy => (quote, base, base_qty),
                 Side::Sell => (base, quote, notional - fee.0),
@@ -873,9 +954,6 @@ impl Ledger {
             } else {
                 assert_eq!(o.hold.0, 0, "a closed order holds nothing");
             }
-        }
-        for o in self.closed.values() {
-            assert!(!o.status.is_open() && o.hold.0 == 0, "an ended order holds nothing");
         }
         for ((acc, asset), h) in holds {
             assert_eq!(self.balance(acc, asset).held, h, "held of {acc:?}/{asset:?} equals its orders' holds");

@@ -11,6 +11,7 @@
 //! * `ledger`: balances, holds, settlement, orders, `cl_id` idempotency,
 //!   fills, users and API keys, private-stream versions.
 //! * `dense`: maps over small integer keys (accounts, assets) kept in vectors.
+//! * `orders`: the ledger's order table, by order id.
 //! * `event`: the events every decision is recorded as.
 //! * `exchange`: ledger and books driven together by commands; snapshots and
 //!   the state hash.
@@ -20,6 +21,7 @@ pub mod dense;
 pub mod event;
 pub mod exchange;
 pub mod ledger;
+pub mod orders;
 mod sorted;
 pub mod spec;
 pub mod types;

@@ -1,0 +1,260 @@
+//! The ledger's order table: every order it knows, open or ended (an ended
+//! order is kept while its `cl_id` is remembered), by order id.
+//!
+//! Order ids are handed out in increasing order, so the table is a queue of
+//! fixed-size chunks indexed by `id - base`: a lookup is two loads, an order
+//! ends in place (no move between tables), a new order goes at the back and
+//! the table never copies itself to grow. Chunks at the front are dropped as
+//! their orders are forgotten; when only a few orders are left in the front
+//! chunk (orders open for longer than the `cl_id` window, or ended orders of
+//! an account that placed nothing since), they move to a small hash map so
+//! that they do not keep the chunk alive.
+
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
+
+use crate::ledger::OrderState;
+use crate::types::OrderId;
+
+/// Orders per chunk.
+pub const ORDER_CHUNK_MAX: usize = 4096;
+/// A front chunk holding this few orders or fewer hands them to the
+/// overflow map and is dropped.
+const CHUNK_SPARSE_MAX: usize = ORDER_CHUNK_MAX / 16;
+
+#[derive(Clone, Debug)]
+struct Chunk {
+    live: usize,
+    slots: Box<[Option<OrderState>]>,
+}
+
+impl Chunk {
+    fn new() -> Chunk {
+        Chunk { live: 0, slots: vec![None; ORDER_CHUNK_MAX].into_boxed_slice() }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct OrderTable {
+    /// The id of the first slot of the first chunk (a multiple of `ORDER_CHUNK_MAX`).
+    base: u64,
+    chunks: VecDeque<Chunk>,
+    /// Orders older than `base`.
+    old: FxHashMap<OrderId, OrderState>,
+    len: usize,
+}
+
+impl OrderTable {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Orders known (open and ended).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    #[inline]
+    fn at(&self, id: OrderId) -> Option<(usize, usize)> {
+        let off = id.0.checked_sub(self.base)?;
+        let c = (off / ORDER_CHUNK_MAX as u64) as usize;
+        (c < self.chunks.len()).then_some((c, (off % ORDER_CHUNK_MAX as u64) as usize))
+    }
+
+    #[inline]
+    pub fn get(&self, id: &OrderId) -> Option<&OrderState> {
+        match self.at(*id) {
+            Some((c, i)) => self.chunks[c].slots[i].as_ref(),
+            None if self.old.is_empty() => None,
+            None => self.old.get(id),
+        }
+    }
+
+    /// The order, to change.
+    #[inline]
+    pub fn get_mut(&mut self, id: &OrderId) -> Option<&mut OrderState> {
+        match self.at(*id) {
+            Some((c, i)) => self.chunks[c].slots[i].as_mut(),
+            None if self.old.is_empty() => None,
+            None => self.old.get_mut(id),
+        }
+    }
+
+    pub fn contains_key(&self, id: &OrderId) -> bool {
+        self.get(id).is_some()
+    }
+
+    /// Adds or replaces an order.
+    pub fn insert(&mut self, o: OrderState) -> Option<OrderState> {
+        let id = o.id;
+        if self.chunks.is_empty() && self.old.is_empty() {
+            self.base = id.0 - id.0 % ORDER_CHUNK_MAX as u64;
+        }
+        let old = if id.0 < self.base {
+            self.old.insert(id, o)
+        } else {
+            let c = ((id.0 - self.base) / ORDER_CHUNK_MAX as u64) as usize;
+            while self.chunks.len() <= c {
+                self.chunks.push_back(Chunk::new());
+            }
+            let chunk = &mut self.chunks[c];
+            let old = chunk.slots[((id.0 - self.base) % ORDER_CHUNK_MAX as u64) as usize].replace(o);
+            if old.is_none() {
+                chunk.live += 1;
+            }
+            old
+        };
+        if old.is_none() {
+            self.len += 1;
+        }
+        old
+    }
+
+    pub fn remove(&mut self, id: &OrderId) -> Option<OrderState> {
+        let o = match self.at(*id) {
+            Some((c, i)) => {
+                let chunk = &mut self.chunks[c];
+                let o = chunk.slots[i].take();
+                if o.is_some() {
+                    chunk.live -= 1;
+                }
+                o
+            }
+            None => self.old.remove(id),
+        }?;
+        self.len -= 1;
+        self.trim();
+        Some(o)
+    }
+
+    /// Drops front chunks that are empty, handing a sparse one's orders to `old`.
+    fn trim(&mut self) {
+        while self.chunks.len() > 1 && self.chunks[0].live <= CHUNK_SPARSE_MAX {
+            let chunk = self.chunks.pop_front().expect("a front chunk");
+            for o in chunk.slots.into_vec().into_iter().flatten() {
+                self.old.insert(o.id, o);
+            }
+            self.base += ORDER_CHUNK_MAX as u64;
+        }
+        if self.chunks.len() == 1 && self.chunks[0].live == 0 && self.old.is_empty() {
+            self.chunks.clear();
+        }
+    }
+
+    /// Every order, in no particular order.
+    pub fn values(&self) -> impl Iterator<Item = &OrderState> + '_ {
+        self.old.values().chain(self.chunks.iter().flat_map(|c| c.slots.iter().flatten()))
+    }
+
+    /// Every order by id.
+    pub fn sorted(&self) -> Vec<&OrderState> {
+        let mut old: Vec<&OrderState> = self.old.values().collect();
+        old.sort_unstable_by_key(|o| o.id);
+        old.extend(self.chunks.iter().flat_map(|c| c.slots.iter().flatten()));
+        old
+    }
+}
+
+impl std::ops::Index<&OrderId> for OrderTable {
+    type Output = OrderState;
+    fn index(&self, id: &OrderId) -> &OrderState {
+        self.get(id).expect("order is known")
+    }
+}
+
+impl PartialEq for OrderTable {
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len && self.sorted() == other.sorted()
+    }
+}
+
+impl Eq for OrderTable {}
+
+impl FromIterator<OrderState> for OrderTable {
+    fn from_iter<I: IntoIterator<Item = OrderState>>(iter: I) -> Self {
+        let mut all: Vec<OrderState> = iter.into_iter().collect();
+        all.sort_unstable_by_key(|o| o.id);
+        let mut t = OrderTable::new();
+        for o in all {
+            t.insert(o);
+        }
+        t.trim();
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::FeeAcc;
+    use crate::types::*;
+
+    fn order(id: u64, status: OrderStatus) -> OrderState {
+        OrderState {
+            id: OrderId(id),
+            account: AccountId(1),
+            inst: InstrumentId(1),
+            cl_id: ClId::new(&format!("c{id}")).expect("short"),
+            side: Side::Buy,
+            kind: OrderType::Limit,
+            tif: Tif::Gtc,
+            post_only: false,
+            px: Some(Price(1)),
+            qty: Some(Qty(1)),
+            cum: Qty(0),
+            status,
+            reason: None,
+            hold_asset: AssetId(1),
+            hold: Amount(0),
+            fee: FeeAcc::default(),
+            resting: false,
+            ts: id,
+        }
+    }
+
+    /// Orders left in a front chunk after most of it was forgotten move to
+    /// the overflow map; every order stays reachable by id, and a table
+    /// rebuilt from its orders (as from a snapshot) equals it.
+    #[test]
+    fn sparse_front_chunks_are_dropped_and_their_orders_stay_known() {
+        let mut t = OrderTable::new();
+        let first = 5u64;
+        let n = 3 * ORDER_CHUNK_MAX as u64;
+        for id in first..first + n {
+            let status = if id % 1000 == 0 { OrderStatus::New } else { OrderStatus::Filled };
+            assert!(t.insert(order(id, status)).is_none());
+        }
+        assert_eq!((t.len(), t.chunks.len(), t.base), (n as usize, 4, 0));
+        // Forget every ended order of the first two chunks.
+        let cut = 2 * ORDER_CHUNK_MAX as u64;
+        for id in first..cut {
+            if id % 1000 != 0 {
+                assert!(t.remove(&OrderId(id)).is_some());
+            }
+        }
+        assert_eq!(t.base, cut, "both front chunks dropped");
+        assert_eq!(t.old.len(), (first..cut).filter(|id| id % 1000 == 0).count());
+        for id in first..first + n {
+            let known = t.get(&OrderId(id)).map(|o| o.id);
+            let expect = (id >= cut || id % 1000 == 0).then_some(OrderId(id));
+            assert_eq!(known, expect, "order {id}");
+        }
+        assert!(t.get(&OrderId(first + n)).is_none());
+        let ids: Vec<u64> = t.sorted().iter().map(|o| o.id.0).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(ids.len(), t.len());
+        let rebuilt: OrderTable = t.values().cloned().collect();
+        assert!(rebuilt == t);
+        // An old order can still change and go.
+        t.get_mut(&OrderId(1000)).expect("kept").status = OrderStatus::Cancelled;
+        assert_eq!(t[&OrderId(1000)].status, OrderStatus::Cancelled);
+        assert!(t.remove(&OrderId(1000)).is_some());
+        assert!(t.get(&OrderId(1000)).is_none());
+        assert!(rebuilt != t);
+    }
+}
