@@ -8,29 +8,41 @@ use std::sync::{Arc, Mutex};
 use actix::prelude::*;
 use bourse_protocol::msg::{BatchItem, BatchRes, PlaceRes};
 use bourse_protocol::{ErrorBody, ReqId, Response};
+use bourse_protocol::Encoding;
 use serde_json::Value;
+use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
 
 /// What a session is handed to write to its client.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub enum Deliver {
     Response(Response<Value>),
-    /// A stream message (market data, account events), already encoded for
-    /// each encoding so every subscriber shares the same bytes.
+    /// An account-stream message, already encoded for each encoding. It goes
+    /// through the session so it follows the answer that caused it; public
+    /// market data is written straight to the connection's `Outbox`.
     Stream(Arc<Encoded>),
     /// Close the connection after sending a notice (shutdown, slow consumer).
     Notice { code: &'static str, in_ms: Option<u64>, close: Option<u16> },
+    /// The connection's outbox was closed (a slow consumer): stop the session.
+    Stop,
 }
 
 /// One stream message, encoded at most once per encoding: the first
-/// subscriber that needs an encoding makes it, the others share the bytes.
+/// subscriber that needs an encoding makes it, the others share the bytes
+/// (a frame is a reference-counted view of them, never a copy).
 #[derive(Debug)]
 pub struct Encoded {
     pub key: String,
     pub seq: u64,
+    /// The `prev` this message applies on, if it has one.
+    pub prev: Option<u64>,
+    /// Whether this is a snapshot (which starts or restarts a chain).
+    pub snapshot: bool,
+    /// When it was made, in microseconds since the epoch (for the delivery metric).
+    pub made_us: u64,
     pub value: Value,
-    json: std::sync::OnceLock<String>,
-    msgpack: std::sync::OnceLock<Vec<u8>>,
+    json: std::sync::OnceLock<Utf8Bytes>,
+    msgpack: std::sync::OnceLock<Bytes>,
 }
 
 impl Encoded {
@@ -39,20 +51,38 @@ impl Encoded {
     }
 
     pub fn owned(key: String, seq: u64, value: Value) -> Self {
-        Encoded { key, seq, value, json: Default::default(), msgpack: Default::default() }
+        let prev = value.get("prev").and_then(Value::as_u64);
+        let snapshot = value.get("type").and_then(Value::as_str) == Some("snapshot");
+        Encoded { key, seq, prev, snapshot, made_us: now_us(), value, json: Default::default(), msgpack: Default::default() }
     }
 
     /// The `prev` this message applies on, if it has one.
     pub fn prev(&self) -> Option<u64> {
-        self.value.get("prev").and_then(Value::as_u64)
+        self.prev
     }
 
     pub fn json(&self) -> &str {
-        self.json.get_or_init(|| serde_json::to_string(&self.value).expect("values encode"))
+        self.json_bytes().as_str()
     }
 
     pub fn msgpack(&self) -> &[u8] {
-        self.msgpack.get_or_init(|| rmp_serde::to_vec_named(&self.value).expect("values encode"))
+        self.msgpack_bytes()
+    }
+
+    fn json_bytes(&self) -> &Utf8Bytes {
+        self.json.get_or_init(|| serde_json::to_string(&self.value).expect("values encode").into())
+    }
+
+    fn msgpack_bytes(&self) -> &Bytes {
+        self.msgpack.get_or_init(|| rmp_serde::to_vec_named(&self.value).expect("values encode").into())
+    }
+
+    /// The WebSocket frame of this message in `enc`, sharing the encoded bytes.
+    pub fn frame(&self, enc: Encoding) -> Message {
+        match enc {
+            Encoding::Json => Message::Text(self.json_bytes().clone()),
+            Encoding::MsgPack => Message::Binary(self.msgpack_bytes().clone()),
+        }
     }
 }
 

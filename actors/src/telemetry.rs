@@ -45,6 +45,9 @@ use serde_json::Value;
 pub const ORDER_ACK_SECONDS: &str = "bourse_order_ack_seconds";
 /// Time spent in one stage of the order path (label `stage`).
 pub const STAGE_SECONDS: &str = "bourse_stage_seconds";
+/// Market-data delivery: from a stream message being made to its bytes
+/// being handed to a subscriber's socket.
+pub const MD_DELIVERY_SECONDS: &str = "bourse_md_delivery_seconds";
 /// Order operations decided by the ledger and the books.
 pub const ORDERS_TOTAL: &str = "bourse_orders_total";
 /// Commands refused with `overloaded` because a mailbox was full.
@@ -227,6 +230,13 @@ pub const METRICS: &[MetricSpec] = &[
         "Time spent in one stage of the order path: decode, ledger, match, journal (hand-over to durable), publish (market data).",
         STAGE_SECONDS_BUCKETS,
     ),
+    histogram(
+        MD_DELIVERY_SECONDS,
+        Some(Unit::Seconds),
+        &[],
+        "Time from the market-data actor making a stream message to a subscriber's writer handing it to the socket (the oldest stream message of each write).",
+        STAGE_SECONDS_BUCKETS,
+    ),
     counter(ORDERS_TOTAL, &["op", "result", "code"], "Order operations by op, result (accepted, rejected, duplicate, overloaded) and reject code."),
     counter(OVERLOADED_TOTAL, &["actor"], "Commands refused with overloaded because an actor's mailbox was full."),
     counter(RATE_LIMITED_TOTAL, &["scope"], "Requests refused with rate_limited, by limit (connection, account)."),
@@ -372,6 +382,7 @@ fn preregister() {
         let _ = metrics::histogram!(ORDER_ACK_SECONDS, "result" => result);
     }
     let _ = metrics::histogram!(JOURNAL_FLUSH_SECONDS);
+    let _ = metrics::histogram!(MD_DELIVERY_SECONDS);
     let _ = metrics::histogram!(JOURNAL_BATCH_EVENTS);
     metrics::counter!(JOURNAL_EVENTS_TOTAL).absolute(0);
     metrics::counter!(JOURNAL_WRITTEN_BYTES_TOTAL).absolute(0);
@@ -588,25 +599,26 @@ pub fn channel_of(key: &str) -> &'static str {
     }
 }
 
+/// The outbound message and byte counters of one channel label.
+type OutCounters = (&'static str, metrics::Counter, metrics::Counter);
+
 /// The outbound message and byte counters of each channel label, registered
-/// once: a message sent to a subscriber costs two atomic adds, not a lookup.
-fn out_counters(channel: &'static str) -> (metrics::Counter, metrics::Counter) {
-    static CACHE: std::sync::OnceLock<std::sync::Mutex<Vec<(&'static str, metrics::Counter, metrics::Counter)>>> =
-        std::sync::OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    let mut g = cache.lock().expect("counter cache");
-    if let Some((_, m, b)) = g.iter().find(|(c, _, _)| *c == channel) {
-        return (m.clone(), b.clone());
-    }
-    let m = metrics::counter!(WS_MESSAGES_OUT_TOTAL, "channel" => channel);
-    let b = metrics::counter!(WS_BYTES_OUT_TOTAL, "channel" => channel);
-    g.push((channel, m.clone(), b.clone()));
-    (m, b)
+/// once: a message sent to a subscriber costs two atomic adds, not a lookup
+/// or a lock.
+fn out_counters(channel: &'static str) -> &'static OutCounters {
+    static CACHE: std::sync::OnceLock<Vec<OutCounters>> = std::sync::OnceLock::new();
+    let all = CACHE.get_or_init(|| {
+        let labels = Channel::ALL.iter().map(|c| c.as_str()).chain([CHANNEL_HB, CHANNEL_NOTICE, "other"]);
+        labels
+            .map(|c| (c, metrics::counter!(WS_MESSAGES_OUT_TOTAL, "channel" => c), metrics::counter!(WS_BYTES_OUT_TOTAL, "channel" => c)))
+            .collect()
+    });
+    all.iter().find(|(c, _, _)| *c == channel).unwrap_or(&all[all.len() - 1])
 }
 
 /// A stream message of stream `key`, `bytes` long, was queued for a client.
 pub fn ws_out(key: &str, bytes: usize) {
-    let (m, b) = out_counters(channel_of(key));
+    let (_, m, b) = out_counters(channel_of(key));
     m.increment(1);
     b.increment(bytes as u64);
 }
@@ -640,6 +652,12 @@ pub fn order_acked(r: &Response<Value>) {
     let us = crate::reply::now_us().saturating_sub(r.ts_in);
     let result = if r.ok { "ok" } else { "error" };
     metrics::histogram!(ORDER_ACK_SECONDS, "result" => result).record(Duration::from_micros(us).as_secs_f64());
+}
+
+/// A write to a subscriber's socket carried a stream message made at `made_us`.
+pub fn md_delivered(made_us: u64) {
+    let us = crate::reply::now_us().saturating_sub(made_us);
+    metrics::histogram!(MD_DELIVERY_SECONDS).record(Duration::from_micros(us).as_secs_f64());
 }
 
 /// A subscriber on connection `conn` fell behind and `action` was taken.

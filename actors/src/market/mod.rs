@@ -15,7 +15,9 @@
 //! across restarts without being stored.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use bourse_engine::{AccountId, Event, EventBody, InstrumentId, OrderBook, Price, Qty, Side};
@@ -26,7 +28,7 @@ use serde_json::{json, Value};
 
 use crate::ledger::{LedgerActor, Query};
 use crate::reply::{now_us, Deliver, Encoded};
-use crate::session::Sub;
+use crate::session::{Flushed, Follower, Offered, Outbox, Sub};
 use crate::wire;
 
 /// Trades a `trades` snapshot carries.
@@ -37,6 +39,8 @@ pub const CANDLES_SNAPSHOT_MAX: usize = 100;
 pub const TICKER_MINUTES_MAX: usize = 24 * 60;
 /// Recent messages kept per stream for `resume`.
 pub const RING_MAX: usize = 1024;
+/// How often what lag held back (merged deltas, gaps) is retried.
+pub const LAG_FLUSH_EVERY: Duration = Duration::from_millis(20);
 
 type To = Recipient<Deliver>;
 
@@ -46,22 +50,25 @@ pub struct Subscribe {
     pub sub: Sub,
     pub resume: Option<p::Position>,
     pub account: Option<AccountId>,
-    pub enc: bourse_protocol::Encoding,
-    pub to: To,
+    /// The connection's queue: public streams are written straight into it.
+    pub out: Arc<Outbox>,
+    /// Where the last seq queued on the stream is kept for heartbeats.
+    pub last: Arc<AtomicU64>,
 }
 
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Unsubscribe {
     pub key: String,
-    pub to: To,
+    /// The connection (`Outbox::conn`).
+    pub conn: usize,
 }
 
 /// A connection closed: forget it everywhere.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Gone {
-    pub to: To,
+    pub conn: usize,
 }
 
 /// Events the journal committed, in commit order.
@@ -75,28 +82,65 @@ pub struct Committed {
 /// Subscribers of one stream and its recent messages.
 #[derive(Default)]
 struct Stream {
-    subs: Vec<To>,
+    subs: Vec<Follower>,
     ring: VecDeque<Arc<Encoded>>,
     /// Seq of the last message sent (or the state a snapshot would show).
     last_seq: u64,
+    /// Some subscriber holds messages back (it lags): flush them later.
+    held: bool,
 }
 
 impl Stream {
-    fn add(&mut self, to: &To) {
-        self.subs.retain(|s| s != to);
-        self.subs.push(to.clone());
+    /// Registers a subscriber, first queueing `first` (its snapshot or the
+    /// events it resumes from) to it.
+    fn join(&mut self, mut f: Follower, first: &[Arc<Encoded>]) {
+        for e in first {
+            f.offer(e);
+        }
+        self.held |= f.holds();
+        let conn = f.out.conn;
+        self.subs.retain(|s| s.out.conn != conn);
+        self.subs.push(f);
     }
 
+    fn leave(&mut self, conn: usize) {
+        self.subs.retain(|s| s.out.conn != conn);
+    }
+
+    /// Queues a message to every subscriber (each by its `on_lag` policy)
+    /// and keeps it for `resume`.
     fn send(&mut self, e: Encoded) {
         let e = Arc::new(e);
         self.last_seq = e.seq;
-        for s in &self.subs {
-            s.do_send(Deliver::Stream(e.clone()));
+        let mut closed = false;
+        for s in self.subs.iter_mut() {
+            match s.offer(&e) {
+                Offered::Sent => {}
+                Offered::Held => self.held = true,
+                Offered::Closed => closed = true,
+            }
+        }
+        if closed {
+            self.subs.retain(|s| !s.out.closing());
         }
         if self.ring.len() == RING_MAX {
             self.ring.pop_front();
         }
         self.ring.push_back(e);
+    }
+
+    /// Sends what lag held back to subscribers that caught up; returns the
+    /// connections that were sent a `gap` and now need a fresh snapshot.
+    fn flush(&mut self) -> Vec<usize> {
+        let mut need = Vec::new();
+        for s in self.subs.iter_mut().filter(|s| s.holds()) {
+            if s.flush() == Flushed::NeedSnapshot {
+                need.push(s.out.conn);
+            }
+        }
+        self.subs.retain(|s| !s.out.closing());
+        self.held = self.subs.iter().any(Follower::holds);
+        need
     }
 
     /// The messages after `pos`, if the ring still has them all.
@@ -136,6 +180,7 @@ struct Candle {
 
 struct AccountSub {
     to: To,
+    conn: usize,
     /// Messages up to this seq are in the snapshot; `None` while it is taken.
     from: Option<u64>,
     pending: Vec<Arc<Encoded>>,
@@ -416,6 +461,10 @@ fn roll_candle(i: &mut Instrument, interval: Interval, trade_id: u64, px: Price,
 
 impl Actor for MarketData {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(LAG_FLUSH_EVERY, |act, _ctx| act.flush_held());
+    }
 }
 
 impl Handler<Committed> for MarketData {
@@ -542,11 +591,61 @@ impl Handler<Committed> for MarketData {
     }
 }
 
-fn resumed(key: String, from: &[Arc<Encoded>], to: &To) -> p::SubResult {
-    for e in from {
-        to.do_send(Deliver::Stream(e.clone()));
-    }
+fn resumed(key: String, from: &[Arc<Encoded>]) -> p::SubResult {
     p::SubResult { sub: key, mode: p::SubMode::Resumed, from_seq: from.first().map(|e| e.seq), reason: None }
+}
+
+/// The key of the `book.l2` group a subscription belongs to (with or without checksums).
+fn group_key(sub: &Sub) -> String {
+    if sub.cksum {
+        sub.key.clone()
+    } else {
+        format!("{}:nock", sub.key)
+    }
+}
+
+impl MarketData {
+    /// A stream's snapshot as of now, with its seq.
+    fn snapshot_for(&self, sub: &Sub) -> Option<(u64, Value)> {
+        let epoch = self.epoch;
+        let inst = sub.sym.as_ref().and_then(|s| self.by_sym.get(s)).map(|i| &self.insts[i]);
+        match (sub.ch, inst) {
+            (Channel::BookL2, Some(i)) => {
+                let g = self.groups.get(&group_key(sub))?;
+                Some((g.stream.last_seq, Self::l2_snapshot(g, &i.book, epoch)))
+            }
+            (Channel::Trades, Some(i)) => Some((i.book.trade_id, Self::trades_snapshot(i, epoch))),
+            (Channel::Candles, Some(i)) => Some(Self::candles_snapshot(i, sub.interval.unwrap_or(Interval::M1), epoch)),
+            (Channel::BookL1, Some(i)) => Some((i.book.version, Self::l1(&i.book, epoch))),
+            (Channel::Ticker, Some(i)) => Some((i.book.version, Self::ticker(i, now_us(), epoch))),
+            (Channel::Status, _) => Some((self.status_seq, self.status_snapshot())),
+            _ => None,
+        }
+    }
+
+    /// Sends what lag held back; a subscriber sent a `gap` gets a fresh snapshot.
+    fn flush_held(&mut self) {
+        let mut need: Vec<(String, bool, usize)> = Vec::new();
+        for (k, g) in self.groups.iter_mut().filter(|(_, g)| g.stream.held) {
+            need.extend(g.stream.flush().into_iter().map(|c| (k.clone(), true, c)));
+        }
+        for (k, st) in self.streams.iter_mut().filter(|(_, st)| st.held) {
+            need.extend(st.flush().into_iter().map(|c| (k.clone(), false, c)));
+        }
+        for (k, group, conn) in need {
+            let stream = if group { self.groups.get(&k).map(|g| &g.stream) } else { self.streams.get(&k) };
+            let Some(sub) = stream.and_then(|st| st.subs.iter().find(|f| f.out.conn == conn)).map(|f| f.sub.clone()) else { continue };
+            let Some((seq, v)) = self.snapshot_for(&sub) else { continue };
+            let e = Arc::new(Encoded::owned(sub.key.clone(), seq, v));
+            let stream = if group { self.groups.get_mut(&k).map(|g| &mut g.stream) } else { self.streams.get_mut(&k) };
+            if let Some(st) = stream {
+                if let Some(f) = st.subs.iter_mut().find(|f| f.out.conn == conn) {
+                    f.offer(&e);
+                    st.held |= f.holds();
+                }
+            }
+        }
+    }
 }
 
 impl Handler<Subscribe> for MarketData {
@@ -562,13 +661,12 @@ impl Handler<Subscribe> for MarketData {
             reason: m.resume.map(|_| p::REASON_RESUME_UNAVAILABLE.to_string()),
         };
         let inst = m.sub.sym.as_ref().and_then(|s| self.by_sym.get(s).copied());
-        let send = |to: &To, key: &str, seq: u64, v: Value| to.do_send(Deliver::Stream(Arc::new(Encoded::owned(key.to_string(), seq, v))));
+        let follower = Follower::new(m.out.clone(), m.sub.clone(), m.last.clone());
         let res: Result<p::SubResult, ErrorBody> = match (m.sub.ch, inst) {
             (Channel::BookL2, Some(inst)) => {
                 let book = &self.insts[&inst].book;
                 let depth = m.sub.depth as usize;
-                let gkey = if m.sub.cksum { key.clone() } else { format!("{key}:nock") };
-                let g = self.groups.entry(gkey).or_insert_with(|| BookGroup {
+                let g = self.groups.entry(group_key(&m.sub)).or_insert_with(|| BookGroup {
                     depth: m.sub.depth,
                     cksum: m.sub.cksum,
                     stream: Stream { last_seq: book.version, ..Default::default() },
@@ -576,23 +674,18 @@ impl Handler<Subscribe> for MarketData {
                     asks: book.levels(Side::Sell, depth),
                 });
                 if let Some(from) = m.resume.and_then(|pos| g.stream.since(pos, epoch)) {
-                    g.stream.add(&m.to);
-                    Ok(resumed(key, &from, &m.to))
+                    g.stream.join(follower, &from);
+                    Ok(resumed(key, &from))
                 } else {
-                    g.stream.add(&m.to);
                     let v = Self::l2_snapshot(g, book, epoch);
-                    send(&m.to, &key, g.stream.last_seq, v);
+                    let e = Arc::new(Encoded::owned(key.clone(), g.stream.last_seq, v));
+                    g.stream.join(follower, &[e]);
                     Ok(snapshot(key))
                 }
             }
-            (Channel::Trades | Channel::Candles | Channel::BookL1 | Channel::Ticker | Channel::Status, inst) => {
-                let (seq, v) = match (m.sub.ch, inst.map(|i| &self.insts[&i])) {
-                    (Channel::Trades, Some(i)) => (i.book.trade_id, Self::trades_snapshot(i, epoch)),
-                    (Channel::Candles, Some(i)) => Self::candles_snapshot(i, m.sub.interval.unwrap_or(Interval::M1), epoch),
-                    (Channel::BookL1, Some(i)) => (i.book.version, Self::l1(&i.book, epoch)),
-                    (Channel::Ticker, Some(i)) => (i.book.version, Self::ticker(i, now_us(), epoch)),
-                    (Channel::Status, _) => (self.status_seq, self.status_snapshot()),
-                    _ => return Box::pin(fut::ready(Err(ErrorBody::new(ErrorCode::UnknownInstrument, "unknown instrument")))),
+            (Channel::Trades | Channel::Candles | Channel::BookL1 | Channel::Ticker | Channel::Status, _) => {
+                let Some((seq, v)) = self.snapshot_for(&m.sub) else {
+                    return Box::pin(fut::ready(Err(ErrorBody::new(ErrorCode::UnknownInstrument, "unknown instrument"))));
                 };
                 // book.l1 and ticker are latest-wins: no chain to resume.
                 let chained = !matches!(m.sub.ch, Channel::BookL1 | Channel::Ticker);
@@ -600,11 +693,13 @@ impl Handler<Subscribe> for MarketData {
                 if s.ring.is_empty() || m.sub.ch == Channel::Status {
                     s.last_seq = seq;
                 }
-                s.add(&m.to);
                 match m.resume.filter(|_| chained).and_then(|pos| s.since(pos, epoch)) {
-                    Some(from) => Ok(resumed(key, &from, &m.to)),
+                    Some(from) => {
+                        s.join(follower, &from);
+                        Ok(resumed(key, &from))
+                    }
                     None => {
-                        send(&m.to, &key, seq, v);
+                        s.join(follower, &[Arc::new(Encoded::owned(key.clone(), seq, v))]);
                         Ok(snapshot(key))
                     }
                 }
@@ -614,7 +709,8 @@ impl Handler<Subscribe> for MarketData {
                     return Box::pin(fut::ready(Err(ErrorBody::new(ErrorCode::AuthRequired, "log in first"))));
                 };
                 let a = self.accounts.entry(account).or_default();
-                a.subs.retain(|s| s.to != m.to);
+                let (to, conn) = (m.out.session().clone(), m.out.conn);
+                a.subs.retain(|s| s.conn != conn);
                 // Resume from the ring when it holds everything after the client's seq.
                 if let Some(pos) = m.resume.filter(|p| p.epoch == epoch) {
                     let first = a.ring.front().map(|e| e.seq);
@@ -622,13 +718,15 @@ impl Handler<Subscribe> for MarketData {
                     if let (Some(first), Some(last)) = (first, last) {
                         if pos.seq + 1 >= first && pos.seq <= last {
                             let from: Vec<Arc<Encoded>> = a.ring.iter().filter(|e| e.seq > pos.seq).cloned().collect();
-                            a.subs.push(AccountSub { to: m.to.clone(), from: Some(last), pending: Vec::new(), held: None });
-                            return Box::pin(fut::ready(Ok(resumed(key, &from, &m.to))));
+                            for e in &from {
+                                to.do_send(Deliver::Stream(e.clone()));
+                            }
+                            a.subs.push(AccountSub { to, conn, from: Some(last), pending: Vec::new(), held: None });
+                            return Box::pin(fut::ready(Ok(resumed(key, &from))));
                         }
                     }
                 }
-                a.subs.push(AccountSub { to: m.to.clone(), from: None, pending: Vec::new(), held: None });
-                let to = m.to.clone();
+                a.subs.push(AccountSub { to: to.clone(), conn, from: None, pending: Vec::new(), held: None });
                 let fut = self.ledger.send(Query::AccountSnapshot(account));
                 let res = snapshot(key);
                 return Box::pin(fut.into_actor(self).map(move |r, act, _ctx| {
@@ -642,7 +740,7 @@ impl Handler<Subscribe> for MarketData {
                     let snap = Arc::new(Encoded::owned("account".into(), seq, snap));
                     let Some(a) = act.accounts.get_mut(&account) else { return Ok(res) };
                     let committed = a.committed;
-                    if let Some(s) = a.subs.iter_mut().find(|s| s.to == to) {
+                    if let Some(s) = a.subs.iter_mut().find(|s| s.conn == conn) {
                         s.from = Some(seq);
                         if committed >= seq {
                             to.do_send(Deliver::Stream(snap));
@@ -673,15 +771,15 @@ impl Handler<Unsubscribe> for MarketData {
     fn handle(&mut self, m: Unsubscribe, _ctx: &mut Context<Self>) {
         for (k, g) in self.groups.iter_mut() {
             if stream_key(k) == m.key {
-                g.stream.subs.retain(|s| s != &m.to);
+                g.stream.leave(m.conn);
             }
         }
         if let Some(s) = self.streams.get_mut(&m.key) {
-            s.subs.retain(|s| s != &m.to);
+            s.leave(m.conn);
         }
-        if m.key == "account" {
+        if m.key == crate::session::ACCOUNT_STREAM {
             for a in self.accounts.values_mut() {
-                a.subs.retain(|s| s.to != m.to);
+                a.subs.retain(|s| s.conn != m.conn);
             }
         }
     }
@@ -692,13 +790,13 @@ impl Handler<Gone> for MarketData {
 
     fn handle(&mut self, m: Gone, _ctx: &mut Context<Self>) {
         for g in self.groups.values_mut() {
-            g.stream.subs.retain(|s| s != &m.to);
+            g.stream.leave(m.conn);
         }
         for s in self.streams.values_mut() {
-            s.subs.retain(|s| s != &m.to);
+            s.leave(m.conn);
         }
         for a in self.accounts.values_mut() {
-            a.subs.retain(|s| s.to != m.to);
+            a.subs.retain(|s| s.conn != m.conn);
         }
     }
 }

@@ -22,7 +22,7 @@ use crate::journal::{self, JournalHandle, Publisher};
 use crate::ledger::{LedgerActor, Shape, Submit};
 use crate::market::{Committed, MarketData};
 use crate::reply::{Deliver, Responder};
-use crate::session::Session;
+use crate::session::{Outbox, Session};
 use crate::storage::log::{EventLog, MemLog};
 use crate::wire;
 
@@ -361,6 +361,8 @@ impl Node {
             let (tx, mut rx) = tokio::sync::mpsc::channel(outbound_max);
             let queued = Arc::new(AtomicUsize::new(0));
             let q2 = queued.clone();
+            let oldest = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let oldest_w = oldest.clone();
             actix::spawn(async move {
                 use futures_util::SinkExt;
                 use tokio_tungstenite::tungstenite::Message;
@@ -372,11 +374,8 @@ impl Node {
                     let mut n = 0usize;
                     while let Some(m) = next.take() {
                         let close = matches!(m, Message::Close(_));
-                        written += match &m {
-                            Message::Text(t) => t.len(),
-                            Message::Binary(b) => b.len(),
-                            _ => 0,
-                        };
+                        // As the outbox counted it when queued.
+                        written += m.len();
                         if sink.feed(m).await.is_err() || close {
                             let _ = sink.flush().await;
                             q2.fetch_sub(written, Ordering::AcqRel);
@@ -387,7 +386,11 @@ impl Node {
                             next = rx.try_recv().ok();
                         }
                     }
+                    let made = oldest_w.swap(0, Ordering::AcqRel);
                     let flushed = sink.flush().await;
+                    if made != 0 {
+                        crate::telemetry::md_delivered(made);
+                    }
                     q2.fetch_sub(written, Ordering::AcqRel);
                     if flushed.is_err() {
                         break;
@@ -397,7 +400,10 @@ impl Node {
             });
             Session::create(move |ctx| {
                 ctx.add_stream(stream);
-                Session::new(shared, encoding, tx, queued, peer)
+                let conn = shared.next_session.fetch_add(1, Ordering::Relaxed);
+                let bytes_max = shared.cfg.limits.outbound_bytes_max;
+                let out = Outbox::new(conn, encoding, tx, queued, bytes_max, oldest, ctx.address().recipient());
+                Session::new(shared, Arc::new(out), peer)
             });
         });
         Ok(())

@@ -4,6 +4,7 @@
 //! subscriptions, and owns the bounded outbound queue to the socket.
 
 use std::collections::VecDeque;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,9 +14,6 @@ use bourse_protocol::codec::{self, Encoding};
 use bourse_protocol::msg::{self as p, Op, Request, Role};
 use bourse_protocol::{ErrorBody, ErrorCode, ReqId, Response};
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::auth::{self, limits::ConnectionLimiter, RateQuotas};
@@ -24,6 +22,12 @@ use crate::market::{Subscribe as MdSubscribe, Unsubscribe as MdUnsubscribe};
 use crate::node::Shared;
 use crate::reply::{now_us, Batch, Deliver, Responder};
 use crate::wire;
+
+pub mod outbox;
+
+/// The stream key of the account stream.
+pub const ACCOUNT_STREAM: &str = "account";
+pub use outbox::{Flushed, Follower, Offered, Outbox, Refused};
 
 /// Protocol errors tolerated within `ERRORS_WINDOW`; the next one closes (1008).
 pub const PROTOCOL_ERRORS_MAX: usize = 20;
@@ -55,7 +59,8 @@ pub struct Authed {
 pub struct Session {
     pub shared: Arc<Shared>,
     pub enc: Encoding,
-    pub out: mpsc::Sender<Message>,
+    /// The connection's outbound queue, shared with the market-data actor.
+    pub out: Arc<Outbox>,
     pub peer: std::net::SocketAddr,
     pub auth: Option<Authed>,
     pub errors: VecDeque<Instant>,
@@ -66,25 +71,20 @@ pub struct Session {
     pub placed: VecDeque<(String, String)>,
     /// Stream keys subscribed, with the last seq sent on each.
     pub streams: std::collections::BTreeMap<String, StreamState>,
-    /// Bytes queued to the socket and not yet written.
-    pub queued_bytes: Arc<std::sync::atomic::AtomicUsize>,
+    /// The account stream, which this session delivers itself (after the
+    /// answers that caused its events).
+    pub account_stream: Option<Follower>,
+    /// A retry of what lag held back on the account stream is scheduled.
+    pub flush_scheduled: bool,
     pub last_seen: Instant,
-    pub last_sent: Instant,
     pub cancel_after: Option<SpawnHandle>,
     pub logged_out: bool,
-    pub closing: bool,
     /// This session's place in `Shared::sessions`.
     pub slot: usize,
 }
 
 impl Session {
-    pub fn new(
-        shared: Arc<Shared>,
-        enc: Encoding,
-        out: mpsc::Sender<Message>,
-        queued_bytes: Arc<std::sync::atomic::AtomicUsize>,
-        peer: std::net::SocketAddr,
-    ) -> Self {
+    pub fn new(shared: Arc<Shared>, out: Arc<Outbox>, peer: std::net::SocketAddr) -> Self {
         let q = RateQuotas {
             orders_per_s_per_account: std::num::NonZeroU32::new(shared.cfg.limits.account_orders_per_sec).expect("validated"),
             messages_per_s_per_connection: std::num::NonZeroU32::new(shared.cfg.limits.conn_msgs_per_sec).expect("validated"),
@@ -93,20 +93,19 @@ impl Session {
         Session {
             limiter: ConnectionLimiter::with_clock(&q, governor::clock::DefaultClock::default()),
             shared,
-            enc,
+            enc: out.enc,
+            slot: out.conn,
             out,
             peer,
             auth: None,
             errors: VecDeque::new(),
             placed: VecDeque::new(),
             streams: Default::default(),
-            queued_bytes,
+            account_stream: None,
+            flush_scheduled: false,
             last_seen: Instant::now(),
-            last_sent: Instant::now(),
             cancel_after: None,
             logged_out: false,
-            closing: false,
-            slot: 0,
         }
     }
 
@@ -119,30 +118,14 @@ impl Session {
     }
 
     fn push(&mut self, m: Message, ctx: &mut Context<Self>) {
-        if self.closing {
-            return;
-        }
-        self.last_sent = Instant::now();
-        let len = match &m {
-            Message::Text(t) => t.len(),
-            Message::Binary(b) => b.len(),
-            _ => 0,
-        };
-        self.queued_bytes.fetch_add(len, std::sync::atomic::Ordering::AcqRel);
-        match self.out.try_send(m) {
+        match self.out.push(m) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                // The client does not read: it is told, then closed. Nothing is dropped silently.
-                crate::telemetry::slow_consumer(crate::telemetry::SLOW_DISCONNECT, self.slot);
-                self.closing = true;
-                let notice = codec::encode(self.enc, &json!({"op": "notice", "code": "slow_consumer"}));
-                let _ = self.out.try_send(match notice {
-                    codec::Frame::Text(s) => Message::Text(s.into()),
-                    codec::Frame::Binary(b) => Message::Binary(b.into()),
-                });
-                self.close(4008, "slow consumer", ctx);
+            // The client does not read: it is told, then closed. Nothing is dropped silently.
+            Err(Refused::Full) => {
+                self.out.slow_consumer(None);
+                ctx.stop();
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => ctx.stop(),
+            Err(Refused::Closed) => ctx.stop(),
         }
     }
 
@@ -180,8 +163,7 @@ impl Session {
     }
 
     fn close(&mut self, code: u16, reason: &str, ctx: &mut Context<Self>) {
-        self.closing = true;
-        let _ = self.out.try_send(Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.to_string().into() })));
+        self.out.close(code, reason);
         ctx.stop();
     }
 
@@ -404,7 +386,10 @@ impl Session {
                 for s in syms {
                     let Some(key) = stream_key(args.ch, s.as_deref(), depth, args.interval) else { continue };
                     if self.streams.remove(&key).is_some() {
-                        self.shared.market.do_send(MdUnsubscribe { key, to: ctx.address().recipient() });
+                        if key == ACCOUNT_STREAM {
+                            self.account_stream = None;
+                        }
+                        self.shared.market.do_send(MdUnsubscribe { key, conn: self.slot });
                     }
                 }
                 self.respond(id, ts_in, Ok(json!({})), ctx);
@@ -638,14 +623,18 @@ impl Session {
         }
         let account = self.auth.as_ref().map(|a| a.account);
         let mut results = Vec::new();
-        let me = ctx.address().recipient();
         let mut futs = Vec::new();
         let mut added = Vec::new();
         for (sub, resume) in subs {
-            if self.streams.insert(sub.key.clone(), StreamState::new(sub.clone())).is_none() {
+            let st = StreamState::new(sub.clone());
+            let last = st.last.clone();
+            if sub.ch == p::Channel::Account {
+                self.account_stream = Some(Follower::new(self.out.clone(), sub.clone(), last.clone()));
+            }
+            if self.streams.insert(sub.key.clone(), st).is_none() {
                 added.push(sub.key.clone());
             }
-            futs.push(self.shared.market.send(MdSubscribe { sub, resume, account, enc: self.enc, to: me.clone() }));
+            futs.push(self.shared.market.send(MdSubscribe { sub, resume, account, out: self.out.clone(), last }));
         }
         // Answer after every stream registered: the answer lists each one, and
         // each stream's snapshot follows its registration in the mailbox order.
@@ -664,7 +653,10 @@ impl Session {
                 // A refused subscription leaves nothing behind.
                 for key in added {
                     act.streams.remove(&key);
-                    act.shared.market.do_send(MdUnsubscribe { key, to: ctx.address().recipient() });
+                    if key == ACCOUNT_STREAM {
+                        act.account_stream = None;
+                    }
+                    act.shared.market.do_send(MdUnsubscribe { key, conn: act.slot });
                 }
             }
             let a = r.map(|subs| json!({"subs": subs}));
@@ -673,9 +665,10 @@ impl Session {
         Ok(())
     }
 
-    fn drop_account_stream(&mut self, _a: &Authed, ctx: &mut Context<Self>) {
-        if self.streams.remove("account").is_some() {
-            self.shared.market.do_send(MdUnsubscribe { key: "account".into(), to: ctx.address().recipient() });
+    fn drop_account_stream(&mut self, _a: &Authed, _ctx: &mut Context<Self>) {
+        if self.streams.remove(ACCOUNT_STREAM).is_some() {
+            self.account_stream = None;
+            self.shared.market.do_send(MdUnsubscribe { key: ACCOUNT_STREAM.into(), conn: self.slot });
         }
     }
 }
@@ -747,15 +740,15 @@ impl Actor for Session {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         crate::telemetry::ws_opened();
-        self.slot = self.shared.next_session.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.shared.sessions.insert(self.slot, ctx.address().recipient());
         ctx.run_interval(Duration::from_millis(250), |act, ctx| {
             if act.last_seen.elapsed() > IDLE_MAX {
                 act.close(1001, "idle", ctx);
                 return;
             }
-            if act.last_sent.elapsed() >= HEARTBEAT_AFTER {
-                let last: std::collections::BTreeMap<&String, u64> = act.streams.iter().map(|(k, s)| (k, s.last)).collect();
+            if now_us().saturating_sub(act.out.last_sent_us()) >= HEARTBEAT_AFTER.as_micros() as u64 {
+                let last: std::collections::BTreeMap<&String, u64> =
+                    act.streams.iter().map(|(k, s)| (k, s.last.load(std::sync::atomic::Ordering::Acquire))).collect();
                 let hb = json!({"ch": "hb", "ts": now_us(), "last": last});
                 let f = codec::encode(act.enc, &hb);
                 crate::telemetry::ws_out(crate::telemetry::CHANNEL_HB, f.as_bytes().len());
@@ -763,15 +756,14 @@ impl Actor for Session {
             }
         });
         ctx.run_interval(PING_EVERY, |act, ctx| act.push(Message::Ping(Vec::new().into()), ctx));
-        ctx.run_interval(LAG_FLUSH_EVERY, |act, ctx| act.flush_lagged(ctx));
     }
 
-    fn stopped(&mut self, ctx: &mut Context<Self>) {
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
         crate::telemetry::ws_closed(self.slot, self.auth.as_ref().map(|a| a.role));
         self.shared.sessions.remove(&self.slot);
         self.shared.connections.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
         if !self.streams.is_empty() {
-            self.shared.market.do_send(crate::market::Gone { to: ctx.address().recipient() });
+            self.shared.market.do_send(crate::market::Gone { conn: self.slot });
         }
         let Some(a) = self.auth.take() else { return };
         let others = self.shared.connected(a.account, -1);
@@ -840,6 +832,7 @@ impl Handler<Deliver> for Session {
                 self.send_response(r, ctx);
             }
             Deliver::Stream(e) => self.stream_message(e, ctx),
+            Deliver::Stop => ctx.stop(),
             Deliver::Notice { code, in_ms, close } => {
                 let mut n = json!({"op": "notice", "code": code});
                 if let Some(ms) = in_ms {
@@ -857,155 +850,57 @@ impl Handler<Deliver> for Session {
     }
 }
 
-/// One subscription of this connection: where its client is, and what is
-/// held back while the client is slow.
+/// One subscription of this connection.
 #[derive(Debug)]
 pub struct StreamState {
     pub sub: Sub,
-    /// Seq of the last message sent on this stream.
-    pub last: u64,
-    /// `conflate`: the merged messages not yet sent.
-    pub pending: Option<Value>,
-    /// `resync`: the range of seqs dropped, announced with a `gap` once the client catches up.
-    pub gap: Option<(u64, u64)>,
-    /// After a `gap`, messages are skipped until the fresh snapshot arrives.
-    pub awaiting_snapshot: bool,
+    /// Seq of the last message queued on this stream, by whoever queued it
+    /// (the market-data actor for public streams).
+    pub last: Arc<AtomicU64>,
 }
 
 impl StreamState {
     pub fn new(sub: Sub) -> Self {
-        StreamState { sub, last: 0, pending: None, gap: None, awaiting_snapshot: false }
+        StreamState { sub, last: Arc::new(AtomicU64::new(0)) }
     }
 }
 
-/// Orders two fixed-scale decimal strings of one instrument numerically.
-fn px_cmp(a: &str, b: &str) -> std::cmp::Ordering {
-    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
-}
-
-/// Merges a later `book.l2` delta into a pending one: one chain link from
-/// the pending `prev` to the later `seq`, with the later quantity of each level.
-fn merge_levels(pending: &mut Value, next: &Value) {
-    for (side, best_high) in [("bids", true), ("asks", false)] {
-        let mut levels: Vec<(String, String)> = serde_json::from_value(pending[side].clone()).unwrap_or_default();
-        let later: Vec<(String, String)> = serde_json::from_value(next[side].clone()).unwrap_or_default();
-        for (px, qty) in later {
-            match levels.iter_mut().find(|(p, _)| *p == px) {
-                Some(l) => l.1 = qty,
-                None => levels.push((px, qty)),
-            }
-        }
-        levels.sort_by(|a, b| if best_high { px_cmp(&b.0, &a.0) } else { px_cmp(&a.0, &b.0) });
-        pending[side] = json!(levels);
-    }
-    for k in ["seq", "ts", "cksum"] {
-        if let Some(v) = next.get(k) {
-            pending[k] = v.clone();
-        }
-    }
-}
-
-/// Queue use past which a connection counts as lagging: three quarters.
-const LAG_NUMER: usize = 3;
-const LAG_DENOM: usize = 4;
-/// How often held-back stream messages are retried.
+/// How often held-back account-stream messages are retried while the client lags.
 pub const LAG_FLUSH_EVERY: Duration = Duration::from_millis(20);
 
 impl Session {
-    fn lagging(&self) -> bool {
-        let max = self.out.max_capacity();
-        let used = max - self.out.capacity();
-        let bytes = self.queued_bytes.load(std::sync::atomic::Ordering::Acquire);
-        used * LAG_DENOM >= max * LAG_NUMER || bytes * LAG_DENOM >= self.shared.cfg.limits.outbound_bytes_max * LAG_NUMER
-    }
-
-    /// Sends a stream message, or applies the subscription's `on_lag` policy
-    /// when the client is not keeping up. Nothing is dropped unannounced.
+    /// Sends an account-stream message, or applies its `on_lag` policy.
     fn stream_message(&mut self, e: Arc<crate::reply::Encoded>, ctx: &mut Context<Self>) {
-        let lagging = self.lagging();
-        let Some(st) = self.streams.get_mut(&e.key) else { return };
-        let is_snapshot = e.value["type"] == "snapshot";
-        if st.awaiting_snapshot {
-            if !is_snapshot {
-                return;
-            }
-            st.awaiting_snapshot = false;
+        let Some(f) = self.account_stream.as_mut().filter(|f| f.sub.key == e.key) else { return };
+        match f.offer(&e) {
+            Offered::Sent => {}
+            Offered::Held => self.schedule_flush(ctx),
+            Offered::Closed => ctx.stop(),
         }
-        if lagging || st.pending.is_some() || st.gap.is_some() {
-            match st.sub.on_lag {
-                p::OnLag::Conflate => {
-                    metrics::counter!("bourse_slow_consumer_total", "action" => "conflate").increment(1);
-                    match st.pending.as_mut() {
-                        Some(pend) if !is_snapshot && e.value["type"] == "delta" && pend["type"] == "delta" => merge_levels(pend, &e.value),
-                        Some(pend) => {
-                            let prev = pend.get("prev").cloned();
-                            *pend = e.value.clone();
-                            if let (Some(prev), false) = (prev, is_snapshot) {
-                                pend["prev"] = prev;
-                            }
-                        }
-                        None => st.pending = Some(e.value.clone()),
-                    }
-                }
-                p::OnLag::Resync => {
-                    if is_snapshot {
-                        st.gap = None;
-                    } else {
-                        metrics::counter!("bourse_slow_consumer_total", "action" => "gap").increment(1);
-                        let first = e.prev().map_or(e.seq, |p| p + 1);
-                        st.gap = Some((st.gap.map_or(first, |g| g.0), e.seq));
-                        return;
-                    }
-                }
-                p::OnLag::Disconnect => {
-                    metrics::counter!("bourse_slow_consumer_total", "action" => "disconnect").increment(1);
-                    tracing::info!(conn = self.slot, peer = %self.peer, stream = %e.key, "slow consumer disconnected");
-                    let notice = codec::encode(self.enc, &json!({"op": "notice", "code": "slow_consumer", "sub": e.key}));
-                    self.send_frame(notice, ctx);
-                    self.close(4008, "slow consumer", ctx);
-                    return;
-                }
-            }
-            if st.sub.on_lag == p::OnLag::Conflate {
-                return;
-            }
-        }
-        st.last = e.seq;
-        let m = match self.enc {
-            Encoding::Json => Message::Text(e.json().to_string().into()),
-            Encoding::MsgPack => Message::Binary(e.msgpack().to_vec().into()),
-        };
-        crate::telemetry::ws_out(&e.key, m.len());
-        self.push(m, ctx);
     }
 
-    /// Sends what lag held back once the client has caught up: merged
-    /// deltas, or a `gap` followed by a fresh snapshot.
-    fn flush_lagged(&mut self, ctx: &mut Context<Self>) {
-        if self.lagging() {
-            return;
+    fn schedule_flush(&mut self, ctx: &mut Context<Self>) {
+        if !self.flush_scheduled {
+            self.flush_scheduled = true;
+            ctx.run_later(LAG_FLUSH_EVERY, |act, ctx| {
+                act.flush_scheduled = false;
+                act.flush_lagged(ctx);
+            });
         }
-        let keys: Vec<String> = self.streams.iter().filter(|(_, s)| s.pending.is_some() || s.gap.is_some()).map(|(k, _)| k.clone()).collect();
-        for key in keys {
-            let Some(st) = self.streams.get_mut(&key) else { continue };
-            if let Some(v) = st.pending.take() {
-                st.last = v["seq"].as_u64().unwrap_or(st.last);
-                let f = codec::encode(self.enc, &v);
-                crate::telemetry::ws_out(&key, f.as_bytes().len());
-                self.send_frame(f, ctx);
-            } else if let Some((first, last)) = st.gap.take() {
-                st.awaiting_snapshot = true;
-                let mut g = json!({"ch": st.sub.ch.as_str(), "type": "gap", "lost": [first, last]});
-                if let Some(sym) = &st.sub.sym {
-                    g["sym"] = json!(sym);
-                }
-                let sub = st.sub.clone();
-                let f = codec::encode(self.enc, &g);
-                crate::telemetry::ws_out(&key, f.as_bytes().len());
-                self.send_frame(f, ctx);
-                let account = self.auth.as_ref().map(|a| a.account);
-                self.shared.market.do_send(MdSubscribe { sub, resume: None, account, enc: self.enc, to: ctx.address().recipient() });
-            }
+    }
+
+    /// Sends what lag held back on the account stream once the client has
+    /// caught up: a `gap`, then a fresh snapshot asked of the market-data actor.
+    fn flush_lagged(&mut self, ctx: &mut Context<Self>) {
+        let Some(f) = self.account_stream.as_mut() else { return };
+        if f.flush() == Flushed::NeedSnapshot {
+            let sub = f.sub.clone();
+            let last = f.last.clone();
+            let account = self.auth.as_ref().map(|a| a.account);
+            self.shared.market.do_send(MdSubscribe { sub, resume: None, account, out: self.out.clone(), last });
+        }
+        if self.account_stream.as_ref().is_some_and(Follower::holds) {
+            self.schedule_flush(ctx);
         }
     }
 }

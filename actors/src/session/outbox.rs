@@ -1,0 +1,376 @@
+//! A connection's bounded outbound queue and the `on_lag` policy of each
+//! subscription on it.
+//!
+//! The queue feeds the connection's writer task. Two parties write to it:
+//! the session (answers, heartbeats, notices, the account stream) and the
+//! market-data actor, which queues public stream messages straight into it,
+//! so a book delta reaches a thousand sockets without a thousand trips
+//! through session mailboxes. Every frame shares the message's encoded bytes.
+//!
+//! A [`Follower`] is one subscription's place in a stream. It sends while
+//! the queue is below its high-water mark (three quarters of its messages or
+//! bytes); past it, the subscription's `on_lag` decides: `conflate` merges
+//! deltas into one pending chain link, `resync` notes the lost range and
+//! later sends `gap` (its owner then sends a fresh snapshot), `disconnect`
+//! sends the `slow_consumer` notice and closes with 4008. Nothing is dropped
+//! without one of these.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use actix::Recipient;
+use bourse_protocol::codec::{self, Encoding};
+use bourse_protocol::msg as p;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::reply::{now_us, Deliver, Encoded};
+use crate::session::Sub;
+
+/// Queue use past which a connection counts as lagging: three quarters.
+const LAG_NUMER: usize = 3;
+const LAG_DENOM: usize = 4;
+
+/// Close code for a subscriber that could not keep up (PROTOCOL.md section 6).
+pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
+
+/// Why a frame was not queued.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// The queue is full: the client does not read.
+    Full,
+    /// The connection is closing or closed.
+    Closed,
+}
+
+pub struct Outbox {
+    /// The connection's number (its place in `Shared::sessions`).
+    pub conn: usize,
+    pub enc: Encoding,
+    tx: mpsc::Sender<Message>,
+    /// Bytes queued and not yet written (the writer subtracts what it wrote).
+    queued_bytes: Arc<AtomicUsize>,
+    bytes_max: usize,
+    /// When a frame was last queued, in microseconds since the epoch.
+    last_sent_us: AtomicU64,
+    closing: AtomicBool,
+    session: Recipient<Deliver>,
+    /// When the oldest stream message not yet written was made (0: none);
+    /// the writer takes it for the delivery metric.
+    oldest_stream_us: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Outbox({})", self.conn)
+    }
+}
+
+impl Outbox {
+    pub fn new(
+        conn: usize,
+        enc: Encoding,
+        tx: mpsc::Sender<Message>,
+        queued_bytes: Arc<AtomicUsize>,
+        bytes_max: usize,
+        oldest_stream_us: Arc<AtomicU64>,
+        session: Recipient<Deliver>,
+    ) -> Outbox {
+        Outbox {
+            conn,
+            enc,
+            tx,
+            queued_bytes,
+            bytes_max,
+            last_sent_us: AtomicU64::new(now_us()),
+            closing: AtomicBool::new(false),
+            session,
+            oldest_stream_us,
+        }
+    }
+
+    /// The session that owns the connection.
+    pub fn session(&self) -> &Recipient<Deliver> {
+        &self.session
+    }
+
+    /// Past the high-water mark in messages or bytes.
+    pub fn lagging(&self) -> bool {
+        let max = self.tx.max_capacity();
+        let used = max - self.tx.capacity();
+        let bytes = self.queued_bytes.load(Ordering::Acquire);
+        used * LAG_DENOM >= max * LAG_NUMER || bytes * LAG_DENOM >= self.bytes_max * LAG_NUMER
+    }
+
+    pub fn closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    /// Microseconds since the epoch when a frame was last queued.
+    pub fn last_sent_us(&self) -> u64 {
+        self.last_sent_us.load(Ordering::Relaxed)
+    }
+
+    /// Queues a frame.
+    pub fn push(&self, m: Message) -> Result<(), Refused> {
+        if self.closing() {
+            return Err(Refused::Closed);
+        }
+        self.queue(m)
+    }
+
+    fn queue(&self, m: Message) -> Result<(), Refused> {
+        let len = m.len();
+        self.queued_bytes.fetch_add(len, Ordering::AcqRel);
+        match self.tx.try_send(m) {
+            Ok(()) => {
+                self.last_sent_us.store(now_us(), Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+                Err(match e {
+                    mpsc::error::TrySendError::Full(_) => Refused::Full,
+                    mpsc::error::TrySendError::Closed(_) => Refused::Closed,
+                })
+            }
+        }
+    }
+
+    /// Queues a message encoded for this connection.
+    pub fn send_value(&self, v: &Value) -> Result<usize, Refused> {
+        let m = match codec::encode(self.enc, v) {
+            codec::Frame::Text(s) => Message::Text(s.into()),
+            codec::Frame::Binary(b) => Message::Binary(b.into()),
+        };
+        let len = m.len();
+        self.push(m).map(|()| len)
+    }
+
+    /// Closes the connection: whatever is queued is written, then the close
+    /// frame. Further frames are refused. Returns false when it was closing already.
+    pub fn close(&self, code: u16, reason: &str) -> bool {
+        if self.closing.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        let frame = CloseFrame { code: CloseCode::from(code), reason: reason.to_string().into() };
+        let _ = self.queue(Message::Close(Some(frame)));
+        true
+    }
+
+    /// A slow consumer: the notice (naming the stream, when known), then
+    /// close 4008; the session is told to stop. The notice takes the queue's
+    /// last free places if there are any; a full queue gets the close alone.
+    pub fn slow_consumer(&self, sub: Option<&str>) {
+        if self.closing() {
+            return;
+        }
+        let mut n = json!({"op": "notice", "code": "slow_consumer"});
+        if let Some(s) = sub {
+            n["sub"] = json!(s);
+        }
+        let _ = self.send_value(&n);
+        if self.close(CLOSE_SLOW_CONSUMER, "slow consumer") {
+            crate::telemetry::slow_consumer(crate::telemetry::SLOW_DISCONNECT, self.conn);
+            self.session.do_send(Deliver::Stop);
+        }
+    }
+}
+
+/// What a follower did with a message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Offered {
+    Sent,
+    /// Merged or noted for later (`conflate`, `resync`), or skipped while a
+    /// fresh snapshot is awaited: the owner must call `flush` later.
+    Held,
+    /// The connection is closed or closing.
+    Closed,
+}
+
+/// What a flush did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Flushed {
+    /// Nothing was held, or the queue is still past its mark.
+    Idle,
+    /// The merged delta went out.
+    Sent,
+    /// The `gap` went out; the owner sends a fresh snapshot next.
+    NeedSnapshot,
+}
+
+/// One subscription on one connection: where its messages go and what is
+/// held back while the client is slow.
+#[derive(Debug)]
+pub struct Follower {
+    pub out: Arc<Outbox>,
+    pub sub: Sub,
+    /// Seq of the last message queued on this stream (heartbeats read it).
+    pub last: Arc<AtomicU64>,
+    /// `conflate`: the merged messages not yet sent.
+    pending: Option<Value>,
+    /// `resync`: the range of seqs dropped, announced with a `gap` once the client catches up.
+    gap: Option<(u64, u64)>,
+    /// After a `gap`, messages are skipped until the fresh snapshot arrives.
+    awaiting_snapshot: bool,
+}
+
+impl Follower {
+    pub fn new(out: Arc<Outbox>, sub: Sub, last: Arc<AtomicU64>) -> Follower {
+        Follower { out, sub, last, pending: None, gap: None, awaiting_snapshot: false }
+    }
+
+    /// Something is held back for a later `flush`.
+    pub fn holds(&self) -> bool {
+        self.pending.is_some() || self.gap.is_some() || self.awaiting_snapshot
+    }
+
+    fn sent(&self, e: &Encoded, len: usize) -> Offered {
+        self.last.store(e.seq, Ordering::Release);
+        let _ = self.out.oldest_stream_us.compare_exchange(0, e.made_us, Ordering::AcqRel, Ordering::Relaxed);
+        crate::telemetry::ws_out(&e.key, len);
+        Offered::Sent
+    }
+
+    fn refused(&self, r: Refused) -> Offered {
+        if r == Refused::Full {
+            self.out.slow_consumer(Some(&self.sub.key));
+        }
+        Offered::Closed
+    }
+
+    /// Sends a stream message, or applies the subscription's `on_lag` policy
+    /// when the client is not keeping up.
+    pub fn offer(&mut self, e: &Arc<Encoded>) -> Offered {
+        if self.out.closing() {
+            return Offered::Closed;
+        }
+        if self.awaiting_snapshot {
+            if !e.snapshot {
+                return Offered::Held;
+            }
+            self.awaiting_snapshot = false;
+        }
+        if self.out.lagging() || self.pending.is_some() || self.gap.is_some() {
+            match self.sub.on_lag {
+                p::OnLag::Conflate => {
+                    metrics::counter!(crate::telemetry::SLOW_CONSUMER_TOTAL, "action" => crate::telemetry::SLOW_CONFLATE).increment(1);
+                    match self.pending.as_mut() {
+                        Some(pend) if !e.snapshot && e.value["type"] == "delta" && pend["type"] == "delta" => merge_levels(pend, &e.value),
+                        Some(pend) if !e.snapshot && self.sub.ch == p::Channel::Trades && pend["type"] == "update" => merge_trades(pend, &e.value),
+                        Some(pend) => {
+                            let prev = pend.get("prev").cloned();
+                            *pend = e.value.clone();
+                            if let (Some(prev), false) = (prev, e.snapshot) {
+                                pend["prev"] = prev;
+                            }
+                        }
+                        None => self.pending = Some(e.value.clone()),
+                    }
+                    return Offered::Held;
+                }
+                p::OnLag::Resync if e.snapshot => self.gap = None,
+                p::OnLag::Resync => {
+                    metrics::counter!(crate::telemetry::SLOW_CONSUMER_TOTAL, "action" => crate::telemetry::SLOW_GAP).increment(1);
+                    let first = e.prev.map_or(e.seq, |p| p + 1);
+                    self.gap = Some((self.gap.map_or(first, |g| g.0), e.seq));
+                    return Offered::Held;
+                }
+                p::OnLag::Disconnect => {
+                    tracing::info!(conn = self.out.conn, stream = %e.key, "slow consumer disconnected");
+                    self.out.slow_consumer(Some(&e.key));
+                    return Offered::Closed;
+                }
+            }
+        }
+        let m = e.frame(self.out.enc);
+        let len = m.len();
+        match self.out.push(m) {
+            Ok(()) => self.sent(e, len),
+            Err(r) => self.refused(r),
+        }
+    }
+
+    /// Sends what lag held back once the client has caught up: the merged
+    /// delta, or a `gap` (after which the owner sends a fresh snapshot).
+    pub fn flush(&mut self) -> Flushed {
+        if self.out.closing() || self.out.lagging() {
+            return Flushed::Idle;
+        }
+        if let Some(v) = self.pending.take() {
+            let seq = v["seq"].as_u64().unwrap_or(0);
+            return match self.out.send_value(&v) {
+                Ok(len) => {
+                    self.last.store(seq, Ordering::Release);
+                    crate::telemetry::ws_out(&self.sub.key, len);
+                    Flushed::Sent
+                }
+                Err(r) => {
+                    self.refused(r);
+                    Flushed::Idle
+                }
+            };
+        }
+        if let Some((first, last)) = self.gap.take() {
+            let mut g = json!({"ch": self.sub.ch.as_str(), "type": "gap", "lost": [first, last]});
+            if let Some(sym) = &self.sub.sym {
+                g["sym"] = json!(sym);
+            }
+            return match self.out.send_value(&g) {
+                Ok(len) => {
+                    crate::telemetry::ws_out(&self.sub.key, len);
+                    self.awaiting_snapshot = true;
+                    Flushed::NeedSnapshot
+                }
+                Err(r) => {
+                    self.refused(r);
+                    Flushed::Idle
+                }
+            };
+        }
+        Flushed::Idle
+    }
+}
+
+/// Orders two fixed-scale decimal strings of one instrument numerically.
+fn px_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
+/// Merges a later `book.l2` delta into a pending one: one chain link from
+/// the pending `prev` to the later `seq`, with the later quantity of each level.
+fn merge_levels(pending: &mut Value, next: &Value) {
+    for (side, best_high) in [("bids", true), ("asks", false)] {
+        let mut levels: Vec<(String, String)> = serde_json::from_value(pending[side].clone()).unwrap_or_default();
+        let later: Vec<(String, String)> = serde_json::from_value(next[side].clone()).unwrap_or_default();
+        for (px, qty) in later {
+            match levels.iter_mut().find(|(p, _)| *p == px) {
+                Some(l) => l.1 = qty,
+                None => levels.push((px, qty)),
+            }
+        }
+        levels.sort_by(|a, b| if best_high { px_cmp(&b.0, &a.0) } else { px_cmp(&a.0, &b.0) });
+        pending[side] = json!(levels);
+    }
+    for k in ["seq", "ts", "cksum"] {
+        if let Some(v) = next.get(k) {
+            pending[k] = v.clone();
+        }
+    }
+}
+
+/// Merges a later `trades` update into a pending one: every trade, in order,
+/// as one chain link from the pending `prev` to the later `seq`.
+fn merge_trades(pending: &mut Value, next: &Value) {
+    if let (Some(list), Some(more)) = (pending["data"].as_array_mut(), next["data"].as_array()) {
+        list.extend(more.iter().cloned());
+    }
+    for k in ["seq", "ts"] {
+        if let Some(v) = next.get(k) {
+            pending[k] = v.clone();
+        }
+    }
+}
