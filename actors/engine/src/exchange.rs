@@ -79,11 +79,14 @@ pub struct Exchange {
     pub ledger: Ledger,
     /// Indexed by `InstrumentId - 1`.
     pub books: Vec<OrderBook>,
+    /// The book's decisions for the command being executed, kept between
+    /// commands so that its buffer is allocated once.
+    scratch: Vec<EventBody>,
 }
 
 impl Exchange {
     pub fn new() -> Self {
-        Exchange { ledger: Ledger::new(), books: Vec::new() }
+        Exchange { ledger: Ledger::new(), books: Vec::new(), scratch: Vec::new() }
     }
 
     pub fn book(&self, inst: InstrumentId) -> Option<&OrderBook> {
@@ -161,17 +164,19 @@ impl Exchange {
                 let EventBody::OrderAccepted { order } = &accepted else { unreachable!() };
                 // The book decides from its own state, which the acceptance
                 // (a ledger event) does not change: decide first, then record both.
-                let mut bodies = Vec::new();
+                let mut bodies = std::mem::take(&mut self.scratch);
+                bodies.clear();
                 self.books[c.inst.0 as usize - 1].decide_place(order, &mut bodies);
                 let id = order.id;
                 self.record(ts, accepted, events, out);
                 let mut rejected = None;
-                for b in bodies {
+                for b in bodies.drain(..) {
                     if let EventBody::OrderRejected { code, .. } = &b {
                         rejected = Some(*code);
                     }
                     self.record(ts, b, events, out);
                 }
+                self.scratch = bodies;
                 match rejected {
                     Some(code) => Err(Reject::new(code, reject_text(code))),
                     None => Ok(Reply::Placed { order: id, dup: false }),
@@ -186,16 +191,18 @@ impl Exchange {
             }
             Command::Amend { account, inst, order, qty, px } => {
                 let id = self.resolve(account, inst, &order)?;
+                let mut bodies = std::mem::take(&mut self.scratch);
+                bodies.clear();
                 let book = self.book(inst).ok_or_else(|| Reject::new(RejectCode::UnknownInstrument, "unknown instrument"))?;
                 // The book's checks first, so a refused amend records nothing.
-                let mut bodies = Vec::new();
                 book.decide_amend(account, id, qty, px, &mut bodies)?;
                 if let Some(hold) = self.ledger.decide_amend_hold(account, id, qty, px)? {
                     self.record(ts, hold, events, out);
                 }
-                for b in bodies {
+                for b in bodies.drain(..) {
                     self.record(ts, b, events, out);
                 }
+                self.scratch = bodies;
                 Ok(Reply::Amended { order: id })
             }
             Command::CancelAll { account, inst, side, admin } => {
@@ -250,7 +257,11 @@ impl Exchange {
     }
 
     pub fn from_image(img: ExchangeImage) -> Self {
-        Exchange { ledger: img.ledger, books: img.books.into_iter().map(OrderBook::from_image).collect() }
+        Exchange {
+            ledger: img.ledger,
+            books: img.books.into_iter().map(OrderBook::from_image).collect(),
+            scratch: Vec::new(),
+        }
     }
 
     /// SHA-256 of the state's canonical encoding.
