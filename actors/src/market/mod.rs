@@ -28,7 +28,7 @@ use serde_json::{json, Value};
 
 use crate::ledger::{LedgerActor, Query};
 use crate::reply::{now_us, Deliver, Encoded};
-use crate::session::{Flushed, Follower, Offered, Outbox, Sub};
+use crate::session::{Due, Flushed, Follower, Offered, Outbox, Sub};
 use crate::wire;
 
 /// Trades a `trades` snapshot carries.
@@ -107,15 +107,15 @@ impl Stream {
         self.subs.retain(|s| s.out.conn != conn);
     }
 
-    /// Queues a message to every subscriber (each by its `on_lag` policy)
-    /// and keeps it for `resume`.
-    fn send(&mut self, e: Encoded) {
+    /// Admits a message for every subscriber (each by its `on_lag`
+    /// policy), adding what is to be queued to `due`, and keeps it for `resume`.
+    fn send(&mut self, e: Encoded, due: &mut Vec<Due>) {
         let e = Arc::new(e);
         self.last_seq = e.seq;
         let mut closed = false;
         for s in self.subs.iter_mut() {
-            match s.offer(&e) {
-                Offered::Sent => {}
+            match s.admit(&e) {
+                Offered::Sent => due.push(s.due(&e)),
                 Offered::Held => self.held = true,
                 Offered::Closed => closed = true,
             }
@@ -215,6 +215,9 @@ pub struct MarketData {
     instruments_view: Vec<Value>,
     /// The epoch of every stream: a restore from backup starts a new one.
     pub epoch: u64,
+    /// Messages admitted for subscribers while handling one batch, queued
+    /// connection by connection when the batch is done.
+    due: Vec<Due>,
 }
 
 fn cksum(bids: &[(String, String)], asks: &[(String, String)], depth: u32) -> u32 {
@@ -263,6 +266,7 @@ impl MarketData {
             status_seq,
             instruments_view,
             epoch: 1,
+            due: Vec::new(),
         };
         for b in books {
             md.add_instrument(b);
@@ -387,7 +391,16 @@ impl MarketData {
             }
             g.bids = bids;
             g.asks = asks;
-            g.stream.send(Encoded::owned(stream_key(key), book.version, v));
+            g.stream.send(Encoded::owned(stream_key(key), book.version, v), &mut self.due);
+        }
+    }
+
+    /// Queues what the batch admitted, grouped by connection (in order
+    /// within each), so each writer is woken once for all of it.
+    fn send_due(&mut self) {
+        self.due.sort_by_key(Due::conn);
+        for d in self.due.drain(..) {
+            d.send();
         }
     }
 
@@ -397,7 +410,7 @@ impl MarketData {
 
     fn publish(&mut self, key: &str, seq: u64, v: Value) {
         match self.streams.get_mut(key) {
-            Some(s) => s.send(Encoded::owned(key.to_string(), seq, v)),
+            Some(s) => s.send(Encoded::owned(key.to_string(), seq, v), &mut self.due),
             None => {
                 // Nobody listens yet: keep the position so a first snapshot chains.
                 self.stream(key).last_seq = seq;
@@ -512,7 +525,7 @@ impl Handler<Committed> for MarketData {
                                 "epoch": epoch, "prev": last, "seq": 2 * t.trade_id, "ts": e.ts, "data": Self::candle_json(&i.book, &open, false)})));
                             if let Some(s) = self.streams.get_mut(&key) {
                                 for (seq, v) in msgs {
-                                    s.send(Encoded::owned(key.clone(), seq, v));
+                                    s.send(Encoded::owned(key.clone(), seq, v), &mut self.due);
                                 }
                             }
                         }
@@ -547,7 +560,7 @@ impl Handler<Committed> for MarketData {
             let key = format!("trades:{}", book.spec.sym);
             let v = json!({"ch": "trades", "sym": book.spec.sym, "type": "update", "epoch": epoch, "prev": first - 1, "seq": last, "ts": now_us(), "data": list});
             if let Some(s) = self.streams.get_mut(&key) {
-                s.send(Encoded::owned(key.clone(), last, v));
+                s.send(Encoded::owned(key.clone(), last, v), &mut self.due);
             }
         }
         if status_changed > 0 {
@@ -560,10 +573,12 @@ impl Handler<Committed> for MarketData {
                     let view = json!({"ch": "status", "type": "update", "epoch": epoch, "prev": act.status_seq - status_changed, "seq": act.status_seq,
                                       "ts": now_us(), "data": {"instruments": act.instruments_view}});
                     let seq = act.status_seq;
-                    act.stream("status").send(Encoded::owned("status".into(), seq, view));
+                    act.streams.entry("status".into()).or_default().send(Encoded::owned("status".into(), seq, view), &mut act.due);
+                    act.send_due();
                 }
             }));
         }
+        self.send_due();
         for (account, seq, msg) in m.account {
             let a = self.accounts.entry(AccountId(account)).or_default();
             a.committed = a.committed.max(seq);

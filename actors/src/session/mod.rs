@@ -27,7 +27,7 @@ pub mod outbox;
 
 /// The stream key of the account stream.
 pub const ACCOUNT_STREAM: &str = "account";
-pub use outbox::{Flushed, Follower, Offered, Outbox, Refused};
+pub use outbox::{Due, Flushed, Follower, Offered, Outbox, Refused};
 
 /// Protocol errors tolerated within `ERRORS_WINDOW`; the next one closes (1008).
 pub const PROTOCOL_ERRORS_MAX: usize = 20;

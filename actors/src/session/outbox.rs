@@ -228,13 +228,6 @@ impl Follower {
         self.pending.is_some() || self.gap.is_some() || self.awaiting_snapshot
     }
 
-    fn sent(&self, e: &Encoded, len: usize) -> Offered {
-        self.last.store(e.seq, Ordering::Release);
-        let _ = self.out.oldest_stream_us.compare_exchange(0, e.made_us, Ordering::AcqRel, Ordering::Relaxed);
-        crate::telemetry::ws_out(&e.key, len);
-        Offered::Sent
-    }
-
     fn refused(&self, r: Refused) -> Offered {
         if r == Refused::Full {
             self.out.slow_consumer(Some(&self.sub.key));
@@ -245,6 +238,21 @@ impl Follower {
     /// Sends a stream message, or applies the subscription's `on_lag` policy
     /// when the client is not keeping up.
     pub fn offer(&mut self, e: &Arc<Encoded>) -> Offered {
+        match self.admit(e) {
+            Offered::Sent => self.due(e).send(),
+            other => other,
+        }
+    }
+
+    /// The message to queue now that `admit` said it may go.
+    pub fn due(&self, e: &Arc<Encoded>) -> Due {
+        Due { out: self.out.clone(), last: self.last.clone(), e: e.clone() }
+    }
+
+    /// Applies the subscription's `on_lag` policy to a stream message:
+    /// `Sent` means it is to be queued now (see `due`); otherwise it was
+    /// merged or noted for later, or the connection is gone.
+    pub fn admit(&mut self, e: &Arc<Encoded>) -> Offered {
         if self.out.closing() {
             return Offered::Closed;
         }
@@ -286,12 +294,7 @@ impl Follower {
                 }
             }
         }
-        let m = e.frame(self.out.enc);
-        let len = m.len();
-        match self.out.push(m) {
-            Ok(()) => self.sent(e, len),
-            Err(r) => self.refused(r),
-        }
+        Offered::Sent
     }
 
     /// Sends what lag held back once the client has caught up: the merged
@@ -332,6 +335,42 @@ impl Follower {
             };
         }
         Flushed::Idle
+    }
+}
+
+/// A stream message admitted for one subscriber, queued when its batch is
+/// done: the market-data actor queues a batch's messages connection by
+/// connection, so each connection's writer finds all of them (a book delta
+/// and its trades) at once and writes them with one system call.
+pub struct Due {
+    out: Arc<Outbox>,
+    last: Arc<AtomicU64>,
+    e: Arc<Encoded>,
+}
+
+impl Due {
+    pub fn conn(&self) -> usize {
+        self.out.conn
+    }
+
+    /// Queues the message (a full queue is a slow consumer).
+    pub fn send(self) -> Offered {
+        let m = self.e.frame(self.out.enc);
+        let len = m.len();
+        match self.out.push(m) {
+            Ok(()) => {
+                self.last.store(self.e.seq, Ordering::Release);
+                let _ = self.out.oldest_stream_us.compare_exchange(0, self.e.made_us, Ordering::AcqRel, Ordering::Relaxed);
+                crate::telemetry::ws_out(&self.e.key, len);
+                Offered::Sent
+            }
+            Err(r) => {
+                if r == Refused::Full {
+                    self.out.slow_consumer(Some(&self.e.key));
+                }
+                Offered::Closed
+            }
+        }
     }
 }
 
