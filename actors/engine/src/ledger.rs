@@ -7,13 +7,14 @@
 //! the sum over accounts (fee account included) of available + held equals
 //! deposits minus withdrawals: `check` asserts it.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::dense::DenseMap;
 use crate::event::{Credential, EventBody, NewOrder, Trade};
+use crate::openset::OpenSet;
 use crate::orders::OrderTable;
 use crate::exchange::{Command, Reply};
 use crate::spec::{AssetSpec, FeeAcc, InstrumentSpec};
@@ -95,7 +96,7 @@ pub struct AccountState {
     pub balances: DenseMap<AssetId, Balance>,
     /// Private-stream version: bumped once per private message.
     pub seq: u64,
-    pub open: BTreeSet<OrderId>,
+    pub open: OpenSet,
     #[serde(serialize_with = "crate::sorted::map")]
     cl_ids: FxHashMap<ClId, OrderId>,
     /// `cl_id`s in the order they were used, to forget the oldest first.

@@ -12,6 +12,7 @@
 //!   fills, users and API keys, private-stream versions.
 //! * `dense`: maps over small integer keys (accounts, assets) kept in vectors.
 //! * `orders`: the ledger's order table, by order id.
+//! * `openset`: each account's open orders.
 //! * `event`: the events every decision is recorded as.
 //! * `exchange`: ledger and books driven together by commands; snapshots and
 //!   the state hash.
@@ -21,6 +22,7 @@ pub mod dense;
 pub mod event;
 pub mod exchange;
 pub mod ledger;
+pub mod openset;
 pub mod orders;
 mod sorted;
 pub mod spec;
