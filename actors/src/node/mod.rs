@@ -358,7 +358,7 @@ impl Node {
         let arb = &self.session_arbiters[self.next.fetch_add(1, Ordering::Relaxed) % self.session_arbiters.len()];
         arb.spawn(async move {
             let (mut sink, stream) = ws.split();
-            let (tx, mut rx) = tokio::sync::mpsc::channel(outbound_max);
+            let (tx, mut rx) = tokio::sync::mpsc::channel(outbound_max + crate::session::outbox::RESERVED_FRAMES);
             let queued = Arc::new(AtomicUsize::new(0));
             let q2 = queued.clone();
             let oldest = Arc::new(std::sync::atomic::AtomicU64::new(0));

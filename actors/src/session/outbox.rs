@@ -37,6 +37,11 @@ const LAG_DENOM: usize = 4;
 /// Close code for a subscriber that could not keep up (PROTOCOL.md section 6).
 pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
 
+/// Places of a connection's queue kept for the last two frames (a notice and
+/// the close), so a client that stopped reading is still told why it is
+/// closed. The queue is made with `limits.outbound_msgs_max` plus these.
+pub const RESERVED_FRAMES: usize = 2;
+
 /// Why a frame was not queued.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Refused {
@@ -99,8 +104,8 @@ impl Outbox {
 
     /// Past the high-water mark in messages or bytes.
     pub fn lagging(&self) -> bool {
-        let max = self.tx.max_capacity();
-        let used = max - self.tx.capacity();
+        let max = self.tx.max_capacity() - RESERVED_FRAMES;
+        let used = self.tx.max_capacity() - self.tx.capacity();
         let bytes = self.queued_bytes.load(Ordering::Acquire);
         used * LAG_DENOM >= max * LAG_NUMER || bytes * LAG_DENOM >= self.bytes_max * LAG_NUMER
     }
@@ -119,9 +124,13 @@ impl Outbox {
         if self.closing() {
             return Err(Refused::Closed);
         }
+        if self.tx.capacity() <= RESERVED_FRAMES {
+            return Err(Refused::Full);
+        }
         self.queue(m)
     }
 
+    /// Queues a frame, using the reserved places if need be.
     fn queue(&self, m: Message) -> Result<(), Refused> {
         let len = m.len();
         self.queued_bytes.fetch_add(len, Ordering::AcqRel);
@@ -142,19 +151,32 @@ impl Outbox {
 
     /// Queues a message encoded for this connection.
     pub fn send_value(&self, v: &Value) -> Result<usize, Refused> {
-        let m = match codec::encode(self.enc, v) {
-            codec::Frame::Text(s) => Message::Text(s.into()),
-            codec::Frame::Binary(b) => Message::Binary(b.into()),
-        };
+        let m = self.frame(v);
         let len = m.len();
         self.push(m).map(|()| len)
+    }
+
+    fn frame(&self, v: &Value) -> Message {
+        match codec::encode(self.enc, v) {
+            codec::Frame::Text(s) => Message::Text(s.into()),
+            codec::Frame::Binary(b) => Message::Binary(b.into()),
+        }
     }
 
     /// Closes the connection: whatever is queued is written, then the close
     /// frame. Further frames are refused. Returns false when it was closing already.
     pub fn close(&self, code: u16, reason: &str) -> bool {
+        self.finish(None, code, reason)
+    }
+
+    /// The last frames: an optional notice, then the close. Only the first
+    /// caller gets to send them; they go in the queue's reserved places.
+    fn finish(&self, notice: Option<&Value>, code: u16, reason: &str) -> bool {
         if self.closing.swap(true, Ordering::AcqRel) {
             return false;
+        }
+        if let Some(n) = notice {
+            let _ = self.queue(self.frame(n));
         }
         let frame = CloseFrame { code: CloseCode::from(code), reason: reason.to_string().into() };
         let _ = self.queue(Message::Close(Some(frame)));
@@ -162,18 +184,13 @@ impl Outbox {
     }
 
     /// A slow consumer: the notice (naming the stream, when known), then
-    /// close 4008; the session is told to stop. The notice takes the queue's
-    /// last free places if there are any; a full queue gets the close alone.
+    /// close 4008; the session is told to stop.
     pub fn slow_consumer(&self, sub: Option<&str>) {
-        if self.closing() {
-            return;
-        }
         let mut n = json!({"op": "notice", "code": "slow_consumer"});
         if let Some(s) = sub {
             n["sub"] = json!(s);
         }
-        let _ = self.send_value(&n);
-        if self.close(CLOSE_SLOW_CONSUMER, "slow consumer") {
+        if self.finish(Some(&n), CLOSE_SLOW_CONSUMER, "slow consumer") {
             crate::telemetry::slow_consumer(crate::telemetry::SLOW_DISCONNECT, self.conn);
             self.session.do_send(Deliver::Stop);
         }
@@ -411,5 +428,80 @@ fn merge_trades(pending: &mut Value, next: &Value) {
         if let Some(v) = next.get(k) {
             pending[k] = v.clone();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix::prelude::*;
+
+    /// Stands in for the session: counts `Stop`.
+    struct Owner(Arc<AtomicUsize>);
+
+    impl Actor for Owner {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Deliver> for Owner {
+        type Result = ();
+        fn handle(&mut self, d: Deliver, _ctx: &mut Context<Self>) {
+            if matches!(d, Deliver::Stop) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    fn outbox(frames: usize, stops: Arc<AtomicUsize>) -> (Outbox, mpsc::Receiver<Message>) {
+        let (tx, rx) = mpsc::channel(frames + RESERVED_FRAMES);
+        let owner = Owner(stops).start();
+        let out = Outbox::new(7, Encoding::Json, tx, Default::default(), 1 << 20, Default::default(), owner.recipient());
+        (out, rx)
+    }
+
+    #[actix::test]
+    async fn a_client_that_stops_reading_is_told_why_before_the_close() {
+        let stops = Arc::new(AtomicUsize::new(0));
+        let (out, mut rx) = outbox(4, stops.clone());
+        for i in 0..4 {
+            assert_eq!(out.push(Message::Text(format!("m{i}").into())), Ok(()));
+        }
+        assert!(out.lagging());
+        // The queue is full for ordinary frames...
+        assert_eq!(out.push(Message::Text("m4".into())), Err(Refused::Full));
+        // ...but the notice and the close still fit, once.
+        out.slow_consumer(Some("book.l2:BTC-USD:50"));
+        out.slow_consumer(Some("trades:BTC-USD"));
+        assert!(out.closing());
+        assert_eq!(out.push(Message::Text("late".into())), Err(Refused::Closed));
+        let mut got = Vec::new();
+        while let Ok(m) = rx.try_recv() {
+            got.push(m);
+        }
+        assert_eq!(got.len(), 6, "{got:?}");
+        let Message::Text(notice) = &got[4] else { panic!("{:?}", got[4]) };
+        let v: Value = serde_json::from_str(notice.as_str()).unwrap();
+        assert_eq!(v, json!({"op": "notice", "code": "slow_consumer", "sub": "book.l2:BTC-USD:50"}));
+        match &got[5] {
+            Message::Close(Some(f)) => assert_eq!(u16::from(f.code), CLOSE_SLOW_CONSUMER),
+            m => panic!("{m:?}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(stops.load(Ordering::SeqCst), 1, "the session is told to stop once");
+    }
+
+    #[actix::test]
+    async fn queued_bytes_count_toward_the_high_water_mark() {
+        let (tx, _rx) = mpsc::channel(100 + RESERVED_FRAMES);
+        let owner = Owner(Default::default()).start();
+        let queued: Arc<AtomicUsize> = Default::default();
+        let out = Outbox::new(1, Encoding::Json, tx, queued.clone(), 1000, Default::default(), owner.recipient());
+        out.push(Message::Text("x".repeat(700).into())).unwrap();
+        assert!(!out.lagging());
+        out.push(Message::Text("x".repeat(100).into())).unwrap();
+        assert!(out.lagging(), "800 of 1000 bytes is past three quarters");
+        // The writer wrote them.
+        queued.fetch_sub(800, Ordering::SeqCst);
+        assert!(!out.lagging());
     }
 }
