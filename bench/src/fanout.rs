@@ -14,6 +14,7 @@
 
 use crate::flow::{self, FlowOpts, FlowReport, CONNECT_PARALLEL_MAX};
 use crate::machine::{self, CpuMeter, ThreadCpu, ThreadMeter};
+use crate::scrape::{BucketSummary, Buckets};
 use crate::setup;
 use crate::stats::{Counts, Latency, LatencySummary};
 use crate::target::Target;
@@ -101,6 +102,10 @@ pub struct FanoutReport {
     pub delivery: LatencySummary,
     pub delivery_book: LatencySummary,
     pub delivery_trades: LatencySummary,
+    /// The server's share: `bourse_md_delivery_seconds` over the run, from
+    /// a stream message being made to its bytes reaching a socket (the
+    /// oldest message of each write); `None` if the server does not export it.
+    pub server_delivery: Option<BucketSummary>,
     /// Subscribers lost during the run, by cause.
     pub failures: Counts,
     pub server_cpu_pct: Option<f64>,
@@ -114,7 +119,7 @@ pub struct FanoutReport {
 impl FanoutReport {
     pub fn line(&self) -> String {
         format!(
-            "fanout: subs={}/{} {} depth={} flow={}/s enc={} | book_versions={:.0}/s trades={:.0}/s msgs={:.0}/s | delivery {} | unannounced_gaps={} gaps_announced={} hb_checked={} failures: {} | cpu: server={} bench={} machine={} | server threads: {}",
+            "fanout: subs={}/{} {} depth={} flow={}/s enc={} | book_versions={:.0}/s trades={:.0}/s msgs={:.0}/s | delivery {} | server share {} | client send lag p50={}us p99={}us | unannounced_gaps={} gaps_announced={} hb_checked={} failures: {} | cpu: server={} bench={} machine={} | server threads: {}",
             self.subscribed,
             self.subscribers,
             self.sym,
@@ -125,6 +130,9 @@ impl FanoutReport {
             self.trades_per_s,
             self.messages_per_s,
             self.delivery.line(),
+            self.server_delivery.as_ref().map_or("-".to_string(), BucketSummary::line),
+            self.flow.send_lag.as_ref().map_or(0, |l| l.p50_us),
+            self.flow.send_lag.as_ref().map_or(0, |l| l.p99_us),
             self.unannounced_gaps,
             self.gaps_announced,
             self.heartbeats_checked,
@@ -243,6 +251,7 @@ pub async fn run(target: &Target, opts: &FanoutOpts) -> anyhow::Result<FanoutRep
 
     let sockets =
         flow::connect_traders(&target.ws_url, enc, &prep.accounts, opts.flow.connections).await?;
+    let delivery_before = server_delivery(&target.ws_url).await;
     let server = target.server_pid.map(CpuMeter::start);
     let client = CpuMeter::start(std::process::id());
     let machine_cpu = CpuMeter::machine();
@@ -262,6 +271,7 @@ pub async fn run(target: &Target, opts: &FanoutOpts) -> anyhow::Result<FanoutRep
     let client_cpu_pct = client.percent();
     let machine_cpu_pct = machine_cpu.percent();
     let server_threads = threads.map(|t| t.top()).unwrap_or_default();
+    let server_delivery = server_delivery(&target.ws_url).await.map(|after| after.since(delivery_before.as_ref()).summary_us());
     stop.store(true, Ordering::Release);
 
     let mut all = SubStats::default();
@@ -309,12 +319,19 @@ pub async fn run(target: &Target, opts: &FanoutOpts) -> anyhow::Result<FanoutRep
         delivery: delivery.summary(),
         delivery_book: book_delivery.summary(),
         delivery_trades: trade_delivery.summary(),
+        server_delivery,
         failures: all.failures,
         server_cpu_pct,
         client_cpu_pct,
         machine_cpu_pct,
         server_threads,
     })
+}
+
+/// The server's delivery histogram now, if it exports one.
+async fn server_delivery(ws_url: &str) -> Option<Buckets> {
+    let text = crate::scrape::metrics_text(ws_url).await.ok()?;
+    Buckets::parse(&text, "bourse_md_delivery_seconds")
 }
 
 async fn subscriber(

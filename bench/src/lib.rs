@@ -15,6 +15,8 @@
 //!   server's process id) and a server process the bench starts itself.
 //! * [`setup`]: bench accounts (users, API keys, deposits), extra
 //!   instruments, and what the bench knows of each instrument's grid and mid.
+//! * [`scrape`]: a histogram of the server's `/metrics`, before and after a
+//!   run, for the server's own share of a latency.
 //! * [`flow`]: the order-flow engine every scenario uses: a mix of places,
 //!   cancels, amends and marketable orders, open loop (paced arrivals,
 //!   latency from the intended send time) or closed loop (a window of
@@ -37,6 +39,7 @@ pub mod flow;
 pub mod machine;
 pub mod orders;
 pub mod setup;
+pub mod scrape;
 pub mod stats;
 pub mod target;
 pub mod wire;

@@ -1,0 +1,127 @@
+//! The server's own view of a latency, read from its Prometheus text
+//! (`GET /metrics` beside the WebSocket): a histogram scraped before and
+//! after a run, and the bucket bounds its quantiles fall under. A run on one
+//! machine then shows how much of what the client measured was the server's.
+
+use anyhow::{anyhow, Context};
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Longest `/metrics` answer read.
+pub const METRICS_BYTES_MAX: usize = 8 << 20;
+
+/// `GET /metrics` of the server whose WebSocket is at `ws_url` (`ws://HOST:PORT/ws`).
+pub async fn metrics_text(ws_url: &str) -> anyhow::Result<String> {
+    let host = ws_url
+        .strip_prefix("ws://")
+        .and_then(|r| r.split('/').next())
+        .ok_or_else(|| anyhow!("not a ws:// URL: {ws_url}"))?;
+    let mut s = TcpStream::connect(host).await.with_context(|| format!("connect {host}"))?;
+    s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes()).await?;
+    let mut body = Vec::new();
+    (&mut s).take(METRICS_BYTES_MAX as u64).read_to_end(&mut body).await?;
+    let text = String::from_utf8(body)?;
+    let (_, body) = text.split_once("\r\n\r\n").ok_or_else(|| anyhow!("no HTTP body"))?;
+    Ok(body.to_string())
+}
+
+/// A histogram's cumulative buckets: (upper bound, count), ascending.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Buckets(pub Vec<(f64, u64)>);
+
+impl Buckets {
+    /// The unlabelled histogram `name` in Prometheus text.
+    pub fn parse(text: &str, name: &str) -> Option<Buckets> {
+        let prefix = format!("{name}_bucket{{le=\"");
+        let mut out = Vec::new();
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix(&prefix) else { continue };
+            let (le, count) = rest.split_once("\"} ")?;
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            out.push((le, count.trim().parse::<f64>().ok()? as u64));
+        }
+        out.sort_by(|a, b| a.0.total_cmp(&b.0));
+        (!out.is_empty()).then_some(Buckets(out))
+    }
+
+    /// What was recorded between `earlier` and this scrape.
+    pub fn since(&self, earlier: Option<&Buckets>) -> Buckets {
+        let before = |le: f64| earlier.and_then(|e| e.0.iter().find(|b| b.0 == le)).map_or(0, |b| b.1);
+        Buckets(self.0.iter().map(|&(le, n)| (le, n.saturating_sub(before(le)))).collect())
+    }
+
+    pub fn count(&self) -> u64 {
+        self.0.last().map_or(0, |b| b.1)
+    }
+
+    /// The upper bound of the bucket the `q` quantile falls in.
+    pub fn quantile_bound(&self, q: f64) -> Option<f64> {
+        let n = self.count();
+        if n == 0 {
+            return None;
+        }
+        let rank = (q * n as f64).ceil() as u64;
+        self.0.iter().find(|b| b.1 >= rank).map(|b| b.0)
+    }
+
+    /// Quantile bounds in microseconds, for a histogram in seconds.
+    pub fn summary_us(&self) -> BucketSummary {
+        let us = |q| self.quantile_bound(q).map(|s| if s.is_finite() { (s * 1e6).round() as u64 } else { u64::MAX });
+        BucketSummary { count: self.count(), p50_le_us: us(0.5), p90_le_us: us(0.9), p99_le_us: us(0.99) }
+    }
+}
+
+/// Where a server histogram's quantiles fall: each is the upper bound of its
+/// bucket (the value is at most this).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BucketSummary {
+    pub count: u64,
+    pub p50_le_us: Option<u64>,
+    pub p90_le_us: Option<u64>,
+    pub p99_le_us: Option<u64>,
+}
+
+impl BucketSummary {
+    pub fn line(&self) -> String {
+        let f = |v: Option<u64>| match v {
+            None => "-".to_string(),
+            Some(u64::MAX) => "+Inf".to_string(),
+            Some(us) if us >= 1000 => format!("{}ms", us as f64 / 1000.0),
+            Some(us) => format!("{us}us"),
+        };
+        format!("n={} p50<={} p90<={} p99<={}", self.count, f(self.p50_le_us), f(self.p90_le_us), f(self.p99_le_us))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "# TYPE x_seconds histogram\n\
+        x_seconds_bucket{le=\"0.001\"} 50\n\
+        x_seconds_bucket{le=\"0.005\"} 90\n\
+        x_seconds_bucket{le=\"0.01\"} 99\n\
+        x_seconds_bucket{le=\"+Inf\"} 100\n\
+        x_seconds_sum 0.2\nx_seconds_count 100\n\
+        y_seconds_bucket{le=\"0.001\"} 7\n";
+
+    #[test]
+    fn quantiles_fall_in_buckets() {
+        let b = Buckets::parse(TEXT, "x_seconds").unwrap();
+        assert_eq!(b.count(), 100);
+        let s = b.summary_us();
+        assert_eq!((s.p50_le_us, s.p90_le_us, s.p99_le_us), (Some(1000), Some(5000), Some(10_000)));
+        assert_eq!(Buckets::parse(TEXT, "z_seconds"), None);
+    }
+
+    #[test]
+    fn a_run_is_the_difference_of_two_scrapes() {
+        let before = Buckets(vec![(0.001, 40), (0.005, 40), (f64::INFINITY, 40)]);
+        let after = Buckets::parse(TEXT, "x_seconds").unwrap();
+        let run = after.since(Some(&before));
+        assert_eq!(run.count(), 60);
+        // 10 of the run's 60 are under 1 ms: the median is in the 5 ms bucket.
+        assert_eq!(run.summary_us().p50_le_us, Some(5000));
+    }
+}
