@@ -91,18 +91,98 @@ impl OrderState {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AccountState {
     pub balances: DenseMap<AssetId, Balance>,
     /// Private-stream version: bumped once per private message.
     pub seq: u64,
     pub open: OpenSet,
-    #[serde(serialize_with = "crate::sorted::map")]
     cl_ids: FxHashMap<ClId, OrderId>,
-    /// `cl_id`s in the order they were used, to forget the oldest first.
-    cl_order: VecDeque<(u64, ClId, OrderId)>,
+    /// Accepted orders (time, order) in the order their `cl_id`s were used,
+    /// to forget the oldest first; each one is in the order table, which
+    /// holds its `cl_id`. A refused order leaves this queue.
+    cl_order: VecDeque<(u64, OrderId)>,
     pub fills: VecDeque<Fill>,
     pub next_fill_id: u64,
+}
+
+/// An account as snapshots encode it: each remembered order's `cl_id`
+/// spelled out in `cl_order`, read from the order table.
+struct AccountRef<'a>(&'a AccountState, &'a OrderTable);
+
+/// The idempotency table in `cl_id` order.
+struct ClIds<'a>(&'a FxHashMap<ClId, OrderId>);
+
+impl Serialize for ClIds<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        crate::sorted::map(self.0, ser)
+    }
+}
+
+/// `cl_order` with each order's `cl_id`.
+struct ClOrder<'a>(&'a VecDeque<(u64, OrderId)>, &'a OrderTable);
+
+impl Serialize for ClOrder<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        let orders = self.1;
+        ser.collect_seq(self.0.iter().map(|&(t, id)| (t, orders.get(&id).map(|o| o.cl_id).unwrap_or_default(), id)))
+    }
+}
+
+impl Serialize for AccountRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let a = self.0;
+        let mut st = ser.serialize_struct("AccountState", 7)?;
+        st.serialize_field("balances", &a.balances)?;
+        st.serialize_field("seq", &a.seq)?;
+        st.serialize_field("open", &a.open)?;
+        st.serialize_field("cl_ids", &ClIds(&a.cl_ids))?;
+        st.serialize_field("cl_order", &ClOrder(&a.cl_order, self.1))?;
+        st.serialize_field("fills", &a.fills)?;
+        st.serialize_field("next_fill_id", &a.next_fill_id)?;
+        st.end()
+    }
+}
+
+/// Every account, as snapshots encode them.
+struct AccountsRef<'a>(&'a DenseMap<AccountId, AccountState>, &'a OrderTable);
+
+impl Serialize for AccountsRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = ser.serialize_map(Some(self.0.len()))?;
+        for (k, a) in self.0.iter() {
+            m.serialize_entry(k, &AccountRef(a, self.1))?;
+        }
+        m.end()
+    }
+}
+
+#[derive(Deserialize)]
+struct AccountImage {
+    balances: DenseMap<AssetId, Balance>,
+    seq: u64,
+    open: OpenSet,
+    cl_ids: FxHashMap<ClId, OrderId>,
+    cl_order: VecDeque<(u64, ClId, OrderId)>,
+    fills: VecDeque<Fill>,
+    next_fill_id: u64,
+}
+
+impl<'de> Deserialize<'de> for AccountState {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        let a = AccountImage::deserialize(de)?;
+        Ok(AccountState {
+            balances: a.balances,
+            seq: a.seq,
+            open: a.open,
+            cl_ids: a.cl_ids,
+            cl_order: a.cl_order.into_iter().map(|(t, _, id)| (t, id)).collect(),
+            fills: a.fills,
+            next_fill_id: a.next_fill_id,
+        })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,7 +273,7 @@ impl Serialize for OpenOrders<'_> {
 struct LedgerRef<'a> {
     assets: &'a BTreeMap<AssetId, AssetSpec>,
     instruments: &'a BTreeMap<InstrumentId, InstrumentSpec>,
-    accounts: &'a DenseMap<AccountId, AccountState>,
+    accounts: AccountsRef<'a>,
     orders: OpenOrders<'a>,
     closed: OpenOrders<'a>,
     users: &'a BTreeMap<String, User>,
@@ -228,7 +308,7 @@ impl Serialize for Ledger {
         LedgerRef {
             assets: &self.assets,
             instruments: &self.instruments,
-            accounts: &self.accounts,
+            accounts: AccountsRef(&self.accounts, &self.orders),
             orders: OpenOrders(&self.orders, true),
             closed: OpenOrders(&self.orders, false),
             users: &self.users,
@@ -246,11 +326,17 @@ impl Serialize for Ledger {
 impl<'de> Deserialize<'de> for Ledger {
     fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
         let l = LedgerImage::deserialize(de)?;
+        let orders: OrderTable = l.orders.into_values().chain(l.closed.into_values()).collect();
+        let mut accounts = l.accounts;
+        for a in accounts.values_mut() {
+            // Refused orders, which older encodings kept here.
+            a.cl_order.retain(|(_, id)| orders.contains_key(id));
+        }
         Ok(Ledger {
             assets: l.assets,
             instruments: l.instruments,
-            accounts: l.accounts,
-            orders: l.orders.into_values().chain(l.closed.into_values()).collect(),
+            accounts,
+            orders,
             users: l.users,
             api_keys: l.api_keys,
             next_order_id: l.next_order_id,
@@ -692,13 +778,13 @@ impl Ledger {
                 self.next_order_id = self.next_order_id.max(o.id.0 + 1);
                 acct.open.insert(o.id);
                 acct.cl_ids.insert(o.cl_id, o.id);
-                acct.cl_order.push_back((ts, o.cl_id, o.id));
+                acct.cl_order.push_back((ts, o.id));
                 let mut forget = Vec::new();
-                while let Some((t, _, _)) = acct.cl_order.front() {
+                while let Some((t, _)) = acct.cl_order.front() {
                     if acct.cl_order.len() > CL_IDS_PER_ACCOUNT_MAX || t.saturating_add(CL_ID_WINDOW_US) < ts {
-                        let (_, cl, id) = acct.cl_order.pop_front().expect("front exists");
-                        // Only if the cl_id still names this order (a refused
-                        // order's cl_id may have been used again since).
+                        let (_, id) = acct.cl_order.pop_front().expect("front exists");
+                        let cl = self.orders.get(&id).expect("a remembered order is in the order table").cl_id;
+                        // Only if the cl_id still names this order.
                         if acct.cl_ids.get(&cl) == Some(&id) {
                             acct.cl_ids.remove(&cl);
                             forget.push(id);
@@ -789,9 +875,13 @@ impl Ledger {
                 touched.push((o.account, o.hold_asset));
                 let acct = self.accounts.get_mut(&o.account).expect("account exists");
                 acct.open.remove(order);
-                // A refused order does not use up its cl_id.
+                // A refused order does not use up its cl_id. It is almost
+                // always the account's newest order.
                 if acct.cl_ids.get(&o.cl_id) == Some(order) {
                     acct.cl_ids.remove(&o.cl_id);
+                }
+                if let Some(i) = acct.cl_order.iter().rposition(|(_, id)| id == order) {
+                    acct.cl_order.remove(i);
                 }
             }
             EventBody::OrderAmended { order, px, qty, keep_priority, .. } => {
