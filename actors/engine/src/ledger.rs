@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, VecDeque};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
+use crate::clids::ClIdIndex;
 use crate::dense::DenseMap;
 use crate::event::{Credential, EventBody, NewOrder, Trade};
 use crate::openset::OpenSet;
@@ -97,7 +98,7 @@ pub struct AccountState {
     /// Private-stream version: bumped once per private message.
     pub seq: u64,
     pub open: OpenSet,
-    cl_ids: FxHashMap<ClId, OrderId>,
+    cl_ids: ClIdIndex,
     /// Accepted orders (time, order) in the order their `cl_id`s were used,
     /// to forget the oldest first; each one is in the order table, which
     /// holds its `cl_id`. A refused order leaves this queue.
@@ -110,12 +111,19 @@ pub struct AccountState {
 /// spelled out in `cl_order`, read from the order table.
 struct AccountRef<'a>(&'a AccountState, &'a OrderTable);
 
-/// The idempotency table in `cl_id` order.
-struct ClIds<'a>(&'a FxHashMap<ClId, OrderId>);
+/// The idempotency table as a map in `cl_id` order.
+struct ClIds<'a>(&'a ClIdIndex, &'a OrderTable);
 
 impl Serialize for ClIds<'_> {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        crate::sorted::map(self.0, ser)
+        use serde::ser::SerializeMap;
+        let orders = self.1;
+        let all = self.0.entries(|id| orders.get(&id).map(|o| o.cl_id));
+        let mut m = ser.serialize_map(Some(all.len()))?;
+        for (c, id) in &all {
+            m.serialize_entry(c, id)?;
+        }
+        m.end()
     }
 }
 
@@ -137,7 +145,7 @@ impl Serialize for AccountRef<'_> {
         st.serialize_field("balances", &a.balances)?;
         st.serialize_field("seq", &a.seq)?;
         st.serialize_field("open", &a.open)?;
-        st.serialize_field("cl_ids", &ClIds(&a.cl_ids))?;
+        st.serialize_field("cl_ids", &ClIds(&a.cl_ids, self.1))?;
         st.serialize_field("cl_order", &ClOrder(&a.cl_order, self.1))?;
         st.serialize_field("fills", &a.fills)?;
         st.serialize_field("next_fill_id", &a.next_fill_id)?;
@@ -177,7 +185,7 @@ impl<'de> Deserialize<'de> for AccountState {
             balances: a.balances,
             seq: a.seq,
             open: a.open,
-            cl_ids: a.cl_ids,
+            cl_ids: a.cl_ids.into_iter().collect(),
             cl_order: a.cl_order.into_iter().map(|(t, _, id)| (t, id)).collect(),
             fills: a.fills,
             next_fill_id: a.next_fill_id,
@@ -429,7 +437,8 @@ impl Ledger {
     /// The order a `cl_id` names, if remembered.
     pub fn order_by_cl_id(&self, account: AccountId, cl_id: &str) -> Option<OrderId> {
         let cl_id = ClId::new(cl_id)?;
-        self.accounts.get(&account).and_then(|a| a.cl_ids.get(&cl_id)).copied()
+        let a = self.accounts.get(&account)?;
+        a.cl_ids.get(&cl_id, |id| self.orders.get(&id).map(|o| o.cl_id))
     }
 
     /// Open orders of an account, optionally of one instrument, by id.
@@ -777,7 +786,8 @@ impl Ledger {
                 touched.push((o.account, o.hold_asset));
                 self.next_order_id = self.next_order_id.max(o.id.0 + 1);
                 acct.open.insert(o.id);
-                acct.cl_ids.insert(o.cl_id, o.id);
+                let orders = &self.orders;
+                acct.cl_ids.insert(o.cl_id, o.id, |id| orders.get(&id).map(|o| o.cl_id));
                 acct.cl_order.push_back((ts, o.id));
                 let mut forget = Vec::new();
                 while let Some((t, _)) = acct.cl_order.front() {
@@ -785,8 +795,7 @@ impl Ledger {
                         let (_, id) = acct.cl_order.pop_front().expect("front exists");
                         let cl = self.orders.get(&id).expect("a remembered order is in the order table").cl_id;
                         // Only if the cl_id still names this order.
-                        if acct.cl_ids.get(&cl) == Some(&id) {
-                            acct.cl_ids.remove(&cl);
+                        if acct.cl_ids.remove_if(&cl, id) {
                             forget.push(id);
                         }
                     } else {
@@ -877,9 +886,7 @@ impl Ledger {
                 acct.open.remove(order);
                 // A refused order does not use up its cl_id. It is almost
                 // always the account's newest order.
-                if acct.cl_ids.get(&o.cl_id) == Some(order) {
-                    acct.cl_ids.remove(&o.cl_id);
-                }
+                acct.cl_ids.remove_if(&o.cl_id, *order);
                 if let Some(i) = acct.cl_order.iter().rposition(|(_, id)| id == order) {
                     acct.cl_order.remove(i);
                 }

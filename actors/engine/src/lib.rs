@@ -8,6 +8,7 @@
 //! * `spec`: assets and instruments, and the integer arithmetic of notional,
 //!   fees, holds and price bands.
 //! * `book`: one instrument's order book and matching (decide, then apply).
+//! * `clids`: an account's `cl_id` idempotency table.
 //! * `ledger`: balances, holds, settlement, orders, `cl_id` idempotency,
 //!   fills, users and API keys, private-stream versions.
 //! * `dense`: maps over small integer keys (accounts, assets) kept in vectors.
@@ -18,13 +19,13 @@
 //!   the state hash.
 
 pub mod book;
+pub mod clids;
 pub mod dense;
 pub mod event;
 pub mod exchange;
 pub mod ledger;
 pub mod openset;
 pub mod orders;
-mod sorted;
 pub mod spec;
 pub mod types;
 

@@ -286,6 +286,11 @@ impl ClId {
         Some(ClId { len: s.len() as u8, bytes })
     }
 
+    /// The string's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+
     pub fn as_str(&self) -> &str {
         // Built only from a `&str` cut at its own length.
         std::str::from_utf8(&self.bytes[..self.len as usize]).expect("a cl_id is built from a str")
