@@ -504,4 +504,38 @@ mod tests {
         queued.fetch_sub(800, Ordering::SeqCst);
         assert!(!out.lagging());
     }
+
+    fn trades_update(prev: u64, ids: &[u64]) -> Arc<Encoded> {
+        let data: Vec<Value> = ids.iter().map(|id| json!({"id": id, "px": "100", "qty": "1", "taker": "buy", "ts": 1})).collect();
+        let v = json!({"ch": "trades", "sym": "X", "type": "update", "epoch": 1, "prev": prev, "seq": ids[ids.len() - 1], "ts": 1, "data": data});
+        Arc::new(Encoded::owned("trades:X".into(), ids[ids.len() - 1], v))
+    }
+
+    #[actix::test]
+    async fn conflated_trades_keep_every_trade_in_one_chain_link() {
+        let (tx, mut rx) = mpsc::channel(4 + RESERVED_FRAMES);
+        let owner = Owner(Default::default()).start();
+        let queued: Arc<AtomicUsize> = Default::default();
+        let out = Arc::new(Outbox::new(1, Encoding::Json, tx, queued.clone(), 1 << 20, Default::default(), owner.recipient()));
+        let sub = Sub { key: "trades:X".into(), ch: p::Channel::Trades, sym: Some("X".into()), depth: 50, interval: None, cksum: false, on_lag: p::OnLag::Conflate };
+        let mut f = Follower::new(out.clone(), sub, Default::default());
+        // The client is behind: three of four places are taken.
+        for _ in 0..3 {
+            out.push(Message::Text("old".into())).unwrap();
+        }
+        assert_eq!(f.offer(&trades_update(10, &[11, 12])), Offered::Held);
+        assert_eq!(f.offer(&trades_update(12, &[13])), Offered::Held);
+        assert_eq!(f.flush(), Flushed::Idle, "still lagging");
+        // The writer catches up.
+        while rx.try_recv().is_ok() {}
+        queued.store(0, Ordering::SeqCst);
+        assert_eq!(f.flush(), Flushed::Sent);
+        let Ok(Message::Text(t)) = rx.try_recv() else { panic!("the merged message") };
+        let v: Value = serde_json::from_str(t.as_str()).unwrap();
+        assert_eq!((v["prev"].as_u64(), v["seq"].as_u64()), (Some(10), Some(13)));
+        let ids: Vec<u64> = v["data"].as_array().unwrap().iter().map(|t| t["id"].as_u64().unwrap()).collect();
+        assert_eq!(ids, vec![11, 12, 13]);
+        assert_eq!(f.last.load(Ordering::SeqCst), 13);
+        assert!(!f.holds());
+    }
 }
