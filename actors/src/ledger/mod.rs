@@ -504,7 +504,7 @@ impl Handler<Query> for LedgerActor {
                     .fills(account, inst, before, limit)
                     .into_iter()
                     .map(|f| {
-                        let cl = l.order(f.order).map(|o| o.cl_id.clone()).unwrap_or_default();
+                        let cl = l.order(f.order).map(|o| o.cl_id).unwrap_or_default();
                         wire::fill_view(l, f, &cl)
                     })
                     .collect();

@@ -434,7 +434,7 @@ fn merge_trades(pending: &mut Value, next: &Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actix::prelude::*;
+    use actix::{Actor, Context, Handler};
 
     /// Stands in for the session: counts `Stop`.
     struct Owner(Arc<AtomicUsize>);
