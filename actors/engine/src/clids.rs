@@ -13,33 +13,34 @@ use rustc_hash::FxHashMap;
 
 use crate::types::{ClId, OrderId};
 
-/// The fingerprint of a `cl_id`: its bytes when they fit 8 (a `cl_id` is
-/// ASCII, so the top bit stays clear), else a hash with the top bit set.
+/// A `cl_id` of at most 8 bytes is its own fingerprint: its bytes (a
+/// `cl_id` is ASCII, so the top bit stays clear).
+fn short(b: &[u8]) -> Option<u64> {
+    (b.len() <= 8).then(|| {
+        let mut w = [0u8; 8];
+        w[..b.len()].copy_from_slice(b);
+        u64::from_le_bytes(w)
+    })
+}
+
+/// The fingerprint of a `cl_id`: its bytes when they fit 8, else a hash
+/// with the top bit set.
 #[cfg(not(test))]
 fn fingerprint(cl: &ClId) -> u64 {
     let b = cl.as_bytes();
-    if b.len() <= 8 {
-        let mut w = [0u8; 8];
-        w[..b.len()].copy_from_slice(b);
-        return u64::from_le_bytes(w);
-    }
-    use std::hash::Hasher;
-    let mut h = rustc_hash::FxHasher::default();
-    h.write(b);
-    h.finish() | 1 << 63
+    short(b).unwrap_or_else(|| {
+        use std::hash::Hasher;
+        let mut h = rustc_hash::FxHasher::default();
+        h.write(b);
+        h.finish() | 1 << 63
+    })
 }
 
 /// Under test every long `cl_id` has the same fingerprint, so that the
 /// exact table for clashing ones is exercised.
 #[cfg(test)]
 fn fingerprint(cl: &ClId) -> u64 {
-    let b = cl.as_bytes();
-    if b.len() <= 8 {
-        let mut w = [0u8; 8];
-        w[..b.len()].copy_from_slice(b);
-        return u64::from_le_bytes(w);
-    }
-    1 << 63
+    short(cl.as_bytes()).unwrap_or(1 << 63)
 }
 
 /// `cl_id` -> order. Each `cl_id` is in `by_fp` or in `clash`, never both.
