@@ -40,6 +40,8 @@ pub struct Encoded {
     pub snapshot: bool,
     /// When it was made, in microseconds since the epoch (for the delivery metric).
     pub made_us: u64,
+    /// The `channel` label of the outbound metrics, found once per message.
+    pub channel: &'static str,
     pub value: Value,
     json: std::sync::OnceLock<Utf8Bytes>,
     msgpack: std::sync::OnceLock<Bytes>,
@@ -53,7 +55,8 @@ impl Encoded {
     pub fn owned(key: String, seq: u64, value: Value) -> Self {
         let prev = value.get("prev").and_then(Value::as_u64);
         let snapshot = value.get("type").and_then(Value::as_str) == Some("snapshot");
-        Encoded { key, seq, prev, snapshot, made_us: now_us(), value, json: Default::default(), msgpack: Default::default() }
+        let channel = crate::telemetry::channel_of(&key);
+        Encoded { key, seq, prev, snapshot, made_us: now_us(), channel, value, json: Default::default(), msgpack: Default::default() }
     }
 
     /// The `prev` this message applies on, if it has one.

@@ -618,7 +618,13 @@ fn out_counters(channel: &'static str) -> &'static OutCounters {
 
 /// A stream message of stream `key`, `bytes` long, was queued for a client.
 pub fn ws_out(key: &str, bytes: usize) {
-    let (_, m, b) = out_counters(channel_of(key));
+    ws_out_channel(channel_of(key), bytes);
+}
+
+/// A message of channel label `channel` (see [`channel_of`]), `bytes` long,
+/// was queued for a client.
+pub fn ws_out_channel(channel: &'static str, bytes: usize) {
+    let (_, m, b) = out_counters(channel);
     m.increment(1);
     b.increment(bytes as u64);
 }

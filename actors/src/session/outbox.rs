@@ -378,7 +378,7 @@ impl Due {
             Ok(()) => {
                 self.last.store(self.e.seq, Ordering::Release);
                 let _ = self.out.oldest_stream_us.compare_exchange(0, self.e.made_us, Ordering::AcqRel, Ordering::Relaxed);
-                crate::telemetry::ws_out(&self.e.key, len);
+                crate::telemetry::ws_out_channel(self.e.channel, len);
                 Offered::Sent
             }
             Err(r) => {
