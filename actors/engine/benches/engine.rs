@@ -17,9 +17,12 @@
 //!   answered `unknown_order`).
 //!
 //! Commands are generated (by running them once on a copy) before the timed
-//! loop. Before criterion runs, a latency report times each of 2,000,000
-//! mixed commands with an HDR histogram and prints throughput and p50/p99.
-//! `BOURSE_BENCH_OPS` changes the report's length.
+//! loop, which appends each command's events to a buffer it keeps
+//! (`execute_into`) and clears it after each command;
+//! `BOURSE_BENCH_OUTCOMES=1` also times the stream with `execute` (a new
+//! event vector per command). Before criterion runs, a latency report times
+//! each of 2,000,000 mixed commands with an HDR histogram and prints
+//! throughput and p50/p99. `BOURSE_BENCH_OPS` changes the report's length.
 
 // A benchmark reads the clock around the engine, never inside it.
 #![allow(clippy::disallowed_methods)]
@@ -414,10 +417,23 @@ fn exchange_with_book() -> Exchange {
     g.ex
 }
 
-/// The timed loop: each command executed and its outcome dropped, as the
-/// server does. Never inlined, so a profiler can count exactly this part.
+/// The timed loop: each command executed with its events appended to a
+/// buffer kept between commands (as the ledger's batch on its way to the
+/// log is), then the events dropped. Never inlined, so a profiler can count
+/// exactly this part.
 #[inline(never)]
 fn execute_all(ex: &mut Exchange, cmds: Vec<(Command, u64)>) {
+    let mut events = Vec::new();
+    for (c, ts) in cmds {
+        black_box(ex.execute_into(c, ts, &mut events, None)).ok();
+        black_box(&mut events).clear();
+    }
+}
+
+/// The same with `execute`: a new event vector per command, dropped with
+/// its outcome.
+#[inline(never)]
+fn execute_all_outcomes(ex: &mut Exchange, cmds: Vec<(Command, u64)>) {
     for (c, ts) in cmds {
         black_box(ex.execute(c, ts));
     }
@@ -428,6 +444,14 @@ fn run_stream(start: &Exchange, stream: &Stream) -> Duration {
     let cmds = stream.cmds.clone();
     let t = Instant::now();
     execute_all(&mut ex, cmds);
+    t.elapsed()
+}
+
+fn run_stream_outcomes(start: &Exchange, stream: &Stream) -> Duration {
+    let mut ex = start.clone();
+    let cmds = stream.cmds.clone();
+    let t = Instant::now();
+    execute_all_outcomes(&mut ex, cmds);
     t.elapsed()
 }
 
@@ -462,16 +486,20 @@ fn report(name: &str, start: &Exchange, stream: &Stream) {
     let (mut events, mut trades) = (0u64, 0u64);
     // The slowest command: (ns, index, kind, orders the ledger then knew).
     let mut slowest = (0u64, 0usize, Kind::Add, 0usize);
+    let mut buf = Vec::new();
     for (i, ((c, ts), kind)) in cmds.into_iter().zip(&stream.kinds).enumerate() {
         let t = Instant::now();
-        let out = ex.execute(c, ts);
-        let ns = t.elapsed().as_nanos() as u64;
+        black_box(ex.execute_into(c, ts, &mut buf, None)).ok();
+        let run = t.elapsed();
+        // Counted with the clock stopped; the events' drop is timed.
+        events += buf.len() as u64;
+        trades += buf.iter().filter(|e| matches!(e.body, EventBody::Traded(_))).count() as u64;
+        let t = Instant::now();
+        black_box(&mut buf).clear();
+        let ns = (run + t.elapsed()).as_nanos() as u64;
         if ns > slowest.0 {
             slowest = (ns, i, *kind, ex.ledger.orders.len());
         }
-        events += out.events.len() as u64;
-        trades += out.events.iter().filter(|e| matches!(e.body, EventBody::Traded(_))).count() as u64;
-        drop(black_box(out));
         all.saturating_record(ns.max(1));
         by_kind[KINDS.iter().position(|k| k == kind).expect("a kind")].saturating_record(ns.max(1));
     }
@@ -500,6 +528,10 @@ fn report(name: &str, start: &Exchange, stream: &Stream) {
         })
         .collect();
     println!("{name}: mix {}", mix.join("; "));
+    if std::env::var_os("BOURSE_BENCH_OUTCOMES").is_some() {
+        let d = run_stream_outcomes(start, stream);
+        println!("{name}: with `execute` (a new event vector per command): {} ops/s", per_sec(n, d));
+    }
     println!(
         "{name}: slowest command #{} ({}, {} ns) with {} orders in the ledger's order table ({} at the end)",
         slowest.1,

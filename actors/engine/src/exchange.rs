@@ -136,6 +136,20 @@ impl Exchange {
         Outcome { events, result }
     }
 
+    /// Decides `cmd` at time `ts` and applies its events, appending them to
+    /// `events` (a buffer the caller keeps between commands, as a batch of
+    /// events on its way to the log is); private-stream messages go to `out`
+    /// when given. The same as `execute_with` but for where the events go.
+    pub fn execute_into(
+        &mut self,
+        cmd: Command,
+        ts: u64,
+        events: &mut Vec<Event>,
+        mut out: Option<&mut Vec<AccountUpdate>>,
+    ) -> Result<Reply, Reject> {
+        self.decide_and_apply(cmd, ts, events, &mut out)
+    }
+
     fn decide_and_apply(
         &mut self,
         cmd: Command,
@@ -318,5 +332,58 @@ pub fn reject_text(code: RejectCode) -> &'static str {
         RejectCode::FokUnfilled => "fill-or-kill order cannot be filled in full",
         RejectCode::InsufficientFunds => "quote_qty cannot buy one lot at the best ask",
         _ => "refused",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::PlaceCmd;
+
+    /// `execute_into` appends exactly the events `execute` returns and
+    /// leaves the same state, command after command into one buffer.
+    #[test]
+    fn execute_into_appends_what_execute_returns() {
+        let admin = AccountId(0);
+        let listing = Listing {
+            sym: "BTC-USD".into(), base: AssetId(2), quote: AssetId(1), tick_raw: 1, price_scale: 0, lot_raw: 1, qty_scale: 2,
+            min_qty: Qty(1), ref_px: Some(Price(100)), band_pct: 50, maker_fee_bps: 10, taker_fee_bps: 20,
+        };
+        let place = |acc, side, px, qty, cl: &str| {
+            Command::Place(PlaceCmd {
+                account: AccountId(acc), inst: InstrumentId(1), cl_id: cl.into(), side, kind: OrderType::Limit, tif: None,
+                px: Some(Price(px)), qty: Some(Qty(qty)), quote_qty: None, post_only: false, stp: Stp::CancelNewest,
+            })
+        };
+        let mut cmds = vec![
+            Command::CreateAsset { name: "USD".into(), scale: 2, by: admin },
+            Command::CreateAsset { name: "BTC".into(), scale: 8, by: admin },
+            Command::CreateInstrument { listing, by: admin },
+        ];
+        for u in ["a", "b"] {
+            cmds.push(Command::CreateUser { user: u.into(), role: Role::Trader, password_hash: String::new(), by: admin });
+        }
+        cmds.push(Command::Deposit { account: AccountId(1), asset: AssetId(1), amount: Amount(10_000_000), by: admin });
+        cmds.push(Command::Deposit { account: AccountId(2), asset: AssetId(2), amount: Amount(1_000_000_000), by: admin });
+        cmds.push(place(1, Side::Buy, 100, 10, "x"));
+        cmds.push(place(1, Side::Buy, 99, 10, "y"));
+        cmds.push(place(2, Side::Sell, 99, 15, "z"));
+        cmds.push(place(2, Side::Sell, 200, 1, "far"));
+        cmds.push(Command::Cancel { account: AccountId(1), inst: InstrumentId(1), order: OrderRef::ClId("y".into()) });
+        cmds.push(Command::Cancel { account: AccountId(1), inst: InstrumentId(1), order: OrderRef::ClId("y".into()) });
+        let (mut a, mut b) = (Exchange::new(), Exchange::new());
+        let (mut all, mut buf) = (Vec::new(), Vec::new());
+        for (i, c) in cmds.into_iter().enumerate() {
+            let ts = 1 + i as u64;
+            let o = a.execute(c.clone(), ts);
+            let before = buf.len();
+            let r = b.execute_into(c, ts, &mut buf, None);
+            assert_eq!(r, o.result);
+            assert_eq!(&buf[before..], &o.events[..]);
+            all.extend(o.events);
+        }
+        assert!(all.iter().any(|e| matches!(e.body, EventBody::Traded(_))));
+        assert_eq!(buf, all);
+        assert_eq!(a.state_hash(), b.state_hash());
     }
 }
