@@ -2,12 +2,16 @@
 //! cancel by order id, best bid and ask cached, and matching by price-time
 //! priority.
 //!
+//! Each side's levels are one sorted vector with the best level last: the
+//! best is read without a search, matching walks the vector from its end,
+//! and a price is found by binary search over contiguous memory. A new or
+//! emptied level moves only the levels behind it (most levels are made and
+//! emptied near the best price).
+//!
 //! Every operation has two halves. `decide_*` reads the book and writes the
 //! events of the outcome without changing anything; `apply` carries an event
 //! out. Live matching is `decide` then `apply`; recovery and replicas only
 //! `apply`, so they rebuild exactly the book the live run had.
-
-use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -42,6 +46,82 @@ struct Level {
     /// Sum of `leaves` of the level's orders, in lots.
     total: u64,
     count: u32,
+}
+
+/// One side's price levels, sorted by priority with the best last: bids by
+/// increasing price, asks by decreasing price.
+#[derive(Clone, Debug)]
+struct Ladder {
+    /// Asks: a lower price is better.
+    asks: bool,
+    levels: Vec<(Price, Level)>,
+}
+
+impl Ladder {
+    fn new(asks: bool) -> Ladder {
+        Ladder { asks, levels: Vec::new() }
+    }
+
+    /// The sort key: increasing towards the best price.
+    #[inline]
+    fn rank(&self, px: Price) -> u64 {
+        if self.asks {
+            !px.0
+        } else {
+            px.0
+        }
+    }
+
+    #[inline]
+    fn find(&self, px: Price) -> Result<usize, usize> {
+        let r = self.rank(px);
+        self.levels.binary_search_by(|(p, _)| self.rank(*p).cmp(&r))
+    }
+
+    fn get(&self, px: Price) -> Option<&Level> {
+        self.find(px).ok().map(|i| &self.levels[i].1)
+    }
+
+    #[inline]
+    fn get_mut(&mut self, px: Price) -> Option<&mut Level> {
+        match self.find(px) {
+            Ok(i) => Some(&mut self.levels[i].1),
+            Err(_) => None,
+        }
+    }
+
+    /// The level at `px`, made empty first if there is none.
+    fn entry(&mut self, px: Price) -> &mut Level {
+        let i = match self.find(px) {
+            Ok(i) => i,
+            Err(i) => {
+                self.levels.insert(i, (px, Level { head: NIL, tail: NIL, total: 0, count: 0 }));
+                i
+            }
+        };
+        &mut self.levels[i].1
+    }
+
+    fn remove(&mut self, px: Price) {
+        if let Ok(i) = self.find(px) {
+            self.levels.remove(i);
+        }
+    }
+
+    #[inline]
+    fn best(&self) -> Option<Price> {
+        self.levels.last().map(|(p, _)| *p)
+    }
+
+    /// Levels best first.
+    fn best_first(&self) -> impl Iterator<Item = &(Price, Level)> + '_ {
+        self.levels.iter().rev()
+    }
+
+    /// Levels worst first (bids by increasing price, asks by decreasing).
+    fn worst_first(&self) -> impl Iterator<Item = &(Price, Level)> + '_ {
+        self.levels.iter()
+    }
 }
 
 /// A resting order as seen from outside the book.
@@ -84,8 +164,8 @@ pub struct Taker {
 #[derive(Clone, Debug)]
 pub struct OrderBook {
     pub spec: InstrumentSpec,
-    bids: BTreeMap<Price, Level>,
-    asks: BTreeMap<Price, Level>,
+    bids: Ladder,
+    asks: Ladder,
     best_bid: Option<Price>,
     best_ask: Option<Price>,
     nodes: Vec<Node>,
@@ -109,8 +189,8 @@ impl OrderBook {
     pub fn new(spec: InstrumentSpec) -> Self {
         OrderBook {
             spec,
-            bids: BTreeMap::new(),
-            asks: BTreeMap::new(),
+            bids: Ladder::new(false),
+            asks: Ladder::new(true),
             best_bid: None,
             best_ask: None,
             nodes: Vec::new(),
@@ -123,10 +203,10 @@ impl OrderBook {
     }
 
     pub fn best_bid(&self) -> Option<(Price, Qty)> {
-        self.best_bid.map(|p| (p, Qty(self.bids[&p].total)))
+        self.bids.levels.last().map(|(p, l)| (*p, Qty(l.total)))
     }
     pub fn best_ask(&self) -> Option<(Price, Qty)> {
-        self.best_ask.map(|p| (p, Qty(self.asks[&p].total)))
+        self.asks.levels.last().map(|(p, l)| (*p, Qty(l.total)))
     }
     pub fn order_count(&self) -> usize {
         self.index.len()
@@ -157,10 +237,11 @@ impl OrderBook {
     /// Aggregated levels, best first: `(price, total lots)`; `depth` 0 is all.
     pub fn levels(&self, side: Side, depth: usize) -> Vec<(Price, Qty)> {
         let take = if depth == 0 { usize::MAX } else { depth };
-        match side {
-            Side::Buy => self.bids.iter().rev().take(take).map(|(p, l)| (*p, Qty(l.total))).collect(),
-            Side::Sell => self.asks.iter().take(take).map(|(p, l)| (*p, Qty(l.total))).collect(),
-        }
+        let ladder = match side {
+            Side::Buy => &self.bids,
+            Side::Sell => &self.asks,
+        };
+        ladder.best_first().take(take).map(|(p, l)| (*p, Qty(l.total))).collect()
     }
 
     /// Total resting lots at one price.
@@ -169,13 +250,13 @@ impl OrderBook {
             Side::Buy => &self.bids,
             Side::Sell => &self.asks,
         };
-        Qty(m.get(&px).map_or(0, |l| l.total))
+        Qty(m.get(px).map_or(0, |l| l.total))
     }
 
     /// Every resting order, level by level best first, FIFO within a level.
     pub fn orders(&self) -> Vec<Resting> {
         let mut out = Vec::with_capacity(self.index.len());
-        for (_, l) in self.bids.iter().rev().chain(self.asks.iter()) {
+        for (_, l) in self.bids.best_first().chain(self.asks.best_first()) {
             let mut i = l.head;
             while i != NIL {
                 out.push(self.resting(i));
@@ -268,19 +349,7 @@ impl OrderBook {
         let mut stopped_by_limit = false;
         let mut budget_short = false;
 
-        // Best level first, without a heap-allocated iterator.
-        let (mut up, mut down);
-        let levels: &mut dyn Iterator<Item = (&Price, &Level)> = match t.side {
-            Side::Buy => {
-                up = opp.iter();
-                &mut up
-            }
-            Side::Sell => {
-                down = opp.iter().rev();
-                &mut down
-            }
-        };
-        'levels: for (&px, level) in levels {
+        'levels: for &(px, ref level) in opp.best_first() {
             if rem == Some(Qty(0)) {
                 break;
             }
@@ -622,7 +691,7 @@ impl OrderBook {
             Side::Buy => &mut self.bids,
             Side::Sell => &mut self.asks,
         };
-        m.get_mut(&px).expect("level exists")
+        m.get_mut(px).expect("level exists")
     }
 
     fn insert(&mut self, mut node: Node) {
@@ -639,7 +708,7 @@ impl OrderBook {
             Side::Buy => &mut self.bids,
             Side::Sell => &mut self.asks,
         };
-        let level = levels.entry(px).or_insert(Level { head: NIL, tail: NIL, total: 0, count: 0 });
+        let level = levels.entry(px);
         node.prev = level.tail;
         node.next = NIL;
         let old_tail = level.tail;
@@ -674,7 +743,7 @@ impl OrderBook {
             Side::Buy => &mut self.bids,
             Side::Sell => &mut self.asks,
         };
-        let level = levels.get_mut(&n.px).expect("level exists");
+        let level = levels.get_mut(n.px).expect("level exists");
         if level.head == i {
             level.head = n.next;
         }
@@ -684,11 +753,10 @@ impl OrderBook {
         level.total -= n.leaves.0;
         level.count -= 1;
         if level.count == 0 {
-            levels.remove(&n.px);
+            levels.remove(n.px);
             match n.side {
-                Side::Buy if self.best_bid == Some(n.px) => self.best_bid = self.bids.keys().next_back().copied(),
-                Side::Sell if self.best_ask == Some(n.px) => self.best_ask = self.asks.keys().next().copied(),
-                _ => {}
+                Side::Buy => self.best_bid = self.bids.best(),
+                Side::Sell => self.best_ask = self.asks.best(),
             }
         }
         self.free.push(i);
@@ -699,10 +767,13 @@ impl OrderBook {
         if let (Some(b), Some(a)) = (self.best_bid, self.best_ask) {
             assert!(b < a, "book crossed at rest: bid {b:?} >= ask {a:?}");
         }
-        assert_eq!(self.best_bid, self.bids.keys().next_back().copied());
-        assert_eq!(self.best_ask, self.asks.keys().next().copied());
+        assert_eq!(self.best_bid, self.bids.best());
+        assert_eq!(self.best_ask, self.asks.best());
+        for ladder in [&self.bids, &self.asks] {
+            assert!(ladder.levels.windows(2).all(|w| ladder.rank(w[0].0) < ladder.rank(w[1].0)), "levels sorted");
+        }
         let mut count = 0;
-        for (px, l) in self.bids.iter().chain(self.asks.iter()) {
+        for (px, l) in self.bids.worst_first().chain(self.asks.worst_first()) {
             let (mut i, mut total, mut c, mut prev) = (l.head, 0u64, 0u32, NIL);
             while i != NIL {
                 let n = &self.nodes[i as usize];
