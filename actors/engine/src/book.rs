@@ -490,7 +490,12 @@ impl OrderBook {
         // First guess ignoring rounding, plus one (the order's earlier fills
         // may have rounded its fees up already, so this fill's fee can be
         // below its share), then step down until it fits.
-        let guess = (budget.0 as u128) * 10_000 / (per_lot * (10_000 + bps)) + 1;
+        let (num, den) = ((budget.0 as u128) * 10_000, per_lot * (10_000 + bps));
+        // A 64-bit division when both fit (the 128-bit one is a call).
+        let guess = match (u64::try_from(num), u64::try_from(den)) {
+            (Ok(n), Ok(d)) => (n / d) as u128,
+            _ => num / den,
+        } + 1;
         let mut q = guess.min(u64::MAX as u128) as u64;
         loop {
             if q == 0 {

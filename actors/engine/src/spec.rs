@@ -158,6 +158,11 @@ impl InstrumentSpec {
 
     /// The band `[low, high]` around `reference`, in ticks (low at least one tick).
     pub fn band(&self, reference: Price) -> (Price, Price) {
+        let pct = self.band_pct as u64;
+        // In 64 bits when both products fit (band_pct is at most 100).
+        if let (Some(lo), Some(hi)) = (reference.0.checked_mul(100 - pct), reference.0.checked_mul(100 + pct)) {
+            return (Price(lo.div_ceil(100).max(1)), Price(hi / 100));
+        }
         let r = reference.0 as u128;
         let pct = self.band_pct as u128;
         let low = (r * (100 - pct)).div_ceil(100);
@@ -196,7 +201,11 @@ impl FeeAcc {
         let numer = self
             .numer
             .checked_add((notional.0 as u128) * (bps as u128))?;
-        let total = u64::try_from(numer.div_ceil(BPS_ONE as u128)).ok()?;
+        // A 64-bit division when the sum fits (the 128-bit one is a call).
+        let total = match u64::try_from(numer) {
+            Ok(n) => n.div_ceil(BPS_ONE),
+            Err(_) => u64::try_from(numer.div_ceil(BPS_ONE as u128)).ok()?,
+        };
         let fee = total.checked_sub(self.paid)?;
         Some((Amount(fee), FeeAcc { numer, paid: total }))
     }
@@ -250,5 +259,27 @@ mod tests {
         assert_eq!(s.band(Price(1000)), (Price(900), Price(1100)));
         assert_eq!(s.band(Price(15)), (Price(14), Price(16)));
         assert_eq!(s.band(Price(1)), (Price(1), Price(1)));
+        // References whose products pass 64 bits take the 128-bit path.
+        for r in [u64::MAX / 90, u64::MAX / 110, u64::MAX / 110 + 1, u64::MAX / 2, u64::MAX] {
+            let (lo, hi) = s.band(Price(r));
+            let r = r as u128;
+            assert_eq!(lo.0 as u128, (r * 90).div_ceil(100));
+            assert_eq!(hi.0 as u128, (r * 110 / 100).min(u64::MAX as u128));
+        }
+    }
+
+    #[test]
+    fn fees_past_64_bits_round_the_same() {
+        // Sums of notional x bps past u64 take the 128-bit division.
+        let big = Amount(u64::MAX / 3);
+        let (f1, acc) = FeeAcc::default().charge(big, 1_000).unwrap();
+        assert_eq!(f1.0 as u128, ((big.0 as u128) * 1_000).div_ceil(10_000));
+        assert!(acc.numer > u64::MAX as u128);
+        let (f2, acc2) = acc.charge(Amount(7), 1_000).unwrap();
+        assert_eq!(f2.0 as u128 + f1.0 as u128, (acc.numer + 7_000).div_ceil(10_000));
+        assert_eq!(acc2.paid, f1.0 + f2.0);
+        // Just below: the 64-bit path.
+        let (f, _) = FeeAcc::default().charge(Amount(12_345), 7).unwrap();
+        assert_eq!(f, Amount((12_345u64 * 7).div_ceil(10_000)));
     }
 }
