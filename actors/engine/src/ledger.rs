@@ -951,7 +951,12 @@ impl Ledger {
         let notional = spec.notional(t.px, t.qty).expect("decided notional fits").0;
         let base_qty = spec.base_amount(t.qty).expect("decided qty fits").0;
         let (maker_bps, taker_bps) = (spec.maker_fee_bps, spec.taker_fee_bps);
-        self.last_px.insert(t.inst, t.px);
+        match self.last_px.get_mut(&t.inst) {
+            Some(p) => *p = t.px,
+            None => {
+                self.last_px.insert(t.inst, t.px);
+            }
+        }
         for (id, acc, fee, liq, bps) in [
             (t.maker, t.maker_account, t.maker_fee, Liquidity::Maker, maker_bps),
             (t.taker, t.taker_account, t.taker_fee, Liquidity::Taker, taker_bps),
