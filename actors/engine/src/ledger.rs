@@ -360,15 +360,26 @@ impl<'de> Deserialize<'de> for Ledger {
 /// and the fee account's quote.
 const TOUCHED_MAX: usize = 5;
 
-/// The (account, asset) balances an event changed, kept on the stack.
+/// The (account, asset) balances an event changed, kept on the stack,
+/// without repeats. Added in order (as a trade's settlement adds them) they
+/// need no sort.
 #[derive(Default)]
 struct Touched {
     items: [(AccountId, AssetId); TOUCHED_MAX],
     len: usize,
+    unsorted: bool,
 }
 
 impl Touched {
     fn push(&mut self, x: (AccountId, AssetId)) {
+        if let Some(&last) = self.items[..self.len].last() {
+            if x <= last {
+                if self.items[..self.len].contains(&x) {
+                    return;
+                }
+                self.unsorted = true;
+            }
+        }
         assert!(self.len < TOUCHED_MAX, "an event changes at most {TOUCHED_MAX} balances");
         self.items[self.len] = x;
         self.len += 1;
@@ -376,7 +387,9 @@ impl Touched {
 
     fn sorted(&mut self) -> &[(AccountId, AssetId)] {
         let s = &mut self.items[..self.len];
-        s.sort_unstable();
+        if self.unsorted {
+            s.sort_unstable();
+        }
         s
     }
 }
@@ -933,9 +946,6 @@ impl Ledger {
             while i < touched.len() && touched[i].0 == acc {
                 let asset = touched[i].1;
                 i += 1;
-                if i > 1 && touched[i - 2] == (acc, asset) {
-                    continue;
-                }
                 a.seq += 1;
                 if let Some(out) = out.as_mut() {
                     let balance = a.balances.get(&asset).copied().unwrap_or_default();
@@ -988,8 +998,6 @@ impl Ledger {
             b.available += release;
             let b = a.balances.or_default(got_asset);
             b.available = b.available.checked_add(got).expect("balance fits");
-            touched.push((acc, base));
-            touched.push((acc, quote));
             if filled {
                 a.open.remove(&id);
             }
@@ -1020,6 +1028,24 @@ impl Ledger {
         if fees > 0 {
             let b = self.bal(FEE_ACCOUNT, quote);
             b.available = b.available.checked_add(fees).expect("fees fit");
+        }
+        // The changed balances in (account, asset) order: the fee account
+        // (numbered first) then both sides, each side's two assets.
+        let (lo, hi) = if base <= quote { (base, quote) } else { (quote, base) };
+        let (first, second) = if t.maker_account <= t.taker_account {
+            (t.maker_account, t.taker_account)
+        } else {
+            (t.taker_account, t.maker_account)
+        };
+        let fee_first = fees > 0 && FEE_ACCOUNT < first;
+        if fee_first {
+            touched.push((FEE_ACCOUNT, quote));
+        }
+        for acc in [first, second] {
+            touched.push((acc, lo));
+            touched.push((acc, hi));
+        }
+        if fees > 0 && !fee_first {
             touched.push((FEE_ACCOUNT, quote));
         }
     }
