@@ -60,6 +60,12 @@ impl OpenSet {
         match &mut self.0 {
             Repr::Inline { len, ids } => {
                 let n = *len as usize;
+                // Order ids grow: a new order almost always goes last.
+                if n < OPEN_INLINE_MAX && (n == 0 || ids[n - 1] < id) {
+                    ids[n] = id;
+                    *len += 1;
+                    return true;
+                }
                 let at = match ids[..n].binary_search(&id) {
                     Ok(_) => return false,
                     Err(at) => at,
@@ -87,7 +93,11 @@ impl OpenSet {
                 let n = *len as usize;
                 match ids[..n].binary_search(id) {
                     Ok(at) => {
-                        ids.copy_within(at + 1..n, at);
+                        // At most `OPEN_INLINE_MAX` ids: moved one by one
+                        // rather than by a call to memmove.
+                        for i in at..n - 1 {
+                            ids[i] = ids[i + 1];
+                        }
                         *len -= 1;
                         true
                     }
