@@ -16,7 +16,7 @@ use crate::flow::{self, FlowOpts, FlowReport, CONNECT_PARALLEL_MAX};
 use crate::machine::{self, CpuMeter, ThreadCpu, ThreadMeter};
 use crate::scrape::{BucketSummary, Buckets};
 use crate::setup;
-use crate::stats::{Counts, Latency, LatencySummary};
+use crate::stats::{Counts, Latency, LatencySummary, Samples};
 use crate::target::Target;
 use crate::wire::{self, Ws};
 use anyhow::bail;
@@ -165,8 +165,8 @@ struct SubStats {
     gaps_announced: u64,
     unannounced: u64,
     hb_checked: u64,
-    book: Latency,
-    trades: Latency,
+    book: Samples,
+    trades: Samples,
     failures: Counts,
     book_chain: Chain,
     trade_chain: Chain,
@@ -294,8 +294,8 @@ pub async fn run(target: &Target, opts: &FanoutOpts) -> anyhow::Result<FanoutRep
         all.unannounced += s.unannounced;
         all.hb_checked += s.hb_checked;
         all.failures.merge(&s.failures);
-        book_delivery.merge(&s.book);
-        trade_delivery.merge(&s.trades);
+        book_delivery.merge(&s.book.into_latency());
+        trade_delivery.merge(&s.trades.into_latency());
     }
     let mut delivery = book_delivery.clone();
     delivery.merge(&trade_delivery);
@@ -489,7 +489,10 @@ async fn subscriber(
 /// Connects and asks for `book.l2` (at `depth`) and `trades` of `sym`; the
 /// answers and the in-band snapshots are read by the subscriber's loop.
 async fn subscribe(url: &str, enc: Encoding, sym: &str, depth: u32) -> anyhow::Result<Ws> {
-    let mut ws = wire::connect(url, enc, false).await?;
+    // A small read buffer: tungstenite zero-fills the whole buffer before
+    // every read, and a thousand readers of small frames would spend a
+    // third of the client's CPU on that with the default 128 KiB.
+    let mut ws = wire::connect(url, enc, true).await?;
     let book = SubscribeArgs {
         ch: Channel::BookL2,
         sym: vec![sym.to_owned()],

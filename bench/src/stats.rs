@@ -15,6 +15,43 @@ pub const LATENCY_US_MAX: u64 = 60_000_000;
 /// Significant decimal digits kept by every histogram.
 pub const SIGFIG: u8 = 3;
 
+/// Latencies a [`Samples`] buffer holds before it folds them into its
+/// histogram.
+pub const SAMPLES_MAX: usize = 1 << 16;
+
+/// Latencies in microseconds kept as a plain list and folded into a
+/// [`Latency`] only when the list is full or read. A full histogram is
+/// about 130 KiB; one per subscriber for a thousand subscribers would make
+/// every record a cache miss, and the measuring client would spend its CPU
+/// on that instead of reading its sockets.
+#[derive(Debug, Default)]
+pub struct Samples {
+    list: Vec<u32>,
+    folded: Option<Latency>,
+}
+
+impl Samples {
+    pub fn record_us(&mut self, us: u64) {
+        if self.list.len() == SAMPLES_MAX {
+            self.fold();
+        }
+        self.list.push(u32::try_from(us).unwrap_or(u32::MAX));
+    }
+
+    fn fold(&mut self) {
+        let h = self.folded.get_or_insert_with(Latency::new);
+        for us in self.list.drain(..) {
+            h.record_us(u64::from(us));
+        }
+    }
+
+    /// Everything recorded, as a histogram.
+    pub fn into_latency(mut self) -> Latency {
+        self.fold();
+        self.folded.unwrap_or_default()
+    }
+}
+
 /// A latency histogram in microseconds.
 #[derive(Debug, Clone)]
 pub struct Latency(Histogram<u64>);
