@@ -74,16 +74,20 @@ impl ClIdIndex {
 
     /// Makes `cl` name `id` (replacing what it named).
     pub fn insert(&mut self, cl: ClId, id: OrderId, cl_of: impl Fn(OrderId) -> Option<ClId>) {
+        use std::collections::hash_map::Entry;
         let fp = fingerprint(&cl);
-        match self.by_fp.get_mut(&fp) {
-            None => {
+        // One probe of the table, whether the fingerprint is there or not.
+        match self.by_fp.entry(fp) {
+            Entry::Vacant(v) => {
+                v.insert(id);
                 if !self.clash.is_empty() {
                     self.clash.remove(&cl);
                 }
-                self.by_fp.insert(fp, id);
             }
-            Some(slot) if cl_of(*slot).as_ref() == Some(&cl) => *slot = id,
-            Some(_) => {
+            Entry::Occupied(mut o) if cl_of(*o.get()).as_ref() == Some(&cl) => {
+                o.insert(id);
+            }
+            Entry::Occupied(_) => {
                 self.clash.insert(cl, id);
             }
         }
