@@ -102,12 +102,6 @@ impl Ladder {
         &mut self.levels[i].1
     }
 
-    fn remove(&mut self, px: Price) {
-        if let Ok(i) = self.find(px) {
-            self.levels.remove(i);
-        }
-    }
-
     #[inline]
     fn best(&self) -> Option<Price> {
         self.levels.last().map(|(p, _)| *p)
@@ -655,15 +649,17 @@ impl OrderBook {
                 n.leaves.0 -= t.qty.0;
                 n.fee = n.fee.charge(notional, self.spec.maker_fee_bps).expect("decided fee fits").1;
                 let (side, px, left) = (n.side, n.px, n.leaves);
-                self.level_mut(side, px).total -= t.qty.0;
                 if left.0 == 0 {
-                    self.remove(i);
+                    self.index.remove(&t.maker);
+                    self.unlink(i, t.qty.0);
+                } else {
+                    self.level_mut(side, px).total -= t.qty.0;
                 }
                 self.version += 1;
             }
             EventBody::OrderClosed { inst, order, .. } if *inst == self.spec.id => {
-                if let Some(&i) = self.index.get(order) {
-                    self.remove(i);
+                if let Some(i) = self.index.remove(order) {
+                    self.unlink(i, 0);
                     self.version += 1;
                 }
             }
@@ -680,7 +676,8 @@ impl OrderBook {
                     l.total = l.total - old + new;
                     debug_assert_eq!(*px, p);
                 } else {
-                    self.remove(i);
+                    self.index.remove(order);
+                    self.unlink(i, 0);
                 }
                 self.version += 1;
             }
@@ -735,31 +732,34 @@ impl OrderBook {
         }
     }
 
-    fn remove(&mut self, i: u32) {
-        let n = self.nodes[i as usize];
-        self.index.remove(&n.id);
-        if n.prev != NIL {
-            self.nodes[n.prev as usize].next = n.next;
+    /// Takes the order in slot `i` out of its level and frees the slot;
+    /// `taken` lots (its last fill) come off the level's total besides its
+    /// leaves. The caller has removed it from the index.
+    fn unlink(&mut self, i: u32, taken: u64) {
+        let Node { prev, next, side, px, leaves, .. } = self.nodes[i as usize];
+        if prev != NIL {
+            self.nodes[prev as usize].next = next;
         }
-        if n.next != NIL {
-            self.nodes[n.next as usize].prev = n.prev;
+        if next != NIL {
+            self.nodes[next as usize].prev = prev;
         }
-        let levels = match n.side {
+        let levels = match side {
             Side::Buy => &mut self.bids,
             Side::Sell => &mut self.asks,
         };
-        let level = levels.get_mut(n.px).expect("level exists");
+        let at = levels.find(px).expect("level exists");
+        let level = &mut levels.levels[at].1;
         if level.head == i {
-            level.head = n.next;
+            level.head = next;
         }
         if level.tail == i {
-            level.tail = n.prev;
+            level.tail = prev;
         }
-        level.total -= n.leaves.0;
+        level.total -= leaves.0 + taken;
         level.count -= 1;
         if level.count == 0 {
-            levels.remove(n.px);
-            match n.side {
+            levels.levels.remove(at);
+            match side {
                 Side::Buy => self.best_bid = self.bids.best(),
                 Side::Sell => self.best_ask = self.asks.best(),
             }
