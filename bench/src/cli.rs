@@ -173,6 +173,10 @@ pub struct FanoutArgs {
     /// Milliseconds subscribers keep reading after the flow.
     #[arg(long, default_value_t = 2_500)]
     pub grace_ms: u64,
+    /// Threads reading the subscribers' sockets (each waits on its share
+    /// with epoll, apart from the runtime that sends the order flow).
+    #[arg(long, default_value_t = 2)]
+    pub readers: usize,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -396,6 +400,7 @@ pub async fn run_once(
                 },
                 accounts: 0,
                 grace: Duration::from_millis(a.grace_ms),
+                readers: a.readers.max(1),
                 mids,
             };
             Report::Fanout(fanout::run(target, &opts).await?)

@@ -12,30 +12,42 @@
 //! Delivery latency is the client's receipt time minus the event's `ts`
 //! (same machine, same clock).
 
-use crate::flow::{self, FlowOpts, FlowReport, CONNECT_PARALLEL_MAX};
+use crate::flow::{self, FlowOpts, FlowReport};
 use crate::machine::{self, CpuMeter, ThreadCpu, ThreadMeter};
 use crate::scrape::{BucketSummary, Buckets};
 use crate::setup;
 use crate::stats::{Counts, Latency, LatencySummary, Samples};
 use crate::target::Target;
-use crate::wire::{self, Ws};
-use anyhow::bail;
+use crate::wire;
+use anyhow::{bail, Context as _};
+use bourse_protocol::codec;
 use bourse_protocol::msg::{Channel, SubscribeArgs};
 use bourse_protocol::Encoding;
-use futures_util::{SinkExt, StreamExt};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::io::ErrorKind;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{
+    self, client::IntoClientRequest, http::HeaderValue, protocol::WebSocketConfig, Message, WebSocket,
+};
 
 /// How long a subscriber may take to get both subscriptions answered.
 pub const SUBSCRIBE_MS_MAX: u64 = 30_000;
 /// How long subscribers keep reading after the flow stops, at most, on top
 /// of the grace time (a quiet stream sends a heartbeat every second).
 pub const TAIL_MS_MAX: u64 = 5_000;
+/// How long a subscriber's connect and handshake may take.
+pub const CONNECT_MS_MAX: u64 = 10_000;
+/// Readiness events a reader takes from one epoll wait.
+pub const EVENTS_MAX: usize = 1_024;
+/// Longest epoll wait, so the stop flag and deadlines are seen.
+pub const POLL_MS_MAX: u64 = 50;
 
 /// What the `fanout` scenario does.
 #[derive(Debug, Clone)]
@@ -52,6 +64,8 @@ pub struct FanoutOpts {
     /// How long subscribers keep reading after the flow, for its tail and
     /// a heartbeat.
     pub grace: Duration,
+    /// Threads reading the subscribers' sockets.
+    pub readers: usize,
     pub mids: BTreeMap<String, String>,
 }
 
@@ -68,6 +82,7 @@ impl Default for FanoutOpts {
             },
             accounts: 0,
             grace: Duration::from_millis(2_500),
+            readers: 2,
             mids: BTreeMap::new(),
         }
     }
@@ -224,28 +239,31 @@ pub async fn run(target: &Target, opts: &FanoutOpts) -> anyhow::Result<FanoutRep
     let inst = prep.instruments[0].clone();
     let enc = opts.flow.encoding;
 
-    // Subscribers first, all subscribed before the flow starts.
+    // Subscribers first, all subscribed before the flow starts. They are
+    // read by threads of their own, each waiting on its share of the
+    // sockets with epoll: the measuring client then costs little more than
+    // the reads themselves, and its runtime's scheduling is not part of the
+    // latency it measures.
     let stop = Arc::new(AtomicBool::new(false));
-    let limit = Arc::new(Semaphore::new(CONNECT_PARALLEL_MAX));
-    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<bool>(opts.subscribers.max(1));
-    let mut subs = Vec::with_capacity(opts.subscribers);
-    for _ in 0..opts.subscribers {
-        let url = target.ws_url.clone();
-        let sym = inst.sym.clone();
-        let depth = opts.depth;
-        let stop = stop.clone();
-        let limit = limit.clone();
-        let ready = ready_tx.clone();
-        subs.push(tokio::spawn(async move {
-            subscriber(&url, enc, &sym, depth, stop, limit, ready).await
-        }));
+    let ready = Arc::new(Ready::default());
+    let mut readers = Vec::with_capacity(opts.readers);
+    for r in 0..opts.readers.max(1) {
+        let n = (opts.subscribers + opts.readers.max(1) - 1 - r) / opts.readers.max(1);
+        let (url, sym, depth) = (target.ws_url.clone(), inst.sym.clone(), opts.depth);
+        let (stop, ready) = (stop.clone(), ready.clone());
+        readers.push(
+            std::thread::Builder::new()
+                .name(format!("fanout-reader-{r}"))
+                .spawn(move || read_subscribers(&url, enc, &sym, depth, n, &stop, &ready))?,
+        );
     }
-    drop(ready_tx);
-    let mut subscribed = 0;
-    while let Some(ok) = ready_rx.recv().await {
-        subscribed += usize::from(ok);
+    let deadline = Instant::now() + Duration::from_millis(SUBSCRIBE_MS_MAX);
+    while ready.settled() < opts.subscribers && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let subscribed = ready.ok.load(Ordering::Acquire);
     if subscribed == 0 && opts.subscribers > 0 {
+        stop.store(true, Ordering::Release);
         bail!("no subscriber could subscribe");
     }
 
@@ -279,8 +297,14 @@ pub async fn run(target: &Target, opts: &FanoutOpts) -> anyhow::Result<FanoutRep
     let mut trade_delivery = Latency::new();
     let mut versions = 0u64;
     let mut trades = 0u64;
+    let mut subs = Vec::with_capacity(opts.subscribers);
+    for r in readers {
+        let got = tokio::task::spawn_blocking(move || r.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("a subscriber reader panicked"))?;
+        subs.extend(got);
+    }
     for s in subs {
-        let s = s.await?;
         // The seq advance one subscriber saw; the largest, in case some
         // subscriber left early.
         let span = |c: &Chain| c.last.zip(c.first).map_or(0, |(l, f)| l.saturating_sub(f));
@@ -334,92 +358,196 @@ async fn server_delivery(ws_url: &str) -> Option<Buckets> {
     Buckets::parse(&text, "bourse_md_delivery_seconds")
 }
 
-async fn subscriber(
+/// Subscribers that got both answers, and those that gave up.
+#[derive(Default)]
+struct Ready {
+    ok: AtomicUsize,
+    failed: AtomicUsize,
+}
+
+impl Ready {
+    fn settled(&self) -> usize {
+        self.ok.load(Ordering::Acquire) + self.failed.load(Ordering::Acquire)
+    }
+}
+
+/// One subscriber's connection on a reader thread.
+struct Conn {
+    ws: WebSocket<TcpStream>,
+    st: SubStats,
+    answered: u8,
+    done: bool,
+}
+
+/// What one message meant for its subscriber.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    Go,
+    /// Both subscriptions answered.
+    Subscribed,
+    /// A heartbeat arrived.
+    Heartbeat,
+    /// The subscriber is finished (closed, refused, failed).
+    Stop,
+}
+
+/// Connects and subscribes `n` subscribers, then reads them all until the
+/// flow stops and each has seen a heartbeat after it (or the tail time
+/// runs out). Returns what each saw.
+fn read_subscribers(
     url: &str,
     enc: Encoding,
     sym: &str,
     depth: u32,
-    stop: Arc<AtomicBool>,
-    limit: Arc<Semaphore>,
-    ready: tokio::sync::mpsc::Sender<bool>,
-) -> SubStats {
-    let mut st = SubStats::default();
-    let ws = {
-        let _permit = limit.acquire().await;
-        subscribe(url, enc, sym, depth).await
-    };
-    let mut ws = match ws {
-        Ok(ws) => ws,
-        Err(e) => {
-            st.failures.add(&format!("subscribe: {e:#}"), 1);
-            let _ = ready.send(false).await;
-            return st;
+    n: usize,
+    stop: &AtomicBool,
+    ready: &Ready,
+) -> Vec<SubStats> {
+    let keys = [format!("book.l2:{sym}:{depth}"), format!("trades:{sym}")];
+    let mut out = Vec::with_capacity(n);
+    let poll = Poll::new();
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        let c = poll
+            .as_ref()
+            .map_err(|e| anyhow::anyhow!("epoll: {e}"))
+            .and_then(|p| subscribe(url, enc, sym, depth).map(|ws| (p, ws)))
+            .and_then(|(p, ws)| {
+                let fd = ws.get_ref().as_raw_fd();
+                p.registry()
+                    .register(&mut SourceFd(&fd), Token(conns.len()), Interest::READABLE)
+                    .map_err(|e| anyhow::anyhow!("epoll register: {e}"))?;
+                Ok(ws)
+            });
+        match c {
+            Ok(ws) => conns.push(Conn { ws, st: SubStats::default(), answered: 0, done: false }),
+            Err(e) => {
+                let mut st = SubStats::default();
+                st.failures.add(&format!("subscribe: {e:#}"), 1);
+                ready.failed.fetch_add(1, Ordering::AcqRel);
+                out.push(st);
+            }
         }
+    }
+    let Ok(mut poll) = poll else {
+        return out;
     };
-    let mut ready = Some(ready);
-    let mut answered = 0;
-    let subscribe_deadline = tokio::time::Instant::now() + Duration::from_millis(SUBSCRIBE_MS_MAX);
-    let book_key = format!("book.l2:{sym}:{depth}");
-    let trades_key = format!("trades:{sym}");
-    let mut tail_deadline: Option<tokio::time::Instant> = None;
-    loop {
+    let mut events = Events::with_capacity(EVENTS_MAX);
+    let subscribe_deadline = Instant::now() + Duration::from_millis(SUBSCRIBE_MS_MAX);
+    let mut tail_deadline: Option<Instant> = None;
+    let mut open = conns.len();
+    // Every socket is read once at the start: an answer may have arrived
+    // before its registration.
+    let mut due: Vec<usize> = (0..conns.len()).collect();
+    while open > 0 {
         if tail_deadline.is_none() && stop.load(Ordering::Acquire) {
-            tail_deadline = Some(tokio::time::Instant::now() + Duration::from_millis(TAIL_MS_MAX));
+            tail_deadline = Some(Instant::now() + Duration::from_millis(TAIL_MS_MAX));
         }
-        let deadline = if ready.is_some() {
-            Some(subscribe_deadline)
-        } else {
-            tail_deadline
-        };
-        let m = match deadline {
-            None => ws.next().await,
-            Some(d) => match tokio::time::timeout_at(d, ws.next()).await {
-                Ok(m) => m,
-                Err(_) => {
-                    if ready.is_some() {
-                        st.failures.add("subscribe: no answer in time", 1);
+        let now = Instant::now();
+        if tail_deadline.is_some_and(|d| now >= d) {
+            break;
+        }
+        if now >= subscribe_deadline {
+            for c in conns.iter_mut().filter(|c| !c.done && c.answered < 2) {
+                c.st.failures.add("subscribe: no answer in time", 1);
+                c.done = true;
+                open -= 1;
+                ready.failed.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+        for i in due.drain(..) {
+            let c = &mut conns[i];
+            if c.done {
+                continue;
+            }
+            loop {
+                let m = match c.ws.read() {
+                    Ok(m) => m,
+                    Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        c.st.failures.add(&format!("receive: {e}"), 1);
+                        c.done = true;
+                        break;
                     }
+                };
+                let received = machine::now_us();
+                match c.st.handle(&m, received, &keys, &mut c.answered) {
+                    Step::Go => {}
+                    Step::Subscribed => {
+                        ready.ok.fetch_add(1, Ordering::AcqRel);
+                    }
+                    Step::Heartbeat => {
+                        if tail_deadline.is_some() {
+                            c.done = true;
+                        }
+                    }
+                    Step::Stop => {
+                        if c.answered < 2 {
+                            ready.failed.fetch_add(1, Ordering::AcqRel);
+                        }
+                        c.done = true;
+                    }
+                }
+                if c.done {
                     break;
                 }
-            },
-        };
-        let m = match m {
-            Some(Ok(m)) => m,
-            Some(Err(e)) => {
-                st.failures.add(&format!("receive: {e}"), 1);
+            }
+            if c.done {
+                open -= 1;
+                let fd = c.ws.get_ref().as_raw_fd();
+                let _ = poll.registry().deregister(&mut SourceFd(&fd));
+            }
+        }
+        if open == 0 {
+            break;
+        }
+        if let Err(e) = poll.poll(&mut events, Some(Duration::from_millis(POLL_MS_MAX))) {
+            if e.kind() != ErrorKind::Interrupted {
+                for c in conns.iter_mut().filter(|c| !c.done) {
+                    c.st.failures.add(&format!("epoll: {e}"), 1);
+                }
                 break;
             }
-            None => {
-                st.failures.add("closed by the server", 1);
-                break;
+        }
+        due.extend(events.iter().map(|e| e.token().0));
+    }
+    for mut c in conns {
+        if c.answered < 2 && !c.done {
+            ready.failed.fetch_add(1, Ordering::AcqRel);
+        }
+        let _ = c.ws.get_ref().set_nonblocking(false);
+        let _ = c.ws.get_ref().set_write_timeout(Some(Duration::from_millis(100)));
+        let _ = c.ws.close(None);
+        let _ = c.ws.flush();
+        out.push(c.st);
+    }
+    out
+}
+
+impl SubStats {
+    /// Takes one message: the subscription answers, heartbeats (checked
+    /// against the chains), gaps, snapshots and events (chained and timed).
+    fn handle(&mut self, m: &Message, received: u64, keys: &[String; 2], answered: &mut u8) -> Step {
+        let Some((bytes, binary)) = wire::payload(m) else {
+            if let Message::Close(c) = m {
+                self.failures.add(&format!("closed by the server: {c:?}"), 1);
+                return Step::Stop;
             }
+            return Step::Go;
         };
-        let received = machine::now_us();
-        let Some((bytes, binary)) = wire::payload(&m) else {
-            if let Message::Close(c) = &m {
-                st.failures.add(&format!("closed by the server: {c:?}"), 1);
-                break;
-            }
-            continue;
-        };
-        st.messages += 1;
+        self.messages += 1;
         let Ok(inc) = wire::decode_incoming(bytes, binary) else {
-            st.failures.add("undecodable frame", 1);
-            continue;
+            self.failures.add("undecodable frame", 1);
+            return Step::Go;
         };
         if inc.is_response() {
             if inc.ok != Some(true) {
                 let code = inc.err.map(|e| e.code.into_owned()).unwrap_or_default();
-                st.failures.add(&format!("subscribe refused: {code}"), 1);
-                break;
+                self.failures.add(&format!("subscribe refused: {code}"), 1);
+                return Step::Stop;
             }
-            answered += 1;
-            if answered == 2 {
-                if let Some(r) = ready.take() {
-                    let _ = r.send(true).await;
-                }
-            }
-            continue;
+            *answered += 1;
+            return if *answered == 2 { Step::Subscribed } else { Step::Go };
         }
         let ch = inc.ch.as_deref().unwrap_or("");
         let kind = inc.kind.as_deref().unwrap_or("");
@@ -427,72 +555,86 @@ async fn subscriber(
             // A heartbeat comes after a second with nothing else sent on
             // the connection, so everything it counts has arrived before it.
             if let Some(last) = &inc.last {
-                for (key, chain) in [(&book_key, &st.book_chain), (&trades_key, &st.trade_chain)] {
+                for (key, chain) in [(&keys[0], &self.book_chain), (&keys[1], &self.trade_chain)] {
                     if let (Some(sent), Some(got)) = (last.get(key.as_str()), chain.last) {
-                        st.hb_checked += 1;
+                        self.hb_checked += 1;
                         if *sent > got && !chain.after_gap {
-                            st.unannounced += 1;
+                            self.unannounced += 1;
                         }
                     }
                 }
             }
-            if tail_deadline.is_some() {
-                break;
-            }
-            continue;
+            return Step::Heartbeat;
         }
         let book = match ch {
             "book.l2" => true,
             "trades" => false,
-            _ => continue,
+            _ => return Step::Go,
         };
         if kind == "gap" {
-            st.gaps_announced += 1;
-            let chain = if book {
-                &mut st.book_chain
-            } else {
-                &mut st.trade_chain
-            };
+            self.gaps_announced += 1;
+            let chain = if book { &mut self.book_chain } else { &mut self.trade_chain };
             if let Some([_, last_lost]) = inc.lost {
                 chain.last = Some(last_lost);
             }
             chain.after_gap = true;
-            continue;
+            return Step::Go;
         }
         let (Some(epoch), Some(seq)) = (inc.epoch, inc.seq) else {
-            st.failures.add("event without epoch or seq", 1);
-            continue;
+            self.failures.add("event without epoch or seq", 1);
+            return Step::Go;
         };
         let snapshot = kind == "snapshot";
-        st.position(book, snapshot, epoch, inc.prev, seq);
+        self.position(book, snapshot, epoch, inc.prev, seq);
         if snapshot {
-            continue;
+            return Step::Go;
         }
         if let Some(ts) = inc.ts {
             let lat = received.saturating_sub(ts);
             if book {
-                st.book_events += 1;
-                st.book.record_us(lat);
+                self.book_events += 1;
+                self.book.record_us(lat);
             } else {
-                st.trade_events += 1;
-                st.trades.record_us(lat);
+                self.trade_events += 1;
+                self.trades.record_us(lat);
             }
         }
+        Step::Go
     }
-    if let Some(r) = ready.take() {
-        let _ = r.send(false).await;
-    }
-    let _ = ws.close(None).await;
-    st
 }
 
-/// Connects and asks for `book.l2` (at `depth`) and `trades` of `sym`; the
-/// answers and the in-band snapshots are read by the subscriber's loop.
-async fn subscribe(url: &str, enc: Encoding, sym: &str, depth: u32) -> anyhow::Result<Ws> {
-    // A small read buffer: tungstenite zero-fills the whole buffer before
-    // every read, and a thousand readers of small frames would spend a
-    // third of the client's CPU on that with the default 128 KiB.
-    let mut ws = wire::connect(url, enc, true).await?;
+/// Connects (blocking, bounded by [`CONNECT_MS_MAX`]) and asks for
+/// `book.l2` (at `depth`) and `trades` of `sym`; returns the socket
+/// non-blocking, its answers and snapshots still to be read.
+fn subscribe(url: &str, enc: Encoding, sym: &str, depth: u32) -> anyhow::Result<WebSocket<TcpStream>> {
+    let mut req = url.into_client_request().with_context(|| format!("bad url {url}"))?;
+    if req.uri().scheme_str() != Some("ws") {
+        bail!("the fanout subscribers speak plain ws://, not {url}");
+    }
+    let host = req.uri().host().unwrap_or("127.0.0.1").to_string();
+    let port = req.uri().port_u16().unwrap_or(80);
+    req.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static(enc.subprotocol()));
+    let addr = (host.as_str(), port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{host} has no address"))?;
+    let limit = Duration::from_millis(CONNECT_MS_MAX);
+    let tcp = TcpStream::connect_timeout(&addr, limit)?;
+    tcp.set_nodelay(true)?;
+    tcp.set_read_timeout(Some(limit))?;
+    tcp.set_write_timeout(Some(limit))?;
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(codec::FRAME_BYTES_MAX * 16))
+        // A small read buffer: tungstenite zero-fills the whole buffer
+        // before every read, and a thousand readers of small frames would
+        // spend a third of the client's CPU on that with the default 128 KiB.
+        .read_buffer_size(wire::READ_BUFFER_SMALL_BYTES);
+    let (mut ws, resp) = tungstenite::client::client_with_config(req, tcp, Some(config))
+        .map_err(|e| anyhow::anyhow!("handshake: {e}"))?;
+    let got = resp.headers().get("Sec-WebSocket-Protocol").and_then(|v| v.to_str().ok());
+    if got != Some(enc.subprotocol()) {
+        bail!("the server answered subprotocol {got:?}, asked {}", enc.subprotocol());
+    }
     let book = SubscribeArgs {
         ch: Channel::BookL2,
         sym: vec![sym.to_owned()],
@@ -502,12 +644,9 @@ async fn subscribe(url: &str, enc: Encoding, sym: &str, depth: u32) -> anyhow::R
         on_lag: None,
         resume: None,
     };
-    let trades = SubscribeArgs {
-        ch: Channel::Trades,
-        depth: None,
-        ..book.clone()
-    };
-    ws.feed(wire::request(enc, "subscribe", 1, &book)).await?;
-    ws.send(wire::request(enc, "subscribe", 2, &trades)).await?;
+    let trades = SubscribeArgs { ch: Channel::Trades, depth: None, ..book.clone() };
+    ws.send(wire::request(enc, "subscribe", 1, &book))?;
+    ws.send(wire::request(enc, "subscribe", 2, &trades))?;
+    ws.get_ref().set_nonblocking(true)?;
     Ok(ws)
 }
