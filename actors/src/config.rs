@@ -62,6 +62,10 @@ pub struct Limits {
     /// Kernel send buffer of each client socket (SO_SNDBUF); 0 leaves the
     /// kernel's autotuning (which may buffer megabytes per slow client).
     pub socket_send_buffer_bytes: usize,
+    /// Threads that run the sessions and write to the sockets; 0 picks half
+    /// the machine's cores, at least one (the market data, the ledger, the
+    /// instruments and the journal have threads of their own).
+    pub session_threads: usize,
 }
 
 impl Default for Limits {
@@ -77,6 +81,7 @@ impl Default for Limits {
             subscriptions_max: 64,
             commit_events_max: 8_192,
             socket_send_buffer_bytes: 256 * 1024,
+            session_threads: 0,
         }
     }
 }

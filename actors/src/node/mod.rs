@@ -178,7 +178,8 @@ impl Node {
         let market_arbiter = Arbiter::new();
         let ledger_arbiter = Arbiter::new();
         let arbiters: Vec<ArbiterHandle> = (0..INSTRUMENT_ARBITERS).map(|_| Arbiter::new().handle()).collect();
-        let session_arbiters: Vec<ArbiterHandle> = (0..2).map(|_| Arbiter::new().handle()).collect();
+        let session_arbiters: Vec<ArbiterHandle> =
+            (0..session_threads(cfg.limits.session_threads)).map(|_| Arbiter::new().handle()).collect();
 
         let password_params = if cfg!(debug_assertions) || std::env::var_os("BOURSE_FAST_PASSWORD_HASH").is_some() {
             PasswordParams::fast_for_tests()
@@ -445,6 +446,19 @@ fn learn_recovered(shared: &Shared, state: &Exchange) {
             let _ = shared.directory.add_api_key(user, key, c);
         }
     }
+}
+
+/// The session threads to run: `configured`, or with 0 half the machine's
+/// cores, at least one. On two cores one session thread delivers market
+/// data with less delay than two: the market-data thread, the journal and
+/// the session threads then share the cores with fewer switches between
+/// them (BENCHMARKS.md, Fan-out).
+pub fn session_threads(configured: usize) -> usize {
+    if configured > 0 {
+        return configured;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    (cores / 2).max(1)
 }
 
 /// Messages written to one socket before a flush.
