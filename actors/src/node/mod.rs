@@ -450,9 +450,9 @@ fn learn_recovered(shared: &Shared, state: &Exchange) {
 
 /// The session threads to run: `configured`, or with 0 half the machine's
 /// cores, at least one. On two cores one session thread delivers market
-/// data with less delay than two: the market-data thread, the journal and
-/// the session threads then share the cores with fewer switches between
-/// them (BENCHMARKS.md, Fan-out).
+/// data with less CPU than two and, on average, less delay: the
+/// market-data thread, the journal and the session threads then share the
+/// cores with fewer switches between them (BENCHMARKS.md, Fan-out).
 pub fn session_threads(configured: usize) -> usize {
     if configured > 0 {
         return configured;
