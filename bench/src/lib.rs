@@ -35,6 +35,7 @@ pub mod cli;
 pub mod connections;
 pub mod crowd;
 pub mod fanout;
+pub mod floor;
 pub mod flow;
 pub mod machine;
 pub mod orders;

@@ -517,3 +517,16 @@ impl EventLog for BoxedLog {
         self.0.last_hash()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::session_threads;
+
+    #[test]
+    fn session_threads_are_as_configured_or_half_the_cores() {
+        assert_eq!(session_threads(3), 3);
+        assert_eq!(session_threads(1), 1);
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        assert_eq!(session_threads(0), (cores / 2).max(1));
+    }
+}
