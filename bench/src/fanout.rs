@@ -466,6 +466,9 @@ fn read_subscribers(
                     Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => break,
                     Err(e) => {
                         c.st.failures.add(&format!("receive: {e}"), 1);
+                        if c.answered < 2 {
+                            ready.failed.fetch_add(1, Ordering::AcqRel);
+                        }
                         c.done = true;
                         break;
                     }
