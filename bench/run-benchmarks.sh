@@ -3,7 +3,7 @@
 # server on this machine, each server started by the bench on a fresh data
 # directory (durable group commit on unless the run says otherwise).
 #
-#   bench/run-benchmarks.sh [orders|fanout|connections|crowd|compare|all]
+#   bench/run-benchmarks.sh [orders|fanout|floor|connections|crowd|compare|all]
 #
 # JSON results go to bench/results/ (RESULTS=dir to change). The machine
 # should be otherwise idle: every result records the load average and the
@@ -17,7 +17,7 @@ cargo build --release -p bourse -p bourse-bench
 # Copies, so that a rebuild of the tree during a run changes nothing.
 bin="$(mktemp -d)"
 trap 'rm -rf "$bin"' EXIT
-cp target/release/bourse target/release/bourse-bench "$bin/"
+cp target/release/bourse target/release/bourse-bench target/release/fanout_floor "$bin/"
 # What was measured: the commit, and how many files differed from it.
 {
   echo "commit $(git rev-parse --short HEAD)"
@@ -48,6 +48,14 @@ fi
 if [[ $which == fanout || $which == all ]]; then
   run fanout --subscribers 1000 --rate 1000 --duration 20 --out "$out/fanout-1000.json"
   run fanout --subscribers 100 --rate 1000 --duration 20 --out "$out/fanout-100.json"
+  run fanout --subscribers 1000 --rate 1000 --duration 10 \
+    --compare BOURSE_LIMITS__SESSION_THREADS=1 BOURSE_LIMITS__SESSION_THREADS=2 --out "$out/fanout-1000-session-threads.json"
+fi
+if [[ $which == floor || $which == all ]]; then
+  # The same traffic over plain loopback TCP, no exchange (BENCHMARKS.md, Fan-out).
+  "$bin/fanout_floor" --connections 1000 --rate 135 --per-batch 2 --duration 10
+  "$bin/fanout_floor" --connections 1000 --rate 450 --duration 10
+  "$bin/fanout_floor" --connections 100 --rate 450 --duration 10
 fi
 if [[ $which == connections || $which == all ]]; then
   run connections --connections 10000 --hold 30 --out "$out/connections-10000.json"
