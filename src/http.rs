@@ -16,13 +16,10 @@
 //! each holding a [`ConnectionSlot`] until its socket is dropped.
 
 use std::convert::Infallible;
-use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bourse_actors::telemetry;
@@ -35,12 +32,10 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -372,12 +367,23 @@ fn handshake(state: &HttpState, mut req: Request<Incoming>, peer: SocketAddr) ->
                 return;
             }
         };
-        let io = SlotStream {
-            inner: TokioIo::new(upgraded),
-            _slot: slot,
+        // The session's writer writes whole frames straight to the socket,
+        // so the connection leaves hyper here as the TCP stream it is.
+        let parts = match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(p) => p,
+            Err(_) => {
+                warn!(%peer, "an upgraded connection is not a TCP stream");
+                return;
+            }
         };
-        let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config())).await;
-        if let Err(refused) = node.accept(ws, encoding, peer) {
+        let socket = match parts.io.into_inner().into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                debug!(%peer, error = %e, "an upgraded connection could not be handed over");
+                return;
+            }
+        };
+        if let Err(refused) = node.accept(socket, parts.read_buf, Box::new(slot), ws_config(), encoding, peer) {
             metrics::counter!(telemetry::WS_REFUSED_TOTAL, "reason" => "node").increment(1);
             info!(%peer, reason = %refused, "the node refused a WebSocket");
         }
@@ -419,52 +425,6 @@ impl ConnectionSlot {
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// An upgraded socket that holds its [`ConnectionSlot`] for as long as it lives.
-pub struct SlotStream<S> {
-    inner: S,
-    _slot: ConnectionSlot,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for SlotStream<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for SlotStream<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
     }
 }
 

@@ -10,7 +10,9 @@ use bourse_protocol::msg::{BatchItem, BatchRes, PlaceRes};
 use bourse_protocol::{ErrorBody, ReqId, Response};
 use bourse_protocol::Encoding;
 use serde_json::Value;
-use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
+use bytes::Bytes;
+
+use crate::session::frame;
 
 /// What a session is handed to write to its client.
 #[derive(Message, Debug)]
@@ -27,9 +29,9 @@ pub enum Deliver {
     Stop,
 }
 
-/// One stream message, encoded at most once per encoding: the first
-/// subscriber that needs an encoding makes it, the others share the bytes
-/// (a frame is a reference-counted view of them, never a copy).
+/// One stream message, encoded and framed at most once per encoding: the
+/// first subscriber that needs an encoding makes the WebSocket frame, the
+/// others share its bytes (a reference-counted view, never a copy).
 #[derive(Debug)]
 pub struct Encoded {
     pub key: String,
@@ -43,7 +45,9 @@ pub struct Encoded {
     /// The `channel` label of the outbound metrics, found once per message.
     pub channel: &'static str,
     pub value: Value,
-    json: std::sync::OnceLock<Utf8Bytes>,
+    /// The text frame of the JSON encoding.
+    json: std::sync::OnceLock<Bytes>,
+    /// The binary frame of the MessagePack encoding.
     msgpack: std::sync::OnceLock<Bytes>,
 }
 
@@ -64,28 +68,18 @@ impl Encoded {
         self.prev
     }
 
-    pub fn json(&self) -> &str {
-        self.json_bytes().as_str()
-    }
-
-    pub fn msgpack(&self) -> &[u8] {
-        self.msgpack_bytes()
-    }
-
-    fn json_bytes(&self) -> &Utf8Bytes {
-        self.json.get_or_init(|| serde_json::to_string(&self.value).expect("values encode").into())
-    }
-
-    fn msgpack_bytes(&self) -> &Bytes {
-        self.msgpack.get_or_init(|| rmp_serde::to_vec_named(&self.value).expect("values encode").into())
-    }
-
-    /// The WebSocket frame of this message in `enc`, sharing the encoded bytes.
-    pub fn frame(&self, enc: Encoding) -> Message {
+    /// The WebSocket frame of this message in `enc`, shared by every
+    /// connection that takes this encoding.
+    pub fn frame(&self, enc: Encoding) -> Bytes {
         match enc {
-            Encoding::Json => Message::Text(self.json_bytes().clone()),
-            Encoding::MsgPack => Message::Binary(self.msgpack_bytes().clone()),
+            Encoding::Json => self.json.get_or_init(|| {
+                frame::frame(frame::OP_TEXT, &serde_json::to_vec(&self.value).expect("values encode"))
+            }),
+            Encoding::MsgPack => self.msgpack.get_or_init(|| {
+                frame::frame(frame::OP_BINARY, &rmp_serde::to_vec_named(&self.value).expect("values encode"))
+            }),
         }
+        .clone()
     }
 }
 

@@ -624,8 +624,13 @@ pub fn ws_out(key: &str, bytes: usize) {
 /// A message of channel label `channel` (see [`channel_of`]), `bytes` long,
 /// was queued for a client.
 pub fn ws_out_channel(channel: &'static str, bytes: usize) {
+    ws_out_many(channel, 1, bytes);
+}
+
+/// `n` messages of `channel`, `bytes` in all, queued to connections.
+pub fn ws_out_many(channel: &'static str, n: u64, bytes: usize) {
     let (_, m, b) = out_counters(channel);
-    m.increment(1);
+    m.increment(n);
     b.increment(bytes as u64);
 }
 

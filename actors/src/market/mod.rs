@@ -399,8 +399,22 @@ impl MarketData {
     /// within each), so each writer is woken once for all of it.
     fn send_due(&mut self) {
         self.due.sort_by_key(Due::conn);
+        // Counted once per channel, not once per subscriber.
+        let mut sent: Vec<(&'static str, u64, usize)> = Vec::new();
         for d in self.due.drain(..) {
-            d.send();
+            let ch = d.channel();
+            if let (Offered::Sent, len) = d.send() {
+                match sent.iter_mut().find(|s| s.0 == ch) {
+                    Some(s) => {
+                        s.1 += 1;
+                        s.2 += len;
+                    }
+                    None => sent.push((ch, 1, len)),
+                }
+            }
+        }
+        for (ch, n, bytes) in sent {
+            crate::telemetry::ws_out_many(ch, n, bytes);
         }
     }
 

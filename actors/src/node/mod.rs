@@ -11,8 +11,7 @@ use bourse_engine::spec::{AssetSpec, InstrumentSpec};
 use bourse_engine::{AccountId, AssetId, Command, EventBody, Exchange, Role as ERole};
 use bourse_protocol::Encoding;
 use dashmap::DashMap;
-use futures_util::StreamExt;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::auth::{self, limits::AccountLimiter, Directory, NonceCache, PasswordParams, RateQuotas, TokenStore};
@@ -22,7 +21,8 @@ use crate::journal::{self, JournalHandle, Publisher};
 use crate::ledger::{LedgerActor, Shape, Submit};
 use crate::market::{Committed, MarketData};
 use crate::reply::{Deliver, Responder};
-use crate::session::{Outbox, Session};
+use crate::session::queue::Queue;
+use crate::session::{writer, Outbox, Session};
 use crate::storage::log::{EventLog, MemLog};
 use crate::wire;
 
@@ -344,11 +344,18 @@ impl Node {
         crate::metrics_text()
     }
 
-    /// Hands an upgraded WebSocket to a new session actor.
-    pub fn accept<S>(&self, ws: WebSocketStream<S>, encoding: Encoding, peer: SocketAddr) -> Result<(), Refused>
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
+    /// Hands an upgraded connection to a new session actor on one of the
+    /// session threads: `socket` is its TCP stream, `early` what was read
+    /// past the upgrade request, and `guard` lives as long as the connection.
+    pub fn accept(
+        &self,
+        socket: std::net::TcpStream,
+        early: bytes::Bytes,
+        guard: Box<dyn Send + Sync>,
+        config: WebSocketConfig,
+        encoding: Encoding,
+        peer: SocketAddr,
+    ) -> Result<(), Refused> {
         let n = self.shared.connections.fetch_add(1, Ordering::AcqRel);
         if n >= self.shared.cfg.limits.connections_max || self.shared.shutting_down.load(Ordering::Acquire) {
             self.shared.connections.fetch_sub(1, Ordering::AcqRel);
@@ -358,52 +365,26 @@ impl Node {
         let outbound_max = shared.cfg.limits.outbound_msgs_max;
         let arb = &self.session_arbiters[self.next.fetch_add(1, Ordering::Relaxed) % self.session_arbiters.len()];
         arb.spawn(async move {
-            let (mut sink, stream) = ws.split();
-            let (tx, mut rx) = tokio::sync::mpsc::channel(outbound_max + crate::session::outbox::RESERVED_FRAMES);
-            let queued = Arc::new(AtomicUsize::new(0));
-            let q2 = queued.clone();
-            let oldest = Arc::new(std::sync::atomic::AtomicU64::new(0));
-            let oldest_w = oldest.clone();
-            actix::spawn(async move {
-                use futures_util::SinkExt;
-                use tokio_tungstenite::tungstenite::Message;
-                // Everything queued is written, then flushed once: one system
-                // call for a burst of messages, not one per message.
-                'writer: while let Some(first) = rx.recv().await {
-                    let mut next = Some(first);
-                    let mut written = 0usize;
-                    let mut n = 0usize;
-                    while let Some(m) = next.take() {
-                        let close = matches!(m, Message::Close(_));
-                        // As the outbox counted it when queued.
-                        written += m.len();
-                        if sink.feed(m).await.is_err() || close {
-                            let _ = sink.flush().await;
-                            q2.fetch_sub(written, Ordering::AcqRel);
-                            break 'writer;
-                        }
-                        n += 1;
-                        if n < WRITE_BURST_MAX {
-                            next = rx.try_recv().ok();
-                        }
-                    }
-                    let made = oldest_w.swap(0, Ordering::AcqRel);
-                    let flushed = sink.flush().await;
-                    if made != 0 {
-                        crate::telemetry::md_delivered(made);
-                    }
-                    q2.fetch_sub(written, Ordering::AcqRel);
-                    if flushed.is_err() {
-                        break;
-                    }
+            // Registered with this thread's reactor: its reads and writes
+            // wake tasks here, not on another thread.
+            let socket = match tokio::net::TcpStream::from_std(socket) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "a connection could not be registered");
+                    shared.connections.fetch_sub(1, Ordering::AcqRel);
+                    return;
                 }
-                let _ = sink.close().await;
-            });
+            };
+            let (rd, wr) = socket.into_split();
+            // Two producers: the session's outbox and tungstenite's answers.
+            let queue = Arc::new(Queue::new(outbound_max, shared.cfg.limits.outbound_bytes_max, 2));
+            actix::spawn(writer::run(queue.clone(), wr));
+            let inbound = writer::Inbound::new(early, rd, queue.clone(), guard);
+            let stream = WebSocketStream::from_raw_socket(inbound, Role::Server, Some(config)).await;
             Session::create(move |ctx| {
                 ctx.add_stream(stream);
                 let conn = shared.next_session.fetch_add(1, Ordering::Relaxed);
-                let bytes_max = shared.cfg.limits.outbound_bytes_max;
-                let out = Outbox::new(conn, encoding, tx, queued, bytes_max, oldest, ctx.address().recipient());
+                let out = Outbox::new(conn, encoding, queue, ctx.address().recipient());
                 Session::new(shared, Arc::new(out), peer)
             });
         });
@@ -461,8 +442,6 @@ pub fn session_threads(configured: usize) -> usize {
     (cores / 2).max(1)
 }
 
-/// Messages written to one socket before a flush.
-pub const WRITE_BURST_MAX: usize = 256;
 
 /// Log entries read back at start to rebuild recent trades and candles.
 pub const WARM_ENTRIES_MAX: u64 = 20_000;

@@ -23,7 +23,10 @@ use crate::node::Shared;
 use crate::reply::{now_us, Batch, Deliver, Responder};
 use crate::wire;
 
+pub mod frame;
 pub mod outbox;
+pub mod queue;
+pub mod writer;
 
 /// The stream key of the account stream.
 pub const ACCOUNT_STREAM: &str = "account";
@@ -110,14 +113,10 @@ impl Session {
     }
 
     fn send_frame(&mut self, f: codec::Frame, ctx: &mut Context<Self>) {
-        let m = match f {
-            codec::Frame::Text(s) => Message::Text(s.into()),
-            codec::Frame::Binary(b) => Message::Binary(b.into()),
-        };
-        self.push(m, ctx);
+        self.push(frame::message(&f), ctx);
     }
 
-    fn push(&mut self, m: Message, ctx: &mut Context<Self>) {
+    fn push(&mut self, m: bytes::Bytes, ctx: &mut Context<Self>) {
         match self.out.push(m) {
             Ok(()) => {}
             // The client does not read: it is told, then closed. Nothing is dropped silently.
@@ -755,7 +754,7 @@ impl Actor for Session {
                 act.send_frame(f, ctx);
             }
         });
-        ctx.run_interval(PING_EVERY, |act, ctx| act.push(Message::Ping(Vec::new().into()), ctx));
+        ctx.run_interval(PING_EVERY, |act, ctx| act.push(frame::ping(), ctx));
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {

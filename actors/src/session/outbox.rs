@@ -15,20 +15,17 @@
 //! sends the `slow_consumer` notice and closes with 4008. Nothing is dropped
 //! without one of these.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use actix::Recipient;
 use bourse_protocol::codec::{self, Encoding};
 use bourse_protocol::msg as p;
+use bytes::Bytes;
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::reply::{now_us, Deliver, Encoded};
-use crate::session::Sub;
+use crate::session::{frame, Sub};
 
 /// Queue use past which a connection counts as lagging: three quarters.
 const LAG_NUMER: usize = 3;
@@ -37,35 +34,25 @@ const LAG_DENOM: usize = 4;
 /// Close code for a subscriber that could not keep up (PROTOCOL.md section 6).
 pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
 
-/// Places of a connection's queue kept for the last two frames (a notice and
-/// the close), so a client that stopped reading is still told why it is
-/// closed. The queue is made with `limits.outbound_msgs_max` plus these.
-pub const RESERVED_FRAMES: usize = 2;
+pub use super::queue::{Queue, Refused, RESERVED_FRAMES};
 
-/// Why a frame was not queued.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Refused {
-    /// The queue is full: the client does not read.
-    Full,
-    /// The connection is closing or closed.
-    Closed,
-}
-
+/// The sending side of a connection: its queue, encoding and owner.
 pub struct Outbox {
     /// The connection's number (its place in `Shared::sessions`).
     pub conn: usize,
     pub enc: Encoding,
-    tx: mpsc::Sender<Message>,
-    /// Bytes queued and not yet written (the writer subtracts what it wrote).
-    queued_bytes: Arc<AtomicUsize>,
-    bytes_max: usize,
+    /// Whole WebSocket frames (see [`frame`]), written as they are.
+    queue: Arc<Queue>,
     /// When a frame was last queued, in microseconds since the epoch.
     last_sent_us: AtomicU64,
     closing: AtomicBool,
     session: Recipient<Deliver>,
-    /// When the oldest stream message not yet written was made (0: none);
-    /// the writer takes it for the delivery metric.
-    oldest_stream_us: Arc<AtomicU64>,
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        self.queue.producer_gone();
+    }
 }
 
 impl std::fmt::Debug for Outbox {
@@ -75,26 +62,9 @@ impl std::fmt::Debug for Outbox {
 }
 
 impl Outbox {
-    pub fn new(
-        conn: usize,
-        enc: Encoding,
-        tx: mpsc::Sender<Message>,
-        queued_bytes: Arc<AtomicUsize>,
-        bytes_max: usize,
-        oldest_stream_us: Arc<AtomicU64>,
-        session: Recipient<Deliver>,
-    ) -> Outbox {
-        Outbox {
-            conn,
-            enc,
-            tx,
-            queued_bytes,
-            bytes_max,
-            last_sent_us: AtomicU64::new(now_us()),
-            closing: AtomicBool::new(false),
-            session,
-            oldest_stream_us,
-        }
+    /// The outbox of connection `conn`; it counts as one of `queue`'s producers.
+    pub fn new(conn: usize, enc: Encoding, queue: Arc<Queue>, session: Recipient<Deliver>) -> Outbox {
+        Outbox { conn, enc, queue, last_sent_us: AtomicU64::new(now_us()), closing: AtomicBool::new(false), session }
     }
 
     /// The session that owns the connection.
@@ -104,10 +74,8 @@ impl Outbox {
 
     /// Past the high-water mark in messages or bytes.
     pub fn lagging(&self) -> bool {
-        let max = self.tx.max_capacity() - RESERVED_FRAMES;
-        let used = self.tx.max_capacity() - self.tx.capacity();
-        let bytes = self.queued_bytes.load(Ordering::Acquire);
-        used * LAG_DENOM >= max * LAG_NUMER || bytes * LAG_DENOM >= self.bytes_max * LAG_NUMER
+        let (frames, bytes) = self.queue.used();
+        frames * LAG_DENOM >= self.queue.msgs_max() * LAG_NUMER || bytes * LAG_DENOM >= self.queue.bytes_max() * LAG_NUMER
     }
 
     pub fn closing(&self) -> bool {
@@ -119,34 +87,19 @@ impl Outbox {
         self.last_sent_us.load(Ordering::Relaxed)
     }
 
-    /// Queues a frame.
-    pub fn push(&self, m: Message) -> Result<(), Refused> {
+    /// Queues a whole frame.
+    pub fn push(&self, m: Bytes) -> Result<(), Refused> {
+        self.push_at(m, now_us(), 0)
+    }
+
+    /// Queues a whole frame at `now_us`; `made_us` is when a stream message was made (0 otherwise).
+    fn push_at(&self, m: Bytes, now_us: u64, made_us: u64) -> Result<(), Refused> {
         if self.closing() {
             return Err(Refused::Closed);
         }
-        if self.tx.capacity() <= RESERVED_FRAMES {
-            return Err(Refused::Full);
-        }
-        self.queue(m)
-    }
-
-    /// Queues a frame, using the reserved places if need be.
-    fn queue(&self, m: Message) -> Result<(), Refused> {
-        let len = m.len();
-        self.queued_bytes.fetch_add(len, Ordering::AcqRel);
-        match self.tx.try_send(m) {
-            Ok(()) => {
-                self.last_sent_us.store(now_us(), Ordering::Relaxed);
-                Ok(())
-            }
-            Err(e) => {
-                self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
-                Err(match e {
-                    mpsc::error::TrySendError::Full(_) => Refused::Full,
-                    mpsc::error::TrySendError::Closed(_) => Refused::Closed,
-                })
-            }
-        }
+        self.queue.push(m, made_us, false)?;
+        self.last_sent_us.store(now_us, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Queues a message encoded for this connection.
@@ -156,11 +109,8 @@ impl Outbox {
         self.push(m).map(|()| len)
     }
 
-    fn frame(&self, v: &Value) -> Message {
-        match codec::encode(self.enc, v) {
-            codec::Frame::Text(s) => Message::Text(s.into()),
-            codec::Frame::Binary(b) => Message::Binary(b.into()),
-        }
+    fn frame(&self, v: &Value) -> Bytes {
+        frame::message(&codec::encode(self.enc, v))
     }
 
     /// Closes the connection: whatever is queued is written, then the close
@@ -176,10 +126,9 @@ impl Outbox {
             return false;
         }
         if let Some(n) = notice {
-            let _ = self.queue(self.frame(n));
+            let _ = self.queue.push(self.frame(n), 0, true);
         }
-        let frame = CloseFrame { code: CloseCode::from(code), reason: reason.to_string().into() };
-        let _ = self.queue(Message::Close(Some(frame)));
+        let _ = self.queue.push(frame::close(code, reason), 0, true);
         true
     }
 
@@ -256,7 +205,13 @@ impl Follower {
     /// when the client is not keeping up.
     pub fn offer(&mut self, e: &Arc<Encoded>) -> Offered {
         match self.admit(e) {
-            Offered::Sent => self.due(e).send(),
+            Offered::Sent => {
+                let (o, len) = self.due(e).send();
+                if o == Offered::Sent {
+                    crate::telemetry::ws_out_channel(e.channel, len);
+                }
+                o
+            }
             other => other,
         }
     }
@@ -370,22 +325,27 @@ impl Due {
         self.out.conn
     }
 
-    /// Queues the message (a full queue is a slow consumer).
-    pub fn send(self) -> Offered {
+    /// The stream's metrics label.
+    pub fn channel(&self) -> &'static str {
+        self.e.channel
+    }
+
+    /// Queues the message (a full queue is a slow consumer); `Sent` with
+    /// its length in bytes, which the caller counts for the channel.
+    pub fn send(self) -> (Offered, usize) {
         let m = self.e.frame(self.out.enc);
         let len = m.len();
-        match self.out.push(m) {
+        // The message's creation time stands for "now" (the heartbeat's clock).
+        match self.out.push_at(m, self.e.made_us, self.e.made_us) {
             Ok(()) => {
                 self.last.store(self.e.seq, Ordering::Release);
-                let _ = self.out.oldest_stream_us.compare_exchange(0, self.e.made_us, Ordering::AcqRel, Ordering::Relaxed);
-                crate::telemetry::ws_out_channel(self.e.channel, len);
-                Offered::Sent
+                (Offered::Sent, len)
             }
             Err(r) => {
                 if r == Refused::Full {
                     self.out.slow_consumer(Some(&self.e.key));
                 }
-                Offered::Closed
+                (Offered::Closed, 0)
             }
         }
     }
@@ -434,7 +394,9 @@ fn merge_trades(pending: &mut Value, next: &Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::queue::Taken;
     use actix::{Actor, Context, Handler};
+    use std::sync::atomic::AtomicUsize;
 
     /// Stands in for the session: counts `Stop`.
     struct Owner(Arc<AtomicUsize>);
@@ -452,38 +414,48 @@ mod tests {
         }
     }
 
-    fn outbox(frames: usize, stops: Arc<AtomicUsize>) -> (Outbox, mpsc::Receiver<Message>) {
-        let (tx, rx) = mpsc::channel(frames + RESERVED_FRAMES);
+    fn text(s: &str) -> Bytes {
+        frame::frame(frame::OP_TEXT, s.as_bytes())
+    }
+
+    fn outbox(frames: usize, bytes: usize, stops: Arc<AtomicUsize>) -> (Arc<Outbox>, Arc<Queue>) {
+        let queue = Arc::new(Queue::new(frames, bytes, 1));
         let owner = Owner(stops).start();
-        let out = Outbox::new(7, Encoding::Json, tx, Default::default(), 1 << 20, Default::default(), owner.recipient());
-        (out, rx)
+        (Arc::new(Outbox::new(7, Encoding::Json, queue.clone(), owner.recipient())), queue)
+    }
+
+    /// What the writer would take now, counted off as written.
+    async fn drain(q: &Queue) -> Vec<Bytes> {
+        let mut t = Taken::default();
+        if q.used().0 > 0 {
+            q.take(usize::MAX, &mut t).await;
+            q.written(t.frames.len(), t.bytes);
+        }
+        t.frames.into()
     }
 
     #[actix::test]
     async fn a_client_that_stops_reading_is_told_why_before_the_close() {
         let stops = Arc::new(AtomicUsize::new(0));
-        let (out, mut rx) = outbox(4, stops.clone());
+        let (out, queue) = outbox(4, 1 << 20, stops.clone());
         for i in 0..4 {
-            assert_eq!(out.push(Message::Text(format!("m{i}").into())), Ok(()));
+            assert_eq!(out.push(text(&format!("m{i}"))), Ok(()));
         }
         assert!(out.lagging());
         // The queue is full for ordinary frames...
-        assert_eq!(out.push(Message::Text("m4".into())), Err(Refused::Full));
+        assert_eq!(out.push(text("m4")), Err(Refused::Full));
         // ...but the notice and the close still fit, once.
         out.slow_consumer(Some("book.l2:BTC-USD:50"));
         out.slow_consumer(Some("trades:BTC-USD"));
         assert!(out.closing());
-        assert_eq!(out.push(Message::Text("late".into())), Err(Refused::Closed));
-        let mut got = Vec::new();
-        while let Ok(m) = rx.try_recv() {
-            got.push(m);
-        }
+        assert_eq!(out.push(text("late")), Err(Refused::Closed));
+        let got = drain(&queue).await;
         assert_eq!(got.len(), 6, "{got:?}");
-        let Message::Text(notice) = &got[4] else { panic!("{:?}", got[4]) };
-        let v: Value = serde_json::from_str(notice.as_str()).unwrap();
+        let Some((frame::OP_TEXT, notice)) = frame::parse(&got[4]) else { panic!("{:?}", got[4]) };
+        let v: Value = serde_json::from_slice(notice).unwrap();
         assert_eq!(v, json!({"op": "notice", "code": "slow_consumer", "sub": "book.l2:BTC-USD:50"}));
-        match &got[5] {
-            Message::Close(Some(f)) => assert_eq!(u16::from(f.code), CLOSE_SLOW_CONSUMER),
+        match frame::parse(&got[5]) {
+            Some((frame::OP_CLOSE, p)) => assert_eq!(u16::from_be_bytes([p[0], p[1]]), CLOSE_SLOW_CONSUMER),
             m => panic!("{m:?}"),
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -492,16 +464,15 @@ mod tests {
 
     #[actix::test]
     async fn queued_bytes_count_toward_the_high_water_mark() {
-        let (tx, _rx) = mpsc::channel(100 + RESERVED_FRAMES);
-        let owner = Owner(Default::default()).start();
-        let queued: Arc<AtomicUsize> = Default::default();
-        let out = Outbox::new(1, Encoding::Json, tx, queued.clone(), 1000, Default::default(), owner.recipient());
-        out.push(Message::Text("x".repeat(700).into())).unwrap();
+        let (out, queue) = outbox(100, 1000, Default::default());
+        let (a, b) = (text(&"x".repeat(696)), text(&"x".repeat(98)));
+        assert_eq!((a.len(), b.len()), (700, 100), "headers of 4 and 2 bytes");
+        out.push(a).unwrap();
         assert!(!out.lagging());
-        out.push(Message::Text("x".repeat(100).into())).unwrap();
+        out.push(b).unwrap();
         assert!(out.lagging(), "800 of 1000 bytes is past three quarters");
         // The writer wrote them.
-        queued.fetch_sub(800, Ordering::SeqCst);
+        assert_eq!(drain(&queue).await.len(), 2);
         assert!(!out.lagging());
     }
 
@@ -513,25 +484,22 @@ mod tests {
 
     #[actix::test]
     async fn conflated_trades_keep_every_trade_in_one_chain_link() {
-        let (tx, mut rx) = mpsc::channel(4 + RESERVED_FRAMES);
-        let owner = Owner(Default::default()).start();
-        let queued: Arc<AtomicUsize> = Default::default();
-        let out = Arc::new(Outbox::new(1, Encoding::Json, tx, queued.clone(), 1 << 20, Default::default(), owner.recipient()));
+        let (out, queue) = outbox(4, 1 << 20, Default::default());
         let sub = Sub { key: "trades:X".into(), ch: p::Channel::Trades, sym: Some("X".into()), depth: 50, interval: None, cksum: false, on_lag: p::OnLag::Conflate };
         let mut f = Follower::new(out.clone(), sub, Default::default());
         // The client is behind: three of four places are taken.
         for _ in 0..3 {
-            out.push(Message::Text("old".into())).unwrap();
+            out.push(text("old")).unwrap();
         }
         assert_eq!(f.offer(&trades_update(10, &[11, 12])), Offered::Held);
         assert_eq!(f.offer(&trades_update(12, &[13])), Offered::Held);
         assert_eq!(f.flush(), Flushed::Idle, "still lagging");
         // The writer catches up.
-        while rx.try_recv().is_ok() {}
-        queued.store(0, Ordering::SeqCst);
+        assert_eq!(drain(&queue).await.len(), 3);
         assert_eq!(f.flush(), Flushed::Sent);
-        let Ok(Message::Text(t)) = rx.try_recv() else { panic!("the merged message") };
-        let v: Value = serde_json::from_str(t.as_str()).unwrap();
+        let Some(m) = drain(&queue).await.pop() else { panic!("the merged message") };
+        let Some((frame::OP_TEXT, t)) = frame::parse(&m) else { panic!("{m:?}") };
+        let v: Value = serde_json::from_slice(t).unwrap();
         assert_eq!((v["prev"].as_u64(), v["seq"].as_u64()), (Some(10), Some(13)));
         let ids: Vec<u64> = v["data"].as_array().unwrap().iter().map(|t| t["id"].as_u64().unwrap()).collect();
         assert_eq!(ids, vec![11, 12, 13]);
