@@ -372,8 +372,47 @@ impl Ready {
 }
 
 /// One subscriber's connection on a reader thread.
+/// A subscriber's socket as its reader sees it under mio's edge-triggered
+/// epoll. A read that returns less than it asked for has emptied the
+/// socket, and any later data raises a new readiness event, so until that
+/// event the next read answers `WouldBlock` without a system call. Half of
+/// the reads the client would otherwise make are those empty ones.
+struct EdgeSocket {
+    tcp: TcpStream,
+    /// Set by `subscribe` once the socket is non-blocking and registered.
+    edge: bool,
+    drained: bool,
+}
+
+impl std::io::Read for EdgeSocket {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.edge && self.drained {
+            return Err(ErrorKind::WouldBlock.into());
+        }
+        match self.tcp.read(buf) {
+            Ok(n) => {
+                self.drained = n > 0 && n < buf.len();
+                Ok(n)
+            }
+            Err(e) => {
+                self.drained = e.kind() == ErrorKind::WouldBlock;
+                Err(e)
+            }
+        }
+    }
+}
+
+impl std::io::Write for EdgeSocket {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.tcp.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.tcp.flush()
+    }
+}
+
 struct Conn {
-    ws: WebSocket<TcpStream>,
+    ws: WebSocket<EdgeSocket>,
     st: SubStats,
     answered: u8,
     done: bool,
@@ -413,7 +452,7 @@ fn read_subscribers(
             .map_err(|e| anyhow::anyhow!("epoll: {e}"))
             .and_then(|p| subscribe(url, enc, sym, depth).map(|ws| (p, ws)))
             .and_then(|(p, ws)| {
-                let fd = ws.get_ref().as_raw_fd();
+                let fd = ws.get_ref().tcp.as_raw_fd();
                 p.registry()
                     .register(&mut SourceFd(&fd), Token(conns.len()), Interest::READABLE)
                     .map_err(|e| anyhow::anyhow!("epoll register: {e}"))?;
@@ -460,6 +499,8 @@ fn read_subscribers(
             if c.done {
                 continue;
             }
+            // Readable again (or never read yet).
+            c.ws.get_mut().drained = false;
             loop {
                 let m = match c.ws.read() {
                     Ok(m) => m,
@@ -497,7 +538,7 @@ fn read_subscribers(
             }
             if c.done {
                 open -= 1;
-                let fd = c.ws.get_ref().as_raw_fd();
+                let fd = c.ws.get_ref().tcp.as_raw_fd();
                 let _ = poll.registry().deregister(&mut SourceFd(&fd));
             }
         }
@@ -518,8 +559,9 @@ fn read_subscribers(
         if c.answered < 2 && !c.done {
             ready.failed.fetch_add(1, Ordering::AcqRel);
         }
-        let _ = c.ws.get_ref().set_nonblocking(false);
-        let _ = c.ws.get_ref().set_write_timeout(Some(Duration::from_millis(100)));
+        c.ws.get_mut().edge = false;
+        let _ = c.ws.get_ref().tcp.set_nonblocking(false);
+        let _ = c.ws.get_ref().tcp.set_write_timeout(Some(Duration::from_millis(100)));
         let _ = c.ws.close(None);
         let _ = c.ws.flush();
         out.push(c.st);
@@ -609,7 +651,7 @@ impl SubStats {
 /// Connects (blocking, bounded by [`CONNECT_MS_MAX`]) and asks for
 /// `book.l2` (at `depth`) and `trades` of `sym`; returns the socket
 /// non-blocking, its answers and snapshots still to be read.
-fn subscribe(url: &str, enc: Encoding, sym: &str, depth: u32) -> anyhow::Result<WebSocket<TcpStream>> {
+fn subscribe(url: &str, enc: Encoding, sym: &str, depth: u32) -> anyhow::Result<WebSocket<EdgeSocket>> {
     let mut req = url.into_client_request().with_context(|| format!("bad url {url}"))?;
     if req.uri().scheme_str() != Some("ws") {
         bail!("the fanout subscribers speak plain ws://, not {url}");
@@ -632,6 +674,7 @@ fn subscribe(url: &str, enc: Encoding, sym: &str, depth: u32) -> anyhow::Result<
         // before every read, and a thousand readers of small frames would
         // spend a third of the client's CPU on that with the default 128 KiB.
         .read_buffer_size(wire::READ_BUFFER_SMALL_BYTES);
+    let tcp = EdgeSocket { tcp, edge: false, drained: false };
     let (mut ws, resp) = tungstenite::client::client_with_config(req, tcp, Some(config))
         .map_err(|e| anyhow::anyhow!("handshake: {e}"))?;
     let got = resp.headers().get("Sec-WebSocket-Protocol").and_then(|v| v.to_str().ok());
@@ -650,6 +693,7 @@ fn subscribe(url: &str, enc: Encoding, sym: &str, depth: u32) -> anyhow::Result<
     let trades = SubscribeArgs { ch: Channel::Trades, depth: None, ..book.clone() };
     ws.send(wire::request(enc, "subscribe", 1, &book))?;
     ws.send(wire::request(enc, "subscribe", 2, &trades))?;
-    ws.get_ref().set_nonblocking(true)?;
+    ws.get_ref().tcp.set_nonblocking(true)?;
+    ws.get_mut().edge = true;
     Ok(ws)
 }
