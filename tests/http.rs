@@ -332,6 +332,82 @@ async fn ping_over_json_and_msgpack() {
     srv.stop();
 }
 
+/// The session writes its own frames straight to the socket; tungstenite's
+/// answers to the client's control frames go through the same queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_frames_are_answered_and_a_client_close_is_returned() {
+    let srv = server();
+    let (mut ws, _) = ws_connect(srv.addr, None).await.unwrap();
+    ws.send(Message::Ping(b"are you there".to_vec().into())).await.unwrap();
+    let r = call(&mut ws, false, 1, "ping", json!({})).await;
+    assert_eq!(r["ok"], true);
+    // The first pong came while `call` waited for its answer, which passes
+    // over control frames; the second is read here.
+    ws.send(Message::Ping(b"again".to_vec().into())).await.unwrap();
+    let pong = loop {
+        match tokio::time::timeout(WAIT, ws.next()).await.expect("a frame in time") {
+            Some(Ok(Message::Pong(p))) => break p,
+            Some(Ok(_)) => continue,
+            other => panic!("no pong: {other:?}"),
+        }
+    };
+    assert_eq!(&pong[..], b"again");
+    // A close from the client is answered with a close, then the stream ends.
+    ws.send(Message::Close(Some(tungstenite::protocol::CloseFrame {
+        code: tungstenite::protocol::frame::coding::CloseCode::Normal,
+        reason: "bye".into(),
+    })))
+    .await
+    .unwrap();
+    let mut answered = false;
+    while let Some(m) = tokio::time::timeout(WAIT, ws.next()).await.expect("the server closes in time") {
+        match m {
+            Ok(Message::Close(_)) => answered = true,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    assert!(answered, "the server answers a close with a close");
+    srv.stop();
+}
+
+/// A request sent in the same packet as the upgrade, before the 101 is read,
+/// is served: bytes the HTTP server read past the upgrade go to the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_sent_with_the_upgrade_is_answered() {
+    let srv = server();
+    let mut tcp = TcpStream::connect(srv.addr).await.unwrap();
+    // A masked text frame, as a client must send it.
+    let payload = br#"{"op":"ping","id":"early"}"#;
+    let mask = [1u8, 2, 3, 4];
+    let mut frame = vec![0x81, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    let mut bytes = upgrade_head("/ws", "").into_bytes();
+    bytes.extend_from_slice(&frame);
+    tcp.write_all(&bytes).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + WAIT;
+    let answer = loop {
+        assert!(Instant::now() < deadline, "no answer: {}", String::from_utf8_lossy(&got));
+        let n = tokio::time::timeout(WAIT, tcp.read(&mut buf)).await.unwrap().unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+        let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+        let rest = &got[end + 4..];
+        // An unmasked server text frame with a short payload.
+        if rest.len() >= 2 && rest.len() >= 2 + usize::from(rest[1]) {
+            assert_eq!(rest[0], 0x81);
+            break serde_json::from_slice::<Value>(&rest[2..2 + usize::from(rest[1])]).unwrap();
+        }
+    };
+    assert!(got.starts_with(b"HTTP/1.1 101"));
+    assert_eq!(answer["id"], "early");
+    assert_eq!(answer["ok"], true);
+    srv.stop();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_the_limit_get_503_before_upgrading() {
     let mut cfg = bourse::test_config();

@@ -794,8 +794,12 @@ impl StreamHandler<Result<Message, tungstenite::Error>> for Session {
         let (bytes, binary): (Vec<u8>, bool) = match item {
             Ok(Message::Text(t)) => (t.as_bytes().to_vec(), false),
             Ok(Message::Binary(b)) => (b.to_vec(), true),
-            Ok(Message::Close(_)) => {
-                ctx.stop();
+            Ok(Message::Close(c)) => {
+                // The closing handshake: the client's code is echoed, then
+                // the writer ends the TCP stream.
+                let code = c.map_or(1000, |f| u16::from(f.code));
+                let code = if matches!(code, 1005 | 1006 | 1015) { 1000 } else { code };
+                self.close(code, "", ctx);
                 return;
             }
             Ok(_) => return,
