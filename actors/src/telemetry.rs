@@ -665,10 +665,16 @@ pub fn order_acked(r: &Response<Value>) {
     metrics::histogram!(ORDER_ACK_SECONDS, "result" => result).record(Duration::from_micros(us).as_secs_f64());
 }
 
+/// The delivery histogram, for a connection's writer to keep rather than
+/// look it up for every write.
+pub fn md_delivery() -> metrics::Histogram {
+    metrics::histogram!(MD_DELIVERY_SECONDS)
+}
+
 /// A write to a subscriber's socket carried a stream message made at `made_us`.
-pub fn md_delivered(made_us: u64) {
+pub fn md_delivered_to(h: &metrics::Histogram, made_us: u64) {
     let us = crate::reply::now_us().saturating_sub(made_us);
-    metrics::histogram!(MD_DELIVERY_SECONDS).record(Duration::from_micros(us).as_secs_f64());
+    h.record(Duration::from_micros(us).as_secs_f64());
 }
 
 /// A subscriber on connection `conn` fell behind and `action` was taken.

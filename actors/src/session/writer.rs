@@ -36,12 +36,13 @@ pub const IOV_MAX: usize = 64;
 /// the delivery metric when the write is done.
 pub async fn run(queue: Arc<Queue>, mut socket: OwnedWriteHalf) {
     let mut taken = Taken::default();
+    let delivered = crate::telemetry::md_delivery();
     while queue.take(WRITE_BURST_MAX, &mut taken).await.is_some() {
         let close = taken.frames.back().is_some_and(|f| frame::is_close(f));
         let (frames, bytes) = (taken.frames.len(), taken.bytes);
         let written = write_all(&mut socket, &mut taken.frames).await;
         if taken.oldest_made_us != 0 {
-            crate::telemetry::md_delivered(taken.oldest_made_us);
+            crate::telemetry::md_delivered_to(&delivered, taken.oldest_made_us);
         }
         queue.written(frames, bytes);
         taken.frames.clear();
