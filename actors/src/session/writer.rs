@@ -17,6 +17,7 @@ use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -29,18 +30,24 @@ use super::queue::{Queue, Taken};
 pub const WRITE_BURST_MAX: usize = 256;
 /// Buffers in one vectored write (Linux takes up to 1,024).
 pub const IOV_MAX: usize = 64;
+/// A socket that accepts nothing for this long belongs to a client that
+/// stopped reading (or vanished without a FIN): the writer gives up and the
+/// socket is closed, so it does not hold its descriptor forever. The same
+/// limit as a session without a pong (`IDLE_MAX`).
+pub const WRITE_STALL_MAX: Duration = super::IDLE_MAX;
 
 /// Writes the connection's queued frames until a close frame is written,
 /// the socket fails, or nobody can queue any more; then the queue refuses
 /// further frames. The oldest stream message of each write is timed for
-/// the delivery metric when the write is done.
-pub async fn run(queue: Arc<Queue>, mut socket: OwnedWriteHalf) {
+/// the delivery metric when the write is done. A socket that takes no byte
+/// for `stall` ends the writer too (see [`WRITE_STALL_MAX`]).
+pub async fn run(queue: Arc<Queue>, mut socket: OwnedWriteHalf, stall: Duration) {
     let mut taken = Taken::default();
     let delivered = crate::telemetry::md_delivery();
     while queue.take(WRITE_BURST_MAX, &mut taken).await.is_some() {
         let close = taken.frames.back().is_some_and(|f| frame::is_close(f));
         let (frames, bytes) = (taken.frames.len(), taken.bytes);
-        let written = write_all(&mut socket, &mut taken.frames).await;
+        let written = write_all(&mut socket, &mut taken.frames, stall).await;
         if taken.oldest_made_us != 0 {
             crate::telemetry::md_delivered_to(&delivered, taken.oldest_made_us);
         }
@@ -57,12 +64,15 @@ pub async fn run(queue: Arc<Queue>, mut socket: OwnedWriteHalf) {
 }
 
 /// Writes every frame, as few system calls as the socket allows.
-async fn write_all(socket: &mut OwnedWriteHalf, frames: &mut VecDeque<Bytes>) -> io::Result<()> {
+async fn write_all(socket: &mut OwnedWriteHalf, frames: &mut VecDeque<Bytes>, stall: Duration) -> io::Result<()> {
     while !frames.is_empty() {
         let mut n = {
             let mut slices = [IoSlice::new(&[]); IOV_MAX];
             let used = frames.iter().zip(slices.iter_mut()).map(|(f, s)| *s = IoSlice::new(f)).count();
-            socket.write_vectored(&slices[..used]).await?
+            match tokio::time::timeout(stall, socket.write_vectored(&slices[..used])).await {
+                Ok(r) => r?,
+                Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+            }
         };
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
@@ -165,13 +175,30 @@ mod tests {
         expected.extend_from_slice(&close);
         queue.push(close, 0, false).unwrap();
         queue.push(frame::ping(), 0, false).unwrap();
-        let writer = tokio::spawn(run(queue.clone(), wr));
+        let writer = tokio::spawn(run(queue.clone(), wr, WRITE_STALL_MAX));
         let mut got = Vec::new();
         tokio::time::timeout(std::time::Duration::from_secs(10), client.read_to_end(&mut got)).await.unwrap().unwrap();
         assert!(got == expected, "{} bytes read, {} expected", got.len(), expected.len());
         writer.await.unwrap();
         assert_eq!(queue.used(), (0, 0), "every frame is counted off, the one after the close dropped");
         assert_eq!(queue.push(frame::ping(), 0, false), Err(super::super::Refused::Closed));
+    }
+
+    #[tokio::test]
+    async fn a_client_that_never_reads_is_given_up_after_the_stall_limit() {
+        let (server, client) = pair().await;
+        let (_rd, wr) = server.into_split();
+        let queue = Arc::new(Queue::new(100, 1 << 30, 1));
+        // Far more than the socket buffers of both ends hold.
+        for _ in 0..64 {
+            queue.push(frame::frame(frame::OP_BINARY, &vec![7u8; 1 << 20]), 0, false).unwrap();
+        }
+        let started = std::time::Instant::now();
+        let writer = tokio::spawn(run(queue.clone(), wr, Duration::from_millis(300)));
+        tokio::time::timeout(Duration::from_secs(10), writer).await.expect("the writer gives up").unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        assert_eq!(queue.push(frame::ping(), 0, false), Err(super::super::Refused::Closed));
+        drop(client);
     }
 
     #[tokio::test]
