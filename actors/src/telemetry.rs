@@ -131,6 +131,8 @@ pub const SLOW_CONFLATE: &str = "conflate";
 pub const SLOW_GAP: &str = "gap";
 /// A subscriber that stopped reading was disconnected.
 pub const SLOW_DISCONNECT: &str = "disconnect";
+/// A socket took nothing for `WRITE_STALL_MAX` and was dropped.
+pub const SLOW_STALLED: &str = "stalled";
 
 /// `role` of [`WS_CONNECTIONS`] before a session logs in.
 pub const ROLE_ANONYMOUS: &str = "anonymous";
@@ -268,7 +270,7 @@ pub const METRICS: &[MetricSpec] = &[
     counter(WS_BYTES_IN_TOTAL, &["channel"], "WebSocket payload bytes received."),
     counter(WS_BYTES_OUT_TOTAL, &["channel"], "WebSocket payload bytes sent, by channel."),
     counter(WS_REFUSED_TOTAL, &["reason"], "WebSocket handshakes refused, by reason."),
-    counter(SLOW_CONSUMER_TOTAL, &["action"], "Subscribers that fell behind, by action (conflate, gap, disconnect)."),
+    counter(SLOW_CONSUMER_TOTAL, &["action"], "Subscribers that fell behind, by action (conflate, gap, disconnect, stalled)."),
     gauge(BUILD_INFO, &["version"], "Always 1; the version label names the running build."),
     gauge(READY, &[], "1 while the node accepts orders (journal open, instruments loaded), else 0."),
 ];
@@ -366,7 +368,7 @@ fn preregister() {
     for scope in ["connection", "account"] {
         metrics::counter!(RATE_LIMITED_TOTAL, "scope" => scope).absolute(0);
     }
-    for action in [SLOW_CONFLATE, SLOW_GAP, SLOW_DISCONNECT] {
+    for action in [SLOW_CONFLATE, SLOW_GAP, SLOW_DISCONNECT, SLOW_STALLED] {
         metrics::counter!(SLOW_CONSUMER_TOTAL, "action" => action).absolute(0);
     }
     for role in [ROLE_ANONYMOUS, "trader", "operator", "viewer"] {

@@ -378,12 +378,12 @@ impl Node {
             let (rd, wr) = socket.into_split();
             // Two producers: the session's outbox and tungstenite's answers.
             let queue = Arc::new(Queue::new(outbound_max, shared.cfg.limits.outbound_bytes_max, 2));
-            actix::spawn(writer::run(queue.clone(), wr, writer::WRITE_STALL_MAX));
+            let conn = shared.next_session.fetch_add(1, Ordering::Relaxed);
+            actix::spawn(writer::run(queue.clone(), wr, writer::WRITE_STALL_MAX, conn));
             let inbound = writer::Inbound::new(early, rd, queue.clone(), guard);
             let stream = WebSocketStream::from_raw_socket(inbound, Role::Server, Some(config)).await;
             Session::create(move |ctx| {
                 ctx.add_stream(stream);
-                let conn = shared.next_session.fetch_add(1, Ordering::Relaxed);
                 let out = Outbox::new(conn, encoding, queue, ctx.address().recipient());
                 Session::new(shared, Arc::new(out), peer)
             });

@@ -40,8 +40,9 @@ pub const WRITE_STALL_MAX: Duration = super::IDLE_MAX;
 /// the socket fails, or nobody can queue any more; then the queue refuses
 /// further frames. The oldest stream message of each write is timed for
 /// the delivery metric when the write is done. A socket that takes no byte
-/// for `stall` ends the writer too (see [`WRITE_STALL_MAX`]).
-pub async fn run(queue: Arc<Queue>, mut socket: OwnedWriteHalf, stall: Duration) {
+/// for `stall` ends the writer too (see [`WRITE_STALL_MAX`]); `conn` names
+/// the connection in the log.
+pub async fn run(queue: Arc<Queue>, mut socket: OwnedWriteHalf, stall: Duration, conn: usize) {
     let mut taken = Taken::default();
     let delivered = crate::telemetry::md_delivery();
     while queue.take(WRITE_BURST_MAX, &mut taken).await.is_some() {
@@ -55,7 +56,13 @@ pub async fn run(queue: Arc<Queue>, mut socket: OwnedWriteHalf, stall: Duration)
         taken.frames.clear();
         taken.bytes = 0;
         taken.oldest_made_us = 0;
-        if written.is_err() || close {
+        if let Err(e) = written {
+            if e.kind() == io::ErrorKind::TimedOut {
+                crate::telemetry::slow_consumer(crate::telemetry::SLOW_STALLED, conn);
+            }
+            break;
+        }
+        if close {
             break;
         }
     }
@@ -175,7 +182,7 @@ mod tests {
         expected.extend_from_slice(&close);
         queue.push(close, 0, false).unwrap();
         queue.push(frame::ping(), 0, false).unwrap();
-        let writer = tokio::spawn(run(queue.clone(), wr, WRITE_STALL_MAX));
+        let writer = tokio::spawn(run(queue.clone(), wr, WRITE_STALL_MAX, 0));
         let mut got = Vec::new();
         tokio::time::timeout(std::time::Duration::from_secs(10), client.read_to_end(&mut got)).await.unwrap().unwrap();
         assert!(got == expected, "{} bytes read, {} expected", got.len(), expected.len());
@@ -194,7 +201,7 @@ mod tests {
             queue.push(frame::frame(frame::OP_BINARY, &vec![7u8; 1 << 20]), 0, false).unwrap();
         }
         let started = std::time::Instant::now();
-        let writer = tokio::spawn(run(queue.clone(), wr, Duration::from_millis(300)));
+        let writer = tokio::spawn(run(queue.clone(), wr, Duration::from_millis(300), 0));
         tokio::time::timeout(Duration::from_secs(10), writer).await.expect("the writer gives up").unwrap();
         assert!(started.elapsed() >= Duration::from_millis(300));
         assert_eq!(queue.push(frame::ping(), 0, false), Err(super::super::Refused::Closed));
