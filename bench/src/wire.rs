@@ -180,108 +180,10 @@ impl Incoming<'_> {
 /// Decodes the scenario fields of a frame (text JSON, binary MessagePack).
 pub fn decode_incoming(bytes: &[u8], binary: bool) -> anyhow::Result<Incoming<'_>> {
     if binary {
-        decode_msgpack_incoming(bytes).map_err(|e| anyhow!("bad MessagePack frame: {e}"))
+        rmp_serde::from_slice(bytes).map_err(|e| anyhow!("bad MessagePack frame: {e}"))
     } else {
         serde_json::from_slice(bytes).map_err(|e| anyhow!("bad JSON frame: {e}"))
     }
-}
-
-/// Decodes a MessagePack message's envelope fields. The values of every
-/// other key (a book's `bids` and `asks`, a trade list's `data`) are
-/// stepped over by their lengths, never decoded: rmp-serde decodes skipped
-/// fields in full, strings checked as UTF-8, and those are most of the
-/// bytes of a market-data message.
-fn decode_msgpack_incoming(bytes: &[u8]) -> anyhow::Result<Incoming<'_>> {
-    let mut rd = bytes;
-    let n = rmp::decode::read_map_len(&mut rd).map_err(|e| anyhow!("{e}"))?;
-    let mut inc = Incoming::default();
-    for _ in 0..n {
-        let (key, rest) = rmp::decode::read_str_from_slice(rd).map_err(|e| anyhow!("{e}"))?;
-        let start = rest;
-        rd = rest;
-        skip_msgpack_value(&mut rd, MSGPACK_DEPTH_MAX)?;
-        let v = &start[..start.len() - rd.len()];
-        fn de<'a, T: Deserialize<'a>>(v: &'a [u8]) -> anyhow::Result<T> {
-            rmp_serde::from_slice(v).map_err(|e| anyhow!("{e}"))
-        }
-        fn text(v: &[u8]) -> anyhow::Result<Option<Cow<'_, str>>> {
-            Ok(de::<Option<&str>>(v)?.map(Cow::Borrowed))
-        }
-        match key {
-            "id" => inc.id = de(v)?,
-            "ok" => inc.ok = de(v)?,
-            "err" => inc.err = de(v)?,
-            "res" => inc.res = de(v)?,
-            "ch" => inc.ch = text(v)?,
-            "sym" => inc.sym = text(v)?,
-            "type" => inc.kind = text(v)?,
-            "epoch" => inc.epoch = de(v)?,
-            "prev" => inc.prev = de(v)?,
-            "seq" => inc.seq = de(v)?,
-            "ts" => inc.ts = de(v)?,
-            "depth" => inc.depth = de(v)?,
-            "lost" => inc.lost = de(v)?,
-            "last" => inc.last = de(v)?,
-            "op" => inc.op = text(v)?,
-            "code" => inc.code = text(v)?,
-            _ => {}
-        }
-    }
-    Ok(inc)
-}
-
-/// Nesting a stepped-over MessagePack value may have.
-const MSGPACK_DEPTH_MAX: usize = 32;
-
-/// Moves `rd` past one MessagePack value.
-fn skip_msgpack_value(rd: &mut &[u8], depth: usize) -> anyhow::Result<()> {
-    use rmp::Marker as M;
-    let Some((&b, rest)) = rd.split_first() else { bail!("truncated") };
-    *rd = rest;
-    let len = |rd: &mut &[u8], n: usize| -> anyhow::Result<usize> {
-        let Some(head) = rd.get(..n) else { bail!("truncated") };
-        *rd = &rd[n..];
-        Ok(head.iter().fold(0usize, |acc, b| acc << 8 | usize::from(*b)))
-    };
-    let (bytes, values) = match M::from_u8(b) {
-        M::FixPos(_) | M::FixNeg(_) | M::Null | M::True | M::False => (0, 0),
-        M::U8 | M::I8 => (1, 0),
-        M::U16 | M::I16 => (2, 0),
-        M::U32 | M::I32 | M::F32 => (4, 0),
-        M::U64 | M::I64 | M::F64 => (8, 0),
-        M::FixStr(n) => (usize::from(n), 0),
-        M::Str8 | M::Bin8 => (len(rd, 1)?, 0),
-        M::Str16 | M::Bin16 => (len(rd, 2)?, 0),
-        M::Str32 | M::Bin32 => (len(rd, 4)?, 0),
-        M::FixExt1 => (2, 0),
-        M::FixExt2 => (3, 0),
-        M::FixExt4 => (5, 0),
-        M::FixExt8 => (9, 0),
-        M::FixExt16 => (17, 0),
-        M::Ext8 => (len(rd, 1)? + 1, 0),
-        M::Ext16 => (len(rd, 2)? + 1, 0),
-        M::Ext32 => (len(rd, 4)? + 1, 0),
-        M::FixArray(n) => (0, usize::from(n)),
-        M::Array16 => (0, len(rd, 2)?),
-        M::Array32 => (0, len(rd, 4)?),
-        M::FixMap(n) => (0, 2 * usize::from(n)),
-        M::Map16 => (0, 2 * len(rd, 2)?),
-        M::Map32 => (0, 2 * len(rd, 4)?),
-        M::Reserved => bail!("reserved marker 0xc1"),
-    };
-    if bytes > rd.len() {
-        bail!("truncated");
-    }
-    *rd = &rd[bytes..];
-    if values > 0 {
-        if depth == 0 {
-            bail!("nested deeper than {MSGPACK_DEPTH_MAX}");
-        }
-        for _ in 0..values {
-            skip_msgpack_value(rd, depth - 1)?;
-        }
-    }
-    Ok(())
 }
 
 /// A connection used one request at a time: set-up, operator calls, and
@@ -406,7 +308,6 @@ impl Client {
 mod tests {
     use super::*;
     use bourse_protocol::msg::{PlaceArgs, PlaceRes, Side};
-    use serde_json::json;
 
     #[test]
     fn requests_are_protocol_requests_in_both_encodings() {
@@ -418,50 +319,6 @@ mod tests {
             let req = codec::decode_request(bytes, binary).expect("the server reads it");
             assert_eq!(req.id, ReqId::Num(7));
             assert_eq!(req.op, bourse_protocol::Op::OrderPlace(args.clone()));
-        }
-    }
-
-    /// The envelope read by stepping over other keys equals what rmp-serde
-    /// reads decoding everything, for every kind of message a scenario sees.
-    #[test]
-    fn the_msgpack_envelope_reader_agrees_with_a_full_decode() {
-        let levels: Vec<Value> = (0..60).map(|i| json!([format!("{}.5", 60_000 + i), "0.125"])).collect();
-        let values = [
-            json!({"ch": "book.l2", "sym": "BTC-USD", "type": "delta", "epoch": 3, "prev": 10, "seq": 11,
-                   "ts": 1_733_000_000_000_000u64, "depth": 50, "bids": levels, "asks": [], "cksum": -12345}),
-            json!({"ch": "trades", "sym": "BTC-USD", "type": "update", "epoch": 3, "prev": 7, "seq": 9, "ts": 5,
-                   "data": [{"id": 8, "px": "1", "qty": "2", "taker": "buy", "ts": 4, "x": null, "f": 1.5, "t": true}]}),
-            json!({"ch": "hb", "ts": 6, "last": {"book.l2:BTC-USD:50": 11, "trades:BTC-USD": 9}}),
-            json!({"ch": "book.l2", "sym": "BTC-USD", "type": "gap", "lost": [12, 20]}),
-            json!({"id": 9, "ok": true, "res": {"order_id": 42, "status": "filled", "cl_id": "x".repeat(300)}, "ts_in": 1, "ts_out": 2}),
-            json!({"id": "s", "ok": false, "err": {"code": "rate_limited", "msg": "y".repeat(70_000), "retry_after_ms": 250}}),
-            json!({"op": "notice", "code": "slow_consumer", "sub": "trades:BTC-USD"}),
-            json!({"deep": [[[[[1, -2, 300, -40_000, 5_000_000_000u64, -5_000_000_000i64]]]]], "ch": "status"}),
-        ];
-        for v in values {
-            let bytes = rmp_serde::to_vec_named(&v).unwrap();
-            let full: Incoming<'_> = rmp_serde::from_slice(&bytes).unwrap();
-            let fast = decode_incoming(&bytes, true).unwrap();
-            assert_eq!(format!("{fast:?}"), format!("{full:?}"), "{v}");
-        }
-        // Extension and binary values are stepped over too.
-        let mut bytes = Vec::new();
-        rmp::encode::write_map_len(&mut bytes, 4).unwrap();
-        rmp::encode::write_str(&mut bytes, "blob").unwrap();
-        rmp::encode::write_bin(&mut bytes, &[0xc1; 300]).unwrap();
-        rmp::encode::write_str(&mut bytes, "ext").unwrap();
-        rmp::encode::write_ext_meta(&mut bytes, 3, 7).unwrap();
-        bytes.extend_from_slice(b"abc");
-        rmp::encode::write_str(&mut bytes, "fix").unwrap();
-        rmp::encode::write_ext_meta(&mut bytes, 16, 1).unwrap();
-        bytes.extend_from_slice(&[0; 16]);
-        rmp::encode::write_str(&mut bytes, "seq").unwrap();
-        rmp::encode::write_uint(&mut bytes, 77).unwrap();
-        assert_eq!(decode_incoming(&bytes, true).unwrap().seq, Some(77));
-        // A truncated message is an error, not a panic.
-        let whole = rmp_serde::to_vec_named(&json!({"bids": [["1", "2"]], "seq": 1})).unwrap();
-        for cut in 0..whole.len() {
-            assert!(decode_incoming(&whole[..cut], true).is_err(), "cut at {cut}");
         }
     }
 
