@@ -13,7 +13,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::clids::ClIdIndex;
-use crate::dense::DenseMap;
+use crate::dense::{DenseMap, InlineDenseMap};
 use crate::event::{Credential, EventBody, NewOrder, Trade};
 use crate::openset::OpenSet;
 use crate::orders::OrderTable;
@@ -29,6 +29,13 @@ pub const CL_ID_WINDOW_US: u64 = 24 * 3600 * 1_000_000;
 pub const CL_IDS_PER_ACCOUNT_MAX: usize = 200_000;
 /// Fills kept per account for `account.fills`.
 pub const FILLS_PER_ACCOUNT_MAX: usize = 10_000;
+/// Assets whose balances an account keeps in its own record (ids below
+/// this; assets are numbered from 1), so that the balances an order holds
+/// and a fill settles are read with the account, not through a pointer.
+pub const BALANCES_INLINE_MAX: usize = 4;
+
+/// An account's balances by asset.
+pub type Balances = InlineDenseMap<AssetId, Balance, BALANCES_INLINE_MAX>;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Balance {
@@ -94,7 +101,7 @@ impl OrderState {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AccountState {
-    pub balances: DenseMap<AssetId, Balance>,
+    pub balances: Balances,
     /// Private-stream version: bumped once per private message.
     pub seq: u64,
     pub open: OpenSet,
@@ -169,7 +176,7 @@ impl Serialize for AccountsRef<'_> {
 
 #[derive(Deserialize)]
 struct AccountImage {
-    balances: DenseMap<AssetId, Balance>,
+    balances: Balances,
     seq: u64,
     open: OpenSet,
     cl_ids: FxHashMap<ClId, OrderId>,
@@ -1065,9 +1072,9 @@ impl Ledger {
         let mut sums: BTreeMap<AssetId, u128> = BTreeMap::new();
         let mut holds: BTreeMap<(AccountId, AssetId), u64> = BTreeMap::new();
         for (acc, a) in &self.accounts {
-            for (asset, b) in &a.balances {
-                *sums.entry(*asset).or_default() += b.available as u128 + b.held as u128;
-                holds.entry((*acc, *asset)).or_default();
+            for (asset, b) in a.balances.iter() {
+                *sums.entry(asset).or_default() += b.available as u128 + b.held as u128;
+                holds.entry((*acc, asset)).or_default();
             }
         }
         for (asset, total) in &sums {
