@@ -17,6 +17,7 @@ use crate::dense::{DenseMap, InlineDenseMap};
 use crate::event::{Credential, EventBody, NewOrder, Trade};
 use crate::openset::OpenSet;
 use crate::orders::OrderTable;
+use crate::segqueue::SegQueue;
 use crate::exchange::{Command, Reply};
 use crate::spec::{AssetSpec, FeeAcc, InstrumentSpec};
 use crate::types::*;
@@ -167,8 +168,8 @@ pub struct AccountState {
     /// Accepted orders (time, order) in the order their `cl_id`s were used,
     /// to forget the oldest first; each one is in the order table, which
     /// holds its `cl_id`. A refused order leaves this queue.
-    cl_order: VecDeque<(u64, OrderId)>,
-    pub fills: VecDeque<Fill>,
+    cl_order: SegQueue<(u64, OrderId)>,
+    pub fills: SegQueue<Fill>,
     pub next_fill_id: u64,
 }
 
@@ -193,7 +194,7 @@ impl Serialize for ClIds<'_> {
 }
 
 /// `cl_order` with each order's `cl_id`.
-struct ClOrder<'a>(&'a VecDeque<(u64, OrderId)>, &'a OrderTable);
+struct ClOrder<'a>(&'a SegQueue<(u64, OrderId)>, &'a OrderTable);
 
 impl Serialize for ClOrder<'_> {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
@@ -239,7 +240,7 @@ struct AccountImage {
     open: OpenSet,
     cl_ids: FxHashMap<ClId, OrderId>,
     cl_order: VecDeque<(u64, ClId, OrderId)>,
-    fills: VecDeque<Fill>,
+    fills: SegQueue<Fill>,
     next_fill_id: u64,
 }
 
@@ -965,9 +966,7 @@ impl Ledger {
                 // A refused order does not use up its cl_id. It is almost
                 // always the account's newest order.
                 acct.cl_ids.remove_if(&o.cl_id, *order);
-                if let Some(i) = acct.cl_order.iter().rposition(|(_, id)| id == order) {
-                    acct.cl_order.remove(i);
-                }
+                acct.cl_order.remove_newest(|(_, id)| id == order);
             }
             EventBody::OrderAmended { order, px, qty, keep_priority, .. } => {
                 let o = self.orders.get_mut(order).expect("amended order is known");
