@@ -158,19 +158,49 @@ impl OrderState {
     }
 }
 
+/// One account. Laid out by hand (`repr(C)`) in the order of use: the
+/// version, the time of the oldest remembered `cl_id` and the balances
+/// first (every order event reads them), then the `cl_id` table and queue
+/// (new orders), the fills (trades) and the open-order set.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
 pub struct AccountState {
-    pub balances: Balances,
     /// Private-stream version: bumped once per private message.
     pub seq: u64,
-    pub open: OpenSet,
+    /// The time of `cl_order`'s oldest entry (0 when it is empty), so that
+    /// a new order sees whether anything is due to be forgotten without
+    /// reading the queue.
+    cl_oldest: u64,
+    pub next_fill_id: u64,
+    pub balances: Balances,
     cl_ids: ClIdIndex,
     /// Accepted orders (time, order) in the order their `cl_id`s were used,
     /// to forget the oldest first; each one is in the order table, which
     /// holds its `cl_id`. A refused order leaves this queue.
     cl_order: SegQueue<(u64, OrderId)>,
     pub fills: SegQueue<Fill>,
-    pub next_fill_id: u64,
+    pub open: OpenSet,
+}
+
+impl AccountState {
+    /// Remembers that order `id`'s `cl_id` was used at `ts`.
+    fn cl_push(&mut self, ts: u64, id: OrderId) {
+        if self.cl_order.is_empty() {
+            self.cl_oldest = ts;
+        }
+        self.cl_order.push_back((ts, id));
+    }
+
+    /// Re-reads the time of the oldest remembered `cl_id`.
+    fn cl_front_changed(&mut self) {
+        self.cl_oldest = self.cl_order.front().map_or(0, |e| e.0);
+    }
+
+    /// Whether the oldest remembered `cl_id` is due to be forgotten at `ts`.
+    fn cl_due(&self, ts: u64) -> bool {
+        !self.cl_order.is_empty()
+            && (self.cl_order.len() > CL_IDS_PER_ACCOUNT_MAX || self.cl_oldest.saturating_add(CL_ID_WINDOW_US) < ts)
+    }
 }
 
 /// An account as snapshots encode it: each remembered order's `cl_id`
@@ -247,15 +277,18 @@ struct AccountImage {
 impl<'de> Deserialize<'de> for AccountState {
     fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
         let a = AccountImage::deserialize(de)?;
-        Ok(AccountState {
+        let mut acct = AccountState {
             balances: a.balances,
             seq: a.seq,
+            cl_oldest: 0,
             open: a.open,
             cl_ids: a.cl_ids.into_iter().collect(),
             cl_order: a.cl_order.into_iter().map(|(t, _, id)| (t, id)).collect(),
             fills: a.fills,
             next_fill_id: a.next_fill_id,
-        })
+        };
+        acct.cl_front_changed();
+        Ok(acct)
     }
 }
 
@@ -405,6 +438,7 @@ impl<'de> Deserialize<'de> for Ledger {
         for a in accounts.values_mut() {
             // Refused orders, which older encodings kept here.
             a.cl_order.retain(|(_, id)| orders.contains_key(id));
+            a.cl_front_changed();
         }
         Ok(Ledger {
             assets: l.assets,
@@ -867,18 +901,15 @@ impl Ledger {
                 acct.open.insert(o.id);
                 let orders = &self.orders;
                 acct.cl_ids.insert(o.cl_id, o.id, |id| orders.get(&id).map(|o| o.cl_id));
-                acct.cl_order.push_back((ts, o.id));
+                acct.cl_push(ts, o.id);
                 let mut forget = Vec::new();
-                while let Some((t, _)) = acct.cl_order.front() {
-                    if acct.cl_order.len() > CL_IDS_PER_ACCOUNT_MAX || t.saturating_add(CL_ID_WINDOW_US) < ts {
-                        let (_, id) = acct.cl_order.pop_front().expect("front exists");
-                        let cl = self.orders.get(&id).expect("a remembered order is in the order table").cl_id;
-                        // Only if the cl_id still names this order.
-                        if acct.cl_ids.remove_if(&cl, id) {
-                            forget.push(id);
-                        }
-                    } else {
-                        break;
+                while acct.cl_due(ts) {
+                    let (_, id) = acct.cl_order.pop_front().expect("front exists");
+                    acct.cl_front_changed();
+                    let cl = self.orders.get(&id).expect("a remembered order is in the order table").cl_id;
+                    // Only if the cl_id still names this order.
+                    if acct.cl_ids.remove_if(&cl, id) {
+                        forget.push(id);
                     }
                 }
                 for id in forget {
@@ -967,6 +998,7 @@ impl Ledger {
                 // always the account's newest order.
                 acct.cl_ids.remove_if(&o.cl_id, *order);
                 acct.cl_order.remove_newest(|(_, id)| id == order);
+                acct.cl_front_changed();
             }
             EventBody::OrderAmended { order, px, qty, keep_priority, .. } => {
                 let o = self.orders.get_mut(order).expect("amended order is known");
