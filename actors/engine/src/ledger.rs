@@ -509,7 +509,7 @@ pub fn valid_cl_id(s: &str) -> bool {
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-fn bad(msg: impl Into<String>) -> Reject {
+fn bad(msg: impl Into<std::borrow::Cow<'static, str>>) -> Reject {
     Reject::new(RejectCode::BadRequest, msg)
 }
 
