@@ -67,21 +67,24 @@ pub struct Fill {
 
 /// An order as the ledger knows it.
 ///
-/// Laid out by hand (`repr(C)`), in the order of use: the first 32 bytes
-/// hold what resolving and closing an order read and write (its account,
-/// instrument, hold and state), so a cancel touches one cache line of the
-/// record wherever the record starts (records are 160 bytes, so they start
-/// on a line or half-way through one). Snapshots encode the fields in the
-/// order of `OrderStateWire`, whatever the order in memory.
+/// Laid out by hand (`repr(C)`) in blocks of 32 bytes, in the order of use.
+/// Records are 160 bytes apart in the order table, so each starts on a
+/// cache line or half-way through one, and no 32-byte block straddles two
+/// lines. The second block holds what resolving and closing an order read
+/// and write (its account, instrument, hold and state): a cancel touches one
+/// line of the record. With the fee accumulator before it and the filled
+/// and total quantities after it, a fill touches two. Snapshots encode the
+/// fields in the order of `OrderStateWire`, whatever the order in memory.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(from = "OrderStateWire", into = "OrderStateWire")]
 #[repr(C)]
 pub struct OrderState {
+    pub fee: FeeAcc,
     pub account: AccountId,
-    pub inst: InstrumentId,
-    pub hold_asset: AssetId,
     /// Funds still held for this order.
     pub hold: Amount,
+    pub inst: InstrumentId,
+    pub hold_asset: AssetId,
     pub status: OrderStatus,
     pub reason: Option<CancelReason>,
     /// Whether the order has reached its book and is open there.
@@ -90,14 +93,13 @@ pub struct OrderState {
     pub kind: OrderType,
     pub tif: Tif,
     pub post_only: bool,
-    pub id: OrderId,
     pub cum: Qty,
-    pub px: Option<Price>,
     /// Total quantity (after amends); `None` for a market buy by `quote_qty`.
     pub qty: Option<Qty>,
+    pub id: OrderId,
+    pub px: Option<Price>,
     pub ts: u64,
     pub cl_id: ClId,
-    pub fee: FeeAcc,
 }
 
 /// An order's encoded form (the fields in their original order).
@@ -130,8 +132,8 @@ impl From<OrderStateWire> for OrderState {
             resting, ts,
         } = w;
         OrderState {
-            account, inst, hold_asset, hold, status, reason, resting, side, kind, tif, post_only, id, cum, px, qty, ts,
-            cl_id, fee,
+            fee, account, hold, inst, hold_asset, status, reason, resting, side, kind, tif, post_only, cum, qty, id, px,
+            ts, cl_id,
         }
     }
 }
@@ -139,8 +141,8 @@ impl From<OrderStateWire> for OrderState {
 impl From<OrderState> for OrderStateWire {
     fn from(o: OrderState) -> Self {
         let OrderState {
-            account, inst, hold_asset, hold, status, reason, resting, side, kind, tif, post_only, id, cum, px, qty, ts,
-            cl_id, fee,
+            fee, account, hold, inst, hold_asset, status, reason, resting, side, kind, tif, post_only, cum, qty, id, px,
+            ts, cl_id,
         } = o;
         OrderStateWire {
             id, account, inst, cl_id, side, kind, tif, post_only, px, qty, cum, status, reason, hold_asset, hold, fee,
@@ -1191,25 +1193,33 @@ mod layout_tests {
     use super::*;
     use std::mem::{offset_of, size_of};
 
-    /// What resolving and closing an order touch lies in the record's first
-    /// 32 bytes, and the record stays 160 bytes (a line and a half apart in
-    /// the order table, so every record starts on a line or half-way in one).
+    /// What resolving and closing an order touch lies in the record's
+    /// second 32-byte block; a fill's fields in its first three blocks; the
+    /// record stays 160 bytes (so records start on a line or half-way in
+    /// one, and no block straddles two lines).
     #[test]
-    fn an_orders_hot_fields_share_its_first_half_line() {
+    fn an_orders_hot_fields_share_a_half_line() {
         assert_eq!(size_of::<OrderState>(), 160);
         assert_eq!(size_of::<Option<OrderState>>(), 160);
-        for end in [
-            offset_of!(OrderState, account) + 8,
-            offset_of!(OrderState, inst) + 4,
-            offset_of!(OrderState, hold_asset) + 4,
-            offset_of!(OrderState, hold) + 8,
-            offset_of!(OrderState, status) + 1,
-            offset_of!(OrderState, reason) + 1,
-            offset_of!(OrderState, resting) + 1,
-            offset_of!(OrderState, side) + 1,
+        let block = |at: usize, len: usize| {
+            assert_eq!(at / 32, (at + len - 1) / 32, "a field at {at} straddles a block");
+            at / 32
+        };
+        for (at, len) in [
+            (offset_of!(OrderState, account), 8),
+            (offset_of!(OrderState, inst), 4),
+            (offset_of!(OrderState, hold_asset), 4),
+            (offset_of!(OrderState, hold), 8),
+            (offset_of!(OrderState, status), 1),
+            (offset_of!(OrderState, reason), 1),
+            (offset_of!(OrderState, resting), 1),
+            (offset_of!(OrderState, side), 1),
         ] {
-            assert!(end <= 32, "a hot field ends at byte {end}");
+            assert_eq!(block(at, len), 1, "closing reads the second block");
         }
+        assert_eq!(block(offset_of!(OrderState, fee), size_of::<FeeAcc>()), 0);
+        assert_eq!(block(offset_of!(OrderState, cum), 8), 2);
+        assert_eq!(block(offset_of!(OrderState, qty), size_of::<Option<Qty>>()), 2);
     }
 
     /// The encoding keeps the fields' original order, whatever the layout.
