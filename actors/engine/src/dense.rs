@@ -4,6 +4,8 @@
 //! It behaves like an ordered map: iteration and the serialized form go in
 //! key order, and it encodes exactly as a `BTreeMap` with the same entries
 //! does, so snapshots and state hashes do not depend on the representation.
+//! `InlineDenseMap` keeps its first few keys inside the map itself (an
+//! account's balances of the first assets, read with the account).
 
 use std::fmt;
 use std::marker::PhantomData;
