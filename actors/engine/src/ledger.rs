@@ -13,10 +13,11 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::clids::ClIdIndex;
-use crate::dense::DenseMap;
+use crate::dense::{DenseMap, InlineDenseMap};
 use crate::event::{Credential, EventBody, NewOrder, Trade};
 use crate::openset::OpenSet;
 use crate::orders::OrderTable;
+use crate::segqueue::SegQueue;
 use crate::exchange::{Command, Reply};
 use crate::spec::{AssetSpec, FeeAcc, InstrumentSpec};
 use crate::types::*;
@@ -29,6 +30,13 @@ pub const CL_ID_WINDOW_US: u64 = 24 * 3600 * 1_000_000;
 pub const CL_IDS_PER_ACCOUNT_MAX: usize = 200_000;
 /// Fills kept per account for `account.fills`.
 pub const FILLS_PER_ACCOUNT_MAX: usize = 10_000;
+/// Assets whose balances an account keeps in its own record (ids below
+/// this; assets are numbered from 1), so that the balances an order holds
+/// and a fill settles are read with the account, not through a pointer.
+pub const BALANCES_INLINE_MAX: usize = 4;
+
+/// An account's balances by asset.
+pub type Balances = InlineDenseMap<AssetId, Balance, BALANCES_INLINE_MAX>;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Balance {
@@ -58,29 +66,89 @@ pub struct Fill {
 }
 
 /// An order as the ledger knows it.
+///
+/// Laid out by hand (`repr(C)`) in blocks of 32 bytes, in the order of use.
+/// Records are 160 bytes apart in the order table, so each starts on a
+/// cache line or half-way through one, and no 32-byte block straddles two
+/// lines. The second block holds what resolving and closing an order read
+/// and write (its account, instrument, hold and state): a cancel touches one
+/// line of the record. With the fee accumulator before it and the filled
+/// and total quantities after it, a fill touches two. Snapshots encode the
+/// fields in the order of `OrderStateWire`, whatever the order in memory.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "OrderStateWire", into = "OrderStateWire")]
+#[repr(C)]
 pub struct OrderState {
-    pub id: OrderId,
+    pub fee: FeeAcc,
     pub account: AccountId,
+    /// Funds still held for this order.
+    pub hold: Amount,
     pub inst: InstrumentId,
-    pub cl_id: ClId,
+    pub hold_asset: AssetId,
+    pub status: OrderStatus,
+    pub reason: Option<CancelReason>,
+    /// Whether the order has reached its book and is open there.
+    pub resting: bool,
     pub side: Side,
     pub kind: OrderType,
     pub tif: Tif,
     pub post_only: bool,
-    pub px: Option<Price>,
+    pub cum: Qty,
     /// Total quantity (after amends); `None` for a market buy by `quote_qty`.
     pub qty: Option<Qty>,
-    pub cum: Qty,
-    pub status: OrderStatus,
-    pub reason: Option<CancelReason>,
-    pub hold_asset: AssetId,
-    /// Funds still held for this order.
-    pub hold: Amount,
-    pub fee: FeeAcc,
-    /// Whether the order has reached its book and is open there.
-    pub resting: bool,
+    pub id: OrderId,
+    pub px: Option<Price>,
     pub ts: u64,
+    pub cl_id: ClId,
+}
+
+/// An order's encoded form (the fields in their original order).
+#[derive(Clone, Serialize, Deserialize)]
+struct OrderStateWire {
+    id: OrderId,
+    account: AccountId,
+    inst: InstrumentId,
+    cl_id: ClId,
+    side: Side,
+    kind: OrderType,
+    tif: Tif,
+    post_only: bool,
+    px: Option<Price>,
+    qty: Option<Qty>,
+    cum: Qty,
+    status: OrderStatus,
+    reason: Option<CancelReason>,
+    hold_asset: AssetId,
+    hold: Amount,
+    fee: FeeAcc,
+    resting: bool,
+    ts: u64,
+}
+
+impl From<OrderStateWire> for OrderState {
+    fn from(w: OrderStateWire) -> Self {
+        let OrderStateWire {
+            id, account, inst, cl_id, side, kind, tif, post_only, px, qty, cum, status, reason, hold_asset, hold, fee,
+            resting, ts,
+        } = w;
+        OrderState {
+            fee, account, hold, inst, hold_asset, status, reason, resting, side, kind, tif, post_only, cum, qty, id, px,
+            ts, cl_id,
+        }
+    }
+}
+
+impl From<OrderState> for OrderStateWire {
+    fn from(o: OrderState) -> Self {
+        let OrderState {
+            fee, account, hold, inst, hold_asset, status, reason, resting, side, kind, tif, post_only, cum, qty, id, px,
+            ts, cl_id,
+        } = o;
+        OrderStateWire {
+            id, account, inst, cl_id, side, kind, tif, post_only, px, qty, cum, status, reason, hold_asset, hold, fee,
+            resting, ts,
+        }
+    }
 }
 
 impl OrderState {
@@ -92,19 +160,49 @@ impl OrderState {
     }
 }
 
+/// One account. Laid out by hand (`repr(C)`) in the order of use: the
+/// version, the time of the oldest remembered `cl_id` and the balances
+/// first (every order event reads them), then the `cl_id` table and queue
+/// (new orders), the fills (trades) and the open-order set.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
 pub struct AccountState {
-    pub balances: DenseMap<AssetId, Balance>,
     /// Private-stream version: bumped once per private message.
     pub seq: u64,
-    pub open: OpenSet,
+    /// The time of `cl_order`'s oldest entry (0 when it is empty), so that
+    /// a new order sees whether anything is due to be forgotten without
+    /// reading the queue.
+    cl_oldest: u64,
+    pub next_fill_id: u64,
+    pub balances: Balances,
     cl_ids: ClIdIndex,
     /// Accepted orders (time, order) in the order their `cl_id`s were used,
     /// to forget the oldest first; each one is in the order table, which
     /// holds its `cl_id`. A refused order leaves this queue.
-    cl_order: VecDeque<(u64, OrderId)>,
-    pub fills: VecDeque<Fill>,
-    pub next_fill_id: u64,
+    cl_order: SegQueue<(u64, OrderId)>,
+    pub fills: SegQueue<Fill>,
+    pub open: OpenSet,
+}
+
+impl AccountState {
+    /// Remembers that order `id`'s `cl_id` was used at `ts`.
+    fn cl_push(&mut self, ts: u64, id: OrderId) {
+        if self.cl_order.is_empty() {
+            self.cl_oldest = ts;
+        }
+        self.cl_order.push_back((ts, id));
+    }
+
+    /// Re-reads the time of the oldest remembered `cl_id`.
+    fn cl_front_changed(&mut self) {
+        self.cl_oldest = self.cl_order.front().map_or(0, |e| e.0);
+    }
+
+    /// Whether the oldest remembered `cl_id` is due to be forgotten at `ts`.
+    fn cl_due(&self, ts: u64) -> bool {
+        !self.cl_order.is_empty()
+            && (self.cl_order.len() > CL_IDS_PER_ACCOUNT_MAX || self.cl_oldest.saturating_add(CL_ID_WINDOW_US) < ts)
+    }
 }
 
 /// An account as snapshots encode it: each remembered order's `cl_id`
@@ -128,7 +226,7 @@ impl Serialize for ClIds<'_> {
 }
 
 /// `cl_order` with each order's `cl_id`.
-struct ClOrder<'a>(&'a VecDeque<(u64, OrderId)>, &'a OrderTable);
+struct ClOrder<'a>(&'a SegQueue<(u64, OrderId)>, &'a OrderTable);
 
 impl Serialize for ClOrder<'_> {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
@@ -169,27 +267,30 @@ impl Serialize for AccountsRef<'_> {
 
 #[derive(Deserialize)]
 struct AccountImage {
-    balances: DenseMap<AssetId, Balance>,
+    balances: Balances,
     seq: u64,
     open: OpenSet,
     cl_ids: FxHashMap<ClId, OrderId>,
     cl_order: VecDeque<(u64, ClId, OrderId)>,
-    fills: VecDeque<Fill>,
+    fills: SegQueue<Fill>,
     next_fill_id: u64,
 }
 
 impl<'de> Deserialize<'de> for AccountState {
     fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
         let a = AccountImage::deserialize(de)?;
-        Ok(AccountState {
+        let mut acct = AccountState {
             balances: a.balances,
             seq: a.seq,
+            cl_oldest: 0,
             open: a.open,
             cl_ids: a.cl_ids.into_iter().collect(),
             cl_order: a.cl_order.into_iter().map(|(t, _, id)| (t, id)).collect(),
             fills: a.fills,
             next_fill_id: a.next_fill_id,
-        })
+        };
+        acct.cl_front_changed();
+        Ok(acct)
     }
 }
 
@@ -339,6 +440,7 @@ impl<'de> Deserialize<'de> for Ledger {
         for a in accounts.values_mut() {
             // Refused orders, which older encodings kept here.
             a.cl_order.retain(|(_, id)| orders.contains_key(id));
+            a.cl_front_changed();
         }
         Ok(Ledger {
             assets: l.assets,
@@ -409,7 +511,7 @@ pub fn valid_cl_id(s: &str) -> bool {
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-fn bad(msg: impl Into<String>) -> Reject {
+fn bad(msg: impl Into<std::borrow::Cow<'static, str>>) -> Reject {
     Reject::new(RejectCode::BadRequest, msg)
 }
 
@@ -801,18 +903,15 @@ impl Ledger {
                 acct.open.insert(o.id);
                 let orders = &self.orders;
                 acct.cl_ids.insert(o.cl_id, o.id, |id| orders.get(&id).map(|o| o.cl_id));
-                acct.cl_order.push_back((ts, o.id));
+                acct.cl_push(ts, o.id);
                 let mut forget = Vec::new();
-                while let Some((t, _)) = acct.cl_order.front() {
-                    if acct.cl_order.len() > CL_IDS_PER_ACCOUNT_MAX || t.saturating_add(CL_ID_WINDOW_US) < ts {
-                        let (_, id) = acct.cl_order.pop_front().expect("front exists");
-                        let cl = self.orders.get(&id).expect("a remembered order is in the order table").cl_id;
-                        // Only if the cl_id still names this order.
-                        if acct.cl_ids.remove_if(&cl, id) {
-                            forget.push(id);
-                        }
-                    } else {
-                        break;
+                while acct.cl_due(ts) {
+                    let (_, id) = acct.cl_order.pop_front().expect("front exists");
+                    acct.cl_front_changed();
+                    let cl = self.orders.get(&id).expect("a remembered order is in the order table").cl_id;
+                    // Only if the cl_id still names this order.
+                    if acct.cl_ids.remove_if(&cl, id) {
+                        forget.push(id);
                     }
                 }
                 for id in forget {
@@ -900,9 +999,8 @@ impl Ledger {
                 // A refused order does not use up its cl_id. It is almost
                 // always the account's newest order.
                 acct.cl_ids.remove_if(&o.cl_id, *order);
-                if let Some(i) = acct.cl_order.iter().rposition(|(_, id)| id == order) {
-                    acct.cl_order.remove(i);
-                }
+                acct.cl_order.remove_newest(|(_, id)| id == order);
+                acct.cl_front_changed();
             }
             EventBody::OrderAmended { order, px, qty, keep_priority, .. } => {
                 let o = self.orders.get_mut(order).expect("amended order is known");
@@ -1065,9 +1163,9 @@ impl Ledger {
         let mut sums: BTreeMap<AssetId, u128> = BTreeMap::new();
         let mut holds: BTreeMap<(AccountId, AssetId), u64> = BTreeMap::new();
         for (acc, a) in &self.accounts {
-            for (asset, b) in &a.balances {
-                *sums.entry(*asset).or_default() += b.available as u128 + b.held as u128;
-                holds.entry((*acc, *asset)).or_default();
+            for (asset, b) in a.balances.iter() {
+                *sums.entry(asset).or_default() += b.available as u128 + b.held as u128;
+                holds.entry((*acc, asset)).or_default();
             }
         }
         for (asset, total) in &sums {
@@ -1087,6 +1185,61 @@ impl Ledger {
         for ((acc, asset), h) in holds {
             assert_eq!(self.balance(acc, asset).held, h, "held of {acc:?}/{asset:?} equals its orders' holds");
         }
+    }
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+    use std::mem::{offset_of, size_of};
+
+    /// What resolving and closing an order touch lies in the record's
+    /// second 32-byte block; a fill's fields in its first three blocks; the
+    /// record stays 160 bytes (so records start on a line or half-way in
+    /// one, and no block straddles two lines).
+    #[test]
+    fn an_orders_hot_fields_share_a_half_line() {
+        assert_eq!(size_of::<OrderState>(), 160);
+        assert_eq!(size_of::<Option<OrderState>>(), 160);
+        let block = |at: usize, len: usize| {
+            assert_eq!(at / 32, (at + len - 1) / 32, "a field at {at} straddles a block");
+            at / 32
+        };
+        for (at, len) in [
+            (offset_of!(OrderState, account), 8),
+            (offset_of!(OrderState, inst), 4),
+            (offset_of!(OrderState, hold_asset), 4),
+            (offset_of!(OrderState, hold), 8),
+            (offset_of!(OrderState, status), 1),
+            (offset_of!(OrderState, reason), 1),
+            (offset_of!(OrderState, resting), 1),
+            (offset_of!(OrderState, side), 1),
+        ] {
+            assert_eq!(block(at, len), 1, "closing reads the second block");
+        }
+        assert_eq!(block(offset_of!(OrderState, fee), size_of::<FeeAcc>()), 0);
+        assert_eq!(block(offset_of!(OrderState, cum), 8), 2);
+        assert_eq!(block(offset_of!(OrderState, qty), size_of::<Option<Qty>>()), 2);
+    }
+
+    /// The encoding keeps the fields' original order, whatever the layout.
+    #[test]
+    fn an_order_encodes_in_its_original_field_order() {
+        let o = OrderState {
+            account: AccountId(7), inst: InstrumentId(1), hold_asset: AssetId(2), hold: Amount(5), status: OrderStatus::New,
+            reason: None, resting: true, side: Side::Sell, kind: OrderType::Limit, tif: Tif::Gtc, post_only: false,
+            id: OrderId(3), cum: Qty(0), px: Some(Price(10)), qty: Some(Qty(4)), ts: 9, cl_id: ClId::new("c").expect("short"),
+            fee: FeeAcc::default(),
+        };
+        let enc = rmp_serde::to_vec(&o).expect("encodes");
+        // Eighteen fields, the id, account, instrument and cl_id first.
+        use serde::de::IgnoredAny as Any;
+        #[derive(Deserialize)]
+        struct Head(OrderId, AccountId, InstrumentId, ClId, Any, Any, Any, Any, Any, Any, Any, Any, Any, Any, Any, Any, Any, Any);
+        let h: Head = rmp_serde::from_slice(&enc).expect("eighteen fields");
+        assert_eq!((h.0, h.1, h.2, h.3), (OrderId(3), AccountId(7), InstrumentId(1), o.cl_id));
+        let back: OrderState = rmp_serde::from_slice(&enc).expect("decodes");
+        assert_eq!(back, o);
     }
 }
 

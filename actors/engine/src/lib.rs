@@ -14,6 +14,7 @@
 //! * `dense`: maps over small integer keys (accounts, assets) kept in vectors.
 //! * `orders`: the ledger's order table, by order id.
 //! * `openset`: each account's open orders.
+//! * `segqueue`: a queue kept in blocks, for per-account histories.
 //! * `event`: the events every decision is recorded as.
 //! * `exchange`: ledger and books driven together by commands; snapshots and
 //!   the state hash.
@@ -26,6 +27,7 @@ pub mod exchange;
 pub mod ledger;
 pub mod openset;
 pub mod orders;
+pub mod segqueue;
 pub mod spec;
 pub mod types;
 

@@ -23,15 +23,29 @@ pub const ORDER_CHUNK_MAX: usize = 4096;
 /// overflow map and is dropped.
 const CHUNK_SPARSE_MAX: usize = ORDER_CHUNK_MAX / 16;
 
-#[derive(Clone, Debug)]
+/// `slots` has room for `ORDER_CHUNK_MAX` orders from the start (it never
+/// reallocates) but is filled only as far as the newest order in it: a slot
+/// is first written when its order arrives, so a new order's record goes to
+/// memory no one touched before (no clearing pass, no read of the old slot),
+/// and a slot past the end is an unknown order.
+#[derive(Debug)]
 struct Chunk {
     live: usize,
-    slots: Box<[Option<OrderState>]>,
+    slots: Vec<Option<OrderState>>,
 }
 
 impl Chunk {
     fn new() -> Chunk {
-        Chunk { live: 0, slots: vec![None; ORDER_CHUNK_MAX].into_boxed_slice() }
+        Chunk { live: 0, slots: Vec::with_capacity(ORDER_CHUNK_MAX) }
+    }
+}
+
+impl Clone for Chunk {
+    /// A copy keeps the room for the whole chunk.
+    fn clone(&self) -> Chunk {
+        let mut slots = Vec::with_capacity(ORDER_CHUNK_MAX);
+        slots.extend_from_slice(&self.slots);
+        Chunk { live: self.live, slots }
     }
 }
 
@@ -69,7 +83,7 @@ impl OrderTable {
     #[inline]
     pub fn get(&self, id: &OrderId) -> Option<&OrderState> {
         match self.at(*id) {
-            Some((c, i)) => self.chunks[c].slots[i].as_ref(),
+            Some((c, i)) => self.chunks[c].slots.get(i).and_then(Option::as_ref),
             None if self.old.is_empty() => None,
             None => self.old.get(id),
         }
@@ -79,7 +93,7 @@ impl OrderTable {
     #[inline]
     pub fn get_mut(&mut self, id: &OrderId) -> Option<&mut OrderState> {
         match self.at(*id) {
-            Some((c, i)) => self.chunks[c].slots[i].as_mut(),
+            Some((c, i)) => self.chunks[c].slots.get_mut(i).and_then(Option::as_mut),
             None if self.old.is_empty() => None,
             None => self.old.get_mut(id),
         }
@@ -103,11 +117,20 @@ impl OrderTable {
                 self.chunks.push_back(Chunk::new());
             }
             let chunk = &mut self.chunks[c];
-            let old = chunk.slots[((id.0 - self.base) % ORDER_CHUNK_MAX as u64) as usize].replace(o);
-            if old.is_none() {
+            let i = ((id.0 - self.base) % ORDER_CHUNK_MAX as u64) as usize;
+            if i >= chunk.slots.len() {
+                // A new order: ids grow, so it almost always goes right at the end.
+                chunk.slots.resize(i, None);
+                chunk.slots.push(Some(o));
                 chunk.live += 1;
+                None
+            } else {
+                let old = chunk.slots[i].replace(o);
+                if old.is_none() {
+                    chunk.live += 1;
+                }
+                old
             }
-            old
         };
         if old.is_none() {
             self.len += 1;
@@ -119,7 +142,7 @@ impl OrderTable {
         let o = match self.at(*id) {
             Some((c, i)) => {
                 let chunk = &mut self.chunks[c];
-                let o = chunk.slots[i].take();
+                let o = chunk.slots.get_mut(i).and_then(Option::take);
                 if o.is_some() {
                     chunk.live -= 1;
                 }
@@ -136,7 +159,7 @@ impl OrderTable {
     fn trim(&mut self) {
         while self.chunks.len() > 1 && self.chunks[0].live <= CHUNK_SPARSE_MAX {
             let chunk = self.chunks.pop_front().expect("a front chunk");
-            for o in chunk.slots.into_vec().into_iter().flatten() {
+            for o in chunk.slots.into_iter().flatten() {
                 self.old.insert(o.id, o);
             }
             self.base += ORDER_CHUNK_MAX as u64;
@@ -215,6 +238,34 @@ mod tests {
             resting: false,
             ts: id,
         }
+    }
+
+    /// A chunk is filled only as far as its newest order: ids skipped in
+    /// between are unknown until they arrive, and a copy of the table keeps
+    /// each chunk's room, so it does not reallocate as orders arrive.
+    #[test]
+    fn slots_are_written_as_orders_arrive() {
+        let mut t = OrderTable::new();
+        assert!(t.insert(order(5, OrderStatus::New)).is_none());
+        assert!(t.insert(order(9, OrderStatus::New)).is_none());
+        assert_eq!(t.chunks[0].slots.len(), 10);
+        for id in [6, 7, 8, 10, 4000] {
+            assert!(t.get(&OrderId(id)).is_none(), "order {id}");
+            assert!(t.remove(&OrderId(id)).is_none());
+        }
+        assert!(t.insert(order(7, OrderStatus::New)).is_none());
+        assert_eq!(t.len(), 3);
+        assert_eq!(t.chunks[0].slots.len(), 10, "a gap is filled in place");
+        let mut copy = t.clone();
+        assert_eq!(copy.chunks[0].slots.capacity(), ORDER_CHUNK_MAX);
+        let at = copy.chunks[0].slots.as_ptr();
+        for id in 10..ORDER_CHUNK_MAX as u64 {
+            assert!(copy.insert(order(id, OrderStatus::Filled)).is_none());
+        }
+        assert_eq!(copy.chunks[0].slots.as_ptr(), at, "no reallocation");
+        assert!(copy.insert(order(ORDER_CHUNK_MAX as u64, OrderStatus::New)).is_none());
+        assert_eq!(copy.chunks.len(), 2);
+        assert!(t != copy);
     }
 
     /// Orders left in a front chunk after most of it was forgotten move to

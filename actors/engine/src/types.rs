@@ -241,15 +241,17 @@ impl RejectCode {
     }
 }
 
-/// A refusal: the code and a message for the client.
+/// A refusal: the code and a message for the client. Most messages are
+/// fixed text, kept without a copy (a refusal allocates only when its
+/// message names values).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reject {
     pub code: RejectCode,
-    pub msg: String,
+    pub msg: std::borrow::Cow<'static, str>,
 }
 
 impl Reject {
-    pub fn new(code: RejectCode, msg: impl Into<String>) -> Self {
+    pub fn new(code: RejectCode, msg: impl Into<std::borrow::Cow<'static, str>>) -> Self {
         Reject { code, msg: msg.into() }
     }
 }

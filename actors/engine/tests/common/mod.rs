@@ -357,8 +357,8 @@ pub type Visible = (Vec<(AccountId, AssetId, Balance)>, Vec<OrderState>, Vec<Vec
 pub fn visible(ex: &Exchange) -> Visible {
     let mut bals = Vec::new();
     for (acc, a) in &ex.ledger.accounts {
-        for (asset, b) in &a.balances {
-            bals.push((*acc, *asset, *b));
+        for (asset, b) in a.balances.iter() {
+            bals.push((*acc, asset, *b));
         }
     }
     let mut open: Vec<OrderState> = ex.ledger.orders.values().filter(|o| o.status.is_open()).cloned().collect();
