@@ -13,6 +13,7 @@
 //! (same machine, same clock).
 
 use crate::flow::{self, FlowOpts, FlowReport};
+use crate::frames::{self, Envelope, Frame, Front};
 use crate::machine::{self, CpuMeter, ThreadCpu, ThreadMeter};
 use crate::scrape::{BucketSummary, Buckets};
 use crate::setup;
@@ -46,6 +47,11 @@ pub const TAIL_MS_MAX: u64 = 5_000;
 pub const CONNECT_MS_MAX: u64 = 10_000;
 /// Readiness events a reader takes from one epoll wait.
 pub const EVENTS_MAX: usize = 1_024;
+/// A subscriber's read buffer at the start; it grows for a larger frame,
+/// up to [`FRAME_BYTES_MAX`].
+pub const READ_BUFFER_BYTES: usize = 16 * 1024;
+/// The largest frame a subscriber reads.
+pub const FRAME_BYTES_MAX: usize = codec::FRAME_BYTES_MAX * 16;
 /// Longest epoll wait, so the stop flag and deadlines are seen.
 pub const POLL_MS_MAX: u64 = 50;
 
@@ -371,51 +377,113 @@ impl Ready {
     }
 }
 
-/// One subscriber's connection on a reader thread.
-/// A subscriber's socket as its reader sees it under mio's edge-triggered
-/// epoll. A read that returns less than it asked for has emptied the
-/// socket, and any later data raises a new readiness event, so until that
-/// event the next read answers `WouldBlock` without a system call. Half of
-/// the reads the client would otherwise make are those empty ones.
-struct EdgeSocket {
-    tcp: TcpStream,
-    /// Set by `subscribe` once the socket is non-blocking and registered.
-    edge: bool,
-    drained: bool,
-}
-
-impl std::io::Read for EdgeSocket {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.edge && self.drained {
-            return Err(ErrorKind::WouldBlock.into());
-        }
-        match self.tcp.read(buf) {
-            Ok(n) => {
-                self.drained = n > 0 && n < buf.len();
-                Ok(n)
-            }
-            Err(e) => {
-                self.drained = e.kind() == ErrorKind::WouldBlock;
-                Err(e)
-            }
-        }
-    }
-}
-
-impl std::io::Write for EdgeSocket {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.tcp.write(buf)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.tcp.flush()
-    }
-}
-
+/// One subscriber's connection on a reader thread. tungstenite does the
+/// handshake and writes the requests, pongs and the close; what the server
+/// sends is read into `buf` and parsed there ([`frames`]). Under mio's
+/// edge-triggered epoll a read that returns less than it asked for has
+/// emptied the socket, and any later data raises a new readiness event, so
+/// the reader does not make the read that would only answer `WouldBlock`.
 struct Conn {
-    ws: WebSocket<EdgeSocket>,
+    ws: WebSocket<TcpStream>,
+    buf: Vec<u8>,
+    /// The unread bytes are `buf[start..end]`.
+    start: usize,
+    end: usize,
     st: SubStats,
     answered: u8,
     done: bool,
+}
+
+impl Conn {
+    /// Reads the socket until it is empty, handling every whole frame.
+    fn pump(&mut self, keys: &[String; 2], tailing: bool, ready: &Ready) {
+        let mut received = 0;
+        let mut drained = false;
+        loop {
+            loop {
+                match frames::front(&self.buf[self.start..self.end]) {
+                    Front::Frame(f, used) => {
+                        if f.opcode == frames::OP_PING {
+                            // Best effort: a pong that does not fit now stays
+                            // queued in tungstenite until the next write.
+                            let _ = self.ws.send(Message::Pong(f.payload.to_vec().into()));
+                        }
+                        let step = self.st.frame(&f, received, keys, &mut self.answered);
+                        self.start += used;
+                        match step {
+                            Step::Go => {}
+                            Step::Subscribed => {
+                                ready.ok.fetch_add(1, Ordering::AcqRel);
+                            }
+                            Step::Heartbeat => self.done = tailing,
+                            Step::Stop => {
+                                if self.answered < 2 {
+                                    ready.failed.fetch_add(1, Ordering::AcqRel);
+                                }
+                                self.done = true;
+                            }
+                        }
+                        if self.done {
+                            return;
+                        }
+                    }
+                    Front::Partial(need) => {
+                        if need > FRAME_BYTES_MAX {
+                            self.fail("receive: frame larger than the client reads", ready);
+                            return;
+                        }
+                        if self.start > 0 && self.start + need > self.buf.len() / 2 {
+                            self.buf.copy_within(self.start..self.end, 0);
+                            self.end -= self.start;
+                            self.start = 0;
+                        }
+                        if need > self.buf.len() {
+                            self.buf.resize(need.next_power_of_two().min(FRAME_BYTES_MAX), 0);
+                        }
+                        break;
+                    }
+                    Front::Bad(why) => {
+                        self.fail(&format!("receive: {why}"), ready);
+                        return;
+                    }
+                }
+            }
+            if drained {
+                return;
+            }
+            if self.start == self.end {
+                (self.start, self.end) = (0, 0);
+            }
+            let room = self.buf.len() - self.end;
+            match std::io::Read::read(self.ws.get_mut(), &mut self.buf[self.end..]) {
+                Ok(0) => {
+                    self.fail("receive: the server closed the connection", ready);
+                    return;
+                }
+                Ok(n) => {
+                    self.end += n;
+                    received = machine::now_us();
+                    // A short read emptied the socket: handle what came,
+                    // then wait for epoll.
+                    drained = n < room;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.fail(&format!("receive: {e}"), ready);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn fail(&mut self, why: &str, ready: &Ready) {
+        self.st.failures.add(why, 1);
+        if self.answered < 2 {
+            ready.failed.fetch_add(1, Ordering::AcqRel);
+        }
+        self.done = true;
+    }
 }
 
 /// What one message meant for its subscriber.
@@ -452,14 +520,22 @@ fn read_subscribers(
             .map_err(|e| anyhow::anyhow!("epoll: {e}"))
             .and_then(|p| subscribe(url, enc, sym, depth).map(|ws| (p, ws)))
             .and_then(|(p, ws)| {
-                let fd = ws.get_ref().tcp.as_raw_fd();
+                let fd = ws.get_ref().as_raw_fd();
                 p.registry()
                     .register(&mut SourceFd(&fd), Token(conns.len()), Interest::READABLE)
                     .map_err(|e| anyhow::anyhow!("epoll register: {e}"))?;
                 Ok(ws)
             });
         match c {
-            Ok(ws) => conns.push(Conn { ws, st: SubStats::default(), answered: 0, done: false }),
+            Ok(ws) => conns.push(Conn {
+                ws,
+                buf: vec![0; READ_BUFFER_BYTES],
+                start: 0,
+                end: 0,
+                st: SubStats::default(),
+                answered: 0,
+                done: false,
+            }),
             Err(e) => {
                 let mut st = SubStats::default();
                 st.failures.add(&format!("subscribe: {e:#}"), 1);
@@ -499,46 +575,10 @@ fn read_subscribers(
             if c.done {
                 continue;
             }
-            // Readable again (or never read yet).
-            c.ws.get_mut().drained = false;
-            loop {
-                let m = match c.ws.read() {
-                    Ok(m) => m,
-                    Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(e) => {
-                        c.st.failures.add(&format!("receive: {e}"), 1);
-                        if c.answered < 2 {
-                            ready.failed.fetch_add(1, Ordering::AcqRel);
-                        }
-                        c.done = true;
-                        break;
-                    }
-                };
-                let received = machine::now_us();
-                match c.st.handle(&m, received, &keys, &mut c.answered) {
-                    Step::Go => {}
-                    Step::Subscribed => {
-                        ready.ok.fetch_add(1, Ordering::AcqRel);
-                    }
-                    Step::Heartbeat => {
-                        if tail_deadline.is_some() {
-                            c.done = true;
-                        }
-                    }
-                    Step::Stop => {
-                        if c.answered < 2 {
-                            ready.failed.fetch_add(1, Ordering::AcqRel);
-                        }
-                        c.done = true;
-                    }
-                }
-                if c.done {
-                    break;
-                }
-            }
+            c.pump(&keys, tail_deadline.is_some(), ready);
             if c.done {
                 open -= 1;
-                let fd = c.ws.get_ref().tcp.as_raw_fd();
+                let fd = c.ws.get_ref().as_raw_fd();
                 let _ = poll.registry().deregister(&mut SourceFd(&fd));
             }
         }
@@ -559,9 +599,8 @@ fn read_subscribers(
         if c.answered < 2 && !c.done {
             ready.failed.fetch_add(1, Ordering::AcqRel);
         }
-        c.ws.get_mut().edge = false;
-        let _ = c.ws.get_ref().tcp.set_nonblocking(false);
-        let _ = c.ws.get_ref().tcp.set_write_timeout(Some(Duration::from_millis(100)));
+        let _ = c.ws.get_ref().set_nonblocking(false);
+        let _ = c.ws.get_ref().set_write_timeout(Some(Duration::from_millis(100)));
         let _ = c.ws.close(None);
         let _ = c.ws.flush();
         out.push(c.st);
@@ -570,18 +609,40 @@ fn read_subscribers(
 }
 
 impl SubStats {
-    /// Takes one message: the subscription answers, heartbeats (checked
+    /// Takes one frame: the subscription answers, heartbeats (checked
     /// against the chains), gaps, snapshots and events (chained and timed).
-    fn handle(&mut self, m: &Message, received: u64, keys: &[String; 2], answered: &mut u8) -> Step {
-        let Some((bytes, binary)) = wire::payload(m) else {
-            if let Message::Close(c) = m {
-                self.failures.add(&format!("closed by the server: {c:?}"), 1);
+    fn frame(&mut self, f: &Frame<'_>, received: u64, keys: &[String; 2], answered: &mut u8) -> Step {
+        if !f.fin || f.opcode == frames::OP_CONTINUATION {
+            self.failures.add("a fragmented message (the server sends whole ones)", 1);
+            return Step::Stop;
+        }
+        let binary = match f.opcode {
+            frames::OP_BINARY => true,
+            frames::OP_TEXT => false,
+            frames::OP_CLOSE => {
+                let code = f.payload.get(..2).map_or(0, |c| u16::from_be_bytes([c[0], c[1]]));
+                let reason = String::from_utf8_lossy(f.payload.get(2..).unwrap_or_default());
+                self.failures.add(&format!("closed by the server: {code} {reason}"), 1);
                 return Step::Stop;
             }
-            return Step::Go;
+            frames::OP_PING | frames::OP_PONG => return Step::Go,
+            _ => {
+                self.failures.add("a frame of an unknown opcode", 1);
+                return Step::Stop;
+            }
         };
         self.messages += 1;
-        let Ok(inc) = wire::decode_incoming(bytes, binary) else {
+        if binary {
+            match frames::envelope(f.payload) {
+                Ok(env) if !env.response => return self.event(&env, received, keys),
+                Ok(_) => {}
+                Err(_) => {
+                    self.failures.add("undecodable frame", 1);
+                    return Step::Go;
+                }
+            }
+        }
+        let Ok(inc) = wire::decode_incoming(f.payload, binary) else {
             self.failures.add("undecodable frame", 1);
             return Step::Go;
         };
@@ -594,47 +655,60 @@ impl SubStats {
             *answered += 1;
             return if *answered == 2 { Step::Subscribed } else { Step::Go };
         }
-        let ch = inc.ch.as_deref().unwrap_or("");
-        let kind = inc.kind.as_deref().unwrap_or("");
-        if ch == "hb" {
+        let env = Envelope {
+            response: false,
+            ch: inc.ch.as_deref().unwrap_or("").as_bytes(),
+            kind: inc.kind.as_deref().unwrap_or("").as_bytes(),
+            epoch: inc.epoch,
+            prev: inc.prev,
+            seq: inc.seq,
+            ts: inc.ts,
+            lost: inc.lost,
+            last: inc.last.iter().flatten().map(|(k, v)| (k.as_bytes(), *v)).collect(),
+        };
+        self.event(&env, received, keys)
+    }
+
+    /// Takes one stream message (not a response).
+    fn event(&mut self, e: &Envelope<'_>, received: u64, keys: &[String; 2]) -> Step {
+        if e.ch == b"hb" {
             // A heartbeat comes after a second with nothing else sent on
             // the connection, so everything it counts has arrived before it.
-            if let Some(last) = &inc.last {
-                for (key, chain) in [(&keys[0], &self.book_chain), (&keys[1], &self.trade_chain)] {
-                    if let (Some(sent), Some(got)) = (last.get(key.as_str()), chain.last) {
-                        self.hb_checked += 1;
-                        if *sent > got && !chain.after_gap {
-                            self.unannounced += 1;
-                        }
+            for (key, chain) in [(&keys[0], &self.book_chain), (&keys[1], &self.trade_chain)] {
+                let sent = e.last.iter().find(|(k, _)| *k == key.as_bytes()).map(|(_, v)| *v);
+                if let (Some(sent), Some(got)) = (sent, chain.last) {
+                    self.hb_checked += 1;
+                    if sent > got && !chain.after_gap {
+                        self.unannounced += 1;
                     }
                 }
             }
             return Step::Heartbeat;
         }
-        let book = match ch {
-            "book.l2" => true,
-            "trades" => false,
+        let book = match e.ch {
+            b"book.l2" => true,
+            b"trades" => false,
             _ => return Step::Go,
         };
-        if kind == "gap" {
+        if e.kind == b"gap" {
             self.gaps_announced += 1;
             let chain = if book { &mut self.book_chain } else { &mut self.trade_chain };
-            if let Some([_, last_lost]) = inc.lost {
+            if let Some([_, last_lost]) = e.lost {
                 chain.last = Some(last_lost);
             }
             chain.after_gap = true;
             return Step::Go;
         }
-        let (Some(epoch), Some(seq)) = (inc.epoch, inc.seq) else {
+        let (Some(epoch), Some(seq)) = (e.epoch, e.seq) else {
             self.failures.add("event without epoch or seq", 1);
             return Step::Go;
         };
-        let snapshot = kind == "snapshot";
-        self.position(book, snapshot, epoch, inc.prev, seq);
+        let snapshot = e.kind == b"snapshot";
+        self.position(book, snapshot, epoch, e.prev, seq);
         if snapshot {
             return Step::Go;
         }
-        if let Some(ts) = inc.ts {
+        if let Some(ts) = e.ts {
             let lat = received.saturating_sub(ts);
             if book {
                 self.book_events += 1;
@@ -651,7 +725,7 @@ impl SubStats {
 /// Connects (blocking, bounded by [`CONNECT_MS_MAX`]) and asks for
 /// `book.l2` (at `depth`) and `trades` of `sym`; returns the socket
 /// non-blocking, its answers and snapshots still to be read.
-fn subscribe(url: &str, enc: Encoding, sym: &str, depth: u32) -> anyhow::Result<WebSocket<EdgeSocket>> {
+fn subscribe(url: &str, enc: Encoding, sym: &str, depth: u32) -> anyhow::Result<WebSocket<TcpStream>> {
     let mut req = url.into_client_request().with_context(|| format!("bad url {url}"))?;
     if req.uri().scheme_str() != Some("ws") {
         bail!("the fanout subscribers speak plain ws://, not {url}");
@@ -669,12 +743,11 @@ fn subscribe(url: &str, enc: Encoding, sym: &str, depth: u32) -> anyhow::Result<
     tcp.set_read_timeout(Some(limit))?;
     tcp.set_write_timeout(Some(limit))?;
     let config = WebSocketConfig::default()
-        .max_message_size(Some(codec::FRAME_BYTES_MAX * 16))
+        .max_message_size(Some(FRAME_BYTES_MAX))
         // A small read buffer: tungstenite zero-fills the whole buffer
         // before every read, and a thousand readers of small frames would
         // spend a third of the client's CPU on that with the default 128 KiB.
         .read_buffer_size(wire::READ_BUFFER_SMALL_BYTES);
-    let tcp = EdgeSocket { tcp, edge: false, drained: false };
     let (mut ws, resp) = tungstenite::client::client_with_config(req, tcp, Some(config))
         .map_err(|e| anyhow::anyhow!("handshake: {e}"))?;
     let got = resp.headers().get("Sec-WebSocket-Protocol").and_then(|v| v.to_str().ok());
@@ -693,7 +766,9 @@ fn subscribe(url: &str, enc: Encoding, sym: &str, depth: u32) -> anyhow::Result<
     let trades = SubscribeArgs { ch: Channel::Trades, depth: None, ..book.clone() };
     ws.send(wire::request(enc, "subscribe", 1, &book))?;
     ws.send(wire::request(enc, "subscribe", 2, &trades))?;
-    ws.get_ref().tcp.set_nonblocking(true)?;
-    ws.get_mut().edge = true;
+    // From here the reader reads the socket itself. tungstenite has
+    // buffered nothing past the handshake: the server sends nothing
+    // before these requests.
+    ws.get_ref().set_nonblocking(true)?;
     Ok(ws)
 }

@@ -37,6 +37,7 @@ pub mod crowd;
 pub mod fanout;
 pub mod floor;
 pub mod flow;
+pub mod frames;
 pub mod machine;
 pub mod orders;
 pub mod setup;
