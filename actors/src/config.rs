@@ -66,6 +66,9 @@ pub struct Limits {
     /// the machine's cores, at least one (the market data, the ledger, the
     /// instruments and the journal have threads of their own).
     pub session_threads: usize,
+    /// Threads that write market data to subscribers' sockets, the
+    /// market-data actor's own included; 0 picks the machine's cores.
+    pub fanout_threads: usize,
 }
 
 impl Default for Limits {
@@ -82,6 +85,7 @@ impl Default for Limits {
             commit_events_max: 8_192,
             socket_send_buffer_bytes: 256 * 1024,
             session_threads: 0,
+            fanout_threads: 0,
         }
     }
 }

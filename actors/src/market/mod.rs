@@ -28,8 +28,12 @@ use serde_json::{json, Value};
 
 use crate::ledger::{LedgerActor, Query};
 use crate::reply::{now_us, Deliver, Encoded};
+use crate::session::outbox::GROUP_MAX;
 use crate::session::{Due, Flushed, Follower, Offered, Outbox, Sub};
 use crate::wire;
+use writers::Writers;
+
+pub mod writers;
 
 /// Trades a `trades` snapshot carries.
 pub const TRADES_SNAPSHOT_MAX: usize = 50;
@@ -215,9 +219,27 @@ pub struct MarketData {
     instruments_view: Vec<Value>,
     /// The epoch of every stream: a restore from backup starts a new one.
     pub epoch: u64,
-    /// Messages admitted for subscribers while handling one batch, queued
-    /// connection by connection when the batch is done.
+    /// Messages admitted for subscribers and not yet sent: sent connection
+    /// by connection once the commits waiting in the mailbox are handled
+    /// (see `schedule_send`), and before anything is sent another way.
     due: Vec<Due>,
+    flush_scheduled: bool,
+    /// The threads that write a batch (see [`writers`]).
+    writers: Writers,
+}
+
+/// Sends the admitted messages (sent to itself, so it runs after the
+/// commits already waiting in the mailbox).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct SendDue;
+
+impl Handler<SendDue> for MarketData {
+    type Result = ();
+
+    fn handle(&mut self, _: SendDue, _ctx: &mut Context<Self>) {
+        self.send_due();
+    }
 }
 
 fn cksum(bids: &[(String, String)], asks: &[(String, String)], depth: u32) -> u32 {
@@ -248,6 +270,12 @@ fn diff(old: &[(Price, Qty)], new: &[(Price, Qty)], side: Side) -> Vec<(Price, O
 }
 
 impl MarketData {
+    /// Batches are written by `threads` threads, this actor's included
+    /// (`limits.fanout_threads`, see [`writers::fanout_threads`]).
+    pub fn set_fanout_threads(&mut self, threads: usize) {
+        self.writers = Writers::start(threads);
+    }
+
     /// `account_seqs`: every account's stream version in the recovered (durable) state.
     pub fn new(
         ledger: Addr<LedgerActor>,
@@ -267,6 +295,8 @@ impl MarketData {
             instruments_view,
             epoch: 1,
             due: Vec::new(),
+            flush_scheduled: false,
+            writers: Writers::start(1),
         };
         for b in books {
             md.add_instrument(b);
@@ -395,26 +425,35 @@ impl MarketData {
         }
     }
 
-    /// Queues what the batch admitted, grouped by connection (in order
-    /// within each), so each writer is woken once for all of it.
+    /// Sends what the batch admitted, connection by connection (in order
+    /// within each): an idle connection gets all of it in one write made
+    /// here, a busy one has it queued for its writer, woken once.
     fn send_due(&mut self) {
+        self.flush_scheduled = false;
+        if self.due.is_empty() {
+            return;
+        }
         self.due.sort_by_key(Due::conn);
         // Counted once per channel, not once per subscriber.
-        let mut sent: Vec<(&'static str, u64, usize)> = Vec::new();
+        let mut groups: Vec<Vec<Due>> = Vec::new();
         for d in self.due.drain(..) {
-            let ch = d.channel();
-            if let (Offered::Sent, len) = d.send() {
-                match sent.iter_mut().find(|s| s.0 == ch) {
-                    Some(s) => {
-                        s.1 += 1;
-                        s.2 += len;
-                    }
-                    None => sent.push((ch, 1, len)),
-                }
+            match groups.last_mut() {
+                Some(g) if g[0].conn() == d.conn() && g.len() < GROUP_MAX => g.push(d),
+                _ => groups.push(vec![d]),
             }
         }
+        let sent = self.writers.write(groups);
         for (ch, n, bytes) in sent {
             crate::telemetry::ws_out_many(ch, n, bytes);
+        }
+    }
+
+    /// Sends the batch once the mailbox is drained: every commit waiting
+    /// behind this one joins the same writes.
+    fn schedule_send(&mut self, ctx: &mut Context<Self>) {
+        if !self.flush_scheduled && !self.due.is_empty() {
+            self.flush_scheduled = true;
+            ctx.notify(SendDue);
         }
     }
 
@@ -592,7 +631,7 @@ impl Handler<Committed> for MarketData {
                 }
             }));
         }
-        self.send_due();
+        self.schedule_send(ctx);
         for (account, seq, msg) in m.account {
             let a = self.accounts.entry(AccountId(account)).or_default();
             a.committed = a.committed.max(seq);
@@ -654,6 +693,8 @@ impl MarketData {
 
     /// Sends what lag held back; a subscriber sent a `gap` gets a fresh snapshot.
     fn flush_held(&mut self) {
+        // What is admitted goes first: the held messages come after it.
+        self.send_due();
         let mut need: Vec<(String, bool, usize)> = Vec::new();
         for (k, g) in self.groups.iter_mut().filter(|(_, g)| g.stream.held) {
             need.extend(g.stream.flush().into_iter().map(|c| (k.clone(), true, c)));
@@ -681,6 +722,8 @@ impl Handler<Subscribe> for MarketData {
     type Result = ResponseActFuture<Self, Result<p::SubResult, ErrorBody>>;
 
     fn handle(&mut self, m: Subscribe, _ctx: &mut Context<Self>) -> Self::Result {
+        // A snapshot sent now must not pass what is admitted already.
+        self.send_due();
         let epoch = self.epoch;
         let key = m.sub.key.clone();
         let snapshot = |k: String| p::SubResult {
@@ -798,6 +841,8 @@ impl Handler<Unsubscribe> for MarketData {
     type Result = ();
 
     fn handle(&mut self, m: Unsubscribe, _ctx: &mut Context<Self>) {
+        // Nothing admitted before the unsubscribe arrives after its answer.
+        self.send_due();
         for (k, g) in self.groups.iter_mut() {
             if stream_key(k) == m.key {
                 g.stream.leave(m.conn);

@@ -231,8 +231,10 @@ impl Node {
         let account_seqs: Vec<(AccountId, u64)> = exchange.ledger.accounts.iter().map(|(a, s)| (*a, s.seq)).collect();
         // Recent trades, candles and the ticker window come back from the trades in the log.
         let trades = recent_trades(&*log);
+        let fanout_threads = cfg.limits.fanout_threads;
         let market = MarketData::start_in_arbiter(&market_arbiter.handle(), move |_| {
             let mut md = MarketData::new(l2, books, views, status_seq, account_seqs);
+            md.set_fanout_threads(crate::market::writers::fanout_threads(fanout_threads));
             md.epoch = epoch;
             md.warm(&trades);
             md

@@ -34,7 +34,7 @@ const LAG_DENOM: usize = 4;
 /// Close code for a subscriber that could not keep up (PROTOCOL.md section 6).
 pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
 
-pub use super::queue::{Queue, Refused, RESERVED_FRAMES};
+pub use super::queue::{Queue, Refused, Sent, RESERVED_FRAMES};
 
 /// The sending side of a connection: its queue, encoding and owner.
 pub struct Outbox {
@@ -348,6 +348,50 @@ impl Due {
                 (Offered::Closed, 0)
             }
         }
+    }
+}
+
+/// Messages of one connection sent by [`Due::send_group`]: at most as many
+/// as one vectored write takes.
+pub const GROUP_MAX: usize = super::queue::IOV_MAX;
+
+impl Due {
+    /// Sends one connection's admitted messages, in order, with one write
+    /// when the connection is idle (see [`Queue::send`]); `dues` is emptied.
+    /// Each message sent is counted into `sent` (channel, messages, bytes);
+    /// a write made here is timed into `delivered`; a full queue is a slow consumer.
+    pub fn send_group(dues: &mut Vec<Due>, sent: &mut Vec<(&'static str, u64, usize)>, delivered: &metrics::Histogram) {
+        let Some(out) = dues.first().map(|d| d.out.clone()) else { return };
+        if out.closing() {
+            dues.clear();
+            return;
+        }
+        let frames: Vec<Bytes> = dues.iter().map(|d| d.e.frame(out.enc)).collect();
+        let made_us = dues.iter().map(|d| d.e.made_us).min().unwrap_or(0);
+        let (accepted, refused) = match out.queue.send(&frames, made_us) {
+            Sent::Written { at_us } => {
+                delivered.record(std::time::Duration::from_micros(at_us.saturating_sub(made_us)).as_secs_f64());
+                (frames.len(), None)
+            }
+            Sent::Queued => (frames.len(), None),
+            Sent::Refused(n, r) => (n, Some(r)),
+        };
+        for (d, f) in dues.iter().zip(&frames).take(accepted) {
+            d.last.store(d.e.seq, Ordering::Release);
+            // The message's creation time stands for "now" (the heartbeat's clock).
+            out.last_sent_us.store(d.e.made_us, Ordering::Relaxed);
+            match sent.iter_mut().find(|s| s.0 == d.e.channel) {
+                Some(s) => {
+                    s.1 += 1;
+                    s.2 += f.len();
+                }
+                None => sent.push((d.e.channel, 1, f.len())),
+            }
+        }
+        if let (Some(Refused::Full), Some(d)) = (refused, dues.get(accepted)) {
+            out.slow_consumer(Some(&d.e.key));
+        }
+        dues.clear();
     }
 }
 

@@ -6,12 +6,20 @@
 //! it so that checking a subscriber's lag takes no lock. The writer is
 //! woken only when the queue goes from empty to not empty: a burst of
 //! frames queued while it writes is found by its next pass, with no wake.
+//!
+//! [`Queue::send`] lets a producer on another thread (the market-data
+//! actor) write to the socket itself when nothing is queued and nobody is
+//! writing: the frames reach the kernel at once, with no hand-over to the
+//! writer. Whoever writes holds the queue's `writing` mark, so writes never
+//! interleave; what the socket does not take is queued first, for the
+//! writer, which waits for the socket to take more.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 
 /// Places of the queue kept for the last two frames (a notice and the
@@ -34,8 +42,13 @@ struct State {
     oldest_made_us: u64,
     /// Handles that may still queue; at 0 the writer ends once it has written everything.
     producers: usize,
-    /// The writer has ended: nothing more is taken.
+    /// The writer has ended, or has taken a close frame: nothing more is
+    /// queued or written.
     writer_gone: bool,
+    /// Someone (the writer, or a producer in [`Queue::send`]) is writing to the socket.
+    writing: bool,
+    /// The socket's sending half, shared with the writer (see [`Queue::attach`]).
+    socket: Option<Arc<OwnedWriteHalf>>,
 }
 
 #[derive(Debug)]
@@ -51,6 +64,20 @@ pub struct Queue {
     bytes_max: usize,
     wake: Notify,
 }
+
+/// What became of frames given to [`Queue::send`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// All written to the socket now; `at_us` when the write returned.
+    Written { at_us: u64 },
+    /// All queued for the writer (some may have been written first).
+    Queued,
+    /// The first `n` were accepted (written or queued); the next was refused.
+    Refused(usize, Refused),
+}
+
+/// Buffers in one vectored write (Linux takes up to 1,024).
+pub const IOV_MAX: usize = 64;
 
 /// What the writer takes in one pass.
 #[derive(Debug, Default)]
@@ -123,6 +150,88 @@ impl Queue {
         Ok(())
     }
 
+    /// Shares the socket's sending half, so that [`Queue::send`] can write.
+    pub fn attach(&self, socket: Arc<OwnedWriteHalf>) {
+        let mut st = self.lock();
+        if !st.writer_gone {
+            st.socket = Some(socket);
+        }
+    }
+
+    /// Sends `frames` in order. When nothing is queued and nobody is
+    /// writing they are written to the socket from the calling thread, and
+    /// what the socket does not take at once is queued for the writer
+    /// ahead of anything queued meanwhile (so it may take the queue past
+    /// its limit by one call's frames). Otherwise each is queued as by
+    /// [`Queue::push`]. `made_us` is when the oldest of them was made.
+    pub fn send(&self, frames: &[Bytes], made_us: u64) -> Sent {
+        let socket = {
+            let mut st = self.lock();
+            if st.writer_gone {
+                return Sent::Refused(0, Refused::Closed);
+            }
+            match &st.socket {
+                Some(s) if st.frames.is_empty() && !st.writing && frames.len() <= IOV_MAX => {
+                    let s = s.clone();
+                    st.writing = true;
+                    s
+                }
+                _ => {
+                    drop(st);
+                    for (i, f) in frames.iter().enumerate() {
+                        if let Err(r) = self.push(f.clone(), made_us, false) {
+                            return Sent::Refused(i, r);
+                        }
+                    }
+                    return Sent::Queued;
+                }
+            }
+        };
+        let mut slices = [std::io::IoSlice::new(&[]); IOV_MAX];
+        for (f, s) in frames.iter().zip(slices.iter_mut()) {
+            *s = std::io::IoSlice::new(f);
+        }
+        // A failed write leaves everything to the writer, whose own write
+        // then fails and ends the connection.
+        let mut n = socket.try_write_vectored(&slices[..frames.len()]).unwrap_or(0);
+        let at_us = crate::reply::now_us();
+        let mut st = self.lock();
+        st.writing = false;
+        let mut rest: Vec<Bytes> = Vec::new();
+        for f in frames {
+            if n >= f.len() {
+                n -= f.len();
+            } else {
+                let mut f = f.clone();
+                f.advance(n);
+                n = 0;
+                rest.push(f);
+            }
+        }
+        let all = rest.is_empty();
+        if !all && !st.writer_gone {
+            let bytes: usize = rest.iter().map(Bytes::len).sum();
+            self.frames.fetch_add(rest.len(), Ordering::AcqRel);
+            self.bytes.fetch_add(bytes, Ordering::AcqRel);
+            if st.oldest_made_us == 0 || made_us < st.oldest_made_us {
+                st.oldest_made_us = made_us;
+            }
+            for f in rest.into_iter().rev() {
+                st.frames.push_front(f);
+            }
+        }
+        let wake = !st.frames.is_empty();
+        drop(st);
+        if wake {
+            self.wake.notify_one();
+        }
+        if all {
+            Sent::Written { at_us }
+        } else {
+            Sent::Queued
+        }
+    }
+
     /// A handle that could queue is gone.
     pub fn producer_gone(&self) {
         let last = {
@@ -141,20 +250,23 @@ impl Queue {
         loop {
             {
                 let mut st = self.lock();
-                if !st.frames.is_empty() {
+                if !st.frames.is_empty() && !st.writing {
                     while into.frames.len() < max {
                         let Some(f) = st.frames.pop_front() else { break };
                         let close = super::frame::is_close(&f);
                         into.bytes += f.len();
                         into.frames.push_back(f);
                         if close {
+                            // Nothing may follow the close frame.
+                            st.writer_gone = true;
                             break;
                         }
                     }
                     into.oldest_made_us = std::mem::take(&mut st.oldest_made_us);
+                    st.writing = true;
                     return Some(());
                 }
-                if st.producers == 0 {
+                if st.frames.is_empty() && st.producers == 0 && !st.writing {
                     return None;
                 }
             }
@@ -164,6 +276,11 @@ impl Queue {
 
     /// The writer wrote what it took: `frames` frames of `bytes` bytes.
     pub fn written(&self, frames: usize, bytes: usize) {
+        self.lock().writing = false;
+        self.uncount(frames, bytes);
+    }
+
+    fn uncount(&self, frames: usize, bytes: usize) {
         self.frames.fetch_sub(frames, Ordering::AcqRel);
         self.bytes.fetch_sub(bytes, Ordering::AcqRel);
     }
@@ -172,11 +289,13 @@ impl Queue {
     pub fn writer_gone(&self) {
         let mut st = self.lock();
         st.writer_gone = true;
+        st.writing = false;
+        st.socket = None;
         let dropped = st.frames.len();
         let bytes: usize = st.frames.iter().map(Bytes::len).sum();
         st.frames.clear();
         drop(st);
-        self.written(dropped, bytes);
+        self.uncount(dropped, bytes);
     }
 }
 
@@ -230,5 +349,84 @@ mod tests {
         q.producer_gone();
         let n = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await.unwrap().unwrap();
         assert_eq!(n, 3);
+    }
+
+    /// A connected pair: the server's sending half with its writer, and the client.
+    async fn wired(msgs_max: usize) -> (std::sync::Arc<Queue>, tokio::net::TcpStream) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (server, _) = l.accept().await.unwrap();
+        let (_rd, wr) = server.into_split();
+        std::mem::forget(_rd);
+        let q = std::sync::Arc::new(Queue::new(msgs_max, 64 << 20, 1));
+        tokio::spawn(super::super::writer::run(q.clone(), wr, std::time::Duration::from_secs(10), 0));
+        // The writer shares the socket once it runs.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        (q, client)
+    }
+
+    async fn read_exactly(client: &mut tokio::net::TcpStream, n: usize) -> Vec<u8> {
+        use tokio::io::AsyncReadExt;
+        let mut got = vec![0u8; n];
+        tokio::time::timeout(std::time::Duration::from_secs(10), client.read_exact(&mut got)).await.unwrap().unwrap();
+        got
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_is_written_by_the_sender_and_a_busy_one_keeps_its_order() {
+        let (q, mut client) = wired(100).await;
+        let sent = q.send(&[Bytes::from_static(b"ab"), Bytes::from_static(b"cd")], 1);
+        assert!(matches!(sent, Sent::Written { .. }), "{sent:?}");
+        assert_eq!(q.used(), (0, 0), "nothing was queued");
+        assert_eq!(read_exactly(&mut client, 4).await, b"abcd");
+        // Queued frames go first: a send behind them is queued too.
+        {
+            let mut st = q.lock();
+            st.writing = true; // as while the writer writes
+        }
+        q.push(Bytes::from_static(b"1"), 0, false).unwrap();
+        assert_eq!(q.send(&[Bytes::from_static(b"2")], 0), Sent::Queued);
+        q.written(0, 0);
+        q.wake.notify_one();
+        assert_eq!(read_exactly(&mut client, 2).await, b"12");
+    }
+
+    #[tokio::test]
+    async fn what_a_full_socket_does_not_take_is_written_before_anything_queued_later() {
+        let (q, mut client) = wired(100_000).await;
+        // The client does not read: sends fill the socket's buffers, then queue.
+        let chunk = Bytes::from(vec![7u8; 64 * 1024]);
+        let mut sent_bytes = 0;
+        let mut queued = false;
+        for _ in 0..2_000 {
+            match q.send(std::slice::from_ref(&chunk), 0) {
+                Sent::Written { .. } => sent_bytes += chunk.len(),
+                Sent::Queued => {
+                    sent_bytes += chunk.len();
+                    queued = true;
+                    break;
+                }
+                Sent::Refused(..) => panic!("refused"),
+            }
+        }
+        assert!(queued, "the socket never filled");
+        q.push(Bytes::from_static(b"last"), 0, false).unwrap();
+        let got = read_exactly(&mut client, sent_bytes + 4).await;
+        assert!(got[..sent_bytes].iter().all(|&b| b == 7), "the remainder came first, whole");
+        assert_eq!(&got[sent_bytes..], b"last");
+    }
+
+    #[tokio::test]
+    async fn nothing_is_written_after_a_close_frame() {
+        let (q, mut client) = wired(100).await;
+        let close = super::super::frame::close(1000, "bye");
+        q.push(close.clone(), 0, true).unwrap();
+        let got = read_exactly(&mut client, close.len()).await;
+        assert_eq!(&got[..], &close[..]);
+        assert_eq!(q.send(&[Bytes::from_static(b"late")], 0), Sent::Refused(0, Refused::Closed));
+        use tokio::io::AsyncReadExt;
+        let mut rest = Vec::new();
+        tokio::time::timeout(std::time::Duration::from_secs(10), client.read_to_end(&mut rest)).await.unwrap().unwrap();
+        assert!(rest.is_empty(), "the stream ended after the close: {rest:?}");
     }
 }

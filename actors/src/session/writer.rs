@@ -20,16 +20,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use super::frame;
-use super::queue::{Queue, Taken};
+use super::queue::{Queue, Taken, IOV_MAX};
 
 /// Frames taken from the queue for one write.
 pub const WRITE_BURST_MAX: usize = 256;
-/// Buffers in one vectored write (Linux takes up to 1,024).
-pub const IOV_MAX: usize = 64;
 /// A socket that accepts nothing for this long belongs to a client that
 /// stopped reading (or vanished without a FIN): the writer gives up and the
 /// socket is closed, so it does not hold its descriptor forever. The same
@@ -42,13 +40,15 @@ pub const WRITE_STALL_MAX: Duration = super::IDLE_MAX;
 /// the delivery metric when the write is done. A socket that takes no byte
 /// for `stall` ends the writer too (see [`WRITE_STALL_MAX`]); `conn` names
 /// the connection in the log.
-pub async fn run(queue: Arc<Queue>, mut socket: OwnedWriteHalf, stall: Duration, conn: usize) {
+pub async fn run(queue: Arc<Queue>, socket: OwnedWriteHalf, stall: Duration, conn: usize) {
+    let socket = Arc::new(socket);
+    queue.attach(socket.clone());
     let mut taken = Taken::default();
     let delivered = crate::telemetry::md_delivery();
     while queue.take(WRITE_BURST_MAX, &mut taken).await.is_some() {
         let close = taken.frames.back().is_some_and(|f| frame::is_close(f));
         let (frames, bytes) = (taken.frames.len(), taken.bytes);
-        let written = write_all(&mut socket, &mut taken.frames, stall).await;
+        let written = write_all(&socket, &mut taken.frames, stall).await;
         if taken.oldest_made_us != 0 {
             crate::telemetry::md_delivered_to(&delivered, taken.oldest_made_us);
         }
@@ -67,18 +67,24 @@ pub async fn run(queue: Arc<Queue>, mut socket: OwnedWriteHalf, stall: Duration,
         }
     }
     queue.writer_gone();
-    // Dropping the sending half shuts down the write direction (FIN).
+    // Dropping the sending half (the queue has let go of its share) shuts
+    // down the write direction (FIN).
 }
 
 /// Writes every frame, as few system calls as the socket allows.
-async fn write_all(socket: &mut OwnedWriteHalf, frames: &mut VecDeque<Bytes>, stall: Duration) -> io::Result<()> {
+async fn write_all(socket: &OwnedWriteHalf, frames: &mut VecDeque<Bytes>, stall: Duration) -> io::Result<()> {
     while !frames.is_empty() {
-        let mut n = {
+        let mut n = loop {
             let mut slices = [IoSlice::new(&[]); IOV_MAX];
             let used = frames.iter().zip(slices.iter_mut()).map(|(f, s)| *s = IoSlice::new(f)).count();
-            match tokio::time::timeout(stall, socket.write_vectored(&slices[..used])).await {
-                Ok(r) => r?,
-                Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+            match socket.try_write_vectored(&slices[..used]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if tokio::time::timeout(stall, socket.writable()).await.is_err() {
+                        return Err(io::ErrorKind::TimedOut.into());
+                    }
+                }
+                Err(e) => return Err(e),
             }
         };
         if n == 0 {
@@ -155,7 +161,7 @@ impl AsyncWrite for Inbound {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncReadExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
 
     async fn pair() -> (TcpStream, TcpStream) {
