@@ -1,11 +1,14 @@
 //! A connection's bounded outbound queue and the `on_lag` policy of each
 //! subscription on it.
 //!
-//! The queue feeds the connection's writer task. Two parties write to it:
+//! The queue feeds the connection's writer task. Two parties send on it:
 //! the session (answers, heartbeats, notices, the account stream) and the
-//! market-data actor, which queues public stream messages straight into it,
+//! market-data actor, which sends public stream messages straight to it,
 //! so a book delta reaches a thousand sockets without a thousand trips
-//! through session mailboxes. Every frame shares the message's encoded bytes.
+//! through session mailboxes. A connection with nothing queued gets the
+//! market-data actor's messages written by that actor at once
+//! ([`Due::send_group`], [`Queue::send`]). Every frame shares the
+//! message's encoded bytes.
 //!
 //! A [`Follower`] is one subscription's place in a stream. It sends while
 //! the queue is below its high-water mark (three quarters of its messages or
