@@ -226,6 +226,8 @@ pub struct MarketData {
     flush_scheduled: bool,
     /// The threads that write a batch (see [`writers`]).
     writers: Writers,
+    /// Room for one group's frames, kept between batches.
+    frames: Vec<bytes::Bytes>,
 }
 
 /// Sends the admitted messages (sent to itself, so it runs after the
@@ -297,6 +299,7 @@ impl MarketData {
             due: Vec::new(),
             flush_scheduled: false,
             writers: Writers::start(1),
+            frames: Vec::new(),
         };
         for b in books {
             md.add_instrument(b);
@@ -435,14 +438,7 @@ impl MarketData {
         }
         self.due.sort_by_key(Due::conn);
         // Counted once per channel, not once per subscriber.
-        let mut groups: Vec<Vec<Due>> = Vec::new();
-        for d in self.due.drain(..) {
-            match groups.last_mut() {
-                Some(g) if g[0].conn() == d.conn() && g.len() < GROUP_MAX => g.push(d),
-                _ => groups.push(vec![d]),
-            }
-        }
-        let sent = self.writers.write(groups);
+        let sent = self.writers.write(&mut self.due, GROUP_MAX, &mut self.frames);
         for (ch, n, bytes) in sent {
             crate::telemetry::ws_out_many(ch, n, bytes);
         }
