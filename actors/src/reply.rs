@@ -71,6 +71,11 @@ impl Encoded {
     /// The WebSocket frame of this message in `enc`, shared by every
     /// connection that takes this encoding.
     pub fn frame(&self, enc: Encoding) -> Bytes {
+        self.frame_ref(enc).clone()
+    }
+
+    /// [`Encoded::frame`], borrowed.
+    pub fn frame_ref(&self, enc: Encoding) -> &Bytes {
         match enc {
             Encoding::Json => self.json.get_or_init(|| {
                 frame::frame(frame::OP_TEXT, &serde_json::to_vec(&self.value).expect("values encode"))
@@ -79,7 +84,6 @@ impl Encoded {
                 frame::frame(frame::OP_BINARY, &rmp_serde::to_vec_named(&self.value).expect("values encode"))
             }),
         }
-        .clone()
     }
 }
 

@@ -226,8 +226,6 @@ pub struct MarketData {
     flush_scheduled: bool,
     /// The threads that write a batch (see [`writers`]).
     writers: Writers,
-    /// Room for one group's frames, kept between batches.
-    frames: Vec<bytes::Bytes>,
 }
 
 /// Sends the admitted messages (sent to itself, so it runs after the
@@ -299,7 +297,6 @@ impl MarketData {
             due: Vec::new(),
             flush_scheduled: false,
             writers: Writers::start(1),
-            frames: Vec::new(),
         };
         for b in books {
             md.add_instrument(b);
@@ -438,7 +435,7 @@ impl MarketData {
         }
         self.due.sort_by_key(Due::conn);
         // Counted once per channel, not once per subscriber.
-        let sent = self.writers.write(&mut self.due, GROUP_MAX, &mut self.frames);
+        let sent = self.writers.write(&mut self.due, GROUP_MAX);
         for (ch, n, bytes) in sent {
             crate::telemetry::ws_out_many(ch, n, bytes);
         }

@@ -13,8 +13,6 @@
 use std::ops::Range;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
-use bytes::Bytes;
-
 use crate::session::Due;
 
 /// What one thread sent: per channel, messages and bytes.
@@ -31,20 +29,14 @@ struct Run {
 }
 
 impl Run {
-    fn write(&self, frames: &mut Vec<Bytes>, sent: &mut SentCounts, delivered: &metrics::Histogram) {
-        write_groups(&self.dues, &self.groups, frames, sent, delivered);
+    fn write(&self, sent: &mut SentCounts, delivered: &metrics::Histogram) {
+        write_groups(&self.dues, &self.groups, sent, delivered);
     }
 }
 
-fn write_groups(
-    dues: &[Due],
-    groups: &[Range<usize>],
-    frames: &mut Vec<Bytes>,
-    sent: &mut SentCounts,
-    delivered: &metrics::Histogram,
-) {
+fn write_groups(dues: &[Due], groups: &[Range<usize>], sent: &mut SentCounts, delivered: &metrics::Histogram) {
     for g in groups {
-        Due::send_group(&dues[g.clone()], frames, sent, delivered);
+        Due::send_group(&dues[g.clone()], sent, delivered);
     }
 }
 
@@ -67,10 +59,9 @@ impl Writers {
             let (done_tx, done) = sync_channel::<SentCounts>(1);
             let spawned = std::thread::Builder::new().name(format!("bourse-fanout-{i}")).spawn(move || {
                 let delivered = crate::telemetry::md_delivery();
-                let mut frames = Vec::new();
                 while let Ok(run) = job_rx.recv() {
                     let mut sent = SentCounts::new();
-                    run.write(&mut frames, &mut sent, &delivered);
+                    run.write(&mut sent, &delivered);
                     drop(run);
                     if done_tx.send(sent).is_err() {
                         return;
@@ -88,8 +79,8 @@ impl Writers {
     /// Writes `dues` (sorted by connection, in order within each; a
     /// group is at most `group_max` of one connection's messages) and
     /// returns what was sent, once all of it is written or queued; `dues`
-    /// is left empty. `frames` is room the caller keeps between calls.
-    pub fn write(&self, dues: &mut Vec<Due>, group_max: usize, frames: &mut Vec<Bytes>) -> SentCounts {
+    /// is left empty.
+    pub fn write(&self, dues: &mut Vec<Due>, group_max: usize) -> SentCounts {
         let mut groups: Vec<Range<usize>> = Vec::new();
         for (i, d) in dues.iter().enumerate() {
             match groups.last_mut() {
@@ -118,11 +109,11 @@ impl Writers {
                 // The helper is gone: its run is written here after the rest.
                 Err(e) => {
                     let back = e.0;
-                    back.write(frames, &mut sent, &delivered);
+                    back.write(&mut sent, &delivered);
                 }
             }
         }
-        write_groups(dues, &groups, frames, &mut sent, &delivered);
+        write_groups(dues, &groups, &mut sent, &delivered);
         dues.clear();
         for h in handed {
             if let Ok(theirs) = h.done.recv() {

@@ -362,30 +362,26 @@ impl Due {
     /// Sends one connection's admitted messages, in order, with one write
     /// when the connection is idle (see [`Queue::send`]). Each message sent
     /// is counted into `sent` (channel, messages, bytes); a write made here
-    /// is timed into `delivered`; a full queue is a slow consumer. `frames`
-    /// is room the caller keeps between calls.
-    pub fn send_group(
-        dues: &[Due],
-        frames: &mut Vec<Bytes>,
-        sent: &mut Vec<(&'static str, u64, usize)>,
-        delivered: &metrics::Histogram,
-    ) {
+    /// is timed into `delivered`; a full queue is a slow consumer. The
+    /// frames are borrowed from the messages: only what must wait in the
+    /// queue takes a reference of its own.
+    pub fn send_group(dues: &[Due], sent: &mut Vec<(&'static str, u64, usize)>, delivered: &metrics::Histogram) {
         let Some(out) = dues.first().map(|d| &d.out) else { return };
         if out.closing() {
             return;
         }
-        frames.clear();
-        frames.extend(dues.iter().map(|d| d.e.frame(out.enc)));
+        let enc = out.enc;
         let made_us = dues.iter().map(|d| d.e.made_us).min().unwrap_or(0);
-        let (accepted, refused) = match out.queue.send(frames, made_us) {
+        let (accepted, refused) = match out.queue.send(dues.iter().map(|d| d.e.frame_ref(enc)), made_us) {
             Sent::Written { at_us } => {
                 delivered.record(std::time::Duration::from_micros(at_us.saturating_sub(made_us)).as_secs_f64());
-                (frames.len(), None)
+                (dues.len(), None)
             }
-            Sent::Queued => (frames.len(), None),
+            Sent::Queued => (dues.len(), None),
             Sent::Refused(n, r) => (n, Some(r)),
         };
-        for (d, f) in dues.iter().zip(frames.iter()).take(accepted) {
+        for d in dues.iter().take(accepted) {
+            let f = d.e.frame_ref(enc);
             d.last.store(d.e.seq, Ordering::Release);
             // The message's creation time stands for "now" (the heartbeat's clock).
             out.last_sent_us.store(d.e.made_us, Ordering::Relaxed);
@@ -400,7 +396,6 @@ impl Due {
         if let (Some(Refused::Full), Some(d)) = (refused, dues.get(accepted)) {
             out.slow_consumer(Some(&d.e.key));
         }
-        frames.clear();
     }
 }
 

@@ -164,7 +164,10 @@ impl Queue {
     /// ahead of anything queued meanwhile (so it may take the queue past
     /// its limit by one call's frames). Otherwise each is queued as by
     /// [`Queue::push`]. `made_us` is when the oldest of them was made.
-    pub fn send(&self, frames: &[Bytes], made_us: u64) -> Sent {
+    pub fn send<'a, I>(&self, frames: I, made_us: u64) -> Sent
+    where
+        I: ExactSizeIterator<Item = &'a Bytes> + Clone,
+    {
         let socket = {
             let mut st = self.lock();
             if st.writer_gone {
@@ -178,7 +181,7 @@ impl Queue {
                 }
                 _ => {
                     drop(st);
-                    for (i, f) in frames.iter().enumerate() {
+                    for (i, f) in frames.enumerate() {
                         if let Err(r) = self.push(f.clone(), made_us, false) {
                             return Sent::Refused(i, r);
                         }
@@ -188,18 +191,18 @@ impl Queue {
             }
         };
         let mut slices = [std::io::IoSlice::new(&[]); IOV_MAX];
-        for (f, s) in frames.iter().zip(slices.iter_mut()) {
-            *s = std::io::IoSlice::new(f);
-        }
+        let used = frames.clone().zip(slices.iter_mut()).map(|(f, s)| *s = std::io::IoSlice::new(f)).count();
         // A failed write leaves everything to the writer, whose own write
         // then fails and ends the connection.
-        let mut n = socket.try_write_vectored(&slices[..frames.len()]).unwrap_or(0);
+        let mut n = socket.try_write_vectored(&slices[..used]).unwrap_or(0);
         let at_us = crate::reply::now_us();
         let mut st = self.lock();
         st.writing = false;
         let mut rest: Vec<Bytes> = Vec::new();
         for f in frames {
-            if n >= f.len() {
+            if n == 0 {
+                rest.push(f.clone());
+            } else if n >= f.len() {
                 n -= f.len();
             } else {
                 let mut f = f.clone();
@@ -375,7 +378,7 @@ mod tests {
     #[tokio::test]
     async fn an_idle_connection_is_written_by_the_sender_and_a_busy_one_keeps_its_order() {
         let (q, mut client) = wired(100).await;
-        let sent = q.send(&[Bytes::from_static(b"ab"), Bytes::from_static(b"cd")], 1);
+        let sent = q.send([Bytes::from_static(b"ab"), Bytes::from_static(b"cd")].iter(), 1);
         assert!(matches!(sent, Sent::Written { .. }), "{sent:?}");
         assert_eq!(q.used(), (0, 0), "nothing was queued");
         assert_eq!(read_exactly(&mut client, 4).await, b"abcd");
@@ -385,7 +388,7 @@ mod tests {
             st.writing = true; // as while the writer writes
         }
         q.push(Bytes::from_static(b"1"), 0, false).unwrap();
-        assert_eq!(q.send(&[Bytes::from_static(b"2")], 0), Sent::Queued);
+        assert_eq!(q.send([Bytes::from_static(b"2")].iter(), 0), Sent::Queued);
         q.written(0, 0);
         q.wake.notify_one();
         assert_eq!(read_exactly(&mut client, 2).await, b"12");
@@ -399,7 +402,7 @@ mod tests {
         let mut sent_bytes = 0;
         let mut queued = false;
         for _ in 0..2_000 {
-            match q.send(std::slice::from_ref(&chunk), 0) {
+            match q.send(std::iter::once(&chunk), 0) {
                 Sent::Written { .. } => sent_bytes += chunk.len(),
                 Sent::Queued => {
                     sent_bytes += chunk.len();
@@ -423,7 +426,7 @@ mod tests {
         q.push(close.clone(), 0, true).unwrap();
         let got = read_exactly(&mut client, close.len()).await;
         assert_eq!(&got[..], &close[..]);
-        assert_eq!(q.send(&[Bytes::from_static(b"late")], 0), Sent::Refused(0, Refused::Closed));
+        assert_eq!(q.send([Bytes::from_static(b"late")].iter(), 0), Sent::Refused(0, Refused::Closed));
         use tokio::io::AsyncReadExt;
         let mut rest = Vec::new();
         tokio::time::timeout(std::time::Duration::from_secs(10), client.read_to_end(&mut rest)).await.unwrap().unwrap();
