@@ -119,7 +119,11 @@ impl Stream {
         let mut closed = false;
         for s in self.subs.iter_mut() {
             match s.admit(&e) {
-                Offered::Sent => due.push(s.due(&e)),
+                Offered::Sent => {
+                    let mut d = s.due(&e);
+                    d.order = u32::try_from(due.len()).unwrap_or(u32::MAX);
+                    due.push(d);
+                }
                 Offered::Held => self.held = true,
                 Offered::Closed => closed = true,
             }
@@ -433,7 +437,9 @@ impl MarketData {
         if self.due.is_empty() {
             return;
         }
-        self.due.sort_by_key(Due::conn);
+        // By connection, each connection's messages in the order admitted
+        // (an unstable sort on a unique key: no scratch room to allocate).
+        self.due.sort_unstable_by_key(Due::batch_key);
         // Counted once per channel, not once per subscriber.
         let sent = self.writers.write(&mut self.due, GROUP_MAX);
         for (ch, n, bytes) in sent {

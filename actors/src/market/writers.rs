@@ -12,6 +12,7 @@
 
 use std::ops::Range;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
 
 use crate::session::Due;
 
@@ -22,32 +23,32 @@ pub type SentCounts = Vec<(&'static str, u64, usize)>;
 /// is written by the actor alone (handing it over would cost more).
 pub const SPLIT_GROUPS_MIN: usize = 64;
 
-/// A run of a batch: messages, and each group's place among them.
-struct Run {
+/// A batch as the threads share it: the messages sorted by connection, and
+/// each group's place among them.
+struct Batch {
     dues: Vec<Due>,
     groups: Vec<Range<usize>>,
 }
 
-impl Run {
-    fn write(&self, sent: &mut SentCounts, delivered: &metrics::Histogram) {
-        write_groups(&self.dues, &self.groups, sent, delivered);
-    }
-}
-
-fn write_groups(dues: &[Due], groups: &[Range<usize>], sent: &mut SentCounts, delivered: &metrics::Histogram) {
-    for g in groups {
-        Due::send_group(&dues[g.clone()], sent, delivered);
+impl Batch {
+    /// Writes groups `which` of the batch.
+    fn write(&self, which: Range<usize>, sent: &mut SentCounts, delivered: &metrics::Histogram) {
+        for g in &self.groups[which] {
+            Due::send_group(&self.dues[g.clone()], sent, delivered);
+        }
     }
 }
 
 struct Helper {
-    jobs: SyncSender<Run>,
+    jobs: SyncSender<(Arc<Batch>, Range<usize>)>,
     done: Receiver<SentCounts>,
 }
 
-/// The helper threads; dropping this ends them.
+/// The helper threads (dropping this ends them), and the room a batch
+/// takes, kept from one batch to the next.
 pub struct Writers {
     helpers: Vec<Helper>,
+    groups: Vec<Range<usize>>,
 }
 
 impl Writers {
@@ -55,14 +56,15 @@ impl Writers {
     pub fn start(threads: usize) -> Writers {
         let mut helpers = Vec::new();
         for i in 1..threads.max(1) {
-            let (jobs, job_rx) = sync_channel::<Run>(1);
+            let (jobs, job_rx) = sync_channel::<(Arc<Batch>, Range<usize>)>(1);
             let (done_tx, done) = sync_channel::<SentCounts>(1);
             let spawned = std::thread::Builder::new().name(format!("bourse-fanout-{i}")).spawn(move || {
                 let delivered = crate::telemetry::md_delivery();
-                while let Ok(run) = job_rx.recv() {
+                while let Ok((batch, which)) = job_rx.recv() {
                     let mut sent = SentCounts::new();
-                    run.write(&mut sent, &delivered);
-                    drop(run);
+                    batch.write(which, &mut sent, &delivered);
+                    // Let go of the batch before saying so: the actor takes it back.
+                    drop(batch);
                     if done_tx.send(sent).is_err() {
                         return;
                     }
@@ -73,15 +75,16 @@ impl Writers {
                 Err(e) => tracing::warn!(error = %e, "a fan-out writer thread did not start; fewer write the batches"),
             }
         }
-        Writers { helpers }
+        Writers { helpers, groups: Vec::new() }
     }
 
     /// Writes `dues` (sorted by connection, in order within each; a
     /// group is at most `group_max` of one connection's messages) and
     /// returns what was sent, once all of it is written or queued; `dues`
-    /// is left empty.
-    pub fn write(&self, dues: &mut Vec<Due>, group_max: usize) -> SentCounts {
-        let mut groups: Vec<Range<usize>> = Vec::new();
+    /// is left empty (its room kept).
+    pub fn write(&mut self, dues: &mut Vec<Due>, group_max: usize) -> SentCounts {
+        let mut groups = std::mem::take(&mut self.groups);
+        groups.clear();
         for (i, d) in dues.iter().enumerate() {
             match groups.last_mut() {
                 Some(g) if dues[g.start].conn() == d.conn() && g.len() < group_max => g.end = i + 1,
@@ -92,29 +95,21 @@ impl Writers {
         let mut sent = SentCounts::new();
         let threads = if groups.len() >= SPLIT_GROUPS_MIN { self.helpers.len() + 1 } else { 1 };
         let per = groups.len().div_ceil(threads);
+        let n = groups.len();
+        let batch = Arc::new(Batch { dues: std::mem::take(dues), groups });
         let mut handed = Vec::new();
-        for h in self.helpers.iter().take(threads - 1).rev() {
-            let at = groups.len().saturating_sub(per);
-            if at == groups.len() {
+        for (k, h) in self.helpers.iter().take(threads - 1).enumerate() {
+            let which = ((k + 1) * per).min(n)..((k + 2) * per).min(n);
+            if which.is_empty() {
                 continue;
             }
-            let mut run_groups = groups.split_off(at);
-            let first = run_groups[0].start;
-            for g in run_groups.iter_mut() {
-                *g = g.start - first..g.end - first;
-            }
-            let run = Run { dues: dues.split_off(first), groups: run_groups };
-            match h.jobs.send(run) {
+            match h.jobs.send((batch.clone(), which)) {
                 Ok(()) => handed.push(h),
-                // The helper is gone: its run is written here after the rest.
-                Err(e) => {
-                    let back = e.0;
-                    back.write(&mut sent, &delivered);
-                }
+                // The helper is gone: its part is written here.
+                Err(e) => e.0 .0.write(e.0 .1, &mut sent, &delivered),
             }
         }
-        write_groups(dues, &groups, &mut sent, &delivered);
-        dues.clear();
+        batch.write(0..per.min(n), &mut sent, &delivered);
         for h in handed {
             if let Ok(theirs) = h.done.recv() {
                 for (ch, n, bytes) in theirs {
@@ -127,6 +122,12 @@ impl Writers {
                     }
                 }
             }
+        }
+        // Every helper has let go of it (or is gone, and then its room is lost).
+        if let Ok(b) = Arc::try_unwrap(batch) {
+            *dues = b.dues;
+            dues.clear();
+            self.groups = b.groups;
         }
         sent
     }

@@ -221,7 +221,7 @@ impl Follower {
 
     /// The message to queue now that `admit` said it may go.
     pub fn due(&self, e: &Arc<Encoded>) -> Due {
-        Due { out: self.out.clone(), last: self.last.clone(), e: e.clone() }
+        Due { out: self.out.clone(), last: self.last.clone(), e: e.clone(), order: 0 }
     }
 
     /// Applies the subscription's `on_lag` policy to a stream message:
@@ -321,11 +321,19 @@ pub struct Due {
     out: Arc<Outbox>,
     last: Arc<AtomicU64>,
     e: Arc<Encoded>,
+    /// Its place in the batch, which keeps a connection's messages in order
+    /// when the batch is sorted by connection.
+    pub order: u32,
 }
 
 impl Due {
     pub fn conn(&self) -> usize {
         self.out.conn
+    }
+
+    /// The batch order: by connection, then by place in the batch.
+    pub fn batch_key(&self) -> (usize, u32) {
+        (self.out.conn, self.order)
     }
 
     /// The stream's metrics label.
