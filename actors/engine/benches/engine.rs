@@ -202,9 +202,9 @@ impl Generator {
         out.push((cmd, self.ts));
     }
 
-    fn cl_id(&mut self) -> String {
+    fn cl_id(&mut self) -> ClId {
         self.next_cl += 1;
-        format!("b{}", self.next_cl)
+        ClId::new(&format!("b{}", self.next_cl)).expect("short")
     }
 
     fn account(&mut self) -> AccountId {

@@ -351,7 +351,7 @@ mod tests {
         };
         let place = |acc, side, px, qty, cl: &str| {
             Command::Place(PlaceCmd {
-                account: AccountId(acc), inst: InstrumentId(1), cl_id: cl.into(), side, kind: OrderType::Limit, tif: None,
+                account: AccountId(acc), inst: InstrumentId(1), cl_id: ClId::new(cl).expect("short"), side, kind: OrderType::Limit, tif: None,
                 px: Some(Price(px)), qty: Some(Qty(qty)), quote_qty: None, post_only: false, stp: Stp::CancelNewest,
             })
         };
