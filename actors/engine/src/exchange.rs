@@ -244,8 +244,10 @@ impl Exchange {
             OrderRef::Id(id) => Some(*id),
             OrderRef::ClId(cl) => self.ledger.order_by_cl_id(account, cl),
         };
-        match id.and_then(|id| self.ledger.order(id)) {
-            Some(o) if o.account == account && o.inst == inst && o.status.is_open() => Ok(o.id),
+        // The id found, not the record's copy of it: resolving reads only
+        // the record's block of account, instrument and state.
+        match id.and_then(|id| Some((id, self.ledger.order(id)?))) {
+            Some((id, o)) if o.account == account && o.inst == inst && o.status.is_open() => Ok(id),
             _ => Err(Reject::new(RejectCode::UnknownOrder, "no such open order")),
         }
     }
