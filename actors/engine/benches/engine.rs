@@ -28,8 +28,9 @@
 //! stream in memory, so each command's first read is a cache miss; a server
 //! executes a command it has just decoded. Beside it the report prints a
 //! server-like throughput: the stream handed over `CHUNK_MAX` commands at a
-//! time, each chunk copied (new `cl_id` strings, as a decoder makes) with
-//! the clock stopped just before it runs, only the runs timed.
+//! time, each chunk cloned (every command built afresh, as a decoder
+//! builds it) with the clock stopped just before it runs, only the runs
+//! timed.
 
 // A benchmark reads the clock around the engine, never inside it.
 #![allow(clippy::disallowed_methods)]
@@ -452,9 +453,9 @@ fn execute_chunk(ex: &mut Exchange, cmds: &mut Vec<(Command, u64)>, events: &mut
 }
 
 /// A server-like run of the whole stream: `CHUNK_MAX` commands at a time
-/// are copied from the stream (new `cl_id` strings, as a decoder makes)
-/// with the clock stopped, then executed with it running. Only the
-/// executions are timed.
+/// are cloned from the stream (every command built afresh, as a decoder
+/// builds it) with the clock stopped, then executed with it running. Only
+/// the executions are timed.
 fn run_stream_chunked(start: &Exchange, stream: &Stream) -> Duration {
     let mut ex = start.clone();
     let mut events = Vec::new();
