@@ -112,16 +112,24 @@ impl<K: DenseKey, V> DenseMap<K, V> {
         old
     }
 
-    /// The value at `k`, inserted with `make` first if absent.
+    /// The value at `k`, made by `make` first if absent. The lookup is
+    /// inlined where it is used (accounts are looked up several times per
+    /// order event); the insert is not.
     #[inline]
     pub fn or_insert_with(&mut self, k: K, make: impl FnOnce() -> V) -> &mut V {
         let i = k.index();
-        if let Some(Some(_)) = self.slots.get(i) {
+        if matches!(self.slots.get(i), Some(Some(_))) {
             let Some((_, v)) = self.slots[i].as_mut() else { unreachable!("checked") };
             return v;
         }
+        self.insert_new(k, make())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn insert_new(&mut self, k: K, v: V) -> &mut V {
         self.len += 1;
-        let (_, v) = self.slot(k).insert((k, make()));
+        let (_, v) = self.slot(k).insert((k, v));
         v
     }
 

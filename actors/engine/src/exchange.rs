@@ -244,8 +244,10 @@ impl Exchange {
             OrderRef::Id(id) => Some(*id),
             OrderRef::ClId(cl) => self.ledger.order_by_cl_id(account, cl),
         };
-        match id.and_then(|id| self.ledger.order(id)) {
-            Some(o) if o.account == account && o.inst == inst && o.status.is_open() => Ok(o.id),
+        // The id found, not the record's copy of it: resolving reads only
+        // the record's block of account, instrument and state.
+        match id.and_then(|id| Some((id, self.ledger.order(id)?))) {
+            Some((id, o)) if o.account == account && o.inst == inst && o.status.is_open() => Ok(id),
             _ => Err(Reject::new(RejectCode::UnknownOrder, "no such open order")),
         }
     }
@@ -351,7 +353,7 @@ mod tests {
         };
         let place = |acc, side, px, qty, cl: &str| {
             Command::Place(PlaceCmd {
-                account: AccountId(acc), inst: InstrumentId(1), cl_id: cl.into(), side, kind: OrderType::Limit, tif: None,
+                account: AccountId(acc), inst: InstrumentId(1), cl_id: ClId::new(cl).expect("short"), side, kind: OrderType::Limit, tif: None,
                 px: Some(Price(px)), qty: Some(Qty(qty)), quote_qty: None, post_only: false, stp: Stp::CancelNewest,
             })
         };

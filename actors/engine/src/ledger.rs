@@ -316,7 +316,10 @@ pub enum AccountUpdate {
 pub struct PlaceCmd {
     pub account: AccountId,
     pub inst: InstrumentId,
-    pub cl_id: String,
+    /// The client's id for the order, inline (a command carries no heap
+    /// string). One longer than `CL_ID_LEN_MAX` cannot be held: a caller
+    /// passes it as the empty `ClId`, refused like any invalid `cl_id`.
+    pub cl_id: ClId,
     pub side: Side,
     pub kind: OrderType,
     pub tif: Option<Tif>,
@@ -506,9 +509,12 @@ pub fn fmt_units(v: u64, scale: u32) -> String {
 }
 
 pub fn valid_cl_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= CL_ID_LEN_MAX
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    valid_cl_id_bytes(s.as_bytes())
+}
+
+/// `valid_cl_id` on the bytes (a `ClId`'s, read without re-checking UTF-8).
+fn valid_cl_id_bytes(s: &[u8]) -> bool {
+    !s.is_empty() && s.len() <= CL_ID_LEN_MAX && s.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn bad(msg: impl Into<std::borrow::Cow<'static, str>>) -> Reject {
@@ -551,9 +557,12 @@ impl Ledger {
 
     /// The order a `cl_id` names, if remembered.
     pub fn order_by_cl_id(&self, account: AccountId, cl_id: &str) -> Option<OrderId> {
-        let cl_id = ClId::new(cl_id)?;
+        self.order_by_clid(account, &ClId::new(cl_id)?)
+    }
+
+    fn order_by_clid(&self, account: AccountId, cl_id: &ClId) -> Option<OrderId> {
         let a = self.accounts.get(&account)?;
-        a.cl_ids.get(&cl_id, |id| self.orders.get(&id).map(|o| o.cl_id))
+        a.cl_ids.get(cl_id, |id| self.orders.get(&id).map(|o| o.cl_id))
     }
 
     /// Open orders of an account, optionally of one instrument, by id.
@@ -598,10 +607,10 @@ impl Ledger {
             .instruments
             .get(&c.inst)
             .ok_or_else(|| Reject::new(RejectCode::UnknownInstrument, "unknown instrument"))?;
-        if !valid_cl_id(&c.cl_id) {
+        if !valid_cl_id_bytes(c.cl_id.as_bytes()) {
             return Err(bad("cl_id must be 1 to 36 characters of [A-Za-z0-9_-]").into());
         }
-        if let Some(id) = self.order_by_cl_id(c.account, &c.cl_id) {
+        if let Some(id) = self.order_by_clid(c.account, &c.cl_id) {
             return Err(PlaceRefusal::Duplicate(id));
         }
         if spec.state != InstrumentState::Trading {
@@ -682,7 +691,7 @@ impl Ledger {
                 id: OrderId(self.next_order_id),
                 account: c.account,
                 inst: c.inst,
-                cl_id: ClId::new(&c.cl_id).expect("checked"),
+                cl_id: c.cl_id,
                 side: c.side,
                 kind: c.kind,
                 tif,
@@ -1272,7 +1281,7 @@ mod pipeline_tests {
         ok(ex.execute(Command::Deposit { account: b, asset: AssetId(2), amount: Amount(1_000_000_000), by: admin }, 1));
         let place = |acc, side, px, qty, cl: &str| {
             Command::Place(PlaceCmd {
-                account: acc, inst: InstrumentId(1), cl_id: cl.into(), side, kind: OrderType::Limit, tif: None,
+                account: acc, inst: InstrumentId(1), cl_id: ClId::new(cl).expect("short"), side, kind: OrderType::Limit, tif: None,
                 px: Some(Price(px)), qty: Some(Qty(qty)), quote_qty: None, post_only: false, stp: Stp::CancelNewest,
             })
         };

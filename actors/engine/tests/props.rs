@@ -375,7 +375,7 @@ impl Run {
                 Command::Place(PlaceCmd {
                     account: AccountId(acct),
                     inst: InstrumentId(inst),
-                    cl_id,
+                    cl_id: ClId::new(&cl_id).expect("short"),
                     side,
                     kind,
                     tif,

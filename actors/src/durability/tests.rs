@@ -337,7 +337,7 @@ fn orders_a_crash_left_before_their_book_are_rejected_once() {
     let cmd = PlaceCmd {
         account,
         inst,
-        cl_id: "lost-1".into(),
+        cl_id: bourse_engine::ClId::new("lost-1").expect("short"),
         side: Side::Buy,
         kind: OrderType::Limit,
         tif: Some(Tif::Gtc),

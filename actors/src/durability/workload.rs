@@ -199,7 +199,7 @@ impl Workload {
         Command::Place(PlaceCmd {
             account,
             inst,
-            cl_id: format!("w{}", self.next_cl),
+            cl_id: bourse_engine::ClId::new(&format!("w{}", self.next_cl)).expect("short"),
             side,
             kind: OrderType::Limit,
             tif: Some(Tif::Gtc),

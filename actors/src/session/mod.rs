@@ -217,7 +217,8 @@ impl Session {
         Ok(PlaceCmd {
             account,
             inst: spec.id,
-            cl_id: a.cl_id.clone(),
+            // One too long to hold goes as the empty cl_id, which the ledger refuses.
+            cl_id: eng::ClId::new(&a.cl_id).unwrap_or_default(),
             side: wire::side(a.side),
             kind: wire::kind(a.order_type),
             tif: a.tif.map(wire::tif),

@@ -39,7 +39,7 @@ pub fn lim(account: AccountId, side: Side, px: u64, qty: u64) -> PlaceCmd {
     PlaceCmd {
         account,
         inst: InstrumentId(1),
-        cl_id: String::new(),
+        cl_id: ClId::default(),
         side,
         kind: OrderType::Limit,
         tif: None,
@@ -67,7 +67,8 @@ pub fn post_only(mut c: PlaceCmd) -> PlaceCmd {
 }
 
 pub fn with_cl(mut c: PlaceCmd, cl_id: &str) -> PlaceCmd {
-    c.cl_id = cl_id.into();
+    // One too long to hold arrives empty, as the session passes it.
+    c.cl_id = ClId::new(cl_id).unwrap_or_default();
     c
 }
 
@@ -281,7 +282,7 @@ impl Harness {
     pub fn submit(&mut self, mut c: PlaceCmd) -> Outcome {
         if c.cl_id.is_empty() {
             self.next_cl += 1;
-            c.cl_id = format!("c{}", self.next_cl);
+            c.cl_id = ClId::new(&format!("c{}", self.next_cl)).expect("short");
         }
         self.exec(Command::Place(c))
     }
@@ -304,7 +305,7 @@ impl Harness {
     pub fn place_refused(&mut self, mut c: PlaceCmd, code: RejectCode) -> Reject {
         if c.cl_id.is_empty() {
             self.next_cl += 1;
-            c.cl_id = format!("c{}", self.next_cl);
+            c.cl_id = ClId::new(&format!("c{}", self.next_cl)).expect("short");
         }
         self.refused(Command::Place(c), code)
     }
