@@ -19,8 +19,9 @@ use crate::session::Due;
 /// What one thread sent: per channel, messages and bytes.
 pub type SentCounts = Vec<(&'static str, u64, usize)>;
 
-/// Groups a batch needs before it is cut between threads: a smaller one
-/// is written by the actor alone (handing it over would cost more).
+/// Groups (connections) each thread is given at least: a batch is cut
+/// between at most `groups / SPLIT_GROUPS_MIN` threads, so a small one is
+/// written by the actor alone (handing it over would cost more).
 pub const SPLIT_GROUPS_MIN: usize = 64;
 
 /// A batch as the threads share it: the messages sorted by connection, and
@@ -93,7 +94,7 @@ impl Writers {
         }
         let delivered = crate::telemetry::md_delivery();
         let mut sent = SentCounts::new();
-        let threads = if groups.len() >= SPLIT_GROUPS_MIN { self.helpers.len() + 1 } else { 1 };
+        let threads = (groups.len() / SPLIT_GROUPS_MIN).clamp(1, self.helpers.len() + 1);
         let per = groups.len().div_ceil(threads);
         let n = groups.len();
         let batch = Arc::new(Batch { dues: std::mem::take(dues), groups });
@@ -139,4 +140,76 @@ pub fn fanout_threads(configured: usize) -> usize {
         return configured;
     }
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reply::{Deliver, Encoded};
+    use crate::session::outbox::{Outbox, Queue};
+    use crate::session::queue::Taken;
+    use crate::session::{Follower, Sub};
+    use actix::{Actor, Context, Handler};
+    use bourse_protocol::codec::Encoding;
+    use bourse_protocol::msg as p;
+    use serde_json::json;
+
+    struct Owner;
+
+    impl Actor for Owner {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Deliver> for Owner {
+        type Result = ();
+        fn handle(&mut self, _: Deliver, _ctx: &mut Context<Self>) {}
+    }
+
+    #[actix::test]
+    async fn a_batch_cut_between_threads_reaches_every_connection_once_and_in_order() {
+        let owner = Owner.start();
+        let conns = 300;
+        let mut queues = Vec::new();
+        let mut followers = Vec::new();
+        for c in 0..conns {
+            let q = Arc::new(Queue::new(100, 1 << 20, 1));
+            let out = Arc::new(Outbox::new(c, Encoding::Json, q.clone(), owner.clone().recipient()));
+            let sub = Sub { key: "trades:X".into(), ch: p::Channel::Trades, sym: Some("X".into()), depth: 0, interval: None, cksum: false, on_lag: p::OnLag::Conflate };
+            followers.push(Follower::new(out, sub, Default::default()));
+            queues.push(q);
+        }
+        let msgs: Vec<Arc<Encoded>> = (1..=3u64)
+            .map(|seq| Arc::new(Encoded::owned("trades:X".into(), seq, json!({"ch": "trades", "type": "update", "prev": seq - 1, "seq": seq}))))
+            .collect();
+        // Admitted message by message, connection by connection, as the actor does.
+        let mut dues = Vec::new();
+        for e in &msgs {
+            for f in &followers {
+                let mut d = f.due(e);
+                d.order = dues.len() as u32;
+                dues.push(d);
+            }
+        }
+        dues.sort_unstable_by_key(Due::batch_key);
+        let mut w = Writers::start(3);
+        let sent = w.write(&mut dues, 64);
+        assert!(dues.is_empty());
+        assert_eq!(sent.iter().map(|s| s.1).sum::<u64>(), 3 * conns as u64, "{sent:?}");
+        for (c, q) in queues.iter().enumerate() {
+            let mut t = Taken::default();
+            q.take(100, &mut t).await.expect("frames queued");
+            let seqs: Vec<u64> = t
+                .frames
+                .iter()
+                .map(|f| {
+                    let v: serde_json::Value = serde_json::from_slice(&f[2..]).unwrap();
+                    v["seq"].as_u64().unwrap()
+                })
+                .collect();
+            assert_eq!(seqs, vec![1, 2, 3], "connection {c}");
+        }
+        for f in &followers {
+            assert_eq!(f.last.load(std::sync::atomic::Ordering::SeqCst), 3);
+        }
+    }
 }
