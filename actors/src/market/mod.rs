@@ -81,6 +81,10 @@ pub struct Gone {
 pub struct Committed {
     pub events: Arc<Vec<Event>>,
     pub account: Vec<(u64, u64, Value)>,
+    /// When the journal released them, in microseconds since the epoch:
+    /// the `ts` of the stream updates made from them, so a subscriber's
+    /// delivery latency counts every step after durability.
+    pub committed_us: u64,
 }
 
 /// Subscribers of one stream and its recent messages.
@@ -228,6 +232,8 @@ pub struct MarketData {
     /// (see `schedule_send`), and before anything is sent another way.
     due: Vec<Due>,
     flush_scheduled: bool,
+    /// The commit being handled: when the journal released it.
+    committed_us: u64,
     /// The threads that write a batch (see [`writers`]).
     writers: Writers,
 }
@@ -300,6 +306,7 @@ impl MarketData {
             epoch: 1,
             due: Vec::new(),
             flush_scheduled: false,
+            committed_us: 0,
             writers: Writers::start(1),
         };
         for b in books {
@@ -348,9 +355,9 @@ impl MarketData {
         v
     }
 
-    fn l1(book: &OrderBook, epoch: u64) -> Value {
+    fn l1(book: &OrderBook, epoch: u64, ts: u64) -> Value {
         let side = |b: Option<(Price, Qty)>| b.map(|(p, q)| json!([wire::fmt_px(&book.spec, p), wire::fmt_qty(&book.spec, q)]));
-        json!({"ch": "book.l1", "sym": book.spec.sym, "type": "update", "epoch": epoch, "seq": book.version, "ts": now_us(),
+        json!({"ch": "book.l1", "sym": book.spec.sym, "type": "update", "epoch": epoch, "seq": book.version, "ts": ts,
                "data": {"bid": side(book.best_bid()), "ask": side(book.best_ask())}})
     }
 
@@ -404,6 +411,7 @@ impl MarketData {
     /// Brings every `book.l2` stream of `inst` up to date, sending its delta.
     fn refresh_books(&mut self, inst: InstrumentId) {
         let epoch = self.epoch;
+        let ts = self.committed_us;
         let book = &self.insts[&inst].book;
         let prefix = format!("book.l2:{}:", book.spec.sym);
         for (key, g) in self.groups.iter_mut().filter(|(k, _)| k.starts_with(&prefix)) {
@@ -419,7 +427,7 @@ impl MarketData {
                 v.iter().map(|(p, q)| (wire::fmt_px(&book.spec, *p), wire::fmt_qty(&book.spec, q.unwrap_or(Qty(0))))).collect()
             };
             let mut v = json!({"ch": "book.l2", "sym": book.spec.sym, "type": "delta", "epoch": epoch, "prev": g.stream.last_seq,
-                               "seq": book.version, "ts": now_us(), "depth": g.depth, "bids": fmt(&db), "asks": fmt(&da)});
+                               "seq": book.version, "ts": ts, "depth": g.depth, "bids": fmt(&db), "asks": fmt(&da)});
             if g.cksum {
                 v["cksum"] = json!(cksum(&Self::levels_json(book, &bids), &Self::levels_json(book, &asks), g.depth));
             }
@@ -537,6 +545,7 @@ impl Handler<Committed> for MarketData {
 
     fn handle(&mut self, m: Committed, ctx: &mut Context<Self>) {
         let epoch = self.epoch;
+        self.committed_us = m.committed_us;
         let _publish = crate::telemetry::market_committed();
         let mut touched: Vec<InstrumentId> = Vec::new();
         let mut trades: BTreeMap<InstrumentId, Vec<Value>> = BTreeMap::new();
@@ -595,9 +604,9 @@ impl Handler<Committed> for MarketData {
             let version = i.book.version;
             crate::telemetry::md_seq(&sym, version);
             let l1_key = format!("book.l1:{sym}");
-            let l1 = self.streams.contains_key(&l1_key).then(|| Self::l1(&i.book, epoch));
+            let l1 = self.streams.contains_key(&l1_key).then(|| Self::l1(&i.book, epoch, m.committed_us));
             let t_key = format!("ticker:{sym}");
-            let ticker = self.streams.contains_key(&t_key).then(|| Self::ticker(i, now_us(), epoch));
+            let ticker = self.streams.contains_key(&t_key).then(|| Self::ticker(i, m.committed_us, epoch));
             if let Some(v) = l1 {
                 self.publish(&l1_key, version, v);
             }
@@ -610,7 +619,7 @@ impl Handler<Committed> for MarketData {
             let first = list[0]["id"].as_u64().unwrap_or(1);
             let last = book.trade_id;
             let key = format!("trades:{}", book.spec.sym);
-            let v = json!({"ch": "trades", "sym": book.spec.sym, "type": "update", "epoch": epoch, "prev": first - 1, "seq": last, "ts": now_us(), "data": list});
+            let v = json!({"ch": "trades", "sym": book.spec.sym, "type": "update", "epoch": epoch, "prev": first - 1, "seq": last, "ts": m.committed_us, "data": list});
             if let Some(s) = self.streams.get_mut(&key) {
                 s.send(Encoded::owned(key.clone(), last, v), &mut self.due);
             }
@@ -683,7 +692,7 @@ impl MarketData {
             }
             (Channel::Trades, Some(i)) => Some((i.book.trade_id, Self::trades_snapshot(i, epoch))),
             (Channel::Candles, Some(i)) => Some(Self::candles_snapshot(i, sub.interval.unwrap_or(Interval::M1), epoch)),
-            (Channel::BookL1, Some(i)) => Some((i.book.version, Self::l1(&i.book, epoch))),
+            (Channel::BookL1, Some(i)) => Some((i.book.version, Self::l1(&i.book, epoch, now_us()))),
             (Channel::Ticker, Some(i)) => Some((i.book.version, Self::ticker(i, now_us(), epoch))),
             (Channel::Status, _) => Some((self.status_seq, self.status_snapshot())),
             _ => None,

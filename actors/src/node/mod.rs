@@ -138,7 +138,8 @@ impl Publisher for NodePublisher {
 
     fn publish(&mut self, _index: u64, events: Arc<Vec<bourse_engine::Event>>, account: Vec<(u64, u64, serde_json::Value)>) {
         crate::telemetry::MARKET_MAILBOX.enqueued();
-        self.shared.market.do_send(Committed { events, account });
+        let committed_us = crate::reply::now_us();
+        self.shared.market.do_send(Committed { events, account, committed_us });
     }
 }
 
