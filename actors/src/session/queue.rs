@@ -49,6 +49,9 @@ struct State {
     writing: bool,
     /// The socket's sending half, shared with the writer (see [`Queue::attach`]).
     socket: Option<Arc<OwnedWriteHalf>>,
+    /// The front of `frames` is the rest of a frame the socket took part
+    /// of: its first byte is not a frame header (and it is never a close).
+    front_partial: bool,
 }
 
 #[derive(Debug)]
@@ -199,6 +202,7 @@ impl Queue {
         let mut st = self.lock();
         st.writing = false;
         let mut rest: Vec<Bytes> = Vec::new();
+        let mut partial = false;
         for f in frames {
             if n == 0 {
                 rest.push(f.clone());
@@ -208,11 +212,13 @@ impl Queue {
                 let mut f = f.clone();
                 f.advance(n);
                 n = 0;
+                partial = true;
                 rest.push(f);
             }
         }
         let all = rest.is_empty();
         if !all && !st.writer_gone {
+            st.front_partial = partial;
             let bytes: usize = rest.iter().map(Bytes::len).sum();
             self.frames.fetch_add(rest.len(), Ordering::AcqRel);
             self.bytes.fetch_add(bytes, Ordering::AcqRel);
@@ -256,7 +262,8 @@ impl Queue {
                 if !st.frames.is_empty() && !st.writing {
                     while into.frames.len() < max {
                         let Some(f) = st.frames.pop_front() else { break };
-                        let close = super::frame::is_close(&f);
+                        let partial = std::mem::take(&mut st.front_partial);
+                        let close = !partial && super::frame::is_close(&f);
                         into.bytes += f.len();
                         into.frames.push_back(f);
                         if close {
@@ -294,6 +301,7 @@ impl Queue {
         st.writer_gone = true;
         st.writing = false;
         st.socket = None;
+        st.front_partial = false;
         let dropped = st.frames.len();
         let bytes: usize = st.frames.iter().map(Bytes::len).sum();
         st.frames.clear();
@@ -397,8 +405,11 @@ mod tests {
     #[tokio::test]
     async fn what_a_full_socket_does_not_take_is_written_before_anything_queued_later() {
         let (q, mut client) = wired(100_000).await;
-        // The client does not read: sends fill the socket's buffers, then queue.
-        let chunk = Bytes::from(vec![7u8; 64 * 1024]);
+        // The client does not read: sends fill the socket's buffers, then
+        // queue. The payload's bytes read as a close frame's first byte, so
+        // the rest of a frame the socket took part of must not be taken
+        // for a close.
+        let chunk = super::super::frame::frame(super::super::frame::OP_BINARY, &vec![0x88u8; 64 * 1024]);
         let mut sent_bytes = 0;
         let mut queued = false;
         for _ in 0..2_000 {
@@ -415,7 +426,7 @@ mod tests {
         assert!(queued, "the socket never filled");
         q.push(Bytes::from_static(b"last"), 0, false).unwrap();
         let got = read_exactly(&mut client, sent_bytes + 4).await;
-        assert!(got[..sent_bytes].iter().all(|&b| b == 7), "the remainder came first, whole");
+        assert!(got[..sent_bytes].chunks(chunk.len()).all(|c| c == &chunk[..c.len()]), "the remainder came first, whole");
         assert_eq!(&got[sent_bytes..], b"last");
     }
 
