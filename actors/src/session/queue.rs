@@ -89,6 +89,10 @@ pub struct Taken {
     pub bytes: usize,
     /// When the oldest stream message among them was made (0: none).
     pub oldest_made_us: u64,
+    /// The last of them is a close frame: the writer ends after it. (Only
+    /// the queue can tell: the rest of a partly written frame may begin
+    /// with any byte.)
+    pub close: bool,
 }
 
 impl Queue {
@@ -268,6 +272,7 @@ impl Queue {
                         into.frames.push_back(f);
                         if close {
                             // Nothing may follow the close frame.
+                            into.close = true;
                             st.writer_gone = true;
                             break;
                         }
@@ -424,6 +429,8 @@ mod tests {
             }
         }
         assert!(queued, "the socket never filled");
+        // The writer takes the remainder alone, and writes on after it.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         q.push(Bytes::from_static(b"last"), 0, false).unwrap();
         let got = read_exactly(&mut client, sent_bytes + 4).await;
         assert!(got[..sent_bytes].chunks(chunk.len()).all(|c| c == &chunk[..c.len()]), "the remainder came first, whole");

@@ -23,7 +23,6 @@ use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
-use super::frame;
 use super::queue::{Queue, Taken, IOV_MAX};
 
 /// Frames taken from the queue for one write.
@@ -46,7 +45,7 @@ pub async fn run(queue: Arc<Queue>, socket: OwnedWriteHalf, stall: Duration, con
     let mut taken = Taken::default();
     let delivered = crate::telemetry::md_delivery();
     while queue.take(WRITE_BURST_MAX, &mut taken).await.is_some() {
-        let close = taken.frames.back().is_some_and(|f| frame::is_close(f));
+        let close = taken.close;
         let (frames, bytes) = (taken.frames.len(), taken.bytes);
         let written = write_all(&socket, &mut taken.frames, stall).await;
         if taken.oldest_made_us != 0 {
@@ -56,6 +55,7 @@ pub async fn run(queue: Arc<Queue>, socket: OwnedWriteHalf, stall: Duration, con
         taken.frames.clear();
         taken.bytes = 0;
         taken.oldest_made_us = 0;
+        taken.close = false;
         if let Err(e) = written {
             if e.kind() == io::ErrorKind::TimedOut {
                 crate::telemetry::slow_consumer(crate::telemetry::SLOW_STALLED, conn);
@@ -160,6 +160,7 @@ impl AsyncWrite for Inbound {
 
 #[cfg(test)]
 mod tests {
+    use super::super::frame;
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
