@@ -55,7 +55,11 @@ impl Client {
             match m {
                 Ok(Message::Text(t)) => return Some(serde_json::from_str(&t).expect("json")),
                 Ok(Message::Binary(b)) => return Some(rmp_serde::from_slice(&b).expect("msgpack")),
-                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(Message::Close(_)) => return None,
+                Err(e) => {
+                    eprintln!("connection ended: {e}");
+                    return None;
+                }
                 Ok(_) => continue,
             }
         }

@@ -12,13 +12,14 @@
 //!
 //! A [`Follower`] is one subscription's place in a stream. It sends while
 //! the queue is below its high-water mark (three quarters of its messages or
-//! bytes); past it, the subscription's `on_lag` decides: `conflate` merges
+//! bytes, counting what the market-data actor has admitted for its
+//! current batch and not yet queued); past it, the subscription's `on_lag` decides: `conflate` merges
 //! deltas into one pending chain link, `resync` notes the lost range and
 //! later sends `gap` (its owner then sends a fresh snapshot), `disconnect`
 //! sends the `slow_consumer` notice and closes with 4008. Nothing is dropped
 //! without one of these.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use actix::Recipient;
@@ -50,6 +51,11 @@ pub struct Outbox {
     last_sent_us: AtomicU64,
     closing: AtomicBool,
     session: Recipient<Deliver>,
+    /// Stream messages admitted (a [`Due`] made) and not yet queued, and
+    /// their bytes. They count toward the high-water mark: a batch admits
+    /// many messages before it queues any, and must not overrun the queue.
+    admitted: AtomicUsize,
+    admitted_bytes: AtomicUsize,
 }
 
 impl Drop for Outbox {
@@ -67,7 +73,16 @@ impl std::fmt::Debug for Outbox {
 impl Outbox {
     /// The outbox of connection `conn`; it counts as one of `queue`'s producers.
     pub fn new(conn: usize, enc: Encoding, queue: Arc<Queue>, session: Recipient<Deliver>) -> Outbox {
-        Outbox { conn, enc, queue, last_sent_us: AtomicU64::new(now_us()), closing: AtomicBool::new(false), session }
+        Outbox {
+            conn,
+            enc,
+            queue,
+            last_sent_us: AtomicU64::new(now_us()),
+            closing: AtomicBool::new(false),
+            session,
+            admitted: AtomicUsize::new(0),
+            admitted_bytes: AtomicUsize::new(0),
+        }
     }
 
     /// The session that owns the connection.
@@ -75,9 +90,12 @@ impl Outbox {
         &self.session
     }
 
-    /// Past the high-water mark in messages or bytes.
+    /// Past the high-water mark in messages or bytes, counting what is
+    /// admitted and not yet queued.
     pub fn lagging(&self) -> bool {
         let (frames, bytes) = self.queue.used();
+        let frames = frames + self.admitted.load(Ordering::Acquire);
+        let bytes = bytes + self.admitted_bytes.load(Ordering::Acquire);
         frames * LAG_DENOM >= self.queue.msgs_max() * LAG_NUMER || bytes * LAG_DENOM >= self.queue.bytes_max() * LAG_NUMER
     }
 
@@ -221,6 +239,9 @@ impl Follower {
 
     /// The message to queue now that `admit` said it may go.
     pub fn due(&self, e: &Arc<Encoded>) -> Due {
+        let bytes = e.frame_ref(self.out.enc).len();
+        self.out.admitted.fetch_add(1, Ordering::AcqRel);
+        self.out.admitted_bytes.fetch_add(bytes, Ordering::AcqRel);
         Due { out: self.out.clone(), last: self.last.clone(), e: e.clone(), order: 0 }
     }
 
@@ -316,7 +337,9 @@ impl Follower {
 /// A stream message admitted for one subscriber, queued when its batch is
 /// done: the market-data actor queues a batch's messages connection by
 /// connection, so each connection's writer finds all of them (a book delta
-/// and its trades) at once and writes them with one system call.
+/// and its trades) at once and writes them with one system call. It counts
+/// toward its connection's high-water mark from its making until it is
+/// dropped (by then it is queued, written, or refused).
 pub struct Due {
     out: Arc<Outbox>,
     last: Arc<AtomicU64>,
@@ -324,6 +347,14 @@ pub struct Due {
     /// Its place in the batch, which keeps a connection's messages in order
     /// when the batch is sorted by connection.
     pub order: u32,
+}
+
+impl Drop for Due {
+    fn drop(&mut self) {
+        let bytes = self.e.frame_ref(self.out.enc).len();
+        self.out.admitted.fetch_sub(1, Ordering::AcqRel);
+        self.out.admitted_bytes.fetch_sub(bytes, Ordering::AcqRel);
+    }
 }
 
 impl Due {
@@ -561,5 +592,38 @@ mod tests {
         assert_eq!(ids, vec![11, 12, 13]);
         assert_eq!(f.last.load(Ordering::SeqCst), 13);
         assert!(!f.holds());
+    }
+
+    #[actix::test]
+    async fn a_batch_admits_no_more_than_the_mark_and_never_overruns_the_queue() {
+        let stops = Arc::new(AtomicUsize::new(0));
+        let (out, queue) = outbox(8, 1 << 20, stops.clone());
+        let sub = Sub { key: "trades:X".into(), ch: p::Channel::Trades, sym: Some("X".into()), depth: 50, interval: None, cksum: false, on_lag: p::OnLag::Conflate };
+        let mut f = Follower::new(out.clone(), sub, Default::default());
+        // One batch: twenty messages offered before any is queued.
+        let mut dues = Vec::new();
+        let mut held = 0;
+        for i in 0..20u64 {
+            match f.admit(&trades_update(10 + i, &[11 + i])) {
+                Offered::Sent => dues.push(f.due(&trades_update(10 + i, &[11 + i]))),
+                Offered::Held => held += 1,
+                Offered::Closed => panic!("closed at {i}"),
+            }
+        }
+        assert_eq!((dues.len(), held), (6, 14), "admitted up to three quarters of 8, the rest merged");
+        let (mut sent, hist) = (Vec::new(), metrics::histogram!("test_delivery"));
+        Due::send_group(&dues, &mut sent, &hist);
+        drop(dues);
+        assert!(!out.closing(), "not taken for a slow consumer");
+        assert_eq!(queue.used().0, 6);
+        assert!(out.lagging(), "the six queued still count");
+        assert_eq!(drain(&queue).await.len(), 6);
+        assert_eq!(f.flush(), Flushed::Sent, "then the merged rest, as one chain link");
+        let Some(m) = drain(&queue).await.pop() else { panic!("the merged message") };
+        let Some((frame::OP_TEXT, t)) = frame::parse(&m) else { panic!("{m:?}") };
+        let v: Value = serde_json::from_slice(t).unwrap();
+        assert_eq!((v["prev"].as_u64(), v["seq"].as_u64()), (Some(16), Some(30)));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(stops.load(Ordering::SeqCst), 0);
     }
 }
