@@ -117,7 +117,12 @@ pub const STAGE_MATCH: &str = "match";
 pub const STAGE_JOURNAL: &str = "journal";
 /// `stage`: market data turning a committed batch into stream messages.
 pub const STAGE_PUBLISH: &str = "publish";
-pub const STAGES: [&str; 5] = [STAGE_DECODE, STAGE_LEDGER, STAGE_MATCH, STAGE_JOURNAL, STAGE_PUBLISH];
+/// `stage`: a committed batch, from its release by the journal until the
+/// market-data actor takes it (it waits while the batch before it is written).
+pub const STAGE_MD_WAIT: &str = "md_wait";
+/// `stage`: one market-data batch written (or queued) to every subscriber.
+pub const STAGE_FANOUT: &str = "fanout";
+pub const STAGES: [&str; 7] = [STAGE_DECODE, STAGE_LEDGER, STAGE_MATCH, STAGE_JOURNAL, STAGE_PUBLISH, STAGE_MD_WAIT, STAGE_FANOUT];
 
 /// `actor` kinds of [`MAILBOX_DEPTH`] and [`OVERLOADED_TOTAL`].
 pub const ACTOR_LEDGER: &str = "ledger";
@@ -229,7 +234,7 @@ pub const METRICS: &[MetricSpec] = &[
         STAGE_SECONDS,
         Some(Unit::Seconds),
         &["stage"],
-        "Time spent in one stage of the order path: decode, ledger, match, journal (hand-over to durable), publish (market data).",
+        "Time spent in one stage of the order path: decode, ledger, match, journal (hand-over to durable), publish (market data), md_wait (a commit waiting for the market-data actor), fanout (one market-data batch written to every subscriber).",
         STAGE_SECONDS_BUCKETS,
     ),
     histogram(

@@ -245,6 +245,8 @@ impl Scenario {
 }
 
 /// Any scenario's result.
+// One report per run: the size of the largest is no cost worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum Report {

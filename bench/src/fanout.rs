@@ -127,6 +127,12 @@ pub struct FanoutReport {
     /// a stream message being made to its bytes reaching a socket (the
     /// oldest message of each write); `None` if the server does not export it.
     pub server_delivery: Option<BucketSummary>,
+    /// `bourse_stage_seconds{stage="md_wait"}` over the run: a commit from
+    /// its release until the market-data actor takes it.
+    pub server_md_wait: Option<BucketSummary>,
+    /// `bourse_stage_seconds{stage="fanout"}` over the run: one batch
+    /// written to every subscriber.
+    pub server_fanout_batch: Option<BucketSummary>,
     /// Subscribers lost during the run, by cause.
     pub failures: Counts,
     pub server_cpu_pct: Option<f64>,
@@ -140,7 +146,7 @@ pub struct FanoutReport {
 impl FanoutReport {
     pub fn line(&self) -> String {
         format!(
-            "fanout: subs={}/{} {} depth={} flow={}/s enc={} | book_versions={:.0}/s trades={:.0}/s msgs={:.0}/s | delivery {} | server share {} | client send lag p50={}us p99={}us | unannounced_gaps={} gaps_announced={} hb_checked={} failures: {} | cpu: server={} bench={} machine={} | server threads: {}",
+            "fanout: subs={}/{} {} depth={} flow={}/s enc={} | book_versions={:.0}/s trades={:.0}/s msgs={:.0}/s | delivery {} | server share {} | server md_wait {} | server batch {} | client send lag p50={}us p99={}us | unannounced_gaps={} gaps_announced={} hb_checked={} failures: {} | cpu: server={} bench={} machine={} | server threads: {}",
             self.subscribed,
             self.subscribers,
             self.sym,
@@ -152,6 +158,8 @@ impl FanoutReport {
             self.messages_per_s,
             self.delivery.line(),
             self.server_delivery.as_ref().map_or("-".to_string(), BucketSummary::line),
+            self.server_md_wait.as_ref().map_or("-".to_string(), BucketSummary::line),
+            self.server_fanout_batch.as_ref().map_or("-".to_string(), BucketSummary::line),
             self.flow.send_lag.as_ref().map_or(0, |l| l.p50_us),
             self.flow.send_lag.as_ref().map_or(0, |l| l.p99_us),
             self.unannounced_gaps,
@@ -275,7 +283,7 @@ pub async fn run(target: &Target, opts: &FanoutOpts) -> anyhow::Result<FanoutRep
 
     let sockets =
         flow::connect_traders(&target.ws_url, enc, &prep.accounts, opts.flow.connections).await?;
-    let delivery_before = server_delivery(&target.ws_url).await;
+    let before = ServerTimes::scrape(&target.ws_url).await;
     let server = target.server_pid.map(CpuMeter::start);
     let client = CpuMeter::start(std::process::id());
     let machine_cpu = CpuMeter::machine();
@@ -295,7 +303,9 @@ pub async fn run(target: &Target, opts: &FanoutOpts) -> anyhow::Result<FanoutRep
     let client_cpu_pct = client.percent();
     let machine_cpu_pct = machine_cpu.percent();
     let server_threads = threads.map(|t| t.top()).unwrap_or_default();
-    let server_delivery = server_delivery(&target.ws_url).await.map(|after| after.since(delivery_before.as_ref()).summary_us());
+    let after = ServerTimes::scrape(&target.ws_url).await;
+    let run = |f: fn(&ServerTimes) -> &Option<Buckets>| f(&after).as_ref().map(|a| a.since(f(&before).as_ref()).summary_us());
+    let (server_delivery, server_md_wait, server_fanout_batch) = (run(|t| &t.delivery), run(|t| &t.md_wait), run(|t| &t.batch));
     stop.store(true, Ordering::Release);
 
     let mut all = SubStats::default();
@@ -350,6 +360,8 @@ pub async fn run(target: &Target, opts: &FanoutOpts) -> anyhow::Result<FanoutRep
         delivery_book: book_delivery.summary(),
         delivery_trades: trade_delivery.summary(),
         server_delivery,
+        server_md_wait,
+        server_fanout_batch,
         failures: all.failures,
         server_cpu_pct,
         client_cpu_pct,
@@ -358,10 +370,24 @@ pub async fn run(target: &Target, opts: &FanoutOpts) -> anyhow::Result<FanoutRep
     })
 }
 
-/// The server's delivery histogram now, if it exports one.
-async fn server_delivery(ws_url: &str) -> Option<Buckets> {
-    let text = crate::scrape::metrics_text(ws_url).await.ok()?;
-    Buckets::parse(&text, "bourse_md_delivery_seconds")
+/// The server's own market-data histograms at one moment (each `None`
+/// if the server does not export it).
+#[derive(Default)]
+struct ServerTimes {
+    delivery: Option<Buckets>,
+    md_wait: Option<Buckets>,
+    batch: Option<Buckets>,
+}
+
+impl ServerTimes {
+    async fn scrape(ws_url: &str) -> ServerTimes {
+        let Ok(text) = crate::scrape::metrics_text(ws_url).await else { return ServerTimes::default() };
+        ServerTimes {
+            delivery: Buckets::parse(&text, "bourse_md_delivery_seconds"),
+            md_wait: Buckets::parse_labelled(&text, "bourse_stage_seconds", "stage=\"md_wait\""),
+            batch: Buckets::parse_labelled(&text, "bourse_stage_seconds", "stage=\"fanout\""),
+        }
+    }
 }
 
 /// Subscribers that got both answers, and those that gave up.

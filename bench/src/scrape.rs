@@ -33,7 +33,14 @@ pub struct Buckets(pub Vec<(f64, u64)>);
 impl Buckets {
     /// The unlabelled histogram `name` in Prometheus text.
     pub fn parse(text: &str, name: &str) -> Option<Buckets> {
-        let prefix = format!("{name}_bucket{{le=\"");
+        Buckets::parse_labelled(text, name, "")
+    }
+
+    /// The series of histogram `name` with exactly the labels `labels`
+    /// (`stage="fanout"`; empty for none), written as the server writes
+    /// them: the labels, then `le`.
+    pub fn parse_labelled(text: &str, name: &str, labels: &str) -> Option<Buckets> {
+        let prefix = if labels.is_empty() { format!("{name}_bucket{{le=\"") } else { format!("{name}_bucket{{{labels},le=\"") };
         let mut out = Vec::new();
         for line in text.lines() {
             let Some(rest) = line.strip_prefix(&prefix) else { continue };
@@ -104,7 +111,11 @@ mod tests {
         x_seconds_bucket{le=\"0.01\"} 99\n\
         x_seconds_bucket{le=\"+Inf\"} 100\n\
         x_seconds_sum 0.2\nx_seconds_count 100\n\
-        y_seconds_bucket{le=\"0.001\"} 7\n";
+        y_seconds_bucket{le=\"0.001\"} 7\n\
+        s_seconds_bucket{stage=\"a\",le=\"0.001\"} 3\n\
+        s_seconds_bucket{stage=\"a\",le=\"+Inf\"} 4\n\
+        s_seconds_bucket{stage=\"ab\",le=\"0.001\"} 9\n\
+        s_seconds_bucket{stage=\"ab\",le=\"+Inf\"} 9\n";
 
     #[test]
     fn quantiles_fall_in_buckets() {
@@ -113,6 +124,13 @@ mod tests {
         let s = b.summary_us();
         assert_eq!((s.p50_le_us, s.p90_le_us, s.p99_le_us), (Some(1000), Some(5000), Some(10_000)));
         assert_eq!(Buckets::parse(TEXT, "z_seconds"), None);
+    }
+
+    #[test]
+    fn a_labelled_series_is_read_alone() {
+        let a = Buckets::parse_labelled(TEXT, "s_seconds", "stage=\"a\"").unwrap();
+        assert_eq!(a, Buckets(vec![(0.001, 3), (f64::INFINITY, 4)]));
+        assert_eq!(Buckets::parse(TEXT, "s_seconds"), None, "no unlabelled series");
     }
 
     #[test]

@@ -447,9 +447,11 @@ impl MarketData {
         }
         // By connection, each connection's messages in the order admitted
         // (an unstable sort on a unique key: no scratch room to allocate).
+        let started = std::time::Instant::now();
         self.due.sort_unstable_by_key(Due::batch_key);
         // Counted once per channel, not once per subscriber.
         let sent = self.writers.write(&mut self.due, GROUP_MAX);
+        crate::telemetry::observe_stage(crate::telemetry::STAGE_FANOUT, started.elapsed());
         for (ch, n, bytes) in sent {
             crate::telemetry::ws_out_many(ch, n, bytes);
         }
@@ -546,6 +548,12 @@ impl Handler<Committed> for MarketData {
     fn handle(&mut self, m: Committed, ctx: &mut Context<Self>) {
         let epoch = self.epoch;
         self.committed_us = m.committed_us;
+        if m.committed_us != 0 {
+            crate::telemetry::observe_stage(
+                crate::telemetry::STAGE_MD_WAIT,
+                std::time::Duration::from_micros(now_us().saturating_sub(m.committed_us)),
+            );
+        }
         let _publish = crate::telemetry::market_committed();
         let mut touched: Vec<InstrumentId> = Vec::new();
         let mut trades: BTreeMap<InstrumentId, Vec<Value>> = BTreeMap::new();
