@@ -525,9 +525,22 @@ pub fn valid_cl_id(s: &str) -> bool {
     valid_cl_id_bytes(s.as_bytes())
 }
 
-/// `valid_cl_id` on the bytes (a `ClId`'s, read without re-checking UTF-8).
+/// Whether a byte may be in a `cl_id` (`[A-Za-z0-9_-]`), by byte value.
+static CL_ID_BYTES: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0usize;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || c == b'_' || c == b'-';
+        b += 1;
+    }
+    t
+};
+
+/// `valid_cl_id` on the bytes (a `ClId`'s, read without re-checking UTF-8):
+/// one table read per byte.
 fn valid_cl_id_bytes(s: &[u8]) -> bool {
-    !s.is_empty() && s.len() <= CL_ID_LEN_MAX && s.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !s.is_empty() && s.len() <= CL_ID_LEN_MAX && s.iter().all(|&b| CL_ID_BYTES[b as usize])
 }
 
 fn bad(msg: impl Into<std::borrow::Cow<'static, str>>) -> Reject {
@@ -1241,6 +1254,23 @@ mod layout_tests {
     /// second 32-byte block; a fill's fields in its first three blocks; the
     /// record stays 160 bytes (so records start on a line or half-way in
     /// one, and no block straddles two lines).
+    /// A `cl_id` is 1 to `CL_ID_LEN_MAX` bytes of `[A-Za-z0-9_-]`: every
+    /// byte value is tried on its own, then lengths and mixes.
+    #[test]
+    fn cl_id_bytes_are_letters_digits_underscore_and_dash() {
+        for b in 0..=255u8 {
+            let want = b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+            assert_eq!(valid_cl_id_bytes(&[b]), want, "byte {b}");
+            assert_eq!(valid_cl_id_bytes(&[b'a', b, b'z']), want, "byte {b} inside");
+        }
+        assert!(valid_cl_id("Az09_-"));
+        assert!(valid_cl_id(&"a".repeat(CL_ID_LEN_MAX)));
+        assert!(!valid_cl_id(&"a".repeat(CL_ID_LEN_MAX + 1)));
+        assert!(!valid_cl_id(""));
+        assert!(!valid_cl_id("a b"));
+        assert!(!valid_cl_id("é"));
+    }
+
     #[test]
     fn an_orders_hot_fields_share_a_half_line() {
         assert_eq!(size_of::<OrderState>(), 160);
