@@ -4,9 +4,10 @@
 //!
 //! Each side's levels are one sorted vector with the best level last: the
 //! best is read without a search, matching walks the vector from its end,
-//! and a price is found by binary search over contiguous memory. A new or
-//! emptied level moves only the levels behind it (most levels are made and
-//! emptied near the best price).
+//! and a price is found by binary search over a vector of the levels' sort
+//! keys alone (eight to a cache line, a quarter of the memory the levels
+//! take), kept beside them. A new or emptied level moves only the levels
+//! behind it (most levels are made and emptied near the best price).
 //!
 //! Every operation has two halves. `decide_*` reads the book and writes the
 //! events of the outcome without changing anything; `apply` carries an event
@@ -54,12 +55,15 @@ struct Level {
 struct Ladder {
     /// Asks: a lower price is better.
     asks: bool,
+    /// `rank` of each level's price, in the order of `levels`: what a
+    /// search reads.
+    keys: Vec<u64>,
     levels: Vec<(Price, Level)>,
 }
 
 impl Ladder {
     fn new(asks: bool) -> Ladder {
-        Ladder { asks, levels: Vec::new() }
+        Ladder { asks, keys: Vec::new(), levels: Vec::new() }
     }
 
     /// The sort key: increasing towards the best price.
@@ -74,8 +78,7 @@ impl Ladder {
 
     #[inline]
     fn find(&self, px: Price) -> Result<usize, usize> {
-        let r = self.rank(px);
-        self.levels.binary_search_by(|(p, _)| self.rank(*p).cmp(&r))
+        self.keys.binary_search(&self.rank(px))
     }
 
     fn get(&self, px: Price) -> Option<&Level> {
@@ -95,6 +98,7 @@ impl Ladder {
         let i = match self.find(px) {
             Ok(i) => i,
             Err(i) => {
+                self.keys.insert(i, self.rank(px));
                 self.levels.insert(i, (px, Level { head: NIL, tail: NIL, total: 0, count: 0 }));
                 i
             }
@@ -758,6 +762,7 @@ impl OrderBook {
         level.total -= leaves.0 + taken;
         level.count -= 1;
         if level.count == 0 {
+            levels.keys.remove(at);
             levels.levels.remove(at);
             match side {
                 Side::Buy => self.best_bid = self.bids.best(),
@@ -776,6 +781,7 @@ impl OrderBook {
         assert_eq!(self.best_ask, self.asks.best());
         for ladder in [&self.bids, &self.asks] {
             assert!(ladder.levels.windows(2).all(|w| ladder.rank(w[0].0) < ladder.rank(w[1].0)), "levels sorted");
+            assert!(ladder.keys.iter().copied().eq(ladder.levels.iter().map(|(p, _)| ladder.rank(*p))), "keys match levels");
         }
         let mut count = 0;
         for (px, l) in self.bids.worst_first().chain(self.asks.worst_first()) {

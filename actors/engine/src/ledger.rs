@@ -499,6 +499,19 @@ impl Touched {
     }
 }
 
+/// One changed balance of account `acc` (`a`), when it is an event's only
+/// one (or the last of its messages): the account's version bumped and,
+/// when messages are wanted, the balance message, without collecting it in
+/// a `Touched` first.
+#[inline]
+fn balance_changed(a: &mut AccountState, acc: AccountId, asset: AssetId, out: &mut Option<&mut Vec<AccountUpdate>>) {
+    a.seq += 1;
+    if let Some(out) = out.as_mut() {
+        let balance = a.balances.get(&asset).copied().unwrap_or_default();
+        out.push(AccountUpdate::Balance { account: acc, seq: a.seq, asset, balance });
+    }
+}
+
 /// Formats an integer amount at `scale` decimals (for messages).
 pub fn fmt_units(v: u64, scale: u32) -> String {
     if scale == 0 {
@@ -512,9 +525,22 @@ pub fn valid_cl_id(s: &str) -> bool {
     valid_cl_id_bytes(s.as_bytes())
 }
 
-/// `valid_cl_id` on the bytes (a `ClId`'s, read without re-checking UTF-8).
+/// Whether a byte may be in a `cl_id` (`[A-Za-z0-9_-]`), by byte value.
+static CL_ID_BYTES: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0usize;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || c == b'_' || c == b'-';
+        b += 1;
+    }
+    t
+};
+
+/// `valid_cl_id` on the bytes (a `ClId`'s, read without re-checking UTF-8):
+/// one table read per byte.
 fn valid_cl_id_bytes(s: &[u8]) -> bool {
-    !s.is_empty() && s.len() <= CL_ID_LEN_MAX && s.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !s.is_empty() && s.len() <= CL_ID_LEN_MAX && s.iter().all(|&b| CL_ID_BYTES[b as usize])
 }
 
 fn bad(msg: impl Into<std::borrow::Cow<'static, str>>) -> Reject {
@@ -907,7 +933,8 @@ impl Ledger {
                 let b = acct.balances.or_default(o.hold_asset);
                 b.available = b.available.checked_sub(o.hold.0).expect("decided hold is covered");
                 b.held += o.hold.0;
-                touched.push((o.account, o.hold_asset));
+                // The event's only balance message.
+                balance_changed(acct, o.account, o.hold_asset, &mut out);
                 self.next_order_id = self.next_order_id.max(o.id.0 + 1);
                 acct.open.insert(o.id);
                 let orders = &self.orders;
@@ -989,12 +1016,15 @@ impl Ledger {
                     let b = a.balances.or_default(asset);
                     b.held -= release;
                     b.available += release;
-                    touched.push((acc, asset));
                 }
                 a.seq += 1;
                 let seq = a.seq;
                 if let (Some(out), Some(order)) = (out.as_mut(), snapshot) {
                     out.push(AccountUpdate::Order { account: acc, seq, order });
+                }
+                // The released funds' balance message, after the order's.
+                if release > 0 {
+                    balance_changed(a, acc, asset, &mut out);
                 }
             }
             EventBody::OrderRejected { order, .. } => {
@@ -1144,6 +1174,24 @@ impl Ledger {
         } else {
             (t.taker_account, t.maker_account)
         };
+        if first != second && FEE_ACCOUNT != first && FEE_ACCOUNT != second {
+            // Three different accounts (always, for a trade between two
+            // traders): the messages go out in that order directly, with
+            // one account lookup each.
+            let fee_first = FEE_ACCOUNT < first;
+            if fees > 0 && fee_first {
+                balance_changed(self.accounts.or_default(FEE_ACCOUNT), FEE_ACCOUNT, quote, out);
+            }
+            for acc in [first, second] {
+                let a = self.accounts.or_default(acc);
+                balance_changed(a, acc, lo, out);
+                balance_changed(a, acc, hi, out);
+            }
+            if fees > 0 && !fee_first {
+                balance_changed(self.accounts.or_default(FEE_ACCOUNT), FEE_ACCOUNT, quote, out);
+            }
+            return;
+        }
         let fee_first = fees > 0 && FEE_ACCOUNT < first;
         if fee_first {
             touched.push((FEE_ACCOUNT, quote));
@@ -1206,6 +1254,23 @@ mod layout_tests {
     /// second 32-byte block; a fill's fields in its first three blocks; the
     /// record stays 160 bytes (so records start on a line or half-way in
     /// one, and no block straddles two lines).
+    /// A `cl_id` is 1 to `CL_ID_LEN_MAX` bytes of `[A-Za-z0-9_-]`: every
+    /// byte value is tried on its own, then lengths and mixes.
+    #[test]
+    fn cl_id_bytes_are_letters_digits_underscore_and_dash() {
+        for b in 0..=255u8 {
+            let want = b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+            assert_eq!(valid_cl_id_bytes(&[b]), want, "byte {b}");
+            assert_eq!(valid_cl_id_bytes(&[b'a', b, b'z']), want, "byte {b} inside");
+        }
+        assert!(valid_cl_id("Az09_-"));
+        assert!(valid_cl_id(&"a".repeat(CL_ID_LEN_MAX)));
+        assert!(!valid_cl_id(&"a".repeat(CL_ID_LEN_MAX + 1)));
+        assert!(!valid_cl_id(""));
+        assert!(!valid_cl_id("a b"));
+        assert!(!valid_cl_id("é"));
+    }
+
     #[test]
     fn an_orders_hot_fields_share_a_half_line() {
         assert_eq!(size_of::<OrderState>(), 160);
@@ -1257,6 +1322,100 @@ mod pipeline_tests {
     use super::*;
     use crate::event::Event;
     use crate::exchange::{Command, Exchange, Listing};
+
+    /// Every private message of a command: each account's versions go up
+    /// by one per message with nothing skipped, a balance message carries
+    /// the balance the command left, and the messages come in their fixed
+    /// order (an order's or fill's message before the balances; balances by
+    /// account, then asset).
+    #[test]
+    fn private_messages_carry_consecutive_versions_and_final_balances() {
+        let mut ex = Exchange::new();
+        let admin = AccountId(0);
+        let ok = |o: crate::exchange::Outcome| o.result.expect("accepted");
+        ok(ex.execute(Command::CreateAsset { name: "USD".into(), scale: 2, by: admin }, 1));
+        ok(ex.execute(Command::CreateAsset { name: "BTC".into(), scale: 8, by: admin }, 1));
+        let listing = Listing {
+            sym: "BTC-USD".into(), base: AssetId(2), quote: AssetId(1), tick_raw: 1, price_scale: 0, lot_raw: 1, qty_scale: 2,
+            min_qty: Qty(1), ref_px: Some(Price(100)), band_pct: 50, maker_fee_bps: 10, taker_fee_bps: 20,
+        };
+        ok(ex.execute(Command::CreateInstrument { listing, by: admin }, 1));
+        for u in ["a", "b"] {
+            ok(ex.execute(Command::CreateUser { user: u.into(), role: Role::Trader, password_hash: String::new(), by: admin }, 1));
+        }
+        let (a, b) = (AccountId(1), AccountId(2));
+        let (usd, btc) = (AssetId(1), AssetId(2));
+        for acc in [a, b] {
+            ok(ex.execute(Command::Deposit { account: acc, asset: usd, amount: Amount(100_000_000), by: admin }, 1));
+            ok(ex.execute(Command::Deposit { account: acc, asset: btc, amount: Amount(100_000_000_000), by: admin }, 1));
+        }
+        let place = |acc, side, px, qty, tif, cl: &str| {
+            Command::Place(PlaceCmd {
+                account: acc, inst: InstrumentId(1), cl_id: ClId::new(cl).expect("short"), side, kind: OrderType::Limit, tif,
+                px: Some(Price(px)), qty: Some(Qty(qty)), quote_qty: None, post_only: false, stp: Stp::CancelNewest,
+            })
+        };
+        // What a message is: (kind, account, asset).
+        let what = |u: &AccountUpdate| match u {
+            AccountUpdate::Order { account, .. } => ("order", *account, None),
+            AccountUpdate::Fill { account, .. } => ("fill", *account, None),
+            AccountUpdate::Balance { account, asset, .. } => ("balance", *account, Some(*asset)),
+        };
+        let fee = FEE_ACCOUNT;
+        let cancel = |acc, cl: &str| Command::Cancel { account: acc, inst: InstrumentId(1), order: crate::exchange::OrderRef::ClId(cl.into()) };
+        let steps = vec![
+            // Accepted (the hold), then opened.
+            (place(a, Side::Buy, 100, 10, None, "x"), vec![("balance", a, Some(usd)), ("order", a, None)]),
+            // Accepted, two fills, then the balances by account and asset
+            // (the fee account first), then the filled taker's close.
+            (
+                place(b, Side::Sell, 100, 4, Some(Tif::Ioc), "y"),
+                vec![
+                    ("balance", b, Some(btc)),
+                    ("fill", a, None),
+                    ("fill", b, None),
+                    ("balance", fee, Some(usd)),
+                    ("balance", a, Some(usd)),
+                    ("balance", a, Some(btc)),
+                    ("balance", b, Some(usd)),
+                    ("balance", b, Some(btc)),
+                    ("order", b, None),
+                ],
+            ),
+            // The close, then the released funds.
+            (cancel(a, "x"), vec![("order", a, None), ("balance", a, Some(usd))]),
+        ];
+        for (i, (cmd, expect)) in steps.into_iter().enumerate() {
+            let before: Vec<u64> = [fee, a, b].iter().map(|acc| ex.ledger.accounts[acc].seq).collect();
+            let mut out = Vec::new();
+            ok(ex.execute_with(cmd, 10 + i as u64, Some(&mut out)));
+            assert_eq!(out.iter().map(what).collect::<Vec<_>>(), expect, "step {i}");
+            for (k, acc) in [fee, a, b].into_iter().enumerate() {
+                let seqs: Vec<u64> = out
+                    .iter()
+                    .filter_map(|u| match u {
+                        AccountUpdate::Order { account, seq, .. }
+                        | AccountUpdate::Fill { account, seq, .. }
+                        | AccountUpdate::Balance { account, seq, .. } => (*account == acc).then_some(*seq),
+                    })
+                    .collect();
+                let want: Vec<u64> = (before[k] + 1..=before[k] + seqs.len() as u64).collect();
+                assert_eq!(seqs, want, "step {i}: versions of {acc:?}");
+                assert_eq!(ex.ledger.accounts[&acc].seq, before[k] + seqs.len() as u64);
+            }
+            // The last message of each balance carries what the command left.
+            let mut last: BTreeMap<(AccountId, AssetId), Balance> = BTreeMap::new();
+            for u in &out {
+                if let AccountUpdate::Balance { account, asset, balance, .. } = u {
+                    last.insert((*account, *asset), *balance);
+                }
+            }
+            for ((account, asset), balance) in last {
+                assert_eq!(balance, ex.ledger.balance(account, asset), "step {i}: {account:?}/{asset:?}");
+            }
+        }
+        ex.check();
+    }
 
     /// In the actor pipeline an amend's extra hold is recorded before its
     /// book sees it; the book may fill the order first and then refuse the
