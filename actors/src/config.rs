@@ -67,7 +67,8 @@ pub struct Limits {
     /// instruments and the journal have threads of their own).
     pub session_threads: usize,
     /// Threads that write market data to subscribers' sockets, the
-    /// market-data actor's own included; 0 picks the machine's cores.
+    /// market-data actor's own included; 0 picks one more than the
+    /// machine's cores.
     pub fanout_threads: usize,
 }
 

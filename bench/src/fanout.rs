@@ -133,6 +133,11 @@ pub struct FanoutReport {
     /// `bourse_stage_seconds{stage="fanout"}` over the run: one batch
     /// written to every subscriber.
     pub server_fanout_batch: Option<BucketSummary>,
+    /// `bourse_slow_consumer_total{action="conflate"}` over the run: stream
+    /// messages merged into a pending one for a subscriber past its
+    /// high-water mark. A merged delta carries its newest change's `ts`, so
+    /// the delivery figures do not show how long the older ones waited.
+    pub server_conflated: Option<u64>,
     /// Subscribers lost during the run, by cause.
     pub failures: Counts,
     pub server_cpu_pct: Option<f64>,
@@ -146,7 +151,7 @@ pub struct FanoutReport {
 impl FanoutReport {
     pub fn line(&self) -> String {
         format!(
-            "fanout: subs={}/{} {} depth={} flow={}/s enc={} | book_versions={:.0}/s trades={:.0}/s msgs={:.0}/s | delivery {} | server share {} | server md_wait {} | server batch {} | client send lag p50={}us p99={}us | unannounced_gaps={} gaps_announced={} hb_checked={} failures: {} | cpu: server={} bench={} machine={} | server threads: {}",
+            "fanout: subs={}/{} {} depth={} flow={}/s enc={} | book_versions={:.0}/s trades={:.0}/s msgs={:.0}/s | delivery {} | server share {} | server md_wait {} | server batch {} | server conflated={} | client send lag p50={}us p99={}us | unannounced_gaps={} gaps_announced={} hb_checked={} failures: {} | cpu: server={} bench={} machine={} | server threads: {}",
             self.subscribed,
             self.subscribers,
             self.sym,
@@ -160,6 +165,7 @@ impl FanoutReport {
             self.server_delivery.as_ref().map_or("-".to_string(), BucketSummary::line),
             self.server_md_wait.as_ref().map_or("-".to_string(), BucketSummary::line),
             self.server_fanout_batch.as_ref().map_or("-".to_string(), BucketSummary::line),
+            self.server_conflated.map_or("-".to_string(), |n| n.to_string()),
             self.flow.send_lag.as_ref().map_or(0, |l| l.p50_us),
             self.flow.send_lag.as_ref().map_or(0, |l| l.p99_us),
             self.unannounced_gaps,
@@ -306,6 +312,7 @@ pub async fn run(target: &Target, opts: &FanoutOpts) -> anyhow::Result<FanoutRep
     let after = ServerTimes::scrape(&target.ws_url).await;
     let run = |f: fn(&ServerTimes) -> &Option<Buckets>| f(&after).as_ref().map(|a| a.since(f(&before).as_ref()).summary_us());
     let (server_delivery, server_md_wait, server_fanout_batch) = (run(|t| &t.delivery), run(|t| &t.md_wait), run(|t| &t.batch));
+    let server_conflated = after.conflated.map(|a| a.saturating_sub(before.conflated.unwrap_or(0)));
     stop.store(true, Ordering::Release);
 
     let mut all = SubStats::default();
@@ -362,6 +369,7 @@ pub async fn run(target: &Target, opts: &FanoutOpts) -> anyhow::Result<FanoutRep
         server_delivery,
         server_md_wait,
         server_fanout_batch,
+        server_conflated,
         failures: all.failures,
         server_cpu_pct,
         client_cpu_pct,
@@ -377,6 +385,7 @@ struct ServerTimes {
     delivery: Option<Buckets>,
     md_wait: Option<Buckets>,
     batch: Option<Buckets>,
+    conflated: Option<u64>,
 }
 
 impl ServerTimes {
@@ -386,6 +395,8 @@ impl ServerTimes {
             delivery: Buckets::parse(&text, "bourse_md_delivery_seconds"),
             md_wait: Buckets::parse_labelled(&text, "bourse_stage_seconds", "stage=\"md_wait\""),
             batch: Buckets::parse_labelled(&text, "bourse_stage_seconds", "stage=\"fanout\""),
+            // The series appears at the first merge: none yet is none merged.
+            conflated: Some(crate::scrape::counter(&text, "bourse_slow_consumer_total", "action=\"conflate\"").unwrap_or(0)),
         }
     }
 }

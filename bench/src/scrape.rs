@@ -79,6 +79,13 @@ impl Buckets {
     }
 }
 
+/// The value of counter `name` with exactly the labels `labels` (empty for
+/// none), if the server exports it.
+pub fn counter(text: &str, name: &str, labels: &str) -> Option<u64> {
+    let series = if labels.is_empty() { format!("{name} ") } else { format!("{name}{{{labels}}} ") };
+    text.lines().find_map(|l| l.strip_prefix(&series)).and_then(|v| v.trim().parse::<f64>().ok()).map(|v| v as u64)
+}
+
 /// Where a server histogram's quantiles fall: each is the upper bound of its
 /// bucket (the value is at most this).
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -124,6 +131,14 @@ mod tests {
         let s = b.summary_us();
         assert_eq!((s.p50_le_us, s.p90_le_us, s.p99_le_us), (Some(1000), Some(5000), Some(10_000)));
         assert_eq!(Buckets::parse(TEXT, "z_seconds"), None);
+    }
+
+    #[test]
+    fn a_counter_is_read_by_its_labels() {
+        let text = "c_total{action=\"gap\"} 2\nc_total{action=\"conflate\"} 17\nd_total 5\n";
+        assert_eq!(counter(text, "c_total", "action=\"conflate\""), Some(17));
+        assert_eq!(counter(text, "d_total", ""), Some(5));
+        assert_eq!(counter(text, "c_total", "action=\"disconnect\""), None);
     }
 
     #[test]

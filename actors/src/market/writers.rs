@@ -134,12 +134,16 @@ impl Writers {
     }
 }
 
-/// The fan-out writers to run: `configured`, or with 0 the machine's cores.
+/// The fan-out writers to run: `configured`, or with 0 one more than the
+/// machine's cores. A batch is done when its slowest part is: with a
+/// thread more than there are cores each part is smaller, and one writer
+/// descheduled mid-batch (the actor's own thread also handles commits)
+/// holds up less of it (measured in BENCHMARKS.md, "Fan-out").
 pub fn fanout_threads(configured: usize) -> usize {
     if configured > 0 {
         return configured;
     }
-    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get) + 1
 }
 
 #[cfg(test)]
