@@ -2,15 +2,19 @@
 //! sockets: the actor's own thread and `limits.fanout_threads - 1` helpers.
 //!
 //! A batch is the admitted messages sorted by connection, each
-//! connection's messages one group. It is cut into as many runs of whole
-//! groups as there are threads; the helpers write theirs while the actor writes the first, and
-//! the actor waits for all of them before it goes on. So a batch is written
+//! connection's messages one group (or several, for more than a write
+//! takes). Groups are dealt out in small chunks, never cutting a
+//! connection's groups apart: the actor and the helpers it wakes each take
+//! the next chunk until none is left, so a thread that the system
+//! deschedules mid-batch holds up one chunk, not its share of the batch.
+//! The actor waits for all of them before it goes on. So a batch is written
 //! whole before anything else the actor sends (a snapshot, a held delta),
-//! and each connection's messages stay in order. A write of a few hundred
-//! sockets takes milliseconds of kernel time per thread; cut in two it
-//! takes half as long on two cores.
+//! and each connection's messages stay in order (one thread writes all of
+//! a connection's groups, in order). A write of a few hundred sockets takes
+//! milliseconds of kernel time; shared it takes less on several cores.
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 
@@ -19,29 +23,52 @@ use crate::session::Due;
 /// What one thread sent: per channel, messages and bytes.
 pub type SentCounts = Vec<(&'static str, u64, usize)>;
 
-/// Groups (connections) each thread is given at least: a batch is cut
-/// between at most `groups / SPLIT_GROUPS_MIN` threads, so a small one is
-/// written by the actor alone (handing it over would cost more).
+/// Groups (connections) per thread at least: a batch is shared by at most
+/// `groups / SPLIT_GROUPS_MIN` threads, so a small one is written by the
+/// actor alone (handing it over would cost more).
 pub const SPLIT_GROUPS_MIN: usize = 64;
 
-/// A batch as the threads share it: the messages sorted by connection, and
-/// each group's place among them.
+/// Groups a thread takes at a time (more when the last connection's groups
+/// would be cut apart).
+pub const CHUNK_GROUPS_MAX: usize = 8;
+
+/// A batch as the threads share it: the messages sorted by connection,
+/// each group's place among them, the chunks of groups, and the next chunk
+/// to take.
 struct Batch {
     dues: Vec<Due>,
     groups: Vec<Range<usize>>,
+    chunks: Vec<Range<usize>>,
+    next: AtomicUsize,
 }
 
 impl Batch {
-    /// Writes groups `which` of the batch.
-    fn write(&self, which: Range<usize>, sent: &mut SentCounts, delivered: &metrics::Histogram) {
-        for g in &self.groups[which] {
-            Due::send_group(&self.dues[g.clone()], sent, delivered);
+    /// Takes and writes chunks until none is left.
+    fn write(&self, sent: &mut SentCounts, delivered: &metrics::Histogram) {
+        while let Some(chunk) = self.chunks.get(self.next.fetch_add(1, Ordering::AcqRel)) {
+            for g in &self.groups[chunk.clone()] {
+                Due::send_group(&self.dues[g.clone()], sent, delivered);
+            }
+        }
+    }
+}
+
+/// Cuts `groups` into runs of about `per` groups, each ending where a
+/// connection's groups end.
+fn chunks(dues: &[Due], groups: &[Range<usize>], per: usize, into: &mut Vec<Range<usize>>) {
+    into.clear();
+    let mut start = 0;
+    for i in 1..=groups.len() {
+        let at_end = i == groups.len();
+        if at_end || (i - start >= per && dues[groups[i].start].conn() != dues[groups[i - 1].start].conn()) {
+            into.push(start..i);
+            start = i;
         }
     }
 }
 
 struct Helper {
-    jobs: SyncSender<(Arc<Batch>, Range<usize>)>,
+    jobs: SyncSender<Arc<Batch>>,
     done: Receiver<SentCounts>,
 }
 
@@ -50,6 +77,7 @@ struct Helper {
 pub struct Writers {
     helpers: Vec<Helper>,
     groups: Vec<Range<usize>>,
+    chunks: Vec<Range<usize>>,
 }
 
 impl Writers {
@@ -57,13 +85,13 @@ impl Writers {
     pub fn start(threads: usize) -> Writers {
         let mut helpers = Vec::new();
         for i in 1..threads.max(1) {
-            let (jobs, job_rx) = sync_channel::<(Arc<Batch>, Range<usize>)>(1);
+            let (jobs, job_rx) = sync_channel::<Arc<Batch>>(1);
             let (done_tx, done) = sync_channel::<SentCounts>(1);
             let spawned = std::thread::Builder::new().name(format!("bourse-fanout-{i}")).spawn(move || {
                 let delivered = crate::telemetry::md_delivery();
-                while let Ok((batch, which)) = job_rx.recv() {
+                while let Ok(batch) = job_rx.recv() {
                     let mut sent = SentCounts::new();
-                    batch.write(which, &mut sent, &delivered);
+                    batch.write(&mut sent, &delivered);
                     // Let go of the batch before saying so: the actor takes it back.
                     drop(batch);
                     if done_tx.send(sent).is_err() {
@@ -76,7 +104,7 @@ impl Writers {
                 Err(e) => tracing::warn!(error = %e, "a fan-out writer thread did not start; fewer write the batches"),
             }
         }
-        Writers { helpers, groups: Vec::new() }
+        Writers { helpers, groups: Vec::new(), chunks: Vec::new() }
     }
 
     /// Writes `dues` (sorted by connection, in order within each; a
@@ -95,22 +123,17 @@ impl Writers {
         let delivered = crate::telemetry::md_delivery();
         let mut sent = SentCounts::new();
         let threads = (groups.len() / SPLIT_GROUPS_MIN).clamp(1, self.helpers.len() + 1);
-        let per = groups.len().div_ceil(threads);
-        let n = groups.len();
-        let batch = Arc::new(Batch { dues: std::mem::take(dues), groups });
+        let mut chunk_list = std::mem::take(&mut self.chunks);
+        chunks(dues, &groups, CHUNK_GROUPS_MAX, &mut chunk_list);
+        let batch = Arc::new(Batch { dues: std::mem::take(dues), groups, chunks: chunk_list, next: AtomicUsize::new(0) });
         let mut handed = Vec::new();
-        for (k, h) in self.helpers.iter().take(threads - 1).enumerate() {
-            let which = ((k + 1) * per).min(n)..((k + 2) * per).min(n);
-            if which.is_empty() {
-                continue;
-            }
-            match h.jobs.send((batch.clone(), which)) {
-                Ok(()) => handed.push(h),
-                // The helper is gone: its part is written here.
-                Err(e) => e.0 .0.write(e.0 .1, &mut sent, &delivered),
+        for h in self.helpers.iter().take(threads - 1) {
+            // A helper that is gone leaves its chunks to the others.
+            if h.jobs.send(batch.clone()).is_ok() {
+                handed.push(h);
             }
         }
-        batch.write(0..per.min(n), &mut sent, &delivered);
+        batch.write(&mut sent, &delivered);
         for h in handed {
             if let Ok(theirs) = h.done.recv() {
                 for (ch, n, bytes) in theirs {
@@ -129,6 +152,7 @@ impl Writers {
             *dues = b.dues;
             dues.clear();
             self.groups = b.groups;
+            self.chunks = b.chunks;
         }
         sent
     }
@@ -196,7 +220,9 @@ mod tests {
         }
         dues.sort_unstable_by_key(Due::batch_key);
         let mut w = Writers::start(3);
-        let sent = w.write(&mut dues, 64);
+        // Groups of two: each connection's three messages are two groups,
+        // which one thread must write, in order.
+        let sent = w.write(&mut dues, 2);
         assert!(dues.is_empty());
         assert_eq!(sent.iter().map(|s| s.1).sum::<u64>(), 3 * conns as u64, "{sent:?}");
         for (c, q) in queues.iter().enumerate() {
@@ -215,5 +241,37 @@ mod tests {
         for f in &followers {
             assert_eq!(f.last.load(std::sync::atomic::Ordering::SeqCst), 3);
         }
+    }
+
+    #[actix::test]
+    async fn chunks_end_only_where_a_connections_groups_end() {
+        let owner = Owner.start();
+        // Connections 0..10; connection 3 has five groups, the others one.
+        let mut dues = Vec::new();
+        let mut groups = Vec::new();
+        let e = Arc::new(Encoded::owned("trades:X".into(), 1, json!({"seq": 1})));
+        for c in 0..10usize {
+            let q = Arc::new(Queue::new(100, 1 << 20, 1));
+            let out = Arc::new(Outbox::new(c, Encoding::Json, q, owner.clone().recipient()));
+            let sub = Sub { key: "trades:X".into(), ch: p::Channel::Trades, sym: Some("X".into()), depth: 0, interval: None, cksum: false, on_lag: p::OnLag::Conflate };
+            let f = Follower::new(out, sub, Default::default());
+            for _ in 0..if c == 3 { 5 } else { 1 } {
+                groups.push(dues.len()..dues.len() + 1);
+                dues.push(f.due(&e));
+            }
+        }
+        let mut got = Vec::new();
+        chunks(&dues, &groups, 2, &mut got);
+        // Every group once, in order; no connection in two chunks.
+        assert_eq!(got.first().map(|r| r.start), Some(0));
+        assert_eq!(got.last().map(|r| r.end), Some(groups.len()));
+        assert!(got.windows(2).all(|w| w[0].end == w[1].start));
+        for w in got.windows(2) {
+            let (last, first) = (&groups[w[0].end - 1], &groups[w[1].start]);
+            assert_ne!(dues[last.start].conn(), dues[first.start].conn(), "{got:?}");
+        }
+        assert!(got.iter().all(|r| r.len() >= 2 || r.end == groups.len()), "{got:?}");
+        // Connection 3's five groups (places 3 to 7) share one chunk.
+        assert!(got.iter().any(|r| r.start <= 3 && r.end >= 8), "{got:?}");
     }
 }
