@@ -1323,13 +1323,9 @@ mod pipeline_tests {
     use crate::event::Event;
     use crate::exchange::{Command, Exchange, Listing};
 
-    /// Every private message of a command: each account's versions go up
-    /// by one per message with nothing skipped, a balance message carries
-    /// the balance the command left, and the messages come in their fixed
-    /// order (an order's or fill's message before the balances; balances by
-    /// account, then asset).
-    #[test]
-    fn private_messages_carry_consecutive_versions_and_final_balances() {
+    /// USD (1) and BTC (2), BTC-USD with the given fees, and two traders,
+    /// accounts 1 and 2, with nothing deposited.
+    fn two_traders(maker_fee_bps: u32, taker_fee_bps: u32) -> Exchange {
         let mut ex = Exchange::new();
         let admin = AccountId(0);
         let ok = |o: crate::exchange::Outcome| o.result.expect("accepted");
@@ -1337,12 +1333,25 @@ mod pipeline_tests {
         ok(ex.execute(Command::CreateAsset { name: "BTC".into(), scale: 8, by: admin }, 1));
         let listing = Listing {
             sym: "BTC-USD".into(), base: AssetId(2), quote: AssetId(1), tick_raw: 1, price_scale: 0, lot_raw: 1, qty_scale: 2,
-            min_qty: Qty(1), ref_px: Some(Price(100)), band_pct: 50, maker_fee_bps: 10, taker_fee_bps: 20,
+            min_qty: Qty(1), ref_px: Some(Price(100)), band_pct: 50, maker_fee_bps, taker_fee_bps,
         };
         ok(ex.execute(Command::CreateInstrument { listing, by: admin }, 1));
         for u in ["a", "b"] {
             ok(ex.execute(Command::CreateUser { user: u.into(), role: Role::Trader, password_hash: String::new(), by: admin }, 1));
         }
+        ex
+    }
+
+    /// Every private message of a command: each account's versions go up
+    /// by one per message with nothing skipped, a balance message carries
+    /// the balance the command left, and the messages come in their fixed
+    /// order (an order's or fill's message before the balances; balances by
+    /// account, then asset).
+    #[test]
+    fn private_messages_carry_consecutive_versions_and_final_balances() {
+        let mut ex = two_traders(10, 20);
+        let admin = AccountId(0);
+        let ok = |o: crate::exchange::Outcome| o.result.expect("accepted");
         let (a, b) = (AccountId(1), AccountId(2));
         let (usd, btc) = (AssetId(1), AssetId(2));
         for acc in [a, b] {
@@ -1422,19 +1431,9 @@ mod pipeline_tests {
     /// amend. Applying that order of events must not release funds twice.
     #[test]
     fn an_amend_refused_after_its_order_closed_releases_nothing_twice() {
-        let mut ex = Exchange::new();
+        let mut ex = two_traders(0, 0);
         let admin = AccountId(0);
         let ok = |o: crate::exchange::Outcome| o.result.expect("accepted");
-        ok(ex.execute(Command::CreateAsset { name: "USD".into(), scale: 2, by: admin }, 1));
-        ok(ex.execute(Command::CreateAsset { name: "BTC".into(), scale: 8, by: admin }, 1));
-        let listing = Listing {
-            sym: "BTC-USD".into(), base: AssetId(2), quote: AssetId(1), tick_raw: 1, price_scale: 0, lot_raw: 1, qty_scale: 2,
-            min_qty: Qty(1), ref_px: Some(Price(100)), band_pct: 50, maker_fee_bps: 0, taker_fee_bps: 0,
-        };
-        ok(ex.execute(Command::CreateInstrument { listing, by: admin }, 1));
-        for u in ["a", "b"] {
-            ok(ex.execute(Command::CreateUser { user: u.into(), role: Role::Trader, password_hash: String::new(), by: admin }, 1));
-        }
         let (a, b) = (AccountId(1), AccountId(2));
         ok(ex.execute(Command::Deposit { account: a, asset: AssetId(1), amount: Amount(1_000_000), by: admin }, 1));
         ok(ex.execute(Command::Deposit { account: b, asset: AssetId(2), amount: Amount(1_000_000_000), by: admin }, 1));
