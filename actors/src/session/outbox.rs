@@ -227,11 +227,15 @@ impl Follower {
     pub fn offer(&mut self, e: &Arc<Encoded>) -> Offered {
         match self.admit(e) {
             Offered::Sent => {
-                let (o, len) = self.due(e).send();
-                if o == Offered::Sent {
-                    crate::telemetry::ws_out_channel(e.channel, len);
+                let mut sent = Vec::new();
+                Due::send_group(&[self.due(e)], &mut sent, &crate::telemetry::md_delivery());
+                match sent.first() {
+                    Some(&(ch, _, bytes)) => {
+                        crate::telemetry::ws_out_channel(ch, bytes);
+                        Offered::Sent
+                    }
+                    None => Offered::Closed,
                 }
-                o
             }
             other => other,
         }
@@ -370,26 +374,6 @@ impl Due {
     /// The stream's metrics label.
     pub fn channel(&self) -> &'static str {
         self.e.channel
-    }
-
-    /// Queues the message (a full queue is a slow consumer); `Sent` with
-    /// its length in bytes, which the caller counts for the channel.
-    pub fn send(self) -> (Offered, usize) {
-        let m = self.e.frame(self.out.enc);
-        let len = m.len();
-        // The message's creation time stands for "now" (the heartbeat's clock).
-        match self.out.push_at(m, self.e.made_us, self.e.made_us) {
-            Ok(()) => {
-                self.last.store(self.e.seq, Ordering::Release);
-                (Offered::Sent, len)
-            }
-            Err(r) => {
-                if r == Refused::Full {
-                    self.out.slow_consumer(Some(&self.e.key));
-                }
-                (Offered::Closed, 0)
-            }
-        }
     }
 }
 
