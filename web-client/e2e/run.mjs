@@ -192,6 +192,23 @@ function passivePrice(b, inst, last, rows) {
   return D.format(px, inst.price_scale);
 }
 
+/**
+ * The first trader's resting buy of the step before, placed again at a
+ * passive price if the demo market's own trades filled it meanwhile (its
+ * quotes move every interval, and its flow account sends market orders).
+ */
+async function stillResting() {
+  for (let i = 0; i < 3 && (await orderRow(state.a, state.order).count()) === 0; i++) {
+    const rows = await state.a.page.locator('[data-testid="book-row"][data-side="bid"]').count();
+    const tk = await tid(state.a.page, 'ticker-last').textContent();
+    state.px = passivePrice(await book(state.a), state.inst, /^\d/.test(tk) ? tk : null, rows);
+    const r = await ticket(state.a, { side: 'buy', px: state.px, qty: state.qty });
+    check(r.status === 'new', `resting buy accepted as new, got ${r.status ?? r.error}`);
+    state.order = r.order_id;
+    await orderRow(state.a, state.order).waitFor();
+  }
+}
+
 /** Places a resting buy for the first trader and crosses it from the second. */
 async function crossOnce() {
   const inst = state.inst;
@@ -356,6 +373,7 @@ const steps = [
       const p = state.a.page;
       const inst = state.inst;
       const newQty = D.format(D.mulInt(state.qty, 2), inst.qty_scale);
+      await stillResting();
       await orderRow(state.a, state.order).locator('[data-testid="order-amend"]').click();
       await tid(p, 'amend-qty').fill(newQty);
       await tid(p, 'amend-submit').click();
@@ -373,6 +391,7 @@ const steps = [
     'cancel removes the order from open orders and the book',
     async () => {
       const p = state.a.page;
+      await stillResting();
       await orderRow(state.a, state.order).locator('[data-testid="order-cancel"]').click();
       await orderRow(state.a, state.order).waitFor({ state: 'detached' });
       await until(
