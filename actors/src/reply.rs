@@ -25,7 +25,7 @@ pub enum Deliver {
     Stream(Arc<Encoded>),
     /// Close the connection after sending a notice (shutdown, slow consumer).
     Notice { code: &'static str, in_ms: Option<u64>, close: Option<u16> },
-    /// The connection's outbox was closed (a slow consumer): stop the session.
+    /// The connection's outbox was closed (a slow consumer, lost stream messages): stop the session.
     Stop,
 }
 

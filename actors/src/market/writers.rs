@@ -12,9 +12,15 @@
 //! and each connection's messages stay in order (one thread writes all of
 //! a connection's groups, in order). A write of a few hundred sockets takes
 //! milliseconds of kernel time; shared it takes less on several cores.
+//!
+//! A helper that fails (panics) mid-batch is noticed when the actor waits
+//! for it: the connections of every chunk taken and not finished are closed
+//! with 1011 (their messages may be partly lost, and a client must never
+//! read on past a gap nobody announced; it resumes), and later batches are
+//! shared by the threads left.
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 
@@ -33,23 +39,45 @@ pub const SPLIT_GROUPS_MIN: usize = 64;
 pub const CHUNK_GROUPS_MAX: usize = 8;
 
 /// A batch as the threads share it: the messages sorted by connection,
-/// each group's place among them, the chunks of groups, and the next chunk
-/// to take.
+/// each group's place among them, the chunks of groups, the next chunk to
+/// take, and which chunks are written.
 struct Batch {
     dues: Vec<Due>,
     groups: Vec<Range<usize>>,
     chunks: Vec<Range<usize>>,
     next: AtomicUsize,
+    written: Vec<AtomicBool>,
+    /// Under test: the connection whose group makes its writer panic.
+    #[cfg(test)]
+    fail_at: Option<usize>,
 }
 
 impl Batch {
     /// Takes and writes chunks until none is left.
     fn write(&self, sent: &mut SentCounts, delivered: &metrics::Histogram) {
-        while let Some(chunk) = self.chunks.get(self.next.fetch_add(1, Ordering::AcqRel)) {
+        loop {
+            let i = self.next.fetch_add(1, Ordering::AcqRel);
+            let Some(chunk) = self.chunks.get(i) else { return };
             for g in &self.groups[chunk.clone()] {
+                #[cfg(test)]
+                assert_ne!(self.fail_at, Some(self.dues[g.start].conn()), "a writer fails (test)");
                 Due::send_group(&self.dues[g.clone()], sent, delivered);
             }
+            self.written[i].store(true, Ordering::Release);
         }
+    }
+
+    /// Closes the connections of every chunk not written (its writer
+    /// failed); returns how many chunks that was.
+    fn abandon_unwritten(&self) -> usize {
+        let mut n = 0;
+        for (chunk, _) in self.chunks.iter().zip(&self.written).filter(|(_, w)| !w.load(Ordering::Acquire)) {
+            n += 1;
+            for g in &self.groups[chunk.clone()] {
+                self.dues[g.start].outbox().abandon();
+            }
+        }
+        n
     }
 }
 
@@ -78,6 +106,13 @@ pub struct Writers {
     helpers: Vec<Helper>,
     groups: Vec<Range<usize>>,
     chunks: Vec<Range<usize>>,
+    written: Vec<AtomicBool>,
+    /// Under test: the connection whose group makes its writer panic, and
+    /// whether the caller's thread writes too (else only helpers do).
+    #[cfg(test)]
+    fail_at: Option<usize>,
+    #[cfg(test)]
+    caller_writes: bool,
 }
 
 impl Writers {
@@ -104,7 +139,16 @@ impl Writers {
                 Err(e) => tracing::warn!(error = %e, "a fan-out writer thread did not start; fewer write the batches"),
             }
         }
-        Writers { helpers, groups: Vec::new(), chunks: Vec::new() }
+        Writers {
+            helpers,
+            groups: Vec::new(),
+            chunks: Vec::new(),
+            written: Vec::new(),
+            #[cfg(test)]
+            fail_at: None,
+            #[cfg(test)]
+            caller_writes: true,
+        }
     }
 
     /// Writes `dues` (sorted by connection, in order within each; a
@@ -125,26 +169,64 @@ impl Writers {
         let threads = (groups.len() / SPLIT_GROUPS_MIN).clamp(1, self.helpers.len() + 1);
         let mut chunk_list = std::mem::take(&mut self.chunks);
         chunks(dues, &groups, CHUNK_GROUPS_MAX, &mut chunk_list);
-        let batch = Arc::new(Batch { dues: std::mem::take(dues), groups, chunks: chunk_list, next: AtomicUsize::new(0) });
+        let mut written = std::mem::take(&mut self.written);
+        written.clear();
+        written.resize_with(chunk_list.len(), || AtomicBool::new(false));
+        let batch = Arc::new(Batch {
+            dues: std::mem::take(dues),
+            groups,
+            chunks: chunk_list,
+            next: AtomicUsize::new(0),
+            written,
+            #[cfg(test)]
+            fail_at: self.fail_at,
+        });
+        #[cfg(test)]
+        let threads = if self.caller_writes { threads } else { self.helpers.len() + 1 };
         let mut handed = Vec::new();
-        for h in self.helpers.iter().take(threads - 1) {
+        let mut gone = Vec::new();
+        for (i, h) in self.helpers.iter().enumerate().take(threads - 1) {
             // A helper that is gone leaves its chunks to the others.
-            if h.jobs.send(batch.clone()).is_ok() {
-                handed.push(h);
+            match h.jobs.send(batch.clone()) {
+                Ok(()) => handed.push(i),
+                Err(_) => gone.push(i),
             }
         }
-        batch.write(&mut sent, &delivered);
-        for h in handed {
-            if let Ok(theirs) = h.done.recv() {
-                for (ch, n, bytes) in theirs {
-                    match sent.iter_mut().find(|s| s.0 == ch) {
-                        Some(s) => {
-                            s.1 += n;
-                            s.2 += bytes;
-                        }
-                        None => sent.push((ch, n, bytes)),
+        #[cfg(test)]
+        let caller_writes = self.caller_writes || handed.is_empty();
+        #[cfg(not(test))]
+        let caller_writes = true;
+        if caller_writes {
+            batch.write(&mut sent, &delivered);
+        }
+        let mut failed = false;
+        for &i in &handed {
+            let Ok(theirs) = self.helpers[i].done.recv() else {
+                // It ended without answering: it failed mid-batch.
+                failed = true;
+                gone.push(i);
+                continue;
+            };
+            for (ch, n, bytes) in theirs {
+                match sent.iter_mut().find(|s| s.0 == ch) {
+                    Some(s) => {
+                        s.1 += n;
+                        s.2 += bytes;
                     }
+                    None => sent.push((ch, n, bytes)),
                 }
+            }
+        }
+        if failed {
+            // Chunks nobody took (every helper failed) are written here.
+            batch.write(&mut sent, &delivered);
+            let chunks = batch.abandon_unwritten();
+            tracing::error!(chunks, "a fan-out writer failed mid-batch; the connections it was writing are closed (1011) to resume");
+        }
+        if !gone.is_empty() {
+            gone.sort_unstable();
+            for i in gone.into_iter().rev() {
+                self.helpers.remove(i);
             }
         }
         // Every helper has let go of it (or is gone, and then its room is lost).
@@ -153,6 +235,7 @@ impl Writers {
             dues.clear();
             self.groups = b.groups;
             self.chunks = b.chunks;
+            self.written = b.written;
         }
         sent
     }
@@ -174,7 +257,8 @@ pub fn fanout_threads(configured: usize) -> usize {
 mod tests {
     use super::*;
     use crate::reply::{Deliver, Encoded};
-    use crate::session::outbox::{Outbox, Queue};
+    use crate::session::frame;
+    use crate::session::outbox::{Outbox, Queue, CLOSE_INTERNAL_ERROR};
     use crate::session::queue::Taken;
     use crate::session::{Follower, Sub};
     use actix::{Actor, Context, Handler};
@@ -240,6 +324,81 @@ mod tests {
         }
         for f in &followers {
             assert_eq!(f.last.load(std::sync::atomic::Ordering::SeqCst), 3);
+        }
+    }
+
+    #[actix::test]
+    async fn a_writer_that_fails_mid_batch_closes_what_it_was_writing_and_the_rest_goes_on() {
+        let owner = Owner.start();
+        let conns = 300;
+        let mut queues = Vec::new();
+        let mut followers = Vec::new();
+        for c in 0..conns {
+            let q = Arc::new(Queue::new(100, 1 << 20, 1));
+            let out = Arc::new(Outbox::new(c, Encoding::Json, q.clone(), owner.clone().recipient()));
+            let sub = Sub { key: "trades:X".into(), ch: p::Channel::Trades, sym: Some("X".into()), depth: 0, interval: None, cksum: false, on_lag: p::OnLag::Conflate };
+            followers.push(Follower::new(out, sub, Default::default()));
+            queues.push(q);
+        }
+        let batch = |from: u64, followers: &[Follower]| {
+            let mut dues = Vec::new();
+            for seq in from..from + 3 {
+                let e = Arc::new(Encoded::owned("trades:X".into(), seq, json!({"ch": "trades", "type": "update", "prev": seq - 1, "seq": seq})));
+                for f in followers {
+                    let mut d = f.due(&e);
+                    d.order = dues.len() as u32;
+                    dues.push(d);
+                }
+            }
+            dues.sort_unstable_by_key(Due::batch_key);
+            dues
+        };
+        // Only the two helpers write; the one that takes connection 150's
+        // chunk panics there.
+        let mut w = Writers::start(3);
+        w.caller_writes = false;
+        w.fail_at = Some(150);
+        let mut dues = batch(1, &followers);
+        w.write(&mut dues, 64);
+        assert_eq!(w.helpers.len(), 1, "the failed helper is no longer handed batches");
+        // Every connection has all three messages, or is closed with 1011
+        // after what reached it: never a silent gap.
+        let mut closed = Vec::new();
+        for (c, q) in queues.iter().enumerate() {
+            let mut t = Taken::default();
+            if q.used().0 > 0 {
+                q.take(100, &mut t).await;
+                q.written(t.frames.len(), t.bytes);
+            }
+            let mut seqs = Vec::new();
+            let mut close = None;
+            for f in &t.frames {
+                match frame::parse(f) {
+                    Some((frame::OP_TEXT, body)) => seqs.push(serde_json::from_slice::<serde_json::Value>(body).unwrap()["seq"].as_u64().unwrap()),
+                    Some((frame::OP_CLOSE, body)) => close = Some(u16::from_be_bytes([body[0], body[1]])),
+                    other => panic!("connection {c}: {other:?}"),
+                }
+            }
+            if followers[c].out.closing() {
+                assert_eq!(close, Some(CLOSE_INTERNAL_ERROR), "connection {c}");
+                assert!(seqs.is_empty() || seqs == vec![1, 2, 3], "connection {c}: {seqs:?}");
+                closed.push(c);
+            } else {
+                assert_eq!((seqs, close), (vec![1, 2, 3], None), "connection {c}");
+            }
+        }
+        assert!(closed.contains(&150), "{closed:?}");
+        // Only the failed chunk's connections: about CHUNK_GROUPS_MAX of them, in a row.
+        assert!(closed.len() <= CHUNK_GROUPS_MAX && closed.windows(2).all(|p| p[1] == p[0] + 1), "{closed:?}");
+        // The next batch is written whole by the helper left.
+        w.fail_at = None;
+        let open: Vec<Follower> = followers.into_iter().filter(|f| !f.out.closing()).collect();
+        let mut dues = batch(4, &open);
+        let sent = w.write(&mut dues, 64);
+        assert_eq!(sent.iter().map(|s| s.1).sum::<u64>(), 3 * open.len() as u64, "{sent:?}");
+        for f in &open {
+            assert_eq!(f.last.load(std::sync::atomic::Ordering::SeqCst), 6);
+            assert!(!f.out.closing());
         }
     }
 

@@ -38,6 +38,11 @@ const LAG_DENOM: usize = 4;
 /// Close code for a subscriber that could not keep up (PROTOCOL.md section 6).
 pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
 
+/// Close code (RFC 6455, internal error) for a connection whose stream
+/// messages the server failed to write: it ends rather than go on with a
+/// gap it never announced; the client resumes where it was.
+pub const CLOSE_INTERNAL_ERROR: u16 = 1011;
+
 pub use super::queue::{Queue, Refused, Sent, RESERVED_FRAMES};
 
 /// The sending side of a connection: its queue, encoding and owner.
@@ -162,6 +167,15 @@ impl Outbox {
         }
         if self.finish(Some(&n), CLOSE_SLOW_CONSUMER, "slow consumer") {
             crate::telemetry::slow_consumer(crate::telemetry::SLOW_DISCONNECT, self.conn);
+            self.session.do_send(Deliver::Stop);
+        }
+    }
+
+    /// Stream messages admitted for this connection were lost before they
+    /// reached it (a fan-out writer failed): close 1011, so that the client
+    /// resumes instead of reading on past a gap nobody announced.
+    pub fn abandon(&self) {
+        if self.finish(None, CLOSE_INTERNAL_ERROR, "stream messages lost; resume") {
             self.session.do_send(Deliver::Stop);
         }
     }
@@ -374,6 +388,12 @@ impl Due {
     /// The stream's metrics label.
     pub fn channel(&self) -> &'static str {
         self.e.channel
+    }
+
+    /// The connection this message was admitted for, to close it when the
+    /// message is lost (see [`Outbox::abandon`]).
+    pub fn outbox(&self) -> &Outbox {
+        &self.out
     }
 }
 
