@@ -277,10 +277,8 @@ mod tests {
         fn handle(&mut self, _: Deliver, _ctx: &mut Context<Self>) {}
     }
 
-    #[actix::test]
-    async fn a_batch_cut_between_threads_reaches_every_connection_once_and_in_order() {
-        let owner = Owner.start();
-        let conns = 300;
+    /// `conns` connections, each subscribed to `trades:X` with its own queue.
+    fn subscribers(owner: &actix::Addr<Owner>, conns: usize) -> (Vec<Arc<Queue>>, Vec<Follower>) {
         let mut queues = Vec::new();
         let mut followers = Vec::new();
         for c in 0..conns {
@@ -290,19 +288,31 @@ mod tests {
             followers.push(Follower::new(out, sub, Default::default()));
             queues.push(q);
         }
-        let msgs: Vec<Arc<Encoded>> = (1..=3u64)
-            .map(|seq| Arc::new(Encoded::owned("trades:X".into(), seq, json!({"ch": "trades", "type": "update", "prev": seq - 1, "seq": seq}))))
-            .collect();
-        // Admitted message by message, connection by connection, as the actor does.
+        (queues, followers)
+    }
+
+    /// A batch of three `trades` messages from seq `from`, admitted message
+    /// by message, connection by connection, as the actor does, and sorted.
+    fn trades(from: u64, followers: &[Follower]) -> Vec<Due> {
         let mut dues = Vec::new();
-        for e in &msgs {
-            for f in &followers {
-                let mut d = f.due(e);
+        for seq in from..from + 3 {
+            let e = Arc::new(Encoded::owned("trades:X".into(), seq, json!({"ch": "trades", "type": "update", "prev": seq - 1, "seq": seq})));
+            for f in followers {
+                let mut d = f.due(&e);
                 d.order = dues.len() as u32;
                 dues.push(d);
             }
         }
         dues.sort_unstable_by_key(Due::batch_key);
+        dues
+    }
+
+    #[actix::test]
+    async fn a_batch_cut_between_threads_reaches_every_connection_once_and_in_order() {
+        let owner = Owner.start();
+        let conns = 300;
+        let (queues, followers) = subscribers(&owner, conns);
+        let mut dues = trades(1, &followers);
         let mut w = Writers::start(3);
         // Groups of two: each connection's three messages are two groups,
         // which one thread must write, in order.
@@ -331,34 +341,13 @@ mod tests {
     async fn a_writer_that_fails_mid_batch_closes_what_it_was_writing_and_the_rest_goes_on() {
         let owner = Owner.start();
         let conns = 300;
-        let mut queues = Vec::new();
-        let mut followers = Vec::new();
-        for c in 0..conns {
-            let q = Arc::new(Queue::new(100, 1 << 20, 1));
-            let out = Arc::new(Outbox::new(c, Encoding::Json, q.clone(), owner.clone().recipient()));
-            let sub = Sub { key: "trades:X".into(), ch: p::Channel::Trades, sym: Some("X".into()), depth: 0, interval: None, cksum: false, on_lag: p::OnLag::Conflate };
-            followers.push(Follower::new(out, sub, Default::default()));
-            queues.push(q);
-        }
-        let batch = |from: u64, followers: &[Follower]| {
-            let mut dues = Vec::new();
-            for seq in from..from + 3 {
-                let e = Arc::new(Encoded::owned("trades:X".into(), seq, json!({"ch": "trades", "type": "update", "prev": seq - 1, "seq": seq})));
-                for f in followers {
-                    let mut d = f.due(&e);
-                    d.order = dues.len() as u32;
-                    dues.push(d);
-                }
-            }
-            dues.sort_unstable_by_key(Due::batch_key);
-            dues
-        };
+        let (queues, followers) = subscribers(&owner, conns);
         // Only the two helpers write; the one that takes connection 150's
         // chunk panics there.
         let mut w = Writers::start(3);
         w.caller_writes = false;
         w.fail_at = Some(150);
-        let mut dues = batch(1, &followers);
+        let mut dues = trades(1, &followers);
         w.write(&mut dues, 64);
         assert_eq!(w.helpers.len(), 1, "the failed helper is no longer handed batches");
         // Every connection has all three messages, or is closed with 1011
@@ -393,7 +382,7 @@ mod tests {
         // The next batch is written whole by the helper left.
         w.fail_at = None;
         let open: Vec<Follower> = followers.into_iter().filter(|f| !f.out.closing()).collect();
-        let mut dues = batch(4, &open);
+        let mut dues = trades(4, &open);
         let sent = w.write(&mut dues, 64);
         assert_eq!(sent.iter().map(|s| s.1).sum::<u64>(), 3 * open.len() as u64, "{sent:?}");
         for f in &open {
