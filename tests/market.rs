@@ -11,6 +11,9 @@ use bourse_protocol::msg::cksum_levels;
 use serde_json::{json, Value};
 use support::{test_config, Client};
 
+/// One side's levels as the wire gives them: (price, quantity) strings.
+type Levels = Vec<(String, String)>;
+
 /// A client-side book: price (as an integer at the price scale) -> qty string.
 #[derive(Default, Debug, Clone, PartialEq)]
 struct Book {
@@ -43,7 +46,7 @@ impl Book {
         b
     }
 
-    fn levels(&self, depth: usize) -> (Vec<(String, String)>, Vec<(String, String)>) {
+    fn levels(&self, depth: usize) -> (Levels, Levels) {
         let n = if depth == 0 { usize::MAX } else { depth };
         (self.bids.values().rev().take(n).cloned().collect(), self.asks.values().take(n).cloned().collect())
     }
@@ -78,7 +81,7 @@ async fn random_flow(a: &mut Client, b: &mut Client, rng: &mut Rng, n: usize, ta
     for k in 0..n {
         let c = if rng.below(2) == 0 { &mut *a } else { &mut *b };
         let side = if rng.below(2) == 0 { "buy" } else { "sell" };
-        let px = 29_900 + rng.below(400) / 2 * 1; // 29900..30099, whole numbers
+        let px = 29_900 + rng.below(400) / 2; // 29900..30099, whole numbers
         let qty = (1 + rng.below(5)) * 2; // lots of 0.02
         match rng.below(10) {
             0..=6 => {
