@@ -46,6 +46,9 @@ use rustc_hash::FxHashMap;
 
 /// The server's allocator (`src/main.rs`), so that the bench measures the
 /// memory the server runs on: jemalloc backed by transparent huge pages.
+/// The feature `bench-system-allocator` leaves it out, for repeatable
+/// instruction and miss counts.
+#[cfg(not(feature = "bench-system-allocator"))]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
