@@ -44,6 +44,14 @@ use criterion::{Criterion, Throughput};
 use hdrhistogram::Histogram;
 use rustc_hash::FxHashMap;
 
+/// The server's allocator (`src/main.rs`), so that the bench measures the
+/// memory the server runs on: jemalloc backed by transparent huge pages.
+/// The feature `bench-system-allocator` leaves it out, for repeatable
+/// instruction and miss counts.
+#[cfg(not(feature = "bench-system-allocator"))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Accounts trading in the benchmark.
 const ACCOUNTS: u64 = 1_000;
 const OPS: AccountId = AccountId(1);
@@ -611,6 +619,12 @@ fn latency_report(ops: usize) {
     drop(stream);
     let stream = Generator::new(start.clone(), 13).mixed(ops, Mix::ExactRatio);
     report("mixed_exact_ratio", &start, &stream);
+    // Whether the allocator's huge pages are in effect (zero when jemalloc
+    // was built without `.cargo/config.toml`'s `malloc_conf`).
+    let huge = std::fs::read_to_string("/proc/self/smaps_rollup")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("AnonHugePages:")).map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" ")));
+    println!("engine latency report: anonymous memory in huge pages at the end: {}", huge.as_deref().unwrap_or("unknown"));
 }
 
 /// `div` shortens the streams (for `cargo test --benches`).
