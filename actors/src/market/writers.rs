@@ -218,7 +218,8 @@ impl Writers {
             }
         }
         if failed {
-            // Chunks nobody took (every helper failed) are written here.
+            // Chunks nobody took are written here (none when this thread
+            // wrote too, which it always does outside tests).
             batch.write(&mut sent, &delivered);
             let chunks = batch.abandon_unwritten();
             tracing::error!(chunks, "a fan-out writer failed mid-batch; the connections it was writing are closed (1011) to resume");
