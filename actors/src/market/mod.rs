@@ -29,7 +29,7 @@ use serde_json::{json, Value};
 use crate::ledger::{LedgerActor, Query};
 use crate::reply::{now_us, Deliver, Encoded};
 use crate::session::outbox::GROUP_MAX;
-use crate::session::{Due, Flushed, Follower, Offered, Outbox, Sub};
+use crate::session::{Admitted, Flushed, Follower, Offered, Outbox, Sub};
 use crate::wire;
 use writers::Writers;
 
@@ -117,17 +117,13 @@ impl Stream {
 
     /// Admits a message for every subscriber (each by its `on_lag`
     /// policy), adding what is to be queued to `due`, and keeps it for `resume`.
-    fn send(&mut self, e: Encoded, due: &mut Vec<Due>) {
+    fn send(&mut self, e: Encoded, due: &mut Admitted) {
         let e = Arc::new(e);
         self.last_seq = e.seq;
         let mut closed = false;
         for s in self.subs.iter_mut() {
-            match s.admit(&e) {
-                Offered::Sent => {
-                    let mut d = s.due(&e);
-                    d.order = u32::try_from(due.len()).unwrap_or(u32::MAX);
-                    due.push(d);
-                }
+            match due.admit(s, &e) {
+                Offered::Sent => {}
                 Offered::Held => self.held = true,
                 Offered::Closed => closed = true,
             }
@@ -230,7 +226,7 @@ pub struct MarketData {
     /// Messages admitted for subscribers and not yet sent: sent connection
     /// by connection once the commits waiting in the mailbox are handled
     /// (see `schedule_send`), and before anything is sent another way.
-    due: Vec<Due>,
+    due: Admitted,
     flush_scheduled: bool,
     /// The commit being handled: when the journal released it.
     committed_us: u64,
@@ -304,7 +300,7 @@ impl MarketData {
             status_seq,
             instruments_view,
             epoch: 1,
-            due: Vec::new(),
+            due: Admitted::default(),
             flush_scheduled: false,
             committed_us: 0,
             writers: Writers::start(1),
@@ -443,12 +439,11 @@ impl MarketData {
     fn send_due(&mut self) {
         self.flush_scheduled = false;
         if self.due.is_empty() {
+            // Connections looked at and admitted nothing (all held back).
+            self.due.clear();
             return;
         }
-        // By connection, each connection's messages in the order admitted
-        // (an unstable sort on a unique key: no scratch room to allocate).
         let started = std::time::Instant::now();
-        self.due.sort_unstable_by_key(Due::batch_key);
         // Counted once per channel, not once per subscriber.
         let sent = self.writers.write(&mut self.due, GROUP_MAX);
         crate::telemetry::observe_stage(crate::telemetry::STAGE_FANOUT, started.elapsed());

@@ -1,9 +1,9 @@
 //! The threads that write the market-data actor's batches to subscribers'
 //! sockets: the actor's own thread and `limits.fanout_threads - 1` helpers.
 //!
-//! A batch is the admitted messages sorted by connection, each
+//! A batch is the admitted messages grouped by connection, each
 //! connection's messages one group (or several, for more than a write
-//! takes). Groups are dealt out in small chunks, never cutting a
+//! takes; see [`Admitted`]). Groups are dealt out in small chunks, never cutting a
 //! connection's groups apart: the actor and the helpers it wakes each take
 //! the next chunk until none is left, so a thread that the system
 //! deschedules mid-batch holds up one chunk, not its share of the batch.
@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 
-use crate::session::Due;
+use crate::session::Admitted;
 
 /// What one thread sent: per channel, messages and bytes.
 pub type SentCounts = Vec<(&'static str, u64, usize)>;
@@ -38,11 +38,11 @@ pub const SPLIT_GROUPS_MIN: usize = 64;
 /// would be cut apart).
 pub const CHUNK_GROUPS_MAX: usize = 8;
 
-/// A batch as the threads share it: the messages sorted by connection,
+/// A batch as the threads share it: the messages grouped by connection,
 /// each group's place among them, the chunks of groups, the next chunk to
 /// take, and which chunks are written.
 struct Batch {
-    dues: Vec<Due>,
+    dues: Admitted,
     groups: Vec<Range<usize>>,
     chunks: Vec<Range<usize>>,
     next: AtomicUsize,
@@ -60,8 +60,8 @@ impl Batch {
             let Some(chunk) = self.chunks.get(i) else { return };
             for g in &self.groups[chunk.clone()] {
                 #[cfg(test)]
-                assert_ne!(self.fail_at, Some(self.dues[g.start].conn()), "a writer fails (test)");
-                Due::send_group(&self.dues[g.clone()], sent, delivered);
+                assert_ne!(self.fail_at, Some(self.dues.group_outbox(g).conn), "a writer fails (test)");
+                self.dues.send_group(g.clone(), sent, delivered);
             }
             self.written[i].store(true, Ordering::Release);
         }
@@ -74,7 +74,7 @@ impl Batch {
         for (chunk, _) in self.chunks.iter().zip(&self.written).filter(|(_, w)| !w.load(Ordering::Acquire)) {
             n += 1;
             for g in &self.groups[chunk.clone()] {
-                self.dues[g.start].outbox().abandon();
+                self.dues.group_outbox(g).abandon();
             }
         }
         n
@@ -82,13 +82,13 @@ impl Batch {
 }
 
 /// Cuts `groups` into runs of about `per` groups, each ending where a
-/// connection's groups end.
-fn chunks(dues: &[Due], groups: &[Range<usize>], per: usize, into: &mut Vec<Range<usize>>) {
+/// connection's groups end (`conn` tells a group's connection).
+fn chunks(conn: impl Fn(&Range<usize>) -> usize, groups: &[Range<usize>], per: usize, into: &mut Vec<Range<usize>>) {
     into.clear();
     let mut start = 0;
     for i in 1..=groups.len() {
         let at_end = i == groups.len();
-        if at_end || (i - start >= per && dues[groups[i].start].conn() != dues[groups[i - 1].start].conn()) {
+        if at_end || (i - start >= per && conn(&groups[i]) != conn(&groups[i - 1])) {
             into.push(start..i);
             start = i;
         }
@@ -151,24 +151,18 @@ impl Writers {
         }
     }
 
-    /// Writes `dues` (sorted by connection, in order within each; a
-    /// group is at most `group_max` of one connection's messages) and
-    /// returns what was sent, once all of it is written or queued; `dues`
-    /// is left empty (its room kept).
-    pub fn write(&mut self, dues: &mut Vec<Due>, group_max: usize) -> SentCounts {
+    /// Writes what `dues` admitted, each connection's messages in the order
+    /// admitted, at most `group_max` of them a write, and returns what was
+    /// sent, once all of it is written or queued; `dues` is left empty (its
+    /// room kept).
+    pub fn write(&mut self, dues: &mut Admitted, group_max: usize) -> SentCounts {
         let mut groups = std::mem::take(&mut self.groups);
-        groups.clear();
-        for (i, d) in dues.iter().enumerate() {
-            match groups.last_mut() {
-                Some(g) if dues[g.start].conn() == d.conn() && g.len() < group_max => g.end = i + 1,
-                _ => groups.push(i..i + 1),
-            }
-        }
+        dues.group(group_max, &mut groups);
         let delivered = crate::telemetry::md_delivery();
         let mut sent = SentCounts::new();
         let threads = (groups.len() / SPLIT_GROUPS_MIN).clamp(1, self.helpers.len() + 1);
         let mut chunk_list = std::mem::take(&mut self.chunks);
-        chunks(dues, &groups, CHUNK_GROUPS_MAX, &mut chunk_list);
+        chunks(|g| dues.group_outbox(g).conn, &groups, CHUNK_GROUPS_MAX, &mut chunk_list);
         let mut written = std::mem::take(&mut self.written);
         written.clear();
         written.resize_with(chunk_list.len(), || AtomicBool::new(false));
@@ -261,6 +255,7 @@ mod tests {
     use crate::session::frame;
     use crate::session::outbox::{Outbox, Queue, CLOSE_INTERNAL_ERROR};
     use crate::session::queue::Taken;
+    use crate::session::outbox::GROUP_MAX;
     use crate::session::{Follower, Sub};
     use actix::{Actor, Context, Handler};
     use bourse_protocol::codec::Encoding;
@@ -293,27 +288,24 @@ mod tests {
     }
 
     /// A batch of three `trades` messages from seq `from`, admitted message
-    /// by message, connection by connection, as the actor does, and sorted.
-    fn trades(from: u64, followers: &[Follower]) -> Vec<Due> {
-        let mut dues = Vec::new();
+    /// by message, connection by connection, as the actor does.
+    fn trades(from: u64, followers: &mut [Follower]) -> Admitted {
+        let mut batch = Admitted::default();
         for seq in from..from + 3 {
             let e = Arc::new(Encoded::owned("trades:X".into(), seq, json!({"ch": "trades", "type": "update", "prev": seq - 1, "seq": seq})));
-            for f in followers {
-                let mut d = f.due(&e);
-                d.order = dues.len() as u32;
-                dues.push(d);
+            for f in followers.iter_mut() {
+                assert_eq!(batch.admit(f, &e), crate::session::Offered::Sent);
             }
         }
-        dues.sort_unstable_by_key(Due::batch_key);
-        dues
+        batch
     }
 
     #[actix::test]
     async fn a_batch_cut_between_threads_reaches_every_connection_once_and_in_order() {
         let owner = Owner.start();
         let conns = 300;
-        let (queues, followers) = subscribers(&owner, conns);
-        let mut dues = trades(1, &followers);
+        let (queues, mut followers) = subscribers(&owner, conns);
+        let mut dues = trades(1, &mut followers);
         let mut w = Writers::start(3);
         // Groups of two: each connection's three messages are two groups,
         // which one thread must write, in order.
@@ -342,13 +334,13 @@ mod tests {
     async fn a_writer_that_fails_mid_batch_closes_what_it_was_writing_and_the_rest_goes_on() {
         let owner = Owner.start();
         let conns = 300;
-        let (queues, followers) = subscribers(&owner, conns);
+        let (queues, mut followers) = subscribers(&owner, conns);
         // Only the two helpers write; the one that takes connection 150's
         // chunk panics there.
         let mut w = Writers::start(3);
         w.caller_writes = false;
         w.fail_at = Some(150);
-        let mut dues = trades(1, &followers);
+        let mut dues = trades(1, &mut followers);
         w.write(&mut dues, 64);
         assert_eq!(w.helpers.len(), 1, "the failed helper is no longer handed batches");
         // Every connection has all three messages, or is closed with 1011
@@ -382,8 +374,8 @@ mod tests {
         assert!(closed.len() <= CHUNK_GROUPS_MAX && closed.windows(2).all(|p| p[1] == p[0] + 1), "{closed:?}");
         // The next batch is written whole by the helper left.
         w.fail_at = None;
-        let open: Vec<Follower> = followers.into_iter().filter(|f| !f.out.closing()).collect();
-        let mut dues = trades(4, &open);
+        let mut open: Vec<Follower> = followers.into_iter().filter(|f| !f.out.closing()).collect();
+        let mut dues = trades(4, &mut open);
         let sent = w.write(&mut dues, 64);
         assert_eq!(sent.iter().map(|s| s.1).sum::<u64>(), 3 * open.len() as u64, "{sent:?}");
         for f in &open {
@@ -395,32 +387,89 @@ mod tests {
     #[actix::test]
     async fn chunks_end_only_where_a_connections_groups_end() {
         let owner = Owner.start();
-        // Connections 0..10; connection 3 has five groups, the others one.
-        let mut dues = Vec::new();
-        let mut groups = Vec::new();
-        let e = Arc::new(Encoded::owned("trades:X".into(), 1, json!({"seq": 1})));
+        // Connections 0..10; connection 3 has five messages, the others one,
+        // in groups of one.
+        let mut batch = Admitted::default();
         for c in 0..10usize {
             let q = Arc::new(Queue::new(100, 1 << 20, 1));
             let out = Arc::new(Outbox::new(c, Encoding::Json, q, owner.clone().recipient()));
             let sub = Sub { key: "trades:X".into(), ch: p::Channel::Trades, sym: Some("X".into()), depth: 0, interval: None, cksum: false, on_lag: p::OnLag::Conflate };
-            let f = Follower::new(out, sub, Default::default());
-            for _ in 0..if c == 3 { 5 } else { 1 } {
-                groups.push(dues.len()..dues.len() + 1);
-                dues.push(f.due(&e));
+            let mut f = Follower::new(out, sub, Default::default());
+            for seq in 1..=if c == 3 { 5 } else { 1 } {
+                let e = Arc::new(Encoded::owned("trades:X".into(), seq, json!({"seq": seq})));
+                batch.admit(&mut f, &e);
             }
         }
+        let mut groups = Vec::new();
+        batch.group(1, &mut groups);
+        assert_eq!(groups.len(), 14);
+        let conn = |g: &Range<usize>| batch.group_outbox(g).conn;
         let mut got = Vec::new();
-        chunks(&dues, &groups, 2, &mut got);
+        chunks(conn, &groups, 2, &mut got);
         // Every group once, in order; no connection in two chunks.
         assert_eq!(got.first().map(|r| r.start), Some(0));
         assert_eq!(got.last().map(|r| r.end), Some(groups.len()));
         assert!(got.windows(2).all(|w| w[0].end == w[1].start));
         for w in got.windows(2) {
-            let (last, first) = (&groups[w[0].end - 1], &groups[w[1].start]);
-            assert_ne!(dues[last.start].conn(), dues[first.start].conn(), "{got:?}");
+            assert_ne!(conn(&groups[w[0].end - 1]), conn(&groups[w[1].start]), "{got:?}");
         }
         assert!(got.iter().all(|r| r.len() >= 2 || r.end == groups.len()), "{got:?}");
         // Connection 3's five groups (places 3 to 7) share one chunk.
         assert!(got.iter().any(|r| r.start <= 3 && r.end >= 8), "{got:?}");
+    }
+
+    #[actix::test]
+    async fn a_batch_groups_each_connections_messages_in_the_order_admitted() {
+        let owner = Owner.start();
+        // Two streams; connections 0..4 follow both, connection 4 only the
+        // second: messages are admitted stream by stream, interleaved.
+        let mut queues = Vec::new();
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        for c in 0..5usize {
+            let q = Arc::new(Queue::new(100, 1 << 20, 1));
+            let out = Arc::new(Outbox::new(c, Encoding::Json, q.clone(), owner.clone().recipient()));
+            let sub = |key: &str| Sub { key: key.into(), ch: p::Channel::Trades, sym: Some("X".into()), depth: 0, interval: None, cksum: false, on_lag: p::OnLag::Conflate };
+            if c < 4 {
+                a.push(Follower::new(out.clone(), sub("a"), Default::default()));
+            }
+            b.push(Follower::new(out, sub("b"), Default::default()));
+            queues.push(q);
+        }
+        let mut batch = Admitted::default();
+        for seq in 1..=3u64 {
+            let ea = Arc::new(Encoded::owned("a".into(), seq, json!({"k": "a", "seq": seq})));
+            let eb = Arc::new(Encoded::owned("b".into(), 10 + seq, json!({"k": "b", "seq": 10 + seq})));
+            for f in a.iter_mut() {
+                batch.admit(f, &ea);
+            }
+            for f in b.iter_mut() {
+                batch.admit(f, &eb);
+            }
+        }
+        assert_eq!(batch.len(), 4 * 6 + 3);
+        let mut w = Writers::start(1);
+        w.write(&mut batch, GROUP_MAX);
+        assert!(batch.is_empty());
+        for (c, q) in queues.iter().enumerate() {
+            let mut t = Taken::default();
+            q.take(100, &mut t).await.expect("frames queued");
+            let got: Vec<String> = t
+                .frames
+                .iter()
+                .map(|f| {
+                    let v: serde_json::Value = serde_json::from_slice(&f[2..]).unwrap();
+                    format!("{}{}", v["k"].as_str().unwrap(), v["seq"])
+                })
+                .collect();
+            let want: Vec<&str> = if c < 4 { vec!["a1", "b11", "a2", "b12", "a3", "b13"] } else { vec!["b11", "b12", "b13"] };
+            assert_eq!(got, want, "connection {c}");
+        }
+        for f in &a {
+            assert_eq!(f.last.load(std::sync::atomic::Ordering::SeqCst), 3);
+        }
+        for f in &b {
+            assert_eq!(f.last.load(std::sync::atomic::Ordering::SeqCst), 13);
+        }
     }
 }

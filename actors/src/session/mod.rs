@@ -30,7 +30,7 @@ pub mod writer;
 
 /// The stream key of the account stream.
 pub const ACCOUNT_STREAM: &str = "account";
-pub use outbox::{Due, Flushed, Follower, Offered, Outbox, Refused};
+pub use outbox::{Admitted, Flushed, Follower, Offered, Outbox, Refused};
 
 /// Protocol errors tolerated within `ERRORS_WINDOW`; the next one closes (1008).
 pub const PROTOCOL_ERRORS_MAX: usize = 20;

@@ -7,7 +7,7 @@
 //! so a book delta reaches a thousand sockets without a thousand trips
 //! through session mailboxes. A connection with nothing queued gets the
 //! market-data actor's messages written by that actor at once
-//! ([`Due::send_group`], [`Queue::send`]). Every frame shares the
+//! ([`Admitted`], [`Queue::send`]). Every frame shares the
 //! message's encoded bytes.
 //!
 //! A [`Follower`] is one subscription's place in a stream. It sends while
@@ -19,7 +19,8 @@
 //! sends the `slow_consumer` notice and closes with 4008. Nothing is dropped
 //! without one of these.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use actix::Recipient;
@@ -56,11 +57,6 @@ pub struct Outbox {
     last_sent_us: AtomicU64,
     closing: AtomicBool,
     session: Recipient<Deliver>,
-    /// Stream messages admitted (a [`Due`] made) and not yet queued, and
-    /// their bytes. They count toward the high-water mark: a batch admits
-    /// many messages before it queues any, and must not overrun the queue.
-    admitted: AtomicUsize,
-    admitted_bytes: AtomicUsize,
 }
 
 impl Drop for Outbox {
@@ -85,8 +81,6 @@ impl Outbox {
             last_sent_us: AtomicU64::new(now_us()),
             closing: AtomicBool::new(false),
             session,
-            admitted: AtomicUsize::new(0),
-            admitted_bytes: AtomicUsize::new(0),
         }
     }
 
@@ -95,13 +89,15 @@ impl Outbox {
         &self.session
     }
 
-    /// Past the high-water mark in messages or bytes, counting what is
-    /// admitted and not yet queued.
+    /// Past the high-water mark in messages or bytes.
     pub fn lagging(&self) -> bool {
+        self.load().past_mark(0, 0)
+    }
+
+    /// How full the queue is now.
+    fn load(&self) -> Load {
         let (frames, bytes) = self.queue.used();
-        let frames = frames + self.admitted.load(Ordering::Acquire);
-        let bytes = bytes + self.admitted_bytes.load(Ordering::Acquire);
-        frames * LAG_DENOM >= self.queue.msgs_max() * LAG_NUMER || bytes * LAG_DENOM >= self.queue.bytes_max() * LAG_NUMER
+        Load { frames, bytes, frames_max: self.queue.msgs_max(), bytes_max: self.queue.bytes_max() }
     }
 
     pub fn closing(&self) -> bool {
@@ -181,6 +177,23 @@ impl Outbox {
     }
 }
 
+/// A queue's use and limits, as read at one moment.
+#[derive(Clone, Copy, Debug)]
+struct Load {
+    frames: usize,
+    bytes: usize,
+    frames_max: usize,
+    bytes_max: usize,
+}
+
+impl Load {
+    /// Past the high-water mark once `frames` more frames of `bytes` are
+    /// queued.
+    fn past_mark(&self, frames: usize, bytes: usize) -> bool {
+        (self.frames + frames) * LAG_DENOM >= self.frames_max * LAG_NUMER || (self.bytes + bytes) * LAG_DENOM >= self.bytes_max * LAG_NUMER
+    }
+}
+
 /// What a follower did with a message.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Offered {
@@ -217,11 +230,19 @@ pub struct Follower {
     gap: Option<(u64, u64)>,
     /// After a `gap`, messages are skipped until the fresh snapshot arrives.
     awaiting_snapshot: bool,
+    /// The batch (its generation) in which `last` has the place `batch_last`
+    /// among the batch's positions (see [`Admitted`]).
+    batch: u64,
+    batch_last: u32,
+    /// `out.conn`, kept here: the outbox's lines are written by the threads
+    /// that write to the connection, and a batch reads this for every message.
+    conn: usize,
 }
 
 impl Follower {
     pub fn new(out: Arc<Outbox>, sub: Sub, last: Arc<AtomicU64>) -> Follower {
-        Follower { out, sub, last, pending: None, gap: None, awaiting_snapshot: false }
+        let conn = out.conn;
+        Follower { out, sub, last, pending: None, gap: None, awaiting_snapshot: false, batch: 0, batch_last: 0, conn }
     }
 
     /// Something is held back for a later `flush`.
@@ -242,7 +263,8 @@ impl Follower {
         match self.admit(e) {
             Offered::Sent => {
                 let mut sent = Vec::new();
-                Due::send_group(&[self.due(e)], &mut sent, &crate::telemetry::md_delivery());
+                let one = [(&**e, &*self.last)];
+                send_group(&self.out, one.iter().copied(), &mut sent, &crate::telemetry::md_delivery());
                 match sent.first() {
                     Some(&(ch, _, bytes)) => {
                         crate::telemetry::ws_out_channel(ch, bytes);
@@ -255,19 +277,17 @@ impl Follower {
         }
     }
 
-    /// The message to queue now that `admit` said it may go.
-    pub fn due(&self, e: &Arc<Encoded>) -> Due {
-        let bytes = e.frame_ref(self.out.enc).len();
-        self.out.admitted.fetch_add(1, Ordering::AcqRel);
-        self.out.admitted_bytes.fetch_add(bytes, Ordering::AcqRel);
-        Due { out: self.out.clone(), last: self.last.clone(), e: e.clone(), order: 0 }
+    /// Applies the subscription's `on_lag` policy to a stream message:
+    /// `Sent` means it is to be queued now; otherwise it was merged or
+    /// noted for later, or the connection is gone.
+    pub fn admit(&mut self, e: &Arc<Encoded>) -> Offered {
+        self.admit_as(e, self.out.closing(), Outbox::lagging)
     }
 
-    /// Applies the subscription's `on_lag` policy to a stream message:
-    /// `Sent` means it is to be queued now (see `due`); otherwise it was
-    /// merged or noted for later, or the connection is gone.
-    pub fn admit(&mut self, e: &Arc<Encoded>) -> Offered {
-        if self.out.closing() {
+    /// [`Follower::admit`] for a connection that is `closing` or not and
+    /// that `lagging` tells is past its high-water mark.
+    fn admit_as(&mut self, e: &Arc<Encoded>, closing: bool, lagging: impl FnOnce(&Outbox) -> bool) -> Offered {
+        if closing {
             return Offered::Closed;
         }
         if self.awaiting_snapshot {
@@ -276,7 +296,7 @@ impl Follower {
             }
             self.awaiting_snapshot = false;
         }
-        if self.out.lagging() || self.pending.is_some() || self.gap.is_some() {
+        if self.pending.is_some() || self.gap.is_some() || lagging(&self.out) {
             match self.sub.on_lag {
                 p::OnLag::Conflate => {
                     metrics::counter!(crate::telemetry::SLOW_CONSUMER_TOTAL, "action" => crate::telemetry::SLOW_CONFLATE).increment(1);
@@ -352,93 +372,237 @@ impl Follower {
     }
 }
 
-/// A stream message admitted for one subscriber, queued when its batch is
-/// done: the market-data actor queues a batch's messages connection by
-/// connection, so each connection's writer finds all of them (a book delta
-/// and its trades) at once and writes them with one system call. It counts
-/// toward its connection's high-water mark from its making until it is
-/// dropped (by then it is queued, written, or refused).
-pub struct Due {
+/// Generations of [`Admitted`] batches, unique in the process, so that a
+/// follower's place in a batch is never taken for its place in another.
+static BATCH_GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// A connection in a batch: its outbox, whether it was closing and how
+/// full its queue was when the batch first came to it, what the batch
+/// admitted for it, and where its messages start once grouped.
+struct Admits {
     out: Arc<Outbox>,
-    last: Arc<AtomicU64>,
-    e: Arc<Encoded>,
-    /// Its place in the batch, which keeps a connection's messages in order
-    /// when the batch is sorted by connection.
-    pub order: u32,
+    enc: Encoding,
+    closing: bool,
+    load: Load,
+    frames: usize,
+    bytes: usize,
+    start: usize,
 }
 
-impl Drop for Due {
-    fn drop(&mut self) {
-        let bytes = self.e.frame_ref(self.out.enc).len();
-        self.out.admitted.fetch_sub(1, Ordering::AcqRel);
-        self.out.admitted_bytes.fetch_sub(bytes, Ordering::AcqRel);
+/// One message admitted for one subscriber: places in the batch's lists.
+#[derive(Clone, Copy, Default)]
+struct Item {
+    conn: u32,
+    msg: u32,
+    last: u32,
+}
+
+/// The stream messages one batch of the market-data actor admitted, queued
+/// when the batch is done, connection by connection, so that each
+/// connection's writer finds all of them (a book delta and its trades) at
+/// once and writes them with one system call.
+///
+/// Each message, each connection and each subscription's heartbeat position
+/// is held once per batch; a message admitted for a subscriber is three
+/// numbers. What a connection has admitted counts toward its high-water
+/// mark here, so a batch never overruns a queue, without a counter shared
+/// with the writers being touched per message. Grouping by connection is
+/// one counting pass (connections are numbered in the order they first
+/// appear in the batch).
+pub struct Admitted {
+    msgs: Vec<Arc<Encoded>>,
+    conns: Vec<Admits>,
+    /// Where each subscription's last queued seq is kept (heartbeats read it).
+    lasts: Vec<Arc<AtomicU64>>,
+    /// In the order admitted.
+    items: Vec<Item>,
+    /// By connection, each connection's in the order admitted.
+    grouped: Vec<Item>,
+    /// By connection number (`Outbox::conn`): its place in `conns` plus one, or 0.
+    slot: Vec<u32>,
+    generation: u64,
+}
+
+impl Default for Admitted {
+    fn default() -> Self {
+        Admitted {
+            msgs: Vec::new(),
+            conns: Vec::new(),
+            lasts: Vec::new(),
+            items: Vec::new(),
+            grouped: Vec::new(),
+            slot: Vec::new(),
+            generation: BATCH_GENERATION.fetch_add(1, Ordering::Relaxed),
+        }
     }
 }
 
-impl Due {
-    pub fn conn(&self) -> usize {
-        self.out.conn
+impl Admitted {
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
     }
 
-    /// The batch order: by connection, then by place in the batch.
-    pub fn batch_key(&self) -> (usize, u32) {
-        (self.out.conn, self.order)
+    /// Messages admitted, all subscribers counted.
+    pub fn len(&self) -> usize {
+        self.items.len()
     }
 
-    /// The stream's metrics label.
-    pub fn channel(&self) -> &'static str {
-        self.e.channel
+    /// The place of `f`'s connection in this batch.
+    fn conn(&mut self, f: &Follower) -> usize {
+        if self.slot.len() <= f.conn {
+            self.slot.resize(f.conn + 1, 0);
+        }
+        match self.slot[f.conn] {
+            0 => {
+                let out = &f.out;
+                let (closing, load) = (out.closing(), out.load());
+                self.conns.push(Admits { out: out.clone(), enc: out.enc, closing, load, frames: 0, bytes: 0, start: 0 });
+                self.slot[f.conn] = u32::try_from(self.conns.len()).expect("connections fit in u32");
+                self.conns.len() - 1
+            }
+            i => i as usize - 1,
+        }
     }
 
-    /// The connection this message was admitted for, to close it when the
-    /// message is lost (see [`Outbox::abandon`]).
-    pub fn outbox(&self) -> &Outbox {
-        &self.out
+    /// Applies `f`'s `on_lag` policy to `e`, counting what this batch has
+    /// admitted for its connection; when it may go, adds it to the batch.
+    ///
+    /// A connection's state is read once a batch, when the batch first
+    /// comes to it (the lines it is on are written by the threads that
+    /// write to it): frames its writer sends meanwhile count as still
+    /// queued, and a close meanwhile is found when the batch is sent.
+    pub fn admit(&mut self, f: &mut Follower, e: &Arc<Encoded>) -> Offered {
+        let c = self.conn(f);
+        let a = &self.conns[c];
+        let offered = f.admit_as(e, a.closing, |_| a.load.past_mark(a.frames, a.bytes));
+        match offered {
+            Offered::Sent => {}
+            Offered::Held => return offered,
+            Offered::Closed => {
+                // It may have closed just now (a slow consumer, `disconnect`).
+                self.conns[c].closing = true;
+                return offered;
+            }
+        }
+        let msg = match self.msgs.last() {
+            Some(m) if Arc::ptr_eq(m, e) => self.msgs.len() - 1,
+            _ => {
+                self.msgs.push(e.clone());
+                self.msgs.len() - 1
+            }
+        };
+        if f.batch != self.generation {
+            self.lasts.push(f.last.clone());
+            f.batch = self.generation;
+            f.batch_last = u32::try_from(self.lasts.len() - 1).expect("subscriptions fit in u32");
+        }
+        let a = &mut self.conns[c];
+        a.frames += 1;
+        a.bytes += e.frame_ref(a.enc).len();
+        let place = |n: usize| u32::try_from(n).expect("a batch fits in u32");
+        self.items.push(Item { conn: place(c), msg: place(msg), last: f.batch_last });
+        offered
+    }
+
+    /// Puts the messages in connection order (each connection's in the
+    /// order admitted) and cuts them into groups of at most `group_max`
+    /// messages of one connection, in that order.
+    pub fn group(&mut self, group_max: usize, groups: &mut Vec<Range<usize>>) {
+        groups.clear();
+        let mut at = 0;
+        for a in self.conns.iter_mut() {
+            a.start = at;
+            at += a.frames;
+            let mut g = a.start;
+            while g < at {
+                let end = (g + group_max.max(1)).min(at);
+                groups.push(g..end);
+                g = end;
+            }
+        }
+        self.grouped.clear();
+        self.grouped.resize(self.items.len(), Item::default());
+        for it in &self.items {
+            let a = &mut self.conns[it.conn as usize];
+            self.grouped[a.start] = *it;
+            a.start += 1;
+        }
+    }
+
+    /// The connection of a group made by [`Admitted::group`].
+    pub fn group_outbox(&self, g: &Range<usize>) -> &Outbox {
+        &self.conns[self.grouped[g.start].conn as usize].out
+    }
+
+    /// Sends one group made by [`Admitted::group`] (see [`send_group`]).
+    pub fn send_group(&self, g: Range<usize>, sent: &mut Vec<(&'static str, u64, usize)>, delivered: &metrics::Histogram) {
+        let items = &self.grouped[g];
+        let Some(first) = items.first() else { return };
+        let out = &self.conns[first.conn as usize].out;
+        send_group(out, items.iter().map(|it| (&*self.msgs[it.msg as usize], &*self.lasts[it.last as usize])), sent, delivered);
+    }
+
+    /// Empties the batch for the next one (its room kept).
+    pub fn clear(&mut self) {
+        for a in &self.conns {
+            self.slot[a.out.conn] = 0;
+        }
+        self.conns.clear();
+        self.msgs.clear();
+        self.lasts.clear();
+        self.items.clear();
+        self.grouped.clear();
+        self.generation = BATCH_GENERATION.fetch_add(1, Ordering::Relaxed);
     }
 }
 
-/// Messages of one connection sent by [`Due::send_group`]: at most as many
-/// as one vectored write takes.
+/// Messages of one connection sent by [`send_group`]: at most as many as
+/// one vectored write takes.
 pub const GROUP_MAX: usize = super::queue::IOV_MAX;
 
-impl Due {
-    /// Sends one connection's admitted messages, in order, with one write
-    /// when the connection is idle (see [`Queue::send`]). Each message sent
-    /// is counted into `sent` (channel, messages, bytes); a write made here
-    /// is timed into `delivered`; a full queue is a slow consumer. The
-    /// frames are borrowed from the messages: only what must wait in the
-    /// queue takes a reference of its own.
-    pub fn send_group(dues: &[Due], sent: &mut Vec<(&'static str, u64, usize)>, delivered: &metrics::Histogram) {
-        let Some(out) = dues.first().map(|d| &d.out) else { return };
-        if out.closing() {
-            return;
+/// Sends one connection's messages (each with where its subscription's last
+/// queued seq is kept), in order, with one write when the connection is
+/// idle (see [`Queue::send`]). Each message sent is counted into `sent`
+/// (channel, messages, bytes); a write made here is timed into
+/// `delivered`; a full queue is a slow consumer. The frames are borrowed
+/// from the messages: only what must wait in the queue takes a reference of
+/// its own.
+fn send_group<'a, I>(out: &Outbox, msgs: I, sent: &mut Vec<(&'static str, u64, usize)>, delivered: &metrics::Histogram)
+where
+    I: ExactSizeIterator<Item = (&'a Encoded, &'a AtomicU64)> + Clone,
+{
+    if out.closing() || msgs.len() == 0 {
+        return;
+    }
+    let enc = out.enc;
+    let made_us = msgs.clone().map(|(e, _)| e.made_us).min().unwrap_or(0);
+    let (accepted, refused) = match out.queue.send(msgs.clone().map(|(e, _)| e.frame_ref(enc)), made_us) {
+        Sent::Written { at_us } => {
+            delivered.record(std::time::Duration::from_micros(at_us.saturating_sub(made_us)).as_secs_f64());
+            (msgs.len(), None)
         }
-        let enc = out.enc;
-        let made_us = dues.iter().map(|d| d.e.made_us).min().unwrap_or(0);
-        let (accepted, refused) = match out.queue.send(dues.iter().map(|d| d.e.frame_ref(enc)), made_us) {
-            Sent::Written { at_us } => {
-                delivered.record(std::time::Duration::from_micros(at_us.saturating_sub(made_us)).as_secs_f64());
-                (dues.len(), None)
+        Sent::Queued => (msgs.len(), None),
+        Sent::Refused(n, r) => (n, Some(r)),
+    };
+    let mut newest = None;
+    for (e, last) in msgs.clone().take(accepted) {
+        let f = e.frame_ref(enc);
+        last.store(e.seq, Ordering::Release);
+        newest = Some(e.made_us);
+        match sent.iter_mut().find(|s| s.0 == e.channel) {
+            Some(s) => {
+                s.1 += 1;
+                s.2 += f.len();
             }
-            Sent::Queued => (dues.len(), None),
-            Sent::Refused(n, r) => (n, Some(r)),
-        };
-        for d in dues.iter().take(accepted) {
-            let f = d.e.frame_ref(enc);
-            d.last.store(d.e.seq, Ordering::Release);
-            // The message's creation time stands for "now" (the heartbeat's clock).
-            out.last_sent_us.store(d.e.made_us, Ordering::Relaxed);
-            match sent.iter_mut().find(|s| s.0 == d.e.channel) {
-                Some(s) => {
-                    s.1 += 1;
-                    s.2 += f.len();
-                }
-                None => sent.push((d.e.channel, 1, f.len())),
-            }
+            None => sent.push((e.channel, 1, f.len())),
         }
-        if let (Some(Refused::Full), Some(d)) = (refused, dues.get(accepted)) {
-            out.slow_consumer(Some(&d.e.key));
-        }
+    }
+    if let Some(t) = newest {
+        // The message's creation time stands for "now" (the heartbeat's clock).
+        out.last_sent_us.store(t, Ordering::Relaxed);
+    }
+    if let (Some(Refused::Full), Some((e, _))) = (refused, msgs.clone().nth(accepted)) {
+        out.slow_consumer(Some(&e.key));
     }
 }
 
@@ -605,19 +769,23 @@ mod tests {
         let sub = Sub { key: "trades:X".into(), ch: p::Channel::Trades, sym: Some("X".into()), depth: 50, interval: None, cksum: false, on_lag: p::OnLag::Conflate };
         let mut f = Follower::new(out.clone(), sub, Default::default());
         // One batch: twenty messages offered before any is queued.
-        let mut dues = Vec::new();
+        let mut batch = Admitted::default();
         let mut held = 0;
         for i in 0..20u64 {
-            match f.admit(&trades_update(10 + i, &[11 + i])) {
-                Offered::Sent => dues.push(f.due(&trades_update(10 + i, &[11 + i]))),
+            match batch.admit(&mut f, &trades_update(10 + i, &[11 + i])) {
+                Offered::Sent => {}
                 Offered::Held => held += 1,
                 Offered::Closed => panic!("closed at {i}"),
             }
         }
-        assert_eq!((dues.len(), held), (6, 14), "admitted up to three quarters of 8, the rest merged");
-        let (mut sent, hist) = (Vec::new(), metrics::histogram!("test_delivery"));
-        Due::send_group(&dues, &mut sent, &hist);
-        drop(dues);
+        assert_eq!((batch.len(), held), (6, 14), "admitted up to three quarters of 8, the rest merged");
+        assert_eq!(queue.used().0, 0, "nothing queued before the batch is sent");
+        let (mut sent, hist, mut groups) = (Vec::new(), metrics::histogram!("test_delivery"), Vec::new());
+        batch.group(GROUP_MAX, &mut groups);
+        assert_eq!(groups, vec![0..6]);
+        batch.send_group(0..6, &mut sent, &hist);
+        batch.clear();
+        assert_eq!(f.last.load(Ordering::SeqCst), 16);
         assert!(!out.closing(), "not taken for a slow consumer");
         assert_eq!(queue.used().0, 6);
         assert!(out.lagging(), "the six queued still count");
