@@ -287,6 +287,13 @@ mod tests {
         (queues, followers)
     }
 
+    /// The messages queued on `q` (short text frames), taken off it.
+    async fn queued(q: &Queue) -> Vec<serde_json::Value> {
+        let mut t = Taken::default();
+        q.take(100, &mut t).await.expect("frames queued");
+        t.frames.iter().map(|f| serde_json::from_slice(&f[2..]).unwrap()).collect()
+    }
+
     /// A batch of three `trades` messages from seq `from`, admitted message
     /// by message, connection by connection, as the actor does.
     fn trades(from: u64, followers: &mut [Follower]) -> Admitted {
@@ -313,16 +320,7 @@ mod tests {
         assert!(dues.is_empty());
         assert_eq!(sent.iter().map(|s| s.1).sum::<u64>(), 3 * conns as u64, "{sent:?}");
         for (c, q) in queues.iter().enumerate() {
-            let mut t = Taken::default();
-            q.take(100, &mut t).await.expect("frames queued");
-            let seqs: Vec<u64> = t
-                .frames
-                .iter()
-                .map(|f| {
-                    let v: serde_json::Value = serde_json::from_slice(&f[2..]).unwrap();
-                    v["seq"].as_u64().unwrap()
-                })
-                .collect();
+            let seqs: Vec<u64> = queued(q).await.iter().map(|v| v["seq"].as_u64().unwrap()).collect();
             assert_eq!(seqs, vec![1, 2, 3], "connection {c}");
         }
         for f in &followers {
@@ -452,16 +450,7 @@ mod tests {
         w.write(&mut batch, GROUP_MAX);
         assert!(batch.is_empty());
         for (c, q) in queues.iter().enumerate() {
-            let mut t = Taken::default();
-            q.take(100, &mut t).await.expect("frames queued");
-            let got: Vec<String> = t
-                .frames
-                .iter()
-                .map(|f| {
-                    let v: serde_json::Value = serde_json::from_slice(&f[2..]).unwrap();
-                    format!("{}{}", v["k"].as_str().unwrap(), v["seq"])
-                })
-                .collect();
+            let got: Vec<String> = queued(q).await.iter().map(|v| format!("{}{}", v["k"].as_str().unwrap(), v["seq"])).collect();
             let want: Vec<&str> = if c < 4 { vec!["a1", "b11", "a2", "b12", "a3", "b13"] } else { vec!["b11", "b12", "b13"] };
             assert_eq!(got, want, "connection {c}");
         }
