@@ -72,6 +72,11 @@ pub struct Limits {
     pub fanout_threads: usize,
 }
 
+/// The most threads `limits.session_threads` or `limits.fanout_threads`
+/// may ask for: more than the cores only adds switching, and a typo of a
+/// few digits must not start thousands of threads.
+pub const THREADS_MAX: usize = 256;
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
@@ -224,6 +229,11 @@ impl Config {
         if l.conn_msgs_per_sec == 0 || l.account_orders_per_sec == 0 {
             return Err("rate limits must be positive".into());
         }
+        for (name, v) in [("session_threads", l.session_threads), ("fanout_threads", l.fanout_threads)] {
+            if v > THREADS_MAX {
+                return Err(format!("limits.{name} must be at most {THREADS_MAX} (0 picks one from the machine's cores)"));
+            }
+        }
         let d = &self.durability;
         if d.snapshot_every_events == 0 || d.snapshot_every_secs == 0 {
             return Err("durability.snapshot_every_events and snapshot_every_secs must be positive".into());
@@ -269,5 +279,25 @@ impl Config {
             return Err(format!("demo.user {} is not among users", self.demo.user));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thread_counts_past_the_bound_are_refused_with_the_setting_named() {
+        let mut c = Config::default();
+        assert_eq!(c.validate(), Ok(()));
+        c.limits.fanout_threads = THREADS_MAX;
+        c.limits.session_threads = THREADS_MAX;
+        assert_eq!(c.validate(), Ok(()));
+        c.limits.fanout_threads = 10_000;
+        let e = c.validate().unwrap_err();
+        assert!(e.contains("limits.fanout_threads") && e.contains("256"), "{e}");
+        c.limits.fanout_threads = 0;
+        c.limits.session_threads = THREADS_MAX + 1;
+        assert!(c.validate().unwrap_err().contains("limits.session_threads"));
     }
 }
