@@ -26,9 +26,13 @@ pub async fn metrics_text(ws_url: &str) -> anyhow::Result<String> {
     Ok(body.to_string())
 }
 
-/// A histogram's cumulative buckets: (upper bound, count), ascending.
+/// A histogram's cumulative buckets, (upper bound, count) ascending, and
+/// the sum of what it recorded (in its unit) when the server exports it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Buckets(pub Vec<(f64, u64)>);
+pub struct Buckets {
+    pub bounds: Vec<(f64, u64)>,
+    pub sum: Option<f64>,
+}
 
 impl Buckets {
     /// The unlabelled histogram `name` in Prometheus text.
@@ -41,25 +45,43 @@ impl Buckets {
     /// them: the labels, then `le`.
     pub fn parse_labelled(text: &str, name: &str, labels: &str) -> Option<Buckets> {
         let prefix = if labels.is_empty() { format!("{name}_bucket{{le=\"") } else { format!("{name}_bucket{{{labels},le=\"") };
+        let sum_series = if labels.is_empty() { format!("{name}_sum ") } else { format!("{name}_sum{{{labels}}} ") };
         let mut out = Vec::new();
+        let mut sum = None;
         for line in text.lines() {
+            if let Some(v) = line.strip_prefix(&sum_series) {
+                sum = v.trim().parse::<f64>().ok();
+                continue;
+            }
             let Some(rest) = line.strip_prefix(&prefix) else { continue };
             let (le, count) = rest.split_once("\"} ")?;
             let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
             out.push((le, count.trim().parse::<f64>().ok()? as u64));
         }
         out.sort_by(|a, b| a.0.total_cmp(&b.0));
-        (!out.is_empty()).then_some(Buckets(out))
+        (!out.is_empty()).then_some(Buckets { bounds: out, sum })
     }
 
     /// What was recorded between `earlier` and this scrape.
     pub fn since(&self, earlier: Option<&Buckets>) -> Buckets {
-        let before = |le: f64| earlier.and_then(|e| e.0.iter().find(|b| b.0 == le)).map_or(0, |b| b.1);
-        Buckets(self.0.iter().map(|&(le, n)| (le, n.saturating_sub(before(le)))).collect())
+        let before = |le: f64| earlier.and_then(|e| e.bounds.iter().find(|b| b.0 == le)).map_or(0, |b| b.1);
+        let sum = match (self.sum, earlier.map(|e| e.sum)) {
+            (Some(now), Some(Some(then))) => Some(now - then),
+            (Some(now), None) => Some(now),
+            _ => None,
+        };
+        Buckets { bounds: self.bounds.iter().map(|&(le, n)| (le, n.saturating_sub(before(le)))).collect(), sum }
     }
 
     pub fn count(&self) -> u64 {
-        self.0.last().map_or(0, |b| b.1)
+        self.bounds.last().map_or(0, |b| b.1)
+    }
+
+    /// The mean of what was recorded, in microseconds for a histogram in
+    /// seconds (exact, unlike the quantiles' bucket bounds).
+    pub fn mean_us(&self) -> Option<f64> {
+        let n = self.count();
+        self.sum.filter(|_| n > 0).map(|s| s * 1e6 / n as f64)
     }
 
     /// The upper bound of the bucket the `q` quantile falls in.
@@ -69,13 +91,13 @@ impl Buckets {
             return None;
         }
         let rank = (q * n as f64).ceil() as u64;
-        self.0.iter().find(|b| b.1 >= rank).map(|b| b.0)
+        self.bounds.iter().find(|b| b.1 >= rank).map(|b| b.0)
     }
 
     /// Quantile bounds in microseconds, for a histogram in seconds.
     pub fn summary_us(&self) -> BucketSummary {
         let us = |q| self.quantile_bound(q).map(|s| if s.is_finite() { (s * 1e6).round() as u64 } else { u64::MAX });
-        BucketSummary { count: self.count(), p50_le_us: us(0.5), p90_le_us: us(0.9), p99_le_us: us(0.99) }
+        BucketSummary { count: self.count(), mean_us: self.mean_us().map(|m| m.round() as u64), p50_le_us: us(0.5), p90_le_us: us(0.9), p99_le_us: us(0.99) }
     }
 }
 
@@ -91,6 +113,8 @@ pub fn counter(text: &str, name: &str, labels: &str) -> Option<u64> {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct BucketSummary {
     pub count: u64,
+    /// The exact mean, when the server exports the histogram's sum.
+    pub mean_us: Option<u64>,
     pub p50_le_us: Option<u64>,
     pub p90_le_us: Option<u64>,
     pub p99_le_us: Option<u64>,
@@ -104,7 +128,7 @@ impl BucketSummary {
             Some(us) if us >= 1000 => format!("{}ms", us as f64 / 1000.0),
             Some(us) => format!("{us}us"),
         };
-        format!("n={} p50<={} p90<={} p99<={}", self.count, f(self.p50_le_us), f(self.p90_le_us), f(self.p99_le_us))
+        format!("n={} mean={} p50<={} p90<={} p99<={}", self.count, f(self.mean_us), f(self.p50_le_us), f(self.p90_le_us), f(self.p99_le_us))
     }
 }
 
@@ -121,6 +145,7 @@ mod tests {
         y_seconds_bucket{le=\"0.001\"} 7\n\
         s_seconds_bucket{stage=\"a\",le=\"0.001\"} 3\n\
         s_seconds_bucket{stage=\"a\",le=\"+Inf\"} 4\n\
+        s_seconds_sum{stage=\"a\"} 0.5\n\
         s_seconds_bucket{stage=\"ab\",le=\"0.001\"} 9\n\
         s_seconds_bucket{stage=\"ab\",le=\"+Inf\"} 9\n";
 
@@ -144,17 +169,22 @@ mod tests {
     #[test]
     fn a_labelled_series_is_read_alone() {
         let a = Buckets::parse_labelled(TEXT, "s_seconds", "stage=\"a\"").unwrap();
-        assert_eq!(a, Buckets(vec![(0.001, 3), (f64::INFINITY, 4)]));
+        assert_eq!(a, Buckets { bounds: vec![(0.001, 3), (f64::INFINITY, 4)], sum: Some(0.5) });
+        assert_eq!(Buckets::parse_labelled(TEXT, "s_seconds", "stage=\"ab\"").unwrap().sum, None);
         assert_eq!(Buckets::parse(TEXT, "s_seconds"), None, "no unlabelled series");
     }
 
     #[test]
     fn a_run_is_the_difference_of_two_scrapes() {
-        let before = Buckets(vec![(0.001, 40), (0.005, 40), (f64::INFINITY, 40)]);
+        let before = Buckets { bounds: vec![(0.001, 40), (0.005, 40), (f64::INFINITY, 40)], sum: Some(0.08) };
         let after = Buckets::parse(TEXT, "x_seconds").unwrap();
+        assert_eq!(after.sum, Some(0.2));
         let run = after.since(Some(&before));
         assert_eq!(run.count(), 60);
         // 10 of the run's 60 are under 1 ms: the median is in the 5 ms bucket.
         assert_eq!(run.summary_us().p50_le_us, Some(5000));
+        // 0.12 s over 60: a mean of 2 ms.
+        assert_eq!(run.summary_us().mean_us, Some(2000));
+        assert!(run.summary_us().line().contains("mean=2ms"), "{}", run.summary_us().line());
     }
 }
