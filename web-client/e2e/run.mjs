@@ -458,7 +458,19 @@ const steps = [
       check((await tid(p, 'conn-status').getAttribute('data-state')) === 'resumed', 'the page says resumed');
       await bookLive(state.a);
       check(await tid(p, 'logged-in-user').isVisible(), 'still logged in');
-      await orderRow(state.a, state.order).waitFor();
+      // The account stream is restored: the order shows again, open, or
+      // among the fills when the demo market's flow took it while the
+      // connection was down (its quotes move every interval).
+      await until(
+        p,
+        (id) => !!document.querySelector(`[data-testid="open-order-row"][data-order-id="${id}"], [data-testid="fill-row"][data-order-id="${id}"]`),
+        state.order,
+        'the order, open or filled, after the resume',
+      );
+      if ((await orderRow(state.a, state.order).count()) === 0) {
+        log(`    order ${state.order} was filled while the connection was down; placing another`);
+        await stillResting();
+      }
       // The resumed book must equal a fresh snapshot taken at the same version.
       const cmp = await p.evaluate(() => window.__bourse.compareWithFresh());
       check(cmp.ok, `resumed book equals a fresh snapshot: ${JSON.stringify(cmp).slice(0, 400)}`);
