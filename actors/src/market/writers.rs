@@ -421,12 +421,13 @@ mod tests {
         let owner = Owner.start();
         // Two streams; connections 0..4 follow both, connection 4 only the
         // second: messages are admitted stream by stream, interleaved.
+        // Connection numbers are never reused, so they are far apart.
         let mut queues = Vec::new();
         let mut a = Vec::new();
         let mut b = Vec::new();
         for c in 0..5usize {
             let q = Arc::new(Queue::new(100, 1 << 20, 1));
-            let out = Arc::new(Outbox::new(c, Encoding::Json, q.clone(), owner.clone().recipient()));
+            let out = Arc::new(Outbox::new(c << 40, Encoding::Json, q.clone(), owner.clone().recipient()));
             let sub = |key: &str| Sub { key: key.into(), ch: p::Channel::Trades, sym: Some("X".into()), depth: 0, interval: None, cksum: false, on_lag: p::OnLag::Conflate };
             if c < 4 {
                 a.push(Follower::new(out.clone(), sub("a"), Default::default()));

@@ -27,6 +27,7 @@ use actix::Recipient;
 use bourse_protocol::codec::{self, Encoding};
 use bourse_protocol::msg as p;
 use bytes::Bytes;
+use rustc_hash::FxHashMap;
 use serde_json::{json, Value};
 
 use crate::reply::{now_us, Deliver, Encoded};
@@ -230,9 +231,11 @@ pub struct Follower {
     gap: Option<(u64, u64)>,
     /// After a `gap`, messages are skipped until the fresh snapshot arrives.
     awaiting_snapshot: bool,
-    /// The batch (its generation) in which `last` has the place `batch_last`
-    /// among the batch's positions (see [`Admitted`]).
+    /// The batch (its generation) in which this follower's connection has
+    /// the place `batch_conn` and its `last` the place `batch_last`
+    /// (`NOT_YET` until a message is admitted for it; see [`Admitted`]).
     batch: u64,
+    batch_conn: u32,
     batch_last: u32,
     /// `out.conn`, kept here: the outbox's lines are written by the threads
     /// that write to the connection, and a batch reads this for every message.
@@ -242,7 +245,7 @@ pub struct Follower {
 impl Follower {
     pub fn new(out: Arc<Outbox>, sub: Sub, last: Arc<AtomicU64>) -> Follower {
         let conn = out.conn;
-        Follower { out, sub, last, pending: None, gap: None, awaiting_snapshot: false, batch: 0, batch_last: 0, conn }
+        Follower { out, sub, last, pending: None, gap: None, awaiting_snapshot: false, batch: 0, batch_conn: 0, batch_last: NOT_YET, conn }
     }
 
     /// Something is held back for a later `flush`.
@@ -376,6 +379,9 @@ impl Follower {
 /// follower's place in a batch is never taken for its place in another.
 static BATCH_GENERATION: AtomicU64 = AtomicU64::new(1);
 
+/// A follower's `last` has no place in the batch yet.
+const NOT_YET: u32 = u32::MAX;
+
 /// A connection in a batch: its outbox, whether it was closing and how
 /// full its queue was when the batch first came to it, what the batch
 /// admitted for it, and where its messages start once grouped.
@@ -418,8 +424,9 @@ pub struct Admitted {
     items: Vec<Item>,
     /// By connection, each connection's in the order admitted.
     grouped: Vec<Item>,
-    /// By connection number (`Outbox::conn`): its place in `conns` plus one, or 0.
-    slot: Vec<u32>,
+    /// By connection number (`Outbox::conn`, never reused): its place in
+    /// `conns`. Looked up once per follower per batch (the follower keeps it).
+    slot: FxHashMap<usize, u32>,
     generation: u64,
 }
 
@@ -431,7 +438,7 @@ impl Default for Admitted {
             lasts: Vec::new(),
             items: Vec::new(),
             grouped: Vec::new(),
-            slot: Vec::new(),
+            slot: FxHashMap::default(),
             generation: BATCH_GENERATION.fetch_add(1, Ordering::Relaxed),
         }
     }
@@ -447,21 +454,27 @@ impl Admitted {
         self.items.len()
     }
 
-    /// The place of `f`'s connection in this batch.
-    fn conn(&mut self, f: &Follower) -> usize {
-        if self.slot.len() <= f.conn {
-            self.slot.resize(f.conn + 1, 0);
+    /// The place of `f`'s connection in this batch, kept by `f` for the
+    /// rest of the batch.
+    fn conn(&mut self, f: &mut Follower) -> usize {
+        if f.batch == self.generation {
+            return f.batch_conn as usize;
         }
-        match self.slot[f.conn] {
-            0 => {
+        let c = match self.slot.get(&f.conn) {
+            Some(&c) => c,
+            None => {
                 let out = &f.out;
                 let (closing, load) = (out.closing(), out.load());
                 self.conns.push(Admits { out: out.clone(), enc: out.enc, closing, load, frames: 0, bytes: 0, start: 0 });
-                self.slot[f.conn] = u32::try_from(self.conns.len()).expect("connections fit in u32");
-                self.conns.len() - 1
+                let c = u32::try_from(self.conns.len() - 1).expect("connections fit in u32");
+                self.slot.insert(f.conn, c);
+                c
             }
-            i => i as usize - 1,
-        }
+        };
+        f.batch = self.generation;
+        f.batch_conn = c;
+        f.batch_last = NOT_YET;
+        c as usize
     }
 
     /// Applies `f`'s `on_lag` policy to `e`, counting what this batch has
@@ -491,9 +504,8 @@ impl Admitted {
                 self.msgs.len() - 1
             }
         };
-        if f.batch != self.generation {
+        if f.batch_last == NOT_YET {
             self.lasts.push(f.last.clone());
-            f.batch = self.generation;
             f.batch_last = u32::try_from(self.lasts.len() - 1).expect("subscriptions fit in u32");
         }
         let a = &mut self.conns[c];
@@ -544,9 +556,7 @@ impl Admitted {
 
     /// Empties the batch for the next one (its room kept).
     pub fn clear(&mut self) {
-        for a in &self.conns {
-            self.slot[a.out.conn] = 0;
-        }
+        self.slot.clear();
         self.conns.clear();
         self.msgs.clear();
         self.lasts.clear();
