@@ -588,7 +588,7 @@ impl Ledger {
 
     fn order_by_clid(&self, account: AccountId, cl_id: &ClId) -> Option<OrderId> {
         let a = self.accounts.get(&account)?;
-        a.cl_ids.get(cl_id, |id| self.orders.get(&id).map(|o| o.cl_id))
+        a.cl_ids.get(cl_id, |id, cl| self.orders.get(&id).is_some_and(|o| o.cl_id == *cl))
     }
 
     /// Open orders of an account, optionally of one instrument, by id.
@@ -938,7 +938,7 @@ impl Ledger {
                 self.next_order_id = self.next_order_id.max(o.id.0 + 1);
                 acct.open.insert(o.id);
                 let orders = &self.orders;
-                acct.cl_ids.insert(o.cl_id, o.id, |id| orders.get(&id).map(|o| o.cl_id));
+                acct.cl_ids.insert(o.cl_id, o.id, |id, cl| orders.get(&id).is_some_and(|o| o.cl_id == *cl));
                 acct.cl_push(ts, o.id);
                 let mut forget = Vec::new();
                 while acct.cl_due(ts) {
