@@ -14,24 +14,19 @@ use rustc_hash::FxHashMap;
 use crate::types::{ClId, OrderId};
 
 /// A `cl_id` of at most 8 bytes is its own fingerprint: its bytes (a
-/// `cl_id` is ASCII, so the top bit stays clear).
-fn short(b: &[u8]) -> Option<u64> {
-    (b.len() <= 8).then(|| {
-        let mut w = [0u8; 8];
-        w[..b.len()].copy_from_slice(b);
-        u64::from_le_bytes(w)
-    })
+/// `cl_id` is ASCII, so the top bit stays clear), read as one word.
+fn short(cl: &ClId) -> Option<u64> {
+    (cl.as_bytes().len() <= 8).then(|| cl.first_word())
 }
 
 /// The fingerprint of a `cl_id`: its bytes when they fit 8, else a hash
 /// with the top bit set.
 #[cfg(not(test))]
 fn fingerprint(cl: &ClId) -> u64 {
-    let b = cl.as_bytes();
-    short(b).unwrap_or_else(|| {
+    short(cl).unwrap_or_else(|| {
         use std::hash::Hasher;
         let mut h = rustc_hash::FxHasher::default();
-        h.write(b);
+        h.write(cl.as_bytes());
         h.finish() | 1 << 63
     })
 }
@@ -40,7 +35,7 @@ fn fingerprint(cl: &ClId) -> u64 {
 /// exact table for clashing ones is exercised.
 #[cfg(test)]
 fn fingerprint(cl: &ClId) -> u64 {
-    short(cl.as_bytes()).unwrap_or(1 << 63)
+    short(cl).unwrap_or(1 << 63)
 }
 
 /// `cl_id` -> order. Each `cl_id` is in `by_fp` or in `clash`, never both.
@@ -59,10 +54,12 @@ impl ClIdIndex {
         self.len() == 0
     }
 
-    /// The order `cl` names; `cl_of` gives a known order's `cl_id`.
-    pub fn get(&self, cl: &ClId, cl_of: impl Fn(OrderId) -> Option<ClId>) -> Option<OrderId> {
+    /// The order `cl` names; `named(id, cl)` says whether known order
+    /// `id`'s own `cl_id` is `cl` (compared where the order keeps it, not
+    /// copied out).
+    pub fn get(&self, cl: &ClId, named: impl Fn(OrderId, &ClId) -> bool) -> Option<OrderId> {
         if let Some(&id) = self.by_fp.get(&fingerprint(cl)) {
-            if cl_of(id).as_ref() == Some(cl) {
+            if named(id, cl) {
                 return Some(id);
             }
         }
@@ -73,7 +70,7 @@ impl ClIdIndex {
     }
 
     /// Makes `cl` name `id` (replacing what it named).
-    pub fn insert(&mut self, cl: ClId, id: OrderId, cl_of: impl Fn(OrderId) -> Option<ClId>) {
+    pub fn insert(&mut self, cl: ClId, id: OrderId, named: impl Fn(OrderId, &ClId) -> bool) {
         use std::collections::hash_map::Entry;
         let fp = fingerprint(&cl);
         // One probe of the table, whether the fingerprint is there or not.
@@ -84,7 +81,7 @@ impl ClIdIndex {
                     self.clash.remove(&cl);
                 }
             }
-            Entry::Occupied(mut o) if cl_of(*o.get()).as_ref() == Some(&cl) => {
+            Entry::Occupied(mut o) if named(*o.get(), &cl) => {
                 o.insert(id);
             }
             Entry::Occupied(_) => {
@@ -127,7 +124,7 @@ impl FromIterator<(ClId, OrderId)> for ClIdIndex {
         let names: FxHashMap<OrderId, ClId> = all.iter().map(|(c, id)| (*id, *c)).collect();
         let mut t = ClIdIndex::default();
         for (c, id) in all {
-            t.insert(c, id, |o| names.get(&o).copied());
+            t.insert(c, id, |o, c| names.get(&o) == Some(c));
         }
         t
     }
@@ -137,6 +134,17 @@ impl FromIterator<(ClId, OrderId)> for ClIdIndex {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    /// A short `cl_id`'s fingerprint is its bytes, zero-padded to a word.
+    #[test]
+    fn short_fingerprint_is_the_padded_bytes() {
+        for s in ["a", "ab", "abc-_9", "abcdefg", "abcdefgh"] {
+            let mut w = [0u8; 8];
+            w[..s.len()].copy_from_slice(s.as_bytes());
+            assert_eq!(short(&ClId::new(s).expect("short")), Some(u64::from_le_bytes(w)), "{s}");
+        }
+        assert_eq!(short(&ClId::new("abcdefghi").expect("short")), None);
+    }
 
     /// Against an exact map, with short ids (their own fingerprints) and
     /// long ones (all clashing under test).
@@ -154,7 +162,7 @@ mod tests {
             let id = OrderId(step);
             let of = |names: &FxHashMap<OrderId, ClId>| {
                 let names = names.clone();
-                move |o: OrderId| names.get(&o).copied()
+                move |o: OrderId, c: &ClId| names.get(&o) == Some(c)
             };
             assert_eq!(t.get(&cl, of(&names)), m.get(&cl).copied(), "{cl}");
             if x.is_multiple_of(3) {
@@ -177,7 +185,7 @@ mod tests {
         let rebuilt: ClIdIndex = entries.iter().copied().collect();
         assert_eq!(rebuilt.len(), t.len());
         for (c, id) in &m {
-            assert_eq!(rebuilt.get(c, |o| names.get(&o).copied()), Some(*id));
+            assert_eq!(rebuilt.get(c, |o, c| names.get(&o) == Some(c)), Some(*id));
         }
     }
 }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::book::{BookImage, OrderBook};
 use crate::event::{Credential, Event, EventBody};
 use crate::ledger::{AccountUpdate, Ledger, PlaceCmd, PlaceRefusal};
+use crate::spec::InstrumentSpec;
 use crate::types::*;
 
 /// Refers to an order by its id or by its owner's `cl_id`.
@@ -99,11 +100,8 @@ impl Exchange {
 
     /// Carries out one event on the ledger and on the book it concerns.
     pub fn apply(&mut self, e: &Event, out: Option<&mut Vec<AccountUpdate>>) {
-        if let EventBody::InstrumentCreated { spec, .. } = &e.body {
-            assert_eq!(spec.id.0 as usize, self.books.len() + 1, "instrument ids are dense");
-            self.books.push(OrderBook::new((**spec).clone()));
-        }
         match &e.body {
+            EventBody::InstrumentCreated { spec, .. } => self.list(spec),
             EventBody::InstrumentStateSet { inst, .. } => {
                 if let Some(b) = (inst.0 as usize).checked_sub(1).and_then(|i| self.books.get_mut(i)) {
                     b.apply(&e.body);
@@ -116,6 +114,15 @@ impl Exchange {
             }
         }
         self.ledger.apply(e.ts, &e.body, out);
+    }
+
+    /// A new instrument's empty book. Out of line: it is rare, and the
+    /// copy of the listing would otherwise enlarge `apply`'s stack frame
+    /// for every event.
+    #[inline(never)]
+    fn list(&mut self, spec: &InstrumentSpec) {
+        assert_eq!(spec.id.0 as usize, self.books.len() + 1, "instrument ids are dense");
+        self.books.push(OrderBook::new(spec.clone()));
     }
 
     fn record(&mut self, ts: u64, body: EventBody, events: &mut Vec<Event>, out: &mut Option<&mut Vec<AccountUpdate>>) {

@@ -588,7 +588,7 @@ impl Ledger {
 
     fn order_by_clid(&self, account: AccountId, cl_id: &ClId) -> Option<OrderId> {
         let a = self.accounts.get(&account)?;
-        a.cl_ids.get(cl_id, |id| self.orders.get(&id).map(|o| o.cl_id))
+        a.cl_ids.get(cl_id, |id, cl| self.orders.get(&id).is_some_and(|o| o.cl_id == *cl))
     }
 
     /// Open orders of an account, optionally of one instrument, by id.
@@ -889,7 +889,6 @@ impl Ledger {
     /// messages it produces are appended (each account's `seq` is bumped
     /// either way, so replay gives the same versions).
     pub fn apply(&mut self, ts: u64, e: &EventBody, mut out: Option<&mut Vec<AccountUpdate>>) {
-        let mut touched = Touched::default();
         match e {
             EventBody::AssetCreated { asset, .. } => {
                 self.assets.insert(asset.id, asset.clone());
@@ -919,13 +918,13 @@ impl Ledger {
                 let b = self.bal(*account, *asset);
                 b.available = b.available.checked_add(amount.0).expect("decided deposit fits");
                 *self.net_deposits.entry(*asset).or_default() += amount.0 as u128;
-                touched.push((*account, *asset));
+                balance_changed(self.accounts.or_default(*account), *account, *asset, &mut out);
             }
             EventBody::Withdrawn { account, asset, amount, .. } => {
                 let b = self.bal(*account, *asset);
                 b.available = b.available.checked_sub(amount.0).expect("decided withdrawal is covered");
                 *self.net_deposits.get_mut(asset).expect("asset was deposited") -= amount.0 as u128;
-                touched.push((*account, *asset));
+                balance_changed(self.accounts.or_default(*account), *account, *asset, &mut out);
             }
             EventBody::OrderAccepted { order } => {
                 let o = &**order;
@@ -938,7 +937,7 @@ impl Ledger {
                 self.next_order_id = self.next_order_id.max(o.id.0 + 1);
                 acct.open.insert(o.id);
                 let orders = &self.orders;
-                acct.cl_ids.insert(o.cl_id, o.id, |id| orders.get(&id).map(|o| o.cl_id));
+                acct.cl_ids.insert(o.cl_id, o.id, |id, cl| orders.get(&id).is_some_and(|o| o.cl_id == *cl));
                 acct.cl_push(ts, o.id);
                 let mut forget = Vec::new();
                 while acct.cl_due(ts) {
@@ -986,9 +985,9 @@ impl Ledger {
                 let b = self.bal(acc, asset);
                 b.available = b.available.checked_sub(amount.0).expect("decided hold is covered");
                 b.held += amount.0;
-                touched.push((acc, asset));
+                balance_changed(self.accounts.or_default(acc), acc, asset, &mut out);
             }
-            EventBody::Traded(t) => self.settle(ts, t, &mut touched, &mut out),
+            EventBody::Traded(t) => self.settle(ts, t, &mut out),
             EventBody::OrderOpened { order, px, qty, .. } => {
                 let o = self.orders.get_mut(order).expect("opened order is known");
                 o.resting = true;
@@ -1032,8 +1031,8 @@ impl Ledger {
                 let b = self.bal(o.account, o.hold_asset);
                 b.held -= o.hold.0;
                 b.available += o.hold.0;
-                touched.push((o.account, o.hold_asset));
                 let acct = self.accounts.get_mut(&o.account).expect("account exists");
+                balance_changed(acct, o.account, o.hold_asset, &mut out);
                 acct.open.remove(order);
                 // A refused order does not use up its cl_id. It is almost
                 // always the account's newest order.
@@ -1068,31 +1067,14 @@ impl Ledger {
                         let b = self.bal(acc, asset);
                         b.held -= r;
                         b.available += r;
-                        touched.push((acc, asset));
+                        balance_changed(self.accounts.or_default(acc), acc, asset, &mut out);
                     }
-                }
-            }
-        }
-        // One balance message per (account, asset), in order; one account
-        // lookup per account.
-        let touched = touched.sorted();
-        let mut i = 0;
-        while i < touched.len() {
-            let acc = touched[i].0;
-            let a = self.accounts.or_default(acc);
-            while i < touched.len() && touched[i].0 == acc {
-                let asset = touched[i].1;
-                i += 1;
-                a.seq += 1;
-                if let Some(out) = out.as_mut() {
-                    let balance = a.balances.get(&asset).copied().unwrap_or_default();
-                    out.push(AccountUpdate::Balance { account: acc, seq: a.seq, asset, balance });
                 }
             }
         }
     }
 
-    fn settle(&mut self, ts: u64, t: &Trade, touched: &mut Touched, out: &mut Option<&mut Vec<AccountUpdate>>) {
+    fn settle(&mut self, ts: u64, t: &Trade, out: &mut Option<&mut Vec<AccountUpdate>>) {
         let spec = &self.instruments[&t.inst];
         let (base, quote) = (spec.base, spec.quote);
         let notional = spec.notional(t.px, t.qty).expect("decided notional fits").0;
@@ -1192,6 +1174,7 @@ impl Ledger {
             }
             return;
         }
+        let mut touched = Touched::default();
         let fee_first = fees > 0 && FEE_ACCOUNT < first;
         if fee_first {
             touched.push((FEE_ACCOUNT, quote));
@@ -1202,6 +1185,27 @@ impl Ledger {
         }
         if fees > 0 && !fee_first {
             touched.push((FEE_ACCOUNT, quote));
+        }
+        self.announce(&mut touched, out);
+    }
+
+    /// One balance message per (account, asset) of `touched`, in order;
+    /// one account lookup per account.
+    fn announce(&mut self, touched: &mut Touched, out: &mut Option<&mut Vec<AccountUpdate>>) {
+        let touched = touched.sorted();
+        let mut i = 0;
+        while i < touched.len() {
+            let acc = touched[i].0;
+            let a = self.accounts.or_default(acc);
+            while i < touched.len() && touched[i].0 == acc {
+                let asset = touched[i].1;
+                i += 1;
+                a.seq += 1;
+                if let Some(out) = out.as_mut() {
+                    let balance = a.balances.get(&asset).copied().unwrap_or_default();
+                    out.push(AccountUpdate::Balance { account: acc, seq: a.seq, asset, balance });
+                }
+            }
         }
     }
 

@@ -55,17 +55,28 @@ impl OpenSet {
         }
     }
 
-    /// Adds `id`; false if it was there.
+    /// Adds `id`; false if it was there. The common case (a new order,
+    /// whose id is the account's largest, into a set with room) is inline;
+    /// the rest is `insert_other`.
+    #[inline]
     pub fn insert(&mut self, id: OrderId) -> bool {
+        if let Repr::Inline { len, ids } = &mut self.0 {
+            let n = *len as usize;
+            // Order ids grow: a new order almost always goes last.
+            if n < OPEN_INLINE_MAX && (n == 0 || ids[n - 1] < id) {
+                ids[n] = id;
+                *len += 1;
+                return true;
+            }
+        }
+        self.insert_other(id)
+    }
+
+    #[inline(never)]
+    fn insert_other(&mut self, id: OrderId) -> bool {
         match &mut self.0 {
             Repr::Inline { len, ids } => {
                 let n = *len as usize;
-                // Order ids grow: a new order almost always goes last.
-                if n < OPEN_INLINE_MAX && (n == 0 || ids[n - 1] < id) {
-                    ids[n] = id;
-                    *len += 1;
-                    return true;
-                }
                 let at = match ids[..n].binary_search(&id) {
                     Ok(_) => return false,
                     Err(at) => at,
@@ -86,7 +97,9 @@ impl OpenSet {
     }
 
     /// Removes `id`; false if it was not there. A tree that shrinks to
-    /// half the inline size goes back inline.
+    /// half the inline size goes back inline (in `remove_from_tree`, kept
+    /// out of line so that the inline case is small enough to inline).
+    #[inline]
     pub fn remove(&mut self, id: &OrderId) -> bool {
         match &mut self.0 {
             Repr::Inline { len, ids } => {
@@ -104,6 +117,14 @@ impl OpenSet {
                     Err(_) => false,
                 }
             }
+            Repr::Tree(_) => self.remove_from_tree(id),
+        }
+    }
+
+    #[inline(never)]
+    fn remove_from_tree(&mut self, id: &OrderId) -> bool {
+        match &mut self.0 {
+            Repr::Inline { .. } => unreachable!("called for a tree"),
             Repr::Tree(t) => {
                 let had = t.remove(id);
                 if t.len() <= OPEN_INLINE_MAX / 2 {

@@ -288,6 +288,15 @@ impl ClId {
         Some(ClId { len: s.len() as u8, bytes })
     }
 
+    /// The first eight bytes as a little-endian word: the whole `cl_id`,
+    /// zero-padded, when it is at most eight bytes long (the bytes past
+    /// `len` are zero).
+    pub fn first_word(&self) -> u64 {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&self.bytes[..8]);
+        u64::from_le_bytes(w)
+    }
+
     /// The string's bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..self.len as usize]
