@@ -1,12 +1,13 @@
 //! The threads that write the market-data actor's batches to subscribers'
 //! sockets: the actor's own thread and `limits.fanout_threads - 1` helpers.
 //!
-//! A batch is the admitted messages grouped by connection, each
-//! connection's messages one group (or several, for more than a write
-//! takes; see [`Admitted`]). Groups are dealt out in small chunks, never cutting a
-//! connection's groups apart: the actor and the helpers it wakes each take
-//! the next chunk until none is left, so a thread that the system
-//! deschedules mid-batch holds up one chunk, not its share of the batch.
+//! A batch is the admitted messages grouped by connection (see
+//! [`Admitted`]), each connection's messages one group (or several, for
+//! more than a write takes). Groups are dealt out in small chunks, never
+//! cutting a connection's groups apart: the actor and the helpers it
+//! wakes each take the next chunk until none is left, so a thread that the
+//! system deschedules mid-batch holds up one chunk, not its share of the
+//! batch.
 //! The actor waits for all of them before it goes on. So a batch is written
 //! whole before anything else the actor sends (a snapshot, a held delta),
 //! and each connection's messages stay in order (one thread writes all of
@@ -162,7 +163,7 @@ impl Writers {
         let mut sent = SentCounts::new();
         let threads = (groups.len() / SPLIT_GROUPS_MIN).clamp(1, self.helpers.len() + 1);
         let mut chunk_list = std::mem::take(&mut self.chunks);
-        chunks(|g| dues.group_outbox(g).conn, &groups, CHUNK_GROUPS_MAX, &mut chunk_list);
+        chunks(|g| dues.group_conn(g), &groups, CHUNK_GROUPS_MAX, &mut chunk_list);
         let mut written = std::mem::take(&mut self.written);
         written.clear();
         written.resize_with(chunk_list.len(), || AtomicBool::new(false));

@@ -541,6 +541,13 @@ impl Admitted {
         }
     }
 
+    /// The connection of a group made by [`Admitted::group`], as its place
+    /// in this batch (which tells connections apart without reading their
+    /// outboxes).
+    pub fn group_conn(&self, g: &Range<usize>) -> usize {
+        self.grouped[g.start].conn as usize
+    }
+
     /// The connection of a group made by [`Admitted::group`].
     pub fn group_outbox(&self, g: &Range<usize>) -> &Outbox {
         &self.conns[self.grouped[g.start].conn as usize].out
