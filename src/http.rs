@@ -383,14 +383,7 @@ fn handshake(state: &HttpState, mut req: Request<Incoming>, peer: SocketAddr) ->
                 return;
             }
         };
-        if let Err(refused) = node.accept(
-            socket,
-            parts.read_buf,
-            Box::new(slot),
-            ws_config(),
-            encoding,
-            peer,
-        ) {
+        if let Err(refused) = node.accept(socket, parts.read_buf, Box::new(slot), ws_config(), encoding, peer) {
             metrics::counter!(telemetry::WS_REFUSED_TOTAL, "reason" => "node").increment(1);
             info!(%peer, reason = %refused, "the node refused a WebSocket");
         }

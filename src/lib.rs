@@ -21,8 +21,8 @@ pub mod demo;
 pub mod http;
 pub mod logging;
 pub mod server;
-pub mod tools;
 pub mod webdeps;
+pub mod tools;
 
 pub use bourse_actors::node::Node;
 pub use server::{serve, spawn_server_for_tests, test_config, TestServer};

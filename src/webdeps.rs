@@ -19,13 +19,7 @@ pub fn ensure(web_root: &Path) {
     }
     info!(dir = %web_root.display(), "installing the web client's packages (npm ci --omit=dev)");
     let status = Command::new("npm")
-        .args([
-            "ci",
-            "--omit=dev",
-            "--no-audit",
-            "--no-fund",
-            "--loglevel=error",
-        ])
+        .args(["ci", "--omit=dev", "--no-audit", "--no-fund", "--loglevel=error"])
         .current_dir(web_root)
         .status();
     match status {

@@ -338,21 +338,14 @@ async fn ping_over_json_and_msgpack() {
 async fn control_frames_are_answered_and_a_client_close_is_returned() {
     let srv = server();
     let (mut ws, _) = ws_connect(srv.addr, None).await.unwrap();
-    ws.send(Message::Ping(b"are you there".to_vec().into()))
-        .await
-        .unwrap();
+    ws.send(Message::Ping(b"are you there".to_vec().into())).await.unwrap();
     let r = call(&mut ws, false, 1, "ping", json!({})).await;
     assert_eq!(r["ok"], true);
     // The first pong came while `call` waited for its answer, which passes
     // over control frames; the second is read here.
-    ws.send(Message::Ping(b"again".to_vec().into()))
-        .await
-        .unwrap();
+    ws.send(Message::Ping(b"again".to_vec().into())).await.unwrap();
     let pong = loop {
-        match tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("a frame in time")
-        {
+        match tokio::time::timeout(WAIT, ws.next()).await.expect("a frame in time") {
             Some(Ok(Message::Pong(p))) => break p,
             Some(Ok(_)) => continue,
             other => panic!("no pong: {other:?}"),
@@ -367,10 +360,7 @@ async fn control_frames_are_answered_and_a_client_close_is_returned() {
     .await
     .unwrap();
     let mut answered = false;
-    while let Some(m) = tokio::time::timeout(WAIT, ws.next())
-        .await
-        .expect("the server closes in time")
-    {
+    while let Some(m) = tokio::time::timeout(WAIT, ws.next()).await.expect("the server closes in time") {
         match m {
             Ok(Message::Close(_)) => answered = true,
             Ok(_) => {}
@@ -400,20 +390,11 @@ async fn a_request_sent_with_the_upgrade_is_answered() {
     let mut buf = [0u8; 4096];
     let deadline = Instant::now() + WAIT;
     let answer = loop {
-        assert!(
-            Instant::now() < deadline,
-            "no answer: {}",
-            String::from_utf8_lossy(&got)
-        );
-        let n = tokio::time::timeout(WAIT, tcp.read(&mut buf))
-            .await
-            .unwrap()
-            .unwrap();
+        assert!(Instant::now() < deadline, "no answer: {}", String::from_utf8_lossy(&got));
+        let n = tokio::time::timeout(WAIT, tcp.read(&mut buf)).await.unwrap().unwrap();
         assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
         got.extend_from_slice(&buf[..n]);
-        let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
-            continue;
-        };
+        let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
         let rest = &got[end + 4..];
         // An unmasked server text frame with a short payload.
         if rest.len() >= 2 && rest.len() >= 2 + usize::from(rest[1]) {

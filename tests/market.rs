@@ -30,10 +30,7 @@ impl Book {
     fn apply_levels(&mut self, v: &Value) {
         for (side, map) in [("bids", &mut self.bids), ("asks", &mut self.asks)] {
             for l in v[side].as_array().unwrap() {
-                let (px, qty) = (
-                    l[0].as_str().unwrap().to_string(),
-                    l[1].as_str().unwrap().to_string(),
-                );
+                let (px, qty) = (l[0].as_str().unwrap().to_string(), l[1].as_str().unwrap().to_string());
                 if bourse_protocol::decimal::parse(&qty, 2).unwrap() == 0 {
                     map.remove(&px_key(&px));
                 } else {
@@ -44,38 +41,24 @@ impl Book {
     }
 
     fn snapshot(v: &Value) -> Book {
-        let mut b = Book {
-            seq: v["seq"].as_u64().unwrap(),
-            ..Default::default()
-        };
+        let mut b = Book { seq: v["seq"].as_u64().unwrap(), ..Default::default() };
         b.apply_levels(v);
         b
     }
 
     fn levels(&self, depth: usize) -> (Levels, Levels) {
         let n = if depth == 0 { usize::MAX } else { depth };
-        (
-            self.bids.values().rev().take(n).cloned().collect(),
-            self.asks.values().take(n).cloned().collect(),
-        )
+        (self.bids.values().rev().take(n).cloned().collect(), self.asks.values().take(n).cloned().collect())
     }
 
     /// Applies a delta by the client rule; panics on a gap.
     fn delta(&mut self, v: &Value, depth: u32) {
-        assert_eq!(
-            v["prev"].as_u64().unwrap(),
-            self.seq,
-            "delta chains on the last seq: {v}"
-        );
+        assert_eq!(v["prev"].as_u64().unwrap(), self.seq, "delta chains on the last seq: {v}");
         self.apply_levels(v);
         self.seq = v["seq"].as_u64().unwrap();
         if let Some(c) = v.get("cksum") {
             let (b, a) = self.levels(cksum_levels(depth));
-            assert_eq!(
-                book_checksum(&b, &a, cksum_levels(depth)) as u64,
-                c.as_u64().unwrap(),
-                "checksum after {v}"
-            );
+            assert_eq!(book_checksum(&b, &a, cksum_levels(depth)) as u64, c.as_u64().unwrap(), "checksum after {v}");
         }
     }
 }
@@ -111,11 +94,7 @@ async fn random_flow(a: &mut Client, b: &mut Client, rng: &mut Rng, n: usize, ta
             7 | 8 => {
                 let open = c.ok("account.orders", json!({"sym": "BTC-USD"})).await;
                 if let Some(o) = open["orders"].as_array().unwrap().first() {
-                    c.ok(
-                        "order.cancel",
-                        json!({"sym": "BTC-USD", "order_id": o["order_id"]}),
-                    )
-                    .await;
+                    c.ok("order.cancel", json!({"sym": "BTC-USD", "order_id": o["order_id"]})).await;
                 }
             }
             _ => {
@@ -128,10 +107,7 @@ async fn random_flow(a: &mut Client, b: &mut Client, rng: &mut Rng, n: usize, ta
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn books_rebuilt_from_deltas_equal_fresh_snapshots_at_every_depth() {
-    let seed = std::env::var("BOURSE_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5eed_1234_u64);
+    let seed = std::env::var("BOURSE_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_1234_u64);
     println!("seed {seed}");
     let srv = bourse::spawn_server_for_tests(test_config());
     let mut a = Client::connect(srv.addr).await;
@@ -142,38 +118,21 @@ async fn books_rebuilt_from_deltas_equal_fresh_snapshots_at_every_depth() {
     let mut watchers = Vec::new();
     for d in depths {
         let mut w = Client::connect(srv.addr).await;
-        w.ok(
-            "subscribe",
-            json!({"ch": "book.l2", "sym": ["BTC-USD"], "depth": d, "cksum": true}),
-        )
-        .await;
-        let snap = w
-            .event(|v| v["ch"] == "book.l2" && v["type"] == "snapshot")
-            .await;
+        w.ok("subscribe", json!({"ch": "book.l2", "sym": ["BTC-USD"], "depth": d, "cksum": true})).await;
+        let snap = w.event(|v| v["ch"] == "book.l2" && v["type"] == "snapshot").await;
         watchers.push((d, w, Book::snapshot(&snap)));
     }
     let mut trades = Client::connect(srv.addr).await;
-    trades
-        .ok("subscribe", json!({"ch": "trades", "sym": ["BTC-USD"]}))
-        .await;
-    let tsnap = trades
-        .event(|v| v["ch"] == "trades" && v["type"] == "snapshot")
-        .await;
+    trades.ok("subscribe", json!({"ch": "trades", "sym": ["BTC-USD"]})).await;
+    let tsnap = trades.event(|v| v["ch"] == "trades" && v["type"] == "snapshot").await;
     let mut rng = Rng(seed | 1);
     for round in 0..3 {
         random_flow(&mut a, &mut b, &mut rng, 60, &format!("r{round}-")).await;
         // Every watcher catches up to the current book and compares with a fresh snapshot.
         let mut fresh = Client::connect(srv.addr).await;
         for (d, w, book) in watchers.iter_mut() {
-            fresh
-                .ok(
-                    "subscribe",
-                    json!({"ch": "book.l2", "sym": ["BTC-USD"], "depth": *d}),
-                )
-                .await;
-            let snap = fresh
-                .event(|v| v["ch"] == "book.l2" && v["type"] == "snapshot")
-                .await;
+            fresh.ok("subscribe", json!({"ch": "book.l2", "sym": ["BTC-USD"], "depth": *d})).await;
+            let snap = fresh.event(|v| v["ch"] == "book.l2" && v["type"] == "snapshot").await;
             let target = Book::snapshot(&snap);
             while book.seq < target.seq {
                 let v = w.event(|v| v["ch"] == "book.l2").await;
@@ -181,35 +140,18 @@ async fn books_rebuilt_from_deltas_equal_fresh_snapshots_at_every_depth() {
             }
             assert_eq!(book.seq, target.seq);
             let n = if *d == 0 { usize::MAX } else { *d as usize };
-            assert_eq!(
-                book.levels(n),
-                target.levels(n),
-                "depth {d} after round {round}"
-            );
-            fresh
-                .ok(
-                    "unsubscribe",
-                    json!({"ch": "book.l2", "sym": ["BTC-USD"], "depth": *d}),
-                )
-                .await;
+            assert_eq!(book.levels(n), target.levels(n), "depth {d} after round {round}");
+            fresh.ok("unsubscribe", json!({"ch": "book.l2", "sym": ["BTC-USD"], "depth": *d})).await;
         }
     }
     // Trades: gapless ids, equal to the fills the traders got.
     let mut last = tsnap["seq"].as_u64().unwrap();
-    let fills_a = a.ok("account.fills", json!({"limit": 1000})).await["fills"]
-        .as_array()
-        .unwrap()
-        .len();
-    let fills_b = b.ok("account.fills", json!({"limit": 1000})).await["fills"]
-        .as_array()
-        .unwrap()
-        .len();
+    let fills_a = a.ok("account.fills", json!({"limit": 1000})).await["fills"].as_array().unwrap().len();
+    let fills_b = b.ok("account.fills", json!({"limit": 1000})).await["fills"].as_array().unwrap().len();
     let mut seen = 0;
     let mut qty_sum = 0u64;
     while seen < (fills_a + fills_b) / 2 {
-        let v = trades
-            .event(|v| v["ch"] == "trades" && v["type"] != "snapshot")
-            .await;
+        let v = trades.event(|v| v["ch"] == "trades" && v["type"] != "snapshot").await;
         assert_eq!(v["prev"].as_u64().unwrap(), last, "trades chain: {v}");
         for t in v["data"].as_array().unwrap() {
             last += 1;
@@ -223,34 +165,14 @@ async fn books_rebuilt_from_deltas_equal_fresh_snapshots_at_every_depth() {
     assert_eq!(seen * 2, fills_a + fills_b);
     // Candles agree with the trades: volume over all candles equals traded quantity.
     let mut c = Client::connect(srv.addr).await;
-    c.ok(
-        "subscribe",
-        json!({"ch": "candles", "sym": ["BTC-USD"], "interval": "1d"}),
-    )
-    .await;
-    let snap = c
-        .event(|v| v["ch"] == "candles" && v["type"] == "snapshot")
-        .await;
-    let vol: u64 = snap["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| bourse_protocol::decimal::parse(k["v"].as_str().unwrap(), 2).unwrap())
-        .sum();
-    let n: u64 = snap["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["n"].as_u64().unwrap())
-        .sum();
+    c.ok("subscribe", json!({"ch": "candles", "sym": ["BTC-USD"], "interval": "1d"})).await;
+    let snap = c.event(|v| v["ch"] == "candles" && v["type"] == "snapshot").await;
+    let vol: u64 = snap["data"].as_array().unwrap().iter().map(|k| bourse_protocol::decimal::parse(k["v"].as_str().unwrap(), 2).unwrap()).sum();
+    let n: u64 = snap["data"].as_array().unwrap().iter().map(|k| k["n"].as_u64().unwrap()).sum();
     assert_eq!((vol, n), (qty_sum, seen as u64));
-    c.ok("subscribe", json!({"ch": "ticker", "sym": ["BTC-USD"]}))
-        .await;
+    c.ok("subscribe", json!({"ch": "ticker", "sym": ["BTC-USD"]})).await;
     let t = c.event(|v| v["ch"] == "ticker").await;
-    assert_eq!(
-        bourse_protocol::decimal::parse(t["data"]["volume_24h"].as_str().unwrap(), 2).unwrap(),
-        qty_sum
-    );
+    assert_eq!(bourse_protocol::decimal::parse(t["data"]["volume_24h"].as_str().unwrap(), 2).unwrap(), qty_sum);
     srv.stop();
 }
 
@@ -263,17 +185,12 @@ async fn resume_replays_without_gap_or_duplicate_and_falls_back_to_a_snapshot() 
     let mut b = Client::connect(srv.addr).await;
     b.login("bob", "bob-pass-1").await;
     let mut w = Client::connect(srv.addr).await;
-    w.ok("subscribe", json!({"ch": "trades", "sym": ["BTC-USD"]}))
-        .await;
+    w.ok("subscribe", json!({"ch": "trades", "sym": ["BTC-USD"]})).await;
     let snap = w.event(|v| v["ch"] == "trades").await;
     let mut last = snap["seq"].as_u64().unwrap();
     let epoch = snap["epoch"].as_u64().unwrap();
     a.ok("order.place", json!({"cl_id": "m1", "sym": "BTC-USD", "side": "sell", "type": "limit", "px": "30000", "qty": "1"})).await;
-    b.ok(
-        "order.place",
-        json!({"cl_id": "t1", "sym": "BTC-USD", "side": "buy", "type": "market", "qty": "0.1"}),
-    )
-    .await;
+    b.ok("order.place", json!({"cl_id": "t1", "sym": "BTC-USD", "side": "buy", "type": "market", "qty": "0.1"})).await;
     let v = w.event(|v| v["ch"] == "trades").await;
     last = v["seq"].as_u64().unwrap().max(last);
     drop(w);
@@ -311,50 +228,30 @@ async fn resume_replays_without_gap_or_duplicate_and_falls_back_to_a_snapshot() 
 
     // The account stream: contiguous seq, resumable across a reconnect with session.resume.
     let mut acc = Client::connect(srv.addr).await;
-    acc.ok("session.resume", json!({"token": token, "streams": {}}))
-        .await;
+    acc.ok("session.resume", json!({"token": token, "streams": {}})).await;
     acc.ok("subscribe", json!({"ch": "account"})).await;
-    let snap = acc
-        .event(|v| v["ch"] == "account" && v["type"] == "snapshot")
-        .await;
+    let snap = acc.event(|v| v["ch"] == "account" && v["type"] == "snapshot").await;
     let mut seq = snap["seq"].as_u64().unwrap();
     acc.ok("order.place", json!({"cl_id": "acc1", "sym": "BTC-USD", "side": "buy", "type": "limit", "px": "29000", "qty": "0.1"})).await;
-    let v = acc
-        .event(|v| v["ch"] == "account" && v["type"] == "order")
-        .await;
+    let v = acc.event(|v| v["ch"] == "account" && v["type"] == "order").await;
     assert!(v["seq"].as_u64().unwrap() > seq);
     seq = v["seq"].as_u64().unwrap();
     drop(acc);
     a.ok("order.place", json!({"cl_id": "acc2", "sym": "BTC-USD", "side": "buy", "type": "limit", "px": "29001", "qty": "0.1"})).await;
     let mut acc = Client::connect(srv.addr).await;
-    let r = acc
-        .ok(
-            "session.resume",
-            json!({"token": token, "streams": {"account": {"epoch": 1, "seq": seq}}}),
-        )
-        .await;
+    let r = acc.ok("session.resume", json!({"token": token, "streams": {"account": {"epoch": 1, "seq": seq}}})).await;
     assert_eq!(r["subs"][0]["mode"], "resumed", "{r}");
     let mut next = seq;
     loop {
         let v = acc.event(|v| v["ch"] == "account").await;
-        assert_eq!(
-            v["prev"].as_u64().unwrap(),
-            next,
-            "account stream is contiguous: {v}"
-        );
+        assert_eq!(v["prev"].as_u64().unwrap(), next, "account stream is contiguous: {v}");
         next = v["seq"].as_u64().unwrap();
         if v["type"] == "order" && v["data"]["cl_id"] == "acc2" {
             break;
         }
     }
     // session.resume restores the login too.
-    assert!(
-        acc.ok("account.orders", json!({})).await["orders"]
-            .as_array()
-            .unwrap()
-            .len()
-            >= 2
-    );
+    assert!(acc.ok("account.orders", json!({})).await["orders"].as_array().unwrap().len() >= 2);
     srv.stop();
 }
 
@@ -373,26 +270,13 @@ async fn a_slow_client_gets_conflation_a_gap_or_a_close_and_slows_nobody() {
     b.login("bob", "bob-pass-1").await;
     // Three slow clients, one per policy, and one fast watcher.
     let mut slow_book = Client::connect_slow(srv.addr).await;
-    slow_book
-        .ok(
-            "subscribe",
-            json!({"ch": "book.l2", "sym": ["BTC-USD"], "depth": 0, "cksum": true}),
-        )
-        .await;
+    slow_book.ok("subscribe", json!({"ch": "book.l2", "sym": ["BTC-USD"], "depth": 0, "cksum": true})).await;
     let mut slow_trades = Client::connect_slow(srv.addr).await;
-    slow_trades
-        .ok("subscribe", json!({"ch": "trades", "sym": ["BTC-USD"]}))
-        .await;
+    slow_trades.ok("subscribe", json!({"ch": "trades", "sym": ["BTC-USD"]})).await;
     let mut slow_close = Client::connect_slow(srv.addr).await;
-    slow_close
-        .ok(
-            "subscribe",
-            json!({"ch": "trades", "sym": ["BTC-USD"], "on_lag": "disconnect"}),
-        )
-        .await;
+    slow_close.ok("subscribe", json!({"ch": "trades", "sym": ["BTC-USD"], "on_lag": "disconnect"})).await;
     let mut fast = Client::connect(srv.addr).await;
-    fast.ok("subscribe", json!({"ch": "trades", "sym": ["BTC-USD"]}))
-        .await;
+    fast.ok("subscribe", json!({"ch": "trades", "sym": ["BTC-USD"]})).await;
     let fsnap = fast.event(|v| v["ch"] == "trades").await;
     // The fast watcher reads all along, in its own task: it must see a gapless chain.
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(u64::MAX);
@@ -445,33 +329,19 @@ async fn a_slow_client_gets_conflation_a_gap_or_a_close_and_slows_nobody() {
             }
         }
     }
-    println!(
-        "order entry: {n} orders in {:?} while three clients did not read",
-        started.elapsed()
-    );
+    println!("order entry: {n} orders in {:?} while three clients did not read", started.elapsed());
     let mut probe = Client::connect(srv.addr).await;
-    probe
-        .ok("subscribe", json!({"ch": "trades", "sym": ["BTC-USD"]}))
-        .await;
-    let final_trade = probe.event(|v| v["ch"] == "trades").await["seq"]
-        .as_u64()
-        .unwrap();
+    probe.ok("subscribe", json!({"ch": "trades", "sym": ["BTC-USD"]})).await;
+    let final_trade = probe.event(|v| v["ch"] == "trades").await["seq"].as_u64().unwrap();
     stop_tx.send(final_trade).unwrap();
     let last = fast_task.await.expect("fast watcher");
     assert_eq!(last, final_trade);
     println!("{final_trade} trades");
     // The book client, read late, sees a valid (conflated) chain with good checksums.
-    let snap = slow_book
-        .event(|v| v["ch"] == "book.l2" && v["type"] == "snapshot")
-        .await;
+    let snap = slow_book.event(|v| v["ch"] == "book.l2" && v["type"] == "snapshot").await;
     let mut book = Book::snapshot(&snap);
     let mut fresh = Client::connect(srv.addr).await;
-    fresh
-        .ok(
-            "subscribe",
-            json!({"ch": "book.l2", "sym": ["BTC-USD"], "depth": 0}),
-        )
-        .await;
+    fresh.ok("subscribe", json!({"ch": "book.l2", "sym": ["BTC-USD"], "depth": 0})).await;
     let target = Book::snapshot(&fresh.event(|v| v["ch"] == "book.l2").await);
     let mut deltas = 0;
     while book.seq < target.seq {
@@ -480,27 +350,16 @@ async fn a_slow_client_gets_conflation_a_gap_or_a_close_and_slows_nobody() {
         deltas += 1;
     }
     assert_eq!(book.levels(0), target.levels(0));
-    println!(
-        "book: {deltas} deltas for {} versions",
-        target.seq - snap["seq"].as_u64().unwrap()
-    );
+    println!("book: {deltas} deltas for {} versions", target.seq - snap["seq"].as_u64().unwrap());
     // The trades client with resync: a gap, then a fresh snapshot; or (if it kept up) a clean chain.
-    let mut tlast = slow_trades
-        .event(|v| v["ch"] == "trades" && v["type"] == "snapshot")
-        .await["seq"]
-        .as_u64()
-        .unwrap();
+    let mut tlast = slow_trades.event(|v| v["ch"] == "trades" && v["type"] == "snapshot").await["seq"].as_u64().unwrap();
     let mut saw_gap = false;
     while tlast < last {
         let v = slow_trades.event(|v| v["ch"] == "trades").await;
         if v["type"] == "gap" {
             saw_gap = true;
             let lost = v["lost"].as_array().unwrap();
-            assert_eq!(
-                lost[0].as_u64().unwrap(),
-                tlast + 1,
-                "the gap starts right after what was delivered"
-            );
+            assert_eq!(lost[0].as_u64().unwrap(), tlast + 1, "the gap starts right after what was delivered");
             let s = slow_trades.event(|v| v["ch"] == "trades").await;
             assert_eq!(s["type"], "snapshot");
             tlast = s["seq"].as_u64().unwrap();
@@ -524,10 +383,7 @@ async fn a_slow_client_gets_conflation_a_gap_or_a_close_and_slows_nobody() {
         assert!(slow_close.recv().await.is_none(), "closed after the notice");
     }
     println!("resync gap: {saw_gap}, slow_consumer notice: {notice}");
-    assert!(
-        deltas < target.seq - snap["seq"].as_u64().unwrap(),
-        "the book client was conflated"
-    );
+    assert!(deltas < target.seq - snap["seq"].as_u64().unwrap(), "the book client was conflated");
     assert!(saw_gap, "the resync client got a gap");
     assert!(notice, "the disconnect client got the notice");
     srv.stop();
@@ -537,10 +393,7 @@ async fn a_slow_client_gets_conflation_a_gap_or_a_close_and_slows_nobody() {
 async fn session_resume_refuses_bad_stream_keys_and_keeps_the_connection() {
     let srv = bourse::spawn_server_for_tests(test_config());
     let mut a = Client::connect(srv.addr).await;
-    let token = a.login("alice", "alice-pass").await["session"]["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = a.login("alice", "alice-pass").await["session"]["token"].as_str().unwrap().to_string();
     let mut c = Client::connect(srv.addr).await;
     let pos = json!({"epoch": 1, "seq": 0});
     for (key, code) in [
@@ -549,21 +402,11 @@ async fn session_resume_refuses_bad_stream_keys_and_keeps_the_connection() {
         ("candles:BTC-USD:2m", "bad_request"),
         ("nonsense", "bad_request"),
     ] {
-        let r = c
-            .request(
-                "session.resume",
-                json!({"token": token, "streams": {key: pos}}),
-            )
-            .await;
+        let r = c.request("session.resume", json!({"token": token, "streams": {key: pos}})).await;
         assert_eq!(r["err"]["code"], code, "{key}: {r}");
     }
     // The connection still works, and no refused stream lingers in heartbeats.
-    let r = c
-        .ok(
-            "session.resume",
-            json!({"token": token, "streams": {"trades:BTC-USD": pos}}),
-        )
-        .await;
+    let r = c.ok("session.resume", json!({"token": token, "streams": {"trades:BTC-USD": pos}})).await;
     assert_eq!(r["subs"].as_array().unwrap().len(), 1);
     let hb = loop {
         let v = c.recv().await.unwrap();
@@ -571,9 +414,6 @@ async fn session_resume_refuses_bad_stream_keys_and_keeps_the_connection() {
             break v;
         }
     };
-    assert_eq!(
-        hb["last"].as_object().unwrap().keys().collect::<Vec<_>>(),
-        vec!["trades:BTC-USD"]
-    );
+    assert_eq!(hb["last"].as_object().unwrap().keys().collect::<Vec<_>>(), vec!["trades:BTC-USD"]);
     srv.stop();
 }

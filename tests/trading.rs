@@ -30,51 +30,28 @@ async fn place_cross_partial_fill_cancel_and_balances() {
     assert_eq!(r["status"], "new");
     assert_eq!(r["dup"], false);
     let oid = r["order_id"].as_u64().unwrap();
-    assert_eq!(
-        a.balance("USD").await,
-        ("969940.00".to_string(), "30060.00".to_string())
-    );
+    assert_eq!(a.balance("USD").await, ("969940.00".to_string(), "30060.00".to_string()));
 
     // The place response comes before any account event about the order.
-    let ev = a
-        .event(|v| v["ch"] == "account" && v["type"] == "order" && v["data"]["order_id"] == oid)
-        .await;
+    let ev = a.event(|v| v["ch"] == "account" && v["type"] == "order" && v["data"]["order_id"] == oid).await;
     assert_eq!(ev["data"]["status"], "new");
 
     // A repeated cl_id returns the original, no second order.
     let dup = a.ok("order.place", limit("a1", "buy", "29000", "5")).await;
-    assert_eq!(
-        (
-            dup["order_id"].as_u64().unwrap(),
-            dup["dup"].as_bool().unwrap()
-        ),
-        (oid, true)
-    );
-    assert_eq!(
-        a.ok("account.orders", json!({})).await["orders"]
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!((dup["order_id"].as_u64().unwrap(), dup["dup"].as_bool().unwrap()), (oid, true));
+    assert_eq!(a.ok("account.orders", json!({})).await["orders"].as_array().unwrap().len(), 1);
 
     // Bob sells 0.40 into it: a partial fill at the maker's price.
-    let r = b
-        .ok("order.place", limit("b1", "sell", "29900", "0.4"))
-        .await;
+    let r = b.ok("order.place", limit("b1", "sell", "29900", "0.4")).await;
     assert_eq!(r["status"], "filled");
     assert_eq!(r["cum_qty"], "0.40");
-    let fill = a
-        .event(|v| v["ch"] == "account" && v["type"] == "fill")
-        .await;
+    let fill = a.event(|v| v["ch"] == "account" && v["type"] == "fill").await;
     assert_eq!(fill["data"]["px"], "30000.0");
     assert_eq!(fill["data"]["qty"], "0.40");
     assert_eq!(fill["data"]["liq"], "maker");
     assert_eq!(fill["data"]["status"], "partially_filled");
     assert_eq!(fill["data"]["fee"], "12.00"); // 12000.00 x 10 bps
-    let bfill = b
-        .event(|v| v["ch"] == "account" && v["type"] == "fill")
-        .await;
+    let bfill = b.event(|v| v["ch"] == "account" && v["type"] == "fill").await;
     assert_eq!(bfill["data"]["liq"], "taker");
     assert_eq!(bfill["data"]["fee"], "24.00"); // 12000.00 x 20 bps
 
@@ -90,40 +67,18 @@ async fn place_cross_partial_fill_cancel_and_balances() {
     assert_eq!(f["fills"][0]["cl_id"], "b1");
 
     // Cancel the rest: everything held is released.
-    let c = a
-        .ok("order.cancel", json!({"sym": "BTC-USD", "order_id": oid}))
-        .await;
+    let c = a.ok("order.cancel", json!({"sym": "BTC-USD", "order_id": oid})).await;
     assert_eq!(c["status"], "cancelled");
     let (avail, held) = a.balance("USD").await;
     assert_eq!(held, "0.00");
     assert_eq!(avail, "987988.00"); // 1,000,000 - 12,000 - 12 fee
-                                    // Cancelling again, or a never-issued order, is unknown_order.
-    assert_eq!(
-        a.err("order.cancel", json!({"sym": "BTC-USD", "order_id": oid}))
-            .await,
-        "unknown_order"
-    );
-    assert_eq!(
-        a.err(
-            "order.cancel",
-            json!({"sym": "BTC-USD", "order_id": 999999})
-        )
-        .await,
-        "unknown_order"
-    );
+    // Cancelling again, or a never-issued order, is unknown_order.
+    assert_eq!(a.err("order.cancel", json!({"sym": "BTC-USD", "order_id": oid})).await, "unknown_order");
+    assert_eq!(a.err("order.cancel", json!({"sym": "BTC-USD", "order_id": 999999})).await, "unknown_order");
     // Another account's order is unknown too.
-    let r = b
-        .ok("order.place", limit("b2", "sell", "31000", "0.2"))
-        .await;
+    let r = b.ok("order.place", limit("b2", "sell", "31000", "0.2")).await;
     let bob_order = r["order_id"].as_u64().unwrap();
-    assert_eq!(
-        a.err(
-            "order.cancel",
-            json!({"sym": "BTC-USD", "order_id": bob_order})
-        )
-        .await,
-        "unknown_order"
-    );
+    assert_eq!(a.err("order.cancel", json!({"sym": "BTC-USD", "order_id": bob_order})).await, "unknown_order");
     srv.stop();
 }
 
@@ -134,41 +89,17 @@ async fn amend_cancel_all_batch_and_refusals() {
     let r = a.ok("order.place", limit("x1", "buy", "29000", "1")).await;
     let oid = r["order_id"].as_u64().unwrap();
     // Amend by cl_id: qty down keeps the order, new qty reported.
-    let r = a
-        .ok(
-            "order.amend",
-            json!({"sym": "BTC-USD", "cl_id": "x1", "qty": "0.5"}),
-        )
-        .await;
-    assert_eq!(
-        (
-            r["order_id"].as_u64().unwrap(),
-            r["status"].as_str().unwrap()
-        ),
-        (oid, "new")
-    );
+    let r = a.ok("order.amend", json!({"sym": "BTC-USD", "cl_id": "x1", "qty": "0.5"})).await;
+    assert_eq!((r["order_id"].as_u64().unwrap(), r["status"].as_str().unwrap()), (oid, "new"));
     // An amend that crosses trades at once at the resting price.
-    b.ok("order.place", limit("y1", "sell", "29500", "0.2"))
-        .await;
-    let r = a
-        .ok(
-            "order.amend",
-            json!({"sym": "BTC-USD", "order_id": oid, "px": "29600"}),
-        )
-        .await;
+    b.ok("order.place", limit("y1", "sell", "29500", "0.2")).await;
+    let r = a.ok("order.amend", json!({"sym": "BTC-USD", "order_id": oid, "px": "29600"})).await;
     assert_eq!(r["status"], "partially_filled");
     let orders = a.ok("account.orders", json!({})).await;
     assert_eq!(orders["orders"][0]["cum_qty"], "0.20");
     assert_eq!(orders["orders"][0]["px"], "29600.0");
     // Amending to at most what filled is invalid_amend.
-    assert_eq!(
-        a.err(
-            "order.amend",
-            json!({"sym": "BTC-USD", "order_id": oid, "qty": "0.2"})
-        )
-        .await,
-        "invalid_amend"
-    );
+    assert_eq!(a.err("order.amend", json!({"sym": "BTC-USD", "order_id": oid, "qty": "0.2"})).await, "invalid_amend");
 
     // Batch: results in request order, errors in place.
     let r = a
@@ -185,44 +116,27 @@ async fn amend_cancel_all_batch_and_refusals() {
     assert_eq!(res[3]["res"]["cl_id"], "b4");
 
     // cancel_all by side.
-    let r = a
-        .ok("order.cancel_all", json!({"sym": "BTC-USD", "side": "buy"}))
-        .await;
+    let r = a.ok("order.cancel_all", json!({"sym": "BTC-USD", "side": "buy"})).await;
     assert_eq!(r["cancelled"], 3);
-    assert!(a.ok("account.orders", json!({})).await["orders"]
-        .as_array()
-        .unwrap()
-        .is_empty());
+    assert!(a.ok("account.orders", json!({})).await["orders"].as_array().unwrap().is_empty());
 
     // insufficient_funds leaves balances unchanged.
     let mut c = Client::connect(srv.addr).await;
     c.login("carol", "carol-pass").await;
     let before = c.balance("USD").await;
-    let r = c
-        .request("order.place", limit("c1", "buy", "30000", "1"))
-        .await;
+    let r = c.request("order.place", limit("c1", "buy", "30000", "1")).await;
     assert_eq!(r["err"]["code"], "insufficient_funds", "{r}");
     assert_eq!(r["err"]["num"], 3002);
     assert_eq!(r["err"]["outcome"], "rejected");
     assert_eq!(c.balance("USD").await, before);
     // The refused order did not use up its cl_id.
-    let r = c
-        .ok("order.place", limit("c1", "buy", "30000", "0.02"))
-        .await;
+    let r = c.ok("order.place", limit("c1", "buy", "30000", "0.02")).await;
     assert_eq!(r["dup"], false);
 
     // Price band, min qty, post-only, FOK.
-    assert_eq!(
-        a.err("order.place", limit("p1", "buy", "40000", "0.1"))
-            .await,
-        "price_band"
-    );
-    assert_eq!(
-        a.err("order.place", limit("p2", "buy", "29000", "0")).await,
-        "min_qty"
-    );
-    b.ok("order.place", limit("s9", "sell", "30500", "0.1"))
-        .await;
+    assert_eq!(a.err("order.place", limit("p1", "buy", "40000", "0.1")).await, "price_band");
+    assert_eq!(a.err("order.place", limit("p2", "buy", "29000", "0")).await, "min_qty");
+    b.ok("order.place", limit("s9", "sell", "30500", "0.1")).await;
     let mut po = limit("p3", "buy", "30500", "0.1");
     po["post_only"] = json!(true);
     assert_eq!(a.err("order.place", po).await, "post_only_would_take");
@@ -232,14 +146,7 @@ async fn amend_cancel_all_batch_and_refusals() {
     let mut ioc = limit("p5", "buy", "30500", "1");
     ioc["tif"] = json!("ioc");
     let r = a.ok("order.place", ioc).await;
-    assert_eq!(
-        (
-            r["status"].as_str().unwrap(),
-            r["reason"].as_str().unwrap(),
-            r["cum_qty"].as_str().unwrap()
-        ),
-        ("cancelled", "ioc", "0.10")
-    );
+    assert_eq!((r["status"].as_str().unwrap(), r["reason"].as_str().unwrap(), r["cum_qty"].as_str().unwrap()), ("cancelled", "ioc", "0.10"));
     srv.stop();
 }
 
@@ -247,101 +154,33 @@ async fn amend_cancel_all_batch_and_refusals() {
 async fn auth_roles_and_operator_ops() {
     let srv = bourse::spawn_server_for_tests(test_config());
     let mut x = Client::connect(srv.addr).await;
-    assert_eq!(
-        x.err("order.place", limit("z", "buy", "30000", "1")).await,
-        "auth_required"
-    );
-    assert_eq!(
-        x.err("auth", json!({"user": "alice", "password": "wrong"}))
-            .await,
-        "bad_credentials"
-    );
-    assert_eq!(
-        x.err("auth", json!({"user": "nobody", "password": "wrong"}))
-            .await,
-        "bad_credentials"
-    );
-    assert_eq!(
-        x.err("auth", json!({"user": "fees", "password": "x"}))
-            .await,
-        "bad_credentials"
-    );
+    assert_eq!(x.err("order.place", limit("z", "buy", "30000", "1")).await, "auth_required");
+    assert_eq!(x.err("auth", json!({"user": "alice", "password": "wrong"})).await, "bad_credentials");
+    assert_eq!(x.err("auth", json!({"user": "nobody", "password": "wrong"})).await, "bad_credentials");
+    assert_eq!(x.err("auth", json!({"user": "fees", "password": "x"})).await, "bad_credentials");
     let res = x.login("alice", "alice-pass").await;
     assert_eq!(res["role"], "trader");
     assert!(res["session"]["token"].as_str().unwrap().len() >= 32);
-    assert_eq!(
-        x.err("auth", json!({"user": "alice", "password": "alice-pass"}))
-            .await,
-        "bad_request"
-    );
-    assert_eq!(
-        x.err(
-            "admin.deposit",
-            json!({"user": "alice", "asset": "USD", "amount": "1.00"})
-        )
-        .await,
-        "permission_denied"
-    );
+    assert_eq!(x.err("auth", json!({"user": "alice", "password": "alice-pass"})).await, "bad_request");
+    assert_eq!(x.err("admin.deposit", json!({"user": "alice", "asset": "USD", "amount": "1.00"})).await, "permission_denied");
 
     let mut op = Client::connect(srv.addr).await;
     op.login("admin", &srv.admin_password).await;
-    assert_eq!(
-        op.err("order.place", limit("o", "buy", "30000", "1")).await,
-        "permission_denied"
-    );
+    assert_eq!(op.err("order.place", limit("o", "buy", "30000", "1")).await, "permission_denied");
     // Operator ops: user, deposit, withdraw, key, instrument, halt.
-    op.ok(
-        "admin.user.create",
-        json!({"user": "dave", "password": "dave-pass", "role": "trader"}),
-    )
-    .await;
-    let r = op
-        .ok(
-            "admin.deposit",
-            json!({"user": "dave", "asset": "USD", "amount": "500.00"}),
-        )
-        .await;
+    op.ok("admin.user.create", json!({"user": "dave", "password": "dave-pass", "role": "trader"})).await;
+    let r = op.ok("admin.deposit", json!({"user": "dave", "asset": "USD", "amount": "500.00"})).await;
     assert_eq!(r["available"], "500.00");
-    assert_eq!(
-        op.err(
-            "admin.withdraw",
-            json!({"user": "dave", "asset": "USD", "amount": "600.00"})
-        )
-        .await,
-        "insufficient_funds"
-    );
-    assert_eq!(
-        op.err(
-            "admin.deposit",
-            json!({"user": "dave", "asset": "XYZ", "amount": "1"})
-        )
-        .await,
-        "unknown_asset"
-    );
-    let r = op
-        .ok(
-            "admin.withdraw",
-            json!({"user": "dave", "asset": "USD", "amount": "100.00"}),
-        )
-        .await;
+    assert_eq!(op.err("admin.withdraw", json!({"user": "dave", "asset": "USD", "amount": "600.00"})).await, "insufficient_funds");
+    assert_eq!(op.err("admin.deposit", json!({"user": "dave", "asset": "XYZ", "amount": "1"})).await, "unknown_asset");
+    let r = op.ok("admin.withdraw", json!({"user": "dave", "asset": "USD", "amount": "100.00"})).await;
     assert_eq!(r["available"], "400.00");
-    let key = op
-        .ok(
-            "admin.apikey.create",
-            json!({"user": "dave", "alg": "hmac-sha256"}),
-        )
-        .await;
-    let (kid, secret) = (
-        key["key"].as_str().unwrap().to_string(),
-        key["secret"].as_str().unwrap().to_string(),
-    );
+    let key = op.ok("admin.apikey.create", json!({"user": "dave", "alg": "hmac-sha256"})).await;
+    let (kid, secret) = (key["key"].as_str().unwrap().to_string(), key["secret"].as_str().unwrap().to_string());
     assert_eq!(secret.len(), 64);
 
     // API-key auth with HMAC-SHA256; a replayed signature is refused.
-    let ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as u64;
+    let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as u64;
     let payload = format!("{ts}\nn-1\nauth\n{kid}");
     let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
     let sig = hex::encode(ring::hmac::sign(&k, payload.as_bytes()).as_ref());
@@ -350,36 +189,18 @@ async fn auth_roles_and_operator_ops() {
     assert_eq!(d.ok("auth", args.clone()).await["user"], "dave");
     let mut d2 = Client::connect(srv.addr).await;
     assert_eq!(d2.err("auth", args).await, "nonce_reused");
-    let bad =
-        json!({"key": kid, "ts": ts, "nonce": "n-2", "sig": "00".repeat(32), "alg": "hmac-sha256"});
+    let bad = json!({"key": kid, "ts": ts, "nonce": "n-2", "sig": "00".repeat(32), "alg": "hmac-sha256"});
     assert_eq!(d2.err("auth", bad).await, "bad_signature");
     let old = ts - 10_000_000;
     let payload = format!("{old}\nn-3\nauth\n{kid}");
     let sig = hex::encode(ring::hmac::sign(&k, payload.as_bytes()).as_ref());
-    assert_eq!(
-        d2.err(
-            "auth",
-            json!({"key": kid, "ts": old, "nonce": "n-3", "sig": sig, "alg": "hmac-sha256"})
-        )
-        .await,
-        "ts_outside_window"
-    );
+    assert_eq!(d2.err("auth", json!({"key": kid, "ts": old, "nonce": "n-3", "sig": sig, "alg": "hmac-sha256"})).await, "ts_outside_window");
 
     // Halt: orders refused with market_closed; resume trades again.
-    assert_eq!(
-        op.ok("admin.instrument.halt", json!({"sym": "BTC-USD"}))
-            .await["state"],
-        "halted"
-    );
-    assert_eq!(
-        x.err("order.place", limit("h1", "buy", "30000", "0.1"))
-            .await,
-        "market_closed"
-    );
-    op.ok("admin.instrument.resume", json!({"sym": "BTC-USD"}))
-        .await;
-    x.ok("order.place", limit("h2", "buy", "30000", "0.1"))
-        .await;
+    assert_eq!(op.ok("admin.instrument.halt", json!({"sym": "BTC-USD"})).await["state"], "halted");
+    assert_eq!(x.err("order.place", limit("h1", "buy", "30000", "0.1")).await, "market_closed");
+    op.ok("admin.instrument.resume", json!({"sym": "BTC-USD"})).await;
+    x.ok("order.place", limit("h2", "buy", "30000", "0.1")).await;
     let r = op.ok("admin.cancel_all", json!({"user": "alice"})).await;
     assert_eq!(r["cancelled"], 1);
     let fees = op.ok("admin.balances", json!({"user": "fees"})).await;
@@ -425,15 +246,9 @@ async fn bad_input_keeps_the_connection_and_msgpack_behaves_like_json() {
     // MessagePack: the same session as JSON.
     let mut m = Client::connect_msgpack(srv.addr).await;
     m.login("alice", "alice-pass").await;
-    let r = m
-        .ok("order.place", limit("m1", "buy", "29000", "0.1"))
-        .await;
+    let r = m.ok("order.place", limit("m1", "buy", "29000", "0.1")).await;
     assert_eq!(r["status"], "new");
-    assert_eq!(
-        m.err("order.place", limit("m2", "buy", "29000.3", "0.1"))
-            .await,
-        "price_tick"
-    );
+    assert_eq!(m.err("order.place", limit("m2", "buy", "29000.3", "0.1")).await, "price_tick");
     srv.stop();
 }
 
@@ -441,34 +256,17 @@ async fn bad_input_keeps_the_connection_and_msgpack_behaves_like_json() {
 async fn cancel_on_disconnect_and_cancel_after() {
     let srv = bourse::spawn_server_for_tests(test_config());
     let mut a = Client::connect(srv.addr).await;
-    a.ok(
-        "auth",
-        json!({"user": "alice", "password": "alice-pass", "cod": "connection"}),
-    )
-    .await;
-    a.ok("order.place", limit("d1", "buy", "29000", "0.1"))
-        .await;
+    a.ok("auth", json!({"user": "alice", "password": "alice-pass", "cod": "connection"})).await;
+    a.ok("order.place", limit("d1", "buy", "29000", "0.1")).await;
     // Orders placed in a batch are the connection's too.
     let r = a.ok("order.batch", json!({"orders": [limit("d1b", "buy", "28990", "0.1"), limit("d1c", "buy", "28980", "0.1")]})).await;
-    assert_eq!(
-        r["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|x| x["ok"] == true)
-            .count(),
-        2
-    );
+    assert_eq!(r["results"].as_array().unwrap().iter().filter(|x| x["ok"] == true).count(), 2);
     drop(a);
     let mut watch = Client::connect(srv.addr).await;
     watch.login("alice", "alice-pass").await;
     let mut gone = false;
     for _ in 0..100 {
-        if watch.ok("account.orders", json!({})).await["orders"]
-            .as_array()
-            .unwrap()
-            .is_empty()
-        {
+        if watch.ok("account.orders", json!({})).await["orders"].as_array().unwrap().is_empty() {
             gone = true;
             break;
         }
@@ -477,18 +275,11 @@ async fn cancel_on_disconnect_and_cancel_after() {
     assert!(gone, "cancel-on-disconnect cancelled the order");
 
     // Dead-man switch.
-    watch
-        .ok("order.place", limit("d2", "buy", "29000", "0.1"))
-        .await;
-    let r = watch
-        .ok("order.cancel_after", json!({"timeout_ms": 200}))
-        .await;
+    watch.ok("order.place", limit("d2", "buy", "29000", "0.1")).await;
+    let r = watch.ok("order.cancel_after", json!({"timeout_ms": 200})).await;
     assert!(r["at"].as_u64().unwrap() > 0);
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
-    assert!(watch.ok("account.orders", json!({})).await["orders"]
-        .as_array()
-        .unwrap()
-        .is_empty());
+    assert!(watch.ok("account.orders", json!({})).await["orders"].as_array().unwrap().is_empty());
     srv.stop();
 }
 
@@ -526,10 +317,7 @@ async fn a_flooded_instrument_answers_overloaded_while_another_trades() {
             overloaded += 1;
         }
     }
-    assert!(
-        overloaded > 0,
-        "a flood past the mailbox gets overloaded answers ({ok} ok)"
-    );
+    assert!(overloaded > 0, "a flood past the mailbox gets overloaded answers ({ok} ok)");
     assert!(ok > 0);
     // Nothing accepted was lost: every ok order is open.
     let open = a.ok("account.orders", json!({"sym": "BTC-USD"})).await;
@@ -557,10 +345,7 @@ async fn rate_limits_answer_with_retry_after_and_the_session_stays() {
     let wait = r["err"]["retry_after_ms"].as_u64().expect("retry_after_ms");
     assert!(wait > 0);
     tokio::time::sleep(std::time::Duration::from_millis(wait + 50)).await;
-    assert!(
-        c.ok("ping", json!({})).await["ts"].is_u64(),
-        "the session stays open"
-    );
+    assert!(c.ok("ping", json!({})).await["ts"].is_u64(), "the session stays open");
     srv.stop();
 }
 
@@ -576,86 +361,44 @@ async fn ed25519_keys_expired_tokens_and_account_wide_cancel_on_disconnect() {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD;
     let pk = b64.encode(kp.public_key().as_ref());
-    let r = op
-        .ok(
-            "admin.apikey.create",
-            json!({"user": "bob", "alg": "ed25519", "public_key": pk}),
-        )
-        .await;
+    let r = op.ok("admin.apikey.create", json!({"user": "bob", "alg": "ed25519", "public_key": pk})).await;
     assert!(r.get("secret").is_none(), "no secret for an Ed25519 key");
     let kid = r["key"].as_str().unwrap().to_string();
-    let ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as u64;
-    let sig = b64.encode(
-        kp.sign(format!("{ts}\nz-1\nauth\n{kid}").as_bytes())
-            .as_ref(),
-    );
+    let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as u64;
+    let sig = b64.encode(kp.sign(format!("{ts}\nz-1\nauth\n{kid}").as_bytes()).as_ref());
     let mut c = Client::connect(srv.addr).await;
     let res = c.ok("auth", json!({"key": kid, "ts": ts, "nonce": "z-1", "sig": sig, "alg": "ed25519", "cod": "account"})).await;
     assert_eq!(res["user"], "bob");
 
     // An unknown or revoked token is token_expired.
     let mut t = Client::connect(srv.addr).await;
-    assert_eq!(
-        t.err(
-            "session.resume",
-            json!({"token": "00".repeat(32), "streams": {}})
-        )
-        .await,
-        "token_expired"
-    );
+    assert_eq!(t.err("session.resume", json!({"token": "00".repeat(32), "streams": {}})).await, "token_expired");
     let mut l = Client::connect(srv.addr).await;
-    let token = l.login("alice", "alice-pass").await["session"]["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = l.login("alice", "alice-pass").await["session"]["token"].as_str().unwrap().to_string();
     l.ok("logout", json!({})).await;
-    assert_eq!(
-        t.err("session.resume", json!({"token": token, "streams": {}}))
-            .await,
-        "token_expired"
-    );
+    assert_eq!(t.err("session.resume", json!({"token": token, "streams": {}})).await, "token_expired");
 
     // cod account: a second connection keeps the orders; closing the last one cancels them.
     let mut c2 = Client::connect(srv.addr).await;
     c2.login("bob", "bob-pass-1").await;
-    c.ok("order.place", limit("ca1", "sell", "31000", "0.1"))
-        .await;
+    c.ok("order.place", limit("ca1", "sell", "31000", "0.1")).await;
     drop(c2);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let mut check = Client::connect(srv.addr).await;
     check.login("bob", "bob-pass-1").await;
-    assert_eq!(
-        check.ok("account.orders", json!({})).await["orders"]
-            .as_array()
-            .unwrap()
-            .len(),
-        1,
-        "another connection is still open"
-    );
+    assert_eq!(check.ok("account.orders", json!({})).await["orders"].as_array().unwrap().len(), 1, "another connection is still open");
     drop(check);
     drop(c);
     let mut gone = false;
     for _ in 0..100 {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         let r = op.ok("admin.balances", json!({"user": "bob"})).await;
-        let btc = r["balances"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|b| b["asset"] == "BTC")
-            .unwrap()
-            .clone();
+        let btc = r["balances"].as_array().unwrap().iter().find(|b| b["asset"] == "BTC").unwrap().clone();
         if btc["held"] == "0.00000000" {
             gone = true;
             break;
         }
     }
-    assert!(
-        gone,
-        "the account's orders were cancelled when its last connection closed"
-    );
+    assert!(gone, "the account's orders were cancelled when its last connection closed");
     srv.stop();
 }

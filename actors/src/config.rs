@@ -187,12 +187,7 @@ pub struct DemoConf {
 
 impl Default for DemoConf {
     fn default() -> Self {
-        DemoConf {
-            market_maker: false,
-            user: "mm".into(),
-            password: String::new(),
-            interval_ms: 500,
-        }
+        DemoConf { market_maker: false, user: "mm".into(), password: String::new(), interval_ms: 500 }
     }
 }
 
@@ -234,19 +229,14 @@ impl Config {
         if l.conn_msgs_per_sec == 0 || l.account_orders_per_sec == 0 {
             return Err("rate limits must be positive".into());
         }
-        for (name, v) in [
-            ("session_threads", l.session_threads),
-            ("fanout_threads", l.fanout_threads),
-        ] {
+        for (name, v) in [("session_threads", l.session_threads), ("fanout_threads", l.fanout_threads)] {
             if v > THREADS_MAX {
                 return Err(format!("limits.{name} must be at most {THREADS_MAX} (0 picks one from the machine's cores)"));
             }
         }
         let d = &self.durability;
         if d.snapshot_every_events == 0 || d.snapshot_every_secs == 0 {
-            return Err(
-                "durability.snapshot_every_events and snapshot_every_secs must be positive".into(),
-            );
+            return Err("durability.snapshot_every_events and snapshot_every_secs must be positive".into());
         }
         if d.segment_bytes_max < 4096 {
             return Err("durability.segment_bytes_max must be at least 4096".into());
@@ -268,29 +258,20 @@ impl Config {
             }
             for (what, v) in [("tick", &i.tick), ("lot", &i.lot), ("min_qty", &i.min_qty)] {
                 if bourse_protocol::decimal::canonical_scale(v).is_err() {
-                    return Err(format!(
-                        "instrument {}: {what} {v:?} is not a decimal",
-                        i.sym
-                    ));
+                    return Err(format!("instrument {}: {what} {v:?} is not a decimal", i.sym));
                 }
             }
         }
         for u in &self.users {
             if !["trader", "operator", "viewer"].contains(&u.role.as_str()) {
-                return Err(format!(
-                    "user {}: role must be trader, operator or viewer",
-                    u.user
-                ));
+                return Err(format!("user {}: role must be trader, operator or viewer", u.user));
             }
             for (a, v) in &u.deposits {
                 let Some(scale) = assets.get(a) else {
                     return Err(format!("user {}: deposit in unknown asset {a}", u.user));
                 };
                 if bourse_protocol::decimal::parse(v, *scale).is_err() {
-                    return Err(format!(
-                        "user {}: deposit {v:?} is not an amount of {a}",
-                        u.user
-                    ));
+                    return Err(format!("user {}: deposit {v:?} is not an amount of {a}", u.user));
                 }
             }
         }
@@ -314,10 +295,7 @@ mod tests {
         assert_eq!(c.validate(), Ok(()));
         c.limits.fanout_threads = 10_000;
         let e = c.validate().unwrap_err();
-        assert!(
-            e.contains("limits.fanout_threads") && e.contains("256"),
-            "{e}"
-        );
+        assert!(e.contains("limits.fanout_threads") && e.contains("256"), "{e}");
         c.limits.fanout_threads = 0;
         c.limits.session_threads = THREADS_MAX + 1;
         assert!(c.validate().unwrap_err().contains("limits.session_threads"));

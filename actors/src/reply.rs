@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
 use bourse_protocol::msg::{BatchItem, BatchRes, PlaceRes};
-use bourse_protocol::Encoding;
 use bourse_protocol::{ErrorBody, ReqId, Response};
-use bytes::Bytes;
+use bourse_protocol::Encoding;
 use serde_json::Value;
+use bytes::Bytes;
 
 use crate::session::frame;
 
@@ -24,11 +24,7 @@ pub enum Deliver {
     /// market data is written straight to the connection's `Outbox`.
     Stream(Arc<Encoded>),
     /// Close the connection after sending a notice (shutdown, slow consumer).
-    Notice {
-        code: &'static str,
-        in_ms: Option<u64>,
-        close: Option<u16>,
-    },
+    Notice { code: &'static str, in_ms: Option<u64>, close: Option<u16> },
     /// The connection's outbox was closed (a slow consumer, lost stream messages): stop the session.
     Stop,
 }
@@ -64,17 +60,7 @@ impl Encoded {
         let prev = value.get("prev").and_then(Value::as_u64);
         let snapshot = value.get("type").and_then(Value::as_str) == Some("snapshot");
         let channel = crate::telemetry::channel_of(&key);
-        Encoded {
-            key,
-            seq,
-            prev,
-            snapshot,
-            made_us: now_us(),
-            channel,
-            value,
-            json: Default::default(),
-            msgpack: Default::default(),
-        }
+        Encoded { key, seq, prev, snapshot, made_us: now_us(), channel, value, json: Default::default(), msgpack: Default::default() }
     }
 
     /// The `prev` this message applies on, if it has one.
@@ -92,16 +78,10 @@ impl Encoded {
     pub fn frame_ref(&self, enc: Encoding) -> &Bytes {
         match enc {
             Encoding::Json => self.json.get_or_init(|| {
-                frame::frame(
-                    frame::OP_TEXT,
-                    &serde_json::to_vec(&self.value).expect("values encode"),
-                )
+                frame::frame(frame::OP_TEXT, &serde_json::to_vec(&self.value).expect("values encode"))
             }),
             Encoding::MsgPack => self.msgpack.get_or_init(|| {
-                frame::frame(
-                    frame::OP_BINARY,
-                    &rmp_serde::to_vec_named(&self.value).expect("values encode"),
-                )
+                frame::frame(frame::OP_BINARY, &rmp_serde::to_vec_named(&self.value).expect("values encode"))
             }),
         }
     }
@@ -110,15 +90,8 @@ impl Encoded {
 pub type Answer = Result<Value, ErrorBody>;
 
 pub enum Responder {
-    Session {
-        to: Recipient<Deliver>,
-        id: Option<ReqId>,
-        ts_in: u64,
-    },
-    Slot {
-        batch: Arc<Batch>,
-        index: usize,
-    },
+    Session { to: Recipient<Deliver>, id: Option<ReqId>, ts_in: u64 },
+    Slot { batch: Arc<Batch>, index: usize },
     Channel(tokio::sync::oneshot::Sender<Answer>),
     /// One instrument's share of a cancel-all.
     Part(Arc<Tally>),
@@ -149,22 +122,8 @@ impl Responder {
         match self {
             Responder::Session { to, id, ts_in } => {
                 let r = match a {
-                    Ok(v) => Response {
-                        id,
-                        ok: true,
-                        res: Some(v),
-                        err: None,
-                        ts_in,
-                        ts_out: now_us(),
-                    },
-                    Err(e) => Response {
-                        id,
-                        ok: false,
-                        res: None,
-                        err: Some(e),
-                        ts_in,
-                        ts_out: now_us(),
-                    },
+                    Ok(v) => Response { id, ok: true, res: Some(v), err: None, ts_in, ts_out: now_us() },
+                    Err(e) => Response { id, ok: false, res: None, err: Some(e), ts_in, ts_out: now_us() },
                 };
                 to.do_send(Deliver::Response(r));
             }
@@ -186,34 +145,23 @@ pub struct Batch {
 
 impl Batch {
     pub fn new(n: usize, to: Responder) -> Arc<Batch> {
-        Arc::new(Batch {
-            items: Mutex::new((vec![None; n], Some(to))),
-            remaining: AtomicUsize::new(n),
-        })
+        Arc::new(Batch { items: Mutex::new((vec![None; n], Some(to))), remaining: AtomicUsize::new(n) })
     }
 
     pub fn fill(&self, index: usize, a: Answer) {
         let item = match a {
             Ok(v) => match serde_json::from_value::<PlaceRes>(v) {
                 Ok(res) => BatchItem::ok(res),
-                Err(e) => BatchItem::err(ErrorBody::new(
-                    bourse_protocol::ErrorCode::Internal,
-                    e.to_string(),
-                )),
+                Err(e) => BatchItem::err(ErrorBody::new(bourse_protocol::ErrorCode::Internal, e.to_string())),
             },
             Err(e) => BatchItem::err(e),
         };
         let mut g = self.items.lock().expect("batch lock");
         g.0[index] = Some(item);
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let results =
-                g.0.iter_mut()
-                    .map(|i| i.take().expect("every slot answered"))
-                    .collect();
+            let results = g.0.iter_mut().map(|i| i.take().expect("every slot answered")).collect();
             if let Some(to) = g.1.take() {
-                to.send(Ok(
-                    serde_json::to_value(BatchRes { results }).expect("encodes")
-                ));
+                to.send(Ok(serde_json::to_value(BatchRes { results }).expect("encodes")));
             }
         }
     }
@@ -249,9 +197,7 @@ impl Tally {
 
     fn finish(&self) {
         if let Some(to) = self.to.lock().expect("tally lock").take() {
-            to.send(Ok(
-                serde_json::json!({ "cancelled": self.count.load(Ordering::Acquire) }),
-            ));
+            to.send(Ok(serde_json::json!({ "cancelled": self.count.load(Ordering::Acquire) })));
         }
     }
 }

@@ -122,15 +122,7 @@ pub const STAGE_PUBLISH: &str = "publish";
 pub const STAGE_MD_WAIT: &str = "md_wait";
 /// `stage`: one market-data batch written (or queued) to every subscriber.
 pub const STAGE_FANOUT: &str = "fanout";
-pub const STAGES: [&str; 7] = [
-    STAGE_DECODE,
-    STAGE_LEDGER,
-    STAGE_MATCH,
-    STAGE_JOURNAL,
-    STAGE_PUBLISH,
-    STAGE_MD_WAIT,
-    STAGE_FANOUT,
-];
+pub const STAGES: [&str; 7] = [STAGE_DECODE, STAGE_LEDGER, STAGE_MATCH, STAGE_JOURNAL, STAGE_PUBLISH, STAGE_MD_WAIT, STAGE_FANOUT];
 
 /// `actor` kinds of [`MAILBOX_DEPTH`] and [`OVERLOADED_TOTAL`].
 pub const ACTOR_LEDGER: &str = "ledger";
@@ -172,29 +164,21 @@ pub const CHANNEL_RESPONSE: &str = "response";
 
 /// Order acknowledgement: a durable answer takes one group commit (an
 /// fdatasync, ~0.1-10 ms on SSDs); the tail shows queueing.
-pub const ACK_SECONDS_BUCKETS: &[f64] = &[
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-    1.0, 2.5, 5.0,
-];
+pub const ACK_SECONDS_BUCKETS: &[f64] =
+    &[0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 /// Stages run from microseconds (decode, match) to milliseconds (journal).
 pub const STAGE_SECONDS_BUCKETS: &[f64] = &[
-    0.000_002, 0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001,
-    0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+    0.000_002, 0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.25, 1.0,
 ];
 /// Group commit: one fdatasync plus the appends.
-pub const FLUSH_SECONDS_BUCKETS: &[f64] = &[
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-    1.0, 2.5,
-];
+pub const FLUSH_SECONDS_BUCKETS: &[f64] =
+    &[0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 /// Snapshots: a small exchange's state takes milliseconds, a large one seconds.
-pub const SNAPSHOT_SECONDS_BUCKETS: &[f64] = &[
-    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
-];
+pub const SNAPSHOT_SECONDS_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
 /// Events per group commit, up to the default `commit_events_max` (8192).
-pub const BATCH_EVENTS_BUCKETS: &[f64] = &[
-    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0,
-    16384.0,
-];
+pub const BATCH_EVENTS_BUCKETS: &[f64] =
+    &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0];
 
 // ------------------------------------------------------------ the table
 
@@ -217,34 +201,12 @@ pub struct MetricSpec {
     pub buckets: &'static [f64],
 }
 
-const fn counter(
-    name: &'static str,
-    labels: &'static [&'static str],
-    help: &'static str,
-) -> MetricSpec {
-    MetricSpec {
-        name,
-        kind: Kind::Counter,
-        unit: None,
-        labels,
-        help,
-        buckets: &[],
-    }
+const fn counter(name: &'static str, labels: &'static [&'static str], help: &'static str) -> MetricSpec {
+    MetricSpec { name, kind: Kind::Counter, unit: None, labels, help, buckets: &[] }
 }
 
-const fn gauge(
-    name: &'static str,
-    labels: &'static [&'static str],
-    help: &'static str,
-) -> MetricSpec {
-    MetricSpec {
-        name,
-        kind: Kind::Gauge,
-        unit: None,
-        labels,
-        help,
-        buckets: &[],
-    }
+const fn gauge(name: &'static str, labels: &'static [&'static str], help: &'static str) -> MetricSpec {
+    MetricSpec { name, kind: Kind::Gauge, unit: None, labels, help, buckets: &[] }
 }
 
 const fn histogram(
@@ -254,14 +216,7 @@ const fn histogram(
     help: &'static str,
     buckets: &'static [f64],
 ) -> MetricSpec {
-    MetricSpec {
-        name,
-        kind: Kind::Histogram,
-        unit,
-        labels,
-        help,
-        buckets,
-    }
+    MetricSpec { name, kind: Kind::Histogram, unit, labels, help, buckets }
 }
 
 /// Every metric of the exchange itself (process metrics come from
@@ -346,26 +301,11 @@ struct Telemetry {
 /// Process metrics kept as gauges (CPU time is rendered apart).
 const PROCESS_GAUGES: [(&str, &str); 7] = [
     ("process_open_fds", "Number of open file descriptors."),
-    (
-        "process_max_fds",
-        "Maximum number of open file descriptors (0: unlimited).",
-    ),
-    (
-        "process_virtual_memory_bytes",
-        "Virtual memory size in bytes.",
-    ),
-    (
-        "process_virtual_memory_max_bytes",
-        "Maximum amount of virtual memory available in bytes (0: unlimited).",
-    ),
-    (
-        "process_resident_memory_bytes",
-        "Resident memory size in bytes.",
-    ),
-    (
-        "process_start_time_seconds",
-        "Start time of the process since the Unix epoch in seconds.",
-    ),
+    ("process_max_fds", "Maximum number of open file descriptors (0: unlimited)."),
+    ("process_virtual_memory_bytes", "Virtual memory size in bytes."),
+    ("process_virtual_memory_max_bytes", "Maximum amount of virtual memory available in bytes (0: unlimited)."),
+    ("process_resident_memory_bytes", "Resident memory size in bytes."),
+    ("process_start_time_seconds", "Start time of the process since the Unix epoch in seconds."),
     ("process_threads", "Number of OS threads in the process."),
 ];
 
@@ -409,13 +349,11 @@ fn build() -> Option<Telemetry> {
     preregister();
     handle.run_upkeep();
     let upkeep = handle.clone();
-    let spawned = std::thread::Builder::new()
-        .name("bourse-telemetry".into())
-        .spawn(move || loop {
-            std::thread::sleep(UPKEEP_EVERY);
-            sample();
-            upkeep.run_upkeep();
-        });
+    let spawned = std::thread::Builder::new().name("bourse-telemetry".into()).spawn(move || loop {
+        std::thread::sleep(UPKEEP_EVERY);
+        sample();
+        upkeep.run_upkeep();
+    });
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "telemetry upkeep thread did not start; histograms drain at scrapes only");
     }
@@ -464,9 +402,7 @@ fn preregister() {
 /// owns this process.
 pub fn render() -> String {
     install();
-    let Some(Some(t)) = TELEMETRY.get() else {
-        return String::new();
-    };
+    let Some(Some(t)) = TELEMETRY.get() else { return String::new() };
     sample();
     let cpu = process_sample();
     t.handle.run_upkeep();
@@ -485,15 +421,7 @@ pub fn render() -> String {
 /// time in seconds.
 fn process_sample() -> Option<f64> {
     let m = metrics_process::collector::collect();
-    let values = [
-        m.open_fds,
-        m.max_fds,
-        m.virtual_memory_bytes,
-        m.virtual_memory_max_bytes,
-        m.resident_memory_bytes,
-        m.start_time_seconds,
-        m.threads,
-    ];
+    let values = [m.open_fds, m.max_fds, m.virtual_memory_bytes, m.virtual_memory_max_bytes, m.resident_memory_bytes, m.start_time_seconds, m.threads];
     for ((name, _), v) in PROCESS_GAUGES.iter().zip(values) {
         if let Some(v) = v {
             metrics::gauge!(*name).set(v as f64);
@@ -553,17 +481,10 @@ pub fn watch_mailbox(actor: &'static str, sym: Option<&str>, depth: &Arc<AtomicU
     let mut w = WATCHES.lock().unwrap_or_else(PoisonError::into_inner);
     w.retain(|x| x.depth.strong_count() > 0);
     if w.len() >= MAILBOX_WATCHES_MAX {
-        tracing::warn!(
-            actor,
-            "MAILBOX_WATCHES_MAX reached; this mailbox's depth is not exported"
-        );
+        tracing::warn!(actor, "MAILBOX_WATCHES_MAX reached; this mailbox's depth is not exported");
         return;
     }
-    w.push(Watch {
-        actor,
-        sym: sym.map(str::to_string),
-        depth: Arc::downgrade(depth),
-    });
+    w.push(Watch { actor, sym: sym.map(str::to_string), depth: Arc::downgrade(depth) });
 }
 
 static SNAPSHOT_AT_US: AtomicU64 = AtomicU64::new(0);
@@ -590,9 +511,7 @@ fn sample() {
     }
     for ((actor, sym), n) in sums {
         match sym {
-            Some(sym) => {
-                metrics::gauge!(MAILBOX_DEPTH, "actor" => actor, "sym" => sym).set(n as f64)
-            }
+            Some(sym) => metrics::gauge!(MAILBOX_DEPTH, "actor" => actor, "sym" => sym).set(n as f64),
             None => metrics::gauge!(MAILBOX_DEPTH, "actor" => actor).set(n as f64),
         }
     }
@@ -627,10 +546,7 @@ pub struct StageTimer {
 
 impl StageTimer {
     pub fn start(stage: &'static str) -> StageTimer {
-        StageTimer {
-            stage,
-            started: Instant::now(),
-        }
+        StageTimer { stage, started: Instant::now() }
     }
 }
 
@@ -699,24 +615,12 @@ type OutCounters = (&'static str, metrics::Counter, metrics::Counter);
 fn out_counters(channel: &'static str) -> &'static OutCounters {
     static CACHE: std::sync::OnceLock<Vec<OutCounters>> = std::sync::OnceLock::new();
     let all = CACHE.get_or_init(|| {
-        let labels =
-            Channel::ALL
-                .iter()
-                .map(|c| c.as_str())
-                .chain([CHANNEL_HB, CHANNEL_NOTICE, "other"]);
+        let labels = Channel::ALL.iter().map(|c| c.as_str()).chain([CHANNEL_HB, CHANNEL_NOTICE, "other"]);
         labels
-            .map(|c| {
-                (
-                    c,
-                    metrics::counter!(WS_MESSAGES_OUT_TOTAL, "channel" => c),
-                    metrics::counter!(WS_BYTES_OUT_TOTAL, "channel" => c),
-                )
-            })
+            .map(|c| (c, metrics::counter!(WS_MESSAGES_OUT_TOTAL, "channel" => c), metrics::counter!(WS_BYTES_OUT_TOTAL, "channel" => c)))
             .collect()
     });
-    all.iter()
-        .find(|(c, _, _)| *c == channel)
-        .unwrap_or(&all[all.len() - 1])
+    all.iter().find(|(c, _, _)| *c == channel).unwrap_or(&all[all.len() - 1])
 }
 
 /// A stream message of stream `key`, `bytes` long, was queued for a client.
@@ -765,8 +669,7 @@ pub fn response_sent(conn: usize, r: &Response<Value>, bytes: usize) {
 pub fn order_acked(r: &Response<Value>) {
     let us = crate::reply::now_us().saturating_sub(r.ts_in);
     let result = if r.ok { "ok" } else { "error" };
-    metrics::histogram!(ORDER_ACK_SECONDS, "result" => result)
-        .record(Duration::from_micros(us).as_secs_f64());
+    metrics::histogram!(ORDER_ACK_SECONDS, "result" => result).record(Duration::from_micros(us).as_secs_f64());
 }
 
 /// The delivery histogram, for a connection's writer to keep rather than
@@ -816,19 +719,8 @@ mod tests {
         for m in METRICS {
             assert!(seen.insert(m.name), "{} listed twice", m.name);
             assert!(m.name.starts_with("bourse_"), "{}", m.name);
-            assert!(
-                m.name
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
-                "{}",
-                m.name
-            );
-            assert_eq!(
-                m.kind == Kind::Counter,
-                m.name.ends_with("_total"),
-                "{}: only counters end in _total",
-                m.name
-            );
+            assert!(m.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'), "{}", m.name);
+            assert_eq!(m.kind == Kind::Counter, m.name.ends_with("_total"), "{}: only counters end in _total", m.name);
             for unit in ["_ms", "_us", "_millis", "_micros", "_kb", "_mb"] {
                 assert!(!m.name.contains(unit), "{}: base units only", m.name);
             }
@@ -837,27 +729,13 @@ mod tests {
             }
             assert!(!m.help.is_empty(), "{}", m.name);
             for l in m.labels {
-                for banned in [
-                    "user",
-                    "account",
-                    "conn",
-                    "connection",
-                    "peer",
-                    "id",
-                    "order",
-                    "session",
-                    "cl_id",
-                ] {
+                for banned in ["user", "account", "conn", "connection", "peer", "id", "order", "session", "cl_id"] {
                     assert_ne!(*l, banned, "{}: label {l} is unbounded", m.name);
                 }
             }
             if m.kind == Kind::Histogram {
                 assert!(!m.buckets.is_empty(), "{}", m.name);
-                assert!(
-                    m.buckets.windows(2).all(|w| w[0] < w[1]),
-                    "{}: buckets increase",
-                    m.name
-                );
+                assert!(m.buckets.windows(2).all(|w| w[0] < w[1]), "{}: buckets increase", m.name);
             } else {
                 assert!(m.buckets.is_empty(), "{}", m.name);
             }
@@ -888,8 +766,7 @@ mod tests {
     }
 
     fn sample_value(text: &str, series: &str) -> Option<f64> {
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
     }
 
     /// The recorder is process-wide: this test owns the assertions about
@@ -904,29 +781,11 @@ mod tests {
         snapshot_taken_at(crate::reply::now_us() - 2_000_000);
         let noted = Instant::now();
         let text = render();
-        assert!(
-            text.contains("bourse_stage_seconds_bucket{stage=\"match\",le=\"0.00005\"} 1"),
-            "{text}"
-        );
-        assert!(
-            text.contains("bourse_journal_flush_seconds_bucket{le=\"0.005\"}"),
-            "{text}"
-        );
-        assert!(
-            !text.contains("quantile="),
-            "histograms, not summaries: {text}"
-        );
-        assert!(
-            text.contains(&format!(
-                "bourse_build_info{{version=\"{}\"}} 1",
-                env!("CARGO_PKG_VERSION")
-            )),
-            "{text}"
-        );
-        assert!(
-            text.contains("bourse_mailbox_depth{actor=\"instrument\",sym=\"TEST-SYM\"} 7"),
-            "{text}"
-        );
+        assert!(text.contains("bourse_stage_seconds_bucket{stage=\"match\",le=\"0.00005\"} 1"), "{text}");
+        assert!(text.contains("bourse_journal_flush_seconds_bucket{le=\"0.005\"}"), "{text}");
+        assert!(!text.contains("quantile="), "histograms, not summaries: {text}");
+        assert!(text.contains(&format!("bourse_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"))), "{text}");
+        assert!(text.contains("bourse_mailbox_depth{actor=\"instrument\",sym=\"TEST-SYM\"} 7"), "{text}");
         assert!(text.contains("# HELP bourse_orders_total "), "{text}");
         assert!(text.contains("process_resident_memory_bytes "), "{text}");
         assert!(text.contains("process_open_fds "), "{text}");
@@ -940,24 +799,17 @@ mod tests {
         std::hint::black_box(x);
         let later = sample_value(&render(), "process_cpu_seconds_total").expect("cpu time");
         assert!(later > cpu, "{cpu} then {later}");
-        assert!(
-            text.contains("# TYPE process_cpu_seconds_total counter"),
-            "{text}"
-        );
+        assert!(text.contains("# TYPE process_cpu_seconds_total counter"), "{text}");
         // The gauge follows the newest snapshot in the process; a test that
         // runs beside this one may take one after the one noted above, so
         // the age is at most two seconds (plus the time since), never more.
-        let age =
-            sample_value(&text, "bourse_snapshot_age_seconds").expect("snapshot age exported");
+        let age = sample_value(&text, "bourse_snapshot_age_seconds").expect("snapshot age exported");
         // Seconds as the exposition format gives them (a float), not money.
         #[allow(clippy::float_arithmetic)]
         let most = 2.0 + noted.elapsed().as_secs_f64() + 0.5;
         assert!((0.0..most).contains(&age), "{age}");
         drop(inflight);
         let text = render();
-        assert!(
-            text.contains("bourse_mailbox_depth{actor=\"instrument\",sym=\"TEST-SYM\"} 0"),
-            "a gone mailbox reads 0: {text}"
-        );
+        assert!(text.contains("bourse_mailbox_depth{actor=\"instrument\",sym=\"TEST-SYM\"} 0"), "a gone mailbox reads 0: {text}");
     }
 }

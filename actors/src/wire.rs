@@ -12,23 +12,13 @@ use bourse_protocol::{ErrorBody, ErrorCode};
 pub fn px(spec: &InstrumentSpec, s: &str) -> Result<Price, ErrorBody> {
     decimal::parse_on_grid(s, spec.price_scale, spec.tick_raw)
         .map(Price)
-        .map_err(|e| {
-            ErrorBody::new(
-                e.code_for_price(),
-                format!("px {s:?}: {e} (tick {})", fmt_tick(spec)),
-            )
-        })
+        .map_err(|e| ErrorBody::new(e.code_for_price(), format!("px {s:?}: {e} (tick {})", fmt_tick(spec))))
 }
 
 pub fn qty(spec: &InstrumentSpec, s: &str) -> Result<Qty, ErrorBody> {
     decimal::parse_on_grid(s, spec.qty_scale, spec.lot_raw)
         .map(Qty)
-        .map_err(|e| {
-            ErrorBody::new(
-                e.code_for_qty(),
-                format!("qty {s:?}: {e} (lot {})", fmt_lot(spec)),
-            )
-        })
+        .map_err(|e| ErrorBody::new(e.code_for_qty(), format!("qty {s:?}: {e} (lot {})", fmt_lot(spec))))
 }
 
 pub fn amount(scale: u32, s: &str) -> Result<Amount, ErrorBody> {

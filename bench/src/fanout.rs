@@ -35,8 +35,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::{
-    self, client::IntoClientRequest, http::HeaderValue, protocol::WebSocketConfig, Message,
-    WebSocket,
+    self, client::IntoClientRequest, http::HeaderValue, protocol::WebSocketConfig, Message, WebSocket,
 };
 
 /// How long a subscriber may take to get both subscriptions answered.
@@ -311,16 +310,9 @@ pub async fn run(target: &Target, opts: &FanoutOpts) -> anyhow::Result<FanoutRep
     let machine_cpu_pct = machine_cpu.percent();
     let server_threads = threads.map(|t| t.top()).unwrap_or_default();
     let after = ServerTimes::scrape(&target.ws_url).await;
-    let run = |f: fn(&ServerTimes) -> &Option<Buckets>| {
-        f(&after)
-            .as_ref()
-            .map(|a| a.since(f(&before).as_ref()).summary_us())
-    };
-    let (server_delivery, server_md_wait, server_fanout_batch) =
-        (run(|t| &t.delivery), run(|t| &t.md_wait), run(|t| &t.batch));
-    let server_conflated = after
-        .conflated
-        .map(|a| a.saturating_sub(before.conflated.unwrap_or(0)));
+    let run = |f: fn(&ServerTimes) -> &Option<Buckets>| f(&after).as_ref().map(|a| a.since(f(&before).as_ref()).summary_us());
+    let (server_delivery, server_md_wait, server_fanout_batch) = (run(|t| &t.delivery), run(|t| &t.md_wait), run(|t| &t.batch));
+    let server_conflated = after.conflated.map(|a| a.saturating_sub(before.conflated.unwrap_or(0)));
     stop.store(true, Ordering::Release);
 
     let mut all = SubStats::default();
@@ -398,18 +390,13 @@ struct ServerTimes {
 
 impl ServerTimes {
     async fn scrape(ws_url: &str) -> ServerTimes {
-        let Ok(text) = crate::scrape::metrics_text(ws_url).await else {
-            return ServerTimes::default();
-        };
+        let Ok(text) = crate::scrape::metrics_text(ws_url).await else { return ServerTimes::default() };
         ServerTimes {
             delivery: Buckets::parse(&text, "bourse_md_delivery_seconds"),
             md_wait: Buckets::parse_labelled(&text, "bourse_stage_seconds", "stage=\"md_wait\""),
             batch: Buckets::parse_labelled(&text, "bourse_stage_seconds", "stage=\"fanout\""),
             // The series appears at the first merge: none yet is none merged.
-            conflated: Some(
-                crate::scrape::counter(&text, "bourse_slow_consumer_total", "action=\"conflate\"")
-                    .unwrap_or(0),
-            ),
+            conflated: Some(crate::scrape::counter(&text, "bourse_slow_consumer_total", "action=\"conflate\"").unwrap_or(0)),
         }
     }
 }
@@ -488,8 +475,7 @@ impl Conn {
                             self.start = 0;
                         }
                         if need > self.buf.len() {
-                            self.buf
-                                .resize(need.next_power_of_two().min(FRAME_BYTES_MAX), 0);
+                            self.buf.resize(need.next_power_of_two().min(FRAME_BYTES_MAX), 0);
                         }
                         break;
                     }
@@ -651,9 +637,7 @@ fn read_subscribers(
             ready.failed.fetch_add(1, Ordering::AcqRel);
         }
         let _ = c.ws.get_ref().set_nonblocking(false);
-        let _ =
-            c.ws.get_ref()
-                .set_write_timeout(Some(Duration::from_millis(100)));
+        let _ = c.ws.get_ref().set_write_timeout(Some(Duration::from_millis(100)));
         let _ = c.ws.close(None);
         let _ = c.ws.flush();
         out.push(c.st);
@@ -664,29 +648,18 @@ fn read_subscribers(
 impl SubStats {
     /// Takes one frame: the subscription answers, heartbeats (checked
     /// against the chains), gaps, snapshots and events (chained and timed).
-    fn frame(
-        &mut self,
-        f: &Frame<'_>,
-        received: u64,
-        keys: &[String; 2],
-        answered: &mut u8,
-    ) -> Step {
+    fn frame(&mut self, f: &Frame<'_>, received: u64, keys: &[String; 2], answered: &mut u8) -> Step {
         if !f.fin || f.opcode == frames::OP_CONTINUATION {
-            self.failures
-                .add("a fragmented message (the server sends whole ones)", 1);
+            self.failures.add("a fragmented message (the server sends whole ones)", 1);
             return Step::Stop;
         }
         let binary = match f.opcode {
             frames::OP_BINARY => true,
             frames::OP_TEXT => false,
             frames::OP_CLOSE => {
-                let code = f
-                    .payload
-                    .get(..2)
-                    .map_or(0, |c| u16::from_be_bytes([c[0], c[1]]));
+                let code = f.payload.get(..2).map_or(0, |c| u16::from_be_bytes([c[0], c[1]]));
                 let reason = String::from_utf8_lossy(f.payload.get(2..).unwrap_or_default());
-                self.failures
-                    .add(&format!("closed by the server: {code} {reason}"), 1);
+                self.failures.add(&format!("closed by the server: {code} {reason}"), 1);
                 return Step::Stop;
             }
             frames::OP_PING | frames::OP_PONG => return Step::Go,
@@ -717,11 +690,7 @@ impl SubStats {
                 return Step::Stop;
             }
             *answered += 1;
-            return if *answered == 2 {
-                Step::Subscribed
-            } else {
-                Step::Go
-            };
+            return if *answered == 2 { Step::Subscribed } else { Step::Go };
         }
         let env = Envelope {
             response: false,
@@ -732,12 +701,7 @@ impl SubStats {
             seq: inc.seq,
             ts: inc.ts,
             lost: inc.lost,
-            last: inc
-                .last
-                .iter()
-                .flatten()
-                .map(|(k, v)| (k.as_bytes(), *v))
-                .collect(),
+            last: inc.last.iter().flatten().map(|(k, v)| (k.as_bytes(), *v)).collect(),
         };
         self.event(&env, received, keys)
     }
@@ -748,11 +712,7 @@ impl SubStats {
             // A heartbeat comes after a second with nothing else sent on
             // the connection, so everything it counts has arrived before it.
             for (key, chain) in [(&keys[0], &self.book_chain), (&keys[1], &self.trade_chain)] {
-                let sent = e
-                    .last
-                    .iter()
-                    .find(|(k, _)| *k == key.as_bytes())
-                    .map(|(_, v)| *v);
+                let sent = e.last.iter().find(|(k, _)| *k == key.as_bytes()).map(|(_, v)| *v);
                 if let (Some(sent), Some(got)) = (sent, chain.last) {
                     self.hb_checked += 1;
                     if sent > got && !chain.after_gap {
@@ -769,11 +729,7 @@ impl SubStats {
         };
         if e.kind == b"gap" {
             self.gaps_announced += 1;
-            let chain = if book {
-                &mut self.book_chain
-            } else {
-                &mut self.trade_chain
-            };
+            let chain = if book { &mut self.book_chain } else { &mut self.trade_chain };
             if let Some([_, last_lost]) = e.lost {
                 chain.last = Some(last_lost);
             }
@@ -806,24 +762,14 @@ impl SubStats {
 /// Connects (blocking, bounded by [`CONNECT_MS_MAX`]) and asks for
 /// `book.l2` (at `depth`) and `trades` of `sym`; returns the socket
 /// non-blocking, its answers and snapshots still to be read.
-fn subscribe(
-    url: &str,
-    enc: Encoding,
-    sym: &str,
-    depth: u32,
-) -> anyhow::Result<WebSocket<TcpStream>> {
-    let mut req = url
-        .into_client_request()
-        .with_context(|| format!("bad url {url}"))?;
+fn subscribe(url: &str, enc: Encoding, sym: &str, depth: u32) -> anyhow::Result<WebSocket<TcpStream>> {
+    let mut req = url.into_client_request().with_context(|| format!("bad url {url}"))?;
     if req.uri().scheme_str() != Some("ws") {
         bail!("the fanout subscribers speak plain ws://, not {url}");
     }
     let host = req.uri().host().unwrap_or("127.0.0.1").to_string();
     let port = req.uri().port_u16().unwrap_or(80);
-    req.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        HeaderValue::from_static(enc.subprotocol()),
-    );
+    req.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static(enc.subprotocol()));
     let addr = (host.as_str(), port)
         .to_socket_addrs()?
         .next()
@@ -841,15 +787,9 @@ fn subscribe(
         .read_buffer_size(wire::READ_BUFFER_SMALL_BYTES);
     let (mut ws, resp) = tungstenite::client::client_with_config(req, tcp, Some(config))
         .map_err(|e| anyhow::anyhow!("handshake: {e}"))?;
-    let got = resp
-        .headers()
-        .get("Sec-WebSocket-Protocol")
-        .and_then(|v| v.to_str().ok());
+    let got = resp.headers().get("Sec-WebSocket-Protocol").and_then(|v| v.to_str().ok());
     if got != Some(enc.subprotocol()) {
-        bail!(
-            "the server answered subprotocol {got:?}, asked {}",
-            enc.subprotocol()
-        );
+        bail!("the server answered subprotocol {got:?}, asked {}", enc.subprotocol());
     }
     let book = SubscribeArgs {
         ch: Channel::BookL2,
@@ -860,11 +800,7 @@ fn subscribe(
         on_lag: None,
         resume: None,
     };
-    let trades = SubscribeArgs {
-        ch: Channel::Trades,
-        depth: None,
-        ..book.clone()
-    };
+    let trades = SubscribeArgs { ch: Channel::Trades, depth: None, ..book.clone() };
     ws.send(wire::request(enc, "subscribe", 1, &book))?;
     ws.send(wire::request(enc, "subscribe", 2, &trades))?;
     // From here the reader reads the socket itself. tungstenite has

@@ -121,41 +121,36 @@ pub fn run(o: &FloorOpts) -> anyhow::Result<FloorReport> {
         shares[i % o.writers].push(s);
     }
     let period = Duration::from_nanos(1_000_000_000 / o.rate);
-    let batches =
-        u64::try_from(o.duration.as_nanos() / period.as_nanos().max(1)).unwrap_or(u64::MAX);
+    let batches = u64::try_from(o.duration.as_nanos() / period.as_nanos().max(1)).unwrap_or(u64::MAX);
     for mut share in shares {
         let (size, per_batch) = (o.size, o.per_batch);
-        writers.push(std::thread::spawn(
-            move || -> std::io::Result<(Latency, u64)> {
-                let mut sweep = Latency::new();
-                let mut writes = 0u64;
-                let mut buf = vec![0u8; size * per_batch];
-                for b in 0..batches {
-                    let due = started + period * u32::try_from(b).unwrap_or(u32::MAX);
-                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                        std::thread::sleep(wait);
-                    }
-                    let t0 = Instant::now();
-                    let ts = now_us().to_le_bytes();
-                    for m in buf.chunks_mut(size) {
-                        m[..8].copy_from_slice(&ts);
-                    }
-                    for s in share.iter_mut() {
-                        s.write_all(&buf)?;
-                        writes += 1;
-                    }
-                    sweep.record_us(u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX));
+        writers.push(std::thread::spawn(move || -> std::io::Result<(Latency, u64)> {
+            let mut sweep = Latency::new();
+            let mut writes = 0u64;
+            let mut buf = vec![0u8; size * per_batch];
+            for b in 0..batches {
+                let due = started + period * u32::try_from(b).unwrap_or(u32::MAX);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
                 }
-                Ok((sweep, writes))
-            },
-        ));
+                let t0 = Instant::now();
+                let ts = now_us().to_le_bytes();
+                for m in buf.chunks_mut(size) {
+                    m[..8].copy_from_slice(&ts);
+                }
+                for s in share.iter_mut() {
+                    s.write_all(&buf)?;
+                    writes += 1;
+                }
+                sweep.record_us(u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX));
+            }
+            Ok((sweep, writes))
+        }));
     }
     let mut sweep = Latency::new();
     let mut writes = 0;
     for w in writers {
-        let (s, n) = w
-            .join()
-            .map_err(|_| anyhow::anyhow!("a writer panicked"))??;
+        let (s, n) = w.join().map_err(|_| anyhow::anyhow!("a writer panicked"))??;
         sweep.merge(&s);
         writes += n;
     }
@@ -166,17 +161,12 @@ pub fn run(o: &FloorOpts) -> anyhow::Result<FloorReport> {
     let mut lat = Latency::new();
     let (mut messages, mut reads) = (0u64, 0u64);
     for r in readers {
-        let (l, m, n) = r
-            .join()
-            .map_err(|_| anyhow::anyhow!("a reader panicked"))??;
+        let (l, m, n) = r.join().map_err(|_| anyhow::anyhow!("a reader panicked"))??;
         lat.merge(&l);
         messages += m;
         reads += n;
     }
-    anyhow::ensure!(
-        messages <= expected,
-        "received {messages} messages of {expected} sent"
-    );
+    anyhow::ensure!(messages <= expected, "received {messages} messages of {expected} sent");
     Ok(FloorReport {
         writes,
         messages,
@@ -190,18 +180,13 @@ pub fn run(o: &FloorOpts) -> anyhow::Result<FloorReport> {
 
 /// Reads a share of the client sockets until `stop`: every message's delay
 /// from its stamp, the messages and the reads that returned data.
-fn read_share(
-    share: Vec<TcpStream>,
-    size: usize,
-    stop: &AtomicBool,
-) -> std::io::Result<(Latency, u64, u64)> {
+fn read_share(share: Vec<TcpStream>, size: usize, stop: &AtomicBool) -> std::io::Result<(Latency, u64, u64)> {
     let mut poll = Poll::new()?;
     let mut socks = Vec::with_capacity(share.len());
     for (i, s) in share.into_iter().enumerate() {
         s.set_nonblocking(true)?;
         let mut s = mio::net::TcpStream::from_std(s);
-        poll.registry()
-            .register(&mut s, Token(i), Interest::READABLE)?;
+        poll.registry().register(&mut s, Token(i), Interest::READABLE)?;
         socks.push((s, Vec::<u8>::new()));
     }
     let mut events = Events::with_capacity(EVENTS_MAX);

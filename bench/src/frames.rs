@@ -78,14 +78,7 @@ pub fn front(buf: &[u8]) -> Front<'_> {
     if buf.len() < total {
         return Front::Partial(total);
     }
-    Front::Frame(
-        Frame {
-            fin: b0 & 0x80 != 0,
-            opcode: b0 & 0x0F,
-            payload: &buf[head..total],
-        },
-        total,
-    )
+    Front::Frame(Frame { fin: b0 & 0x80 != 0, opcode: b0 & 0x0F, payload: &buf[head..total] }, total)
 }
 
 /// The envelope of a stream message.
@@ -152,11 +145,7 @@ const SHORT: &str = "MessagePack message cut short";
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], &'static str> {
-        let end = self
-            .at
-            .checked_add(n)
-            .filter(|&e| e <= self.b.len())
-            .ok_or(SHORT)?;
+        let end = self.at.checked_add(n).filter(|&e| e <= self.b.len()).ok_or(SHORT)?;
         let s = &self.b[self.at..end];
         self.at = end;
         Ok(s)
@@ -168,10 +157,7 @@ impl<'a> Reader<'a> {
 
     /// A big-endian unsigned number of `n` bytes.
     fn be(&mut self, n: usize) -> Result<u64, &'static str> {
-        Ok(self
-            .take(n)?
-            .iter()
-            .fold(0u64, |v, &b| (v << 8) | u64::from(b)))
+        Ok(self.take(n)?.iter().fold(0u64, |v, &b| (v << 8) | u64::from(b)))
     }
 
     fn len(&mut self, n: usize) -> Result<usize, &'static str> {
@@ -235,11 +221,7 @@ impl<'a> Reader<'a> {
         while left > 0 {
             left -= 1;
             let bytes = match self.marker()? {
-                Marker::Null
-                | Marker::True
-                | Marker::False
-                | Marker::FixPos(_)
-                | Marker::FixNeg(_) => 0,
+                Marker::Null | Marker::True | Marker::False | Marker::FixPos(_) | Marker::FixNeg(_) => 0,
                 Marker::U8 | Marker::I8 => 1,
                 Marker::U16 | Marker::I16 => 2,
                 Marker::U32 | Marker::I32 | Marker::F32 => 4,
@@ -276,16 +258,12 @@ impl<'a> Reader<'a> {
                 }
                 Marker::Map16 => {
                     let n = self.len(2)?;
-                    left = left
-                        .checked_add(n.checked_mul(2).ok_or(SHORT)?)
-                        .ok_or(SHORT)?;
+                    left = left.checked_add(n.checked_mul(2).ok_or(SHORT)?).ok_or(SHORT)?;
                     0
                 }
                 Marker::Map32 => {
                     let n = self.len(4)?;
-                    left = left
-                        .checked_add(n.checked_mul(2).ok_or(SHORT)?)
-                        .ok_or(SHORT)?;
+                    left = left.checked_add(n.checked_mul(2).ok_or(SHORT)?).ok_or(SHORT)?;
                     0
                 }
                 Marker::Reserved => return Err("reserved MessagePack marker"),
@@ -330,50 +308,22 @@ mod tests {
             buf.extend_from_slice(&frame(OP_TEXT, b"next"));
             match front(&buf) {
                 Front::Frame(f, used) => {
-                    assert_eq!(
-                        (f.fin, f.opcode, f.payload),
-                        (true, OP_BINARY, &payload[..])
-                    );
+                    assert_eq!((f.fin, f.opcode, f.payload), (true, OP_BINARY, &payload[..]));
                     assert_eq!(used, whole);
-                    assert_eq!(
-                        front(&buf[used..]),
-                        Front::Frame(
-                            Frame {
-                                fin: true,
-                                opcode: OP_TEXT,
-                                payload: b"next"
-                            },
-                            6
-                        )
-                    );
+                    assert_eq!(front(&buf[used..]), Front::Frame(Frame { fin: true, opcode: OP_TEXT, payload: b"next" }, 6));
                 }
                 other => panic!("{n}: {other:?}"),
             }
             for cut in [0, 1, whole / 2, whole - 1] {
                 match front(&buf[..cut]) {
-                    Front::Partial(need) => {
-                        assert!(need > cut && need <= whole, "{n} cut {cut}: need {need}")
-                    }
+                    Front::Partial(need) => assert!(need > cut && need <= whole, "{n} cut {cut}: need {need}"),
                     other => panic!("{n} cut {cut}: {other:?}"),
                 }
             }
         }
-        assert_eq!(
-            front(&[0x82, 0x81, 0, 0, 0, 0, 0]),
-            Front::Bad("masked frame from the server")
-        );
+        assert_eq!(front(&[0x82, 0x81, 0, 0, 0, 0, 0]), Front::Bad("masked frame from the server"));
         assert_eq!(front(&[0xC2, 0x00]), Front::Bad("reserved bits set"));
-        assert!(matches!(
-            front(&[0x02, 0x01, 7]),
-            Front::Frame(
-                Frame {
-                    fin: false,
-                    opcode: OP_BINARY,
-                    ..
-                },
-                3
-            )
-        ));
+        assert!(matches!(front(&[0x02, 0x01, 7]), Front::Frame(Frame { fin: false, opcode: OP_BINARY, .. }, 3)));
     }
 
     #[test]
@@ -382,20 +332,8 @@ mod tests {
         for i in 0..50 {
             levels.push((format!("{}", 100_000 + i), format!("0.{i:02}")));
         }
-        let delta = BookL2::delta(
-            "BTC-USD",
-            3,
-            70_000,
-            70_001,
-            1_764_561_000_000_000,
-            50,
-            levels.clone(),
-            levels,
-        );
-        let delta = codec::encode(
-            Encoding::MsgPack,
-            &bourse_protocol::StreamEvent::BookL2(delta),
-        );
+        let delta = BookL2::delta("BTC-USD", 3, 70_000, 70_001, 1_764_561_000_000_000, 50, levels.clone(), levels);
+        let delta = codec::encode(Encoding::MsgPack, &bourse_protocol::StreamEvent::BookL2(delta));
         let others = [
             json!({"ch": "trades", "sym": "BTC-USD", "type": "update", "epoch": 3, "prev": 99, "seq": 101, "ts": 5,
                    "data": [{"id": 100, "px": "100000", "qty": "0.5", "taker": "buy", "ts": 4},
@@ -415,33 +353,20 @@ mod tests {
             assert!(!env.response);
             assert_eq!(env.ch, serde.ch.as_deref().unwrap_or("").as_bytes());
             assert_eq!(env.kind, serde.kind.as_deref().unwrap_or("").as_bytes());
-            assert_eq!(
-                (env.epoch, env.prev, env.seq, env.ts),
-                (serde.epoch, serde.prev, serde.seq, serde.ts)
-            );
+            assert_eq!((env.epoch, env.prev, env.seq, env.ts), (serde.epoch, serde.prev, serde.seq, serde.ts));
             assert_eq!(env.lost, serde.lost);
-            let last: Vec<(String, u64)> = env
-                .last
-                .iter()
-                .map(|(k, v)| (String::from_utf8(k.to_vec()).unwrap(), *v))
-                .collect();
-            let want: Vec<(String, u64)> =
-                serde.last.clone().unwrap_or_default().into_iter().collect();
+            let last: Vec<(String, u64)> =
+                env.last.iter().map(|(k, v)| (String::from_utf8(k.to_vec()).unwrap(), *v)).collect();
+            let want: Vec<(String, u64)> = serde.last.clone().unwrap_or_default().into_iter().collect();
             assert_eq!(last, want);
         }
         assert_eq!(envelope(&msgs[1]).unwrap().seq, Some(101));
         assert_eq!(envelope(&msgs[3]).unwrap().lost, Some([10, 65_536]));
 
-        let ok = codec::encode(
-            Encoding::MsgPack,
-            &Response::ok(ReqId::Num(1), json!({"ch": "trades"}), 1, 2),
-        );
+        let ok = codec::encode(Encoding::MsgPack, &Response::ok(ReqId::Num(1), json!({"ch": "trades"}), 1, 2));
         assert!(envelope(ok.as_bytes()).unwrap().response);
         for cut in 0..msgs[1].len() {
-            assert!(
-                envelope(&msgs[1][..cut]).is_err(),
-                "cut at {cut} read as whole"
-            );
+            assert!(envelope(&msgs[1][..cut]).is_err(), "cut at {cut} read as whole");
         }
     }
 }

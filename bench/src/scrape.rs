@@ -17,20 +17,12 @@ pub async fn metrics_text(ws_url: &str) -> anyhow::Result<String> {
         .strip_prefix("ws://")
         .and_then(|r| r.split('/').next())
         .ok_or_else(|| anyhow!("not a ws:// URL: {ws_url}"))?;
-    let mut s = TcpStream::connect(host)
-        .await
-        .with_context(|| format!("connect {host}"))?;
-    s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
-        .await?;
+    let mut s = TcpStream::connect(host).await.with_context(|| format!("connect {host}"))?;
+    s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes()).await?;
     let mut body = Vec::new();
-    (&mut s)
-        .take(METRICS_BYTES_MAX as u64)
-        .read_to_end(&mut body)
-        .await?;
+    (&mut s).take(METRICS_BYTES_MAX as u64).read_to_end(&mut body).await?;
     let text = String::from_utf8(body)?;
-    let (_, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| anyhow!("no HTTP body"))?;
+    let (_, body) = text.split_once("\r\n\r\n").ok_or_else(|| anyhow!("no HTTP body"))?;
     Ok(body.to_string())
 }
 
@@ -52,16 +44,8 @@ impl Buckets {
     /// (`stage="fanout"`; empty for none), written as the server writes
     /// them: the labels, then `le`.
     pub fn parse_labelled(text: &str, name: &str, labels: &str) -> Option<Buckets> {
-        let prefix = if labels.is_empty() {
-            format!("{name}_bucket{{le=\"")
-        } else {
-            format!("{name}_bucket{{{labels},le=\"")
-        };
-        let sum_series = if labels.is_empty() {
-            format!("{name}_sum ")
-        } else {
-            format!("{name}_sum{{{labels}}} ")
-        };
+        let prefix = if labels.is_empty() { format!("{name}_bucket{{le=\"") } else { format!("{name}_bucket{{{labels},le=\"") };
+        let sum_series = if labels.is_empty() { format!("{name}_sum ") } else { format!("{name}_sum{{{labels}}} ") };
         let mut out = Vec::new();
         let mut sum = None;
         for line in text.lines() {
@@ -69,15 +53,9 @@ impl Buckets {
                 sum = v.trim().parse::<f64>().ok();
                 continue;
             }
-            let Some(rest) = line.strip_prefix(&prefix) else {
-                continue;
-            };
+            let Some(rest) = line.strip_prefix(&prefix) else { continue };
             let (le, count) = rest.split_once("\"} ")?;
-            let le = if le == "+Inf" {
-                f64::INFINITY
-            } else {
-                le.parse().ok()?
-            };
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
             out.push((le, count.trim().parse::<f64>().ok()? as u64));
         }
         out.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -86,24 +64,13 @@ impl Buckets {
 
     /// What was recorded between `earlier` and this scrape.
     pub fn since(&self, earlier: Option<&Buckets>) -> Buckets {
-        let before = |le: f64| {
-            earlier
-                .and_then(|e| e.bounds.iter().find(|b| b.0 == le))
-                .map_or(0, |b| b.1)
-        };
+        let before = |le: f64| earlier.and_then(|e| e.bounds.iter().find(|b| b.0 == le)).map_or(0, |b| b.1);
         let sum = match (self.sum, earlier.map(|e| e.sum)) {
             (Some(now), Some(Some(then))) => Some(now - then),
             (Some(now), None) => Some(now),
             _ => None,
         };
-        Buckets {
-            bounds: self
-                .bounds
-                .iter()
-                .map(|&(le, n)| (le, n.saturating_sub(before(le))))
-                .collect(),
-            sum,
-        }
+        Buckets { bounds: self.bounds.iter().map(|&(le, n)| (le, n.saturating_sub(before(le)))).collect(), sum }
     }
 
     pub fn count(&self) -> u64 {
@@ -129,37 +96,16 @@ impl Buckets {
 
     /// Quantile bounds in microseconds, for a histogram in seconds.
     pub fn summary_us(&self) -> BucketSummary {
-        let us = |q| {
-            self.quantile_bound(q).map(|s| {
-                if s.is_finite() {
-                    (s * 1e6).round() as u64
-                } else {
-                    u64::MAX
-                }
-            })
-        };
-        BucketSummary {
-            count: self.count(),
-            mean_us: self.mean_us().map(|m| m.round() as u64),
-            p50_le_us: us(0.5),
-            p90_le_us: us(0.9),
-            p99_le_us: us(0.99),
-        }
+        let us = |q| self.quantile_bound(q).map(|s| if s.is_finite() { (s * 1e6).round() as u64 } else { u64::MAX });
+        BucketSummary { count: self.count(), mean_us: self.mean_us().map(|m| m.round() as u64), p50_le_us: us(0.5), p90_le_us: us(0.9), p99_le_us: us(0.99) }
     }
 }
 
 /// The value of counter `name` with exactly the labels `labels` (empty for
 /// none), if the server exports it.
 pub fn counter(text: &str, name: &str, labels: &str) -> Option<u64> {
-    let series = if labels.is_empty() {
-        format!("{name} ")
-    } else {
-        format!("{name}{{{labels}}} ")
-    };
-    text.lines()
-        .find_map(|l| l.strip_prefix(&series))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|v| v as u64)
+    let series = if labels.is_empty() { format!("{name} ") } else { format!("{name}{{{labels}}} ") };
+    text.lines().find_map(|l| l.strip_prefix(&series)).and_then(|v| v.trim().parse::<f64>().ok()).map(|v| v as u64)
 }
 
 /// Where a server histogram's quantiles fall: each is the upper bound of its
@@ -182,14 +128,7 @@ impl BucketSummary {
             Some(us) if us >= 1000 => format!("{}ms", us as f64 / 1000.0),
             Some(us) => format!("{us}us"),
         };
-        format!(
-            "n={} mean={} p50<={} p90<={} p99<={}",
-            self.count,
-            f(self.mean_us),
-            f(self.p50_le_us),
-            f(self.p90_le_us),
-            f(self.p99_le_us)
-        )
+        format!("n={} mean={} p50<={} p90<={} p99<={}", self.count, f(self.mean_us), f(self.p50_le_us), f(self.p90_le_us), f(self.p99_le_us))
     }
 }
 
@@ -215,10 +154,7 @@ mod tests {
         let b = Buckets::parse(TEXT, "x_seconds").unwrap();
         assert_eq!(b.count(), 100);
         let s = b.summary_us();
-        assert_eq!(
-            (s.p50_le_us, s.p90_le_us, s.p99_le_us),
-            (Some(1000), Some(5000), Some(10_000))
-        );
+        assert_eq!((s.p50_le_us, s.p90_le_us, s.p99_le_us), (Some(1000), Some(5000), Some(10_000)));
         assert_eq!(Buckets::parse(TEXT, "z_seconds"), None);
     }
 
@@ -233,32 +169,14 @@ mod tests {
     #[test]
     fn a_labelled_series_is_read_alone() {
         let a = Buckets::parse_labelled(TEXT, "s_seconds", "stage=\"a\"").unwrap();
-        assert_eq!(
-            a,
-            Buckets {
-                bounds: vec![(0.001, 3), (f64::INFINITY, 4)],
-                sum: Some(0.5)
-            }
-        );
-        assert_eq!(
-            Buckets::parse_labelled(TEXT, "s_seconds", "stage=\"ab\"")
-                .unwrap()
-                .sum,
-            None
-        );
-        assert_eq!(
-            Buckets::parse(TEXT, "s_seconds"),
-            None,
-            "no unlabelled series"
-        );
+        assert_eq!(a, Buckets { bounds: vec![(0.001, 3), (f64::INFINITY, 4)], sum: Some(0.5) });
+        assert_eq!(Buckets::parse_labelled(TEXT, "s_seconds", "stage=\"ab\"").unwrap().sum, None);
+        assert_eq!(Buckets::parse(TEXT, "s_seconds"), None, "no unlabelled series");
     }
 
     #[test]
     fn a_run_is_the_difference_of_two_scrapes() {
-        let before = Buckets {
-            bounds: vec![(0.001, 40), (0.005, 40), (f64::INFINITY, 40)],
-            sum: Some(0.08),
-        };
+        let before = Buckets { bounds: vec![(0.001, 40), (0.005, 40), (f64::INFINITY, 40)], sum: Some(0.08) };
         let after = Buckets::parse(TEXT, "x_seconds").unwrap();
         assert_eq!(after.sum, Some(0.2));
         let run = after.since(Some(&before));
@@ -267,10 +185,6 @@ mod tests {
         assert_eq!(run.summary_us().p50_le_us, Some(5000));
         // 0.12 s over 60: a mean of 2 ms.
         assert_eq!(run.summary_us().mean_us, Some(2000));
-        assert!(
-            run.summary_us().line().contains("mean=2ms"),
-            "{}",
-            run.summary_us().line()
-        );
+        assert!(run.summary_us().line().contains("mean=2ms"), "{}", run.summary_us().line());
     }
 }

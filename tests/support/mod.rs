@@ -21,15 +21,8 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(addr: std::net::SocketAddr) -> Client {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
-            .await
-            .expect("connect");
-        Client {
-            ws,
-            next_id: 1,
-            events: Vec::new(),
-            msgpack: false,
-        }
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await.expect("connect");
+        Client { ws, next_id: 1, events: Vec::new(), msgpack: false }
     }
 
     /// A client whose socket buffers little, so a client that does not read
@@ -38,44 +31,17 @@ impl Client {
         let sock = tokio::net::TcpSocket::new_v4().expect("socket");
         sock.set_recv_buffer_size(4096).expect("rcvbuf");
         let stream = sock.connect(addr).await.expect("connect");
-        let (ws, _) = tokio_tungstenite::client_async(
-            format!("ws://{addr}/ws"),
-            MaybeTlsStream::Plain(stream),
-        )
-        .await
-        .expect("handshake");
-        Client {
-            ws,
-            next_id: 1,
-            events: Vec::new(),
-            msgpack: false,
-        }
+        let (ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/ws"), MaybeTlsStream::Plain(stream)).await.expect("handshake");
+        Client { ws, next_id: 1, events: Vec::new(), msgpack: false }
     }
 
     pub async fn connect_msgpack(addr: std::net::SocketAddr) -> Client {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let mut req = format!("ws://{addr}/ws")
-            .into_client_request()
-            .expect("request");
-        req.headers_mut().insert(
-            "Sec-WebSocket-Protocol",
-            "bourse.v1.msgpack".parse().expect("header"),
-        );
-        let (ws, resp) = tokio_tungstenite::connect_async(req)
-            .await
-            .expect("connect");
-        assert_eq!(
-            resp.headers()
-                .get("Sec-WebSocket-Protocol")
-                .map(|v| v.to_str().unwrap()),
-            Some("bourse.v1.msgpack")
-        );
-        Client {
-            ws,
-            next_id: 1,
-            events: Vec::new(),
-            msgpack: true,
-        }
+        let mut req = format!("ws://{addr}/ws").into_client_request().expect("request");
+        req.headers_mut().insert("Sec-WebSocket-Protocol", "bourse.v1.msgpack".parse().expect("header"));
+        let (ws, resp) = tokio_tungstenite::connect_async(req).await.expect("connect");
+        assert_eq!(resp.headers().get("Sec-WebSocket-Protocol").map(|v| v.to_str().unwrap()), Some("bourse.v1.msgpack"));
+        Client { ws, next_id: 1, events: Vec::new(), msgpack: true }
     }
 
     pub async fn send_raw(&mut self, m: Message) {
@@ -85,9 +51,7 @@ impl Client {
     /// The next message from the server, decoded, or None when closed.
     pub async fn recv(&mut self) -> Option<Value> {
         loop {
-            let m = tokio::time::timeout(WAIT, self.ws.next())
-                .await
-                .expect("server answers in time")?;
+            let m = tokio::time::timeout(WAIT, self.ws.next()).await.expect("server answers in time")?;
             match m {
                 Ok(Message::Text(t)) => return Some(serde_json::from_str(&t).expect("json")),
                 Ok(Message::Binary(b)) => return Some(rmp_serde::from_slice(&b).expect("msgpack")),
@@ -106,10 +70,7 @@ impl Client {
         self.next_id += 1;
         let msg = json!({"op": op, "id": id, "args": args});
         if self.msgpack {
-            self.send_raw(Message::Binary(
-                rmp_serde::to_vec_named(&msg).unwrap().into(),
-            ))
-            .await;
+            self.send_raw(Message::Binary(rmp_serde::to_vec_named(&msg).unwrap().into())).await;
         } else {
             self.send_raw(Message::Text(msg.to_string().into())).await;
         }
@@ -142,8 +103,7 @@ impl Client {
     }
 
     pub async fn login(&mut self, user: &str, password: &str) -> Value {
-        self.ok("auth", json!({"user": user, "password": password}))
-            .await
+        self.ok("auth", json!({"user": user, "password": password})).await
     }
 
     /// Waits for a stream event matching `pred`, looking at kept events first.
@@ -164,17 +124,8 @@ impl Client {
 
     pub async fn balance(&mut self, asset: &str) -> (String, String) {
         let r = self.ok("account.balances", json!({})).await;
-        let b = r["balances"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|b| b["asset"] == asset)
-            .cloned()
-            .unwrap();
-        (
-            b["available"].as_str().unwrap().to_string(),
-            b["held"].as_str().unwrap().to_string(),
-        )
+        let b = r["balances"].as_array().unwrap().iter().find(|b| b["asset"] == asset).cloned().unwrap();
+        (b["available"].as_str().unwrap().to_string(), b["held"].as_str().unwrap().to_string())
     }
 }
 
@@ -223,10 +174,8 @@ pub fn test_config() -> bourse_actors::config::Config {
         deposits = { USD = "1000.00" }
     "#;
     use figment::providers::{Format, Serialized, Toml};
-    figment::Figment::from(Serialized::defaults(
-        bourse_actors::config::Config::default(),
-    ))
-    .merge(Toml::string(toml))
-    .extract()
-    .expect("test config")
+    figment::Figment::from(Serialized::defaults(bourse_actors::config::Config::default()))
+        .merge(Toml::string(toml))
+        .extract()
+        .expect("test config")
 }

@@ -160,12 +160,7 @@ impl Generator {
             gone: Vec::new(),
             gone_next: 0,
         };
-        let ids: Vec<OrderId> =
-            g.ex.books
-                .iter()
-                .flat_map(|b| b.orders())
-                .map(|o| o.id)
-                .collect();
+        let ids: Vec<OrderId> = g.ex.books.iter().flat_map(|b| b.orders()).map(|o| o.id).collect();
         for id in ids {
             g.track(id);
         }
@@ -174,11 +169,7 @@ impl Generator {
 
     fn track(&mut self, id: OrderId) {
         let rests = self.ex.book(INST).and_then(|b| b.get(id)).is_some();
-        let side = |g: &Generator| {
-            g.ex.ledger
-                .order(id)
-                .map_or(0, |o| (o.side == Side::Sell) as usize)
-        };
+        let side = |g: &Generator| g.ex.ledger.order(id).map_or(0, |o| (o.side == Side::Sell) as usize);
         match (rests, self.at.get(&id).copied()) {
             (true, None) => {
                 self.at.insert(id, self.resting.len());
@@ -232,30 +223,15 @@ impl Generator {
     /// A resting order's price: `1..=LEVELS_PER_SIDE` ticks away from the
     /// middle, denser near it (the nearer of two uniform draws).
     fn passive_px(&mut self, side: Side) -> Price {
-        let off = self
-            .rng
-            .upto(LEVELS_PER_SIDE)
-            .min(self.rng.upto(LEVELS_PER_SIDE));
-        Price(if side == Side::Buy {
-            MID - off
-        } else {
-            MID + off
-        })
+        let off = self.rng.upto(LEVELS_PER_SIDE).min(self.rng.upto(LEVELS_PER_SIDE));
+        Price(if side == Side::Buy { MID - off } else { MID + off })
     }
 
     fn add(&mut self) -> Command {
         // Three adds in four go to the thinner side, so that takers eating
         // one side more than the other do not empty it.
-        let thinner = if self.sides[0] <= self.sides[1] {
-            Side::Buy
-        } else {
-            Side::Sell
-        };
-        let side = if self.rng.below(4) == 0 {
-            thinner.opposite()
-        } else {
-            thinner
-        };
+        let thinner = if self.sides[0] <= self.sides[1] { Side::Buy } else { Side::Sell };
+        let side = if self.rng.below(4) == 0 { thinner.opposite() } else { thinner };
         let px = self.passive_px(side);
         let qty = Qty(self.rng.upto(MAKER_QTY_MAX));
         let account = self.account();
@@ -299,11 +275,7 @@ impl Generator {
                 c.kind = OrderType::Limit;
                 c.tif = Some(Tif::Ioc);
                 let reach = LEVELS_PER_SIDE + 100;
-                c.px = Some(Price(if side == Side::Buy {
-                    MID + reach
-                } else {
-                    MID - reach
-                }));
+                c.px = Some(Price(if side == Side::Buy { MID + reach } else { MID - reach }));
             }
             // A market order by quantity.
             5..=6 => {}
@@ -325,12 +297,7 @@ impl Generator {
             return None;
         }
         let id = self.resting[self.rng.below(self.resting.len() as u64) as usize];
-        let account = self
-            .ex
-            .ledger
-            .order(id)
-            .expect("resting order is known")
-            .account;
+        let account = self.ex.ledger.order(id).expect("resting order is known").account;
         Some((id, account))
     }
 
@@ -342,11 +309,7 @@ impl Generator {
         } else {
             OrderRef::Id(id)
         };
-        Some(Command::Cancel {
-            account,
-            inst: INST,
-            order,
-        })
+        Some(Command::Cancel { account, inst: INST, order })
     }
 
     fn late_cancel(&mut self) -> Option<Command> {
@@ -354,11 +317,7 @@ impl Generator {
             return None;
         }
         let (account, id) = self.gone[self.rng.below(self.gone.len() as u64) as usize];
-        Some(Command::Cancel {
-            account,
-            inst: INST,
-            order: OrderRef::Id(id),
-        })
+        Some(Command::Cancel { account, inst: INST, order: OrderRef::Id(id) })
     }
 
     fn amend(&mut self) -> Option<Command> {
@@ -371,13 +330,7 @@ impl Generator {
             // Another price on its own side: goes to the back of a queue.
             (None, Some(self.passive_px(o.side)))
         };
-        Some(Command::Amend {
-            account,
-            inst: INST,
-            order: OrderRef::Id(id),
-            qty,
-            px,
-        })
+        Some(Command::Amend { account, inst: INST, order: OrderRef::Id(id), qty, px })
     }
 
     /// `n` commands of one kind (cancels and amends stop when the book is empty).
@@ -442,29 +395,10 @@ fn exchange_with_book() -> Exchange {
             panic!("{dbg}: {e}");
         }
     };
-    let user = |name: String, role| Command::CreateUser {
-        user: name,
-        role,
-        password_hash: "x".into(),
-        by: FEE_ACCOUNT,
-    };
+    let user = |name: String, role| Command::CreateUser { user: name, role, password_hash: "x".into(), by: FEE_ACCOUNT };
     must(&mut ex, user("ops".into(), Role::Operator));
-    must(
-        &mut ex,
-        Command::CreateAsset {
-            name: "USD".into(),
-            scale: 2,
-            by: OPS,
-        },
-    );
-    must(
-        &mut ex,
-        Command::CreateAsset {
-            name: "BTC".into(),
-            scale: 8,
-            by: OPS,
-        },
-    );
+    must(&mut ex, Command::CreateAsset { name: "USD".into(), scale: 2, by: OPS });
+    must(&mut ex, Command::CreateAsset { name: "BTC".into(), scale: 8, by: OPS });
     must(
         &mut ex,
         Command::CreateInstrument {
@@ -489,24 +423,8 @@ fn exchange_with_book() -> Exchange {
         must(&mut ex, user(format!("trader{i}"), Role::Trader));
         let account = AccountId(2 + i);
         // USD 10 billion and 1 million BTC each: never short of funds.
-        must(
-            &mut ex,
-            Command::Deposit {
-                account,
-                asset: USD,
-                amount: Amount(1_000_000_000_000),
-                by: OPS,
-            },
-        );
-        must(
-            &mut ex,
-            Command::Deposit {
-                account,
-                asset: BTC,
-                amount: Amount(100_000_000_000_000),
-                by: OPS,
-            },
-        );
+        must(&mut ex, Command::Deposit { account, asset: USD, amount: Amount(1_000_000_000_000), by: OPS });
+        must(&mut ex, Command::Deposit { account, asset: BTC, amount: Amount(100_000_000_000_000), by: OPS });
     }
     let mut g = Generator::new(ex, 7);
     g.only(Kind::Add, BOOK_ORDERS);
@@ -611,8 +529,7 @@ fn report(name: &str, start: &Exchange, stream: &Stream) {
     let n = stream.cmds.len() as u64;
     let bulk = run_stream(start, stream);
     let chunked = run_stream_chunked(start, stream);
-    let mut all =
-        Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds");
+    let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds");
     let mut by_kind: Vec<Histogram<u64>> = KINDS.iter().map(|_| all.clone()).collect();
     let mut ex = start.clone();
     let cmds = stream.cmds.clone();
@@ -626,10 +543,7 @@ fn report(name: &str, start: &Exchange, stream: &Stream) {
         let run = t.elapsed();
         // Counted with the clock stopped; the events' drop is timed.
         events += buf.len() as u64;
-        trades += buf
-            .iter()
-            .filter(|e| matches!(e.body, EventBody::Traded(_)))
-            .count() as u64;
+        trades += buf.iter().filter(|e| matches!(e.body, EventBody::Traded(_))).count() as u64;
         let t = Instant::now();
         black_box(&mut buf).clear();
         let ns = (run + t.elapsed()).as_nanos() as u64;
@@ -670,10 +584,7 @@ fn report(name: &str, start: &Exchange, stream: &Stream) {
     );
     if std::env::var_os("BOURSE_BENCH_OUTCOMES").is_some() {
         let d = run_stream_outcomes(start, stream);
-        println!(
-            "{name}: with `execute` (a new event vector per command): {} ops/s",
-            per_sec(n, d)
-        );
+        println!("{name}: with `execute` (a new event vector per command): {} ops/s", per_sec(n, d));
     }
     println!(
         "{name}: slowest command #{} ({}, {} ns) with {} orders in the ledger's order table ({} at the end)",
@@ -712,45 +623,20 @@ fn latency_report(ops: usize) {
     // was built without `.cargo/config.toml`'s `malloc_conf`).
     let huge = std::fs::read_to_string("/proc/self/smaps_rollup")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("AnonHugePages:"))
-                .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
-        });
-    println!(
-        "engine latency report: anonymous memory in huge pages at the end: {}",
-        huge.as_deref().unwrap_or("unknown")
-    );
+        .and_then(|s| s.lines().find(|l| l.starts_with("AnonHugePages:")).map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" ")));
+    println!("engine latency report: anonymous memory in huge pages at the end: {}", huge.as_deref().unwrap_or("unknown"));
 }
 
 /// `div` shortens the streams (for `cargo test --benches`).
 fn benches(c: &mut Criterion, div: usize) {
     let start = exchange_with_book();
     let streams = [
-        (
-            "add",
-            Generator::new(start.clone(), 1).only(Kind::Add, 50_000 / div),
-        ),
-        (
-            "cancel",
-            Generator::new(start.clone(), 2).only(Kind::Cancel, BOOK_ORDERS / div),
-        ),
-        (
-            "match",
-            Generator::new(start.clone(), 3).only(Kind::Marketable, 2_000 / div),
-        ),
-        (
-            "amend",
-            Generator::new(start.clone(), 4).only(Kind::Amend, 50_000 / div),
-        ),
-        (
-            "mixed",
-            Generator::new(start.clone(), 5).mixed(200_000 / div, Mix::Balanced),
-        ),
-        (
-            "mixed_exact_ratio",
-            Generator::new(start.clone(), 6).mixed(200_000 / div, Mix::ExactRatio),
-        ),
+        ("add", Generator::new(start.clone(), 1).only(Kind::Add, 50_000 / div)),
+        ("cancel", Generator::new(start.clone(), 2).only(Kind::Cancel, BOOK_ORDERS / div)),
+        ("match", Generator::new(start.clone(), 3).only(Kind::Marketable, 2_000 / div)),
+        ("amend", Generator::new(start.clone(), 4).only(Kind::Amend, 50_000 / div)),
+        ("mixed", Generator::new(start.clone(), 5).mixed(200_000 / div, Mix::Balanced)),
+        ("mixed_exact_ratio", Generator::new(start.clone(), 6).mixed(200_000 / div, Mix::ExactRatio)),
     ];
     let mut g = c.benchmark_group("engine");
     g.throughput(Throughput::Elements(1));
@@ -758,9 +644,7 @@ fn benches(c: &mut Criterion, div: usize) {
     g.warm_up_time(Duration::from_secs(1));
     g.measurement_time(Duration::from_secs(4));
     for (name, stream) in &streams {
-        g.bench_function(*name, |b| {
-            b.iter_custom(|iters| time_stream(&start, stream, iters))
-        });
+        g.bench_function(*name, |b| b.iter_custom(|iters| time_stream(&start, stream, iters)));
     }
     g.finish();
 }
@@ -772,10 +656,7 @@ fn main() {
     if filters.is_empty() || filters.iter().any(|f| "latency".contains(f.as_str())) {
         // Under `cargo test --benches` a short report only checks that it runs.
         let ops = if benchmarking {
-            std::env::var("BOURSE_BENCH_OPS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(REPORT_OPS)
+            std::env::var("BOURSE_BENCH_OPS").ok().and_then(|v| v.parse().ok()).unwrap_or(REPORT_OPS)
         } else {
             2_000
         };

@@ -63,11 +63,7 @@ struct Ladder {
 
 impl Ladder {
     fn new(asks: bool) -> Ladder {
-        Ladder {
-            asks,
-            keys: Vec::new(),
-            levels: Vec::new(),
-        }
+        Ladder { asks, keys: Vec::new(), levels: Vec::new() }
     }
 
     /// The sort key: increasing towards the best price.
@@ -103,18 +99,7 @@ impl Ladder {
             Ok(i) => i,
             Err(i) => {
                 self.keys.insert(i, self.rank(px));
-                self.levels.insert(
-                    i,
-                    (
-                        px,
-                        Level {
-                            head: NIL,
-                            tail: NIL,
-                            total: 0,
-                            count: 0,
-                        },
-                    ),
-                );
+                self.levels.insert(i, (px, Level { head: NIL, tail: NIL, total: 0, count: 0 }));
                 i
             }
         };
@@ -254,11 +239,7 @@ impl OrderBook {
             Side::Buy => &self.bids,
             Side::Sell => &self.asks,
         };
-        ladder
-            .best_first()
-            .take(take)
-            .map(|(p, l)| (*p, Qty(l.total)))
-            .collect()
+        ladder.best_first().take(take).map(|(p, l)| (*p, Qty(l.total))).collect()
     }
 
     /// Total resting lots at one price.
@@ -297,11 +278,7 @@ impl OrderBook {
     /// or a rejection (with nothing else) when it cannot be taken.
     pub fn decide_place(&self, o: &NewOrder, out: &mut Vec<EventBody>) {
         let inst = self.spec.id;
-        let reject = |code| EventBody::OrderRejected {
-            inst,
-            order: o.id,
-            code,
-        };
+        let reject = |code| EventBody::OrderRejected { inst, order: o.id, code };
         if self.spec.state != InstrumentState::Trading {
             out.push(reject(RejectCode::MarketClosed));
             return;
@@ -420,13 +397,8 @@ impl OrderBook {
                 // of it cannot buy one more lot at this price.
                 let budget_cut = budget.is_some() && q < m.leaves.0 && rem.is_none_or(|r| q < r.0);
                 let notional = spec.notional(px, Qty(q)).ok_or(RejectCode::BadRequest)?;
-                let (maker_fee, _) = m
-                    .fee
-                    .charge(notional, spec.maker_fee_bps)
-                    .ok_or(RejectCode::BadRequest)?;
-                let (taker_fee, fee2) = fee
-                    .charge(notional, spec.taker_fee_bps)
-                    .ok_or(RejectCode::BadRequest)?;
+                let (maker_fee, _) = m.fee.charge(notional, spec.maker_fee_bps).ok_or(RejectCode::BadRequest)?;
+                let (taker_fee, fee2) = fee.charge(notional, spec.taker_fee_bps).ok_or(RejectCode::BadRequest)?;
                 fee = fee2;
                 if let Some(b) = budget.as_mut() {
                     // affordable() guarantees the budget covers notional + fee.
@@ -502,12 +474,7 @@ impl OrderBook {
                 OrderType::Limit => (OrderStatus::Cancelled, Some(CancelReason::Ioc)),
             }
         };
-        out.push(EventBody::OrderClosed {
-            inst: spec.id,
-            order: t.id,
-            status,
-            reason,
-        });
+        out.push(EventBody::OrderClosed { inst: spec.id, order: t.id, status, reason });
         Ok(())
     }
 
@@ -532,10 +499,10 @@ impl OrderBook {
             if q == 0 {
                 return 0;
             }
-            let cost = self.spec.notional(px, Qty(q)).and_then(|n| {
-                fee.with(n, self.spec.taker_fee_bps)
-                    .map(|f| n.0 as u128 + f.0 as u128)
-            });
+            let cost = self
+                .spec
+                .notional(px, Qty(q))
+                .and_then(|n| fee.with(n, self.spec.taker_fee_bps).map(|f| n.0 as u128 + f.0 as u128));
             match cost {
                 Some(c) if c <= budget.0 as u128 => return q,
                 _ => q -= 1,
@@ -552,10 +519,7 @@ impl OrderBook {
         admin: bool,
     ) -> Result<EventBody, Reject> {
         if self.spec.state == InstrumentState::Halted && !admin {
-            return Err(Reject::new(
-                RejectCode::MarketClosed,
-                format!("{} is halted", self.spec.sym),
-            ));
+            return Err(Reject::new(RejectCode::MarketClosed, format!("{} is halted", self.spec.sym)));
         }
         match self.get(id) {
             Some(o) if account.is_none_or(|a| a == o.account) => Ok(EventBody::OrderClosed {
@@ -564,10 +528,7 @@ impl OrderBook {
                 status: OrderStatus::Cancelled,
                 reason: Some(reason),
             }),
-            _ => Err(Reject::new(
-                RejectCode::UnknownOrder,
-                format!("no open order {}", id.0),
-            )),
+            _ => Err(Reject::new(RejectCode::UnknownOrder, format!("no open order {}", id.0))),
         }
     }
 
@@ -583,11 +544,7 @@ impl OrderBook {
         if self.spec.state == InstrumentState::Halted && !admin {
             return;
         }
-        let reason = if admin {
-            CancelReason::Admin
-        } else {
-            CancelReason::User
-        };
+        let reason = if admin { CancelReason::Admin } else { CancelReason::User };
         for o in self.orders_of(account, side) {
             out.push(EventBody::OrderClosed {
                 inst: self.spec.id,
@@ -608,19 +565,11 @@ impl OrderBook {
         out: &mut Vec<EventBody>,
     ) -> Result<(), Reject> {
         if self.spec.state != InstrumentState::Trading {
-            return Err(Reject::new(
-                RejectCode::MarketClosed,
-                format!("{} is not trading", self.spec.sym),
-            ));
+            return Err(Reject::new(RejectCode::MarketClosed, format!("{} is not trading", self.spec.sym)));
         }
         let o = match self.get(id) {
             Some(o) if o.account == account => o,
-            _ => {
-                return Err(Reject::new(
-                    RejectCode::UnknownOrder,
-                    format!("no open order {}", id.0),
-                ))
-            }
+            _ => return Err(Reject::new(RejectCode::UnknownOrder, format!("no open order {}", id.0))),
         };
         if qty.is_none() && px.is_none() {
             return Err(Reject::new(RejectCode::BadRequest, "amend needs qty or px"));
@@ -639,13 +588,7 @@ impl OrderBook {
         let new_px = px.unwrap_or(o.px);
         let keep = new_px == o.px && new_qty <= o.qty;
         if keep {
-            out.push(EventBody::OrderAmended {
-                inst: self.spec.id,
-                order: id,
-                px: new_px,
-                qty: new_qty,
-                keep_priority: true,
-            });
+            out.push(EventBody::OrderAmended { inst: self.spec.id, order: id, px: new_px, qty: new_qty, keep_priority: true });
             return Ok(());
         }
         // Re-enter as a taker; the book is read as if the order had left it
@@ -666,23 +609,14 @@ impl OrderBook {
             fee: o.fee,
         };
         let start = out.len();
-        out.push(EventBody::OrderAmended {
-            inst: self.spec.id,
-            order: id,
-            px: new_px,
-            qty: new_qty,
-            keep_priority: false,
-        });
+        out.push(EventBody::OrderAmended { inst: self.spec.id, order: id, px: new_px, qty: new_qty, keep_priority: false });
         // The order rests on its own side and matching reads only the
         // opposite side, so it cannot meet itself.
         match self.decide_taker(&t, out) {
             Ok(()) => Ok(()),
             Err(code) => {
                 out.truncate(start);
-                Err(Reject::new(
-                    code,
-                    format!("amend refused: {}", code.as_str()),
-                ))
+                Err(Reject::new(code, format!("amend refused: {}", code.as_str())))
             }
         }
     }
@@ -692,18 +626,7 @@ impl OrderBook {
     /// Carries out one event; events about other books are ignored.
     pub fn apply(&mut self, e: &EventBody) {
         match e {
-            EventBody::OrderOpened {
-                inst,
-                order,
-                account,
-                side,
-                px,
-                qty,
-                leaves,
-                post_only,
-                stp,
-                fee,
-            } if *inst == self.spec.id => {
+            EventBody::OrderOpened { inst, order, account, side, px, qty, leaves, post_only, stp, fee } if *inst == self.spec.id => {
                 self.insert(Node {
                     id: *order,
                     account: *account,
@@ -724,18 +647,11 @@ impl OrderBook {
                 self.trade_id = t.trade_id;
                 self.last_px = Some(t.px);
                 let i = *self.index.get(&t.maker).expect("maker rests in the book");
-                let notional = self
-                    .spec
-                    .notional(t.px, t.qty)
-                    .expect("decided notional fits");
+                let notional = self.spec.notional(t.px, t.qty).expect("decided notional fits");
                 let n = &mut self.nodes[i as usize];
                 assert!(n.leaves >= t.qty, "fill within the maker's leaves");
                 n.leaves.0 -= t.qty.0;
-                n.fee = n
-                    .fee
-                    .charge(notional, self.spec.maker_fee_bps)
-                    .expect("decided fee fits")
-                    .1;
+                n.fee = n.fee.charge(notional, self.spec.maker_fee_bps).expect("decided fee fits").1;
                 let (side, px, left) = (n.side, n.px, n.leaves);
                 if left.0 == 0 {
                     self.index.remove(&t.maker);
@@ -751,17 +667,8 @@ impl OrderBook {
                     self.version += 1;
                 }
             }
-            EventBody::OrderAmended {
-                inst,
-                order,
-                px,
-                qty,
-                keep_priority,
-            } if *inst == self.spec.id => {
-                let i = *self
-                    .index
-                    .get(order)
-                    .expect("amended order rests in the book");
+            EventBody::OrderAmended { inst, order, px, qty, keep_priority } if *inst == self.spec.id => {
+                let i = *self.index.get(order).expect("amended order rests in the book");
                 if *keep_priority {
                     let n = &mut self.nodes[i as usize];
                     let cum = n.qty.0 - n.leaves.0;
@@ -833,14 +740,7 @@ impl OrderBook {
     /// `taken` lots (its last fill) come off the level's total besides its
     /// leaves. The caller has removed it from the index.
     fn unlink(&mut self, i: u32, taken: u64) {
-        let Node {
-            prev,
-            next,
-            side,
-            px,
-            leaves,
-            ..
-        } = self.nodes[i as usize];
+        let Node { prev, next, side, px, leaves, .. } = self.nodes[i as usize];
         if prev != NIL {
             self.nodes[prev as usize].next = next;
         }
@@ -880,21 +780,8 @@ impl OrderBook {
         assert_eq!(self.best_bid, self.bids.best());
         assert_eq!(self.best_ask, self.asks.best());
         for ladder in [&self.bids, &self.asks] {
-            assert!(
-                ladder
-                    .levels
-                    .windows(2)
-                    .all(|w| ladder.rank(w[0].0) < ladder.rank(w[1].0)),
-                "levels sorted"
-            );
-            assert!(
-                ladder
-                    .keys
-                    .iter()
-                    .copied()
-                    .eq(ladder.levels.iter().map(|(p, _)| ladder.rank(*p))),
-                "keys match levels"
-            );
+            assert!(ladder.levels.windows(2).all(|w| ladder.rank(w[0].0) < ladder.rank(w[1].0)), "levels sorted");
+            assert!(ladder.keys.iter().copied().eq(ladder.levels.iter().map(|(p, _)| ladder.rank(*p))), "keys match levels");
         }
         let mut count = 0;
         for (px, l) in self.bids.worst_first().chain(self.asks.worst_first()) {

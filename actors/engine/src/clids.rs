@@ -141,11 +141,7 @@ mod tests {
         for s in ["a", "ab", "abc-_9", "abcdefg", "abcdefgh"] {
             let mut w = [0u8; 8];
             w[..s.len()].copy_from_slice(s.as_bytes());
-            assert_eq!(
-                short(&ClId::new(s).expect("short")),
-                Some(u64::from_le_bytes(w)),
-                "{s}"
-            );
+            assert_eq!(short(&ClId::new(s).expect("short")), Some(u64::from_le_bytes(w)), "{s}");
         }
         assert_eq!(short(&ClId::new("abcdefghi").expect("short")), None);
     }
@@ -160,16 +156,9 @@ mod tests {
         let mut names: FxHashMap<OrderId, ClId> = FxHashMap::default();
         let mut x = 3u64;
         for step in 1..5000u64 {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             let n = (x >> 40) % 30;
-            let cl = ClId::new(&if n.is_multiple_of(2) {
-                format!("s{n}")
-            } else {
-                format!("long-client-order-{n}")
-            })
-            .expect("short");
+            let cl = ClId::new(&if n.is_multiple_of(2) { format!("s{n}") } else { format!("long-client-order-{n}") }).expect("short");
             let id = OrderId(step);
             let of = |names: &FxHashMap<OrderId, ClId>| {
                 let names = names.clone();
@@ -192,10 +181,7 @@ mod tests {
         assert!(!t.clash.is_empty(), "long ids clashed");
         let names2 = names.clone();
         let entries = t.entries(move |o| names2.get(&o).copied());
-        assert_eq!(
-            entries,
-            m.iter().map(|(c, id)| (*c, *id)).collect::<Vec<_>>()
-        );
+        assert_eq!(entries, m.iter().map(|(c, id)| (*c, *id)).collect::<Vec<_>>());
         let rebuilt: ClIdIndex = entries.iter().copied().collect();
         assert_eq!(rebuilt.len(), t.len());
         for (c, id) in &m {

@@ -58,10 +58,7 @@ pub struct DenseMap<K, V> {
 
 impl<K, V> Default for DenseMap<K, V> {
     fn default() -> Self {
-        DenseMap {
-            slots: Vec::new(),
-            len: 0,
-        }
+        DenseMap { slots: Vec::new(), len: 0 }
     }
 }
 
@@ -122,9 +119,7 @@ impl<K: DenseKey, V> DenseMap<K, V> {
     pub fn or_insert_with(&mut self, k: K, make: impl FnOnce() -> V) -> &mut V {
         let i = k.index();
         if matches!(self.slots.get(i), Some(Some(_))) {
-            let Some((_, v)) = self.slots[i].as_mut() else {
-                unreachable!("checked")
-            };
+            let Some((_, v)) = self.slots[i].as_mut() else { unreachable!("checked") };
             return v;
         }
         self.insert_new(k, make())
@@ -139,15 +134,11 @@ impl<K: DenseKey, V> DenseMap<K, V> {
     }
 
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&K, &V)> + '_ {
-        self.slots
-            .iter()
-            .filter_map(|s| s.as_ref().map(|(k, v)| (k, v)))
+        self.slots.iter().filter_map(|s| s.as_ref().map(|(k, v)| (k, v)))
     }
 
     pub fn iter_mut(&mut self) -> impl DoubleEndedIterator<Item = (&K, &mut V)> + '_ {
-        self.slots
-            .iter_mut()
-            .filter_map(|s| s.as_mut().map(|(k, v)| (&*k, v)))
+        self.slots.iter_mut().filter_map(|s| s.as_mut().map(|(k, v)| (&*k, v)))
     }
 
     pub fn keys(&self) -> impl DoubleEndedIterator<Item = &K> + '_ {
@@ -186,14 +177,9 @@ fn entry<K, V>(s: &Slot<K, V>) -> Option<(&K, &V)> {
 
 impl<'a, K: DenseKey, V> IntoIterator for &'a DenseMap<K, V> {
     type Item = (&'a K, &'a V);
-    type IntoIter = std::iter::FilterMap<
-        std::slice::Iter<'a, Slot<K, V>>,
-        fn(&'a Slot<K, V>) -> Option<(&'a K, &'a V)>,
-    >;
+    type IntoIter = std::iter::FilterMap<std::slice::Iter<'a, Slot<K, V>>, fn(&'a Slot<K, V>) -> Option<(&'a K, &'a V)>>;
     fn into_iter(self) -> Self::IntoIter {
-        self.slots
-            .iter()
-            .filter_map(entry as fn(&'a Slot<K, V>) -> Option<(&'a K, &'a V)>)
+        self.slots.iter().filter_map(entry as fn(&'a Slot<K, V>) -> Option<(&'a K, &'a V)>)
     }
 }
 
@@ -261,10 +247,7 @@ pub struct InlineDenseMap<K, V, const N: usize> {
 
 impl<K, V, const N: usize> Default for InlineDenseMap<K, V, N> {
     fn default() -> Self {
-        InlineDenseMap {
-            inline: std::array::from_fn(|_| None),
-            rest: DenseMap::default(),
-        }
+        InlineDenseMap { inline: std::array::from_fn(|_| None), rest: DenseMap::default() }
     }
 }
 
@@ -335,9 +318,7 @@ impl<K: DenseKey, V, const N: usize> FromIterator<(K, V)> for InlineDenseMap<K, 
     }
 }
 
-impl<K: DenseKey + fmt::Debug, V: fmt::Debug, const N: usize> fmt::Debug
-    for InlineDenseMap<K, V, N>
-{
+impl<K: DenseKey + fmt::Debug, V: fmt::Debug, const N: usize> fmt::Debug for InlineDenseMap<K, V, N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map().entries(self.iter()).finish()
     }
@@ -353,9 +334,7 @@ impl<K: DenseKey + Serialize, V: Serialize, const N: usize> Serialize for Inline
     }
 }
 
-impl<'de, K: DenseKey + Deserialize<'de>, V: Deserialize<'de>, const N: usize> Deserialize<'de>
-    for InlineDenseMap<K, V, N>
-{
+impl<'de, K: DenseKey + Deserialize<'de>, V: Deserialize<'de>, const N: usize> Deserialize<'de> for InlineDenseMap<K, V, N> {
     fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
         let all = DenseMap::<K, V>::deserialize(de)?;
         Ok(all.slots.into_iter().flatten().collect())
@@ -374,15 +353,7 @@ mod tests {
     fn inline_map_behaves_as_an_ordered_map() {
         let mut m: InlineDenseMap<AssetId, u64, 4> = InlineDenseMap::new();
         let mut b: BTreeMap<AssetId, u64> = BTreeMap::new();
-        for (k, v) in [
-            (9u32, 90u64),
-            (2, 20),
-            (0, 1),
-            (3, 30),
-            (4, 40),
-            (2, 21),
-            (70, 700),
-        ] {
+        for (k, v) in [(9u32, 90u64), (2, 20), (0, 1), (3, 30), (4, 40), (2, 21), (70, 700)] {
             assert_eq!(m.insert(AssetId(k), v), b.insert(AssetId(k), v));
         }
         *m.or_default(AssetId(1)) += 5;

@@ -67,54 +67,18 @@ pub struct Trade {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventBody {
     // Operator actions; `by` is the operator's account, for the audit trail.
-    AssetCreated {
-        asset: AssetSpec,
-        by: AccountId,
-    },
-    InstrumentCreated {
-        spec: Box<InstrumentSpec>,
-        by: AccountId,
-    },
-    InstrumentStateSet {
-        inst: InstrumentId,
-        state: InstrumentState,
-        by: AccountId,
-    },
-    UserCreated {
-        account: AccountId,
-        user: String,
-        role: Role,
-        password_hash: String,
-        by: AccountId,
-    },
-    ApiKeyCreated {
-        account: AccountId,
-        key: String,
-        credential: Credential,
-        by: AccountId,
-    },
-    Deposited {
-        account: AccountId,
-        asset: AssetId,
-        amount: Amount,
-        by: AccountId,
-    },
-    Withdrawn {
-        account: AccountId,
-        asset: AssetId,
-        amount: Amount,
-        by: AccountId,
-    },
+    AssetCreated { asset: AssetSpec, by: AccountId },
+    InstrumentCreated { spec: Box<InstrumentSpec>, by: AccountId },
+    InstrumentStateSet { inst: InstrumentId, state: InstrumentState, by: AccountId },
+    UserCreated { account: AccountId, user: String, role: Role, password_hash: String, by: AccountId },
+    ApiKeyCreated { account: AccountId, key: String, credential: Credential, by: AccountId },
+    Deposited { account: AccountId, asset: AssetId, amount: Amount, by: AccountId },
+    Withdrawn { account: AccountId, asset: AssetId, amount: Amount, by: AccountId },
 
     // The ledger: funds held before the order reaches its book.
-    OrderAccepted {
-        order: Box<NewOrder>,
-    },
+    OrderAccepted { order: Box<NewOrder> },
     /// More funds held for an amend that may need them.
-    HoldAdded {
-        order: OrderId,
-        amount: Amount,
-    },
+    HoldAdded { order: OrderId, amount: Amount },
 
     // The book's outcomes.
     Traded(Trade),
@@ -132,34 +96,14 @@ pub enum EventBody {
         fee: FeeAcc,
     },
     /// The order ended; what it still holds is released.
-    OrderClosed {
-        inst: InstrumentId,
-        order: OrderId,
-        status: OrderStatus,
-        reason: Option<CancelReason>,
-    },
+    OrderClosed { inst: InstrumentId, order: OrderId, status: OrderStatus, reason: Option<CancelReason> },
     /// Refused by its book before it could trade: everything it held is released.
-    OrderRejected {
-        inst: InstrumentId,
-        order: OrderId,
-        code: RejectCode,
-    },
+    OrderRejected { inst: InstrumentId, order: OrderId, code: RejectCode },
     /// New total quantity and price. With `keep_priority` the order stays in
     /// place; otherwise it leaves the book and re-enters as if new (it may trade).
-    OrderAmended {
-        inst: InstrumentId,
-        order: OrderId,
-        px: Price,
-        qty: Qty,
-        keep_priority: bool,
-    },
+    OrderAmended { inst: InstrumentId, order: OrderId, px: Price, qty: Qty, keep_priority: bool },
     /// An amend the book refused; the extra funds held for it are released.
-    AmendRejected {
-        inst: InstrumentId,
-        order: OrderId,
-        code: RejectCode,
-        release: Amount,
-    },
+    AmendRejected { inst: InstrumentId, order: OrderId, code: RejectCode, release: Amount },
 }
 
 impl EventBody {

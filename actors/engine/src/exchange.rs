@@ -23,65 +23,19 @@ pub enum OrderRef {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
-    CreateAsset {
-        name: String,
-        scale: u32,
-        by: AccountId,
-    },
-    CreateInstrument {
-        listing: Listing,
-        by: AccountId,
-    },
-    SetState {
-        inst: InstrumentId,
-        state: InstrumentState,
-        by: AccountId,
-    },
-    CreateUser {
-        user: String,
-        role: Role,
-        password_hash: String,
-        by: AccountId,
-    },
-    CreateApiKey {
-        account: AccountId,
-        key: String,
-        credential: Credential,
-        by: AccountId,
-    },
-    Deposit {
-        account: AccountId,
-        asset: AssetId,
-        amount: Amount,
-        by: AccountId,
-    },
-    Withdraw {
-        account: AccountId,
-        asset: AssetId,
-        amount: Amount,
-        by: AccountId,
-    },
+    CreateAsset { name: String, scale: u32, by: AccountId },
+    CreateInstrument { listing: Listing, by: AccountId },
+    SetState { inst: InstrumentId, state: InstrumentState, by: AccountId },
+    CreateUser { user: String, role: Role, password_hash: String, by: AccountId },
+    CreateApiKey { account: AccountId, key: String, credential: Credential, by: AccountId },
+    Deposit { account: AccountId, asset: AssetId, amount: Amount, by: AccountId },
+    Withdraw { account: AccountId, asset: AssetId, amount: Amount, by: AccountId },
     Place(PlaceCmd),
-    Cancel {
-        account: AccountId,
-        inst: InstrumentId,
-        order: OrderRef,
-    },
-    Amend {
-        account: AccountId,
-        inst: InstrumentId,
-        order: OrderRef,
-        qty: Option<Qty>,
-        px: Option<Price>,
-    },
+    Cancel { account: AccountId, inst: InstrumentId, order: OrderRef },
+    Amend { account: AccountId, inst: InstrumentId, order: OrderRef, qty: Option<Qty>, px: Option<Price> },
     /// A client's cancel-all (`account` set, halted books passed over) or an
     /// operator's (`admin`, which clears halted books too).
-    CancelAll {
-        account: Option<AccountId>,
-        inst: Option<InstrumentId>,
-        side: Option<Side>,
-        admin: bool,
-    },
+    CancelAll { account: Option<AccountId>, inst: Option<InstrumentId>, side: Option<Side>, admin: bool },
 }
 
 /// An instrument to list, with its grids already parsed.
@@ -109,19 +63,10 @@ pub enum Reply {
     Instrument(InstrumentId),
     User(AccountId),
     /// A new order, or the original one when `dup`.
-    Placed {
-        order: OrderId,
-        dup: bool,
-    },
-    Cancelled {
-        order: OrderId,
-    },
-    Amended {
-        order: OrderId,
-    },
-    CancelledAll {
-        n: u64,
-    },
+    Placed { order: OrderId, dup: bool },
+    Cancelled { order: OrderId },
+    Amended { order: OrderId },
+    CancelledAll { n: u64 },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -142,17 +87,11 @@ pub struct Exchange {
 
 impl Exchange {
     pub fn new() -> Self {
-        Exchange {
-            ledger: Ledger::new(),
-            books: Vec::new(),
-            scratch: Vec::new(),
-        }
+        Exchange { ledger: Ledger::new(), books: Vec::new(), scratch: Vec::new() }
     }
 
     pub fn book(&self, inst: InstrumentId) -> Option<&OrderBook> {
-        (inst.0 as usize)
-            .checked_sub(1)
-            .and_then(|i| self.books.get(i))
+        (inst.0 as usize).checked_sub(1).and_then(|i| self.books.get(i))
     }
 
     pub fn book_by_sym(&self, sym: &str) -> Option<&OrderBook> {
@@ -164,10 +103,7 @@ impl Exchange {
         match &e.body {
             EventBody::InstrumentCreated { spec, .. } => self.list(spec),
             EventBody::InstrumentStateSet { inst, .. } => {
-                if let Some(b) = (inst.0 as usize)
-                    .checked_sub(1)
-                    .and_then(|i| self.books.get_mut(i))
-                {
+                if let Some(b) = (inst.0 as usize).checked_sub(1).and_then(|i| self.books.get_mut(i)) {
                     b.apply(&e.body);
                 }
             }
@@ -185,21 +121,11 @@ impl Exchange {
     /// for every event.
     #[inline(never)]
     fn list(&mut self, spec: &InstrumentSpec) {
-        assert_eq!(
-            spec.id.0 as usize,
-            self.books.len() + 1,
-            "instrument ids are dense"
-        );
+        assert_eq!(spec.id.0 as usize, self.books.len() + 1, "instrument ids are dense");
         self.books.push(OrderBook::new(spec.clone()));
     }
 
-    fn record(
-        &mut self,
-        ts: u64,
-        body: EventBody,
-        events: &mut Vec<Event>,
-        out: &mut Option<&mut Vec<AccountUpdate>>,
-    ) {
+    fn record(&mut self, ts: u64, body: EventBody, events: &mut Vec<Event>, out: &mut Option<&mut Vec<AccountUpdate>>) {
         let e = Event { ts, body };
         self.apply(&e, out.as_deref_mut());
         events.push(e);
@@ -211,12 +137,7 @@ impl Exchange {
 
     /// Decides `cmd` at time `ts`, applies its events and returns them;
     /// private-stream messages go to `out` when given.
-    pub fn execute_with(
-        &mut self,
-        cmd: Command,
-        ts: u64,
-        mut out: Option<&mut Vec<AccountUpdate>>,
-    ) -> Outcome {
+    pub fn execute_with(&mut self, cmd: Command, ts: u64, mut out: Option<&mut Vec<AccountUpdate>>) -> Outcome {
         let mut events = Vec::new();
         let result = self.decide_and_apply(cmd, ts, &mut events, &mut out);
         Outcome { events, result }
@@ -258,14 +179,10 @@ impl Exchange {
             Command::Place(c) => {
                 let accepted = match self.ledger.decide_place(&c) {
                     Ok(e) => e,
-                    Err(PlaceRefusal::Duplicate(order)) => {
-                        return Ok(Reply::Placed { order, dup: true })
-                    }
+                    Err(PlaceRefusal::Duplicate(order)) => return Ok(Reply::Placed { order, dup: true }),
                     Err(PlaceRefusal::Reject(r)) => return Err(r),
                 };
-                let EventBody::OrderAccepted { order } = &accepted else {
-                    unreachable!()
-                };
+                let EventBody::OrderAccepted { order } = &accepted else { unreachable!() };
                 // The book decides from its own state, which the acceptance
                 // (a ledger event) does not change: decide first, then record both.
                 let mut bodies = std::mem::take(&mut self.scratch);
@@ -283,38 +200,21 @@ impl Exchange {
                 self.scratch = bodies;
                 match rejected {
                     Some(code) => Err(Reject::new(code, reject_text(code))),
-                    None => Ok(Reply::Placed {
-                        order: id,
-                        dup: false,
-                    }),
+                    None => Ok(Reply::Placed { order: id, dup: false }),
                 }
             }
-            Command::Cancel {
-                account,
-                inst,
-                order,
-            } => {
+            Command::Cancel { account, inst, order } => {
                 let id = self.resolve(account, inst, &order)?;
-                let book = self.book(inst).ok_or_else(|| {
-                    Reject::new(RejectCode::UnknownInstrument, "unknown instrument")
-                })?;
+                let book = self.book(inst).ok_or_else(|| Reject::new(RejectCode::UnknownInstrument, "unknown instrument"))?;
                 let e = book.decide_cancel(Some(account), id, CancelReason::User, false)?;
                 self.record(ts, e, events, out);
                 Ok(Reply::Cancelled { order: id })
             }
-            Command::Amend {
-                account,
-                inst,
-                order,
-                qty,
-                px,
-            } => {
+            Command::Amend { account, inst, order, qty, px } => {
                 let id = self.resolve(account, inst, &order)?;
                 let mut bodies = std::mem::take(&mut self.scratch);
                 bodies.clear();
-                let book = self.book(inst).ok_or_else(|| {
-                    Reject::new(RejectCode::UnknownInstrument, "unknown instrument")
-                })?;
+                let book = self.book(inst).ok_or_else(|| Reject::new(RejectCode::UnknownInstrument, "unknown instrument"))?;
                 // The book's checks first, so a refused amend records nothing.
                 book.decide_amend(account, id, qty, px, &mut bodies)?;
                 if let Some(hold) = self.ledger.decide_amend_hold(account, id, qty, px)? {
@@ -326,12 +226,7 @@ impl Exchange {
                 self.scratch = bodies;
                 Ok(Reply::Amended { order: id })
             }
-            Command::CancelAll {
-                account,
-                inst,
-                side,
-                admin,
-            } => {
+            Command::CancelAll { account, inst, side, admin } => {
                 let mut bodies = Vec::new();
                 for b in &self.books {
                     if inst.is_none_or(|i| i == b.spec.id) {
@@ -339,9 +234,7 @@ impl Exchange {
                     }
                 }
                 if let Some(i) = inst {
-                    self.book(i).ok_or_else(|| {
-                        Reject::new(RejectCode::UnknownInstrument, "unknown instrument")
-                    })?;
+                    self.book(i).ok_or_else(|| Reject::new(RejectCode::UnknownInstrument, "unknown instrument"))?;
                 }
                 let n = bodies.len() as u64;
                 for b in bodies {
@@ -353,12 +246,7 @@ impl Exchange {
     }
 
     /// The open order an `OrderRef` names in `inst` for `account`.
-    pub fn resolve(
-        &self,
-        account: AccountId,
-        inst: InstrumentId,
-        r: &OrderRef,
-    ) -> Result<OrderId, Reject> {
+    pub fn resolve(&self, account: AccountId, inst: InstrumentId, r: &OrderRef) -> Result<OrderId, Reject> {
         let id = match r {
             OrderRef::Id(id) => Some(*id),
             OrderRef::ClId(cl) => self.ledger.order_by_cl_id(account, cl),
@@ -377,16 +265,8 @@ impl Exchange {
         for b in &self.books {
             b.check();
             for o in b.orders() {
-                let l = self
-                    .ledger
-                    .order(o.id)
-                    .expect("a resting order is known to the ledger");
-                assert!(
-                    l.status.is_open() && l.resting,
-                    "{:?} rests but the ledger has it {:?}",
-                    o.id,
-                    l.status
-                );
+                let l = self.ledger.order(o.id).expect("a resting order is known to the ledger");
+                assert!(l.status.is_open() && l.resting, "{:?} rests but the ledger has it {:?}", o.id, l.status);
                 assert_eq!(l.qty, Some(o.qty));
                 assert_eq!(l.cum.0 + o.leaves.0, o.qty.0);
             }
@@ -396,10 +276,7 @@ impl Exchange {
     // ---- snapshots ----------------------------------------------------
 
     pub fn image(&self) -> ExchangeImage {
-        ExchangeImage {
-            ledger: self.ledger.clone(),
-            books: self.books.iter().map(|b| b.image()).collect(),
-        }
+        ExchangeImage { ledger: self.ledger.clone(), books: self.books.iter().map(|b| b.image()).collect() }
     }
 
     pub fn from_image(img: ExchangeImage) -> Self {
@@ -434,8 +311,7 @@ impl Exchange {
         if d.as_ref() != sum {
             return Err(SnapshotError::Checksum);
         }
-        let img: ExchangeImage =
-            rmp_serde::from_slice(body).map_err(|e| SnapshotError::Decode(e.to_string()))?;
+        let img: ExchangeImage = rmp_serde::from_slice(body).map_err(|e| SnapshotError::Decode(e.to_string()))?;
         Ok(Exchange::from_image(img))
     }
 }
@@ -479,81 +355,31 @@ mod tests {
     fn execute_into_appends_what_execute_returns() {
         let admin = AccountId(0);
         let listing = Listing {
-            sym: "BTC-USD".into(),
-            base: AssetId(2),
-            quote: AssetId(1),
-            tick_raw: 1,
-            price_scale: 0,
-            lot_raw: 1,
-            qty_scale: 2,
-            min_qty: Qty(1),
-            ref_px: Some(Price(100)),
-            band_pct: 50,
-            maker_fee_bps: 10,
-            taker_fee_bps: 20,
+            sym: "BTC-USD".into(), base: AssetId(2), quote: AssetId(1), tick_raw: 1, price_scale: 0, lot_raw: 1, qty_scale: 2,
+            min_qty: Qty(1), ref_px: Some(Price(100)), band_pct: 50, maker_fee_bps: 10, taker_fee_bps: 20,
         };
         let place = |acc, side, px, qty, cl: &str| {
             Command::Place(PlaceCmd {
-                account: AccountId(acc),
-                inst: InstrumentId(1),
-                cl_id: ClId::new(cl).expect("short"),
-                side,
-                kind: OrderType::Limit,
-                tif: None,
-                px: Some(Price(px)),
-                qty: Some(Qty(qty)),
-                quote_qty: None,
-                post_only: false,
-                stp: Stp::CancelNewest,
+                account: AccountId(acc), inst: InstrumentId(1), cl_id: ClId::new(cl).expect("short"), side, kind: OrderType::Limit, tif: None,
+                px: Some(Price(px)), qty: Some(Qty(qty)), quote_qty: None, post_only: false, stp: Stp::CancelNewest,
             })
         };
         let mut cmds = vec![
-            Command::CreateAsset {
-                name: "USD".into(),
-                scale: 2,
-                by: admin,
-            },
-            Command::CreateAsset {
-                name: "BTC".into(),
-                scale: 8,
-                by: admin,
-            },
+            Command::CreateAsset { name: "USD".into(), scale: 2, by: admin },
+            Command::CreateAsset { name: "BTC".into(), scale: 8, by: admin },
             Command::CreateInstrument { listing, by: admin },
         ];
         for u in ["a", "b"] {
-            cmds.push(Command::CreateUser {
-                user: u.into(),
-                role: Role::Trader,
-                password_hash: String::new(),
-                by: admin,
-            });
+            cmds.push(Command::CreateUser { user: u.into(), role: Role::Trader, password_hash: String::new(), by: admin });
         }
-        cmds.push(Command::Deposit {
-            account: AccountId(1),
-            asset: AssetId(1),
-            amount: Amount(10_000_000),
-            by: admin,
-        });
-        cmds.push(Command::Deposit {
-            account: AccountId(2),
-            asset: AssetId(2),
-            amount: Amount(1_000_000_000),
-            by: admin,
-        });
+        cmds.push(Command::Deposit { account: AccountId(1), asset: AssetId(1), amount: Amount(10_000_000), by: admin });
+        cmds.push(Command::Deposit { account: AccountId(2), asset: AssetId(2), amount: Amount(1_000_000_000), by: admin });
         cmds.push(place(1, Side::Buy, 100, 10, "x"));
         cmds.push(place(1, Side::Buy, 99, 10, "y"));
         cmds.push(place(2, Side::Sell, 99, 15, "z"));
         cmds.push(place(2, Side::Sell, 200, 1, "far"));
-        cmds.push(Command::Cancel {
-            account: AccountId(1),
-            inst: InstrumentId(1),
-            order: OrderRef::ClId("y".into()),
-        });
-        cmds.push(Command::Cancel {
-            account: AccountId(1),
-            inst: InstrumentId(1),
-            order: OrderRef::ClId("y".into()),
-        });
+        cmds.push(Command::Cancel { account: AccountId(1), inst: InstrumentId(1), order: OrderRef::ClId("y".into()) });
+        cmds.push(Command::Cancel { account: AccountId(1), inst: InstrumentId(1), order: OrderRef::ClId("y".into()) });
         let (mut a, mut b) = (Exchange::new(), Exchange::new());
         let (mut all, mut buf) = (Vec::new(), Vec::new());
         for (i, c) in cmds.into_iter().enumerate() {

@@ -15,10 +15,10 @@ use serde::{Deserialize, Serialize};
 use crate::clids::ClIdIndex;
 use crate::dense::{DenseMap, InlineDenseMap};
 use crate::event::{Credential, EventBody, NewOrder, Trade};
-use crate::exchange::{Command, Reply};
 use crate::openset::OpenSet;
 use crate::orders::OrderTable;
 use crate::segqueue::SegQueue;
+use crate::exchange::{Command, Reply};
 use crate::spec::{AssetSpec, FeeAcc, InstrumentSpec};
 use crate::types::*;
 
@@ -128,44 +128,12 @@ struct OrderStateWire {
 impl From<OrderStateWire> for OrderState {
     fn from(w: OrderStateWire) -> Self {
         let OrderStateWire {
-            id,
-            account,
-            inst,
-            cl_id,
-            side,
-            kind,
-            tif,
-            post_only,
-            px,
-            qty,
-            cum,
-            status,
-            reason,
-            hold_asset,
-            hold,
-            fee,
-            resting,
-            ts,
+            id, account, inst, cl_id, side, kind, tif, post_only, px, qty, cum, status, reason, hold_asset, hold, fee,
+            resting, ts,
         } = w;
         OrderState {
-            fee,
-            account,
-            hold,
-            inst,
-            hold_asset,
-            status,
-            reason,
-            resting,
-            side,
-            kind,
-            tif,
-            post_only,
-            cum,
-            qty,
-            id,
-            px,
-            ts,
-            cl_id,
+            fee, account, hold, inst, hold_asset, status, reason, resting, side, kind, tif, post_only, cum, qty, id, px,
+            ts, cl_id,
         }
     }
 }
@@ -173,44 +141,12 @@ impl From<OrderStateWire> for OrderState {
 impl From<OrderState> for OrderStateWire {
     fn from(o: OrderState) -> Self {
         let OrderState {
-            fee,
-            account,
-            hold,
-            inst,
-            hold_asset,
-            status,
-            reason,
-            resting,
-            side,
-            kind,
-            tif,
-            post_only,
-            cum,
-            qty,
-            id,
-            px,
-            ts,
-            cl_id,
+            fee, account, hold, inst, hold_asset, status, reason, resting, side, kind, tif, post_only, cum, qty, id, px,
+            ts, cl_id,
         } = o;
         OrderStateWire {
-            id,
-            account,
-            inst,
-            cl_id,
-            side,
-            kind,
-            tif,
-            post_only,
-            px,
-            qty,
-            cum,
-            status,
-            reason,
-            hold_asset,
-            hold,
-            fee,
-            resting,
-            ts,
+            id, account, inst, cl_id, side, kind, tif, post_only, px, qty, cum, status, reason, hold_asset, hold, fee,
+            resting, ts,
         }
     }
 }
@@ -265,8 +201,7 @@ impl AccountState {
     /// Whether the oldest remembered `cl_id` is due to be forgotten at `ts`.
     fn cl_due(&self, ts: u64) -> bool {
         !self.cl_order.is_empty()
-            && (self.cl_order.len() > CL_IDS_PER_ACCOUNT_MAX
-                || self.cl_oldest.saturating_add(CL_ID_WINDOW_US) < ts)
+            && (self.cl_order.len() > CL_IDS_PER_ACCOUNT_MAX || self.cl_oldest.saturating_add(CL_ID_WINDOW_US) < ts)
     }
 }
 
@@ -296,11 +231,7 @@ struct ClOrder<'a>(&'a SegQueue<(u64, OrderId)>, &'a OrderTable);
 impl Serialize for ClOrder<'_> {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
         let orders = self.1;
-        ser.collect_seq(
-            self.0
-                .iter()
-                .map(|&(t, id)| (t, orders.get(&id).map(|o| o.cl_id).unwrap_or_default(), id)),
-        )
+        ser.collect_seq(self.0.iter().map(|&(t, id)| (t, orders.get(&id).map(|o| o.cl_id).unwrap_or_default(), id)))
     }
 }
 
@@ -375,23 +306,9 @@ pub struct User {
 /// with the account's stream version after it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AccountUpdate {
-    Order {
-        account: AccountId,
-        seq: u64,
-        order: OrderState,
-    },
-    Fill {
-        account: AccountId,
-        seq: u64,
-        fill: Fill,
-        order: OrderState,
-    },
-    Balance {
-        account: AccountId,
-        seq: u64,
-        asset: AssetId,
-        balance: Balance,
-    },
+    Order { account: AccountId, seq: u64, order: OrderState },
+    Fill { account: AccountId, seq: u64, fill: Fill, order: OrderState },
+    Balance { account: AccountId, seq: u64, asset: AssetId, balance: Balance },
 }
 
 /// A new order as a client asked for it (prices in ticks, quantities in lots).
@@ -521,11 +438,7 @@ impl Serialize for Ledger {
 impl<'de> Deserialize<'de> for Ledger {
     fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
         let l = LedgerImage::deserialize(de)?;
-        let orders: OrderTable = l
-            .orders
-            .into_values()
-            .chain(l.closed.into_values())
-            .collect();
+        let orders: OrderTable = l.orders.into_values().chain(l.closed.into_values()).collect();
         let mut accounts = l.accounts;
         for a in accounts.values_mut() {
             // Refused orders, which older encodings kept here.
@@ -572,10 +485,7 @@ impl Touched {
                 self.unsorted = true;
             }
         }
-        assert!(
-            self.len < TOUCHED_MAX,
-            "an event changes at most {TOUCHED_MAX} balances"
-        );
+        assert!(self.len < TOUCHED_MAX, "an event changes at most {TOUCHED_MAX} balances");
         self.items[self.len] = x;
         self.len += 1;
     }
@@ -594,21 +504,11 @@ impl Touched {
 /// when messages are wanted, the balance message, without collecting it in
 /// a `Touched` first.
 #[inline]
-fn balance_changed(
-    a: &mut AccountState,
-    acc: AccountId,
-    asset: AssetId,
-    out: &mut Option<&mut Vec<AccountUpdate>>,
-) {
+fn balance_changed(a: &mut AccountState, acc: AccountId, asset: AssetId, out: &mut Option<&mut Vec<AccountUpdate>>) {
     a.seq += 1;
     if let Some(out) = out.as_mut() {
         let balance = a.balances.get(&asset).copied().unwrap_or_default();
-        out.push(AccountUpdate::Balance {
-            account: acc,
-            seq: a.seq,
-            asset,
-            balance,
-        });
+        out.push(AccountUpdate::Balance { account: acc, seq: a.seq, asset, balance });
     }
 }
 
@@ -649,11 +549,7 @@ fn bad(msg: impl Into<std::borrow::Cow<'static, str>>) -> Reject {
 
 impl Ledger {
     pub fn new() -> Self {
-        let mut l = Ledger {
-            next_order_id: 1,
-            next_account_id: 1,
-            ..Default::default()
-        };
+        let mut l = Ledger { next_order_id: 1, next_account_id: 1, ..Default::default() };
         l.accounts.insert(FEE_ACCOUNT, AccountState::default());
         l
     }
@@ -692,9 +588,7 @@ impl Ledger {
 
     fn order_by_clid(&self, account: AccountId, cl_id: &ClId) -> Option<OrderId> {
         let a = self.accounts.get(&account)?;
-        a.cl_ids.get(cl_id, |id, cl| {
-            self.orders.get(&id).is_some_and(|o| o.cl_id == *cl)
-        })
+        a.cl_ids.get(cl_id, |id, cl| self.orders.get(&id).is_some_and(|o| o.cl_id == *cl))
     }
 
     /// Open orders of an account, optionally of one instrument, by id.
@@ -712,22 +606,14 @@ impl Ledger {
     }
 
     /// Fills of an account, newest first, optionally of one instrument, before a fill id.
-    pub fn fills(
-        &self,
-        account: AccountId,
-        inst: Option<InstrumentId>,
-        before: Option<u64>,
-        limit: usize,
-    ) -> Vec<&Fill> {
+    pub fn fills(&self, account: AccountId, inst: Option<InstrumentId>, before: Option<u64>, limit: usize) -> Vec<&Fill> {
         self.accounts
             .get(&account)
             .map(|a| {
                 a.fills
                     .iter()
                     .rev()
-                    .filter(|f| {
-                        before.is_none_or(|b| f.fill_id < b) && inst.is_none_or(|i| f.inst == i)
-                    })
+                    .filter(|f| before.is_none_or(|b| f.fill_id < b) && inst.is_none_or(|i| f.inst == i))
                     .take(limit)
                     .collect()
             })
@@ -754,16 +640,10 @@ impl Ledger {
             return Err(PlaceRefusal::Duplicate(id));
         }
         if spec.state != InstrumentState::Trading {
-            return Err(Reject::new(
-                RejectCode::MarketClosed,
-                format!("{} is {}", spec.sym, spec.state.as_str()),
-            )
-            .into());
+            return Err(Reject::new(RejectCode::MarketClosed, format!("{} is {}", spec.sym, spec.state.as_str())).into());
         }
         let tif = match (c.kind, c.tif) {
-            (OrderType::Market, Some(Tif::Gtc)) => {
-                return Err(bad("market orders are ioc or fok").into())
-            }
+            (OrderType::Market, Some(Tif::Gtc)) => return Err(bad("market orders are ioc or fok").into()),
             (OrderType::Market, t) => t.unwrap_or(Tif::Ioc),
             (OrderType::Limit, t) => t.unwrap_or(Tif::Gtc),
         };
@@ -789,15 +669,9 @@ impl Ledger {
             }
         }
         match (c.qty, c.quote_qty) {
-            (Some(q), _) if q.0 == 0 => {
-                return Err(Reject::new(RejectCode::MinQty, "qty must be positive").into())
-            }
+            (Some(q), _) if q.0 == 0 => return Err(Reject::new(RejectCode::MinQty, "qty must be positive").into()),
             (Some(q), _) if q < spec.min_qty => {
-                return Err(Reject::new(
-                    RejectCode::MinQty,
-                    format!("qty below min_qty of {} lots", spec.min_qty.0),
-                )
-                .into())
+                return Err(Reject::new(RejectCode::MinQty, format!("qty below min_qty of {} lots", spec.min_qty.0)).into())
             }
             (None, None) => return Err(bad("qty is required").into()),
             (None, Some(a)) if a.0 == 0 => return Err(bad("quote_qty must be positive").into()),
@@ -806,19 +680,10 @@ impl Ledger {
         let too_big = || Reject::new(RejectCode::BadRequest, "order value overflows");
         let mut reserve_px = None;
         let (hold_asset, hold) = match (c.side, c.kind) {
-            (Side::Sell, _) => (
-                spec.base,
-                spec.base_amount(c.qty.expect("checked"))
-                    .ok_or_else(too_big)?,
-            ),
+            (Side::Sell, _) => (spec.base, spec.base_amount(c.qty.expect("checked")).ok_or_else(too_big)?),
             (Side::Buy, OrderType::Limit) => (
                 spec.quote,
-                spec.buy_need(
-                    c.px.expect("checked"),
-                    c.qty.expect("checked"),
-                    FeeAcc::default(),
-                )
-                .ok_or_else(too_big)?,
+                spec.buy_need(c.px.expect("checked"), c.qty.expect("checked"), FeeAcc::default()).ok_or_else(too_big)?,
             ),
             (Side::Buy, OrderType::Market) => match (c.qty, c.quote_qty) {
                 (_, Some(budget)) => (spec.quote, budget),
@@ -828,11 +693,7 @@ impl Ledger {
                     })?;
                     let hi = spec.band(r).1;
                     reserve_px = Some(hi);
-                    (
-                        spec.quote,
-                        spec.buy_need(hi, q, FeeAcc::default())
-                            .ok_or_else(too_big)?,
-                    )
+                    (spec.quote, spec.buy_need(hi, q, FeeAcc::default()).ok_or_else(too_big)?)
                 }
                 (None, None) => unreachable!("checked above"),
             },
@@ -882,12 +743,7 @@ impl Ledger {
     ) -> Result<Option<EventBody>, Reject> {
         let o = match self.orders.get(&id) {
             Some(o) if o.account == account && o.status.is_open() => o,
-            _ => {
-                return Err(Reject::new(
-                    RejectCode::UnknownOrder,
-                    format!("no open order {}", id.0),
-                ))
-            }
+            _ => return Err(Reject::new(RejectCode::UnknownOrder, format!("no open order {}", id.0))),
         };
         let spec = &self.instruments[&o.inst];
         let new_qty = qty.or(o.qty).ok_or_else(|| bad("order has no qty"))?;
@@ -909,31 +765,14 @@ impl Ledger {
             let a = &self.assets[&o.hold_asset];
             return Err(Reject::new(
                 RejectCode::InsufficientFunds,
-                format!(
-                    "amend needs {} more {}, {} available",
-                    fmt_units(extra, a.scale),
-                    a.name,
-                    fmt_units(have, a.scale)
-                ),
+                format!("amend needs {} more {}, {} available", fmt_units(extra, a.scale), a.name, fmt_units(have, a.scale)),
             ));
         }
-        Ok(Some(EventBody::HoldAdded {
-            order: id,
-            amount: Amount(extra),
-        }))
+        Ok(Some(EventBody::HoldAdded { order: id, amount: Amount(extra) }))
     }
 
-    pub fn decide_withdraw(
-        &self,
-        account: AccountId,
-        asset: AssetId,
-        amount: Amount,
-        by: AccountId,
-    ) -> Result<EventBody, Reject> {
-        let a = self
-            .assets
-            .get(&asset)
-            .ok_or_else(|| Reject::new(RejectCode::UnknownAsset, "unknown asset"))?;
+    pub fn decide_withdraw(&self, account: AccountId, asset: AssetId, amount: Amount, by: AccountId) -> Result<EventBody, Reject> {
+        let a = self.assets.get(&asset).ok_or_else(|| Reject::new(RejectCode::UnknownAsset, "unknown asset"))?;
         let have = self.balance(account, asset).available;
         if amount.0 == 0 {
             return Err(bad("amount must be positive"));
@@ -944,21 +783,10 @@ impl Ledger {
                 format!("{} {} available", fmt_units(have, a.scale), a.name),
             ));
         }
-        Ok(EventBody::Withdrawn {
-            account,
-            asset,
-            amount,
-            by,
-        })
+        Ok(EventBody::Withdrawn { account, asset, amount, by })
     }
 
-    pub fn decide_deposit(
-        &self,
-        account: AccountId,
-        asset: AssetId,
-        amount: Amount,
-        by: AccountId,
-    ) -> Result<EventBody, Reject> {
+    pub fn decide_deposit(&self, account: AccountId, asset: AssetId, amount: Amount, by: AccountId) -> Result<EventBody, Reject> {
         if !self.assets.contains_key(&asset) {
             return Err(Reject::new(RejectCode::UnknownAsset, "unknown asset"));
         }
@@ -971,52 +799,24 @@ impl Ledger {
         let bal = self.balance(account, asset);
         let total = self.net_deposits.get(&asset).copied().unwrap_or(0);
         if bal.available.checked_add(amount.0).is_none()
-            || bal
-                .available
-                .checked_add(bal.held)
-                .and_then(|v| v.checked_add(amount.0))
-                .is_none()
+            || bal.available.checked_add(bal.held).and_then(|v| v.checked_add(amount.0)).is_none()
             || total + amount.0 as u128 > u64::MAX as u128
         {
             return Err(bad("deposit overflows"));
         }
-        Ok(EventBody::Deposited {
-            account,
-            asset,
-            amount,
-            by,
-        })
+        Ok(EventBody::Deposited { account, asset, amount, by })
     }
 
-    pub fn decide_create_user(
-        &self,
-        user: &str,
-        role: Role,
-        password_hash: String,
-        by: AccountId,
-    ) -> Result<EventBody, Reject> {
-        if user.is_empty()
-            || user.len() > 64
-            || !user
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_-.@".contains(&b))
-        {
+    pub fn decide_create_user(&self, user: &str, role: Role, password_hash: String, by: AccountId) -> Result<EventBody, Reject> {
+        if user.is_empty() || user.len() > 64 || !user.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.@".contains(&b)) {
             return Err(bad("user names are 1 to 64 characters of [A-Za-z0-9_.@-]"));
         }
         if user == FEE_USER || self.users.contains_key(user) {
-            return Err(Reject::new(
-                RejectCode::AlreadyExists,
-                format!("user {user} exists"),
-            ));
+            return Err(Reject::new(RejectCode::AlreadyExists, format!("user {user} exists")));
         }
-        Ok(EventBody::UserCreated {
-            account: AccountId(self.next_account_id),
-            user: user.to_string(),
-            role,
-            password_hash,
-            by,
-        })
+        Ok(EventBody::UserCreated { account: AccountId(self.next_account_id), user: user.to_string(), role, password_hash, by })
     }
+
 
     /// Decides an operator command (assets, instruments, states, users,
     /// keys, deposits, withdrawals): its one event and the reply.
@@ -1024,29 +824,17 @@ impl Ledger {
         let unknown_inst = || Reject::new(RejectCode::UnknownInstrument, "unknown instrument");
         match cmd {
             Command::CreateAsset { name, scale, by } => {
-                if name.is_empty()
-                    || name.len() > 16
-                    || !name.bytes().all(|b| b.is_ascii_alphanumeric())
-                {
+                if name.is_empty() || name.len() > 16 || !name.bytes().all(|b| b.is_ascii_alphanumeric()) {
                     return Err(bad("asset names are 1 to 16 letters or digits"));
                 }
                 if scale > 18 {
                     return Err(bad("scale is at most 18"));
                 }
                 if self.asset_by_name(&name).is_some() {
-                    return Err(Reject::new(
-                        RejectCode::AlreadyExists,
-                        format!("asset {name} exists"),
-                    ));
+                    return Err(Reject::new(RejectCode::AlreadyExists, format!("asset {name} exists")));
                 }
                 let id = AssetId(self.assets.len() as u32 + 1);
-                Ok((
-                    EventBody::AssetCreated {
-                        asset: AssetSpec { id, name, scale },
-                        by,
-                    },
-                    Reply::Asset(id),
-                ))
+                Ok((EventBody::AssetCreated { asset: AssetSpec { id, name, scale }, by }, Reply::Asset(id)))
             }
             Command::CreateInstrument { listing: l, by } => {
                 let unknown = || Reject::new(RejectCode::UnknownAsset, "unknown asset");
@@ -1059,93 +847,38 @@ impl Ledger {
                     return Err(bad("instrument symbols are 1 to 32 characters"));
                 }
                 if self.instrument_by_sym(&l.sym).is_some() {
-                    return Err(Reject::new(
-                        RejectCode::AlreadyExists,
-                        format!("instrument {} exists", l.sym),
-                    ));
+                    return Err(Reject::new(RejectCode::AlreadyExists, format!("instrument {} exists", l.sym)));
                 }
                 let id = InstrumentId(self.instruments.len() as u32 + 1);
                 let spec = InstrumentSpec::new(
-                    id,
-                    &l.sym,
-                    base,
-                    quote,
-                    l.tick_raw,
-                    l.price_scale,
-                    l.lot_raw,
-                    l.qty_scale,
-                    l.min_qty,
-                    l.ref_px,
-                    l.band_pct,
-                    l.maker_fee_bps,
-                    l.taker_fee_bps,
+                    id, &l.sym, base, quote, l.tick_raw, l.price_scale, l.lot_raw, l.qty_scale, l.min_qty,
+                    l.ref_px, l.band_pct, l.maker_fee_bps, l.taker_fee_bps,
                 )
                 .map_err(bad)?;
-                Ok((
-                    EventBody::InstrumentCreated {
-                        spec: Box::new(spec),
-                        by,
-                    },
-                    Reply::Instrument(id),
-                ))
+                Ok((EventBody::InstrumentCreated { spec: Box::new(spec), by }, Reply::Instrument(id)))
             }
             Command::SetState { inst, state, by } => {
                 self.instruments.get(&inst).ok_or_else(unknown_inst)?;
-                Ok((
-                    EventBody::InstrumentStateSet { inst, state, by },
-                    Reply::Done,
-                ))
+                Ok((EventBody::InstrumentStateSet { inst, state, by }, Reply::Done))
             }
-            Command::CreateUser {
-                user,
-                role,
-                password_hash,
-                by,
-            } => {
+            Command::CreateUser { user, role, password_hash, by } => {
                 let e = self.decide_create_user(&user, role, password_hash, by)?;
-                let EventBody::UserCreated { account, .. } = &e else {
-                    unreachable!("a user event")
-                };
+                let EventBody::UserCreated { account, .. } = &e else { unreachable!("a user event") };
                 let account = *account;
                 Ok((e, Reply::User(account)))
             }
-            Command::CreateApiKey {
-                account,
-                key,
-                credential,
-                by,
-            } => {
+            Command::CreateApiKey { account, key, credential, by } => {
                 if self.api_keys.contains_key(&key) {
                     return Err(Reject::new(RejectCode::AlreadyExists, "key exists"));
                 }
-                Ok((
-                    EventBody::ApiKeyCreated {
-                        account,
-                        key,
-                        credential,
-                        by,
-                    },
-                    Reply::Done,
-                ))
+                Ok((EventBody::ApiKeyCreated { account, key, credential, by }, Reply::Done))
             }
-            Command::Deposit {
-                account,
-                asset,
-                amount,
-                by,
-            } => Ok((
-                self.decide_deposit(account, asset, amount, by)?,
-                Reply::Done,
-            )),
-            Command::Withdraw {
-                account,
-                asset,
-                amount,
-                by,
-            } => Ok((
-                self.decide_withdraw(account, asset, amount, by)?,
-                Reply::Done,
-            )),
+            Command::Deposit { account, asset, amount, by } => {
+                Ok((self.decide_deposit(account, asset, amount, by)?, Reply::Done))
+            }
+            Command::Withdraw { account, asset, amount, by } => {
+                Ok((self.decide_withdraw(account, asset, amount, by)?, Reply::Done))
+            }
             _ => Err(bad("not an operator command")),
         }
     }
@@ -1170,102 +903,47 @@ impl Ledger {
                 }
                 self.status_version += 1;
             }
-            EventBody::UserCreated {
-                account,
-                user,
-                role,
-                password_hash,
-                ..
-            } => {
+            EventBody::UserCreated { account, user, role, password_hash, .. } => {
                 self.users.insert(
                     user.clone(),
-                    User {
-                        account: *account,
-                        name: user.clone(),
-                        role: *role,
-                        password_hash: password_hash.clone(),
-                    },
+                    User { account: *account, name: user.clone(), role: *role, password_hash: password_hash.clone() },
                 );
                 self.accounts.or_default(*account);
                 self.next_account_id = self.next_account_id.max(account.0 + 1);
             }
-            EventBody::ApiKeyCreated {
-                account,
-                key,
-                credential,
-                ..
-            } => {
-                self.api_keys
-                    .insert(key.clone(), (*account, credential.clone()));
+            EventBody::ApiKeyCreated { account, key, credential, .. } => {
+                self.api_keys.insert(key.clone(), (*account, credential.clone()));
             }
-            EventBody::Deposited {
-                account,
-                asset,
-                amount,
-                ..
-            } => {
+            EventBody::Deposited { account, asset, amount, .. } => {
                 let b = self.bal(*account, *asset);
-                b.available = b
-                    .available
-                    .checked_add(amount.0)
-                    .expect("decided deposit fits");
+                b.available = b.available.checked_add(amount.0).expect("decided deposit fits");
                 *self.net_deposits.entry(*asset).or_default() += amount.0 as u128;
-                balance_changed(
-                    self.accounts.or_default(*account),
-                    *account,
-                    *asset,
-                    &mut out,
-                );
+                balance_changed(self.accounts.or_default(*account), *account, *asset, &mut out);
             }
-            EventBody::Withdrawn {
-                account,
-                asset,
-                amount,
-                ..
-            } => {
+            EventBody::Withdrawn { account, asset, amount, .. } => {
                 let b = self.bal(*account, *asset);
-                b.available = b
-                    .available
-                    .checked_sub(amount.0)
-                    .expect("decided withdrawal is covered");
-                *self
-                    .net_deposits
-                    .get_mut(asset)
-                    .expect("asset was deposited") -= amount.0 as u128;
-                balance_changed(
-                    self.accounts.or_default(*account),
-                    *account,
-                    *asset,
-                    &mut out,
-                );
+                b.available = b.available.checked_sub(amount.0).expect("decided withdrawal is covered");
+                *self.net_deposits.get_mut(asset).expect("asset was deposited") -= amount.0 as u128;
+                balance_changed(self.accounts.or_default(*account), *account, *asset, &mut out);
             }
             EventBody::OrderAccepted { order } => {
                 let o = &**order;
                 let acct = self.accounts.or_default(o.account);
                 let b = acct.balances.or_default(o.hold_asset);
-                b.available = b
-                    .available
-                    .checked_sub(o.hold.0)
-                    .expect("decided hold is covered");
+                b.available = b.available.checked_sub(o.hold.0).expect("decided hold is covered");
                 b.held += o.hold.0;
                 // The event's only balance message.
                 balance_changed(acct, o.account, o.hold_asset, &mut out);
                 self.next_order_id = self.next_order_id.max(o.id.0 + 1);
                 acct.open.insert(o.id);
                 let orders = &self.orders;
-                acct.cl_ids.insert(o.cl_id, o.id, |id, cl| {
-                    orders.get(&id).is_some_and(|o| o.cl_id == *cl)
-                });
+                acct.cl_ids.insert(o.cl_id, o.id, |id, cl| orders.get(&id).is_some_and(|o| o.cl_id == *cl));
                 acct.cl_push(ts, o.id);
                 let mut forget = Vec::new();
                 while acct.cl_due(ts) {
                     let (_, id) = acct.cl_order.pop_front().expect("front exists");
                     acct.cl_front_changed();
-                    let cl = self
-                        .orders
-                        .get(&id)
-                        .expect("a remembered order is in the order table")
-                        .cl_id;
+                    let cl = self.orders.get(&id).expect("a remembered order is in the order table").cl_id;
                     // Only if the cl_id still names this order.
                     if acct.cl_ids.remove_if(&cl, id) {
                         forget.push(id);
@@ -1277,36 +955,35 @@ impl Ledger {
                         self.orders.remove(&id);
                     }
                 }
-                self.orders.insert(OrderState {
-                    id: o.id,
-                    account: o.account,
-                    inst: o.inst,
-                    cl_id: o.cl_id,
-                    side: o.side,
-                    kind: o.kind,
-                    tif: o.tif,
-                    post_only: o.post_only,
-                    px: o.px,
-                    qty: o.qty,
-                    cum: Qty(0),
-                    status: OrderStatus::New,
-                    reason: None,
-                    hold_asset: o.hold_asset,
-                    hold: o.hold,
-                    fee: FeeAcc::default(),
-                    resting: false,
-                    ts,
-                });
+                self.orders.insert(
+                    OrderState {
+                        id: o.id,
+                        account: o.account,
+                        inst: o.inst,
+                        cl_id: o.cl_id,
+                        side: o.side,
+                        kind: o.kind,
+                        tif: o.tif,
+                        post_only: o.post_only,
+                        px: o.px,
+                        qty: o.qty,
+                        cum: Qty(0),
+                        status: OrderStatus::New,
+                        reason: None,
+                        hold_asset: o.hold_asset,
+                        hold: o.hold,
+                        fee: FeeAcc::default(),
+                        resting: false,
+                        ts,
+                    },
+                );
             }
             EventBody::HoldAdded { order, amount } => {
                 let o = self.orders.get_mut(order).expect("hold for a known order");
                 o.hold.0 += amount.0;
                 let (acc, asset) = (o.account, o.hold_asset);
                 let b = self.bal(acc, asset);
-                b.available = b
-                    .available
-                    .checked_sub(amount.0)
-                    .expect("decided hold is covered");
+                b.available = b.available.checked_sub(amount.0).expect("decided hold is covered");
                 b.held += amount.0;
                 balance_changed(self.accounts.or_default(acc), acc, asset, &mut out);
             }
@@ -1316,27 +993,14 @@ impl Ledger {
                 o.resting = true;
                 o.px = Some(*px);
                 o.qty = Some(*qty);
-                o.status = if o.cum.0 > 0 {
-                    OrderStatus::PartiallyFilled
-                } else {
-                    OrderStatus::New
-                };
+                o.status = if o.cum.0 > 0 { OrderStatus::PartiallyFilled } else { OrderStatus::New };
                 let (acc, snapshot) = (o.account, out.is_some().then(|| o.clone()));
                 let seq = self.bump(acc);
                 if let (Some(out), Some(order)) = (out.as_mut(), snapshot) {
-                    out.push(AccountUpdate::Order {
-                        account: acc,
-                        seq,
-                        order,
-                    });
+                    out.push(AccountUpdate::Order { account: acc, seq, order });
                 }
             }
-            EventBody::OrderClosed {
-                order,
-                status,
-                reason,
-                ..
-            } => {
+            EventBody::OrderClosed { order, status, reason, .. } => {
                 // A taker that filled ended with its last fill already.
                 let o = self.orders.get_mut(order).expect("closed order is known");
                 o.status = *status;
@@ -1355,11 +1019,7 @@ impl Ledger {
                 a.seq += 1;
                 let seq = a.seq;
                 if let (Some(out), Some(order)) = (out.as_mut(), snapshot) {
-                    out.push(AccountUpdate::Order {
-                        account: acc,
-                        seq,
-                        order,
-                    });
+                    out.push(AccountUpdate::Order { account: acc, seq, order });
                 }
                 // The released funds' balance message, after the order's.
                 if release > 0 {
@@ -1380,13 +1040,7 @@ impl Ledger {
                 acct.cl_order.remove_newest(|(_, id)| id == order);
                 acct.cl_front_changed();
             }
-            EventBody::OrderAmended {
-                order,
-                px,
-                qty,
-                keep_priority,
-                ..
-            } => {
+            EventBody::OrderAmended { order, px, qty, keep_priority, .. } => {
                 let o = self.orders.get_mut(order).expect("amended order is known");
                 o.px = Some(*px);
                 o.qty = Some(*qty);
@@ -1394,11 +1048,7 @@ impl Ledger {
                     let (acc, snapshot) = (o.account, out.is_some().then(|| o.clone()));
                     let seq = self.bump(acc);
                     if let (Some(out), Some(order)) = (out.as_mut(), snapshot) {
-                        out.push(AccountUpdate::Order {
-                            account: acc,
-                            seq,
-                            order,
-                        });
+                        out.push(AccountUpdate::Order { account: acc, seq, order });
                     }
                 } else {
                     o.resting = false;
@@ -1437,49 +1087,21 @@ impl Ledger {
             }
         }
         for (id, acc, fee, liq, bps) in [
-            (
-                t.maker,
-                t.maker_account,
-                t.maker_fee,
-                Liquidity::Maker,
-                maker_bps,
-            ),
-            (
-                t.taker,
-                t.taker_account,
-                t.taker_fee,
-                Liquidity::Taker,
-                taker_bps,
-            ),
+            (t.maker, t.maker_account, t.maker_fee, Liquidity::Maker, maker_bps),
+            (t.taker, t.taker_account, t.taker_fee, Liquidity::Taker, taker_bps),
         ] {
             let o = self.orders.get_mut(&id).expect("traded order is known");
             let side = o.side;
             o.cum.0 += t.qty.0;
-            o.fee = o
-                .fee
-                .charge(Amount(notional), bps)
-                .expect("decided fee fits")
-                .1;
+            o.fee = o.fee.charge(Amount(notional), bps).expect("decided fee fits").1;
             let spend = match side {
                 Side::Buy => notional + fee.0,
                 Side::Sell => base_qty,
             };
-            o.hold.0 = o
-                .hold
-                .0
-                .checked_sub(spend)
-                .expect("an order's hold covers its fills");
+            o.hold.0 = o.hold.0.checked_sub(spend).expect("an order's hold covers its fills");
             let filled = o.qty.is_some_and(|q| q == o.cum);
-            o.status = if filled {
-                OrderStatus::Filled
-            } else {
-                OrderStatus::PartiallyFilled
-            };
-            let release = if filled {
-                std::mem::take(&mut o.hold.0)
-            } else {
-                0
-            };
+            o.status = if filled { OrderStatus::Filled } else { OrderStatus::PartiallyFilled };
+            let release = if filled { std::mem::take(&mut o.hold.0) } else { 0 };
             if filled {
                 o.resting = false;
             }
@@ -1518,12 +1140,7 @@ impl Ledger {
             a.seq += 1;
             let seq = a.seq;
             if let (Some(out), Some(order)) = (out.as_mut(), snapshot) {
-                out.push(AccountUpdate::Fill {
-                    account: acc,
-                    seq,
-                    fill,
-                    order,
-                });
+                out.push(AccountUpdate::Fill { account: acc, seq, fill, order });
             }
         }
         let fees = t.maker_fee.0 + t.taker_fee.0;
@@ -1533,11 +1150,7 @@ impl Ledger {
         }
         // The changed balances in (account, asset) order: the fee account
         // (numbered first) then both sides, each side's two assets.
-        let (lo, hi) = if base <= quote {
-            (base, quote)
-        } else {
-            (quote, base)
-        };
+        let (lo, hi) = if base <= quote { (base, quote) } else { (quote, base) };
         let (first, second) = if t.maker_account <= t.taker_account {
             (t.maker_account, t.taker_account)
         } else {
@@ -1549,12 +1162,7 @@ impl Ledger {
             // one account lookup each.
             let fee_first = FEE_ACCOUNT < first;
             if fees > 0 && fee_first {
-                balance_changed(
-                    self.accounts.or_default(FEE_ACCOUNT),
-                    FEE_ACCOUNT,
-                    quote,
-                    out,
-                );
+                balance_changed(self.accounts.or_default(FEE_ACCOUNT), FEE_ACCOUNT, quote, out);
             }
             for acc in [first, second] {
                 let a = self.accounts.or_default(acc);
@@ -1562,12 +1170,7 @@ impl Ledger {
                 balance_changed(a, acc, hi, out);
             }
             if fees > 0 && !fee_first {
-                balance_changed(
-                    self.accounts.or_default(FEE_ACCOUNT),
-                    FEE_ACCOUNT,
-                    quote,
-                    out,
-                );
+                balance_changed(self.accounts.or_default(FEE_ACCOUNT), FEE_ACCOUNT, quote, out);
             }
             return;
         }
@@ -1600,12 +1203,7 @@ impl Ledger {
                 a.seq += 1;
                 if let Some(out) = out.as_mut() {
                     let balance = a.balances.get(&asset).copied().unwrap_or_default();
-                    out.push(AccountUpdate::Balance {
-                        account: acc,
-                        seq: a.seq,
-                        asset,
-                        balance,
-                    });
+                    out.push(AccountUpdate::Balance { account: acc, seq: a.seq, asset, balance });
                 }
             }
         }
@@ -1646,11 +1244,7 @@ impl Ledger {
             }
         }
         for ((acc, asset), h) in holds {
-            assert_eq!(
-                self.balance(acc, asset).held,
-                h,
-                "held of {acc:?}/{asset:?} equals its orders' holds"
-            );
+            assert_eq!(self.balance(acc, asset).held, h, "held of {acc:?}/{asset:?} equals its orders' holds");
         }
     }
 }
@@ -1686,11 +1280,7 @@ mod layout_tests {
         assert_eq!(size_of::<OrderState>(), 160);
         assert_eq!(size_of::<Option<OrderState>>(), 160);
         let block = |at: usize, len: usize| {
-            assert_eq!(
-                at / 32,
-                (at + len - 1) / 32,
-                "a field at {at} straddles a block"
-            );
+            assert_eq!(at / 32, (at + len - 1) / 32, "a field at {at} straddles a block");
             at / 32
         };
         for (at, len) in [
@@ -1707,64 +1297,25 @@ mod layout_tests {
         }
         assert_eq!(block(offset_of!(OrderState, fee), size_of::<FeeAcc>()), 0);
         assert_eq!(block(offset_of!(OrderState, cum), 8), 2);
-        assert_eq!(
-            block(offset_of!(OrderState, qty), size_of::<Option<Qty>>()),
-            2
-        );
+        assert_eq!(block(offset_of!(OrderState, qty), size_of::<Option<Qty>>()), 2);
     }
 
     /// The encoding keeps the fields' original order, whatever the layout.
     #[test]
     fn an_order_encodes_in_its_original_field_order() {
         let o = OrderState {
-            account: AccountId(7),
-            inst: InstrumentId(1),
-            hold_asset: AssetId(2),
-            hold: Amount(5),
-            status: OrderStatus::New,
-            reason: None,
-            resting: true,
-            side: Side::Sell,
-            kind: OrderType::Limit,
-            tif: Tif::Gtc,
-            post_only: false,
-            id: OrderId(3),
-            cum: Qty(0),
-            px: Some(Price(10)),
-            qty: Some(Qty(4)),
-            ts: 9,
-            cl_id: ClId::new("c").expect("short"),
+            account: AccountId(7), inst: InstrumentId(1), hold_asset: AssetId(2), hold: Amount(5), status: OrderStatus::New,
+            reason: None, resting: true, side: Side::Sell, kind: OrderType::Limit, tif: Tif::Gtc, post_only: false,
+            id: OrderId(3), cum: Qty(0), px: Some(Price(10)), qty: Some(Qty(4)), ts: 9, cl_id: ClId::new("c").expect("short"),
             fee: FeeAcc::default(),
         };
         let enc = rmp_serde::to_vec(&o).expect("encodes");
         // Eighteen fields, the id, account, instrument and cl_id first.
         use serde::de::IgnoredAny as Any;
         #[derive(Deserialize)]
-        struct Head(
-            OrderId,
-            AccountId,
-            InstrumentId,
-            ClId,
-            Any,
-            Any,
-            Any,
-            Any,
-            Any,
-            Any,
-            Any,
-            Any,
-            Any,
-            Any,
-            Any,
-            Any,
-            Any,
-            Any,
-        );
+        struct Head(OrderId, AccountId, InstrumentId, ClId, Any, Any, Any, Any, Any, Any, Any, Any, Any, Any, Any, Any, Any, Any);
         let h: Head = rmp_serde::from_slice(&enc).expect("eighteen fields");
-        assert_eq!(
-            (h.0, h.1, h.2, h.3),
-            (OrderId(3), AccountId(7), InstrumentId(1), o.cl_id)
-        );
+        assert_eq!((h.0, h.1, h.2, h.3), (OrderId(3), AccountId(7), InstrumentId(1), o.cl_id));
         let back: OrderState = rmp_serde::from_slice(&enc).expect("decodes");
         assert_eq!(back, o);
     }
@@ -1782,47 +1333,15 @@ mod pipeline_tests {
         let mut ex = Exchange::new();
         let admin = AccountId(0);
         let ok = |o: crate::exchange::Outcome| o.result.expect("accepted");
-        ok(ex.execute(
-            Command::CreateAsset {
-                name: "USD".into(),
-                scale: 2,
-                by: admin,
-            },
-            1,
-        ));
-        ok(ex.execute(
-            Command::CreateAsset {
-                name: "BTC".into(),
-                scale: 8,
-                by: admin,
-            },
-            1,
-        ));
+        ok(ex.execute(Command::CreateAsset { name: "USD".into(), scale: 2, by: admin }, 1));
+        ok(ex.execute(Command::CreateAsset { name: "BTC".into(), scale: 8, by: admin }, 1));
         let listing = Listing {
-            sym: "BTC-USD".into(),
-            base: AssetId(2),
-            quote: AssetId(1),
-            tick_raw: 1,
-            price_scale: 0,
-            lot_raw: 1,
-            qty_scale: 2,
-            min_qty: Qty(1),
-            ref_px: Some(Price(100)),
-            band_pct: 50,
-            maker_fee_bps,
-            taker_fee_bps,
+            sym: "BTC-USD".into(), base: AssetId(2), quote: AssetId(1), tick_raw: 1, price_scale: 0, lot_raw: 1, qty_scale: 2,
+            min_qty: Qty(1), ref_px: Some(Price(100)), band_pct: 50, maker_fee_bps, taker_fee_bps,
         };
         ok(ex.execute(Command::CreateInstrument { listing, by: admin }, 1));
         for u in ["a", "b"] {
-            ok(ex.execute(
-                Command::CreateUser {
-                    user: u.into(),
-                    role: Role::Trader,
-                    password_hash: String::new(),
-                    by: admin,
-                },
-                1,
-            ));
+            ok(ex.execute(Command::CreateUser { user: u.into(), role: Role::Trader, password_hash: String::new(), by: admin }, 1));
         }
         ex
     }
@@ -1840,38 +1359,13 @@ mod pipeline_tests {
         let (a, b) = (AccountId(1), AccountId(2));
         let (usd, btc) = (AssetId(1), AssetId(2));
         for acc in [a, b] {
-            ok(ex.execute(
-                Command::Deposit {
-                    account: acc,
-                    asset: usd,
-                    amount: Amount(100_000_000),
-                    by: admin,
-                },
-                1,
-            ));
-            ok(ex.execute(
-                Command::Deposit {
-                    account: acc,
-                    asset: btc,
-                    amount: Amount(100_000_000_000),
-                    by: admin,
-                },
-                1,
-            ));
+            ok(ex.execute(Command::Deposit { account: acc, asset: usd, amount: Amount(100_000_000), by: admin }, 1));
+            ok(ex.execute(Command::Deposit { account: acc, asset: btc, amount: Amount(100_000_000_000), by: admin }, 1));
         }
         let place = |acc, side, px, qty, tif, cl: &str| {
             Command::Place(PlaceCmd {
-                account: acc,
-                inst: InstrumentId(1),
-                cl_id: ClId::new(cl).expect("short"),
-                side,
-                kind: OrderType::Limit,
-                tif,
-                px: Some(Price(px)),
-                qty: Some(Qty(qty)),
-                quote_qty: None,
-                post_only: false,
-                stp: Stp::CancelNewest,
+                account: acc, inst: InstrumentId(1), cl_id: ClId::new(cl).expect("short"), side, kind: OrderType::Limit, tif,
+                px: Some(Price(px)), qty: Some(Qty(qty)), quote_qty: None, post_only: false, stp: Stp::CancelNewest,
             })
         };
         // What a message is: (kind, account, asset).
@@ -1881,17 +1375,10 @@ mod pipeline_tests {
             AccountUpdate::Balance { account, asset, .. } => ("balance", *account, Some(*asset)),
         };
         let fee = FEE_ACCOUNT;
-        let cancel = |acc, cl: &str| Command::Cancel {
-            account: acc,
-            inst: InstrumentId(1),
-            order: crate::exchange::OrderRef::ClId(cl.into()),
-        };
+        let cancel = |acc, cl: &str| Command::Cancel { account: acc, inst: InstrumentId(1), order: crate::exchange::OrderRef::ClId(cl.into()) };
         let steps = vec![
             // Accepted (the hold), then opened.
-            (
-                place(a, Side::Buy, 100, 10, None, "x"),
-                vec![("balance", a, Some(usd)), ("order", a, None)],
-            ),
+            (place(a, Side::Buy, 100, 10, None, "x"), vec![("balance", a, Some(usd)), ("order", a, None)]),
             // Accepted, two fills, then the balances by account and asset
             // (the fee account first), then the filled taker's close.
             (
@@ -1909,16 +1396,10 @@ mod pipeline_tests {
                 ],
             ),
             // The close, then the released funds.
-            (
-                cancel(a, "x"),
-                vec![("order", a, None), ("balance", a, Some(usd))],
-            ),
+            (cancel(a, "x"), vec![("order", a, None), ("balance", a, Some(usd))]),
         ];
         for (i, (cmd, expect)) in steps.into_iter().enumerate() {
-            let before: Vec<u64> = [fee, a, b]
-                .iter()
-                .map(|acc| ex.ledger.accounts[acc].seq)
-                .collect();
+            let before: Vec<u64> = [fee, a, b].iter().map(|acc| ex.ledger.accounts[acc].seq).collect();
             let mut out = Vec::new();
             ok(ex.execute_with(cmd, 10 + i as u64, Some(&mut out)));
             assert_eq!(out.iter().map(what).collect::<Vec<_>>(), expect, "step {i}");
@@ -1928,9 +1409,7 @@ mod pipeline_tests {
                     .filter_map(|u| match u {
                         AccountUpdate::Order { account, seq, .. }
                         | AccountUpdate::Fill { account, seq, .. }
-                        | AccountUpdate::Balance { account, seq, .. } => {
-                            (*account == acc).then_some(*seq)
-                        }
+                        | AccountUpdate::Balance { account, seq, .. } => (*account == acc).then_some(*seq),
                     })
                     .collect();
                 let want: Vec<u64> = (before[k] + 1..=before[k] + seqs.len() as u64).collect();
@@ -1940,22 +1419,12 @@ mod pipeline_tests {
             // The last message of each balance carries what the command left.
             let mut last: BTreeMap<(AccountId, AssetId), Balance> = BTreeMap::new();
             for u in &out {
-                if let AccountUpdate::Balance {
-                    account,
-                    asset,
-                    balance,
-                    ..
-                } = u
-                {
+                if let AccountUpdate::Balance { account, asset, balance, .. } = u {
                     last.insert((*account, *asset), *balance);
                 }
             }
             for ((account, asset), balance) in last {
-                assert_eq!(
-                    balance,
-                    ex.ledger.balance(account, asset),
-                    "step {i}: {account:?}/{asset:?}"
-                );
+                assert_eq!(balance, ex.ledger.balance(account, asset), "step {i}: {account:?}/{asset:?}");
             }
         }
         ex.check();
@@ -1970,74 +1439,25 @@ mod pipeline_tests {
         let admin = AccountId(0);
         let ok = |o: crate::exchange::Outcome| o.result.expect("accepted");
         let (a, b) = (AccountId(1), AccountId(2));
-        ok(ex.execute(
-            Command::Deposit {
-                account: a,
-                asset: AssetId(1),
-                amount: Amount(1_000_000),
-                by: admin,
-            },
-            1,
-        ));
-        ok(ex.execute(
-            Command::Deposit {
-                account: b,
-                asset: AssetId(2),
-                amount: Amount(1_000_000_000),
-                by: admin,
-            },
-            1,
-        ));
+        ok(ex.execute(Command::Deposit { account: a, asset: AssetId(1), amount: Amount(1_000_000), by: admin }, 1));
+        ok(ex.execute(Command::Deposit { account: b, asset: AssetId(2), amount: Amount(1_000_000_000), by: admin }, 1));
         let place = |acc, side, px, qty, cl: &str| {
             Command::Place(PlaceCmd {
-                account: acc,
-                inst: InstrumentId(1),
-                cl_id: ClId::new(cl).expect("short"),
-                side,
-                kind: OrderType::Limit,
-                tif: None,
-                px: Some(Price(px)),
-                qty: Some(Qty(qty)),
-                quote_qty: None,
-                post_only: false,
-                stp: Stp::CancelNewest,
+                account: acc, inst: InstrumentId(1), cl_id: ClId::new(cl).expect("short"), side, kind: OrderType::Limit, tif: None,
+                px: Some(Price(px)), qty: Some(Qty(qty)), quote_qty: None, post_only: false, stp: Stp::CancelNewest,
             })
         };
-        let Reply::Placed { order, .. } = ok(ex.execute(place(a, Side::Buy, 100, 10, "x"), 2))
-        else {
-            panic!()
-        };
+        let Reply::Placed { order, .. } = ok(ex.execute(place(a, Side::Buy, 100, 10, "x"), 2)) else { panic!() };
         // The ledger holds more for an amend to 20 lots...
-        let hold = ex
-            .ledger
-            .decide_amend_hold(a, order, Some(Qty(20)), None)
-            .unwrap()
-            .expect("more is needed");
+        let hold = ex.ledger.decide_amend_hold(a, order, Some(Qty(20)), None).unwrap().expect("more is needed");
         ex.apply(&Event { ts: 3, body: hold }, None);
         // ...its book fills the order first...
         ok(ex.execute(place(b, Side::Sell, 100, 10, "y"), 4));
         assert_eq!(ex.ledger.order(order).unwrap().status, OrderStatus::Filled);
         // ...then refuses the amend, releasing the extra it was told about.
-        let refused = EventBody::AmendRejected {
-            inst: InstrumentId(1),
-            order,
-            code: RejectCode::UnknownOrder,
-            release: Amount(1_000),
-        };
-        ex.apply(
-            &Event {
-                ts: 5,
-                body: refused,
-            },
-            None,
-        );
+        let refused = EventBody::AmendRejected { inst: InstrumentId(1), order, code: RejectCode::UnknownOrder, release: Amount(1_000) };
+        ex.apply(&Event { ts: 5, body: refused }, None);
         ex.check();
-        assert_eq!(
-            ex.ledger.balance(a, AssetId(1)),
-            Balance {
-                available: 1_000_000 - 1_000,
-                held: 0
-            }
-        );
+        assert_eq!(ex.ledger.balance(a, AssetId(1)), Balance { available: 1_000_000 - 1_000, held: 0 });
     }
 }

@@ -19,10 +19,7 @@ pub const OPEN_INLINE_MAX: usize = 32;
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Repr {
-    Inline {
-        len: u8,
-        ids: [OrderId; OPEN_INLINE_MAX],
-    },
+    Inline { len: u8, ids: [OrderId; OPEN_INLINE_MAX] },
     Tree(BTreeSet<OrderId>),
 }
 
@@ -31,10 +28,7 @@ pub struct OpenSet(Repr);
 
 impl Default for OpenSet {
     fn default() -> Self {
-        OpenSet(Repr::Inline {
-            len: 0,
-            ids: [OrderId(0); OPEN_INLINE_MAX],
-        })
+        OpenSet(Repr::Inline { len: 0, ids: [OrderId(0); OPEN_INLINE_MAX] })
     }
 }
 
@@ -206,16 +200,10 @@ mod tests {
         let mut m = BTreeSet::new();
         let mut x = 7u64;
         for step in 0..4000u64 {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             let id = OrderId((x >> 33) % 80);
             // Grow for a while, then shrink.
-            let add = if step < 2000 {
-                !x.is_multiple_of(3)
-            } else {
-                x.is_multiple_of(3)
-            };
+            let add = if step < 2000 { !x.is_multiple_of(3) } else { x.is_multiple_of(3) };
             if add {
                 assert_eq!(s.insert(id), m.insert(id));
             } else {

@@ -17,9 +17,7 @@ use rustc_hash::FxHashMap;
 
 use crate::ledger::OrderState;
 use crate::spec::FeeAcc;
-use crate::types::{
-    AccountId, Amount, AssetId, ClId, InstrumentId, OrderId, OrderStatus, OrderType, Qty, Side, Tif,
-};
+use crate::types::{AccountId, Amount, AssetId, ClId, InstrumentId, OrderId, OrderStatus, OrderType, Qty, Side, Tif};
 
 /// Orders per chunk.
 pub const ORDER_CHUNK_MAX: usize = 4096;
@@ -74,11 +72,7 @@ struct Chunk {
 
 impl Chunk {
     fn new() -> Chunk {
-        Chunk {
-            live: 0,
-            present: [0; CHUNK_WORDS],
-            slots: Vec::with_capacity(ORDER_CHUNK_MAX),
-        }
+        Chunk { live: 0, present: [0; CHUNK_WORDS], slots: Vec::with_capacity(ORDER_CHUNK_MAX) }
     }
 
     #[inline]
@@ -123,11 +117,7 @@ impl Chunk {
 
     /// The orders held, by slot.
     fn orders(&self) -> impl Iterator<Item = &OrderState> + '_ {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| self.has(*i))
-            .map(|(_, o)| o)
+        self.slots.iter().enumerate().filter(|(i, _)| self.has(*i)).map(|(_, o)| o)
     }
 }
 
@@ -136,11 +126,7 @@ impl Clone for Chunk {
     fn clone(&self) -> Chunk {
         let mut slots = Vec::with_capacity(ORDER_CHUNK_MAX);
         slots.extend_from_slice(&self.slots);
-        Chunk {
-            live: self.live,
-            present: self.present,
-            slots,
-        }
+        Chunk { live: self.live, present: self.present, slots }
     }
 }
 
@@ -246,9 +232,7 @@ impl OrderTable {
 
     /// Every order, in no particular order.
     pub fn values(&self) -> impl Iterator<Item = &OrderState> + '_ {
-        self.old
-            .values()
-            .chain(self.chunks.iter().flat_map(|c| c.orders()))
+        self.old.values().chain(self.chunks.iter().flat_map(|c| c.orders()))
     }
 
     /// Every order by id.
@@ -340,9 +324,7 @@ mod tests {
             assert!(copy.insert(order(id, OrderStatus::Filled)).is_none());
         }
         assert_eq!(copy.chunks[0].slots.as_ptr(), at, "no reallocation");
-        assert!(copy
-            .insert(order(ORDER_CHUNK_MAX as u64, OrderStatus::New))
-            .is_none());
+        assert!(copy.insert(order(ORDER_CHUNK_MAX as u64, OrderStatus::New)).is_none());
         assert_eq!(copy.chunks.len(), 2);
         assert!(t != copy);
     }
@@ -369,10 +351,7 @@ mod tests {
         assert_eq!(t.values().count(), 129);
         assert!(t.sorted().iter().all(|o| o.id != OrderId(65)));
         assert!(t.insert(order(65, OrderStatus::New)).is_none());
-        assert_eq!(
-            t.get(&OrderId(65)).map(|o| o.status),
-            Some(OrderStatus::New)
-        );
+        assert_eq!(t.get(&OrderId(65)).map(|o| o.status), Some(OrderStatus::New));
         assert_eq!(t.len(), 130);
     }
 
@@ -385,11 +364,7 @@ mod tests {
         let first = 5u64;
         let n = 3 * ORDER_CHUNK_MAX as u64;
         for id in first..first + n {
-            let status = if id % 1000 == 0 {
-                OrderStatus::New
-            } else {
-                OrderStatus::Filled
-            };
+            let status = if id % 1000 == 0 { OrderStatus::New } else { OrderStatus::Filled };
             assert!(t.insert(order(id, status)).is_none());
         }
         assert_eq!((t.len(), t.chunks.len(), t.base), (n as usize, 4, 0));
@@ -401,10 +376,7 @@ mod tests {
             }
         }
         assert_eq!(t.base, cut, "both front chunks dropped");
-        assert_eq!(
-            t.old.len(),
-            (first..cut).filter(|id| id % 1000 == 0).count()
-        );
+        assert_eq!(t.old.len(), (first..cut).filter(|id| id % 1000 == 0).count());
         for id in first..first + n {
             let known = t.get(&OrderId(id)).map(|o| o.id);
             let expect = (id >= cut || id % 1000 == 0).then_some(OrderId(id));

@@ -34,11 +34,7 @@ pub struct SegQueue<T> {
 
 impl<T> Default for SegQueue<T> {
     fn default() -> Self {
-        SegQueue {
-            full: VecDeque::new(),
-            tail: VecDeque::new(),
-            len: 0,
-        }
+        SegQueue { full: VecDeque::new(), tail: VecDeque::new(), len: 0 }
     }
 }
 
@@ -67,10 +63,7 @@ impl<T> SegQueue<T> {
 
     /// Sets the full tail block aside and starts a new one.
     fn new_tail(&mut self) {
-        let size = self
-            .len
-            .next_power_of_two()
-            .clamp(SEG_BLOCK_MIN, SEG_BLOCK_MAX);
+        let size = self.len.next_power_of_two().clamp(SEG_BLOCK_MIN, SEG_BLOCK_MAX);
         let old = std::mem::replace(&mut self.tail, VecDeque::with_capacity(size));
         if !old.is_empty() {
             self.full.push_back(old);
@@ -105,10 +98,7 @@ impl<T> SegQueue<T> {
 
     /// Entries oldest first (`.rev()` for newest first).
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &T> + '_ {
-        self.full
-            .iter()
-            .flat_map(|b| b.iter())
-            .chain(self.tail.iter())
+        self.full.iter().flat_map(|b| b.iter()).chain(self.tail.iter())
     }
 
     /// Takes the newest entry that `f` accepts, searching from the newest.
@@ -183,11 +173,7 @@ mod tests {
     use super::*;
 
     fn buffers(q: &SegQueue<u64>) -> Vec<*const u64> {
-        q.full
-            .iter()
-            .chain(std::iter::once(&q.tail))
-            .map(|b| b.as_slices().0.as_ptr())
-            .collect()
+        q.full.iter().chain(std::iter::once(&q.tail)).map(|b| b.as_slices().0.as_ptr()).collect()
     }
 
     /// Against a `VecDeque` under pushes, pops and removals: the same
@@ -199,9 +185,7 @@ mod tests {
         let mut m: VecDeque<u64> = VecDeque::new();
         let mut x = 5u64;
         for step in 0..20_000u64 {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             match (x >> 40) % 10 {
                 0..=5 => {
                     let before = buffers(&q);
@@ -221,21 +205,14 @@ mod tests {
             }
             assert_eq!(q.len(), m.len());
             assert_eq!(q.front(), m.front());
-            assert!(q
-                .full
-                .iter()
-                .all(|b| !b.is_empty() && b.capacity() <= 2 * SEG_BLOCK_MAX));
+            assert!(q.full.iter().all(|b| !b.is_empty() && b.capacity() <= 2 * SEG_BLOCK_MAX));
             if step % 1000 == 0 {
                 assert!(q.iter().eq(m.iter()));
                 assert!(q.iter().rev().eq(m.iter().rev()));
             }
         }
         let enc = rmp_serde::to_vec(&q).expect("encodes");
-        assert_eq!(
-            enc,
-            rmp_serde::to_vec(&m).expect("encodes"),
-            "encodes as a VecDeque"
-        );
+        assert_eq!(enc, rmp_serde::to_vec(&m).expect("encodes"), "encodes as a VecDeque");
         let back: SegQueue<u64> = rmp_serde::from_slice(&enc).expect("decodes");
         assert_eq!(back, q);
         let mut copy = q.clone();

@@ -142,9 +142,7 @@ impl InstrumentSpec {
 
     /// Quote amount of `qty` lots at `px` ticks; `None` on overflow.
     pub fn notional(&self, px: Price, qty: Qty) -> Option<Amount> {
-        let v = (px.0 as u128)
-            .checked_mul(qty.0 as u128)?
-            .checked_mul(self.quote_per_tick_lot as u128)?;
+        let v = (px.0 as u128).checked_mul(qty.0 as u128)?.checked_mul(self.quote_per_tick_lot as u128)?;
         u64::try_from(v).ok().map(Amount)
     }
 
@@ -162,10 +160,7 @@ impl InstrumentSpec {
     pub fn band(&self, reference: Price) -> (Price, Price) {
         let pct = self.band_pct as u64;
         // In 64 bits when both products fit (band_pct is at most 100).
-        if let (Some(lo), Some(hi)) = (
-            reference.0.checked_mul(100 - pct),
-            reference.0.checked_mul(100 + pct),
-        ) {
+        if let (Some(lo), Some(hi)) = (reference.0.checked_mul(100 - pct), reference.0.checked_mul(100 + pct)) {
             return (Price(lo.div_ceil(100).max(1)), Price(hi / 100));
         }
         let r = reference.0 as u128;
@@ -226,75 +221,23 @@ mod tests {
     use super::*;
 
     fn usd() -> AssetSpec {
-        AssetSpec {
-            id: AssetId(1),
-            name: "USD".into(),
-            scale: 2,
-        }
+        AssetSpec { id: AssetId(1), name: "USD".into(), scale: 2 }
     }
     fn btc() -> AssetSpec {
-        AssetSpec {
-            id: AssetId(2),
-            name: "BTC".into(),
-            scale: 8,
-        }
+        AssetSpec { id: AssetId(2), name: "BTC".into(), scale: 8 }
     }
 
     #[test]
     fn grid_exactness_is_checked() {
         // tick 0.50 USD (scale 1 -> 5), lot 0.0001 BTC (scale 4 -> 1): 0.00005 USD is not exact in cents.
-        let e = InstrumentSpec::new(
-            InstrumentId(1),
-            "BTC-USD",
-            &btc(),
-            &usd(),
-            5,
-            1,
-            1,
-            4,
-            Qty(1),
-            None,
-            10,
-            0,
-            0,
-        );
+        let e = InstrumentSpec::new(InstrumentId(1), "BTC-USD", &btc(), &usd(), 5, 1, 1, 4, Qty(1), None, 10, 0, 0);
         assert!(e.is_err());
         // tick 0.01 USD, lot 1 BTC: 1 cent per tick-lot.
-        let s = InstrumentSpec::new(
-            InstrumentId(1),
-            "BTC-USD",
-            &btc(),
-            &usd(),
-            1,
-            2,
-            1,
-            0,
-            Qty(1),
-            None,
-            10,
-            0,
-            0,
-        )
-        .unwrap();
+        let s = InstrumentSpec::new(InstrumentId(1), "BTC-USD", &btc(), &usd(), 1, 2, 1, 0, Qty(1), None, 10, 0, 0).unwrap();
         assert_eq!(s.quote_per_tick_lot, 1);
         assert_eq!(s.base_per_lot, 100_000_000);
         // lot with more decimals than the base asset.
-        assert!(InstrumentSpec::new(
-            InstrumentId(1),
-            "X",
-            &usd(),
-            &usd(),
-            1,
-            2,
-            1,
-            3,
-            Qty(1),
-            None,
-            10,
-            0,
-            0
-        )
-        .is_err());
+        assert!(InstrumentSpec::new(InstrumentId(1), "X", &usd(), &usd(), 1, 2, 1, 3, Qty(1), None, 10, 0, 0).is_err());
     }
 
     #[test]
@@ -312,33 +255,12 @@ mod tests {
 
     #[test]
     fn band_edges() {
-        let s = InstrumentSpec::new(
-            InstrumentId(1),
-            "BTC-USD",
-            &btc(),
-            &usd(),
-            1,
-            2,
-            1,
-            0,
-            Qty(1),
-            Some(Price(1000)),
-            10,
-            0,
-            0,
-        )
-        .unwrap();
+        let s = InstrumentSpec::new(InstrumentId(1), "BTC-USD", &btc(), &usd(), 1, 2, 1, 0, Qty(1), Some(Price(1000)), 10, 0, 0).unwrap();
         assert_eq!(s.band(Price(1000)), (Price(900), Price(1100)));
         assert_eq!(s.band(Price(15)), (Price(14), Price(16)));
         assert_eq!(s.band(Price(1)), (Price(1), Price(1)));
         // References whose products pass 64 bits take the 128-bit path.
-        for r in [
-            u64::MAX / 90,
-            u64::MAX / 110,
-            u64::MAX / 110 + 1,
-            u64::MAX / 2,
-            u64::MAX,
-        ] {
+        for r in [u64::MAX / 90, u64::MAX / 110, u64::MAX / 110 + 1, u64::MAX / 2, u64::MAX] {
             let (lo, hi) = s.band(Price(r));
             let r = r as u128;
             assert_eq!(lo.0 as u128, (r * 90).div_ceil(100));
@@ -354,10 +276,7 @@ mod tests {
         assert_eq!(f1.0 as u128, ((big.0 as u128) * 1_000).div_ceil(10_000));
         assert!(acc.numer > u64::MAX as u128);
         let (f2, acc2) = acc.charge(Amount(7), 1_000).unwrap();
-        assert_eq!(
-            f2.0 as u128 + f1.0 as u128,
-            (acc.numer + 7_000).div_ceil(10_000)
-        );
+        assert_eq!(f2.0 as u128 + f1.0 as u128, (acc.numer + 7_000).div_ceil(10_000));
         assert_eq!(acc2.paid, f1.0 + f2.0);
         // Just below: the 64-bit path.
         let (f, _) = FeeAcc::default().charge(Amount(12_345), 7).unwrap();

@@ -252,10 +252,7 @@ pub struct Reject {
 
 impl Reject {
     pub fn new(code: RejectCode, msg: impl Into<std::borrow::Cow<'static, str>>) -> Self {
-        Reject {
-            code,
-            msg: msg.into(),
-        }
+        Reject { code, msg: msg.into() }
     }
 }
 
@@ -288,10 +285,7 @@ impl ClId {
         }
         let mut bytes = [0u8; CL_ID_LEN_MAX];
         bytes[..s.len()].copy_from_slice(s.as_bytes());
-        Some(ClId {
-            len: s.len() as u8,
-            bytes,
-        })
+        Some(ClId { len: s.len() as u8, bytes })
     }
 
     /// The first eight bytes as a little-endian word: the whole `cl_id`,
@@ -316,10 +310,7 @@ impl ClId {
 
 impl Default for ClId {
     fn default() -> Self {
-        ClId {
-            len: 0,
-            bytes: [0; CL_ID_LEN_MAX],
-        }
+        ClId { len: 0, bytes: [0; CL_ID_LEN_MAX] }
     }
 }
 

@@ -6,27 +6,11 @@ use std::process::Command;
 
 /// Crates (or crate-name prefixes, ending in `-`) the engine must not pull in.
 const FORBIDDEN: &[&str] = &[
-    "tokio",
-    "tokio-",
-    "sled",
-    "actix",
-    "actix-",
-    "mio",
-    "futures",
-    "futures-",
-    "async-std",
-    "smol",
-    "async-io",
+    "tokio", "tokio-", "sled", "actix", "actix-", "mio", "futures", "futures-", "async-std", "smol", "async-io",
 ];
 
 fn forbidden(name: &str) -> bool {
-    FORBIDDEN.iter().any(|f| {
-        if f.ends_with('-') {
-            name.starts_with(f)
-        } else {
-            name == *f
-        }
-    })
+    FORBIDDEN.iter().any(|f| if f.ends_with('-') { name.starts_with(f) } else { name == *f })
 }
 
 #[test]
@@ -35,17 +19,7 @@ fn the_engine_depends_on_no_async_runtime_and_no_sled() {
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
     let tree = |offline: bool| {
         let mut c = Command::new(&cargo);
-        c.args([
-            "tree",
-            "-p",
-            "bourse-engine",
-            "-e",
-            "normal",
-            "--prefix",
-            "none",
-            "--manifest-path",
-            manifest,
-        ]);
+        c.args(["tree", "-p", "bourse-engine", "-e", "normal", "--prefix", "none", "--manifest-path", manifest]);
         if offline {
             c.arg("--offline");
         }
@@ -63,47 +37,19 @@ fn the_engine_depends_on_no_async_runtime_and_no_sled() {
         Err(e) => panic!("cargo tree: {e}"),
     };
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "cargo tree failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let names: Vec<&str> = text
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .collect();
-    assert!(
-        names.first() == Some(&"bourse-engine"),
-        "unexpected cargo tree output:\n{text}"
-    );
+    assert!(out.status.success(), "cargo tree failed: {}", String::from_utf8_lossy(&out.stderr));
+    let names: Vec<&str> = text.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    assert!(names.first() == Some(&"bourse-engine"), "unexpected cargo tree output:\n{text}");
     let bad: Vec<&str> = names.iter().copied().filter(|n| forbidden(n)).collect();
     assert!(bad.is_empty(), "the engine depends on {bad:?}:\n{text}");
 }
 
 #[test]
 fn the_forbidden_list_matches_what_it_should() {
-    for n in [
-        "tokio",
-        "tokio-util",
-        "sled",
-        "actix",
-        "actix-rt",
-        "mio",
-        "futures",
-        "futures-util",
-        "async-std",
-    ] {
+    for n in ["tokio", "tokio-util", "sled", "actix", "actix-rt", "mio", "futures", "futures-util", "async-std"] {
         assert!(forbidden(n), "{n}");
     }
-    for n in [
-        "serde",
-        "ring",
-        "rmp-serde",
-        "rustc-hash",
-        "thiserror",
-        "tokiox",
-        "miowrapper",
-    ] {
+    for n in ["serde", "ring", "rmp-serde", "rustc-hash", "thiserror", "tokiox", "miowrapper"] {
         assert!(!forbidden(n), "{n}");
     }
 }

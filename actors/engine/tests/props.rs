@@ -55,40 +55,12 @@ enum Op {
         /// Reuse one of a few `cl_id`s instead of a fresh one.
         reuse_cl: Option<u8>,
     },
-    Cancel {
-        acct: u64,
-        inst: u32,
-        pick: u16,
-        by_cl: bool,
-    },
-    Amend {
-        acct: u64,
-        inst: u32,
-        pick: u16,
-        qty: Option<u64>,
-        px: Option<u64>,
-    },
-    CancelAll {
-        acct: Option<u64>,
-        inst: Option<u32>,
-        side: Option<bool>,
-        admin: bool,
-    },
-    Deposit {
-        acct: u64,
-        asset: u32,
-        raw: u32,
-    },
-    Withdraw {
-        acct: u64,
-        asset: u32,
-        raw: u32,
-        all: bool,
-    },
-    SetState {
-        inst: u32,
-        state: InstrumentState,
-    },
+    Cancel { acct: u64, inst: u32, pick: u16, by_cl: bool },
+    Amend { acct: u64, inst: u32, pick: u16, qty: Option<u64>, px: Option<u64> },
+    CancelAll { acct: Option<u64>, inst: Option<u32>, side: Option<bool>, admin: bool },
+    Deposit { acct: u64, asset: u32, raw: u32 },
+    Withdraw { acct: u64, asset: u32, raw: u32, all: bool },
+    SetState { inst: u32, state: InstrumentState },
     /// Time passes beyond the `cl_id` window.
     DayPasses,
 }
@@ -110,19 +82,9 @@ fn qty_strategy() -> impl Strategy<Value = u64> {
 fn op_strategy() -> impl Strategy<Value = Op> {
     let acct = 2u64..2 + TRADERS;
     let inst = prop_oneof![20 => 1u32..=2, 1 => Just(3u32)];
-    let tif = prop_oneof![
-        Just(None),
-        Just(Some(Tif::Gtc)),
-        Just(Some(Tif::Ioc)),
-        Just(Some(Tif::Fok))
-    ];
-    let stp = prop_oneof![
-        Just(Stp::CancelNewest),
-        Just(Stp::CancelOldest),
-        Just(Stp::CancelBoth)
-    ];
-    let kind =
-        prop_oneof![14 => Just(Kind::Limit), 3 => Just(Kind::Market), 3 => Just(Kind::MarketQuote)];
+    let tif = prop_oneof![Just(None), Just(Some(Tif::Gtc)), Just(Some(Tif::Ioc)), Just(Some(Tif::Fok))];
+    let stp = prop_oneof![Just(Stp::CancelNewest), Just(Stp::CancelOldest), Just(Stp::CancelBoth)];
+    let kind = prop_oneof![14 => Just(Kind::Limit), 3 => Just(Kind::Market), 3 => Just(Kind::MarketQuote)];
     let place = (
         acct.clone(),
         inst.clone(),
@@ -136,33 +98,21 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         stp,
         prop::option::weighted(0.2, 0u8..8),
     )
-        .prop_map(
-            |(acct, inst, buy, kind, tif, px, qty, budget, post_only, stp, reuse_cl)| Op::Place {
-                acct,
-                inst,
-                buy,
-                kind,
-                tif,
-                px,
-                qty,
-                budget,
-                post_only,
-                stp,
-                reuse_cl,
-            },
-        );
-    let cancel = (
-        acct.clone(),
-        inst.clone(),
-        any::<u16>(),
-        prop::bool::weighted(0.3),
-    )
-        .prop_map(|(acct, inst, pick, by_cl)| Op::Cancel {
+        .prop_map(|(acct, inst, buy, kind, tif, px, qty, budget, post_only, stp, reuse_cl)| Op::Place {
             acct,
             inst,
-            pick,
-            by_cl,
+            buy,
+            kind,
+            tif,
+            px,
+            qty,
+            budget,
+            post_only,
+            stp,
+            reuse_cl,
         });
+    let cancel = (acct.clone(), inst.clone(), any::<u16>(), prop::bool::weighted(0.3))
+        .prop_map(|(acct, inst, pick, by_cl)| Op::Cancel { acct, inst, pick, by_cl });
     let amend = (
         acct.clone(),
         inst.clone(),
@@ -170,35 +120,17 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         prop::option::weighted(0.6, qty_strategy()),
         prop::option::weighted(0.6, px_strategy()),
     )
-        .prop_map(|(acct, inst, pick, qty, px)| Op::Amend {
-            acct,
-            inst,
-            pick,
-            qty,
-            px,
-        });
+        .prop_map(|(acct, inst, pick, qty, px)| Op::Amend { acct, inst, pick, qty, px });
     let cancel_all = (
         prop::option::weighted(0.9, acct.clone()),
         prop::option::weighted(0.7, inst.clone()),
         prop::option::of(any::<bool>()),
         prop::bool::weighted(0.2),
     )
-        .prop_map(|(acct, inst, side, admin)| Op::CancelAll {
-            acct,
-            inst,
-            side,
-            admin,
-        });
-    let deposit = (acct.clone(), 1u32..=3, any::<u32>())
-        .prop_map(|(acct, asset, raw)| Op::Deposit { acct, asset, raw });
-    let withdraw = (acct, 1u32..=3, any::<u32>(), prop::bool::weighted(0.2)).prop_map(
-        |(acct, asset, raw, all)| Op::Withdraw {
-            acct,
-            asset,
-            raw,
-            all,
-        },
-    );
+        .prop_map(|(acct, inst, side, admin)| Op::CancelAll { acct, inst, side, admin });
+    let deposit = (acct.clone(), 1u32..=3, any::<u32>()).prop_map(|(acct, asset, raw)| Op::Deposit { acct, asset, raw });
+    let withdraw = (acct, 1u32..=3, any::<u32>(), prop::bool::weighted(0.2))
+        .prop_map(|(acct, asset, raw, all)| Op::Withdraw { acct, asset, raw, all });
     let state = prop_oneof![
         4 => Just(InstrumentState::Trading),
         1 => Just(InstrumentState::CancelOnly),
@@ -251,19 +183,10 @@ impl Run {
             issued: Vec::new(),
             snapshot: None,
         };
-        let user = |name: &str, role| Command::CreateUser {
-            user: name.into(),
-            role,
-            password_hash: "x".into(),
-            by: FEE_ACCOUNT,
-        };
+        let user = |name: &str, role| Command::CreateUser { user: name.into(), role, password_hash: "x".into(), by: FEE_ACCOUNT };
         r.must(user("ops", Role::Operator));
         for (name, scale) in [("USD", 2), ("BTC", 8), ("ETH", 8)] {
-            r.must(Command::CreateAsset {
-                name: name.into(),
-                scale,
-                by: OPS,
-            });
+            r.must(Command::CreateAsset { name: name.into(), scale, by: OPS });
         }
         r.must(Command::CreateInstrument {
             listing: Listing {
@@ -304,24 +227,9 @@ impl Run {
         for i in 0..TRADERS {
             r.must(user(&format!("t{i}"), Role::Trader));
             let a = AccountId(2 + i);
-            r.must(Command::Deposit {
-                account: a,
-                asset: USD,
-                amount: Amount(2_000_000),
-                by: OPS,
-            });
-            r.must(Command::Deposit {
-                account: a,
-                asset: BTC,
-                amount: Amount(30_000_000),
-                by: OPS,
-            });
-            r.must(Command::Deposit {
-                account: a,
-                asset: ETH,
-                amount: Amount(3_000_000_000),
-                by: OPS,
-            });
+            r.must(Command::Deposit { account: a, asset: USD, amount: Amount(2_000_000), by: OPS });
+            r.must(Command::Deposit { account: a, asset: BTC, amount: Amount(30_000_000), by: OPS });
+            r.must(Command::Deposit { account: a, asset: ETH, amount: Amount(3_000_000_000), by: OPS });
         }
         r
     }
@@ -335,33 +243,16 @@ impl Run {
     fn exec(&mut self, c: Command) -> Outcome {
         self.ts += 1;
         let before = visible(&self.ex);
-        let bands: Vec<Option<(Price, Price)>> = self
-            .ex
-            .books
-            .iter()
-            .map(|b| b.reference().map(|r| b.spec.band(r)))
-            .collect();
+        let bands: Vec<Option<(Price, Price)>> =
+            self.ex.books.iter().map(|b| b.reference().map(|r| b.spec.band(r))).collect();
         let dup_place = matches!(&c, Command::Place(_));
         self.commands.push((c.clone(), self.ts));
         let out = self.ex.execute(c, self.ts);
         self.ex.check();
         // Every open order rests in its book and nothing else does.
-        let mut resting: Vec<OrderId> = self
-            .ex
-            .books
-            .iter()
-            .flat_map(|b| b.orders())
-            .map(|o| o.id)
-            .collect();
+        let mut resting: Vec<OrderId> = self.ex.books.iter().flat_map(|b| b.orders()).map(|o| o.id).collect();
         resting.sort();
-        let mut open: Vec<OrderId> = self
-            .ex
-            .ledger
-            .orders
-            .values()
-            .filter(|o| o.status.is_open())
-            .map(|o| o.id)
-            .collect();
+        let mut open: Vec<OrderId> = self.ex.ledger.orders.values().filter(|o| o.status.is_open()).map(|o| o.id).collect();
         open.sort();
         assert_eq!(open, resting, "open orders are exactly the resting ones");
         for e in &out.events {
@@ -375,18 +266,11 @@ impl Run {
         match &out.result {
             Err(r) => assert_eq!(visible(&self.ex), before, "refusal {r} changed something"),
             Ok(Reply::Placed { dup: true, .. }) => {
-                assert!(
-                    dup_place && out.events.is_empty(),
-                    "a duplicate records nothing"
-                );
+                assert!(dup_place && out.events.is_empty(), "a duplicate records nothing");
             }
             Ok(_) => {}
         }
-        assert_eq!(
-            visible(&self.replica),
-            visible(&self.ex),
-            "the replica differs after {out:?}"
-        );
+        assert_eq!(visible(&self.replica), visible(&self.ex), "the replica differs after {out:?}");
         self.check_market_end(&out, &bands);
         self.log.extend(out.events.iter().cloned());
         out
@@ -399,16 +283,12 @@ impl Run {
     /// `bands` are the books' bands when the command came in.
     fn check_market_end(&self, out: &Outcome, bands: &[Option<(Price, Price)>]) {
         let Some(o) = out.events.iter().find_map(|e| match &e.body {
-            EventBody::OrderAccepted { order } if order.kind == OrderType::Market => {
-                Some(order.clone())
-            }
+            EventBody::OrderAccepted { order } if order.kind == OrderType::Market => Some(order.clone()),
             _ => None,
         }) else {
             return;
         };
-        let Some((status, reason)) = common::closed(out, o.id) else {
-            return;
-        };
+        let Some((status, reason)) = common::closed(out, o.id) else { return };
         let book = self.ex.book(o.inst).expect("listed");
         let spec = &book.spec;
         let band = bands[o.inst.0 as usize - 1];
@@ -418,10 +298,7 @@ impl Run {
         };
         match (status, reason) {
             (OrderStatus::Cancelled, Some(CancelReason::Market)) => {
-                assert_eq!(
-                    best, None,
-                    "a market order ended 'market' with liquidity left: {o:?}"
-                );
+                assert_eq!(best, None, "a market order ended 'market' with liquidity left: {o:?}");
             }
             (OrderStatus::Cancelled, Some(CancelReason::PriceBand)) => {
                 let (lo, hi) = band.expect("a band stopped it");
@@ -448,15 +325,11 @@ impl Run {
                 if let Some((px, _)) = best {
                     if band.is_none_or(|(_, hi)| px <= hi) {
                         // A lot whose value overflows is beyond any budget.
-                        let cost = spec.notional(px, Qty(1)).and_then(|n| {
-                            fee.with(n, spec.taker_fee_bps)
-                                .map(|f| n.0 as u128 + f.0 as u128)
-                        });
+                        let cost = spec
+                            .notional(px, Qty(1))
+                            .and_then(|n| fee.with(n, spec.taker_fee_bps).map(|f| n.0 as u128 + f.0 as u128));
                         if let Some(cost) = cost {
-                            assert!(
-                                cost > left as u128,
-                                "{left} left could buy one more lot at {px:?} for {cost}: {o:?}"
-                            );
+                            assert!(cost > left as u128, "{left} left could buy one more lot at {px:?} for {cost}: {o:?}");
                         }
                     }
                 }
@@ -466,11 +339,7 @@ impl Run {
     }
 
     fn snapshot_now(&mut self) {
-        self.snapshot = Some((
-            self.ex.encode_snapshot(),
-            self.log.len(),
-            self.ex.state_hash(),
-        ));
+        self.snapshot = Some((self.ex.encode_snapshot(), self.log.len(), self.ex.state_hash()));
     }
 
     /// Mostly one of `acct`'s open orders in `inst`; sometimes any order
@@ -489,19 +358,7 @@ impl Run {
 
     fn run(&mut self, op: &Op) {
         let cmd = match op.clone() {
-            Op::Place {
-                acct,
-                inst,
-                buy,
-                kind,
-                tif,
-                px,
-                qty,
-                budget,
-                post_only,
-                stp,
-                reuse_cl,
-            } => {
+            Op::Place { acct, inst, buy, kind, tif, px, qty, budget, post_only, stp, reuse_cl } => {
                 let cl_id = match reuse_cl {
                     Some(k) => format!("r{k}"),
                     None => {
@@ -529,47 +386,21 @@ impl Run {
                     stp,
                 })
             }
-            Op::Cancel {
-                acct,
-                inst,
-                pick,
-                by_cl,
-            } => {
+            Op::Cancel { acct, inst, pick, by_cl } => {
                 let (account, inst) = (AccountId(acct), InstrumentId(inst));
                 let id = self.pick(account, inst, pick);
                 let order = match (by_cl, self.ex.ledger.order(id)) {
                     (true, Some(o)) => OrderRef::ClId(o.cl_id.to_string()),
                     _ => OrderRef::Id(id),
                 };
-                Command::Cancel {
-                    account,
-                    inst,
-                    order,
-                }
+                Command::Cancel { account, inst, order }
             }
-            Op::Amend {
-                acct,
-                inst,
-                pick,
-                qty,
-                px,
-            } => {
+            Op::Amend { acct, inst, pick, qty, px } => {
                 let (account, inst) = (AccountId(acct), InstrumentId(inst));
                 let id = self.pick(account, inst, pick);
-                Command::Amend {
-                    account,
-                    inst,
-                    order: OrderRef::Id(id),
-                    qty: qty.map(Qty),
-                    px: px.map(Price),
-                }
+                Command::Amend { account, inst, order: OrderRef::Id(id), qty: qty.map(Qty), px: px.map(Price) }
             }
-            Op::CancelAll {
-                acct,
-                inst,
-                side,
-                admin,
-            } => Command::CancelAll {
+            Op::CancelAll { acct, inst, side, admin } => Command::CancelAll {
                 account: acct.map(AccountId),
                 inst: inst.map(InstrumentId),
                 side: side.map(|b| if b { Side::Buy } else { Side::Sell }),
@@ -577,37 +408,14 @@ impl Run {
             },
             Op::Deposit { acct, asset, raw } => {
                 let asset = AssetId(asset);
-                Command::Deposit {
-                    account: AccountId(acct),
-                    asset,
-                    amount: Amount(amount(asset, raw)),
-                    by: OPS,
-                }
+                Command::Deposit { account: AccountId(acct), asset, amount: Amount(amount(asset, raw)), by: OPS }
             }
-            Op::Withdraw {
-                acct,
-                asset,
-                raw,
-                all,
-            } => {
+            Op::Withdraw { acct, asset, raw, all } => {
                 let (account, asset) = (AccountId(acct), AssetId(asset));
-                let amount = if all {
-                    self.ex.ledger.balance(account, asset).available
-                } else {
-                    amount(asset, raw)
-                };
-                Command::Withdraw {
-                    account,
-                    asset,
-                    amount: Amount(amount),
-                    by: OPS,
-                }
+                let amount = if all { self.ex.ledger.balance(account, asset).available } else { amount(asset, raw) };
+                Command::Withdraw { account, asset, amount: Amount(amount), by: OPS }
             }
-            Op::SetState { inst, state } => Command::SetState {
-                inst: InstrumentId(inst),
-                state,
-                by: OPS,
-            },
+            Op::SetState { inst, state } => Command::SetState { inst: InstrumentId(inst), state, by: OPS },
             Op::DayPasses => {
                 self.ts += DAY_AND_MORE_US;
                 return;
@@ -618,52 +426,31 @@ impl Run {
 
     fn finish(&self) {
         let live = self.ex.state_hash();
-        assert_eq!(
-            self.replica.state_hash(),
-            live,
-            "replay from empty differs from the live state"
-        );
+        assert_eq!(self.replica.state_hash(), live, "replay from empty differs from the live state");
         let (snap, at, hash) = self.snapshot.as_ref().expect("a snapshot was taken");
         let mut s = Exchange::decode_snapshot(snap).expect("the snapshot decodes");
-        assert_eq!(
-            s.state_hash(),
-            *hash,
-            "the snapshot decodes to the state it encoded"
-        );
+        assert_eq!(s.state_hash(), *hash, "the snapshot decodes to the state it encoded");
         for e in &self.log[*at..] {
             s.apply(e, None);
         }
         s.check();
-        assert_eq!(
-            s.state_hash(),
-            live,
-            "replay from the snapshot differs from the live state"
-        );
+        assert_eq!(s.state_hash(), live, "replay from the snapshot differs from the live state");
         // The same commands at the same times give the same events.
         let mut again = Exchange::new();
         let mut events = Vec::with_capacity(self.log.len());
         for (c, ts) in &self.commands {
             events.extend(again.execute(c.clone(), *ts).events);
         }
-        assert!(
-            events == self.log,
-            "the same commands gave different events"
-        );
+        assert!(events == self.log, "the same commands gave different events");
     }
 }
 
 fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(64)
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64)
 }
 
 fn commands_max() -> usize {
-    std::env::var("BOURSE_PROP_COMMANDS_MAX")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200)
+    std::env::var("BOURSE_PROP_COMMANDS_MAX").ok().and_then(|v| v.parse().ok()).unwrap_or(200)
 }
 
 proptest! {
@@ -694,18 +481,8 @@ proptest! {
 #[test]
 fn a_dense_crossing_stream_keeps_every_invariant() {
     use proptest::test_runner::{Config, TestRunner};
-    let mut runner = TestRunner::new(Config {
-        cases: cases() / 4 + 1,
-        ..Config::default()
-    });
-    let op = (
-        2u64..2 + TRADERS,
-        any::<bool>(),
-        995u64..=1005,
-        1u64..=12,
-        0u8..10,
-        any::<u16>(),
-    );
+    let mut runner = TestRunner::new(Config { cases: cases() / 4 + 1, ..Config::default() });
+    let op = (2u64..2 + TRADERS, any::<bool>(), 995u64..=1005, 1u64..=12, 0u8..10, any::<u16>());
     runner
         .run(&prop::collection::vec(op, 1..=commands_max()), |ops| {
             let mut run = Run::new();
@@ -722,19 +499,14 @@ fn a_dense_crossing_stream_keeps_every_invariant() {
                         qty,
                         budget: 0,
                         post_only: false,
-                        stp: [Stp::CancelNewest, Stp::CancelOldest, Stp::CancelBoth]
-                            [pick as usize % 3],
+                        stp: [Stp::CancelNewest, Stp::CancelOldest, Stp::CancelBoth][pick as usize % 3],
                         reuse_cl: None,
                     },
                     6 => Op::Place {
                         acct,
                         inst: 1,
                         buy,
-                        kind: if pick % 2 == 0 {
-                            Kind::Market
-                        } else {
-                            Kind::MarketQuote
-                        },
+                        kind: if pick % 2 == 0 { Kind::Market } else { Kind::MarketQuote },
                         tif: if pick % 5 == 0 { Some(Tif::Fok) } else { None },
                         px,
                         qty,
@@ -750,12 +522,7 @@ fn a_dense_crossing_stream_keeps_every_invariant() {
                         qty: (pick % 3 != 0).then_some(qty),
                         px: (pick % 3 != 1).then_some(px),
                     },
-                    _ => Op::Cancel {
-                        acct,
-                        inst: 1,
-                        pick: pick & !3,
-                        by_cl: false,
-                    },
+                    _ => Op::Cancel { acct, inst: 1, pick: pick & !3, by_cl: false },
                 };
                 run.run(&op);
             }

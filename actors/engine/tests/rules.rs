@@ -34,13 +34,7 @@ fn limit_buy_rests_and_holds_notional_plus_worst_case_fee() {
     let id = h.limit(a, Buy, 1000, 10);
     let hold = 10 * 1000 + fee(10 * 1000, 20);
     assert_eq!(hold, 10_020);
-    assert_eq!(
-        h.usd(a),
-        Balance {
-            available: USD - hold,
-            held: hold
-        }
-    );
+    assert_eq!(h.usd(a), Balance { available: USD - hold, held: hold });
     assert_eq!(h.order(id).hold, Amount(hold));
     assert_eq!(h.order(id).status, OrderStatus::New);
     assert_eq!(h.best_bid(), Some((1000, 10)));
@@ -63,20 +57,8 @@ fn buy_hold_uses_the_larger_fee_rate() {
 fn limit_sell_holds_the_base_quantity() {
     let (mut h, a, _) = two_traders();
     h.limit(a, Sell, 1000, 7);
-    assert_eq!(
-        h.btc(a),
-        Balance {
-            available: BTC - 7 * SATS_PER_LOT,
-            held: 7 * SATS_PER_LOT
-        }
-    );
-    assert_eq!(
-        h.usd(a),
-        Balance {
-            available: USD,
-            held: 0
-        }
-    );
+    assert_eq!(h.btc(a), Balance { available: BTC - 7 * SATS_PER_LOT, held: 7 * SATS_PER_LOT });
+    assert_eq!(h.usd(a), Balance { available: USD, held: 0 });
 }
 
 #[test]
@@ -89,34 +71,10 @@ fn a_cross_settles_both_sides_and_credits_fees_to_the_fee_account() {
     let t = &trades(&out)[0];
     assert_eq!((t.maker_fee, t.taker_fee), (Amount(10), Amount(20)));
     assert_eq!(t.taker_side, Buy);
-    assert_eq!(
-        h.usd(buyer),
-        Balance {
-            available: USD - 10_020,
-            held: 0
-        }
-    );
-    assert_eq!(
-        h.btc(buyer),
-        Balance {
-            available: BTC + 10 * SATS_PER_LOT,
-            held: 0
-        }
-    );
-    assert_eq!(
-        h.usd(seller),
-        Balance {
-            available: USD + 10_000 - 10,
-            held: 0
-        }
-    );
-    assert_eq!(
-        h.btc(seller),
-        Balance {
-            available: BTC - 10 * SATS_PER_LOT,
-            held: 0
-        }
-    );
+    assert_eq!(h.usd(buyer), Balance { available: USD - 10_020, held: 0 });
+    assert_eq!(h.btc(buyer), Balance { available: BTC + 10 * SATS_PER_LOT, held: 0 });
+    assert_eq!(h.usd(seller), Balance { available: USD + 10_000 - 10, held: 0 });
+    assert_eq!(h.btc(seller), Balance { available: BTC - 10 * SATS_PER_LOT, held: 0 });
     assert_eq!(h.fees(), 30);
     assert_eq!(h.order(s).status, OrderStatus::Filled);
     assert_eq!(h.order(b).status, OrderStatus::Filled);
@@ -168,13 +126,7 @@ fn a_better_priced_taker_gets_the_makers_price_and_its_excess_hold_back() {
     let s = h.limit(seller, Sell, 1000, 10);
     let out = h.submit(lim(buyer, Buy, 1050, 10));
     assert_eq!(prints(&out), vec![(1000, 10, s)]);
-    assert_eq!(
-        h.usd(buyer),
-        Balance {
-            available: USD - 10_000 - 20,
-            held: 0
-        }
-    );
+    assert_eq!(h.usd(buyer), Balance { available: USD - 10_000 - 20, held: 0 });
 }
 
 #[test]
@@ -278,19 +230,10 @@ fn a_market_sell_sweeps_the_bids_and_ends_cancelled_market_when_they_run_out() {
     let out = h.submit(mkt(b, Sell, 10));
     let id = placed(&out);
     assert_eq!(prints(&out), vec![(1000, 2, x), (990, 3, y)]);
-    assert_eq!(
-        closed(&out, id),
-        Some((OrderStatus::Cancelled, Some(CancelReason::Market)))
-    );
+    assert_eq!(closed(&out, id), Some((OrderStatus::Cancelled, Some(CancelReason::Market))));
     let o = h.order(id);
     assert_eq!((o.cum, o.hold), (Qty(5), Amount(0)));
-    assert_eq!(
-        h.btc(b),
-        Balance {
-            available: BTC - 5 * SATS_PER_LOT,
-            held: 0
-        }
-    );
+    assert_eq!(h.btc(b), Balance { available: BTC - 5 * SATS_PER_LOT, held: 0 });
     assert_eq!(h.best_bid(), None);
     h.verify_replay();
 }
@@ -300,17 +243,8 @@ fn a_market_order_on_an_empty_book_is_accepted_and_cancelled() {
     let (mut h, _, b) = two_traders();
     let out = h.submit(mkt(b, Sell, 1));
     let id = placed(&out);
-    assert_eq!(
-        closed(&out, id),
-        Some((OrderStatus::Cancelled, Some(CancelReason::Market)))
-    );
-    assert_eq!(
-        h.btc(b),
-        Balance {
-            available: BTC,
-            held: 0
-        }
-    );
+    assert_eq!(closed(&out, id), Some((OrderStatus::Cancelled, Some(CancelReason::Market))));
+    assert_eq!(h.btc(b), Balance { available: BTC, held: 0 });
 }
 
 #[test]
@@ -368,16 +302,11 @@ fn a_market_buy_by_qty_reserves_at_the_band_edge_and_never_trades_beyond_it() {
     let before = h.usd(b).available;
     let out = h.submit(mkt(b, Buy, 3));
     let id = placed(&out);
-    let EventBody::OrderAccepted { order } = &out.events[0].body else {
-        panic!("accepted first")
-    };
+    let EventBody::OrderAccepted { order } = &out.events[0].body else { panic!("accepted first") };
     assert_eq!(order.reserve_px, Some(Price(1100)));
     assert_eq!(order.hold, Amount(3 * 1100 + fee(3 * 1100, 20)));
     assert_eq!(prints(&out), vec![(1050, 1, near)]);
-    assert_eq!(
-        closed(&out, id),
-        Some((OrderStatus::Cancelled, Some(CancelReason::PriceBand)))
-    );
+    assert_eq!(closed(&out, id), Some((OrderStatus::Cancelled, Some(CancelReason::PriceBand))));
     assert_eq!(h.usd(b).available, before - 1050 - fee(1050, 20));
     assert_eq!(h.usd(b).held, 0);
     assert_eq!(h.queue(Sell, 1200), vec![far]);
@@ -398,10 +327,7 @@ fn a_market_sell_stops_at_the_lower_band_edge() {
     let out = h.submit(mkt(s, Sell, 5));
     let id = placed(&out);
     assert_eq!(prints(&out), vec![(950, 2, near)]);
-    assert_eq!(
-        closed(&out, id),
-        Some((OrderStatus::Cancelled, Some(CancelReason::PriceBand)))
-    );
+    assert_eq!(closed(&out, id), Some((OrderStatus::Cancelled, Some(CancelReason::PriceBand))));
     assert_eq!(h.queue(Buy, 820), vec![low]);
     assert_eq!(h.btc(s).held, 0);
 }
@@ -415,13 +341,7 @@ fn a_quote_qty_buy_ends_filled_when_its_budget_cannot_buy_one_more_lot() {
     let id = placed(&out);
     assert_eq!(prints(&out), vec![(1000, 3, ask)]);
     assert_eq!(closed(&out, id), Some((OrderStatus::Filled, None)));
-    assert_eq!(
-        h.usd(b),
-        Balance {
-            available: USD - 3006,
-            held: 0
-        }
-    );
+    assert_eq!(h.usd(b), Balance { available: USD - 3006, held: 0 });
     assert_eq!(h.btc(b).available, BTC + 3 * SATS_PER_LOT);
     assert_eq!(h.best_ask(), Some((1000, 7)));
     h.verify_replay();
@@ -439,13 +359,7 @@ fn a_quote_qty_buy_ends_filled_across_makers_and_levels() {
     assert_eq!(prints(&out), vec![(1000, 1, x), (1000, 1, y), (1001, 1, z)]);
     assert_eq!(closed(&out, id), Some((OrderStatus::Filled, None)));
     let paid: u64 = 3001 + fee(3001, 20);
-    assert_eq!(
-        h.usd(b),
-        Balance {
-            available: USD - paid,
-            held: 0
-        }
-    );
+    assert_eq!(h.usd(b), Balance { available: USD - paid, held: 0 });
 }
 
 #[test]
@@ -461,13 +375,7 @@ fn a_quote_qty_buy_counts_fees_already_rounded_up_by_its_earlier_fills() {
     let id = placed(&out);
     assert_eq!(prints(&out), vec![(100, 1, x), (100, 1, y)]);
     assert_eq!(closed(&out, id), Some((OrderStatus::Filled, None)));
-    assert_eq!(
-        h.usd(b),
-        Balance {
-            available: USD - 201,
-            held: 0
-        }
-    );
+    assert_eq!(h.usd(b), Balance { available: USD - 201, held: 0 });
 }
 
 #[test]
@@ -476,18 +384,9 @@ fn a_quote_qty_buy_ends_cancelled_market_when_the_asks_run_out() {
     h.limit(s, Sell, 1000, 2);
     let out = h.submit(mkt_quote(b, 10_000));
     let id = placed(&out);
-    assert_eq!(
-        closed(&out, id),
-        Some((OrderStatus::Cancelled, Some(CancelReason::Market)))
-    );
+    assert_eq!(closed(&out, id), Some((OrderStatus::Cancelled, Some(CancelReason::Market))));
     assert_eq!(h.order(id).cum, Qty(2));
-    assert_eq!(
-        h.usd(b),
-        Balance {
-            available: USD - 2000 - 4,
-            held: 0
-        }
-    );
+    assert_eq!(h.usd(b), Balance { available: USD - 2000 - 4, held: 0 });
     assert_eq!(h.best_ask(), None);
 }
 
@@ -495,10 +394,7 @@ fn a_quote_qty_buy_ends_cancelled_market_when_the_asks_run_out() {
 fn a_quote_qty_buy_that_cannot_buy_one_lot_is_refused_and_keeps_its_cl_id() {
     let (mut h, s, b) = two_traders();
     h.limit(s, Sell, 1000, 2);
-    h.place_refused(
-        with_cl(mkt_quote(b, 1001), "q1"),
-        RejectCode::InsufficientFunds,
-    );
+    h.place_refused(with_cl(mkt_quote(b, 1001), "q1"), RejectCode::InsufficientFunds);
     let out = h.submit(with_cl(mkt_quote(b, 1002), "q1"));
     assert!(matches!(out.result, Ok(Reply::Placed { dup: false, .. })));
     assert_eq!(trades(&out).len(), 1);
@@ -518,10 +414,7 @@ fn a_quote_qty_buy_is_limited_to_the_band() {
     let out = h.submit(mkt_quote(b, 100_000));
     let id = placed(&out);
     assert_eq!(prints(&out), vec![(1050, 1, near)]);
-    assert_eq!(
-        closed(&out, id),
-        Some((OrderStatus::Cancelled, Some(CancelReason::PriceBand)))
-    );
+    assert_eq!(closed(&out, id), Some((OrderStatus::Cancelled, Some(CancelReason::PriceBand))));
 }
 
 // ---- time in force and post-only ------------------------------------------
@@ -533,34 +426,16 @@ fn ioc_trades_what_it_can_and_cancels_the_rest_without_resting() {
     let out = h.submit(with_tif(lim(b, Buy, 1000, 8), Tif::Ioc));
     let id = placed(&out);
     assert_eq!(prints(&out), vec![(1000, 5, ask)]);
-    assert_eq!(
-        closed(&out, id),
-        Some((OrderStatus::Cancelled, Some(CancelReason::Ioc)))
-    );
-    assert!(!out
-        .events
-        .iter()
-        .any(|e| matches!(e.body, EventBody::OrderOpened { .. })));
+    assert_eq!(closed(&out, id), Some((OrderStatus::Cancelled, Some(CancelReason::Ioc))));
+    assert!(!out.events.iter().any(|e| matches!(e.body, EventBody::OrderOpened { .. })));
     assert_eq!(h.best_bid(), None);
-    assert_eq!(
-        h.usd(b),
-        Balance {
-            available: USD - 5000 - 10,
-            held: 0
-        }
-    );
+    assert_eq!(h.usd(b), Balance { available: USD - 5000 - 10, held: 0 });
     let o = h.order(id);
-    assert_eq!(
-        (o.cum, o.status, o.hold),
-        (Qty(5), OrderStatus::Cancelled, Amount(0))
-    );
+    assert_eq!((o.cum, o.status, o.hold), (Qty(5), OrderStatus::Cancelled, Amount(0)));
     // An IOC that meets nothing is accepted and cancelled at once.
     let out = h.submit(with_tif(lim(b, Buy, 900, 1), Tif::Ioc));
     let id = placed(&out);
-    assert_eq!(
-        closed(&out, id),
-        Some((OrderStatus::Cancelled, Some(CancelReason::Ioc)))
-    );
+    assert_eq!(closed(&out, id), Some((OrderStatus::Cancelled, Some(CancelReason::Ioc))));
     assert_eq!(h.usd(b).held, 0);
     h.verify_replay();
 }
@@ -585,25 +460,12 @@ fn fok_that_cannot_fill_entirely_is_refused_with_nothing_changed() {
     h.limit(s, Sell, 1001, 4);
     h.limit(s, Sell, 1002, 5);
     // One lot more than the book has.
-    h.place_refused(
-        with_tif(lim(b, Buy, 1002, 13), Tif::Fok),
-        RejectCode::FokUnfilled,
-    );
+    h.place_refused(with_tif(lim(b, Buy, 1002, 13), Tif::Fok), RejectCode::FokUnfilled);
     // Enough lots, but not within the limit.
-    h.place_refused(
-        with_tif(lim(b, Buy, 1001, 8), Tif::Fok),
-        RejectCode::FokUnfilled,
-    );
+    h.place_refused(with_tif(lim(b, Buy, 1001, 8), Tif::Fok), RejectCode::FokUnfilled);
     // A market FOK too.
     h.place_refused(with_tif(mkt(b, Sell, 1), Tif::Fok), RejectCode::FokUnfilled);
-    assert_eq!(
-        h.book().levels(Sell, 0),
-        vec![
-            (Price(1000), Qty(3)),
-            (Price(1001), Qty(4)),
-            (Price(1002), Qty(5))
-        ]
-    );
+    assert_eq!(h.book().levels(Sell, 0), vec![(Price(1000), Qty(3)), (Price(1001), Qty(4)), (Price(1002), Qty(5))]);
     assert_eq!(h.book().trade_id, 0);
     h.verify_replay();
 }
@@ -617,10 +479,7 @@ fn fok_by_quote_qty_fills_when_it_spends_its_budget() {
     assert_eq!(closed(&out, id), Some((OrderStatus::Filled, None)));
     assert_eq!(h.order(id).cum, Qty(3));
     // A budget the book cannot absorb is not filled: refused, nothing changed.
-    h.place_refused(
-        with_tif(mkt_quote(b, 100_000), Tif::Fok),
-        RejectCode::FokUnfilled,
-    );
+    h.place_refused(with_tif(mkt_quote(b, 100_000), Tif::Fok), RejectCode::FokUnfilled);
     assert_eq!(h.best_ask(), Some((1000, 7)));
 }
 
@@ -628,14 +487,8 @@ fn fok_by_quote_qty_fills_when_it_spends_its_budget() {
 fn post_only_that_would_take_is_refused_and_one_that_would_not_rests() {
     let (mut h, s, b) = two_traders();
     h.limit(s, Sell, 1000, 5);
-    h.place_refused(
-        post_only(lim(b, Buy, 1000, 1)),
-        RejectCode::PostOnlyWouldTake,
-    );
-    h.place_refused(
-        post_only(lim(b, Buy, 1200, 1)),
-        RejectCode::PostOnlyWouldTake,
-    );
+    h.place_refused(post_only(lim(b, Buy, 1000, 1)), RejectCode::PostOnlyWouldTake);
+    h.place_refused(post_only(lim(b, Buy, 1200, 1)), RejectCode::PostOnlyWouldTake);
     let id = h.place(post_only(lim(b, Buy, 999, 1)));
     assert_eq!(h.book().get(id).map(|o| o.post_only), Some(true));
     assert_eq!(h.best_bid(), Some((999, 1)));
@@ -650,26 +503,11 @@ fn cancel_by_id_and_by_cl_id_releases_the_hold() {
     let y = h.place(with_cl(lim(a, Sell, 1100, 3), "my-sell"));
     let out = h.cancel(a, x);
     assert_eq!(out.result, Ok(Reply::Cancelled { order: x }));
-    assert_eq!(
-        closed(&out, x),
-        Some((OrderStatus::Cancelled, Some(CancelReason::User)))
-    );
-    assert_eq!(
-        h.usd(a),
-        Balance {
-            available: USD,
-            held: 0
-        }
-    );
+    assert_eq!(closed(&out, x), Some((OrderStatus::Cancelled, Some(CancelReason::User))));
+    assert_eq!(h.usd(a), Balance { available: USD, held: 0 });
     let out = h.cancel_cl(a, "my-sell");
     assert_eq!(out.result, Ok(Reply::Cancelled { order: y }));
-    assert_eq!(
-        h.btc(a),
-        Balance {
-            available: BTC,
-            held: 0
-        }
-    );
+    assert_eq!(h.btc(a), Balance { available: BTC, held: 0 });
     assert_eq!(h.book().order_count(), 0);
     h.verify_replay();
 }
@@ -683,42 +521,15 @@ fn cancel_or_amend_of_a_filled_closed_foreign_or_never_issued_order_is_unknown_o
     h.cancel(a, cancelled);
     let foreign = h.limit(b, Buy, 900, 1);
     for id in [filled, cancelled, foreign, OrderId(999_999)] {
+        h.refused(Command::Cancel { account: a, inst: h.inst, order: OrderRef::Id(id) }, RejectCode::UnknownOrder);
         h.refused(
-            Command::Cancel {
-                account: a,
-                inst: h.inst,
-                order: OrderRef::Id(id),
-            },
-            RejectCode::UnknownOrder,
-        );
-        h.refused(
-            Command::Amend {
-                account: a,
-                inst: h.inst,
-                order: OrderRef::Id(id),
-                qty: Some(Qty(5)),
-                px: None,
-            },
+            Command::Amend { account: a, inst: h.inst, order: OrderRef::Id(id), qty: Some(Qty(5)), px: None },
             RejectCode::UnknownOrder,
         );
     }
-    h.refused(
-        Command::Cancel {
-            account: a,
-            inst: h.inst,
-            order: OrderRef::ClId("nope".into()),
-        },
-        RejectCode::UnknownOrder,
-    );
+    h.refused(Command::Cancel { account: a, inst: h.inst, order: OrderRef::ClId("nope".into()) }, RejectCode::UnknownOrder);
     // The right order in the wrong instrument.
-    h.refused(
-        Command::Cancel {
-            account: b,
-            inst: InstrumentId(7),
-            order: OrderRef::Id(foreign),
-        },
-        RejectCode::UnknownOrder,
-    );
+    h.refused(Command::Cancel { account: b, inst: InstrumentId(7), order: OrderRef::Id(foreign) }, RejectCode::UnknownOrder);
     assert_eq!(h.queue(Buy, 900), vec![foreign]);
 }
 
@@ -734,10 +545,7 @@ fn cancelling_the_head_or_middle_of_a_queue_keeps_the_rest_in_order() {
     assert_eq!(h.queue(Sell, 1000), vec![ids[1], ids[3]]);
     let late = h.limit(a, Sell, 1000, 1);
     let out = h.submit(lim(b, Buy, 1000, 3));
-    assert_eq!(
-        prints(&out),
-        vec![(1000, 1, ids[1]), (1000, 1, ids[3]), (1000, 1, late)]
-    );
+    assert_eq!(prints(&out), vec![(1000, 1, ids[1]), (1000, 1, ids[3]), (1000, 1, late)]);
     assert_eq!(h.best_ask(), None);
     h.verify_replay();
 }
@@ -751,44 +559,19 @@ fn cancel_all_per_account_and_side() {
     let bb = h.limit(b, Buy, 905, 1);
     let out = h.cancel_all(a, Some(Buy));
     assert_eq!(out.result, Ok(Reply::CancelledAll { n: 2 }));
-    assert_eq!(
-        closed(&out, ab1),
-        Some((OrderStatus::Cancelled, Some(CancelReason::User)))
-    );
+    assert_eq!(closed(&out, ab1), Some((OrderStatus::Cancelled, Some(CancelReason::User))));
     assert!(closed(&out, ab2).is_some());
     assert!(h.book().get(as1).is_some() && h.book().get(bb).is_some());
-    assert_eq!(
-        h.usd(a),
-        Balance {
-            available: USD,
-            held: 0
-        }
-    );
+    assert_eq!(h.usd(a), Balance { available: USD, held: 0 });
     let out = h.cancel_all(a, None);
     assert_eq!(out.result, Ok(Reply::CancelledAll { n: 1 }));
-    assert_eq!(
-        h.book().orders().iter().map(|o| o.id).collect::<Vec<_>>(),
-        vec![bb]
-    );
+    assert_eq!(h.book().orders().iter().map(|o| o.id).collect::<Vec<_>>(), vec![bb]);
     let out = h.cancel_all(a, None);
     assert_eq!(out.result, Ok(Reply::CancelledAll { n: 0 }));
     // Every instrument when none is named.
-    let out = h.exec(Command::CancelAll {
-        account: Some(b),
-        inst: None,
-        side: None,
-        admin: false,
-    });
+    let out = h.exec(Command::CancelAll { account: Some(b), inst: None, side: None, admin: false });
     assert_eq!(out.result, Ok(Reply::CancelledAll { n: 1 }));
-    h.refused(
-        Command::CancelAll {
-            account: Some(b),
-            inst: Some(InstrumentId(9)),
-            side: None,
-            admin: false,
-        },
-        RejectCode::UnknownInstrument,
-    );
+    h.refused(Command::CancelAll { account: Some(b), inst: Some(InstrumentId(9)), side: None, admin: false }, RejectCode::UnknownInstrument);
     h.verify_replay();
 }
 
@@ -798,12 +581,7 @@ fn amended(out: &Outcome) -> Vec<(u64, u64, bool)> {
     out.events
         .iter()
         .filter_map(|e| match &e.body {
-            EventBody::OrderAmended {
-                px,
-                qty,
-                keep_priority,
-                ..
-            } => Some((px.0, qty.0, *keep_priority)),
+            EventBody::OrderAmended { px, qty, keep_priority, .. } => Some((px.0, qty.0, *keep_priority)),
             _ => None,
         })
         .collect()
@@ -854,21 +632,11 @@ fn an_amend_that_crosses_trades_at_the_makers_prices() {
     let out = h.amend(b, x, None, Some(1006));
     assert_eq!(out.result, Ok(Reply::Amended { order: x }));
     assert_eq!(prints(&out), vec![(1005, 3, s1), (1006, 4, s2)]);
-    assert!(trades(&out)
-        .iter()
-        .all(|t| t.taker == x && t.taker_side == Buy));
+    assert!(trades(&out).iter().all(|t| t.taker == x && t.taker_side == Buy));
     assert_eq!(h.best_bid(), Some((1006, 3)));
     assert_eq!(h.best_ask(), Some((1010, 4)));
     let o = h.order(x);
-    assert_eq!(
-        (o.status, o.cum, o.qty, o.px),
-        (
-            OrderStatus::PartiallyFilled,
-            Qty(7),
-            Some(Qty(10)),
-            Some(Price(1006))
-        )
-    );
+    assert_eq!((o.status, o.cum, o.qty, o.px), (OrderStatus::PartiallyFilled, Qty(7), Some(Qty(10)), Some(Price(1006))));
     // The taker paid its fee rounded up once over both fills.
     let taker_fees: u64 = trades(&out).iter().map(|t| t.taker_fee.0).sum();
     assert_eq!(taker_fees, fee(3 * 1005 + 4 * 1006, 20));
@@ -882,10 +650,7 @@ fn an_amend_to_a_crossing_price_can_fill_the_order() {
     let x = h.limit(b, Buy, 1000, 4);
     h.submit(lim(a, Sell, 1000, 1)); // x now has 1 lot filled
     let out = h.amend(b, x, None, Some(1005));
-    assert_eq!(
-        prints(&out).iter().map(|p| (p.0, p.1)).collect::<Vec<_>>(),
-        vec![(1005, 3)]
-    );
+    assert_eq!(prints(&out).iter().map(|p| (p.0, p.1)).collect::<Vec<_>>(), vec![(1005, 3)]);
     assert_eq!(closed(&out, x), Some((OrderStatus::Filled, None)));
     assert_eq!(h.order(x).status, OrderStatus::Filled);
     assert_eq!(h.usd(b).held, 0);
@@ -900,13 +665,7 @@ fn amend_qty_at_or_below_filled_is_invalid_amend() {
     h.submit(lim(b, Sell, 1000, 4));
     for q in [0, 3, 4] {
         h.refused(
-            Command::Amend {
-                account: a,
-                inst: h.inst,
-                order: OrderRef::Id(x),
-                qty: Some(Qty(q)),
-                px: None,
-            },
+            Command::Amend { account: a, inst: h.inst, order: OrderRef::Id(x), qty: Some(Qty(q)), px: None },
             RejectCode::InvalidAmend,
         );
     }
@@ -922,25 +681,10 @@ fn amend_needs_qty_or_px_and_a_positive_px() {
     let (mut h, a, _) = two_traders();
     let x = h.limit(a, Buy, 1000, 10);
     let y = h.limit(a, Sell, 1100, 10);
-    h.refused(
-        Command::Amend {
-            account: a,
-            inst: h.inst,
-            order: OrderRef::Id(x),
-            qty: None,
-            px: None,
-        },
-        RejectCode::BadRequest,
-    );
+    h.refused(Command::Amend { account: a, inst: h.inst, order: OrderRef::Id(x), qty: None, px: None }, RejectCode::BadRequest);
     for id in [x, y] {
         h.refused(
-            Command::Amend {
-                account: a,
-                inst: h.inst,
-                order: OrderRef::Id(id),
-                qty: None,
-                px: Some(Price(0)),
-            },
+            Command::Amend { account: a, inst: h.inst, order: OrderRef::Id(id), qty: None, px: Some(Price(0)) },
             RejectCode::BadRequest,
         );
     }
@@ -950,13 +694,7 @@ fn amend_needs_qty_or_px_and_a_positive_px() {
 fn amend_by_cl_id() {
     let (mut h, a, _) = two_traders();
     let x = h.place(with_cl(lim(a, Buy, 1000, 10), "mine"));
-    let out = h.exec(Command::Amend {
-        account: a,
-        inst: h.inst,
-        order: OrderRef::ClId("mine".into()),
-        qty: Some(Qty(4)),
-        px: None,
-    });
+    let out = h.exec(Command::Amend { account: a, inst: h.inst, order: OrderRef::ClId("mine".into()), qty: Some(Qty(4)), px: None });
     assert_eq!(out.result, Ok(Reply::Amended { order: x }));
     assert_eq!(h.order(x).qty, Some(Qty(4)));
 }
@@ -967,23 +705,11 @@ fn an_amend_without_the_funds_is_refused_with_nothing_changed() {
     let a = h.trader("alice", 20_000, 0);
     let x = h.limit(a, Buy, 1000, 10);
     h.refused(
-        Command::Amend {
-            account: a,
-            inst: h.inst,
-            order: OrderRef::Id(x),
-            qty: Some(Qty(20)),
-            px: None,
-        },
+        Command::Amend { account: a, inst: h.inst, order: OrderRef::Id(x), qty: Some(Qty(20)), px: None },
         RejectCode::InsufficientFunds,
     );
     h.refused(
-        Command::Amend {
-            account: a,
-            inst: h.inst,
-            order: OrderRef::Id(x),
-            qty: None,
-            px: Some(Price(2000)),
-        },
+        Command::Amend { account: a, inst: h.inst, order: OrderRef::Id(x), qty: None, px: Some(Price(2000)) },
         RejectCode::InsufficientFunds,
     );
     assert_eq!(h.usd(a).held, 10_020);
@@ -995,13 +721,7 @@ fn a_post_only_amend_that_would_take_is_refused() {
     h.limit(a, Sell, 1005, 3);
     let x = h.place(post_only(lim(b, Buy, 1000, 1)));
     h.refused(
-        Command::Amend {
-            account: b,
-            inst: h.inst,
-            order: OrderRef::Id(x),
-            qty: None,
-            px: Some(Price(1005)),
-        },
+        Command::Amend { account: b, inst: h.inst, order: OrderRef::Id(x), qty: None, px: Some(Price(1005)) },
         RejectCode::PostOnlyWouldTake,
     );
     assert_eq!(h.queue(Buy, 1000), vec![x]);
@@ -1013,13 +733,7 @@ fn an_amend_outside_the_band_is_refused() {
     let a = h.trader("alice", USD, BTC);
     let x = h.limit(a, Buy, 1000, 1);
     h.refused(
-        Command::Amend {
-            account: a,
-            inst: h.inst,
-            order: OrderRef::Id(x),
-            qty: None,
-            px: Some(Price(899)),
-        },
+        Command::Amend { account: a, inst: h.inst, order: OrderRef::Id(x), qty: None, px: Some(Price(899)) },
         RejectCode::PriceBand,
     );
 }
@@ -1034,10 +748,7 @@ fn stp_cancel_newest_cancels_the_taker_and_keeps_the_maker() {
     let out = h.submit(lim(a, Buy, 1000, 10));
     let id = placed(&out);
     assert_eq!(prints(&out), vec![(1000, 3, other)]);
-    assert_eq!(
-        closed(&out, id),
-        Some((OrderStatus::Cancelled, Some(CancelReason::SelfTrade)))
-    );
+    assert_eq!(closed(&out, id), Some((OrderStatus::Cancelled, Some(CancelReason::SelfTrade))));
     assert_eq!(h.order(id).cum, Qty(3));
     assert_eq!(h.queue(Sell, 1000), vec![own]);
     assert_eq!(h.best_bid(), None);
@@ -1051,10 +762,7 @@ fn stp_cancel_oldest_cancels_the_resting_order_and_the_taker_goes_on() {
     let other = h.limit(b, Sell, 1001, 3);
     let out = h.submit(with_stp(lim(a, Buy, 1001, 5), Stp::CancelOldest));
     let id = placed(&out);
-    assert_eq!(
-        closed(&out, own),
-        Some((OrderStatus::Cancelled, Some(CancelReason::SelfTrade)))
-    );
+    assert_eq!(closed(&out, own), Some((OrderStatus::Cancelled, Some(CancelReason::SelfTrade))));
     assert_eq!(prints(&out), vec![(1001, 3, other)]);
     assert_eq!(h.best_bid(), Some((1001, 2)));
     assert_eq!(h.best_ask(), None);
@@ -1070,14 +778,8 @@ fn stp_cancel_both_cancels_the_taker_and_the_resting_order() {
     let other = h.limit(b, Sell, 1000, 3);
     let out = h.submit(with_stp(lim(a, Buy, 1000, 5), Stp::CancelBoth));
     let id = placed(&out);
-    assert_eq!(
-        closed(&out, own),
-        Some((OrderStatus::Cancelled, Some(CancelReason::SelfTrade)))
-    );
-    assert_eq!(
-        closed(&out, id),
-        Some((OrderStatus::Cancelled, Some(CancelReason::SelfTrade)))
-    );
+    assert_eq!(closed(&out, own), Some((OrderStatus::Cancelled, Some(CancelReason::SelfTrade))));
+    assert_eq!(closed(&out, id), Some((OrderStatus::Cancelled, Some(CancelReason::SelfTrade))));
     assert!(trades(&out).is_empty());
     assert_eq!(h.queue(Sell, 1000), vec![other]);
     assert_eq!((h.usd(a).held, h.btc(a).held), (0, 0));
@@ -1149,20 +851,11 @@ fn cancel_only_refuses_new_orders_and_amends_and_accepts_cancels() {
     h.place_refused(lim(a, Buy, 1000, 1), RejectCode::MarketClosed);
     h.place_refused(mkt(a, Sell, 1), RejectCode::MarketClosed);
     h.refused(
-        Command::Amend {
-            account: a,
-            inst: h.inst,
-            order: OrderRef::Id(x),
-            qty: Some(Qty(5)),
-            px: None,
-        },
+        Command::Amend { account: a, inst: h.inst, order: OrderRef::Id(x), qty: Some(Qty(5)), px: None },
         RejectCode::MarketClosed,
     );
     assert_eq!(h.cancel(a, x).result, Ok(Reply::Cancelled { order: x }));
-    assert_eq!(
-        h.cancel_all(a, None).result,
-        Ok(Reply::CancelledAll { n: 1 })
-    );
+    assert_eq!(h.cancel_all(a, None).result, Ok(Reply::CancelledAll { n: 1 }));
     assert!(h.book().get(y).is_none());
     h.set_state(InstrumentState::Trading);
     h.limit(a, Buy, 1000, 1);
@@ -1176,22 +869,9 @@ fn halted_refuses_everything_client_cancel_all_passes_over_it_and_admin_clears_i
     let y = h.limit(b, Sell, 1100, 10);
     h.set_state(InstrumentState::Halted);
     h.place_refused(lim(a, Buy, 1000, 1), RejectCode::MarketClosed);
+    h.refused(Command::Cancel { account: a, inst: h.inst, order: OrderRef::Id(x) }, RejectCode::MarketClosed);
     h.refused(
-        Command::Cancel {
-            account: a,
-            inst: h.inst,
-            order: OrderRef::Id(x),
-        },
-        RejectCode::MarketClosed,
-    );
-    h.refused(
-        Command::Amend {
-            account: a,
-            inst: h.inst,
-            order: OrderRef::Id(x),
-            qty: Some(Qty(5)),
-            px: None,
-        },
+        Command::Amend { account: a, inst: h.inst, order: OrderRef::Id(x), qty: Some(Qty(5)), px: None },
         RejectCode::MarketClosed,
     );
     // A client's cancel-all passes over the halted book.
@@ -1201,14 +881,8 @@ fn halted_refuses_everything_client_cancel_all_passes_over_it_and_admin_clears_i
     // The operator's clears it.
     let out = h.admin_cancel_all();
     assert_eq!(out.result, Ok(Reply::CancelledAll { n: 2 }));
-    assert_eq!(
-        closed(&out, x),
-        Some((OrderStatus::Cancelled, Some(CancelReason::Admin)))
-    );
-    assert_eq!(
-        closed(&out, y),
-        Some((OrderStatus::Cancelled, Some(CancelReason::Admin)))
-    );
+    assert_eq!(closed(&out, x), Some((OrderStatus::Cancelled, Some(CancelReason::Admin))));
+    assert_eq!(closed(&out, y), Some((OrderStatus::Cancelled, Some(CancelReason::Admin))));
     assert_eq!(h.book().order_count(), 0);
     assert_eq!((h.usd(a).held, h.btc(b).held), (0, 0));
     h.set_state(InstrumentState::Trading);
@@ -1222,29 +896,14 @@ fn halted_refuses_everything_client_cancel_all_passes_over_it_and_admin_clears_i
 fn insufficient_funds_leaves_balances_unchanged_and_keeps_the_cl_id() {
     let mut h = Harness::new();
     let a = h.trader("alice", 10_019, 2 * SATS_PER_LOT);
-    let e = h.place_refused(
-        with_cl(lim(a, Buy, 1000, 10), "b1"),
-        RejectCode::InsufficientFunds,
-    );
+    let e = h.place_refused(with_cl(lim(a, Buy, 1000, 10), "b1"), RejectCode::InsufficientFunds);
     assert!(e.msg.contains("100.20"), "{}", e.msg);
     h.place_refused(lim(a, Sell, 1000, 3), RejectCode::InsufficientFunds);
-    assert_eq!(
-        h.usd(a),
-        Balance {
-            available: 10_019,
-            held: 0
-        }
-    );
+    assert_eq!(h.usd(a), Balance { available: 10_019, held: 0 });
     h.deposit(a, h.usd, 1);
     let out = h.submit(with_cl(lim(a, Buy, 1000, 10), "b1"));
     assert!(matches!(out.result, Ok(Reply::Placed { dup: false, .. })));
-    assert_eq!(
-        h.usd(a),
-        Balance {
-            available: 0,
-            held: 10_020
-        }
-    );
+    assert_eq!(h.usd(a), Balance { available: 0, held: 10_020 });
     // Funds already held are not available to another order.
     h.place_refused(lim(a, Buy, 1, 1), RejectCode::InsufficientFunds);
 }
@@ -1254,80 +913,20 @@ fn deposits_and_withdrawals() {
     let mut h = Harness::new();
     let a = h.trader("alice", 0, 0);
     assert!(h.deposit(a, h.usd, 5_000).result.is_ok());
-    assert_eq!(
-        h.usd(a),
-        Balance {
-            available: 5_000,
-            held: 0
-        }
-    );
+    assert_eq!(h.usd(a), Balance { available: 5_000, held: 0 });
     assert!(h.withdraw(a, h.usd, 1_000).result.is_ok());
     assert_eq!(h.usd(a).available, 4_000);
     assert_eq!(h.ex.ledger.net_deposits[&h.usd], 4_000);
-    h.refused(
-        Command::Withdraw {
-            account: a,
-            asset: h.usd,
-            amount: Amount(4_001),
-            by: OPS,
-        },
-        RejectCode::InsufficientFunds,
-    );
-    h.refused(
-        Command::Withdraw {
-            account: a,
-            asset: h.usd,
-            amount: Amount(0),
-            by: OPS,
-        },
-        RejectCode::BadRequest,
-    );
-    h.refused(
-        Command::Deposit {
-            account: a,
-            asset: h.usd,
-            amount: Amount(0),
-            by: OPS,
-        },
-        RejectCode::BadRequest,
-    );
-    h.refused(
-        Command::Deposit {
-            account: a,
-            asset: AssetId(99),
-            amount: Amount(1),
-            by: OPS,
-        },
-        RejectCode::UnknownAsset,
-    );
-    h.refused(
-        Command::Withdraw {
-            account: a,
-            asset: AssetId(99),
-            amount: Amount(1),
-            by: OPS,
-        },
-        RejectCode::UnknownAsset,
-    );
+    h.refused(Command::Withdraw { account: a, asset: h.usd, amount: Amount(4_001), by: OPS }, RejectCode::InsufficientFunds);
+    h.refused(Command::Withdraw { account: a, asset: h.usd, amount: Amount(0), by: OPS }, RejectCode::BadRequest);
+    h.refused(Command::Deposit { account: a, asset: h.usd, amount: Amount(0), by: OPS }, RejectCode::BadRequest);
+    h.refused(Command::Deposit { account: a, asset: AssetId(99), amount: Amount(1), by: OPS }, RejectCode::UnknownAsset);
+    h.refused(Command::Withdraw { account: a, asset: AssetId(99), amount: Amount(1), by: OPS }, RejectCode::UnknownAsset);
     // Held funds cannot be withdrawn.
     h.limit(a, Buy, 1000, 3); // holds 3006
-    h.refused(
-        Command::Withdraw {
-            account: a,
-            asset: h.usd,
-            amount: Amount(1_000),
-            by: OPS,
-        },
-        RejectCode::InsufficientFunds,
-    );
+    h.refused(Command::Withdraw { account: a, asset: h.usd, amount: Amount(1_000), by: OPS }, RejectCode::InsufficientFunds);
     assert!(h.withdraw(a, h.usd, 994).result.is_ok());
-    assert_eq!(
-        h.usd(a),
-        Balance {
-            available: 0,
-            held: 3_006
-        }
-    );
+    assert_eq!(h.usd(a), Balance { available: 0, held: 3_006 });
     h.verify_replay();
 }
 
@@ -1337,25 +936,9 @@ fn a_deposit_that_would_overflow_is_refused() {
     let a = h.trader("alice", 0, 0);
     let b = h.trader("bob", 0, 0);
     assert!(h.deposit(a, h.usd, u64::MAX - 10).result.is_ok());
-    h.refused(
-        Command::Deposit {
-            account: a,
-            asset: h.usd,
-            amount: Amount(11),
-            by: OPS,
-        },
-        RejectCode::BadRequest,
-    );
+    h.refused(Command::Deposit { account: a, asset: h.usd, amount: Amount(11), by: OPS }, RejectCode::BadRequest);
     // The asset's total across accounts must fit too.
-    h.refused(
-        Command::Deposit {
-            account: b,
-            asset: h.usd,
-            amount: Amount(11),
-            by: OPS,
-        },
-        RejectCode::BadRequest,
-    );
+    h.refused(Command::Deposit { account: b, asset: h.usd, amount: Amount(11), by: OPS }, RejectCode::BadRequest);
     assert!(h.deposit(b, h.usd, 10).result.is_ok());
     assert_eq!(h.usd(a).available, u64::MAX - 10);
 }
@@ -1368,25 +951,13 @@ fn a_repeated_cl_id_returns_the_original_order_and_creates_nothing() {
     let x = h.place(with_cl(lim(a, Buy, 1000, 10), "same"));
     let before = h.visible();
     let out = h.submit(with_cl(lim(a, Sell, 2000, 1), "same"));
-    assert_eq!(
-        out.result,
-        Ok(Reply::Placed {
-            order: x,
-            dup: true
-        })
-    );
+    assert_eq!(out.result, Ok(Reply::Placed { order: x, dup: true }));
     assert!(out.events.is_empty());
     assert_eq!(h.visible(), before);
     // Still a duplicate once the original is closed.
     h.cancel(a, x);
     let out = h.submit(with_cl(lim(a, Buy, 1000, 10), "same"));
-    assert_eq!(
-        out.result,
-        Ok(Reply::Placed {
-            order: x,
-            dup: true
-        })
-    );
+    assert_eq!(out.result, Ok(Reply::Placed { order: x, dup: true }));
     assert_eq!(h.book().order_count(), 0);
     // cl_ids are per account.
     let out = h.submit(with_cl(lim(b, Buy, 1000, 10), "same"));
@@ -1394,13 +965,7 @@ fn a_repeated_cl_id_returns_the_original_order_and_creates_nothing() {
     // A repeated cl_id is answered even when the instrument is not trading.
     h.set_state(InstrumentState::Halted);
     let out = h.submit(with_cl(lim(a, Buy, 1000, 10), "same"));
-    assert_eq!(
-        out.result,
-        Ok(Reply::Placed {
-            order: x,
-            dup: true
-        })
-    );
+    assert_eq!(out.result, Ok(Reply::Placed { order: x, dup: true }));
 }
 
 #[test]
@@ -1408,28 +973,13 @@ fn a_refused_order_does_not_use_up_its_cl_id() {
     let (mut h, a, b) = two_traders();
     h.limit(b, Sell, 1000, 5);
     // Refused by the book after the ledger accepted it.
-    h.place_refused(
-        with_cl(post_only(lim(a, Buy, 1000, 1)), "p1"),
-        RejectCode::PostOnlyWouldTake,
-    );
-    h.place_refused(
-        with_cl(with_tif(lim(a, Buy, 1000, 6), Tif::Fok), "p1"),
-        RejectCode::FokUnfilled,
-    );
+    h.place_refused(with_cl(post_only(lim(a, Buy, 1000, 1)), "p1"), RejectCode::PostOnlyWouldTake);
+    h.place_refused(with_cl(with_tif(lim(a, Buy, 1000, 6), Tif::Fok), "p1"), RejectCode::FokUnfilled);
     // Refused by the ledger.
-    h.place_refused(
-        with_cl(lim(a, Buy, 1000, 1_000_000), "p1"),
-        RejectCode::InsufficientFunds,
-    );
+    h.place_refused(with_cl(lim(a, Buy, 1000, 1_000_000), "p1"), RejectCode::InsufficientFunds);
     let out = h.submit(with_cl(lim(a, Buy, 999, 1), "p1"));
     let id = placed(&out);
-    assert_eq!(
-        out.result,
-        Ok(Reply::Placed {
-            order: id,
-            dup: false
-        })
-    );
+    assert_eq!(out.result, Ok(Reply::Placed { order: id, dup: false }));
     assert_eq!(h.ex.ledger.order_by_cl_id(a, "p1"), Some(id));
     h.verify_replay();
 }
@@ -1437,10 +987,7 @@ fn a_refused_order_does_not_use_up_its_cl_id() {
 #[test]
 fn a_malformed_cl_id_is_bad_request() {
     let (mut h, a, _) = two_traders();
-    h.place_refused(
-        with_cl(lim(a, Buy, 1000, 1), "has space"),
-        RejectCode::BadRequest,
-    );
+    h.place_refused(with_cl(lim(a, Buy, 1000, 1), "has space"), RejectCode::BadRequest);
     // A cl_id too long to hold reaches the engine empty, and is refused.
     assert!(ClId::new(&"x".repeat(37)).is_none());
     h.refused(Command::Place(lim(a, Buy, 1000, 1)), RejectCode::BadRequest);
@@ -1474,10 +1021,7 @@ fn a_sweep_of_5000_fills_at_one_price() {
     let tr = trades(&out);
     assert_eq!(tr.len(), 5_000);
     assert_eq!(tr.iter().map(|t| t.maker).collect::<Vec<_>>(), makers);
-    assert_eq!(
-        tr.iter().map(|t| t.trade_id).collect::<Vec<_>>(),
-        (1..=5_000).collect::<Vec<u64>>()
-    );
+    assert_eq!(tr.iter().map(|t| t.trade_id).collect::<Vec<_>>(), (1..=5_000).collect::<Vec<u64>>());
     assert!(tr.iter().all(|t| t.px == Price(1000) && t.qty == Qty(1)));
     assert_eq!(h.order(id).status, OrderStatus::Filled);
     assert_eq!((h.best_bid(), h.best_ask()), (None, None));
@@ -1485,20 +1029,8 @@ fn a_sweep_of_5000_fills_at_one_price() {
     assert_eq!(tr.iter().map(|t| t.maker_fee.0).sum::<u64>(), 5_000);
     assert_eq!(tr.iter().map(|t| t.taker_fee.0).sum::<u64>(), 10_000);
     assert_eq!(h.fees(), 15_000);
-    assert_eq!(
-        h.usd(t),
-        Balance {
-            available: USD - 5_000_000 - 10_000,
-            held: 0
-        }
-    );
-    assert_eq!(
-        h.usd(m),
-        Balance {
-            available: 5_000_000 - 5_000,
-            held: 0
-        }
-    );
+    assert_eq!(h.usd(t), Balance { available: USD - 5_000_000 - 10_000, held: 0 });
+    assert_eq!(h.usd(m), Balance { available: 5_000_000 - 5_000, held: 0 });
     assert_eq!(h.btc(t).available, 5_000 * SATS_PER_LOT);
     h.verify_replay();
 }
@@ -1516,18 +1048,12 @@ fn values_near_the_integer_ceiling_are_exact_or_refused_never_wrapped() {
     h.place_refused(lim(whale, Buy, u64::MAX - 1, 1), RejectCode::BadRequest);
     // Base amounts that do not fit are refused.
     h.place_refused(lim(whale, Sell, 1000, u64::MAX), RejectCode::BadRequest);
-    h.place_refused(
-        mkt(whale, Sell, u64::MAX / SATS_PER_LOT + 1),
-        RejectCode::BadRequest,
-    );
+    h.place_refused(mkt(whale, Sell, u64::MAX / SATS_PER_LOT + 1), RejectCode::BadRequest);
 
     // A sell at the top price rests (no band yet); no budget buys a lot of it.
     let top = h.limit(other, Sell, u64::MAX, 1);
     assert_eq!(h.best_ask(), Some((u64::MAX, 1)));
-    h.place_refused(
-        mkt_quote(whale, u64::MAX / 4),
-        RejectCode::InsufficientFunds,
-    );
+    h.place_refused(mkt_quote(whale, u64::MAX / 4), RejectCode::InsufficientFunds);
 
     // Large values that fit trade exactly: 2^31 lots at 2^31 ticks = 2^62 cents.
     let (px, qty) = (1u64 << 31, 1u64 << 31);
@@ -1538,17 +1064,8 @@ fn values_near_the_integer_ceiling_are_exact_or_refused_never_wrapped() {
     assert_eq!((t.maker, t.px.0, t.qty.0), (ask, px, qty));
     assert_eq!(t.maker_fee.0, fee128(notional, 10));
     assert_eq!(t.taker_fee.0, fee128(notional, 20));
-    assert_eq!(
-        h.usd(other).available,
-        u64::MAX / 4 + notional - fee128(notional, 10)
-    );
-    assert_eq!(
-        h.usd(whale),
-        Balance {
-            available: u64::MAX / 2 - notional - fee128(notional, 20),
-            held: 0
-        }
-    );
+    assert_eq!(h.usd(other).available, u64::MAX / 4 + notional - fee128(notional, 10));
+    assert_eq!(h.usd(whale), Balance { available: u64::MAX / 2 - notional - fee128(notional, 20), held: 0 });
     assert_eq!(h.btc(whale).available, u64::MAX / 2 + qty * SATS_PER_LOT);
     assert_eq!(h.fees(), fee128(notional, 10) + fee128(notional, 20));
     assert_eq!(h.best_ask(), Some((u64::MAX, 1)));
@@ -1556,33 +1073,18 @@ fn values_near_the_integer_ceiling_are_exact_or_refused_never_wrapped() {
     // The top ask is now outside the band: a quote buy stops at the band edge.
     let out = h.submit(mkt_quote(whale, u64::MAX / 8));
     let id = placed(&out);
-    assert_eq!(
-        closed(&out, id),
-        Some((OrderStatus::Cancelled, Some(CancelReason::PriceBand)))
-    );
+    assert_eq!(closed(&out, id), Some((OrderStatus::Cancelled, Some(CancelReason::PriceBand))));
     assert_eq!(h.queue(Sell, u64::MAX), vec![top]);
 
     // Amending to a quantity whose value overflows is refused.
     let bid = h.limit(whale, Buy, px, 1);
     h.refused(
-        Command::Amend {
-            account: whale,
-            inst: h.inst,
-            order: OrderRef::Id(bid),
-            qty: Some(Qty(u64::MAX)),
-            px: None,
-        },
+        Command::Amend { account: whale, inst: h.inst, order: OrderRef::Id(bid), qty: Some(Qty(u64::MAX)), px: None },
         RejectCode::BadRequest,
     );
     let sell = h.limit(other, Sell, px + 1, 1);
     h.refused(
-        Command::Amend {
-            account: other,
-            inst: h.inst,
-            order: OrderRef::Id(sell),
-            qty: Some(Qty(u64::MAX)),
-            px: None,
-        },
+        Command::Amend { account: other, inst: h.inst, order: OrderRef::Id(sell), qty: Some(Qty(u64::MAX)), px: None },
         RejectCode::BadRequest,
     );
     h.verify_replay();

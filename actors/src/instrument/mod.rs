@@ -11,10 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use actix::prelude::*;
-use bourse_engine::{
-    AccountId, Amount, CancelReason, EventBody, InstrumentState, NewOrder, OrderBook, OrderId,
-    Price, Qty, Reject, Side,
-};
+use bourse_engine::{AccountId, Amount, CancelReason, EventBody, InstrumentState, NewOrder, OrderBook, OrderId, Price, Qty, Reject, Side};
 
 use crate::ledger::{LedgerActor, Outcome, OutcomeKind, Outcomes};
 use crate::reply::Responder;
@@ -39,11 +36,7 @@ impl BookMetrics {
     }
 
     fn state(&self, state: InstrumentState) {
-        self.trading.set(if state == InstrumentState::Trading {
-            1.0
-        } else {
-            0.0
-        });
+        self.trading.set(if state == InstrumentState::Trading { 1.0 } else { 0.0 });
     }
 }
 
@@ -92,34 +85,11 @@ impl Actor for InstrumentActor {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub enum BookOp {
-    Match {
-        order: Box<NewOrder>,
-        to: Responder,
-    },
-    Cancel {
-        account: Option<AccountId>,
-        order: OrderId,
-        reason: CancelReason,
-        admin: bool,
-        to: Responder,
-    },
-    Amend {
-        account: AccountId,
-        order: OrderId,
-        qty: Option<Qty>,
-        px: Option<Price>,
-        extra: Amount,
-        to: Responder,
-    },
-    CancelAll {
-        account: Option<AccountId>,
-        side: Option<Side>,
-        admin: bool,
-        to: Responder,
-    },
-    SetState {
-        state: InstrumentState,
-    },
+    Match { order: Box<NewOrder>, to: Responder },
+    Cancel { account: Option<AccountId>, order: OrderId, reason: CancelReason, admin: bool, to: Responder },
+    Amend { account: AccountId, order: OrderId, qty: Option<Qty>, px: Option<Price>, extra: Amount, to: Responder },
+    CancelAll { account: Option<AccountId>, side: Option<Side>, admin: bool, to: Responder },
+    SetState { state: InstrumentState },
 }
 
 impl Handler<BookOp> for InstrumentActor {
@@ -133,64 +103,27 @@ impl Handler<BookOp> for InstrumentActor {
         let kind = match op {
             BookOp::Match { order, to } => {
                 self.book.decide_place(&order, &mut bodies);
-                OutcomeKind::Placed {
-                    order: order.id,
-                    to,
-                }
+                OutcomeKind::Placed { order: order.id, to }
             }
-            BookOp::Cancel {
-                account,
-                order,
-                reason,
-                admin,
-                to,
-            } => {
-                let result = self
-                    .book
-                    .decide_cancel(account, order, reason, admin)
-                    .map(|e| bodies.push(e));
+            BookOp::Cancel { account, order, reason, admin, to } => {
+                let result = self.book.decide_cancel(account, order, reason, admin).map(|e| bodies.push(e));
                 OutcomeKind::Cancelled { order, to, result }
             }
-            BookOp::Amend {
-                account,
-                order,
-                qty,
-                px,
-                extra,
-                to,
-            } => {
+            BookOp::Amend { account, order, qty, px, extra, to } => {
                 let result = self.book.decide_amend(account, order, qty, px, &mut bodies);
                 if let Err(r) = &result {
                     if extra.0 > 0 {
-                        bodies.push(EventBody::AmendRejected {
-                            inst,
-                            order,
-                            code: r.code,
-                            release: extra,
-                        });
+                        bodies.push(EventBody::AmendRejected { inst, order, code: r.code, release: extra });
                     }
                 }
                 OutcomeKind::Amended { order, to, result }
             }
-            BookOp::CancelAll {
-                account,
-                side,
-                admin,
-                to,
-            } => {
-                self.book
-                    .decide_cancel_all(account, side, admin, &mut bodies);
-                OutcomeKind::CancelledAll {
-                    n: bodies.len() as u64,
-                    to,
-                }
+            BookOp::CancelAll { account, side, admin, to } => {
+                self.book.decide_cancel_all(account, side, admin, &mut bodies);
+                OutcomeKind::CancelledAll { n: bodies.len() as u64, to }
             }
             BookOp::SetState { state } => {
-                self.book.apply(&EventBody::InstrumentStateSet {
-                    inst,
-                    state,
-                    by: AccountId(0),
-                });
+                self.book.apply(&EventBody::InstrumentStateSet { inst, state, by: AccountId(0) });
                 self.metrics.state(state);
                 return;
             }

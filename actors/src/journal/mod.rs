@@ -52,12 +52,7 @@ pub trait Publisher: Send + 'static {
     /// told of a change can use it at once (a new user can log in).
     fn learn(&mut self, _events: &[Event]) {}
     /// Called after the answers: market data and account streams.
-    fn publish(
-        &mut self,
-        index: u64,
-        events: Arc<Vec<Event>>,
-        account: Vec<(u64, u64, serde_json::Value)>,
-    );
+    fn publish(&mut self, index: u64, events: Arc<Vec<Event>>, account: Vec<(u64, u64, serde_json::Value)>);
 }
 
 pub struct JournalHandle {
@@ -119,26 +114,10 @@ pub fn start<L: EventLog + Send + 'static>(
     let queued = Arc::new(AtomicUsize::new(0));
     telemetry::watch_mailbox(telemetry::ACTOR_JOURNAL, None, &queued);
     metrics::gauge!(telemetry::LOG_ENTRIES).set(log_entries(&log) as f64);
-    let handle = JournalHandle {
-        tx,
-        committed: committed.clone(),
-        stopped: stopped.clone(),
-        queued: queued.clone(),
-    };
+    let handle = JournalHandle { tx, committed: committed.clone(), stopped: stopped.clone(), queued: queued.clone() };
     std::thread::Builder::new()
         .name("bourse-journal".into())
-        .spawn(move || {
-            run(
-                &mut log,
-                durable,
-                commit_events_max,
-                &rx,
-                &mut *publisher,
-                &committed,
-                &stopped,
-                &queued,
-            )
-        })
+        .spawn(move || run(&mut log, durable, commit_events_max, &rx, &mut *publisher, &committed, &stopped, &queued))
         .expect("journal thread starts");
     handle
 }
@@ -190,11 +169,8 @@ fn run<L: EventLog>(
                 indexes.push(None);
                 continue;
             }
-            let encoded: Vec<Vec<u8>> = p
-                .events
-                .iter()
-                .map(|e| rmp_serde::to_vec(e).expect("events encode"))
-                .collect();
+            let encoded: Vec<Vec<u8>> =
+                p.events.iter().map(|e| rmp_serde::to_vec(e).expect("events encode")).collect();
             bytes += encoded.iter().map(|e| e.len() as u64).sum::<u64>();
             match log.append(&encoded) {
                 Ok(i) => indexes.push(Some(i)),
@@ -215,8 +191,7 @@ fn run<L: EventLog>(
                 return;
             }
         }
-        metrics::histogram!(telemetry::JOURNAL_FLUSH_SECONDS)
-            .record(started.elapsed().as_secs_f64());
+        metrics::histogram!(telemetry::JOURNAL_FLUSH_SECONDS).record(started.elapsed().as_secs_f64());
         metrics::histogram!(telemetry::JOURNAL_BATCH_EVENTS).record(events as f64);
         metrics::counter!(telemetry::JOURNAL_EVENTS_TOTAL).increment(events as u64);
         metrics::counter!(telemetry::JOURNAL_WRITTEN_BYTES_TOTAL).increment(bytes);
@@ -254,10 +229,7 @@ pub fn read_all<L: EventLog + ?Sized>(log: &L) -> Result<Vec<Event>, String> {
         let to = (at + step - 1).min(last);
         for entry in log.read(at..=to).map_err(|e| e.to_string())? {
             for bytes in entry.events {
-                out.push(
-                    rmp_serde::from_slice(&bytes)
-                        .map_err(|e| format!("entry {}: {e}", entry.index))?,
-                );
+                out.push(rmp_serde::from_slice(&bytes).map_err(|e| format!("entry {}: {e}", entry.index))?);
             }
         }
         at = to + 1;

@@ -13,10 +13,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use bourse_engine::ledger::{AccountUpdate, Ledger, PlaceRefusal};
-use bourse_engine::{
-    AccountId, AssetId, Command, Event, EventBody, InstrumentId, InstrumentState, OrderId,
-    OrderRef, Reject, Reply,
-};
+use bourse_engine::{AccountId, AssetId, Command, Event, EventBody, InstrumentId, InstrumentState, OrderId, OrderRef, Reject, Reply};
 use bourse_protocol::msg as p;
 use bourse_protocol::{ErrorBody, ErrorCode};
 use serde_json::{json, Value};
@@ -58,24 +55,10 @@ pub struct Outcome {
 }
 
 pub enum OutcomeKind {
-    Placed {
-        order: OrderId,
-        to: Responder,
-    },
-    Cancelled {
-        order: OrderId,
-        to: Responder,
-        result: Result<(), Reject>,
-    },
-    Amended {
-        order: OrderId,
-        to: Responder,
-        result: Result<(), Reject>,
-    },
-    CancelledAll {
-        n: u64,
-        to: Responder,
-    },
+    Placed { order: OrderId, to: Responder },
+    Cancelled { order: OrderId, to: Responder, result: Result<(), Reject> },
+    Amended { order: OrderId, to: Responder, result: Result<(), Reject> },
+    CancelledAll { n: u64, to: Responder },
 }
 
 /// Read-only questions answered from the ledger's state.
@@ -83,16 +66,8 @@ pub enum OutcomeKind {
 #[rtype(result = "Answer")]
 pub enum Query {
     Balances(AccountId),
-    Orders {
-        account: AccountId,
-        inst: Option<InstrumentId>,
-    },
-    Fills {
-        account: AccountId,
-        inst: Option<InstrumentId>,
-        before: Option<u64>,
-        limit: usize,
-    },
+    Orders { account: AccountId, inst: Option<InstrumentId> },
+    Fills { account: AccountId, inst: Option<InstrumentId>, before: Option<u64>, limit: usize },
     Instruments,
     /// The account stream's snapshot: balances and open orders, with the stream version.
     AccountSnapshot(AccountId),
@@ -160,10 +135,7 @@ impl Actor for LedgerActor {
 }
 
 fn overloaded(what: &str) -> ErrorBody {
-    ErrorBody::new(
-        ErrorCode::Overloaded,
-        format!("{what} is overloaded; retry shortly"),
-    )
+    ErrorBody::new(ErrorCode::Overloaded, format!("{what} is overloaded; retry shortly"))
 }
 
 /// Counts one order operation in `bourse_orders_total`.
@@ -173,11 +145,7 @@ fn count(op: &'static str, result: &'static str, code: &'static str) {
 
 /// Counts an operation refused with `e` (its wire code is the label).
 fn count_refused(op: &'static str, e: &ErrorBody) {
-    let result = if e.code == ErrorCode::Overloaded {
-        t::RESULT_OVERLOADED
-    } else {
-        t::RESULT_REJECTED
-    };
+    let result = if e.code == ErrorCode::Overloaded { t::RESULT_OVERLOADED } else { t::RESULT_REJECTED };
     count(op, result, e.code.as_str());
 }
 
@@ -197,20 +165,12 @@ impl LedgerActor {
         let i2 = inflight.clone();
         t::watch_mailbox(t::ACTOR_INSTRUMENT, Some(&book.spec.sym), &inflight);
         let metrics = crate::instrument::BookMetrics::new(&book.spec.sym);
-        let addr = InstrumentActor::start_in_arbiter(arb, move |_| InstrumentActor {
-            book,
-            ledger: me,
-            inflight: i2,
-            metrics,
-            outcomes: Vec::new(),
-        });
+        let addr = InstrumentActor::start_in_arbiter(arb, move |_| InstrumentActor { book, ledger: me, inflight: i2, metrics, outcomes: Vec::new() });
         self.books.push(Book { addr, inflight });
     }
 
     fn book(&self, inst: InstrumentId) -> Option<&Book> {
-        (inst.0 as usize)
-            .checked_sub(1)
-            .and_then(|i| self.books.get(i))
+        (inst.0 as usize).checked_sub(1).and_then(|i| self.books.get(i))
     }
 
     /// Sends a command to a book unless it has `instrument_inflight_max` waiting.
@@ -218,10 +178,7 @@ impl LedgerActor {
     #[allow(clippy::result_large_err)]
     fn to_book(&self, inst: InstrumentId, op: BookOp) -> Result<(), (ErrorBody, BookOp)> {
         let Some(b) = self.book(inst) else {
-            return Err((
-                ErrorBody::new(ErrorCode::UnknownInstrument, "unknown instrument"),
-                op,
-            ));
+            return Err((ErrorBody::new(ErrorCode::UnknownInstrument, "unknown instrument"), op));
         };
         if b.inflight.fetch_add(1, Ordering::AcqRel) >= self.instrument_inflight_max {
             b.inflight.fetch_sub(1, Ordering::AcqRel);
@@ -259,36 +216,18 @@ impl LedgerActor {
     fn account_message(&self, ts: u64, u: AccountUpdate) -> (u64, u64, Value) {
         let l = &self.ledger;
         let (account, seq, kind, data) = match u {
-            AccountUpdate::Order {
-                account,
-                seq,
-                order,
-            } => (
-                account,
-                seq,
-                "order",
-                serde_json::to_value(wire::order_view(l, &order)).expect("encodes"),
-            ),
-            AccountUpdate::Fill {
-                account,
-                seq,
-                fill,
-                order,
-            } => {
+            AccountUpdate::Order { account, seq, order } => {
+                (account, seq, "order", serde_json::to_value(wire::order_view(l, &order)).expect("encodes"))
+            }
+            AccountUpdate::Fill { account, seq, fill, order } => {
                 let spec = &l.instruments[&fill.inst];
-                let mut v =
-                    serde_json::to_value(wire::fill_view(l, &fill, &order.cl_id)).expect("encodes");
+                let mut v = serde_json::to_value(wire::fill_view(l, &fill, &order.cl_id)).expect("encodes");
                 v["cum_qty"] = json!(wire::fmt_qty(spec, order.cum));
                 v["leaves_qty"] = json!(wire::fmt_qty(spec, order.leaves()));
                 v["status"] = json!(wire::status(order.status));
                 (account, seq, "fill", v)
             }
-            AccountUpdate::Balance {
-                account,
-                seq,
-                asset,
-                balance,
-            } => {
+            AccountUpdate::Balance { account, seq, asset, balance } => {
                 let a = &l.assets[&asset];
                 (
                     account,
@@ -321,29 +260,18 @@ impl LedgerActor {
     }
 
     fn status_answer(&self, order: OrderId) -> Answer {
-        let o = self
-            .ledger
-            .order(order)
-            .ok_or_else(|| ErrorBody::new(ErrorCode::UnknownOrder, "unknown order"))?;
+        let o = self.ledger.order(order).ok_or_else(|| ErrorBody::new(ErrorCode::UnknownOrder, "unknown order"))?;
         Ok(json!({"order_id": order.0, "status": wire::status(o.status)}))
     }
 
-    fn resolve(
-        &self,
-        account: AccountId,
-        inst: InstrumentId,
-        r: &OrderRef,
-    ) -> Result<OrderId, ErrorBody> {
+    fn resolve(&self, account: AccountId, inst: InstrumentId, r: &OrderRef) -> Result<OrderId, ErrorBody> {
         let id = match r {
             OrderRef::Id(id) => Some(*id),
             OrderRef::ClId(cl) => self.ledger.order_by_cl_id(account, cl),
         };
         match id.and_then(|id| self.ledger.order(id)) {
             Some(o) if o.account == account && o.inst == inst && o.status.is_open() => Ok(o.id),
-            _ => Err(ErrorBody::new(
-                ErrorCode::UnknownOrder,
-                "no such open order",
-            )),
+            _ => Err(ErrorBody::new(ErrorCode::UnknownOrder, "no such open order")),
         }
     }
 
@@ -351,14 +279,8 @@ impl LedgerActor {
         Ok(match shape {
             Shape::Empty => json!({}),
             Shape::Instrument => {
-                let Reply::Instrument(id) = reply else {
-                    return Ok(json!({}));
-                };
-                serde_json::to_value(wire::instrument_view(
-                    &self.ledger,
-                    &self.ledger.instruments[id],
-                ))
-                .expect("encodes")
+                let Reply::Instrument(id) = reply else { return Ok(json!({})) };
+                serde_json::to_value(wire::instrument_view(&self.ledger, &self.ledger.instruments[id])).expect("encodes")
             }
             Shape::State(s) => json!({"state": wire::state_out(*s)}),
             Shape::User(u) => json!({"user": u}),
@@ -398,21 +320,17 @@ impl Handler<Submit> for LedgerActor {
                         prop.answers.push((to, Err(wire::reject(&r))))
                     }
                     Ok(accepted) => {
-                        let EventBody::OrderAccepted { order } = &accepted else {
-                            unreachable!("accepted")
-                        };
+                        let EventBody::OrderAccepted { order } = &accepted else { unreachable!("accepted") };
                         let order = order.clone();
                         // Admission first, so an overloaded book holds nothing.
                         let Some(b) = self.book(inst) else {
-                            let e =
-                                ErrorBody::new(ErrorCode::UnknownInstrument, "unknown instrument");
+                            let e = ErrorBody::new(ErrorCode::UnknownInstrument, "unknown instrument");
                             count_refused(t::OP_PLACE, &e);
                             to.send(Err(e));
                             return;
                         };
                         if b.inflight.load(Ordering::Acquire) >= self.instrument_inflight_max {
-                            metrics::counter!(t::OVERLOADED_TOTAL, "actor" => t::ACTOR_INSTRUMENT)
-                                .increment(1);
+                            metrics::counter!(t::OVERLOADED_TOTAL, "actor" => t::ACTOR_INSTRUMENT).increment(1);
                             let e = overloaded(&self.ledger.instruments[&inst].sym);
                             count_refused(t::OP_PLACE, &e);
                             to.send(Err(e));
@@ -420,45 +338,27 @@ impl Handler<Submit> for LedgerActor {
                         }
                         self.record(accepted, &mut prop);
                         // Cannot fail after the check above (one writer); answer anyway.
-                        if let Err((e, BookOp::Match { to, .. })) =
-                            self.to_book(inst, BookOp::Match { order, to })
-                        {
+                        if let Err((e, BookOp::Match { to, .. })) = self.to_book(inst, BookOp::Match { order, to }) {
                             count_refused(t::OP_PLACE, &e);
                             prop.answers.push((to, Err(e)));
                         }
                     }
                 }
             }
-            Command::Cancel {
-                account,
-                inst,
-                order,
-            } => match self.resolve(account, inst, &order) {
+            Command::Cancel { account, inst, order } => match self.resolve(account, inst, &order) {
                 Err(e) => {
                     count_refused(t::OP_CANCEL, &e);
                     prop.answers.push((to, Err(e)))
                 }
                 Ok(id) => {
-                    let op = BookOp::Cancel {
-                        account: Some(account),
-                        order: id,
-                        reason: bourse_engine::CancelReason::User,
-                        admin: false,
-                        to,
-                    };
+                    let op = BookOp::Cancel { account: Some(account), order: id, reason: bourse_engine::CancelReason::User, admin: false, to };
                     if let Err((e, BookOp::Cancel { to, .. })) = self.to_book(inst, op) {
                         count_refused(t::OP_CANCEL, &e);
                         prop.answers.push((to, Err(e)));
                     }
                 }
             },
-            Command::Amend {
-                account,
-                inst,
-                order,
-                qty,
-                px,
-            } => {
+            Command::Amend { account, inst, order, qty, px } => {
                 let id = match self.resolve(account, inst, &order) {
                     Ok(id) => id,
                     Err(e) => {
@@ -476,8 +376,7 @@ impl Handler<Submit> for LedgerActor {
                     Ok(hold) => {
                         let Some(b) = self.book(inst) else { return };
                         if b.inflight.load(Ordering::Acquire) >= self.instrument_inflight_max {
-                            metrics::counter!(t::OVERLOADED_TOTAL, "actor" => t::ACTOR_INSTRUMENT)
-                                .increment(1);
+                            metrics::counter!(t::OVERLOADED_TOTAL, "actor" => t::ACTOR_INSTRUMENT).increment(1);
                             let e = overloaded(&self.ledger.instruments[&inst].sym);
                             count_refused(t::OP_AMEND, &e);
                             to.send(Err(e));
@@ -490,14 +389,7 @@ impl Handler<Submit> for LedgerActor {
                         if let Some(h) = hold {
                             self.record(h, &mut prop);
                         }
-                        let op = BookOp::Amend {
-                            account,
-                            order: id,
-                            qty,
-                            px,
-                            extra,
-                            to,
-                        };
+                        let op = BookOp::Amend { account, order: id, qty, px, extra, to };
                         if let Err((e, BookOp::Amend { to, .. })) = self.to_book(inst, op) {
                             count_refused(t::OP_AMEND, &e);
                             prop.answers.push((to, Err(e)));
@@ -505,12 +397,7 @@ impl Handler<Submit> for LedgerActor {
                     }
                 }
             }
-            Command::CancelAll {
-                account,
-                inst,
-                side,
-                admin,
-            } => {
+            Command::CancelAll { account, inst, side, admin } => {
                 let targets: Vec<InstrumentId> = match inst {
                     Some(i) if self.book(i).is_none() => {
                         let e = ErrorBody::new(ErrorCode::UnknownInstrument, "unknown instrument");
@@ -527,12 +414,7 @@ impl Handler<Submit> for LedgerActor {
                     // Cancels are never refused for load: they only shrink the book.
                     let b = self.book(i).expect("checked");
                     b.inflight.fetch_add(1, Ordering::AcqRel);
-                    b.addr.do_send(BookOp::CancelAll {
-                        account,
-                        side,
-                        admin,
-                        to: Responder::Part(tally.clone()),
-                    });
+                    b.addr.do_send(BookOp::CancelAll { account, side, admin, to: Responder::Part(tally.clone()) });
                 }
             }
             admin => match self.ledger.decide_admin(admin) {
@@ -582,13 +464,7 @@ impl LedgerActor {
             OutcomeKind::Placed { order, to } => match rejected {
                 Some(code) => {
                     count(t::OP_PLACE, t::RESULT_REJECTED, wire::code(code).as_str());
-                    (
-                        to,
-                        Err(ErrorBody::new(
-                            wire::code(code),
-                            bourse_engine::exchange::reject_text(code),
-                        )),
-                    )
+                    (to, Err(ErrorBody::new(wire::code(code), bourse_engine::exchange::reject_text(code))))
                 }
                 None => {
                     count(t::OP_PLACE, t::RESULT_ACCEPTED, t::CODE_NONE);
@@ -597,16 +473,12 @@ impl LedgerActor {
                 }
             },
             OutcomeKind::Cancelled { order, to, result } => {
-                let a = result
-                    .map_err(|r| wire::reject(&r))
-                    .and_then(|()| self.status_answer(order));
+                let a = result.map_err(|r| wire::reject(&r)).and_then(|()| self.status_answer(order));
                 count_answer(t::OP_CANCEL, &a);
                 (to, a)
             }
             OutcomeKind::Amended { order, to, result } => {
-                let a = result
-                    .map_err(|r| wire::reject(&r))
-                    .and_then(|()| self.status_answer(order));
+                let a = result.map_err(|r| wire::reject(&r)).and_then(|()| self.status_answer(order));
                 count_answer(t::OP_AMEND, &a);
                 (to, a)
             }
@@ -624,19 +496,10 @@ impl Handler<Query> for LedgerActor {
         MessageResult(Ok(match q {
             Query::Balances(a) => json!({"balances": wire::balances(l, a)}),
             Query::Orders { account, inst } => {
-                let orders: Vec<p::OrderView> = l
-                    .open_orders(account, inst)
-                    .into_iter()
-                    .map(|o| wire::order_view(l, o))
-                    .collect();
+                let orders: Vec<p::OrderView> = l.open_orders(account, inst).into_iter().map(|o| wire::order_view(l, o)).collect();
                 json!({"orders": orders})
             }
-            Query::Fills {
-                account,
-                inst,
-                before,
-                limit,
-            } => {
+            Query::Fills { account, inst, before, limit } => {
                 let fills: Vec<p::FillView> = l
                     .fills(account, inst, before, limit)
                     .into_iter()
@@ -648,19 +511,11 @@ impl Handler<Query> for LedgerActor {
                 json!({"fills": fills})
             }
             Query::Instruments => {
-                let v: Vec<p::InstrumentView> = l
-                    .instruments
-                    .values()
-                    .map(|s| wire::instrument_view(l, s))
-                    .collect();
+                let v: Vec<p::InstrumentView> = l.instruments.values().map(|s| wire::instrument_view(l, s)).collect();
                 json!({"instruments": v})
             }
             Query::AccountSnapshot(a) => {
-                let orders: Vec<p::OrderView> = l
-                    .open_orders(a, None)
-                    .into_iter()
-                    .map(|o| wire::order_view(l, o))
-                    .collect();
+                let orders: Vec<p::OrderView> = l.open_orders(a, None).into_iter().map(|o| wire::order_view(l, o)).collect();
                 let seq = l.accounts.get(&a).map_or(0, |s| s.seq);
                 json!({"seq": seq, "balances": wire::balances(l, a), "orders": orders})
             }

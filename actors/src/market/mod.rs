@@ -320,18 +320,8 @@ impl MarketData {
 
     fn add_instrument(&mut self, book: OrderBook) {
         self.by_sym.insert(book.spec.sym.clone(), book.spec.id);
-        let candles = Interval::ALL
-            .into_iter()
-            .map(|i| (i, (VecDeque::new(), None)))
-            .collect();
-        self.insts.insert(
-            book.spec.id,
-            Instrument {
-                book,
-                trades: VecDeque::new(),
-                candles,
-            },
-        );
+        let candles = Interval::ALL.into_iter().map(|i| (i, (VecDeque::new(), None))).collect();
+        self.insts.insert(book.spec.id, Instrument { book, trades: VecDeque::new(), candles });
     }
 
     /// Rebuilds recent trades, candles and the ticker window from events the
@@ -351,9 +341,7 @@ impl MarketData {
     }
 
     fn levels_json(book: &OrderBook, lv: &[(Price, Qty)]) -> Vec<(String, String)> {
-        lv.iter()
-            .map(|(p, q)| (wire::fmt_px(&book.spec, *p), wire::fmt_qty(&book.spec, *q)))
-            .collect()
+        lv.iter().map(|(p, q)| (wire::fmt_px(&book.spec, *p), wire::fmt_qty(&book.spec, *q))).collect()
     }
 
     fn l2_snapshot(g: &BookGroup, book: &OrderBook, epoch: u64) -> Value {
@@ -368,9 +356,7 @@ impl MarketData {
     }
 
     fn l1(book: &OrderBook, epoch: u64, ts: u64) -> Value {
-        let side = |b: Option<(Price, Qty)>| {
-            b.map(|(p, q)| json!([wire::fmt_px(&book.spec, p), wire::fmt_qty(&book.spec, q)]))
-        };
+        let side = |b: Option<(Price, Qty)>| b.map(|(p, q)| json!([wire::fmt_px(&book.spec, p), wire::fmt_qty(&book.spec, q)]));
         json!({"ch": "book.l1", "sym": book.spec.sym, "type": "update", "epoch": epoch, "seq": book.version, "ts": ts,
                "data": {"bid": side(book.best_bid()), "ask": side(book.best_ask())}})
     }
@@ -381,11 +367,7 @@ impl MarketData {
         let fmt = |p: Price| wire::fmt_px(spec, p);
         let from = now.saturating_sub(Interval::D1.micros());
         let (hist, open) = &i.candles[&Interval::M1];
-        let window: Vec<&Candle> = hist
-            .iter()
-            .chain(open.iter())
-            .filter(|c| c.start + Interval::M1.micros() > from)
-            .collect();
+        let window: Vec<&Candle> = hist.iter().chain(open.iter()).filter(|c| c.start + Interval::M1.micros() > from).collect();
         let open_24h = window.first().map(|c| fmt(c.o));
         let high = window.iter().map(|c| c.h).max().map(fmt);
         let low = window.iter().map(|c| c.l).min().map(fmt);
@@ -403,13 +385,7 @@ impl MarketData {
 
     fn candles_snapshot(i: &Instrument, interval: Interval, epoch: u64) -> (u64, Value) {
         let (hist, open) = &i.candles[&interval];
-        let mut data: Vec<Value> = hist
-            .iter()
-            .rev()
-            .take(CANDLES_SNAPSHOT_MAX)
-            .rev()
-            .map(|c| Self::candle_json(&i.book, c, true))
-            .collect();
+        let mut data: Vec<Value> = hist.iter().rev().take(CANDLES_SNAPSHOT_MAX).rev().map(|c| Self::candle_json(&i.book, c, true)).collect();
         if let Some(c) = open {
             data.push(Self::candle_json(&i.book, c, false));
             if data.len() > CANDLES_SNAPSHOT_MAX {
@@ -417,11 +393,8 @@ impl MarketData {
             }
         }
         let seq = candle_seq(i, interval);
-        (
-            seq,
-            json!({"ch": "candles", "sym": i.book.spec.sym, "interval": interval.as_str(), "type": "snapshot", "epoch": epoch,
-                     "seq": seq, "ts": now_us(), "data": data}),
-        )
+        (seq, json!({"ch": "candles", "sym": i.book.spec.sym, "interval": interval.as_str(), "type": "snapshot", "epoch": epoch,
+                     "seq": seq, "ts": now_us(), "data": data}))
     }
 
     fn trades_snapshot(i: &Instrument, epoch: u64) -> Value {
@@ -441,11 +414,7 @@ impl MarketData {
         let ts = self.committed_us;
         let book = &self.insts[&inst].book;
         let prefix = format!("book.l2:{}:", book.spec.sym);
-        for (key, g) in self
-            .groups
-            .iter_mut()
-            .filter(|(k, _)| k.starts_with(&prefix))
-        {
+        for (key, g) in self.groups.iter_mut().filter(|(k, _)| k.starts_with(&prefix)) {
             let depth = g.depth as usize;
             let bids = book.levels(Side::Buy, depth);
             let asks = book.levels(Side::Sell, depth);
@@ -455,30 +424,16 @@ impl MarketData {
                 continue;
             }
             let fmt = |v: &[(Price, Option<Qty>)]| -> Vec<(String, String)> {
-                v.iter()
-                    .map(|(p, q)| {
-                        (
-                            wire::fmt_px(&book.spec, *p),
-                            wire::fmt_qty(&book.spec, q.unwrap_or(Qty(0))),
-                        )
-                    })
-                    .collect()
+                v.iter().map(|(p, q)| (wire::fmt_px(&book.spec, *p), wire::fmt_qty(&book.spec, q.unwrap_or(Qty(0))))).collect()
             };
             let mut v = json!({"ch": "book.l2", "sym": book.spec.sym, "type": "delta", "epoch": epoch, "prev": g.stream.last_seq,
                                "seq": book.version, "ts": ts, "depth": g.depth, "bids": fmt(&db), "asks": fmt(&da)});
             if g.cksum {
-                v["cksum"] = json!(cksum(
-                    &Self::levels_json(book, &bids),
-                    &Self::levels_json(book, &asks),
-                    g.depth
-                ));
+                v["cksum"] = json!(cksum(&Self::levels_json(book, &bids), &Self::levels_json(book, &asks), g.depth));
             }
             g.bids = bids;
             g.asks = asks;
-            g.stream.send(
-                Encoded::owned(stream_key(key), book.version, v),
-                &mut self.due,
-            );
+            g.stream.send(Encoded::owned(stream_key(key), book.version, v), &mut self.due);
         }
     }
 
@@ -500,9 +455,7 @@ impl MarketData {
         }
         let started = std::time::Instant::now();
         // Counted once per channel, not once per subscriber.
-        let sent = self
-            .writers
-            .write_or_yield(&mut self.due, GROUP_MAX, yield_now);
+        let sent = self.writers.write_or_yield(&mut self.due, GROUP_MAX, yield_now);
         crate::telemetry::observe_stage(crate::telemetry::STAGE_FANOUT, started.elapsed());
         for (ch, n, bytes) in sent {
             crate::telemetry::ws_out_many(ch, n, bytes);
@@ -535,10 +488,7 @@ impl MarketData {
 
 /// A group key names its stream (`book.l2:SYM:DEPTH`) plus whether it carries checksums.
 fn stream_key(group_key: &str) -> String {
-    group_key
-        .strip_suffix(":nock")
-        .unwrap_or(group_key)
-        .to_string()
+    group_key.strip_suffix(":nock").unwrap_or(group_key).to_string()
 }
 
 fn push_ring<T>(ring: &mut VecDeque<T>, v: T, max: usize) {
@@ -564,20 +514,9 @@ fn candle_seq(i: &Instrument, interval: Interval) -> u64 {
 }
 
 /// Adds a trade to an interval's candles; returns the candle it closed, if any.
-fn roll_candle(
-    i: &mut Instrument,
-    interval: Interval,
-    trade_id: u64,
-    px: Price,
-    qty: Qty,
-    ts: u64,
-) -> Option<Candle> {
+fn roll_candle(i: &mut Instrument, interval: Interval, trade_id: u64, px: Price, qty: Qty, ts: u64) -> Option<Candle> {
     let start = interval.start_of(ts);
-    let history_max = if interval == Interval::M1 {
-        TICKER_MINUTES_MAX
-    } else {
-        CANDLES_SNAPSHOT_MAX
-    };
+    let history_max = if interval == Interval::M1 { TICKER_MINUTES_MAX } else { CANDLES_SNAPSHOT_MAX };
     let (hist, open) = i.candles.get_mut(&interval).expect("every interval");
     let mut closed = None;
     if let Some(c) = open {
@@ -595,18 +534,7 @@ fn roll_candle(
             c.n += 1;
             c.last_trade = trade_id;
         }
-        None => {
-            *open = Some(Candle {
-                start,
-                o: px,
-                h: px,
-                l: px,
-                c: px,
-                v: qty.0,
-                n: 1,
-                last_trade: trade_id,
-            })
-        }
+        None => *open = Some(Candle { start, o: px, h: px, l: px, c: px, v: qty.0, n: 1, last_trade: trade_id }),
     }
     closed
 }
@@ -689,15 +617,9 @@ impl Handler<Committed> for MarketData {
             let version = i.book.version;
             crate::telemetry::md_seq(&sym, version);
             let l1_key = format!("book.l1:{sym}");
-            let l1 = self
-                .streams
-                .contains_key(&l1_key)
-                .then(|| Self::l1(&i.book, epoch, m.committed_us));
+            let l1 = self.streams.contains_key(&l1_key).then(|| Self::l1(&i.book, epoch, m.committed_us));
             let t_key = format!("ticker:{sym}");
-            let ticker = self
-                .streams
-                .contains_key(&t_key)
-                .then(|| Self::ticker(i, m.committed_us, epoch));
+            let ticker = self.streams.contains_key(&t_key).then(|| Self::ticker(i, m.committed_us, epoch));
             if let Some(v) = l1 {
                 self.publish(&l1_key, version, v);
             }
@@ -759,12 +681,7 @@ impl Handler<Committed> for MarketData {
 }
 
 fn resumed(key: String, from: &[Arc<Encoded>]) -> p::SubResult {
-    p::SubResult {
-        sub: key,
-        mode: p::SubMode::Resumed,
-        from_seq: from.first().map(|e| e.seq),
-        reason: None,
-    }
+    p::SubResult { sub: key, mode: p::SubMode::Resumed, from_seq: from.first().map(|e| e.seq), reason: None }
 }
 
 /// The key of the `book.l2` group a subscription belongs to (with or without checksums).
@@ -780,25 +697,15 @@ impl MarketData {
     /// A stream's snapshot as of now, with its seq.
     fn snapshot_for(&self, sub: &Sub) -> Option<(u64, Value)> {
         let epoch = self.epoch;
-        let inst = sub
-            .sym
-            .as_ref()
-            .and_then(|s| self.by_sym.get(s))
-            .map(|i| &self.insts[i]);
+        let inst = sub.sym.as_ref().and_then(|s| self.by_sym.get(s)).map(|i| &self.insts[i]);
         match (sub.ch, inst) {
             (Channel::BookL2, Some(i)) => {
                 let g = self.groups.get(&group_key(sub))?;
                 Some((g.stream.last_seq, Self::l2_snapshot(g, &i.book, epoch)))
             }
             (Channel::Trades, Some(i)) => Some((i.book.trade_id, Self::trades_snapshot(i, epoch))),
-            (Channel::Candles, Some(i)) => Some(Self::candles_snapshot(
-                i,
-                sub.interval.unwrap_or(Interval::M1),
-                epoch,
-            )),
-            (Channel::BookL1, Some(i)) => {
-                Some((i.book.version, Self::l1(&i.book, epoch, now_us())))
-            }
+            (Channel::Candles, Some(i)) => Some(Self::candles_snapshot(i, sub.interval.unwrap_or(Interval::M1), epoch)),
+            (Channel::BookL1, Some(i)) => Some((i.book.version, Self::l1(&i.book, epoch, now_us()))),
             (Channel::Ticker, Some(i)) => Some((i.book.version, Self::ticker(i, now_us(), epoch))),
             (Channel::Status, _) => Some((self.status_seq, self.status_snapshot())),
             _ => None,
@@ -817,26 +724,11 @@ impl MarketData {
             need.extend(st.flush().into_iter().map(|c| (k.clone(), false, c)));
         }
         for (k, group, conn) in need {
-            let stream = if group {
-                self.groups.get(&k).map(|g| &g.stream)
-            } else {
-                self.streams.get(&k)
-            };
-            let Some(sub) = stream
-                .and_then(|st| st.subs.iter().find(|f| f.out.conn == conn))
-                .map(|f| f.sub.clone())
-            else {
-                continue;
-            };
-            let Some((seq, v)) = self.snapshot_for(&sub) else {
-                continue;
-            };
+            let stream = if group { self.groups.get(&k).map(|g| &g.stream) } else { self.streams.get(&k) };
+            let Some(sub) = stream.and_then(|st| st.subs.iter().find(|f| f.out.conn == conn)).map(|f| f.sub.clone()) else { continue };
+            let Some((seq, v)) = self.snapshot_for(&sub) else { continue };
             let e = Arc::new(Encoded::owned(sub.key.clone(), seq, v));
-            let stream = if group {
-                self.groups.get_mut(&k).map(|g| &mut g.stream)
-            } else {
-                self.streams.get_mut(&k)
-            };
+            let stream = if group { self.groups.get_mut(&k).map(|g| &mut g.stream) } else { self.streams.get_mut(&k) };
             if let Some(st) = stream {
                 if let Some(f) = st.subs.iter_mut().find(|f| f.out.conn == conn) {
                     f.offer(&e);
@@ -867,19 +759,13 @@ impl Handler<Subscribe> for MarketData {
             (Channel::BookL2, Some(inst)) => {
                 let book = &self.insts[&inst].book;
                 let depth = m.sub.depth as usize;
-                let g = self
-                    .groups
-                    .entry(group_key(&m.sub))
-                    .or_insert_with(|| BookGroup {
-                        depth: m.sub.depth,
-                        cksum: m.sub.cksum,
-                        stream: Stream {
-                            last_seq: book.version,
-                            ..Default::default()
-                        },
-                        bids: book.levels(Side::Buy, depth),
-                        asks: book.levels(Side::Sell, depth),
-                    });
+                let g = self.groups.entry(group_key(&m.sub)).or_insert_with(|| BookGroup {
+                    depth: m.sub.depth,
+                    cksum: m.sub.cksum,
+                    stream: Stream { last_seq: book.version, ..Default::default() },
+                    bids: book.levels(Side::Buy, depth),
+                    asks: book.levels(Side::Sell, depth),
+                });
                 if let Some(from) = m.resume.and_then(|pos| g.stream.since(pos, epoch)) {
                     g.stream.join(follower, &from);
                     Ok(resumed(key, &from))
@@ -890,19 +776,9 @@ impl Handler<Subscribe> for MarketData {
                     Ok(snapshot(key))
                 }
             }
-            (
-                Channel::Trades
-                | Channel::Candles
-                | Channel::BookL1
-                | Channel::Ticker
-                | Channel::Status,
-                _,
-            ) => {
+            (Channel::Trades | Channel::Candles | Channel::BookL1 | Channel::Ticker | Channel::Status, _) => {
                 let Some((seq, v)) = self.snapshot_for(&m.sub) else {
-                    return Box::pin(fut::ready(Err(ErrorBody::new(
-                        ErrorCode::UnknownInstrument,
-                        "unknown instrument",
-                    ))));
+                    return Box::pin(fut::ready(Err(ErrorBody::new(ErrorCode::UnknownInstrument, "unknown instrument"))));
                 };
                 // book.l1 and ticker are latest-wins: no chain to resume.
                 let chained = !matches!(m.sub.ch, Channel::BookL1 | Channel::Ticker);
@@ -910,11 +786,7 @@ impl Handler<Subscribe> for MarketData {
                 if s.ring.is_empty() || m.sub.ch == Channel::Status {
                     s.last_seq = seq;
                 }
-                match m
-                    .resume
-                    .filter(|_| chained)
-                    .and_then(|pos| s.since(pos, epoch))
-                {
+                match m.resume.filter(|_| chained).and_then(|pos| s.since(pos, epoch)) {
                     Some(from) => {
                         s.join(follower, &from);
                         Ok(resumed(key, &from))
@@ -927,10 +799,7 @@ impl Handler<Subscribe> for MarketData {
             }
             (Channel::Account, _) => {
                 let Some(account) = m.account else {
-                    return Box::pin(fut::ready(Err(ErrorBody::new(
-                        ErrorCode::AuthRequired,
-                        "log in first",
-                    ))));
+                    return Box::pin(fut::ready(Err(ErrorBody::new(ErrorCode::AuthRequired, "log in first"))));
                 };
                 let a = self.accounts.entry(account).or_default();
                 let (to, conn) = (m.out.session().clone(), m.out.conn);
@@ -941,29 +810,16 @@ impl Handler<Subscribe> for MarketData {
                     let last = a.ring.back().map(|e| e.seq);
                     if let (Some(first), Some(last)) = (first, last) {
                         if pos.seq + 1 >= first && pos.seq <= last {
-                            let from: Vec<Arc<Encoded>> =
-                                a.ring.iter().filter(|e| e.seq > pos.seq).cloned().collect();
+                            let from: Vec<Arc<Encoded>> = a.ring.iter().filter(|e| e.seq > pos.seq).cloned().collect();
                             for e in &from {
                                 to.do_send(Deliver::Stream(e.clone()));
                             }
-                            a.subs.push(AccountSub {
-                                to,
-                                conn,
-                                from: Some(last),
-                                pending: Vec::new(),
-                                held: None,
-                            });
+                            a.subs.push(AccountSub { to, conn, from: Some(last), pending: Vec::new(), held: None });
                             return Box::pin(fut::ready(Ok(resumed(key, &from))));
                         }
                     }
                 }
-                a.subs.push(AccountSub {
-                    to: to.clone(),
-                    conn,
-                    from: None,
-                    pending: Vec::new(),
-                    held: None,
-                });
+                a.subs.push(AccountSub { to: to.clone(), conn, from: None, pending: Vec::new(), held: None });
                 let fut = self.ledger.send(Query::AccountSnapshot(account));
                 let res = snapshot(key);
                 return Box::pin(fut.into_actor(self).map(move |r, act, _ctx| {
@@ -996,10 +852,7 @@ impl Handler<Subscribe> for MarketData {
                     Ok(res)
                 }));
             }
-            (_, None) => Err(ErrorBody::new(
-                ErrorCode::UnknownInstrument,
-                "unknown instrument",
-            )),
+            (_, None) => Err(ErrorBody::new(ErrorCode::UnknownInstrument, "unknown instrument")),
         };
         Box::pin(fut::ready(res))
     }

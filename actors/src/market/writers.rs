@@ -72,38 +72,24 @@ impl Batch {
     /// Takes and writes chunks until none is left or the batch is stopped;
     /// `yield_now` (the actor's thread only) is asked after each chunk
     /// whether to stop it.
-    fn write(
-        &self,
-        sent: &mut SentCounts,
-        delivered: &metrics::Histogram,
-        yield_now: Option<&dyn Fn() -> bool>,
-    ) {
+    fn write(&self, sent: &mut SentCounts, delivered: &metrics::Histogram, yield_now: Option<&dyn Fn() -> bool>) {
         loop {
             if self.stop.load(Ordering::Acquire) {
                 return;
             }
             let i = self.next.fetch_add(1, Ordering::AcqRel);
-            let Some(chunk) = self.chunks.get(i) else {
-                return;
-            };
+            let Some(chunk) = self.chunks.get(i) else { return };
             for g in &self.groups[chunk.clone()] {
                 #[cfg(test)]
-                assert_ne!(
-                    self.fail_at,
-                    Some(self.dues.group_outbox(g).conn),
-                    "a writer fails (test)"
-                );
+                assert_ne!(self.fail_at, Some(self.dues.group_outbox(g).conn), "a writer fails (test)");
                 self.dues.send_group(g.clone(), sent, delivered);
             }
             self.written[i].store(true, Ordering::Release);
-            // A batch is stopped only once a quarter of it is taken, so
+            // A batch is stopped only once a sixteenth of it is taken, so
             // each connection's messages are carried a few times at most
             // however often commits arrive.
             let taken = self.taken();
-            if taken < self.chunks.len()
-                && taken * YIELD_AFTER_DENOM >= self.chunks.len()
-                && yield_now.is_some_and(|y| y())
-            {
+            if taken < self.chunks.len() && taken * YIELD_AFTER_DENOM >= self.chunks.len() && yield_now.is_some_and(|y| y()) {
                 self.stop.store(true, Ordering::Release);
                 return;
             }
@@ -120,11 +106,7 @@ impl Batch {
     fn abandon_unwritten(&self) -> usize {
         let mut n = 0;
         let taken = self.taken();
-        for (chunk, _) in self.chunks[..taken]
-            .iter()
-            .zip(&self.written)
-            .filter(|(_, w)| !w.load(Ordering::Acquire))
-        {
+        for (chunk, _) in self.chunks[..taken].iter().zip(&self.written).filter(|(_, w)| !w.load(Ordering::Acquire)) {
             n += 1;
             for g in &self.groups[chunk.clone()] {
                 self.dues.group_outbox(g).abandon();
@@ -144,12 +126,7 @@ impl Batch {
 
 /// Cuts `groups` into runs of about `per` groups, each ending where a
 /// connection's groups end (`conn` tells a group's connection).
-fn chunks(
-    conn: impl Fn(&Range<usize>) -> usize,
-    groups: &[Range<usize>],
-    per: usize,
-    into: &mut Vec<Range<usize>>,
-) {
+fn chunks(conn: impl Fn(&Range<usize>) -> usize, groups: &[Range<usize>], per: usize, into: &mut Vec<Range<usize>>) {
     into.clear();
     let mut start = 0;
     for i in 1..=groups.len() {
@@ -188,25 +165,21 @@ impl Writers {
         for i in 1..threads.max(1) {
             let (jobs, job_rx) = sync_channel::<Arc<Batch>>(1);
             let (done_tx, done) = sync_channel::<SentCounts>(1);
-            let spawned = std::thread::Builder::new()
-                .name(format!("bourse-fanout-{i}"))
-                .spawn(move || {
-                    let delivered = crate::telemetry::md_delivery();
-                    while let Ok(batch) = job_rx.recv() {
-                        let mut sent = SentCounts::new();
-                        batch.write(&mut sent, &delivered, None);
-                        // Let go of the batch before saying so: the actor takes it back.
-                        drop(batch);
-                        if done_tx.send(sent).is_err() {
-                            return;
-                        }
+            let spawned = std::thread::Builder::new().name(format!("bourse-fanout-{i}")).spawn(move || {
+                let delivered = crate::telemetry::md_delivery();
+                while let Ok(batch) = job_rx.recv() {
+                    let mut sent = SentCounts::new();
+                    batch.write(&mut sent, &delivered, None);
+                    // Let go of the batch before saying so: the actor takes it back.
+                    drop(batch);
+                    if done_tx.send(sent).is_err() {
+                        return;
                     }
-                });
+                }
+            });
             match spawned {
                 Ok(_) => helpers.push(Helper { jobs, done }),
-                Err(e) => {
-                    tracing::warn!(error = %e, "a fan-out writer thread did not start; fewer write the batches")
-                }
+                Err(e) => tracing::warn!(error = %e, "a fan-out writer thread did not start; fewer write the batches"),
             }
         }
         Writers {
@@ -236,24 +209,14 @@ impl Writers {
     /// commit that arrives while a batch is written joins the writes of
     /// the connections not yet written, instead of waiting for all of them
     /// and then for its own batch.
-    pub fn write_or_yield(
-        &mut self,
-        dues: &mut Admitted,
-        group_max: usize,
-        yield_now: &dyn Fn() -> bool,
-    ) -> SentCounts {
+    pub fn write_or_yield(&mut self, dues: &mut Admitted, group_max: usize, yield_now: &dyn Fn() -> bool) -> SentCounts {
         let mut groups = std::mem::take(&mut self.groups);
         dues.group(group_max, &mut groups);
         let delivered = crate::telemetry::md_delivery();
         let mut sent = SentCounts::new();
         let threads = (groups.len() / SPLIT_GROUPS_MIN).clamp(1, self.helpers.len() + 1);
         let mut chunk_list = std::mem::take(&mut self.chunks);
-        chunks(
-            |g| dues.group_conn(g),
-            &groups,
-            CHUNK_GROUPS_MAX,
-            &mut chunk_list,
-        );
+        chunks(|g| dues.group_conn(g), &groups, CHUNK_GROUPS_MAX, &mut chunk_list);
         let mut written = std::mem::take(&mut self.written);
         written.clear();
         written.resize_with(chunk_list.len(), || AtomicBool::new(false));
@@ -268,11 +231,7 @@ impl Writers {
             fail_at: self.fail_at,
         });
         #[cfg(test)]
-        let threads = if self.caller_writes {
-            threads
-        } else {
-            self.helpers.len() + 1
-        };
+        let threads = if self.caller_writes { threads } else { self.helpers.len() + 1 };
         let mut handed = Vec::new();
         let mut gone = Vec::new();
         for (i, h) in self.helpers.iter().enumerate().take(threads - 1) {
@@ -359,9 +318,9 @@ mod tests {
     use super::*;
     use crate::reply::{Deliver, Encoded};
     use crate::session::frame;
-    use crate::session::outbox::GROUP_MAX;
     use crate::session::outbox::{Outbox, Queue, CLOSE_INTERNAL_ERROR};
     use crate::session::queue::Taken;
+    use crate::session::outbox::GROUP_MAX;
     use crate::session::{Follower, Sub};
     use actix::{Actor, Context, Handler};
     use bourse_protocol::codec::Encoding;
@@ -385,21 +344,8 @@ mod tests {
         let mut followers = Vec::new();
         for c in 0..conns {
             let q = Arc::new(Queue::new(100, 1 << 20, 1));
-            let out = Arc::new(Outbox::new(
-                c,
-                Encoding::Json,
-                q.clone(),
-                owner.clone().recipient(),
-            ));
-            let sub = Sub {
-                key: "trades:X".into(),
-                ch: p::Channel::Trades,
-                sym: Some("X".into()),
-                depth: 0,
-                interval: None,
-                cksum: false,
-                on_lag: p::OnLag::Conflate,
-            };
+            let out = Arc::new(Outbox::new(c, Encoding::Json, q.clone(), owner.clone().recipient()));
+            let sub = Sub { key: "trades:X".into(), ch: p::Channel::Trades, sym: Some("X".into()), depth: 0, interval: None, cksum: false, on_lag: p::OnLag::Conflate };
             followers.push(Follower::new(out, sub, Default::default()));
             queues.push(q);
         }
@@ -410,10 +356,7 @@ mod tests {
     async fn queued(q: &Queue) -> Vec<serde_json::Value> {
         let mut t = Taken::default();
         q.take(100, &mut t).await.expect("frames queued");
-        t.frames
-            .iter()
-            .map(|f| serde_json::from_slice(&f[2..]).unwrap())
-            .collect()
+        t.frames.iter().map(|f| serde_json::from_slice(&f[2..]).unwrap()).collect()
     }
 
     /// A batch of three `trades` messages from seq `from`, admitted message
@@ -421,11 +364,7 @@ mod tests {
     fn trades(from: u64, followers: &mut [Follower]) -> Admitted {
         let mut batch = Admitted::default();
         for seq in from..from + 3 {
-            let e = Arc::new(Encoded::owned(
-                "trades:X".into(),
-                seq,
-                json!({"ch": "trades", "type": "update", "prev": seq - 1, "seq": seq}),
-            ));
+            let e = Arc::new(Encoded::owned("trades:X".into(), seq, json!({"ch": "trades", "type": "update", "prev": seq - 1, "seq": seq})));
             for f in followers.iter_mut() {
                 assert_eq!(batch.admit(f, &e), crate::session::Offered::Sent);
             }
@@ -444,17 +383,9 @@ mod tests {
         // which one thread must write, in order.
         let sent = w.write(&mut dues, 2);
         assert!(dues.is_empty());
-        assert_eq!(
-            sent.iter().map(|s| s.1).sum::<u64>(),
-            3 * conns as u64,
-            "{sent:?}"
-        );
+        assert_eq!(sent.iter().map(|s| s.1).sum::<u64>(), 3 * conns as u64, "{sent:?}");
         for (c, q) in queues.iter().enumerate() {
-            let seqs: Vec<u64> = queued(q)
-                .await
-                .iter()
-                .map(|v| v["seq"].as_u64().unwrap())
-                .collect();
+            let seqs: Vec<u64> = queued(q).await.iter().map(|v| v["seq"].as_u64().unwrap()).collect();
             assert_eq!(seqs, vec![1, 2, 3], "connection {c}");
         }
         for f in &followers {
@@ -474,11 +405,7 @@ mod tests {
         w.fail_at = Some(150);
         let mut dues = trades(1, &mut followers);
         w.write(&mut dues, 64);
-        assert_eq!(
-            w.helpers.len(),
-            1,
-            "the failed helper is no longer handed batches"
-        );
+        assert_eq!(w.helpers.len(), 1, "the failed helper is no longer handed batches");
         // Every connection has all three messages, or is closed with 1011
         // after what reached it: never a silent gap.
         let mut closed = Vec::new();
@@ -492,23 +419,14 @@ mod tests {
             let mut close = None;
             for f in &t.frames {
                 match frame::parse(f) {
-                    Some((frame::OP_TEXT, body)) => seqs.push(
-                        serde_json::from_slice::<serde_json::Value>(body).unwrap()["seq"]
-                            .as_u64()
-                            .unwrap(),
-                    ),
-                    Some((frame::OP_CLOSE, body)) => {
-                        close = Some(u16::from_be_bytes([body[0], body[1]]))
-                    }
+                    Some((frame::OP_TEXT, body)) => seqs.push(serde_json::from_slice::<serde_json::Value>(body).unwrap()["seq"].as_u64().unwrap()),
+                    Some((frame::OP_CLOSE, body)) => close = Some(u16::from_be_bytes([body[0], body[1]])),
                     other => panic!("connection {c}: {other:?}"),
                 }
             }
             if followers[c].out.closing() {
                 assert_eq!(close, Some(CLOSE_INTERNAL_ERROR), "connection {c}");
-                assert!(
-                    seqs.is_empty() || seqs == vec![1, 2, 3],
-                    "connection {c}: {seqs:?}"
-                );
+                assert!(seqs.is_empty() || seqs == vec![1, 2, 3], "connection {c}: {seqs:?}");
                 closed.push(c);
             } else {
                 assert_eq!((seqs, close), (vec![1, 2, 3], None), "connection {c}");
@@ -516,29 +434,31 @@ mod tests {
         }
         assert!(closed.contains(&150), "{closed:?}");
         // Only the failed chunk's connections: about CHUNK_GROUPS_MAX of them, in a row.
-        assert!(
-            closed.len() <= CHUNK_GROUPS_MAX && closed.windows(2).all(|p| p[1] == p[0] + 1),
-            "{closed:?}"
-        );
+        assert!(closed.len() <= CHUNK_GROUPS_MAX && closed.windows(2).all(|p| p[1] == p[0] + 1), "{closed:?}");
         // The next batch is written whole by the helper left.
         w.fail_at = None;
         let mut open: Vec<Follower> = followers.into_iter().filter(|f| !f.out.closing()).collect();
         let mut dues = trades(4, &mut open);
         let sent = w.write(&mut dues, 64);
-        assert_eq!(
-            sent.iter().map(|s| s.1).sum::<u64>(),
-            3 * open.len() as u64,
-            "{sent:?}"
-        );
+        assert_eq!(sent.iter().map(|s| s.1).sum::<u64>(), 3 * open.len() as u64, "{sent:?}");
         for f in &open {
             assert_eq!(f.last.load(std::sync::atomic::Ordering::SeqCst), 6);
             assert!(!f.out.closing());
         }
     }
 
+    /// Admits `trades:X` messages `seqs` for every follower into `dues`.
+    fn admit_trades(seqs: std::ops::RangeInclusive<u64>, followers: &mut [Follower], dues: &mut Admitted) {
+        for seq in seqs {
+            let e = Arc::new(Encoded::owned("trades:X".into(), seq, json!({"ch": "trades", "type": "update", "prev": seq - 1, "seq": seq})));
+            for f in followers.iter_mut() {
+                assert_eq!(dues.admit(f, &e), crate::session::Offered::Sent);
+            }
+        }
+    }
+
     #[actix::test]
-    async fn a_batch_stopped_for_a_commit_carries_what_it_did_not_write_ahead_of_the_commits_messages(
-    ) {
+    async fn a_batch_stopped_for_a_commit_carries_what_it_did_not_write_ahead_of_the_commits_messages() {
         let owner = Owner.start();
         let conns = 300;
         let (queues, mut followers) = subscribers(&owner, conns);
@@ -553,54 +473,21 @@ mod tests {
         });
         let chunks = conns.div_ceil(CHUNK_GROUPS_MAX);
         let written = chunks.div_ceil(YIELD_AFTER_DENOM) * CHUNK_GROUPS_MAX;
-        assert_eq!(
-            asked.load(std::sync::atomic::Ordering::SeqCst),
-            1,
-            "asked only once a sixteenth is taken"
-        );
-        assert_eq!(
-            sent.iter().map(|s| s.1).sum::<u64>(),
-            3 * written as u64,
-            "{sent:?}"
-        );
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1, "asked only once a sixteenth is taken");
+        assert_eq!(sent.iter().map(|s| s.1).sum::<u64>(), 3 * written as u64, "{sent:?}");
         assert_eq!(dues.len(), 3 * (conns - written), "the rest is carried");
         for (c, f) in followers.iter().enumerate() {
             let last = f.last.load(std::sync::atomic::Ordering::SeqCst);
-            assert_eq!(
-                last,
-                if c < written { 3 } else { 0 },
-                "connection {c}: a carried message is not sent yet"
-            );
+            assert_eq!(last, if c < written { 3 } else { 0 }, "connection {c}: a carried message is not sent yet");
         }
         // The commit's messages join the carried ones; this batch is written whole.
-        for seq in 4..=6u64 {
-            let e = Arc::new(Encoded::owned(
-                "trades:X".into(),
-                seq,
-                json!({"ch": "trades", "type": "update", "prev": seq - 1, "seq": seq}),
-            ));
-            for f in followers.iter_mut() {
-                assert_eq!(dues.admit(f, &e), crate::session::Offered::Sent);
-            }
-        }
+        admit_trades(4..=6, &mut followers, &mut dues);
         let sent = w.write(&mut dues, GROUP_MAX);
         assert!(dues.is_empty());
-        assert_eq!(
-            sent.iter().map(|s| s.1).sum::<u64>(),
-            3 * conns as u64 + 3 * (conns - written) as u64,
-            "{sent:?}"
-        );
+        assert_eq!(sent.iter().map(|s| s.1).sum::<u64>(), 3 * conns as u64 + 3 * (conns - written) as u64, "{sent:?}");
         for (c, q) in queues.iter().enumerate() {
-            let seqs: Vec<u64> = queued(q)
-                .await
-                .iter()
-                .map(|v| v["seq"].as_u64().unwrap())
-                .collect();
-            assert_eq!(
-                seqs,
-                vec![1, 2, 3, 4, 5, 6],
-                "connection {c}: in order, each once"
-            );
+            let seqs: Vec<u64> = queued(q).await.iter().map(|v| v["seq"].as_u64().unwrap()).collect();
+            assert_eq!(seqs, vec![1, 2, 3, 4, 5, 6], "connection {c}: in order, each once");
         }
         for f in &followers {
             assert_eq!(f.last.load(std::sync::atomic::Ordering::SeqCst), 6);
@@ -608,8 +495,7 @@ mod tests {
     }
 
     #[actix::test]
-    async fn batches_stopped_while_helpers_write_still_give_every_connection_each_message_once_in_order(
-    ) {
+    async fn batches_stopped_while_helpers_write_still_give_every_connection_each_message_once_in_order() {
         let owner = Owner.start();
         let conns = 500;
         let (queues, mut followers) = subscribers(&owner, conns);
@@ -619,21 +505,8 @@ mod tests {
         let mut carried = 0;
         // Ten commits of three messages, each batch stopped when it may be.
         for commit in 0..10u64 {
-            for seq in 3 * commit + 1..=3 * commit + 3 {
-                let e = Arc::new(Encoded::owned(
-                    "trades:X".into(),
-                    seq,
-                    json!({"ch": "trades", "type": "update", "prev": seq - 1, "seq": seq}),
-                ));
-                for f in followers.iter_mut() {
-                    assert_eq!(dues.admit(f, &e), crate::session::Offered::Sent);
-                }
-            }
-            total += w
-                .write_or_yield(&mut dues, 2, &|| true)
-                .iter()
-                .map(|s| s.1)
-                .sum::<u64>();
+            admit_trades(3 * commit + 1..=3 * commit + 3, &mut followers, &mut dues);
+            total += w.write_or_yield(&mut dues, 2, &|| true).iter().map(|s| s.1).sum::<u64>();
             carried += usize::from(!dues.is_empty());
         }
         assert!(carried > 0, "some batch was stopped");
@@ -641,11 +514,7 @@ mod tests {
         assert!(dues.is_empty());
         assert_eq!(total, 30 * conns as u64);
         for (c, q) in queues.iter().enumerate() {
-            let seqs: Vec<u64> = queued(q)
-                .await
-                .iter()
-                .map(|v| v["seq"].as_u64().unwrap())
-                .collect();
+            let seqs: Vec<u64> = queued(q).await.iter().map(|v| v["seq"].as_u64().unwrap()).collect();
             assert_eq!(seqs, (1..=30).collect::<Vec<u64>>(), "connection {c}");
         }
     }
@@ -659,15 +528,7 @@ mod tests {
         for c in 0..10usize {
             let q = Arc::new(Queue::new(100, 1 << 20, 1));
             let out = Arc::new(Outbox::new(c, Encoding::Json, q, owner.clone().recipient()));
-            let sub = Sub {
-                key: "trades:X".into(),
-                ch: p::Channel::Trades,
-                sym: Some("X".into()),
-                depth: 0,
-                interval: None,
-                cksum: false,
-                on_lag: p::OnLag::Conflate,
-            };
+            let sub = Sub { key: "trades:X".into(), ch: p::Channel::Trades, sym: Some("X".into()), depth: 0, interval: None, cksum: false, on_lag: p::OnLag::Conflate };
             let mut f = Follower::new(out, sub, Default::default());
             for seq in 1..=if c == 3 { 5 } else { 1 } {
                 let e = Arc::new(Encoded::owned("trades:X".into(), seq, json!({"seq": seq})));
@@ -685,16 +546,9 @@ mod tests {
         assert_eq!(got.last().map(|r| r.end), Some(groups.len()));
         assert!(got.windows(2).all(|w| w[0].end == w[1].start));
         for w in got.windows(2) {
-            assert_ne!(
-                conn(&groups[w[0].end - 1]),
-                conn(&groups[w[1].start]),
-                "{got:?}"
-            );
+            assert_ne!(conn(&groups[w[0].end - 1]), conn(&groups[w[1].start]), "{got:?}");
         }
-        assert!(
-            got.iter().all(|r| r.len() >= 2 || r.end == groups.len()),
-            "{got:?}"
-        );
+        assert!(got.iter().all(|r| r.len() >= 2 || r.end == groups.len()), "{got:?}");
         // Connection 3's five groups (places 3 to 7) share one chunk.
         assert!(got.iter().any(|r| r.start <= 3 && r.end >= 8), "{got:?}");
     }
@@ -710,21 +564,8 @@ mod tests {
         let mut b = Vec::new();
         for c in 0..5usize {
             let q = Arc::new(Queue::new(100, 1 << 20, 1));
-            let out = Arc::new(Outbox::new(
-                c << 40,
-                Encoding::Json,
-                q.clone(),
-                owner.clone().recipient(),
-            ));
-            let sub = |key: &str| Sub {
-                key: key.into(),
-                ch: p::Channel::Trades,
-                sym: Some("X".into()),
-                depth: 0,
-                interval: None,
-                cksum: false,
-                on_lag: p::OnLag::Conflate,
-            };
+            let out = Arc::new(Outbox::new(c << 40, Encoding::Json, q.clone(), owner.clone().recipient()));
+            let sub = |key: &str| Sub { key: key.into(), ch: p::Channel::Trades, sym: Some("X".into()), depth: 0, interval: None, cksum: false, on_lag: p::OnLag::Conflate };
             if c < 4 {
                 a.push(Follower::new(out.clone(), sub("a"), Default::default()));
             }
@@ -733,16 +574,8 @@ mod tests {
         }
         let mut batch = Admitted::default();
         for seq in 1..=3u64 {
-            let ea = Arc::new(Encoded::owned(
-                "a".into(),
-                seq,
-                json!({"k": "a", "seq": seq}),
-            ));
-            let eb = Arc::new(Encoded::owned(
-                "b".into(),
-                10 + seq,
-                json!({"k": "b", "seq": 10 + seq}),
-            ));
+            let ea = Arc::new(Encoded::owned("a".into(), seq, json!({"k": "a", "seq": seq})));
+            let eb = Arc::new(Encoded::owned("b".into(), 10 + seq, json!({"k": "b", "seq": 10 + seq})));
             for f in a.iter_mut() {
                 batch.admit(f, &ea);
             }
@@ -755,16 +588,8 @@ mod tests {
         w.write(&mut batch, GROUP_MAX);
         assert!(batch.is_empty());
         for (c, q) in queues.iter().enumerate() {
-            let got: Vec<String> = queued(q)
-                .await
-                .iter()
-                .map(|v| format!("{}{}", v["k"].as_str().unwrap(), v["seq"]))
-                .collect();
-            let want: Vec<&str> = if c < 4 {
-                vec!["a1", "b11", "a2", "b12", "a3", "b13"]
-            } else {
-                vec!["b11", "b12", "b13"]
-            };
+            let got: Vec<String> = queued(q).await.iter().map(|v| format!("{}{}", v["k"].as_str().unwrap(), v["seq"])).collect();
+            let want: Vec<&str> = if c < 4 { vec!["a1", "b11", "a2", "b12", "a3", "b13"] } else { vec!["b11", "b12", "b13"] };
             assert_eq!(got, want, "connection {c}");
         }
         for f in &a {

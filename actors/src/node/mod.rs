@@ -14,9 +14,7 @@ use dashmap::DashMap;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 
-use crate::auth::{
-    self, limits::AccountLimiter, Directory, NonceCache, PasswordParams, RateQuotas, TokenStore,
-};
+use crate::auth::{self, limits::AccountLimiter, Directory, NonceCache, PasswordParams, RateQuotas, TokenStore};
 use crate::config::Config;
 use crate::durability::{self, snapshotter::Snapshotter, SharedLog};
 use crate::journal::{self, JournalHandle, Publisher};
@@ -101,33 +99,16 @@ impl Shared {
                     }
                 }
             }
-            EventBody::UserCreated {
-                account,
-                user,
-                role,
-                password_hash,
-                ..
-            } => {
+            EventBody::UserCreated { account, user, role, password_hash, .. } => {
                 self.accounts.insert(user.clone(), *account);
-                let _ = self
-                    .directory
-                    .add_user(user, wire::role_out(*role), password_hash);
+                let _ = self.directory.add_user(user, wire::role_out(*role), password_hash);
             }
-            EventBody::ApiKeyCreated {
-                account,
-                key,
-                credential,
-                ..
-            } => {
+            EventBody::ApiKeyCreated { account, key, credential, .. } => {
                 if let Some(user) = ledger_names(*account) {
                     let c = match credential {
-                        bourse_engine::Credential::Hmac { secret } => auth::Credential::Hmac {
-                            secret: secret.clone(),
-                        },
+                        bourse_engine::Credential::Hmac { secret } => auth::Credential::Hmac { secret: secret.clone() },
                         bourse_engine::Credential::Ed25519 { public_key } => {
-                            auth::Credential::Ed25519 {
-                                public_key_b64: public_key.clone(),
-                            }
+                            auth::Credential::Ed25519 { public_key_b64: public_key.clone() }
                         }
                     };
                     let _ = self.directory.add_api_key(&user, key, c);
@@ -151,24 +132,14 @@ impl Publisher for NodePublisher {
                 self.names.insert(*account, user.clone());
             }
             let names = &self.names;
-            self.shared
-                .learn(&e.body, &|a| names.get(&a).map(|n| n.clone()));
+            self.shared.learn(&e.body, &|a| names.get(&a).map(|n| n.clone()));
         }
     }
 
-    fn publish(
-        &mut self,
-        _index: u64,
-        events: Arc<Vec<bourse_engine::Event>>,
-        account: Vec<(u64, u64, serde_json::Value)>,
-    ) {
+    fn publish(&mut self, _index: u64, events: Arc<Vec<bourse_engine::Event>>, account: Vec<(u64, u64, serde_json::Value)>) {
         crate::telemetry::MARKET_MAILBOX.enqueued();
         let committed_us = crate::reply::now_us();
-        self.shared.market.do_send(Committed {
-            events,
-            account,
-            committed_us,
-        });
+        self.shared.market.do_send(Committed { events, account, committed_us });
     }
 }
 
@@ -193,46 +164,32 @@ impl Node {
         // book are closed first. The snapshotter gets its own copy of the
         // replayed state and follows the log from there (the orphans' batch
         // is the first it reads).
-        let (mut exchange, log, snapshots, epoch): (Exchange, Box<dyn EventLogSend>, _, u64) =
-            if cfg.durable {
-                let mut r = durability::recover(&cfg.data_dir, &cfg.durability)
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-                let (replayed, at) = (r.state.exchange.clone(), r.state.position);
-                r.settle_orphans(crate::reply::now_us())
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-                let log = SharedLog::new(r.log);
-                let follow = (log.downgrade(), r.store, replayed, at);
-                (r.state.exchange, Box::new(log), Some(follow), r.epoch)
-            } else {
-                (
-                    Exchange::new(),
-                    Box::new(MemLog::new()),
-                    None,
-                    durability::EPOCH_FIRST,
-                )
-            };
+        let (mut exchange, log, snapshots, epoch): (Exchange, Box<dyn EventLogSend>, _, u64) = if cfg.durable {
+            let mut r = durability::recover(&cfg.data_dir, &cfg.durability).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (replayed, at) = (r.state.exchange.clone(), r.state.position);
+            r.settle_orphans(crate::reply::now_us()).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let log = SharedLog::new(r.log);
+            let follow = (log.downgrade(), r.store, replayed, at);
+            (r.state.exchange, Box::new(log), Some(follow), r.epoch)
+        } else {
+            (Exchange::new(), Box::new(MemLog::new()), None, durability::EPOCH_FIRST)
+        };
         let fresh = log.last_index() == 0;
 
         let market_arbiter = Arbiter::new();
         let ledger_arbiter = Arbiter::new();
-        let arbiters: Vec<ArbiterHandle> = (0..INSTRUMENT_ARBITERS)
-            .map(|_| Arbiter::new().handle())
-            .collect();
-        let session_arbiters: Vec<ArbiterHandle> = (0..session_threads(cfg.limits.session_threads))
-            .map(|_| Arbiter::new().handle())
-            .collect();
+        let arbiters: Vec<ArbiterHandle> = (0..INSTRUMENT_ARBITERS).map(|_| Arbiter::new().handle()).collect();
+        let session_arbiters: Vec<ArbiterHandle> =
+            (0..session_threads(cfg.limits.session_threads)).map(|_| Arbiter::new().handle()).collect();
 
-        let password_params =
-            if cfg!(debug_assertions) || std::env::var_os("BOURSE_FAST_PASSWORD_HASH").is_some() {
-                PasswordParams::fast_for_tests()
-            } else {
-                PasswordParams::default()
-            };
+        let password_params = if cfg!(debug_assertions) || std::env::var_os("BOURSE_FAST_PASSWORD_HASH").is_some() {
+            PasswordParams::fast_for_tests()
+        } else {
+            PasswordParams::default()
+        };
         let quotas = RateQuotas {
-            orders_per_s_per_account: std::num::NonZeroU32::new(cfg.limits.account_orders_per_sec)
-                .expect("validated"),
-            messages_per_s_per_connection: std::num::NonZeroU32::new(cfg.limits.conn_msgs_per_sec)
-                .expect("validated"),
+            orders_per_s_per_account: std::num::NonZeroU32::new(cfg.limits.account_orders_per_sec).expect("validated"),
+            messages_per_s_per_connection: std::num::NonZeroU32::new(cfg.limits.conn_msgs_per_sec).expect("validated"),
             ..Default::default()
         };
         // Market data starts from the recovered books.
@@ -241,9 +198,7 @@ impl Node {
             .ledger
             .instruments
             .values()
-            .map(|s| {
-                serde_json::to_value(wire::instrument_view(&exchange.ledger, s)).expect("encodes")
-            })
+            .map(|s| serde_json::to_value(wire::instrument_view(&exchange.ledger, s)).expect("encodes"))
             .collect();
 
         // The ledger starts first, on its own thread, and waits there for
@@ -254,35 +209,27 @@ impl Node {
         let limits = cfg.limits.clone();
         let (init_tx, init_rx) = std::sync::mpsc::channel::<(JournalHandle, Arc<Shared>)>();
         let arbs = arbiters.clone();
-        let ledger_addr = LedgerActor::start_in_arbiter(
-            &ledger_arbiter.handle(),
-            move |ctx: &mut Context<LedgerActor>| {
-                let (journal, shared) = init_rx.recv().expect("node sends the journal");
-                let mut actor = LedgerActor {
-                    ledger: ledger_state,
-                    books: Vec::new(),
-                    journal,
-                    shared,
-                    arbiters: arbs,
-                    mailbox_max: limits.ledger_mailbox_max,
-                    instrument_inflight_max: limits.instrument_mailbox_max,
-                    pending: Default::default(),
-                    flush_scheduled: false,
-                };
-                for b in recovered_books.drain(..) {
-                    actor.spawn_book(b, ctx.address());
-                }
-                actor
-            },
-        );
+        let ledger_addr = LedgerActor::start_in_arbiter(&ledger_arbiter.handle(), move |ctx: &mut Context<LedgerActor>| {
+            let (journal, shared) = init_rx.recv().expect("node sends the journal");
+            let mut actor = LedgerActor {
+                ledger: ledger_state,
+                books: Vec::new(),
+                journal,
+                shared,
+                arbiters: arbs,
+                mailbox_max: limits.ledger_mailbox_max,
+                instrument_inflight_max: limits.instrument_mailbox_max,
+                pending: Default::default(),
+                flush_scheduled: false,
+            };
+            for b in recovered_books.drain(..) {
+                actor.spawn_book(b, ctx.address());
+            }
+            actor
+        });
         let l2 = ledger_addr.clone();
         let status_seq = exchange.ledger.status_version;
-        let account_seqs: Vec<(AccountId, u64)> = exchange
-            .ledger
-            .accounts
-            .iter()
-            .map(|(a, s)| (*a, s.seq))
-            .collect();
+        let account_seqs: Vec<(AccountId, u64)> = exchange.ledger.accounts.iter().map(|(a, s)| (*a, s.seq)).collect();
         // Recent trades, candles and the ticker window come back from the trades in the log.
         let trades = recent_trades(&*log);
         let fanout_threads = cfg.limits.fanout_threads;
@@ -322,10 +269,7 @@ impl Node {
         for u in exchange.ledger.users.values() {
             names.insert(u.account, u.name.clone());
         }
-        let publisher = NodePublisher {
-            shared: shared.clone(),
-            names,
-        };
+        let publisher = NodePublisher { shared: shared.clone(), names };
         // A journal that cannot write stops the node from acknowledging anything.
         let journal = journal::start(
             BoxedLog(log),
@@ -335,28 +279,13 @@ impl Node {
             shared.journal_stopped.clone(),
         );
         if let Some((log, store, state, position)) = snapshots {
-            Snapshotter::new(
-                log,
-                store,
-                journal.committed.clone(),
-                journal.stopped.clone(),
-                state,
-                position,
-                cfg.durability.clone(),
-            )
-            .spawn();
+            Snapshotter::new(log, store, journal.committed.clone(), journal.stopped.clone(), state, position, cfg.durability.clone())
+                .spawn();
         }
 
-        init_tx
-            .send((journal.clone(), shared.clone()))
-            .expect("ledger thread alive");
+        init_tx.send((journal.clone(), shared.clone())).expect("ledger thread alive");
 
-        let node = Node {
-            shared: shared.clone(),
-            journal,
-            session_arbiters: Arc::new(session_arbiters),
-            next: Arc::new(AtomicUsize::new(0)),
-        };
+        let node = Node { shared: shared.clone(), journal, session_arbiters: Arc::new(session_arbiters), next: Arc::new(AtomicUsize::new(0)) };
         if fresh {
             node.bootstrap(&admin_password).await?;
         }
@@ -370,15 +299,10 @@ impl Node {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.shared
             .ledger()
-            .send(Submit {
-                cmd,
-                to: Responder::Channel(tx),
-                shape,
-            })
+            .send(Submit { cmd, to: Responder::Channel(tx), shape })
             .await
             .map_err(|e| anyhow::anyhow!("ledger: {e}"))?;
-        rx.await?
-            .map_err(|e| anyhow::anyhow!("{}: {}", e.code.as_str(), e.msg))
+        rx.await?.map_err(|e| anyhow::anyhow!("{}: {}", e.code.as_str(), e.msg))
     }
 
     /// First start: the operator, the assets, instruments and users of the configuration.
@@ -386,35 +310,13 @@ impl Node {
         let cfg = &self.shared.cfg;
         let root = AccountId(0);
         let hash = self.shared.hash_password(admin_password);
-        self.submit(
-            Command::CreateUser {
-                user: "admin".into(),
-                role: ERole::Operator,
-                password_hash: hash,
-                by: root,
-            },
-            Shape::Empty,
-        )
-        .await?;
+        self.submit(Command::CreateUser { user: "admin".into(), role: ERole::Operator, password_hash: hash, by: root }, Shape::Empty).await?;
         for a in &cfg.assets {
-            self.submit(
-                Command::CreateAsset {
-                    name: a.asset.clone(),
-                    scale: a.scale,
-                    by: root,
-                },
-                Shape::Empty,
-            )
-            .await?;
+            self.submit(Command::CreateAsset { name: a.asset.clone(), scale: a.scale, by: root }, Shape::Empty).await?;
         }
         for i in &cfg.instruments {
-            let listing = crate::session::listing_from_conf(&self.shared, i)
-                .map_err(|e| anyhow::anyhow!("instrument {}: {}", i.sym, e.msg))?;
-            self.submit(
-                Command::CreateInstrument { listing, by: root },
-                Shape::Empty,
-            )
-            .await?;
+            let listing = crate::session::listing_from_conf(&self.shared, i).map_err(|e| anyhow::anyhow!("instrument {}: {}", i.sym, e.msg))?;
+            self.submit(Command::CreateInstrument { listing, by: root }, Shape::Empty).await?;
         }
         for u in &cfg.users {
             let role = match u.role.as_str() {
@@ -423,50 +325,17 @@ impl Node {
                 _ => ERole::Trader,
             };
             let hash = self.shared.hash_password(&u.password);
-            self.submit(
-                Command::CreateUser {
-                    user: u.user.clone(),
-                    role,
-                    password_hash: hash,
-                    by: root,
-                },
-                Shape::Empty,
-            )
-            .await?;
+            self.submit(Command::CreateUser { user: u.user.clone(), role, password_hash: hash, by: root }, Shape::Empty).await?;
         }
         for u in &cfg.users {
-            let account = *self
-                .shared
-                .accounts
-                .get(&u.user)
-                .ok_or_else(|| anyhow::anyhow!("user {} missing", u.user))?;
+            let account = *self.shared.accounts.get(&u.user).ok_or_else(|| anyhow::anyhow!("user {} missing", u.user))?;
             for (asset, amount) in &u.deposits {
-                let a = self
-                    .shared
-                    .assets
-                    .get(asset)
-                    .map(|a| a.clone())
-                    .ok_or_else(|| anyhow::anyhow!("asset {asset}"))?;
-                let amount =
-                    wire::amount(a.scale, amount).map_err(|e| anyhow::anyhow!("{}", e.msg))?;
-                self.submit(
-                    Command::Deposit {
-                        account,
-                        asset: a.id,
-                        amount,
-                        by: root,
-                    },
-                    Shape::Empty,
-                )
-                .await?;
+                let a = self.shared.assets.get(asset).map(|a| a.clone()).ok_or_else(|| anyhow::anyhow!("asset {asset}"))?;
+                let amount = wire::amount(a.scale, amount).map_err(|e| anyhow::anyhow!("{}", e.msg))?;
+                self.submit(Command::Deposit { account, asset: a.id, amount, by: root }, Shape::Empty).await?;
             }
         }
-        tracing::info!(
-            assets = cfg.assets.len(),
-            instruments = cfg.instruments.len(),
-            users = cfg.users.len(),
-            "bootstrapped a new exchange"
-        );
+        tracing::info!(assets = cfg.assets.len(), instruments = cfg.instruments.len(), users = cfg.users.len(), "bootstrapped a new exchange");
         Ok(())
     }
 
@@ -491,16 +360,13 @@ impl Node {
         peer: SocketAddr,
     ) -> Result<(), Refused> {
         let n = self.shared.connections.fetch_add(1, Ordering::AcqRel);
-        if n >= self.shared.cfg.limits.connections_max
-            || self.shared.shutting_down.load(Ordering::Acquire)
-        {
+        if n >= self.shared.cfg.limits.connections_max || self.shared.shutting_down.load(Ordering::Acquire) {
             self.shared.connections.fetch_sub(1, Ordering::AcqRel);
             return Err(Refused);
         }
         let shared = self.shared.clone();
         let outbound_max = shared.cfg.limits.outbound_msgs_max;
-        let arb = &self.session_arbiters
-            [self.next.fetch_add(1, Ordering::Relaxed) % self.session_arbiters.len()];
+        let arb = &self.session_arbiters[self.next.fetch_add(1, Ordering::Relaxed) % self.session_arbiters.len()];
         arb.spawn(async move {
             // Registered with this thread's reactor: its reads and writes
             // wake tasks here, not on another thread.
@@ -514,21 +380,11 @@ impl Node {
             };
             let (rd, wr) = socket.into_split();
             // Two producers: the session's outbox and tungstenite's answers.
-            let queue = Arc::new(Queue::new(
-                outbound_max,
-                shared.cfg.limits.outbound_bytes_max,
-                2,
-            ));
+            let queue = Arc::new(Queue::new(outbound_max, shared.cfg.limits.outbound_bytes_max, 2));
             let conn = shared.next_session.fetch_add(1, Ordering::Relaxed);
-            actix::spawn(writer::run(
-                queue.clone(),
-                wr,
-                writer::WRITE_STALL_MAX,
-                conn,
-            ));
+            actix::spawn(writer::run(queue.clone(), wr, writer::WRITE_STALL_MAX, conn));
             let inbound = writer::Inbound::new(early, rd, queue.clone(), guard);
-            let stream =
-                WebSocketStream::from_raw_socket(inbound, Role::Server, Some(config)).await;
+            let stream = WebSocketStream::from_raw_socket(inbound, Role::Server, Some(config)).await;
             Session::create(move |ctx| {
                 ctx.add_stream(stream);
                 let out = Outbox::new(conn, encoding, queue, ctx.address().recipient());
@@ -543,11 +399,7 @@ impl Node {
         self.shared.shutting_down.store(true, Ordering::Release);
         let _ = &self.journal;
         for s in self.shared.sessions.iter() {
-            s.value().do_send(Deliver::Notice {
-                code: "shutdown",
-                in_ms: Some(in_ms),
-                close: None,
-            });
+            s.value().do_send(Deliver::Notice { code: "shutdown", in_ms: Some(in_ms), close: None });
         }
         tokio::time::sleep(std::time::Duration::from_millis(in_ms.min(5_000))).await;
     }
@@ -566,24 +418,14 @@ fn learn_recovered(shared: &Shared, state: &Exchange) {
     }
     for u in l.users.values() {
         shared.accounts.insert(u.name.clone(), u.account);
-        let _ = shared
-            .directory
-            .add_user(&u.name, wire::role_out(u.role), &u.password_hash);
+        let _ = shared.directory.add_user(&u.name, wire::role_out(u.role), &u.password_hash);
     }
-    let names: std::collections::HashMap<AccountId, &str> = l
-        .users
-        .values()
-        .map(|u| (u.account, u.name.as_str()))
-        .collect();
+    let names: std::collections::HashMap<AccountId, &str> = l.users.values().map(|u| (u.account, u.name.as_str())).collect();
     for (key, (account, credential)) in &l.api_keys {
         if let Some(user) = names.get(account) {
             let c = match credential {
-                bourse_engine::Credential::Hmac { secret } => auth::Credential::Hmac {
-                    secret: secret.clone(),
-                },
-                bourse_engine::Credential::Ed25519 { public_key } => auth::Credential::Ed25519 {
-                    public_key_b64: public_key.clone(),
-                },
+                bourse_engine::Credential::Hmac { secret } => auth::Credential::Hmac { secret: secret.clone() },
+                bourse_engine::Credential::Ed25519 { public_key } => auth::Credential::Ed25519 { public_key_b64: public_key.clone() },
             };
             let _ = shared.directory.add_api_key(user, key, c);
         }
@@ -603,6 +445,7 @@ pub fn session_threads(configured: usize) -> usize {
     (cores / 2).max(1)
 }
 
+
 /// Log entries read back at start to rebuild recent trades and candles.
 pub const WARM_ENTRIES_MAX: u64 = 20_000;
 
@@ -612,9 +455,7 @@ fn recent_trades(log: &dyn EventLogSend) -> Vec<bourse_engine::Event> {
         return Vec::new();
     }
     let from = first.max(last.saturating_sub(WARM_ENTRIES_MAX) + 1);
-    let Ok(entries) = log.read(from..=last) else {
-        return Vec::new();
-    };
+    let Ok(entries) = log.read(from..=last) else { return Vec::new() };
     entries
         .into_iter()
         .flat_map(|e| e.events)
@@ -636,10 +477,7 @@ impl EventLog for BoxedLog {
     fn sync(&mut self) -> Result<(), crate::storage::log::LogError> {
         self.0.sync()
     }
-    fn read(
-        &self,
-        range: std::ops::RangeInclusive<u64>,
-    ) -> Result<Vec<crate::storage::log::Entry>, crate::storage::log::LogError> {
+    fn read(&self, range: std::ops::RangeInclusive<u64>) -> Result<Vec<crate::storage::log::Entry>, crate::storage::log::LogError> {
         self.0.read(range)
     }
     fn truncate_after(&mut self, index: u64) -> Result<(), crate::storage::log::LogError> {
@@ -648,11 +486,7 @@ impl EventLog for BoxedLog {
     fn purge_before(&mut self, index: u64) -> Result<(), crate::storage::log::LogError> {
         self.0.purge_before(index)
     }
-    fn reset_to(
-        &mut self,
-        base_index: u64,
-        base_hash: crate::storage::log::Hash,
-    ) -> Result<(), crate::storage::log::LogError> {
+    fn reset_to(&mut self, base_index: u64, base_hash: crate::storage::log::Hash) -> Result<(), crate::storage::log::LogError> {
         self.0.reset_to(base_index, base_hash)
     }
     fn first_index(&self) -> u64 {

@@ -78,14 +78,8 @@ pub fn parse(bytes: &[u8]) -> Option<(u8, &[u8])> {
         return None;
     }
     let (len, rest) = match b1 & 0x7F {
-        126 => (
-            usize::from(u16::from_be_bytes(rest.get(..2)?.try_into().ok()?)),
-            &rest[2..],
-        ),
-        127 => (
-            usize::try_from(u64::from_be_bytes(rest.get(..8)?.try_into().ok()?)).ok()?,
-            &rest[8..],
-        ),
+        126 => (usize::from(u16::from_be_bytes(rest.get(..2)?.try_into().ok()?)), &rest[2..]),
+        127 => (usize::try_from(u64::from_be_bytes(rest.get(..8)?.try_into().ok()?)).ok()?, &rest[8..]),
         n => (usize::from(n), rest),
     };
     (rest.len() == len).then_some((b0 & 0x0F, rest))
@@ -114,8 +108,7 @@ mod tests {
                 Ok(())
             }
         }
-        let mut ws =
-            WebSocket::from_raw_socket(Io(std::io::Cursor::new(bytes)), Role::Client, None);
+        let mut ws = WebSocket::from_raw_socket(Io(std::io::Cursor::new(bytes)), Role::Client, None);
         let mut out = Vec::new();
         while let Ok(m) = ws.read() {
             out.push(m);
@@ -144,9 +137,7 @@ mod tests {
         let got = read_as_client(all);
         assert_eq!(got[0], Message::Text("{\"ok\":true}".into()));
         assert!(matches!(got[1], Message::Ping(ref p) if p.is_empty()));
-        let Message::Close(Some(c)) = &got[2] else {
-            panic!("{:?}", got[2])
-        };
+        let Message::Close(Some(c)) = &got[2] else { panic!("{:?}", got[2]) };
         assert_eq!(c.code, CloseCode::from(4008));
         assert!(c.reason.len() <= CLOSE_REASON_BYTES_MAX && c.reason.starts_with('é'));
         assert!(is_close(&close(1000, "")));

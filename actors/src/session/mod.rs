@@ -89,14 +89,8 @@ pub struct Session {
 impl Session {
     pub fn new(shared: Arc<Shared>, out: Arc<Outbox>, peer: std::net::SocketAddr) -> Self {
         let q = RateQuotas {
-            orders_per_s_per_account: std::num::NonZeroU32::new(
-                shared.cfg.limits.account_orders_per_sec,
-            )
-            .expect("validated"),
-            messages_per_s_per_connection: std::num::NonZeroU32::new(
-                shared.cfg.limits.conn_msgs_per_sec,
-            )
-            .expect("validated"),
+            orders_per_s_per_account: std::num::NonZeroU32::new(shared.cfg.limits.account_orders_per_sec).expect("validated"),
+            messages_per_s_per_connection: std::num::NonZeroU32::new(shared.cfg.limits.conn_msgs_per_sec).expect("validated"),
             ..Default::default()
         };
         Session {
@@ -134,30 +128,10 @@ impl Session {
         }
     }
 
-    fn respond(
-        &mut self,
-        id: Option<ReqId>,
-        ts_in: u64,
-        a: Result<Value, ErrorBody>,
-        ctx: &mut Context<Self>,
-    ) {
+    fn respond(&mut self, id: Option<ReqId>, ts_in: u64, a: Result<Value, ErrorBody>, ctx: &mut Context<Self>) {
         let r = match a {
-            Ok(v) => Response {
-                id,
-                ok: true,
-                res: Some(v),
-                err: None,
-                ts_in,
-                ts_out: now_us(),
-            },
-            Err(e) => Response {
-                id,
-                ok: false,
-                res: None,
-                err: Some(e),
-                ts_in,
-                ts_out: now_us(),
-            },
+            Ok(v) => Response { id, ok: true, res: Some(v), err: None, ts_in, ts_out: now_us() },
+            Err(e) => Response { id, ok: false, res: None, err: Some(e), ts_in, ts_out: now_us() },
         };
         self.send_response(r, ctx);
     }
@@ -166,10 +140,7 @@ impl Session {
         if let Some(e) = &r.err {
             if matches!(
                 e.code,
-                ErrorCode::BadRequest
-                    | ErrorCode::UnknownOp
-                    | ErrorCode::UnknownInstrument
-                    | ErrorCode::TooManySubscriptions
+                ErrorCode::BadRequest | ErrorCode::UnknownOp | ErrorCode::UnknownInstrument | ErrorCode::TooManySubscriptions
             ) {
                 self.count_error(ctx);
             }
@@ -181,11 +152,7 @@ impl Session {
 
     fn count_error(&mut self, ctx: &mut Context<Self>) {
         let now = Instant::now();
-        while self
-            .errors
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > ERRORS_WINDOW)
-        {
+        while self.errors.front().is_some_and(|t| now.duration_since(*t) > ERRORS_WINDOW) {
             self.errors.pop_front();
         }
         self.errors.push_back(now);
@@ -201,38 +168,26 @@ impl Session {
 
     fn submit(&mut self, cmd: Command, to: Responder, shape: Shape) {
         if self.shared.stopping() {
-            to.send(Err(ErrorBody::new(
-                ErrorCode::ShuttingDown,
-                "the exchange is shutting down",
-            )));
+            to.send(Err(ErrorBody::new(ErrorCode::ShuttingDown, "the exchange is shutting down")));
             return;
         }
         match self.shared.ledger().try_send(Submit { cmd, to, shape }) {
             Ok(()) => crate::telemetry::LEDGER_MAILBOX.enqueued(),
             Err(SendError::Full(s)) | Err(SendError::Closed(s)) => {
                 metrics::counter!("bourse_overloaded_total", "actor" => "ledger").increment(1);
-                s.to.send(Err(ErrorBody::new(
-                    ErrorCode::Overloaded,
-                    "the ledger is overloaded; retry shortly",
-                )));
+                s.to.send(Err(ErrorBody::new(ErrorCode::Overloaded, "the ledger is overloaded; retry shortly")));
             }
         }
     }
 
     fn responder(&self, id: Option<ReqId>, ts_in: u64, ctx: &Context<Self>) -> Responder {
-        Responder::Session {
-            to: ctx.address().recipient(),
-            id,
-            ts_in,
-        }
+        Responder::Session { to: ctx.address().recipient(), id, ts_in }
     }
 
     fn trader(&self) -> Result<&Authed, ErrorBody> {
         match &self.auth {
             None => Err(ErrorBody::new(ErrorCode::AuthRequired, "log in first")),
-            Some(a) if a.role != Role::Trader => {
-                Err(ErrorBody::new(ErrorCode::PermissionDenied, "traders only"))
-            }
+            Some(a) if a.role != Role::Trader => Err(ErrorBody::new(ErrorCode::PermissionDenied, "traders only")),
             Some(a) => Ok(a),
         }
     }
@@ -240,10 +195,7 @@ impl Session {
     fn operator(&self) -> Result<&Authed, ErrorBody> {
         match &self.auth {
             None => Err(ErrorBody::new(ErrorCode::AuthRequired, "log in first")),
-            Some(a) if a.role != Role::Operator => Err(ErrorBody::new(
-                ErrorCode::PermissionDenied,
-                "operators only",
-            )),
+            Some(a) if a.role != Role::Operator => Err(ErrorBody::new(ErrorCode::PermissionDenied, "operators only")),
             Some(a) => Ok(a),
         }
     }
@@ -253,12 +205,7 @@ impl Session {
             .instruments
             .get(sym)
             .map(|s| s.clone())
-            .ok_or_else(|| {
-                ErrorBody::new(
-                    ErrorCode::UnknownInstrument,
-                    format!("unknown instrument {sym:?}"),
-                )
-            })
+            .ok_or_else(|| ErrorBody::new(ErrorCode::UnknownInstrument, format!("unknown instrument {sym:?}")))
     }
 
     fn place_cmd(&self, account: AccountId, a: &p::PlaceArgs) -> Result<PlaceCmd, ErrorBody> {
@@ -266,11 +213,7 @@ impl Session {
         let px = a.px.as_deref().map(|s| wire::px(&spec, s)).transpose()?;
         let qty = a.qty.as_deref().map(|s| wire::qty(&spec, s)).transpose()?;
         let quote_scale = self.shared.asset_scale(spec.quote);
-        let quote_qty = a
-            .quote_qty
-            .as_deref()
-            .map(|s| wire::amount(quote_scale, s))
-            .transpose()?;
+        let quote_qty = a.quote_qty.as_deref().map(|s| wire::amount(quote_scale, s)).transpose()?;
         Ok(PlaceCmd {
             account,
             inst: spec.id,
@@ -300,65 +243,30 @@ impl Session {
             .assets
             .get(name)
             .map(|a| a.clone())
-            .ok_or_else(|| {
-                ErrorBody::new(ErrorCode::UnknownAsset, format!("unknown asset {name:?}"))
-            })
+            .ok_or_else(|| ErrorBody::new(ErrorCode::UnknownAsset, format!("unknown asset {name:?}")))
     }
 
     fn ask(&self, q: Query, id: Option<ReqId>, ts_in: u64, ctx: &mut Context<Self>) {
         let fut = self.shared.ledger().send(q);
         ctx.spawn(fut.into_actor(self).map(move |r, act, ctx| {
-            let a = r
-                .unwrap_or_else(|_| Err(ErrorBody::new(ErrorCode::Internal, "ledger unavailable")));
+            let a = r.unwrap_or_else(|_| Err(ErrorBody::new(ErrorCode::Internal, "ledger unavailable")));
             act.respond(id, ts_in, a, ctx);
         }));
     }
 
-    fn authed(
-        &mut self,
-        user: String,
-        role: Role,
-        cod: p::Cod,
-        id: Option<ReqId>,
-        ts_in: u64,
-        ctx: &mut Context<Self>,
-    ) {
+    fn authed(&mut self, user: String, role: Role, cod: p::Cod, id: Option<ReqId>, ts_in: u64, ctx: &mut Context<Self>) {
         let Some(account) = self.shared.accounts.get(&user).map(|a| *a) else {
-            self.respond(
-                id,
-                ts_in,
-                Err(ErrorBody::new(ErrorCode::BadCredentials, "bad credentials")),
-                ctx,
-            );
+            self.respond(id, ts_in, Err(ErrorBody::new(ErrorCode::BadCredentials, "bad credentials")), ctx);
             return;
         };
         let (session_id, token) = self.shared.tokens.issue(&user, role, now_us());
         self.shared.connected(account, 1);
-        self.auth = Some(Authed {
-            user: user.clone(),
-            account,
-            role,
-            token: token.clone(),
-            session_id,
-            cod,
-        });
+        self.auth = Some(Authed { user: user.clone(), account, role, token: token.clone(), session_id, cod });
         crate::telemetry::ws_role_changed(None, Some(role));
         self.logged_out = false;
         tracing::debug!(conn = self.slot, user = %user, peer = %self.peer, "authenticated");
-        let res = p::AuthRes {
-            user,
-            role,
-            session: p::SessionInfo {
-                id: session_id.to_string(),
-                token,
-            },
-        };
-        self.respond(
-            id,
-            ts_in,
-            Ok(serde_json::to_value(res).expect("encodes")),
-            ctx,
-        );
+        let res = p::AuthRes { user, role, session: p::SessionInfo { id: session_id.to_string(), token } };
+        self.respond(id, ts_in, Ok(serde_json::to_value(res).expect("encodes")), ctx);
     }
 
     fn handle_request(&mut self, req: Request, ts_in: u64, ctx: &mut Context<Self>) {
@@ -372,8 +280,7 @@ impl Session {
         if op.is_write() && !op.is_admin() {
             if let Some(a) = &self.auth {
                 if let Err(e) = self.shared.account_limiter.check(&a.user) {
-                    metrics::counter!("bourse_rate_limited_total", "scope" => "account")
-                        .increment(1);
+                    metrics::counter!("bourse_rate_limited_total", "scope" => "account").increment(1);
                     self.respond(id, ts_in, Err(ErrorBody::rate_limited(e.0)), ctx);
                     return;
                 }
@@ -386,22 +293,14 @@ impl Session {
     }
 
     /// Handles one op; an `Err` is answered at once, an `Ok` has arranged its own answer.
-    fn dispatch(
-        &mut self,
-        op: Op,
-        id: Option<ReqId>,
-        ts_in: u64,
-        ctx: &mut Context<Self>,
-    ) -> Result<(), ErrorBody> {
+    fn dispatch(&mut self, op: Op, id: Option<ReqId>, ts_in: u64, ctx: &mut Context<Self>) -> Result<(), ErrorBody> {
         match op {
             Op::Ping => {
                 self.respond(id, ts_in, Ok(json!({"ts": now_us()})), ctx);
             }
             Op::Auth(args) => {
                 if self.auth.is_some() {
-                    return Err(ErrorBody::bad_request(
-                        "already authenticated; logout first",
-                    ));
+                    return Err(ErrorBody::bad_request("already authenticated; logout first"));
                 }
                 let cod = args.cod();
                 match args {
@@ -421,12 +320,7 @@ impl Session {
                     }
                     p::AuthArgs::Key(k) => {
                         let req = auth::KeyAuth::from(&k);
-                        match auth::authenticate_key(
-                            &self.shared.directory,
-                            &self.shared.nonces,
-                            &req,
-                            now_us(),
-                        ) {
+                        match auth::authenticate_key(&self.shared.directory, &self.shared.nonces, &req, now_us()) {
                             Ok((user, role)) => self.authed(user, role, cod, id, ts_in, ctx),
                             Err(e) => {
                                 metrics::counter!("bourse_auth_failures_total", "code" => e.code_str()).increment(1);
@@ -447,11 +341,7 @@ impl Session {
                 self.respond(id, ts_in, Ok(json!({})), ctx);
             }
             Op::SessionResume(args) => {
-                let info = self
-                    .shared
-                    .tokens
-                    .validate(&args.token, now_us())
-                    .map_err(auth_error)?;
+                let info = self.shared.tokens.validate(&args.token, now_us()).map_err(auth_error)?;
                 if self.auth.is_none() {
                     let account = self.account_of(&info.user)?;
                     crate::telemetry::ws_role_changed(None, Some(info.role));
@@ -478,64 +368,28 @@ impl Session {
                 if args.ch.has_sym() {
                     for s in &args.sym {
                         self.spec(s)?;
-                        let key = stream_key(args.ch, Some(s), depth, args.interval)
-                            .ok_or_else(|| ErrorBody::bad_request("incomplete stream"))?;
-                        subs.push((
-                            Sub {
-                                key,
-                                ch: args.ch,
-                                sym: Some(s.clone()),
-                                depth,
-                                interval: args.interval,
-                                cksum: args.cksum,
-                                on_lag: args.on_lag(),
-                            },
-                            args.resume_for(Some(s)),
-                        ));
+                        let key = stream_key(args.ch, Some(s), depth, args.interval).ok_or_else(|| ErrorBody::bad_request("incomplete stream"))?;
+                        subs.push((Sub { key, ch: args.ch, sym: Some(s.clone()), depth, interval: args.interval, cksum: args.cksum, on_lag: args.on_lag() }, args.resume_for(Some(s))));
                     }
                 } else {
                     if args.ch == p::Channel::Account && self.auth.is_none() {
-                        return Err(ErrorBody::new(
-                            ErrorCode::AuthRequired,
-                            "log in to subscribe to account",
-                        ));
+                        return Err(ErrorBody::new(ErrorCode::AuthRequired, "log in to subscribe to account"));
                     }
-                    let key = stream_key(args.ch, None, depth, None)
-                        .ok_or_else(|| ErrorBody::bad_request("incomplete stream"))?;
-                    subs.push((
-                        Sub {
-                            key,
-                            ch: args.ch,
-                            sym: None,
-                            depth,
-                            interval: None,
-                            cksum: false,
-                            on_lag: args.on_lag(),
-                        },
-                        args.resume_for(None),
-                    ));
+                    let key = stream_key(args.ch, None, depth, None).ok_or_else(|| ErrorBody::bad_request("incomplete stream"))?;
+                    subs.push((Sub { key, ch: args.ch, sym: None, depth, interval: None, cksum: false, on_lag: args.on_lag() }, args.resume_for(None)));
                 }
                 self.subscribe_many(subs, id, ts_in, ctx)?;
             }
             Op::Unsubscribe(args) => {
                 let depth = args.depth.unwrap_or(p::DEPTH_DEFAULT);
-                let syms: Vec<Option<String>> = if args.ch.has_sym() {
-                    args.sym.iter().cloned().map(Some).collect()
-                } else {
-                    vec![None]
-                };
+                let syms: Vec<Option<String>> = if args.ch.has_sym() { args.sym.iter().cloned().map(Some).collect() } else { vec![None] };
                 for s in syms {
-                    let Some(key) = stream_key(args.ch, s.as_deref(), depth, args.interval) else {
-                        continue;
-                    };
+                    let Some(key) = stream_key(args.ch, s.as_deref(), depth, args.interval) else { continue };
                     if self.streams.remove(&key).is_some() {
                         if key == ACCOUNT_STREAM {
                             self.account_stream = None;
                         }
-                        self.shared.market.do_send(MdUnsubscribe {
-                            key,
-                            conn: self.slot,
-                        });
+                        self.shared.market.do_send(MdUnsubscribe { key, conn: self.slot });
                     }
                 }
                 self.respond(id, ts_in, Ok(json!({})), ctx);
@@ -550,16 +404,11 @@ impl Session {
             Op::OrderBatch(b) => {
                 let account = self.trader()?.account;
                 if b.orders.len() > BATCH_ORDERS_MAX {
-                    return Err(ErrorBody::bad_request(format!(
-                        "at most {BATCH_ORDERS_MAX} orders in a batch"
-                    )));
+                    return Err(ErrorBody::bad_request(format!("at most {BATCH_ORDERS_MAX} orders in a batch")));
                 }
                 let batch = Batch::new(b.orders.len(), self.responder(id, ts_in, ctx));
                 for (i, a) in b.orders.iter().enumerate() {
-                    let slot = Responder::Slot {
-                        batch: batch.clone(),
-                        index: i,
-                    };
+                    let slot = Responder::Slot { batch: batch.clone(), index: i };
                     match a.validate().and_then(|_| self.place_cmd(account, a)) {
                         Ok(cmd) => {
                             self.track_cod(a);
@@ -577,15 +426,7 @@ impl Session {
                     p::OrderRef::ClId(c) => OrderRef::ClId(c),
                 };
                 let to = self.responder(id, ts_in, ctx);
-                self.submit(
-                    Command::Cancel {
-                        account,
-                        inst: spec.id,
-                        order,
-                    },
-                    to,
-                    Shape::Empty,
-                );
+                self.submit(Command::Cancel { account, inst: spec.id, order }, to, Shape::Empty);
             }
             Op::OrderAmend(a) => {
                 let account = self.trader()?.account;
@@ -597,43 +438,18 @@ impl Session {
                 let qty = a.qty.as_deref().map(|s| wire::qty(&spec, s)).transpose()?;
                 let px = a.px.as_deref().map(|s| wire::px(&spec, s)).transpose()?;
                 let to = self.responder(id, ts_in, ctx);
-                self.submit(
-                    Command::Amend {
-                        account,
-                        inst: spec.id,
-                        order,
-                        qty,
-                        px,
-                    },
-                    to,
-                    Shape::Empty,
-                );
+                self.submit(Command::Amend { account, inst: spec.id, order, qty, px }, to, Shape::Empty);
             }
             Op::OrderCancelAll(a) => {
                 let account = self.trader()?.account;
-                let inst = a
-                    .sym
-                    .as_deref()
-                    .map(|s| self.spec(s).map(|s| s.id))
-                    .transpose()?;
+                let inst = a.sym.as_deref().map(|s| self.spec(s).map(|s| s.id)).transpose()?;
                 let to = self.responder(id, ts_in, ctx);
-                self.submit(
-                    Command::CancelAll {
-                        account: Some(account),
-                        inst,
-                        side: a.side.map(wire::side),
-                        admin: false,
-                    },
-                    to,
-                    Shape::Empty,
-                );
+                self.submit(Command::CancelAll { account: Some(account), inst, side: a.side.map(wire::side), admin: false }, to, Shape::Empty);
             }
             Op::OrderCancelAfter(a) => {
                 let account = self.trader()?.account;
                 if a.timeout_ms > CANCEL_AFTER_MS_MAX {
-                    return Err(ErrorBody::bad_request(format!(
-                        "timeout_ms is at most {CANCEL_AFTER_MS_MAX}"
-                    )));
+                    return Err(ErrorBody::bad_request(format!("timeout_ms is at most {CANCEL_AFTER_MS_MAX}")));
                 }
                 if let Some(h) = self.cancel_after.take() {
                     ctx.cancel_future(h);
@@ -644,16 +460,7 @@ impl Session {
                     let h = ctx.run_later(Duration::from_millis(a.timeout_ms), move |act, _ctx| {
                         act.cancel_after = None;
                         tracing::info!(account = account.0, "cancel_after fired");
-                        act.submit(
-                            Command::CancelAll {
-                                account: Some(account),
-                                inst: None,
-                                side: None,
-                                admin: false,
-                            },
-                            Responder::Drop,
-                            Shape::Empty,
-                        );
+                        act.submit(Command::CancelAll { account: Some(account), inst: None, side: None, admin: false }, Responder::Drop, Shape::Empty);
                     });
                     self.cancel_after = Some(h);
                     now_us() + a.timeout_ms * 1000
@@ -666,41 +473,19 @@ impl Session {
             }
             Op::AccountOrders(a) => {
                 let account = self.any_auth()?;
-                let inst = a
-                    .sym
-                    .as_deref()
-                    .map(|s| self.spec(s).map(|s| s.id))
-                    .transpose()?;
+                let inst = a.sym.as_deref().map(|s| self.spec(s).map(|s| s.id)).transpose()?;
                 self.ask(Query::Orders { account, inst }, id, ts_in, ctx);
             }
             Op::AccountFills(a) => {
                 let account = self.any_auth()?;
-                let inst = a
-                    .sym
-                    .as_deref()
-                    .map(|s| self.spec(s).map(|s| s.id))
-                    .transpose()?;
+                let inst = a.sym.as_deref().map(|s| self.spec(s).map(|s| s.id)).transpose()?;
                 let limit = a.limit.unwrap_or(100).min(1000) as usize;
-                self.ask(
-                    Query::Fills {
-                        account,
-                        inst,
-                        before: a.before,
-                        limit,
-                    },
-                    id,
-                    ts_in,
-                    ctx,
-                );
+                self.ask(Query::Fills { account, inst, before: a.before, limit }, id, ts_in, ctx);
             }
             Op::Instruments => self.ask(Query::Instruments, id, ts_in, ctx),
             Op::AdminBalances(a) => {
                 self.operator()?;
-                let account = if a.user == eng::FEE_USER {
-                    eng::FEE_ACCOUNT
-                } else {
-                    self.account_of(&a.user)?
-                };
+                let account = if a.user == eng::FEE_USER { eng::FEE_ACCOUNT } else { self.account_of(&a.user)? };
                 self.ask(Query::Balances(account), id, ts_in, ctx);
             }
             admin => {
@@ -716,8 +501,7 @@ impl Session {
     /// A stream named by its key (`session.resume`): the key must parse, name
     /// a listed instrument and an allowed depth.
     fn subscription_from_key(&self, key: &str) -> Result<Sub, ErrorBody> {
-        let k = p::StreamKey::parse(key)
-            .ok_or_else(|| ErrorBody::bad_request(format!("unknown stream key {key:?}")))?;
+        let k = p::StreamKey::parse(key).ok_or_else(|| ErrorBody::bad_request(format!("unknown stream key {key:?}")))?;
         if let Some(sym) = k.sym() {
             self.spec(sym)?;
         }
@@ -731,10 +515,7 @@ impl Session {
         };
         let ch = k.channel();
         if ch == p::Channel::Account && self.auth.is_none() {
-            return Err(ErrorBody::new(
-                ErrorCode::AuthRequired,
-                "log in to subscribe to account",
-            ));
+            return Err(ErrorBody::new(ErrorCode::AuthRequired, "log in to subscribe to account"));
         }
         Ok(Sub {
             key: key.to_string(),
@@ -750,11 +531,7 @@ impl Session {
     /// Remembers an order placed through this connection when it is to be
     /// cancelled with it (`cod: connection`).
     fn track_cod(&mut self, a: &p::PlaceArgs) {
-        if self
-            .auth
-            .as_ref()
-            .is_some_and(|x| x.cod == p::Cod::Connection)
-        {
+        if self.auth.as_ref().is_some_and(|x| x.cod == p::Cod::Connection) {
             if self.placed.len() == COD_ORDERS_MAX {
                 self.placed.pop_front();
             }
@@ -763,22 +540,12 @@ impl Session {
     }
 
     fn any_auth(&self) -> Result<AccountId, ErrorBody> {
-        self.auth
-            .as_ref()
-            .map(|a| a.account)
-            .ok_or_else(|| ErrorBody::new(ErrorCode::AuthRequired, "log in first"))
+        self.auth.as_ref().map(|a| a.account).ok_or_else(|| ErrorBody::new(ErrorCode::AuthRequired, "log in first"))
     }
 
     fn admin_command(&self, op: Op, by: AccountId) -> Result<(Command, Shape), ErrorBody> {
         Ok(match op {
-            Op::AdminAssetCreate(a) => (
-                Command::CreateAsset {
-                    name: a.asset,
-                    scale: a.scale,
-                    by,
-                },
-                Shape::Empty,
-            ),
+            Op::AdminAssetCreate(a) => (Command::CreateAsset { name: a.asset, scale: a.scale, by }, Shape::Empty),
             Op::AdminInstrumentCreate(a) => {
                 let conf = crate::config::InstrumentConf {
                     sym: a.sym,
@@ -795,29 +562,15 @@ impl Session {
                 let listing = listing_from_conf(&self.shared, &conf)?;
                 (Command::CreateInstrument { listing, by }, Shape::Instrument)
             }
-            Op::AdminInstrumentHalt(a) => {
-                self.state_cmd(&a.sym, eng::InstrumentState::Halted, by)?
-            }
-            Op::AdminInstrumentResume(a) => {
-                self.state_cmd(&a.sym, eng::InstrumentState::Trading, by)?
-            }
-            Op::AdminInstrumentCancelOnly(a) => {
-                self.state_cmd(&a.sym, eng::InstrumentState::CancelOnly, by)?
-            }
+            Op::AdminInstrumentHalt(a) => self.state_cmd(&a.sym, eng::InstrumentState::Halted, by)?,
+            Op::AdminInstrumentResume(a) => self.state_cmd(&a.sym, eng::InstrumentState::Trading, by)?,
+            Op::AdminInstrumentCancelOnly(a) => self.state_cmd(&a.sym, eng::InstrumentState::CancelOnly, by)?,
             Op::AdminUserCreate(a) => {
                 if a.password.len() < 8 || a.password.len() > auth::users::PASSWORD_LEN_MAX {
                     return Err(ErrorBody::bad_request("passwords are 8 to 1024 characters"));
                 }
                 let hash = self.shared.hash_password(&a.password);
-                (
-                    Command::CreateUser {
-                        user: a.user.clone(),
-                        role: wire::role(a.role),
-                        password_hash: hash,
-                        by,
-                    },
-                    Shape::User(a.user),
-                )
+                (Command::CreateUser { user: a.user.clone(), role: wire::role(a.role), password_hash: hash, by }, Shape::User(a.user))
             }
             Op::AdminApikeyCreate(a) => {
                 let account = self.account_of(&a.user)?;
@@ -830,119 +583,43 @@ impl Session {
                     p::SigAlg::Ed25519 => {
                         let pk = a.public_key.clone().unwrap_or_default();
                         if !auth::signature::validate_ed25519_public_key(&pk) {
-                            return Err(ErrorBody::bad_request(
-                                "public_key must be standard base64 of 32 bytes",
-                            ));
+                            return Err(ErrorBody::bad_request("public_key must be standard base64 of 32 bytes"));
                         }
                         (eng::Credential::Ed25519 { public_key: pk }, None)
                     }
                 };
-                (
-                    Command::CreateApiKey {
-                        account,
-                        key: key.clone(),
-                        credential,
-                        by,
-                    },
-                    Shape::ApiKey { key, secret },
-                )
+                (Command::CreateApiKey { account, key: key.clone(), credential, by }, Shape::ApiKey { key, secret })
             }
             Op::AdminDeposit(a) => {
                 let account = self.account_of(&a.user)?;
                 let asset = self.asset_of(&a.asset)?;
                 let amount = wire::amount(asset.scale, &a.amount)?;
-                (
-                    Command::Deposit {
-                        account,
-                        asset: asset.id,
-                        amount,
-                        by,
-                    },
-                    Shape::Available {
-                        account,
-                        asset: asset.id,
-                    },
-                )
+                (Command::Deposit { account, asset: asset.id, amount, by }, Shape::Available { account, asset: asset.id })
             }
             Op::AdminWithdraw(a) => {
                 let account = self.account_of(&a.user)?;
                 let asset = self.asset_of(&a.asset)?;
                 let amount = wire::amount(asset.scale, &a.amount)?;
-                (
-                    Command::Withdraw {
-                        account,
-                        asset: asset.id,
-                        amount,
-                        by,
-                    },
-                    Shape::Available {
-                        account,
-                        asset: asset.id,
-                    },
-                )
+                (Command::Withdraw { account, asset: asset.id, amount, by }, Shape::Available { account, asset: asset.id })
             }
             Op::AdminCancelAll(a) => {
                 let account = a.user.as_deref().map(|u| self.account_of(u)).transpose()?;
-                let inst = a
-                    .sym
-                    .as_deref()
-                    .map(|s| self.spec(s).map(|s| s.id))
-                    .transpose()?;
-                (
-                    Command::CancelAll {
-                        account,
-                        inst,
-                        side: None,
-                        admin: true,
-                    },
-                    Shape::Empty,
-                )
+                let inst = a.sym.as_deref().map(|s| self.spec(s).map(|s| s.id)).transpose()?;
+                (Command::CancelAll { account, inst, side: None, admin: true }, Shape::Empty)
             }
-            other => {
-                return Err(ErrorBody::new(
-                    ErrorCode::UnknownOp,
-                    format!("{} is not handled here", other.name()),
-                ))
-            }
+            other => return Err(ErrorBody::new(ErrorCode::UnknownOp, format!("{} is not handled here", other.name()))),
         })
     }
 
-    fn state_cmd(
-        &self,
-        sym: &str,
-        state: eng::InstrumentState,
-        by: AccountId,
-    ) -> Result<(Command, Shape), ErrorBody> {
+    fn state_cmd(&self, sym: &str, state: eng::InstrumentState, by: AccountId) -> Result<(Command, Shape), ErrorBody> {
         let spec = self.spec(sym)?;
-        Ok((
-            Command::SetState {
-                inst: spec.id,
-                state,
-                by,
-            },
-            Shape::State(state),
-        ))
+        Ok((Command::SetState { inst: spec.id, state, by }, Shape::State(state)))
     }
 
-    fn subscribe_many(
-        &mut self,
-        subs: Vec<(Sub, Option<p::Position>)>,
-        id: Option<ReqId>,
-        ts_in: u64,
-        ctx: &mut Context<Self>,
-    ) -> Result<(), ErrorBody> {
-        let new = subs
-            .iter()
-            .filter(|(s, _)| !self.streams.contains_key(&s.key))
-            .count();
+    fn subscribe_many(&mut self, subs: Vec<(Sub, Option<p::Position>)>, id: Option<ReqId>, ts_in: u64, ctx: &mut Context<Self>) -> Result<(), ErrorBody> {
+        let new = subs.iter().filter(|(s, _)| !self.streams.contains_key(&s.key)).count();
         if self.streams.len() + new > self.shared.cfg.limits.subscriptions_max {
-            return Err(ErrorBody::new(
-                ErrorCode::TooManySubscriptions,
-                format!(
-                    "at most {} subscriptions",
-                    self.shared.cfg.limits.subscriptions_max
-                ),
-            ));
+            return Err(ErrorBody::new(ErrorCode::TooManySubscriptions, format!("at most {} subscriptions", self.shared.cfg.limits.subscriptions_max)));
         }
         let account = self.auth.as_ref().map(|a| a.account);
         let mut results = Vec::new();
@@ -952,19 +629,12 @@ impl Session {
             let st = StreamState::new(sub.clone());
             let last = st.last.clone();
             if sub.ch == p::Channel::Account {
-                self.account_stream =
-                    Some(Follower::new(self.out.clone(), sub.clone(), last.clone()));
+                self.account_stream = Some(Follower::new(self.out.clone(), sub.clone(), last.clone()));
             }
             if self.streams.insert(sub.key.clone(), st).is_none() {
                 added.push(sub.key.clone());
             }
-            futs.push(self.shared.market.send(MdSubscribe {
-                sub,
-                resume,
-                account,
-                out: self.out.clone(),
-                last,
-            }));
+            futs.push(self.shared.market.send(MdSubscribe { sub, resume, account, out: self.out.clone(), last }));
         }
         // Answer after every stream registered: the answer lists each one, and
         // each stream's snapshot follows its registration in the mailbox order.
@@ -973,12 +643,7 @@ impl Session {
                 match f.await {
                     Ok(Ok(r)) => results.push(r),
                     Ok(Err(e)) => return Err(e),
-                    Err(_) => {
-                        return Err(ErrorBody::new(
-                            ErrorCode::Internal,
-                            "market data unavailable",
-                        ))
-                    }
+                    Err(_) => return Err(ErrorBody::new(ErrorCode::Internal, "market data unavailable")),
                 }
             }
             Ok(results)
@@ -991,10 +656,7 @@ impl Session {
                     if key == ACCOUNT_STREAM {
                         act.account_stream = None;
                     }
-                    act.shared.market.do_send(MdUnsubscribe {
-                        key,
-                        conn: act.slot,
-                    });
+                    act.shared.market.do_send(MdUnsubscribe { key, conn: act.slot });
                 }
             }
             let a = r.map(|subs| json!({"subs": subs}));
@@ -1006,39 +668,22 @@ impl Session {
     fn drop_account_stream(&mut self, _a: &Authed, _ctx: &mut Context<Self>) {
         if self.streams.remove(ACCOUNT_STREAM).is_some() {
             self.account_stream = None;
-            self.shared.market.do_send(MdUnsubscribe {
-                key: ACCOUNT_STREAM.into(),
-                conn: self.slot,
-            });
+            self.shared.market.do_send(MdUnsubscribe { key: ACCOUNT_STREAM.into(), conn: self.slot });
         }
     }
 }
 
 /// An instrument to list, from the configuration or `admin.instrument.create`:
 /// its decimal grids parsed and checked.
-pub fn listing_from_conf(
-    shared: &Shared,
-    c: &crate::config::InstrumentConf,
-) -> Result<eng::Listing, ErrorBody> {
+pub fn listing_from_conf(shared: &Shared, c: &crate::config::InstrumentConf) -> Result<eng::Listing, ErrorBody> {
     let (sym, base, quote) = (c.sym.as_str(), c.base.as_str(), c.quote.as_str());
-    let (tick, lot, min_qty, ref_px) = (
-        c.tick.as_str(),
-        c.lot.as_str(),
-        c.min_qty.as_str(),
-        c.ref_px.as_deref(),
-    );
+    let (tick, lot, min_qty, ref_px) = (c.tick.as_str(), c.lot.as_str(), c.min_qty.as_str(), c.ref_px.as_deref());
     use bourse_protocol::decimal;
-    let b = shared.assets.get(base).map(|a| a.id).ok_or_else(|| {
-        ErrorBody::new(ErrorCode::UnknownAsset, format!("unknown asset {base:?}"))
-    })?;
-    let q = shared.assets.get(quote).map(|a| a.id).ok_or_else(|| {
-        ErrorBody::new(ErrorCode::UnknownAsset, format!("unknown asset {quote:?}"))
-    })?;
+    let b = shared.assets.get(base).map(|a| a.id).ok_or_else(|| ErrorBody::new(ErrorCode::UnknownAsset, format!("unknown asset {base:?}")))?;
+    let q = shared.assets.get(quote).map(|a| a.id).ok_or_else(|| ErrorBody::new(ErrorCode::UnknownAsset, format!("unknown asset {quote:?}")))?;
     let grid = |what: &str, s: &str| -> Result<(u64, u32), ErrorBody> {
-        let scale = decimal::canonical_scale(s)
-            .map_err(|e| ErrorBody::bad_request(format!("{what} {s:?}: {e}")))?;
-        let raw = decimal::parse(s, scale)
-            .map_err(|e| ErrorBody::bad_request(format!("{what} {s:?}: {e}")))?;
+        let scale = decimal::canonical_scale(s).map_err(|e| ErrorBody::bad_request(format!("{what} {s:?}: {e}")))?;
+        let raw = decimal::parse(s, scale).map_err(|e| ErrorBody::bad_request(format!("{what} {s:?}: {e}")))?;
         if raw == 0 {
             return Err(ErrorBody::bad_request(format!("{what} must be positive")));
         }
@@ -1046,14 +691,9 @@ pub fn listing_from_conf(
     };
     let (tick_raw, price_scale) = grid("tick", tick)?;
     let (lot_raw, qty_scale) = grid("lot", lot)?;
-    let min = decimal::parse_on_grid(min_qty, qty_scale, lot_raw)
-        .map_err(|e| ErrorBody::bad_request(format!("min_qty {min_qty:?}: {e}")))?;
+    let min = decimal::parse_on_grid(min_qty, qty_scale, lot_raw).map_err(|e| ErrorBody::bad_request(format!("min_qty {min_qty:?}: {e}")))?;
     let ref_px = ref_px
-        .map(|s| {
-            decimal::parse_on_grid(s, price_scale, tick_raw)
-                .map(eng::Price)
-                .map_err(|e| ErrorBody::bad_request(format!("ref_px {s:?}: {e}")))
-        })
+        .map(|s| decimal::parse_on_grid(s, price_scale, tick_raw).map(eng::Price).map_err(|e| ErrorBody::bad_request(format!("ref_px {s:?}: {e}"))))
         .transpose()?;
     Ok(eng::Listing {
         sym: sym.to_string(),
@@ -1070,6 +710,7 @@ pub fn listing_from_conf(
         taker_fee_bps: c.taker_fee_bps,
     })
 }
+
 
 fn auth_error(e: auth::AuthError) -> ErrorBody {
     let code = ErrorCode::from_str_code(e.code_str()).unwrap_or(ErrorCode::BadCredentials);
@@ -1090,12 +731,7 @@ pub struct Sub {
 
 /// The stream key of a subscription (PROTOCOL.md section 2), from the
 /// protocol crate's one definition; `None` when a required part is missing.
-pub fn stream_key(
-    ch: p::Channel,
-    sym: Option<&str>,
-    depth: u32,
-    interval: Option<p::Interval>,
-) -> Option<String> {
+pub fn stream_key(ch: p::Channel, sym: Option<&str>, depth: u32, interval: Option<p::Interval>) -> Option<String> {
     p::stream_key(ch, sym, Some(depth), interval)
 }
 
@@ -1104,21 +740,15 @@ impl Actor for Session {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         crate::telemetry::ws_opened();
-        self.shared
-            .sessions
-            .insert(self.slot, ctx.address().recipient());
+        self.shared.sessions.insert(self.slot, ctx.address().recipient());
         ctx.run_interval(Duration::from_millis(250), |act, ctx| {
             if act.last_seen.elapsed() > IDLE_MAX {
                 act.close(1001, "idle", ctx);
                 return;
             }
-            if now_us().saturating_sub(act.out.last_sent_us()) >= HEARTBEAT_AFTER.as_micros() as u64
-            {
-                let last: std::collections::BTreeMap<&String, u64> = act
-                    .streams
-                    .iter()
-                    .map(|(k, s)| (k, s.last.load(std::sync::atomic::Ordering::Acquire)))
-                    .collect();
+            if now_us().saturating_sub(act.out.last_sent_us()) >= HEARTBEAT_AFTER.as_micros() as u64 {
+                let last: std::collections::BTreeMap<&String, u64> =
+                    act.streams.iter().map(|(k, s)| (k, s.last.load(std::sync::atomic::Ordering::Acquire))).collect();
                 let hb = json!({"ch": "hb", "ts": now_us(), "last": last});
                 let f = codec::encode(act.enc, &hb);
                 crate::telemetry::ws_out(crate::telemetry::CHANNEL_HB, f.as_bytes().len());
@@ -1131,13 +761,9 @@ impl Actor for Session {
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
         crate::telemetry::ws_closed(self.slot, self.auth.as_ref().map(|a| a.role));
         self.shared.sessions.remove(&self.slot);
-        self.shared
-            .connections
-            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        self.shared.connections.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
         if !self.streams.is_empty() {
-            self.shared
-                .market
-                .do_send(crate::market::Gone { conn: self.slot });
+            self.shared.market.do_send(crate::market::Gone { conn: self.slot });
         }
         let Some(a) = self.auth.take() else { return };
         let others = self.shared.connected(a.account, -1);
@@ -1150,29 +776,12 @@ impl Actor for Session {
                 // Orders already ended are simply not found.
                 for (sym, cl_id) in std::mem::take(&mut self.placed) {
                     if let Some(inst) = self.shared.instruments.get(&sym).map(|s| s.id) {
-                        self.submit(
-                            Command::Cancel {
-                                account: a.account,
-                                inst,
-                                order: OrderRef::ClId(cl_id),
-                            },
-                            Responder::Drop,
-                            Shape::Empty,
-                        );
+                        self.submit(Command::Cancel { account: a.account, inst, order: OrderRef::ClId(cl_id) }, Responder::Drop, Shape::Empty);
                     }
                 }
             }
             p::Cod::Account if others == 0 => {
-                self.submit(
-                    Command::CancelAll {
-                        account: Some(a.account),
-                        inst: None,
-                        side: None,
-                        admin: false,
-                    },
-                    Responder::Drop,
-                    Shape::Empty,
-                );
+                self.submit(Command::CancelAll { account: Some(a.account), inst: None, side: None, admin: false }, Responder::Drop, Shape::Empty);
             }
             p::Cod::Account => {}
         }
@@ -1190,25 +799,13 @@ impl StreamHandler<Result<Message, tungstenite::Error>> for Session {
                 // The closing handshake: the client's code is echoed, then
                 // the writer ends the TCP stream.
                 let code = c.map_or(1000, |f| u16::from(f.code));
-                let code = if matches!(code, 1005 | 1006 | 1015) {
-                    1000
-                } else {
-                    code
-                };
+                let code = if matches!(code, 1005 | 1006 | 1015) { 1000 } else { code };
                 self.close(code, "", ctx);
                 return;
             }
             Ok(_) => return,
             Err(tungstenite::Error::Capacity(_)) => {
-                self.respond(
-                    None,
-                    ts_in,
-                    Err(ErrorBody::new(
-                        ErrorCode::FrameTooLarge,
-                        "messages are at most 64 KiB",
-                    )),
-                    ctx,
-                );
+                self.respond(None, ts_in, Err(ErrorBody::new(ErrorCode::FrameTooLarge, "messages are at most 64 KiB")), ctx);
                 self.close(1009, "message too large", ctx);
                 return;
             }
@@ -1218,9 +815,7 @@ impl StreamHandler<Result<Message, tungstenite::Error>> for Session {
             }
         };
         crate::telemetry::ws_in(bytes.len());
-        match crate::telemetry::stage(crate::telemetry::STAGE_DECODE, || {
-            codec::decode_request(&bytes, binary)
-        }) {
+        match crate::telemetry::stage(crate::telemetry::STAGE_DECODE, || codec::decode_request(&bytes, binary)) {
             Ok(req) => self.handle_request(req, ts_in, ctx),
             Err(e) => self.respond(e.id, ts_in, Err(e.body), ctx),
         }
@@ -1270,10 +865,7 @@ pub struct StreamState {
 
 impl StreamState {
     pub fn new(sub: Sub) -> Self {
-        StreamState {
-            sub,
-            last: Arc::new(AtomicU64::new(0)),
-        }
+        StreamState { sub, last: Arc::new(AtomicU64::new(0)) }
     }
 }
 
@@ -1283,9 +875,7 @@ pub const LAG_FLUSH_EVERY: Duration = Duration::from_millis(20);
 impl Session {
     /// Sends an account-stream message, or applies its `on_lag` policy.
     fn stream_message(&mut self, e: Arc<crate::reply::Encoded>, ctx: &mut Context<Self>) {
-        let Some(f) = self.account_stream.as_mut().filter(|f| f.sub.key == e.key) else {
-            return;
-        };
+        let Some(f) = self.account_stream.as_mut().filter(|f| f.sub.key == e.key) else { return };
         match f.offer(&e) {
             Offered::Sent => {}
             Offered::Held => self.schedule_flush(ctx),
@@ -1306,20 +896,12 @@ impl Session {
     /// Sends what lag held back on the account stream once the client has
     /// caught up: a `gap`, then a fresh snapshot asked of the market-data actor.
     fn flush_lagged(&mut self, ctx: &mut Context<Self>) {
-        let Some(f) = self.account_stream.as_mut() else {
-            return;
-        };
+        let Some(f) = self.account_stream.as_mut() else { return };
         if f.flush() == Flushed::NeedSnapshot {
             let sub = f.sub.clone();
             let last = f.last.clone();
             let account = self.auth.as_ref().map(|a| a.account);
-            self.shared.market.do_send(MdSubscribe {
-                sub,
-                resume: None,
-                account,
-                out: self.out.clone(),
-                last,
-            });
+            self.shared.market.do_send(MdSubscribe { sub, resume: None, account, out: self.out.clone(), last });
         }
         if self.account_stream.as_ref().is_some_and(Follower::holds) {
             self.schedule_flush(ctx);

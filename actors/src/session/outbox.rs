@@ -74,12 +74,7 @@ impl std::fmt::Debug for Outbox {
 
 impl Outbox {
     /// The outbox of connection `conn`; it counts as one of `queue`'s producers.
-    pub fn new(
-        conn: usize,
-        enc: Encoding,
-        queue: Arc<Queue>,
-        session: Recipient<Deliver>,
-    ) -> Outbox {
+    pub fn new(conn: usize, enc: Encoding, queue: Arc<Queue>, session: Recipient<Deliver>) -> Outbox {
         Outbox {
             conn,
             enc,
@@ -103,12 +98,7 @@ impl Outbox {
     /// How full the queue is now.
     fn load(&self) -> Load {
         let (frames, bytes) = self.queue.used();
-        Load {
-            frames,
-            bytes,
-            frames_max: self.queue.msgs_max(),
-            bytes_max: self.queue.bytes_max(),
-        }
+        Load { frames, bytes, frames_max: self.queue.msgs_max(), bytes_max: self.queue.bytes_max() }
     }
 
     pub fn closing(&self) -> bool {
@@ -201,8 +191,7 @@ impl Load {
     /// Past the high-water mark once `frames` more frames of `bytes` are
     /// queued.
     fn past_mark(&self, frames: usize, bytes: usize) -> bool {
-        (self.frames + frames) * LAG_DENOM >= self.frames_max * LAG_NUMER
-            || (self.bytes + bytes) * LAG_DENOM >= self.bytes_max * LAG_NUMER
+        (self.frames + frames) * LAG_DENOM >= self.frames_max * LAG_NUMER || (self.bytes + bytes) * LAG_DENOM >= self.bytes_max * LAG_NUMER
     }
 }
 
@@ -256,18 +245,7 @@ pub struct Follower {
 impl Follower {
     pub fn new(out: Arc<Outbox>, sub: Sub, last: Arc<AtomicU64>) -> Follower {
         let conn = out.conn;
-        Follower {
-            out,
-            sub,
-            last,
-            pending: None,
-            gap: None,
-            awaiting_snapshot: false,
-            batch: 0,
-            batch_conn: 0,
-            batch_last: NOT_YET,
-            conn,
-        }
+        Follower { out, sub, last, pending: None, gap: None, awaiting_snapshot: false, batch: 0, batch_conn: 0, batch_last: NOT_YET, conn }
     }
 
     /// Something is held back for a later `flush`.
@@ -289,12 +267,7 @@ impl Follower {
             Offered::Sent => {
                 let mut sent = Vec::new();
                 let one = [(&**e, &*self.last)];
-                send_group(
-                    &self.out,
-                    one.iter().copied(),
-                    &mut sent,
-                    &crate::telemetry::md_delivery(),
-                );
+                send_group(&self.out, one.iter().copied(), &mut sent, &crate::telemetry::md_delivery());
                 match sent.first() {
                     Some(&(ch, _, bytes)) => {
                         crate::telemetry::ws_out_channel(ch, bytes);
@@ -316,12 +289,7 @@ impl Follower {
 
     /// [`Follower::admit`] for a connection that is `closing` or not and
     /// that `lagging` tells is past its high-water mark.
-    fn admit_as(
-        &mut self,
-        e: &Arc<Encoded>,
-        closing: bool,
-        lagging: impl FnOnce(&Outbox) -> bool,
-    ) -> Offered {
+    fn admit_as(&mut self, e: &Arc<Encoded>, closing: bool, lagging: impl FnOnce(&Outbox) -> bool) -> Offered {
         if closing {
             return Offered::Closed;
         }
@@ -336,20 +304,8 @@ impl Follower {
                 p::OnLag::Conflate => {
                     metrics::counter!(crate::telemetry::SLOW_CONSUMER_TOTAL, "action" => crate::telemetry::SLOW_CONFLATE).increment(1);
                     match self.pending.as_mut() {
-                        Some(pend)
-                            if !e.snapshot
-                                && e.value["type"] == "delta"
-                                && pend["type"] == "delta" =>
-                        {
-                            merge_levels(pend, &e.value)
-                        }
-                        Some(pend)
-                            if !e.snapshot
-                                && self.sub.ch == p::Channel::Trades
-                                && pend["type"] == "update" =>
-                        {
-                            merge_trades(pend, &e.value)
-                        }
+                        Some(pend) if !e.snapshot && e.value["type"] == "delta" && pend["type"] == "delta" => merge_levels(pend, &e.value),
+                        Some(pend) if !e.snapshot && self.sub.ch == p::Channel::Trades && pend["type"] == "update" => merge_trades(pend, &e.value),
                         Some(pend) => {
                             let prev = pend.get("prev").cloned();
                             *pend = e.value.clone();
@@ -509,15 +465,7 @@ impl Admitted {
             None => {
                 let out = &f.out;
                 let (closing, load) = (out.closing(), out.load());
-                self.conns.push(Admits {
-                    out: out.clone(),
-                    enc: out.enc,
-                    closing,
-                    load,
-                    frames: 0,
-                    bytes: 0,
-                    start: 0,
-                });
+                self.conns.push(Admits { out: out.clone(), enc: out.enc, closing, load, frames: 0, bytes: 0, start: 0 });
                 let c = u32::try_from(self.conns.len() - 1).expect("connections fit in u32");
                 self.slot.insert(f.conn, c);
                 c
@@ -564,11 +512,7 @@ impl Admitted {
         a.frames += 1;
         a.bytes += e.frame_ref(a.enc).len();
         let place = |n: usize| u32::try_from(n).expect("a batch fits in u32");
-        self.items.push(Item {
-            conn: place(c),
-            msg: place(msg),
-            last: f.batch_last,
-        });
+        self.items.push(Item { conn: place(c), msg: place(msg), last: f.batch_last });
         offered
     }
 
@@ -610,23 +554,11 @@ impl Admitted {
     }
 
     /// Sends one group made by [`Admitted::group`] (see [`send_group`]).
-    pub fn send_group(
-        &self,
-        g: Range<usize>,
-        sent: &mut Vec<(&'static str, u64, usize)>,
-        delivered: &metrics::Histogram,
-    ) {
+    pub fn send_group(&self, g: Range<usize>, sent: &mut Vec<(&'static str, u64, usize)>, delivered: &metrics::Histogram) {
         let items = &self.grouped[g];
         let Some(first) = items.first() else { return };
         let out = &self.conns[first.conn as usize].out;
-        send_group(
-            out,
-            items
-                .iter()
-                .map(|it| (&*self.msgs[it.msg as usize], &*self.lasts[it.last as usize])),
-            sent,
-            delivered,
-        );
+        send_group(out, items.iter().map(|it| (&*self.msgs[it.msg as usize], &*self.lasts[it.last as usize])), sent, delivered);
     }
 
     /// Admits again, into this batch (a new one, or one holding only what
@@ -645,15 +577,7 @@ impl Admitted {
                     Some(&c) => c as usize,
                     None => {
                         let out = &a.out;
-                        self.conns.push(Admits {
-                            out: out.clone(),
-                            enc: a.enc,
-                            closing: out.closing(),
-                            load: out.load(),
-                            frames: 0,
-                            bytes: 0,
-                            start: 0,
-                        });
+                        self.conns.push(Admits { out: out.clone(), enc: a.enc, closing: out.closing(), load: out.load(), frames: 0, bytes: 0, start: 0 });
                         self.slot.insert(out.conn, place(self.conns.len() - 1));
                         self.conns.len() - 1
                     }
@@ -671,11 +595,7 @@ impl Admitted {
                 let a = &mut self.conns[c];
                 a.frames += 1;
                 a.bytes += from.msgs[it.msg as usize].frame_ref(a.enc).len();
-                self.items.push(Item {
-                    conn: place(c),
-                    msg: *m,
-                    last: *l,
-                });
+                self.items.push(Item { conn: place(c), msg: *m, last: *l });
             }
         }
     }
@@ -703,12 +623,8 @@ pub const GROUP_MAX: usize = super::queue::IOV_MAX;
 /// `delivered`; a full queue is a slow consumer. The frames are borrowed
 /// from the messages: only what must wait in the queue takes a reference of
 /// its own.
-fn send_group<'a, I>(
-    out: &Outbox,
-    msgs: I,
-    sent: &mut Vec<(&'static str, u64, usize)>,
-    delivered: &metrics::Histogram,
-) where
+fn send_group<'a, I>(out: &Outbox, msgs: I, sent: &mut Vec<(&'static str, u64, usize)>, delivered: &metrics::Histogram)
+where
     I: ExactSizeIterator<Item = (&'a Encoded, &'a AtomicU64)> + Clone,
 {
     if out.closing() || msgs.len() == 0 {
@@ -716,14 +632,9 @@ fn send_group<'a, I>(
     }
     let enc = out.enc;
     let made_us = msgs.clone().map(|(e, _)| e.made_us).min().unwrap_or(0);
-    let (accepted, refused) = match out
-        .queue
-        .send(msgs.clone().map(|(e, _)| e.frame_ref(enc)), made_us)
-    {
+    let (accepted, refused) = match out.queue.send(msgs.clone().map(|(e, _)| e.frame_ref(enc)), made_us) {
         Sent::Written { at_us } => {
-            delivered.record(
-                std::time::Duration::from_micros(at_us.saturating_sub(made_us)).as_secs_f64(),
-            );
+            delivered.record(std::time::Duration::from_micros(at_us.saturating_sub(made_us)).as_secs_f64());
             (msgs.len(), None)
         }
         Sent::Queued => (msgs.len(), None),
@@ -760,23 +671,15 @@ fn px_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 /// the pending `prev` to the later `seq`, with the later quantity of each level.
 fn merge_levels(pending: &mut Value, next: &Value) {
     for (side, best_high) in [("bids", true), ("asks", false)] {
-        let mut levels: Vec<(String, String)> =
-            serde_json::from_value(pending[side].clone()).unwrap_or_default();
-        let later: Vec<(String, String)> =
-            serde_json::from_value(next[side].clone()).unwrap_or_default();
+        let mut levels: Vec<(String, String)> = serde_json::from_value(pending[side].clone()).unwrap_or_default();
+        let later: Vec<(String, String)> = serde_json::from_value(next[side].clone()).unwrap_or_default();
         for (px, qty) in later {
             match levels.iter_mut().find(|(p, _)| *p == px) {
                 Some(l) => l.1 = qty,
                 None => levels.push((px, qty)),
             }
         }
-        levels.sort_by(|a, b| {
-            if best_high {
-                px_cmp(&b.0, &a.0)
-            } else {
-                px_cmp(&a.0, &b.0)
-            }
-        });
+        levels.sort_by(|a, b| if best_high { px_cmp(&b.0, &a.0) } else { px_cmp(&a.0, &b.0) });
         pending[side] = json!(levels);
     }
     for k in ["seq", "ts", "cksum"] {
@@ -829,15 +732,7 @@ mod tests {
     fn outbox(frames: usize, bytes: usize, stops: Arc<AtomicUsize>) -> (Arc<Outbox>, Arc<Queue>) {
         let queue = Arc::new(Queue::new(frames, bytes, 1));
         let owner = Owner(stops).start();
-        (
-            Arc::new(Outbox::new(
-                7,
-                Encoding::Json,
-                queue.clone(),
-                owner.recipient(),
-            )),
-            queue,
-        )
+        (Arc::new(Outbox::new(7, Encoding::Json, queue.clone(), owner.recipient())), queue)
     }
 
     /// What the writer would take now, counted off as written.
@@ -867,26 +762,15 @@ mod tests {
         assert_eq!(out.push(text("late")), Err(Refused::Closed));
         let got = drain(&queue).await;
         assert_eq!(got.len(), 6, "{got:?}");
-        let Some((frame::OP_TEXT, notice)) = frame::parse(&got[4]) else {
-            panic!("{:?}", got[4])
-        };
+        let Some((frame::OP_TEXT, notice)) = frame::parse(&got[4]) else { panic!("{:?}", got[4]) };
         let v: Value = serde_json::from_slice(notice).unwrap();
-        assert_eq!(
-            v,
-            json!({"op": "notice", "code": "slow_consumer", "sub": "book.l2:BTC-USD:50"})
-        );
+        assert_eq!(v, json!({"op": "notice", "code": "slow_consumer", "sub": "book.l2:BTC-USD:50"}));
         match frame::parse(&got[5]) {
-            Some((frame::OP_CLOSE, p)) => {
-                assert_eq!(u16::from_be_bytes([p[0], p[1]]), CLOSE_SLOW_CONSUMER)
-            }
+            Some((frame::OP_CLOSE, p)) => assert_eq!(u16::from_be_bytes([p[0], p[1]]), CLOSE_SLOW_CONSUMER),
             m => panic!("{m:?}"),
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        assert_eq!(
-            stops.load(Ordering::SeqCst),
-            1,
-            "the session is told to stop once"
-        );
+        assert_eq!(stops.load(Ordering::SeqCst), 1, "the session is told to stop once");
     }
 
     #[actix::test]
@@ -904,10 +788,7 @@ mod tests {
     }
 
     fn trades_update(prev: u64, ids: &[u64]) -> Arc<Encoded> {
-        let data: Vec<Value> = ids
-            .iter()
-            .map(|id| json!({"id": id, "px": "100", "qty": "1", "taker": "buy", "ts": 1}))
-            .collect();
+        let data: Vec<Value> = ids.iter().map(|id| json!({"id": id, "px": "100", "qty": "1", "taker": "buy", "ts": 1})).collect();
         let v = json!({"ch": "trades", "sym": "X", "type": "update", "epoch": 1, "prev": prev, "seq": ids[ids.len() - 1], "ts": 1, "data": data});
         Arc::new(Encoded::owned("trades:X".into(), ids[ids.len() - 1], v))
     }
@@ -915,15 +796,7 @@ mod tests {
     #[actix::test]
     async fn conflated_trades_keep_every_trade_in_one_chain_link() {
         let (out, queue) = outbox(4, 1 << 20, Default::default());
-        let sub = Sub {
-            key: "trades:X".into(),
-            ch: p::Channel::Trades,
-            sym: Some("X".into()),
-            depth: 50,
-            interval: None,
-            cksum: false,
-            on_lag: p::OnLag::Conflate,
-        };
+        let sub = Sub { key: "trades:X".into(), ch: p::Channel::Trades, sym: Some("X".into()), depth: 50, interval: None, cksum: false, on_lag: p::OnLag::Conflate };
         let mut f = Follower::new(out.clone(), sub, Default::default());
         // The client is behind: three of four places are taken.
         for _ in 0..3 {
@@ -935,23 +808,11 @@ mod tests {
         // The writer catches up.
         assert_eq!(drain(&queue).await.len(), 3);
         assert_eq!(f.flush(), Flushed::Sent);
-        let Some(m) = drain(&queue).await.pop() else {
-            panic!("the merged message")
-        };
-        let Some((frame::OP_TEXT, t)) = frame::parse(&m) else {
-            panic!("{m:?}")
-        };
+        let Some(m) = drain(&queue).await.pop() else { panic!("the merged message") };
+        let Some((frame::OP_TEXT, t)) = frame::parse(&m) else { panic!("{m:?}") };
         let v: Value = serde_json::from_slice(t).unwrap();
-        assert_eq!(
-            (v["prev"].as_u64(), v["seq"].as_u64()),
-            (Some(10), Some(13))
-        );
-        let ids: Vec<u64> = v["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["id"].as_u64().unwrap())
-            .collect();
+        assert_eq!((v["prev"].as_u64(), v["seq"].as_u64()), (Some(10), Some(13)));
+        let ids: Vec<u64> = v["data"].as_array().unwrap().iter().map(|t| t["id"].as_u64().unwrap()).collect();
         assert_eq!(ids, vec![11, 12, 13]);
         assert_eq!(f.last.load(Ordering::SeqCst), 13);
         assert!(!f.holds());
@@ -961,15 +822,7 @@ mod tests {
     async fn a_batch_admits_no_more_than_the_mark_and_never_overruns_the_queue() {
         let stops = Arc::new(AtomicUsize::new(0));
         let (out, queue) = outbox(8, 1 << 20, stops.clone());
-        let sub = Sub {
-            key: "trades:X".into(),
-            ch: p::Channel::Trades,
-            sym: Some("X".into()),
-            depth: 50,
-            interval: None,
-            cksum: false,
-            on_lag: p::OnLag::Conflate,
-        };
+        let sub = Sub { key: "trades:X".into(), ch: p::Channel::Trades, sym: Some("X".into()), depth: 50, interval: None, cksum: false, on_lag: p::OnLag::Conflate };
         let mut f = Follower::new(out.clone(), sub, Default::default());
         // One batch: twenty messages offered before any is queued.
         let mut batch = Admitted::default();
@@ -981,14 +834,9 @@ mod tests {
                 Offered::Closed => panic!("closed at {i}"),
             }
         }
-        assert_eq!(
-            (batch.len(), held),
-            (6, 14),
-            "admitted up to three quarters of 8, the rest merged"
-        );
+        assert_eq!((batch.len(), held), (6, 14), "admitted up to three quarters of 8, the rest merged");
         assert_eq!(queue.used().0, 0, "nothing queued before the batch is sent");
-        let (mut sent, hist, mut groups) =
-            (Vec::new(), metrics::histogram!("test_delivery"), Vec::new());
+        let (mut sent, hist, mut groups) = (Vec::new(), metrics::histogram!("test_delivery"), Vec::new());
         batch.group(GROUP_MAX, &mut groups);
         assert_eq!(groups, vec![0..6]);
         batch.send_group(0..6, &mut sent, &hist);
@@ -998,22 +846,11 @@ mod tests {
         assert_eq!(queue.used().0, 6);
         assert!(out.lagging(), "the six queued still count");
         assert_eq!(drain(&queue).await.len(), 6);
-        assert_eq!(
-            f.flush(),
-            Flushed::Sent,
-            "then the merged rest, as one chain link"
-        );
-        let Some(m) = drain(&queue).await.pop() else {
-            panic!("the merged message")
-        };
-        let Some((frame::OP_TEXT, t)) = frame::parse(&m) else {
-            panic!("{m:?}")
-        };
+        assert_eq!(f.flush(), Flushed::Sent, "then the merged rest, as one chain link");
+        let Some(m) = drain(&queue).await.pop() else { panic!("the merged message") };
+        let Some((frame::OP_TEXT, t)) = frame::parse(&m) else { panic!("{m:?}") };
         let v: Value = serde_json::from_slice(t).unwrap();
-        assert_eq!(
-            (v["prev"].as_u64(), v["seq"].as_u64()),
-            (Some(16), Some(30))
-        );
+        assert_eq!((v["prev"].as_u64(), v["seq"].as_u64()), (Some(16), Some(30)));
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         assert_eq!(stops.load(Ordering::SeqCst), 0);
     }

@@ -100,10 +100,7 @@ impl Queue {
     /// bytes, with `producers` handles that may queue (each says when it is
     /// gone with [`Queue::producer_gone`]).
     pub fn new(msgs_max: usize, bytes_max: usize, producers: usize) -> Queue {
-        let state = State {
-            producers,
-            ..State::default()
-        };
+        let state = State { producers, ..State::default() };
         Queue {
             state: Mutex::new(state),
             frames: AtomicUsize::new(0),
@@ -116,17 +113,12 @@ impl Queue {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves only frames behind: still a valid queue.
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Frames and bytes queued and not yet written.
     pub fn used(&self) -> (usize, usize) {
-        (
-            self.frames.load(Ordering::Acquire),
-            self.bytes.load(Ordering::Acquire),
-        )
+        (self.frames.load(Ordering::Acquire), self.bytes.load(Ordering::Acquire))
     }
 
     /// Frames the queue holds at most, without the reserved places.
@@ -141,11 +133,7 @@ impl Queue {
     /// Queues a frame, keeping the last [`RESERVED_FRAMES`] places free unless
     /// `reserved`. `made_us` is a stream message's creation time (0 otherwise).
     pub fn push(&self, f: Bytes, made_us: u64, reserved: bool) -> Result<(), Refused> {
-        let limit = if reserved {
-            self.frames_max
-        } else {
-            self.frames_max - RESERVED_FRAMES
-        };
+        let limit = if reserved { self.frames_max } else { self.frames_max - RESERVED_FRAMES };
         let len = f.len();
         let was_empty = {
             let mut st = self.lock();
@@ -210,11 +198,7 @@ impl Queue {
             }
         };
         let mut slices = [std::io::IoSlice::new(&[]); IOV_MAX];
-        let used = frames
-            .clone()
-            .zip(slices.iter_mut())
-            .map(|(f, s)| *s = std::io::IoSlice::new(f))
-            .count();
+        let used = frames.clone().zip(slices.iter_mut()).map(|(f, s)| *s = std::io::IoSlice::new(f)).count();
         // A failed write leaves everything to the writer, whose own write
         // then fails and ends the connection.
         let mut n = socket.try_write_vectored(&slices[..used]).unwrap_or(0);
@@ -281,9 +265,7 @@ impl Queue {
                 let mut st = self.lock();
                 if !st.frames.is_empty() && !st.writing {
                     while into.frames.len() < max {
-                        let Some(f) = st.frames.pop_front() else {
-                            break;
-                        };
+                        let Some(f) = st.frames.pop_front() else { break };
                         let partial = std::mem::take(&mut st.front_partial);
                         let close = !partial && super::frame::is_close(&f);
                         into.bytes += f.len();
@@ -342,17 +324,10 @@ mod tests {
         let q = Queue::new(2, 1 << 20, 1);
         q.push(Bytes::from_static(b"a"), 0, false).unwrap();
         q.push(Bytes::from_static(b"bb"), 5, false).unwrap();
-        assert_eq!(
-            q.push(Bytes::from_static(b"c"), 0, false),
-            Err(Refused::Full)
-        );
+        assert_eq!(q.push(Bytes::from_static(b"c"), 0, false), Err(Refused::Full));
         q.push(Bytes::from_static(b"notice"), 0, true).unwrap();
-        q.push(super::super::frame::close(4008, "slow"), 0, true)
-            .unwrap();
-        assert_eq!(
-            q.push(Bytes::from_static(b"late"), 0, true),
-            Err(Refused::Full)
-        );
+        q.push(super::super::frame::close(4008, "slow"), 0, true).unwrap();
+        assert_eq!(q.push(Bytes::from_static(b"late"), 0, true), Err(Refused::Full));
         assert_eq!(q.used().0, 4);
         let mut t = Taken::default();
         q.take(10, &mut t).await.unwrap();
@@ -363,10 +338,7 @@ mod tests {
         q.written(t.frames.len(), t.bytes);
         assert_eq!(q.used(), (0, 0));
         q.writer_gone();
-        assert_eq!(
-            q.push(Bytes::from_static(b"x"), 0, false),
-            Err(Refused::Closed)
-        );
+        assert_eq!(q.push(Bytes::from_static(b"x"), 0, false), Err(Refused::Closed));
     }
 
     #[tokio::test]
@@ -391,29 +363,19 @@ mod tests {
         q.producer_gone();
         q.push(Bytes::from_static(b"c"), 0, false).unwrap();
         q.producer_gone();
-        let n = tokio::time::timeout(std::time::Duration::from_secs(5), writer)
-            .await
-            .unwrap()
-            .unwrap();
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await.unwrap().unwrap();
         assert_eq!(n, 3);
     }
 
     /// A connected pair: the server's sending half with its writer, and the client.
     async fn wired(msgs_max: usize) -> (std::sync::Arc<Queue>, tokio::net::TcpStream) {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = tokio::net::TcpStream::connect(l.local_addr().unwrap())
-            .await
-            .unwrap();
+        let client = tokio::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
         let (server, _) = l.accept().await.unwrap();
         let (_rd, wr) = server.into_split();
         std::mem::forget(_rd);
         let q = std::sync::Arc::new(Queue::new(msgs_max, 64 << 20, 1));
-        tokio::spawn(super::super::writer::run(
-            q.clone(),
-            wr,
-            std::time::Duration::from_secs(10),
-            0,
-        ));
+        tokio::spawn(super::super::writer::run(q.clone(), wr, std::time::Duration::from_secs(10), 0));
         // The writer shares the socket once it runs.
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         (q, client)
@@ -422,23 +384,14 @@ mod tests {
     async fn read_exactly(client: &mut tokio::net::TcpStream, n: usize) -> Vec<u8> {
         use tokio::io::AsyncReadExt;
         let mut got = vec![0u8; n];
-        tokio::time::timeout(
-            std::time::Duration::from_secs(10),
-            client.read_exact(&mut got),
-        )
-        .await
-        .unwrap()
-        .unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(10), client.read_exact(&mut got)).await.unwrap().unwrap();
         got
     }
 
     #[tokio::test]
     async fn an_idle_connection_is_written_by_the_sender_and_a_busy_one_keeps_its_order() {
         let (q, mut client) = wired(100).await;
-        let sent = q.send(
-            [Bytes::from_static(b"ab"), Bytes::from_static(b"cd")].iter(),
-            1,
-        );
+        let sent = q.send([Bytes::from_static(b"ab"), Bytes::from_static(b"cd")].iter(), 1);
         assert!(matches!(sent, Sent::Written { .. }), "{sent:?}");
         assert_eq!(q.used(), (0, 0), "nothing was queued");
         assert_eq!(read_exactly(&mut client, 4).await, b"abcd");
@@ -461,8 +414,7 @@ mod tests {
         // queue. The payload's bytes read as a close frame's first byte, so
         // the rest of a frame the socket took part of must not be taken
         // for a close.
-        let chunk =
-            super::super::frame::frame(super::super::frame::OP_BINARY, &vec![0x88u8; 64 * 1024]);
+        let chunk = super::super::frame::frame(super::super::frame::OP_BINARY, &vec![0x88u8; 64 * 1024]);
         let mut sent_bytes = 0;
         let mut queued = false;
         for _ in 0..2_000 {
@@ -481,12 +433,7 @@ mod tests {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         q.push(Bytes::from_static(b"last"), 0, false).unwrap();
         let got = read_exactly(&mut client, sent_bytes + 4).await;
-        assert!(
-            got[..sent_bytes]
-                .chunks(chunk.len())
-                .all(|c| c == &chunk[..c.len()]),
-            "the remainder came first, whole"
-        );
+        assert!(got[..sent_bytes].chunks(chunk.len()).all(|c| c == &chunk[..c.len()]), "the remainder came first, whole");
         assert_eq!(&got[sent_bytes..], b"last");
     }
 
@@ -497,22 +444,10 @@ mod tests {
         q.push(close.clone(), 0, true).unwrap();
         let got = read_exactly(&mut client, close.len()).await;
         assert_eq!(&got[..], &close[..]);
-        assert_eq!(
-            q.send([Bytes::from_static(b"late")].iter(), 0),
-            Sent::Refused(0, Refused::Closed)
-        );
+        assert_eq!(q.send([Bytes::from_static(b"late")].iter(), 0), Sent::Refused(0, Refused::Closed));
         use tokio::io::AsyncReadExt;
         let mut rest = Vec::new();
-        tokio::time::timeout(
-            std::time::Duration::from_secs(10),
-            client.read_to_end(&mut rest),
-        )
-        .await
-        .unwrap()
-        .unwrap();
-        assert!(
-            rest.is_empty(),
-            "the stream ended after the close: {rest:?}"
-        );
+        tokio::time::timeout(std::time::Duration::from_secs(10), client.read_to_end(&mut rest)).await.unwrap().unwrap();
+        assert!(rest.is_empty(), "the stream ended after the close: {rest:?}");
     }
 }

@@ -72,26 +72,15 @@ pub async fn run(queue: Arc<Queue>, socket: OwnedWriteHalf, stall: Duration, con
 }
 
 /// Writes every frame, as few system calls as the socket allows.
-async fn write_all(
-    socket: &OwnedWriteHalf,
-    frames: &mut VecDeque<Bytes>,
-    stall: Duration,
-) -> io::Result<()> {
+async fn write_all(socket: &OwnedWriteHalf, frames: &mut VecDeque<Bytes>, stall: Duration) -> io::Result<()> {
     while !frames.is_empty() {
         let mut n = loop {
             let mut slices = [IoSlice::new(&[]); IOV_MAX];
-            let used = frames
-                .iter()
-                .zip(slices.iter_mut())
-                .map(|(f, s)| *s = IoSlice::new(f))
-                .count();
+            let used = frames.iter().zip(slices.iter_mut()).map(|(f, s)| *s = IoSlice::new(f)).count();
             match socket.try_write_vectored(&slices[..used]) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if tokio::time::timeout(stall, socket.writable())
-                        .await
-                        .is_err()
-                    {
+                    if tokio::time::timeout(stall, socket.writable()).await.is_err() {
                         return Err(io::ErrorKind::TimedOut.into());
                     }
                 }
@@ -128,18 +117,8 @@ pub struct Inbound {
 }
 
 impl Inbound {
-    pub fn new(
-        early: Bytes,
-        socket: OwnedReadHalf,
-        queue: Arc<Queue>,
-        guard: Box<dyn Send + Sync>,
-    ) -> Inbound {
-        Inbound {
-            early,
-            socket,
-            queue,
-            _guard: guard,
-        }
+    pub fn new(early: Bytes, socket: OwnedReadHalf, queue: Arc<Queue>, guard: Box<dyn Send + Sync>) -> Inbound {
+        Inbound { early, socket, queue, _guard: guard }
     }
 }
 
@@ -150,11 +129,7 @@ impl Drop for Inbound {
 }
 
 impl AsyncRead for Inbound {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         if !self.early.is_empty() {
             let n = self.early.len().min(buf.remaining());
             buf.put_slice(&self.early[..n]);
@@ -169,11 +144,7 @@ impl AsyncWrite for Inbound {
     /// Control frames tungstenite answers with (pong, close). When the
     /// queue is full the client is not reading and its lag policy is
     /// already closing it, so the answer is dropped, never waited for.
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let _ = self.queue.push(Bytes::copy_from_slice(buf), 0, false);
         Poll::Ready(Ok(buf.len()))
     }
@@ -220,29 +191,11 @@ mod tests {
         queue.push(frame::ping(), 0, false).unwrap();
         let writer = tokio::spawn(run(queue.clone(), wr, WRITE_STALL_MAX, 0));
         let mut got = Vec::new();
-        tokio::time::timeout(
-            std::time::Duration::from_secs(10),
-            client.read_to_end(&mut got),
-        )
-        .await
-        .unwrap()
-        .unwrap();
-        assert!(
-            got == expected,
-            "{} bytes read, {} expected",
-            got.len(),
-            expected.len()
-        );
+        tokio::time::timeout(std::time::Duration::from_secs(10), client.read_to_end(&mut got)).await.unwrap().unwrap();
+        assert!(got == expected, "{} bytes read, {} expected", got.len(), expected.len());
         writer.await.unwrap();
-        assert_eq!(
-            queue.used(),
-            (0, 0),
-            "every frame is counted off, the one after the close dropped"
-        );
-        assert_eq!(
-            queue.push(frame::ping(), 0, false),
-            Err(super::super::Refused::Closed)
-        );
+        assert_eq!(queue.used(), (0, 0), "every frame is counted off, the one after the close dropped");
+        assert_eq!(queue.push(frame::ping(), 0, false), Err(super::super::Refused::Closed));
     }
 
     #[tokio::test]
@@ -252,25 +205,13 @@ mod tests {
         let queue = Arc::new(Queue::new(100, 1 << 30, 1));
         // Far more than the socket buffers of both ends hold.
         for _ in 0..64 {
-            queue
-                .push(
-                    frame::frame(frame::OP_BINARY, &vec![7u8; 1 << 20]),
-                    0,
-                    false,
-                )
-                .unwrap();
+            queue.push(frame::frame(frame::OP_BINARY, &vec![7u8; 1 << 20]), 0, false).unwrap();
         }
         let started = std::time::Instant::now();
         let writer = tokio::spawn(run(queue.clone(), wr, Duration::from_millis(300), 0));
-        tokio::time::timeout(Duration::from_secs(10), writer)
-            .await
-            .expect("the writer gives up")
-            .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), writer).await.expect("the writer gives up").unwrap();
         assert!(started.elapsed() >= Duration::from_millis(300));
-        assert_eq!(
-            queue.push(frame::ping(), 0, false),
-            Err(super::super::Refused::Closed)
-        );
+        assert_eq!(queue.push(frame::ping(), 0, false), Err(super::super::Refused::Closed));
         drop(client);
     }
 
@@ -279,15 +220,8 @@ mod tests {
         let (server, mut client) = pair().await;
         let (rd, _wr) = server.into_split();
         let queue = Arc::new(Queue::new(3, 1 << 20, 1));
-        let mut io = Inbound::new(
-            Bytes::from_static(b"early "),
-            rd,
-            queue.clone(),
-            Box::new(()),
-        );
-        tokio::io::AsyncWriteExt::write_all(&mut client, b"later")
-            .await
-            .unwrap();
+        let mut io = Inbound::new(Bytes::from_static(b"early "), rd, queue.clone(), Box::new(()));
+        tokio::io::AsyncWriteExt::write_all(&mut client, b"later").await.unwrap();
         drop(client);
         let mut got = String::new();
         io.read_to_string(&mut got).await.unwrap();

@@ -11,10 +11,7 @@ use bourse_bench::machine::Machine;
 use clap::Parser;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "fanout_floor",
-    about = "Loopback TCP fan-out with no exchange: the floor under `fanout`"
-)]
+#[command(name = "fanout_floor", about = "Loopback TCP fan-out with no exchange: the floor under `fanout`")]
 struct Args {
     /// Connections, each sent every batch.
     #[arg(long, default_value_t = 1000)]

@@ -74,20 +74,12 @@ pub fn with_cl(mut c: PlaceCmd, cl_id: &str) -> PlaceCmd {
 
 /// A market order by quantity (IOC).
 pub fn mkt(account: AccountId, side: Side, qty: u64) -> PlaceCmd {
-    PlaceCmd {
-        kind: OrderType::Market,
-        px: None,
-        ..lim(account, side, 0, qty)
-    }
+    PlaceCmd { kind: OrderType::Market, px: None, ..lim(account, side, 0, qty) }
 }
 
 /// A market buy spending at most `budget` cents, fee included.
 pub fn mkt_quote(account: AccountId, budget: u64) -> PlaceCmd {
-    PlaceCmd {
-        qty: None,
-        quote_qty: Some(Amount(budget)),
-        ..mkt(account, Side::Buy, 0)
-    }
+    PlaceCmd { qty: None, quote_qty: Some(Amount(budget)), ..mkt(account, Side::Buy, 0) }
 }
 
 pub struct Harness {
@@ -142,18 +134,10 @@ impl Harness {
             by: FEE_ACCOUNT,
         });
         assert_eq!(ops, Reply::User(OPS));
-        let Reply::Asset(usd) = h.ok(Command::CreateAsset {
-            name: "USD".into(),
-            scale: 2,
-            by: OPS,
-        }) else {
+        let Reply::Asset(usd) = h.ok(Command::CreateAsset { name: "USD".into(), scale: 2, by: OPS }) else {
             panic!("asset")
         };
-        let Reply::Asset(btc) = h.ok(Command::CreateAsset {
-            name: "BTC".into(),
-            scale: 8,
-            by: OPS,
-        }) else {
+        let Reply::Asset(btc) = h.ok(Command::CreateAsset { name: "BTC".into(), scale: 8, by: OPS }) else {
             panic!("asset")
         };
         h.usd = usd;
@@ -184,11 +168,7 @@ impl Harness {
             self.replica.apply(e, None);
         }
         if self.hash_every_command {
-            assert_eq!(
-                self.replica.state_hash(),
-                self.ex.state_hash(),
-                "replay differs from the live state"
-            );
+            assert_eq!(self.replica.state_hash(), self.ex.state_hash(), "replay differs from the live state");
         }
         self.log.extend(out.events.iter().cloned());
         out
@@ -197,60 +177,28 @@ impl Harness {
     /// Every open order in the ledger rests in its book (`execute` runs a
     /// command to completion, so nothing is in flight between commands).
     pub fn check_open_orders_rest(&self) {
-        let mut in_books: Vec<OrderId> = self
-            .ex
-            .books
-            .iter()
-            .flat_map(|b| b.orders())
-            .map(|o| o.id)
-            .collect();
+        let mut in_books: Vec<OrderId> = self.ex.books.iter().flat_map(|b| b.orders()).map(|o| o.id).collect();
         in_books.sort();
-        let mut open: Vec<OrderId> = self
-            .ex
-            .ledger
-            .orders
-            .values()
-            .filter(|o| o.status.is_open())
-            .map(|o| o.id)
-            .collect();
+        let mut open: Vec<OrderId> = self.ex.ledger.orders.values().filter(|o| o.status.is_open()).map(|o| o.id).collect();
         open.sort();
-        assert_eq!(
-            open, in_books,
-            "open orders in the ledger are exactly the resting orders"
-        );
+        assert_eq!(open, in_books, "open orders in the ledger are exactly the resting orders");
         for acc in self.ex.ledger.accounts.values() {
             for id in &acc.open {
-                assert!(self
-                    .ex
-                    .ledger
-                    .order(*id)
-                    .is_some_and(|o| o.status.is_open()));
+                assert!(self.ex.ledger.order(*id).is_some_and(|o| o.status.is_open()));
             }
         }
     }
 
     /// Checks the replica against the live exchange and a snapshot round trip.
     pub fn verify_replay(&self) {
-        assert_eq!(
-            self.replica.state_hash(),
-            self.ex.state_hash(),
-            "replay differs from the live state"
-        );
+        assert_eq!(self.replica.state_hash(), self.ex.state_hash(), "replay differs from the live state");
         let snap = Exchange::decode_snapshot(&self.ex.encode_snapshot()).expect("snapshot decodes");
-        assert_eq!(
-            snap.state_hash(),
-            self.ex.state_hash(),
-            "snapshot round trip changes the state"
-        );
+        assert_eq!(snap.state_hash(), self.ex.state_hash(), "snapshot round trip changes the state");
         let mut full = Exchange::new();
         for e in &self.log {
             full.apply(e, None);
         }
-        assert_eq!(
-            full.state_hash(),
-            self.ex.state_hash(),
-            "replay of the whole log differs"
-        );
+        assert_eq!(full.state_hash(), self.ex.state_hash(), "replay of the whole log differs");
     }
 
     /// Runs a command that must succeed.
@@ -271,11 +219,7 @@ impl Harness {
         match out.result {
             Err(r) => {
                 assert_eq!(r.code, code, "{dbg}: {r}");
-                assert_eq!(
-                    self.visible(),
-                    before,
-                    "{dbg}: a refused command changed something"
-                );
+                assert_eq!(self.visible(), before, "{dbg}: a refused command changed something");
                 r
             }
             Ok(r) => panic!("{dbg}: expected {code:?}, got {r:?}"),
@@ -309,29 +253,15 @@ impl Harness {
     }
 
     pub fn deposit(&mut self, account: AccountId, asset: AssetId, amount: u64) -> Outcome {
-        self.exec(Command::Deposit {
-            account,
-            asset,
-            amount: Amount(amount),
-            by: OPS,
-        })
+        self.exec(Command::Deposit { account, asset, amount: Amount(amount), by: OPS })
     }
 
     pub fn withdraw(&mut self, account: AccountId, asset: AssetId, amount: u64) -> Outcome {
-        self.exec(Command::Withdraw {
-            account,
-            asset,
-            amount: Amount(amount),
-            by: OPS,
-        })
+        self.exec(Command::Withdraw { account, asset, amount: Amount(amount), by: OPS })
     }
 
     pub fn set_state(&mut self, state: InstrumentState) {
-        self.ok(Command::SetState {
-            inst: self.inst,
-            state,
-            by: OPS,
-        });
+        self.ok(Command::SetState { inst: self.inst, state, by: OPS });
     }
 
     pub fn usd(&self, a: AccountId) -> Balance {
@@ -381,61 +311,27 @@ impl Harness {
     }
 
     pub fn cancel(&mut self, account: AccountId, id: OrderId) -> Outcome {
-        self.exec(Command::Cancel {
-            account,
-            inst: self.inst,
-            order: OrderRef::Id(id),
-        })
+        self.exec(Command::Cancel { account, inst: self.inst, order: OrderRef::Id(id) })
     }
 
     pub fn cancel_cl(&mut self, account: AccountId, cl_id: &str) -> Outcome {
-        self.exec(Command::Cancel {
-            account,
-            inst: self.inst,
-            order: OrderRef::ClId(cl_id.into()),
-        })
+        self.exec(Command::Cancel { account, inst: self.inst, order: OrderRef::ClId(cl_id.into()) })
     }
 
-    pub fn amend(
-        &mut self,
-        account: AccountId,
-        id: OrderId,
-        qty: Option<u64>,
-        px: Option<u64>,
-    ) -> Outcome {
-        self.exec(Command::Amend {
-            account,
-            inst: self.inst,
-            order: OrderRef::Id(id),
-            qty: qty.map(Qty),
-            px: px.map(Price),
-        })
+    pub fn amend(&mut self, account: AccountId, id: OrderId, qty: Option<u64>, px: Option<u64>) -> Outcome {
+        self.exec(Command::Amend { account, inst: self.inst, order: OrderRef::Id(id), qty: qty.map(Qty), px: px.map(Price) })
     }
 
     pub fn cancel_all(&mut self, account: AccountId, side: Option<Side>) -> Outcome {
-        self.exec(Command::CancelAll {
-            account: Some(account),
-            inst: Some(self.inst),
-            side,
-            admin: false,
-        })
+        self.exec(Command::CancelAll { account: Some(account), inst: Some(self.inst), side, admin: false })
     }
 
     pub fn admin_cancel_all(&mut self) -> Outcome {
-        self.exec(Command::CancelAll {
-            account: None,
-            inst: Some(self.inst),
-            side: None,
-            admin: true,
-        })
+        self.exec(Command::CancelAll { account: None, inst: Some(self.inst), side: None, admin: true })
     }
 
     pub fn order(&self, id: OrderId) -> OrderState {
-        self.ex
-            .ledger
-            .order(id)
-            .cloned()
-            .unwrap_or_else(|| panic!("order {id:?} is known"))
+        self.ex.ledger.order(id).cloned().unwrap_or_else(|| panic!("order {id:?} is known"))
     }
 
     pub fn book(&self) -> &OrderBook {
@@ -444,12 +340,7 @@ impl Harness {
 
     /// Order ids resting at one price, in queue order.
     pub fn queue(&self, side: Side, px: u64) -> Vec<OrderId> {
-        self.book()
-            .orders()
-            .into_iter()
-            .filter(|o| o.side == side && o.px == Price(px))
-            .map(|o| o.id)
-            .collect()
+        self.book().orders().into_iter().filter(|o| o.side == side && o.px == Price(px)).map(|o| o.id).collect()
     }
 
     pub fn best_bid(&self) -> Option<(u64, u64)> {
@@ -462,11 +353,7 @@ impl Harness {
 }
 
 /// What clients can see of an exchange: balances, open orders, books.
-pub type Visible = (
-    Vec<(AccountId, AssetId, Balance)>,
-    Vec<OrderState>,
-    Vec<Vec<Resting>>,
-);
+pub type Visible = (Vec<(AccountId, AssetId, Balance)>, Vec<OrderState>, Vec<Vec<Resting>>);
 
 pub fn visible(ex: &Exchange) -> Visible {
     let mut bals = Vec::new();
@@ -475,13 +362,7 @@ pub fn visible(ex: &Exchange) -> Visible {
             bals.push((*acc, asset, *b));
         }
     }
-    let mut open: Vec<OrderState> = ex
-        .ledger
-        .orders
-        .values()
-        .filter(|o| o.status.is_open())
-        .cloned()
-        .collect();
+    let mut open: Vec<OrderState> = ex.ledger.orders.values().filter(|o| o.status.is_open()).cloned().collect();
     open.sort_by_key(|o| o.id);
     (bals, open, ex.books.iter().map(|b| b.orders()).collect())
 }
@@ -499,21 +380,13 @@ pub fn trades(out: &Outcome) -> Vec<Trade> {
 
 /// `(px, qty, maker)` of each trade of an outcome.
 pub fn prints(out: &Outcome) -> Vec<(u64, u64, OrderId)> {
-    trades(out)
-        .iter()
-        .map(|t| (t.px.0, t.qty.0, t.maker))
-        .collect()
+    trades(out).iter().map(|t| (t.px.0, t.qty.0, t.maker)).collect()
 }
 
 /// The closing status and reason an outcome gives an order.
 pub fn closed(out: &Outcome, id: OrderId) -> Option<(OrderStatus, Option<CancelReason>)> {
     out.events.iter().find_map(|e| match &e.body {
-        EventBody::OrderClosed {
-            order,
-            status,
-            reason,
-            ..
-        } if *order == id => Some((*status, *reason)),
+        EventBody::OrderClosed { order, status, reason, .. } if *order == id => Some((*status, *reason)),
         _ => None,
     })
 }
@@ -529,30 +402,17 @@ pub fn placed(out: &Outcome) -> OrderId {
 /// Before `e` is applied to `state`: a trade fills no more than what its
 /// maker has resting and what its taker still has to fill.
 pub fn check_fill_within_remaining(state: &Exchange, e: &Event) {
-    let EventBody::Traded(t) = &e.body else {
-        return;
-    };
+    let EventBody::Traded(t) = &e.body else { return };
     assert!(t.qty.0 > 0, "a trade has a positive quantity");
     let book = state.book(t.inst).expect("trade in a listed instrument");
     let maker = book.get(t.maker).expect("the maker rests in the book");
-    assert!(
-        t.qty <= maker.leaves,
-        "trade {t:?} exceeds the maker's leaves {:?}",
-        maker.leaves
-    );
+    assert!(t.qty <= maker.leaves, "trade {t:?} exceeds the maker's leaves {:?}", maker.leaves);
     assert_eq!(maker.px, t.px, "trades print at the maker's price");
-    assert!(
-        book.get(t.taker).is_none(),
-        "the taker does not rest while it takes"
-    );
+    assert!(book.get(t.taker).is_none(), "the taker does not rest while it takes");
     let taker = state.ledger.order(t.taker).expect("the taker is known");
     assert!(taker.status.is_open(), "the taker is open");
     if let Some(q) = taker.qty {
-        assert!(
-            t.qty.0 <= q.0 - taker.cum.0,
-            "trade {t:?} exceeds the taker's remaining {}",
-            q.0 - taker.cum.0
-        );
+        assert!(t.qty.0 <= q.0 - taker.cum.0, "trade {t:?} exceeds the taker's remaining {}", q.0 - taker.cum.0);
     }
     if let Some(px) = taker.px {
         match t.taker_side {
