@@ -384,13 +384,7 @@ mod tests {
         let sent = w.write(&mut dues, 2);
         assert!(dues.is_empty());
         assert_eq!(sent.iter().map(|s| s.1).sum::<u64>(), 3 * conns as u64, "{sent:?}");
-        for (c, q) in queues.iter().enumerate() {
-            let seqs: Vec<u64> = queued(q).await.iter().map(|v| v["seq"].as_u64().unwrap()).collect();
-            assert_eq!(seqs, vec![1, 2, 3], "connection {c}");
-        }
-        for f in &followers {
-            assert_eq!(f.last.load(std::sync::atomic::Ordering::SeqCst), 3);
-        }
+        assert_delivered(&queues, &followers, &[1, 2, 3]).await;
     }
 
     #[actix::test]
@@ -447,6 +441,18 @@ mod tests {
         }
     }
 
+    /// Every connection got exactly `want` (seqs, in order), and every
+    /// follower's heartbeat position is the last of them.
+    async fn assert_delivered(queues: &[Arc<Queue>], followers: &[Follower], want: &[u64]) {
+        for (c, q) in queues.iter().enumerate() {
+            let seqs: Vec<u64> = queued(q).await.iter().map(|v| v["seq"].as_u64().unwrap()).collect();
+            assert_eq!(seqs, want, "connection {c}: in order, each once");
+        }
+        for f in followers {
+            assert_eq!(f.last.load(std::sync::atomic::Ordering::SeqCst), *want.last().unwrap());
+        }
+    }
+
     /// Admits `trades:X` messages `seqs` for every follower into `dues`.
     fn admit_trades(seqs: std::ops::RangeInclusive<u64>, followers: &mut [Follower], dues: &mut Admitted) {
         for seq in seqs {
@@ -485,13 +491,7 @@ mod tests {
         let sent = w.write(&mut dues, GROUP_MAX);
         assert!(dues.is_empty());
         assert_eq!(sent.iter().map(|s| s.1).sum::<u64>(), 3 * conns as u64 + 3 * (conns - written) as u64, "{sent:?}");
-        for (c, q) in queues.iter().enumerate() {
-            let seqs: Vec<u64> = queued(q).await.iter().map(|v| v["seq"].as_u64().unwrap()).collect();
-            assert_eq!(seqs, vec![1, 2, 3, 4, 5, 6], "connection {c}: in order, each once");
-        }
-        for f in &followers {
-            assert_eq!(f.last.load(std::sync::atomic::Ordering::SeqCst), 6);
-        }
+        assert_delivered(&queues, &followers, &[1, 2, 3, 4, 5, 6]).await;
     }
 
     #[actix::test]
@@ -513,10 +513,7 @@ mod tests {
         total += w.write(&mut dues, 2).iter().map(|s| s.1).sum::<u64>();
         assert!(dues.is_empty());
         assert_eq!(total, 30 * conns as u64);
-        for (c, q) in queues.iter().enumerate() {
-            let seqs: Vec<u64> = queued(q).await.iter().map(|v| v["seq"].as_u64().unwrap()).collect();
-            assert_eq!(seqs, (1..=30).collect::<Vec<u64>>(), "connection {c}");
-        }
+        assert_delivered(&queues, &followers, &(1..=30).collect::<Vec<u64>>()).await;
     }
 
     #[actix::test]
