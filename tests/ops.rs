@@ -795,6 +795,13 @@ async fn prometheus_scrapes_a_running_exchange_under_load() {
         |v| v >= 0.0,
     )
     .await;
+    // Every commit the market-data actor was sent has been handled: its
+    // depth (counted up by the node's publisher, down by the actor) is back
+    // to 0 once trading stops, not the number of commits so far.
+    prom.wait_for(&sel("bourse_mailbox_depth", "actor=\"market\""), |v| {
+        v == 0.0
+    })
+    .await;
     prom.wait_for(&sel("process_resident_memory_bytes", ""), |v| v > 1e6)
         .await;
     prom.wait_for(&sel("process_open_fds", ""), |v| v > 0.0)

@@ -23,9 +23,9 @@
 //! its last writer set.
 //!
 //! Mailbox depths are sampled, not pushed: instrument mailboxes and the
-//! journal queue are counters their owners already keep ([`watch_mailbox`]),
-//! the ledger's and market data's are counted by their senders and
-//! receivers ([`LEDGER_MAILBOX`], [`MARKET_MAILBOX`]). Sampling happens at
+//! journal queue and market data's mailbox are counters their owners already
+//! keep ([`watch_mailbox`]), the ledger's is counted by its senders and
+//! receiver ([`LEDGER_MAILBOX`]). Sampling happens at
 //! every scrape and every [`UPKEEP_EVERY`].
 
 use std::collections::BTreeMap;
@@ -463,8 +463,6 @@ impl Default for Depth {
 /// accepted, by the ledger when handled; commands of the node itself are
 /// not counted) and book outcomes.
 pub static LEDGER_MAILBOX: Depth = Depth::new();
-/// The market-data actor's mailbox of committed batches.
-pub static MARKET_MAILBOX: Depth = Depth::new();
 
 struct Watch {
     actor: &'static str,
@@ -498,7 +496,6 @@ pub fn snapshot_taken_at(unix_us: u64) {
 
 fn sample() {
     metrics::gauge!(MAILBOX_DEPTH, "actor" => ACTOR_LEDGER).set(LEDGER_MAILBOX.get() as f64);
-    metrics::gauge!(MAILBOX_DEPTH, "actor" => ACTOR_MARKET).set(MARKET_MAILBOX.get() as f64);
     let mut sums: BTreeMap<(&'static str, Option<String>), usize> = BTreeMap::new();
     {
         let mut w = WATCHES.lock().unwrap_or_else(PoisonError::into_inner);
@@ -692,10 +689,10 @@ pub fn slow_consumer(action: &'static str, conn: usize) {
 
 // ------------------------------------------------------------ market data
 
-/// The market-data actor took a committed batch off its mailbox; the
+/// The market-data actor took a committed batch off its mailbox (its
+/// depth is counted by the node's own counter, watched per node); the
 /// returned timer measures the publish stage until it is dropped.
 pub fn market_committed() -> StageTimer {
-    MARKET_MAILBOX.handled();
     StageTimer::start(STAGE_PUBLISH)
 }
 

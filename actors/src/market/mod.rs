@@ -15,7 +15,7 @@
 //! across restarts without being stored.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -233,6 +233,12 @@ pub struct MarketData {
     committed_us: u64,
     /// The threads that write a batch (see [`writers`]).
     writers: Writers,
+    /// Commits published to this actor and not yet handled (the node's
+    /// publisher counts one up before it sends, the handler one down): a
+    /// batch being written stops for them. One per node, so that in a
+    /// process running several nodes one node's commit does not stop
+    /// another's batch; exported as this node's market mailbox depth.
+    waiting: Arc<AtomicUsize>,
 }
 
 /// Sends the admitted messages (sent to itself, so it runs after the
@@ -247,7 +253,8 @@ impl Handler<SendDue> for MarketData {
     fn handle(&mut self, _: SendDue, ctx: &mut Context<Self>) {
         // A commit that arrives meanwhile stops the batch: it is handled,
         // and its messages join those not yet written.
-        self.write_due(&|| crate::telemetry::MARKET_MAILBOX.get() > 0);
+        let waiting = Arc::clone(&self.waiting);
+        self.write_due(&|| waiting.load(Ordering::Relaxed) > 0);
         self.schedule_send(ctx);
     }
 }
@@ -293,6 +300,7 @@ impl MarketData {
         instruments_view: Vec<Value>,
         status_seq: u64,
         account_seqs: Vec<(AccountId, u64)>,
+        waiting: Arc<AtomicUsize>,
     ) -> Self {
         let mut md = MarketData {
             ledger,
@@ -308,6 +316,7 @@ impl MarketData {
             flush_scheduled: false,
             committed_us: 0,
             writers: Writers::start(1),
+            waiting,
         };
         for b in books {
             md.add_instrument(b);
@@ -559,6 +568,8 @@ impl Handler<Committed> for MarketData {
                 std::time::Duration::from_micros(now_us().saturating_sub(m.committed_us)),
             );
         }
+        // A commit sent without being counted (none is, outside tests) leaves the count at 0.
+        let _ = self.waiting.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
         let _publish = crate::telemetry::market_committed();
         let mut touched: Vec<InstrumentId> = Vec::new();
         let mut trades: BTreeMap<InstrumentId, Vec<Value>> = BTreeMap::new();

@@ -53,6 +53,8 @@ pub struct Shared {
     pub ready: AtomicBool,
     pub ledger: OnceLock<Addr<LedgerActor>>,
     pub market: Addr<MarketData>,
+    /// Commits sent to `market` and not yet handled (its mailbox depth).
+    pub market_waiting: Arc<AtomicUsize>,
     pub journal_stopped: Arc<AtomicBool>,
     /// Every open session, for notices to all (shutdown).
     pub sessions: DashMap<usize, actix::Recipient<Deliver>>,
@@ -137,7 +139,7 @@ impl Publisher for NodePublisher {
     }
 
     fn publish(&mut self, _index: u64, events: Arc<Vec<bourse_engine::Event>>, account: Vec<(u64, u64, serde_json::Value)>) {
-        crate::telemetry::MARKET_MAILBOX.enqueued();
+        self.shared.market_waiting.fetch_add(1, Ordering::Relaxed);
         let committed_us = crate::reply::now_us();
         self.shared.market.do_send(Committed { events, account, committed_us });
     }
@@ -233,8 +235,11 @@ impl Node {
         // Recent trades, candles and the ticker window come back from the trades in the log.
         let trades = recent_trades(&*log);
         let fanout_threads = cfg.limits.fanout_threads;
+        let market_waiting = Arc::new(AtomicUsize::new(0));
+        crate::telemetry::watch_mailbox(crate::telemetry::ACTOR_MARKET, None, &market_waiting);
+        let waiting = Arc::clone(&market_waiting);
         let market = MarketData::start_in_arbiter(&market_arbiter.handle(), move |_| {
-            let mut md = MarketData::new(l2, books, views, status_seq, account_seqs);
+            let mut md = MarketData::new(l2, books, views, status_seq, account_seqs, waiting);
             md.set_fanout_threads(crate::market::writers::fanout_threads(fanout_threads));
             md.epoch = epoch;
             md.warm(&trades);
@@ -258,6 +263,7 @@ impl Node {
             ready: AtomicBool::new(false),
             ledger: OnceLock::new(),
             market: market.clone(),
+            market_waiting,
             journal_stopped: Arc::new(AtomicBool::new(false)),
             sessions: DashMap::new(),
             next_session: AtomicUsize::new(1),
