@@ -22,11 +22,12 @@
 //! gets both in one write, and the commit's messages reach the rest in
 //! the next pass instead of after a whole batch and then their own.
 //!
-//! A helper that fails (panics) mid-batch is noticed when the actor waits
-//! for it: the connections of every chunk taken and not finished are closed
-//! with 1011 (their messages may be partly lost, and a client must never
-//! read on past a gap nobody announced; it resumes), and later batches are
-//! shared by the threads left.
+//! A writer that fails (panics) mid-batch, a helper or the actor's own
+//! thread, is noticed when the actor waits for the helpers: the
+//! connections of every chunk taken and not finished are closed with 1011
+//! (their messages may be partly lost, and a client must never read on
+//! past a gap nobody announced; it resumes). Later batches are shared by
+//! the threads left (the actor's own thread always among them).
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -122,6 +123,12 @@ impl Batch {
             None => &[],
         }
     }
+}
+
+/// [`Batch::write`] on this thread; false if it panicked (the chunk it was
+/// writing is then taken and not written).
+fn write_caught(batch: &Batch, sent: &mut SentCounts, delivered: &metrics::Histogram, yield_now: Option<&dyn Fn() -> bool>) -> bool {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| batch.write(sent, delivered, yield_now))).is_ok()
 }
 
 /// Cuts `groups` into runs of about `per` groups, each ending where a
@@ -245,10 +252,9 @@ impl Writers {
         let caller_writes = self.caller_writes || handed.is_empty();
         #[cfg(not(test))]
         let caller_writes = true;
-        if caller_writes {
-            batch.write(&mut sent, &delivered, Some(yield_now));
-        }
-        let mut failed = false;
+        // A panic on this thread fails the chunk it was writing, as a
+        // helper's does: the actor (all market data) goes on.
+        let mut failed = caller_writes && !write_caught(&batch, &mut sent, &delivered, Some(yield_now));
         for &i in &handed {
             let Ok(theirs) = self.helpers[i].done.recv() else {
                 // It ended without answering: it failed mid-batch.
@@ -269,8 +275,9 @@ impl Writers {
         if failed {
             // Chunks nobody took are written here (none when this thread
             // wrote too, which it always does outside tests, unless the
-            // batch was stopped: then they are carried).
-            batch.write(&mut sent, &delivered, None);
+            // batch was stopped: then they are carried). Each failure
+            // costs the chunk it was writing, so this ends.
+            while !write_caught(&batch, &mut sent, &delivered, None) {}
             let chunks = batch.abandon_unwritten();
             tracing::error!(chunks, "a fan-out writer failed mid-batch; the connections it was writing are closed (1011) to resume");
         }
@@ -400,8 +407,39 @@ mod tests {
         let mut dues = trades(1, &mut followers);
         w.write(&mut dues, 64);
         assert_eq!(w.helpers.len(), 1, "the failed helper is no longer handed batches");
-        // Every connection has all three messages, or is closed with 1011
-        // after what reached it: never a silent gap.
+        let closed = written_or_closed(&queues, &followers).await;
+        assert!(closed.contains(&150), "{closed:?}");
+        // Only the failed chunk's connections: about CHUNK_GROUPS_MAX of them, in a row.
+        assert!(closed.len() <= CHUNK_GROUPS_MAX && closed.windows(2).all(|p| p[1] == p[0] + 1), "{closed:?}");
+        // The next batch is written whole by the helper left.
+        w.fail_at = None;
+        next_batch_reaches_the_rest(&mut w, followers);
+    }
+
+    #[actix::test]
+    async fn a_failure_on_the_actors_own_thread_closes_what_it_was_writing_and_the_rest_goes_on() {
+        let owner = Owner.start();
+        let conns = 300;
+        let (queues, mut followers) = subscribers(&owner, conns);
+        // No helpers: the actor's thread writes every chunk, and panics at
+        // connection 150's. The panic does not leave the call.
+        let mut w = Writers::start(1);
+        w.fail_at = Some(150);
+        let mut dues = trades(1, &mut followers);
+        w.write(&mut dues, 64);
+        assert!(dues.is_empty());
+        let closed = written_or_closed(&queues, &followers).await;
+        assert!(closed.contains(&150), "{closed:?}");
+        assert!(closed.len() <= CHUNK_GROUPS_MAX && closed.windows(2).all(|p| p[1] == p[0] + 1), "{closed:?}");
+        // The chunks after the failed one were written (by the same thread, after it).
+        assert!(!closed.contains(&(conns - 1)), "{closed:?}");
+        w.fail_at = None;
+        next_batch_reaches_the_rest(&mut w, followers);
+    }
+
+    /// Every connection has all three messages, or is closed with 1011
+    /// after what reached it: never a silent gap. Returns the closed ones.
+    async fn written_or_closed(queues: &[Arc<Queue>], followers: &[Follower]) -> Vec<usize> {
         let mut closed = Vec::new();
         for (c, q) in queues.iter().enumerate() {
             let mut t = Taken::default();
@@ -426,11 +464,11 @@ mod tests {
                 assert_eq!((seqs, close), (vec![1, 2, 3], None), "connection {c}");
             }
         }
-        assert!(closed.contains(&150), "{closed:?}");
-        // Only the failed chunk's connections: about CHUNK_GROUPS_MAX of them, in a row.
-        assert!(closed.len() <= CHUNK_GROUPS_MAX && closed.windows(2).all(|p| p[1] == p[0] + 1), "{closed:?}");
-        // The next batch is written whole by the helper left.
-        w.fail_at = None;
+        closed
+    }
+
+    /// A further batch (messages 4 to 6) reaches every connection still open, whole.
+    fn next_batch_reaches_the_rest(w: &mut Writers, followers: Vec<Follower>) {
         let mut open: Vec<Follower> = followers.into_iter().filter(|f| !f.out.closing()).collect();
         let mut dues = trades(4, &mut open);
         let sent = w.write(&mut dues, 64);
