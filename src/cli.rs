@@ -105,6 +105,7 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         Err(code) => return code,
     };
     crate::logging::init(cfg.log_format);
+    bourse_actors::failstop::install();
     info!("{}", config::summary(&cfg, &source));
     crate::webdeps::ensure(&cfg.web_root);
 

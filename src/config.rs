@@ -10,8 +10,10 @@
 //! Environment variables are `BOURSE_` plus the key in capitals, `__`
 //! between nested keys: `BOURSE_LISTEN`, `BOURSE_DURABLE=false`,
 //! `BOURSE_LIMITS__CONNECTIONS_MAX=5000`. `BOURSE_ADMIN_PASSWORD` (see
-//! [`crate::admin`]) and `BOURSE_BACKUP_KEY` (see [`crate::tools`]) are not
-//! configuration and are never read here.
+//! [`crate::admin`]), `BOURSE_BACKUP_KEY` (see [`crate::tools`]) and
+//! `BOURSE_FAULT` (fault injection in debug builds, see
+//! [`bourse_actors::failstop`]) are not configuration and are never read
+//! here.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -33,7 +35,7 @@ pub const ENV_PREFIX: &str = "BOURSE_";
 /// `BOURSE_*` variables that are not configuration keys (secrets and
 /// process settings read elsewhere); without this list `deny_unknown_fields`
 /// would refuse them.
-pub const ENV_NOT_CONFIG: [&str; 2] = ["admin_password", "backup_key"];
+pub const ENV_NOT_CONFIG: [&str; 3] = ["admin_password", "backup_key", "fault"];
 
 /// Settings given on the command line; each one, when present, wins over
 /// the file and the environment.

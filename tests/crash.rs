@@ -175,9 +175,15 @@ struct Server {
 }
 
 fn start(bin: &str, cfg: &Path) -> Server {
+    start_with(bin, cfg, &[])
+}
+
+/// [`start`] with more environment variables.
+fn start_with(bin: &str, cfg: &Path, env: &[(&str, &str)]) -> Server {
     let mut child = Command::new(bin)
         .args(["serve", "--config"])
         .arg(cfg)
+        .envs(env.iter().copied())
         .env("RUST_LOG", "info")
         .env("BOURSE_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .env_remove(SEED_ENV)
@@ -789,4 +795,76 @@ fn killed_at_random_moments_the_exchange_keeps_every_acknowledgement() {
     server.stop();
     assert!(snapshots_seen > 0, "recoveries started from snapshots");
     println!("crash test: {KILLS} kills in {:?}", started.elapsed());
+}
+
+/// A panic on the ledger's thread (a broken invariant, injected here with
+/// `BOURSE_FAULT`, which debug builds read) stops the whole process rather
+/// than leaving a node that accepts connections and answers nothing; started
+/// again on its directory, it has every order it acknowledged.
+#[test]
+fn a_panic_in_the_ledger_stops_the_process_and_a_restart_keeps_what_it_acknowledged() {
+    use std::os::unix::process::ExitStatusExt;
+    let bin = env!("CARGO_BIN_EXE_bourse");
+    let base: PathBuf = std::env::temp_dir().join(format!("bourse-failstop-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    let _cleanup = Dir(base.clone());
+    let cfg = base.join("config.toml");
+    std::fs::write(&cfg, config(&base.join("data"))).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+
+    // The ledger takes three placements from sessions, and panics on the fourth.
+    let mut server = start_with(bin, &cfg, &[("BOURSE_FAULT", "ledger-place:3")]);
+    let place = |k: usize| json!({"cl_id": format!("fs-{k}"), "sym": "BTC-USD", "side": "buy", "type": "limit", "px": format!("{}", 29_000 + k), "qty": "0.01"});
+    let acked: Vec<u64> = rt.block_on(async {
+        let mut a = Client::connect(server.addr).await;
+        a.login("alice", "alice-pass").await;
+        let mut ids = Vec::new();
+        for k in 0..3 {
+            ids.push(a.ok("order.place", place(k)).await["order_id"].as_u64().expect("an order id"));
+        }
+        // The fourth is never answered: the connection ends with the process.
+        let id = a.next_id;
+        a.send_raw(Message::Text(json!({"op": "order.place", "id": id, "args": place(3)}).to_string().into())).await;
+        let end = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            match tokio::time::timeout_at(end, a.ws.next()).await.expect("the connection ends in time") {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(Message::Text(t))) => {
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    assert_ne!(v["id"].as_u64(), Some(id), "the fourth placement was answered: {v}");
+                }
+                Some(Ok(_)) => {}
+            }
+        }
+        ids
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = server.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the process still runs after its ledger panicked");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let log = server.log.lock().unwrap().join("\n");
+    assert_eq!(status.signal(), Some(6), "stopped by abort (SIGABRT): {status:?}; log:\n{log}");
+    assert!(log.contains("the process stops"), "the stop is logged:\n{log}");
+    assert!(log.contains("fault injected at ledger-place"), "the panic is reported:\n{log}");
+    drop(server);
+
+    // Started again (no fault): the three acknowledged orders are open,
+    // each once, under the ids it was given.
+    server = start(bin, &cfg);
+    rt.block_on(async {
+        let mut a = Client::connect(server.addr).await;
+        a.login("alice", "alice-pass").await;
+        let orders = a.ok("account.orders", json!({})).await["orders"].as_array().unwrap().clone();
+        let mut open: Vec<(String, u64)> =
+            orders.iter().map(|o| (o["cl_id"].as_str().unwrap().to_string(), o["order_id"].as_u64().unwrap())).collect();
+        open.sort();
+        let want: Vec<(String, u64)> = acked.iter().enumerate().map(|(k, id)| (format!("fs-{k}"), *id)).collect();
+        assert_eq!(open, want, "every acknowledged order, and nothing else");
+    });
+    server.stop();
 }

@@ -13,10 +13,12 @@
 //! * `storage`: the fsync'd event log and the sled snapshot store (the only module touching disk).
 //! * `durability`: snapshots from the log, recovery, and the backup, restore, verify and audit tools.
 //! * `telemetry`: every exported metric, its buckets, and the Prometheus recorder.
+//! * `failstop`: a panic on a thread the node cannot run without stops the process.
 
 pub mod auth;
 pub mod config;
 pub mod durability;
+pub mod failstop;
 pub mod instrument;
 pub mod journal;
 pub mod ledger;

@@ -75,6 +75,7 @@ impl Actor for InstrumentActor {
     type Context = Context<Self>;
 
     fn started(&mut self, _ctx: &mut Context<Self>) {
+        crate::failstop::mark_critical();
         self.metrics.trades.increment(0);
         self.metrics.lots.increment(0);
         self.metrics.state(self.book.spec.state);

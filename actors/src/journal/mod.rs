@@ -117,7 +117,10 @@ pub fn start<L: EventLog + Send + 'static>(
     let handle = JournalHandle { tx, committed: committed.clone(), stopped: stopped.clone(), queued: queued.clone() };
     std::thread::Builder::new()
         .name("bourse-journal".into())
-        .spawn(move || run(&mut log, durable, commit_events_max, &rx, &mut *publisher, &committed, &stopped, &queued))
+        .spawn(move || {
+            crate::failstop::mark_critical();
+            run(&mut log, durable, commit_events_max, &rx, &mut *publisher, &committed, &stopped, &queued)
+        })
         .expect("journal thread starts");
     handle
 }

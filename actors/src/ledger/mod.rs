@@ -130,6 +130,7 @@ impl Actor for LedgerActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        crate::failstop::mark_critical();
         ctx.set_mailbox_capacity(self.mailbox_max);
     }
 }
@@ -309,6 +310,9 @@ impl Handler<Submit> for LedgerActor {
         }
         match cmd {
             Command::Place(c) => {
+                if !matches!(to, Responder::Channel(_)) {
+                    crate::failstop::fault_point("ledger-place");
+                }
                 let inst = c.inst;
                 match self.ledger.decide_place(&c) {
                     Err(PlaceRefusal::Duplicate(id)) => {

@@ -552,6 +552,7 @@ impl Actor for MarketData {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        crate::failstop::mark_critical();
         ctx.run_interval(LAG_FLUSH_EVERY, |act, _ctx| act.flush_held());
     }
 }

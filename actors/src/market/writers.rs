@@ -128,7 +128,8 @@ impl Batch {
 /// [`Batch::write`] on this thread; false if it panicked (the chunk it was
 /// writing is then taken and not written).
 fn write_caught(batch: &Batch, sent: &mut SentCounts, delivered: &metrics::Histogram, yield_now: Option<&dyn Fn() -> bool>) -> bool {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| batch.write(sent, delivered, yield_now))).is_ok()
+    // The panic is handled here: it does not stop the node (see `failstop`).
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| crate::failstop::contained(|| batch.write(sent, delivered, yield_now)))).is_ok()
 }
 
 /// Cuts `groups` into runs of about `per` groups, each ending where a
