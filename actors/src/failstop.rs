@@ -65,8 +65,11 @@ pub fn fault_point(point: &str) {
         static PASSED: AtomicU64 = AtomicU64::new(0);
         let fault = FAULT.get_or_init(|| {
             let v = std::env::var(FAULT_ENV).ok()?;
-            let (at, n) = v.split_once(':')?;
-            Some((at.to_string(), n.parse().ok()?))
+            let parsed = v.split_once(':').and_then(|(at, n)| Some((at.to_string(), n.parse().ok()?)));
+            if parsed.is_none() {
+                tracing::warn!(value = %v, "{FAULT_ENV} is not POINT:N (e.g. ledger-place:3); no fault is injected");
+            }
+            parsed
         });
         if let Some((at, n)) = fault {
             if at == point && PASSED.fetch_add(1, Ordering::Relaxed) == *n {
