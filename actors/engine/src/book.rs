@@ -212,6 +212,13 @@ impl OrderBook {
     pub fn get(&self, id: OrderId) -> Option<Resting> {
         self.index.get(&id).map(|&i| self.resting(i))
     }
+
+    /// The account of order `id` if it rests here: what deciding a cancel
+    /// reads (the index and the node's account).
+    #[inline]
+    pub fn owner(&self, id: OrderId) -> Option<AccountId> {
+        self.index.get(&id).map(|&i| self.nodes[i as usize].account)
+    }
     fn resting(&self, i: u32) -> Resting {
         let n = &self.nodes[i as usize];
         Resting {

@@ -204,7 +204,20 @@ impl Exchange {
                 }
             }
             Command::Cancel { account, inst, order } => {
-                let id = self.resolve(account, inst, &order)?;
+                let id = match order {
+                    // An open order rests in its book (a command runs to
+                    // completion), so the book alone can say that `id` is
+                    // not this account's open order there: a cancel that
+                    // comes too late is answered without reading the
+                    // ledger's record of an order long gone. One that rests
+                    // is resolved as before (its record is read now, beside
+                    // the book's node, rather than after it).
+                    OrderRef::Id(id) if self.book(inst).and_then(|b| b.owner(id)) != Some(account) => {
+                        debug_assert!(self.resolve(account, inst, &order).is_err(), "order {id:?} is open");
+                        return Err(no_open_order());
+                    }
+                    _ => self.resolve(account, inst, &order)?,
+                };
                 let book = self.book(inst).ok_or_else(|| Reject::new(RejectCode::UnknownInstrument, "unknown instrument"))?;
                 let e = book.decide_cancel(Some(account), id, CancelReason::User, false)?;
                 self.record(ts, e, events, out);
@@ -255,7 +268,7 @@ impl Exchange {
         // the record's block of account, instrument and state.
         match id.and_then(|id| Some((id, self.ledger.order(id)?))) {
             Some((id, o)) if o.account == account && o.inst == inst && o.status.is_open() => Ok(id),
-            _ => Err(Reject::new(RejectCode::UnknownOrder, "no such open order")),
+            _ => Err(no_open_order()),
         }
     }
 
@@ -330,6 +343,10 @@ pub enum SnapshotError {
 pub struct ExchangeImage {
     pub ledger: Ledger,
     pub books: Vec<BookImage>,
+}
+
+fn no_open_order() -> Reject {
+    Reject::new(RejectCode::UnknownOrder, "no such open order")
 }
 
 /// The message of a book's refusal.
