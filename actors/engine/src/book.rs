@@ -25,7 +25,12 @@ const NIL: u32 = u32::MAX;
 /// Orders resting in one book; the slab index is a u32.
 pub const BOOK_ORDERS_MAX: usize = (u32::MAX - 1) as usize;
 
+/// A resting order in the book's slab: one cache line, aligned, so that
+/// reading or relinking an order touches one line. Its maker fee
+/// accumulator (32 bytes, read only when the order trades) is kept apart,
+/// in `OrderBook::fees`.
 #[derive(Clone, Copy, Debug)]
+#[repr(align(64))]
 struct Node {
     id: OrderId,
     account: AccountId,
@@ -35,7 +40,6 @@ struct Node {
     leaves: Qty,
     post_only: bool,
     stp: Stp,
-    fee: FeeAcc,
     prev: u32,
     next: u32,
 }
@@ -167,6 +171,8 @@ pub struct OrderBook {
     best_bid: Option<Price>,
     best_ask: Option<Price>,
     nodes: Vec<Node>,
+    /// The maker fee accumulator of the order in each slot of `nodes`.
+    fees: Vec<FeeAcc>,
     free: Vec<u32>,
     index: FxHashMap<OrderId, u32>,
     /// Book version: bumped by every event that changes the book.
@@ -192,6 +198,7 @@ impl OrderBook {
             best_bid: None,
             best_ask: None,
             nodes: Vec::new(),
+            fees: Vec::new(),
             free: Vec::new(),
             index: FxHashMap::default(),
             version: 0,
@@ -209,6 +216,7 @@ impl OrderBook {
     pub fn order_count(&self) -> usize {
         self.index.len()
     }
+    #[inline]
     pub fn get(&self, id: OrderId) -> Option<Resting> {
         self.index.get(&id).map(|&i| self.resting(i))
     }
@@ -230,7 +238,7 @@ impl OrderBook {
             leaves: n.leaves,
             post_only: n.post_only,
             stp: n.stp,
-            fee: n.fee,
+            fee: self.fees[i as usize],
         }
     }
 
@@ -366,7 +374,7 @@ impl OrderBook {
             }
             let mut i = level.head;
             while i != NIL {
-                let m = &self.nodes[i as usize];
+                let (m, m_fee) = (&self.nodes[i as usize], self.fees[i as usize]);
                 i = m.next;
                 if m.account == t.account {
                     match t.stp {
@@ -404,7 +412,7 @@ impl OrderBook {
                 // of it cannot buy one more lot at this price.
                 let budget_cut = budget.is_some() && q < m.leaves.0 && rem.is_none_or(|r| q < r.0);
                 let notional = spec.notional(px, Qty(q)).ok_or(RejectCode::BadRequest)?;
-                let (maker_fee, _) = m.fee.charge(notional, spec.maker_fee_bps).ok_or(RejectCode::BadRequest)?;
+                let (maker_fee, _) = m_fee.charge(notional, spec.maker_fee_bps).ok_or(RejectCode::BadRequest)?;
                 let (taker_fee, fee2) = fee.charge(notional, spec.taker_fee_bps).ok_or(RejectCode::BadRequest)?;
                 fee = fee2;
                 if let Some(b) = budget.as_mut() {
@@ -528,8 +536,8 @@ impl OrderBook {
         if self.spec.state == InstrumentState::Halted && !admin {
             return Err(Reject::new(RejectCode::MarketClosed, format!("{} is halted", self.spec.sym)));
         }
-        match self.get(id) {
-            Some(o) if account.is_none_or(|a| a == o.account) => Ok(EventBody::OrderClosed {
+        match self.owner(id) {
+            Some(owner) if account.is_none_or(|a| a == owner) => Ok(EventBody::OrderClosed {
                 inst: self.spec.id,
                 order: id,
                 status: OrderStatus::Cancelled,
@@ -574,8 +582,9 @@ impl OrderBook {
         if self.spec.state != InstrumentState::Trading {
             return Err(Reject::new(RejectCode::MarketClosed, format!("{} is not trading", self.spec.sym)));
         }
-        let o = match self.get(id) {
-            Some(o) if o.account == account => o,
+        // The node alone: its fee accumulator is read only if it re-enters.
+        let (slot, o) = match self.index.get(&id) {
+            Some(&i) if self.nodes[i as usize].account == account => (i as usize, &self.nodes[i as usize]),
             _ => return Err(Reject::new(RejectCode::UnknownOrder, format!("no open order {}", id.0))),
         };
         if qty.is_none() && px.is_none() {
@@ -613,7 +622,7 @@ impl OrderBook {
             filled: Qty(cum),
             budget: None,
             reserve_px: None,
-            fee: o.fee,
+            fee: self.fees[slot],
         };
         let start = out.len();
         out.push(EventBody::OrderAmended { inst: self.spec.id, order: id, px: new_px, qty: new_qty, keep_priority: false });
@@ -643,10 +652,9 @@ impl OrderBook {
                     leaves: *leaves,
                     post_only: *post_only,
                     stp: *stp,
-                    fee: *fee,
                     prev: NIL,
                     next: NIL,
-                });
+                }, *fee);
                 self.version += 1;
             }
             EventBody::Traded(t) if t.inst == self.spec.id => {
@@ -655,10 +663,11 @@ impl OrderBook {
                 self.last_px = Some(t.px);
                 let i = *self.index.get(&t.maker).expect("maker rests in the book");
                 let notional = self.spec.notional(t.px, t.qty).expect("decided notional fits");
+                let f = &mut self.fees[i as usize];
+                *f = f.charge(notional, self.spec.maker_fee_bps).expect("decided fee fits").1;
                 let n = &mut self.nodes[i as usize];
                 assert!(n.leaves >= t.qty, "fill within the maker's leaves");
                 n.leaves.0 -= t.qty.0;
-                n.fee = n.fee.charge(notional, self.spec.maker_fee_bps).expect("decided fee fits").1;
                 let (side, px, left) = (n.side, n.px, n.leaves);
                 if left.0 == 0 {
                     self.index.remove(&t.maker);
@@ -707,12 +716,16 @@ impl OrderBook {
         m.get_mut(px).expect("level exists")
     }
 
-    fn insert(&mut self, mut node: Node) {
+    fn insert(&mut self, mut node: Node, fee: FeeAcc) {
         assert!(self.index.len() < BOOK_ORDERS_MAX, "book full");
         let i = match self.free.pop() {
-            Some(i) => i,
+            Some(i) => {
+                self.fees[i as usize] = fee;
+                i
+            }
             None => {
                 self.nodes.push(node);
+                self.fees.push(fee);
                 (self.nodes.len() - 1) as u32
             }
         };
@@ -747,7 +760,9 @@ impl OrderBook {
     /// `taken` lots (its last fill) come off the level's total besides its
     /// leaves. The caller has removed it from the index.
     fn unlink(&mut self, i: u32, taken: u64) {
-        let Node { prev, next, side, px, leaves, .. } = self.nodes[i as usize];
+        // Fields, not a copy of the node (an aligned copy is a call).
+        let n = &self.nodes[i as usize];
+        let (prev, next, side, px, leaves) = (n.prev, n.next, n.side, n.px, n.leaves);
         if prev != NIL {
             self.nodes[prev as usize].next = next;
         }
@@ -844,14 +859,25 @@ impl OrderBook {
                 leaves: o.leaves,
                 post_only: o.post_only,
                 stp: o.stp,
-                fee: o.fee,
                 prev: NIL,
                 next: NIL,
-            });
+            }, o.fee);
         }
         b.version = img.version;
         b.trade_id = img.trade_id;
         b.last_px = img.last_px;
         b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node is one cache line, and each slot of the slab starts one.
+    #[test]
+    fn a_node_is_one_cache_line() {
+        assert_eq!(std::mem::size_of::<Node>(), 64);
+        assert_eq!(std::mem::align_of::<Node>(), 64);
     }
 }
