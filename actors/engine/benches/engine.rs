@@ -31,6 +31,10 @@
 //! time, each chunk cloned (every command built afresh, as a decoder
 //! builds it) with the clock stopped just before it runs, only the runs
 //! timed.
+//!
+//! The filter `memory` prints instead what one dependent load costs on the
+//! machine, by the size of the memory the loads range over (a pointer
+//! chase): where the engine's state stops fitting the caches it can use.
 
 // A benchmark reads the clock around the engine, never inside it.
 #![allow(clippy::disallowed_methods)]
@@ -627,6 +631,41 @@ fn latency_report(ops: usize) {
     println!("engine latency report: anonymous memory in huge pages at the end: {}", huge.as_deref().unwrap_or("unknown"));
 }
 
+/// What one dependent load costs on this machine, by how much memory the
+/// loads range over: a chase through a random cycle of slots one cache
+/// line apart, in memory from the bench's allocator (jemalloc with huge
+/// pages). Run with the filter `memory`.
+fn memory_report() {
+    println!("memory report: one dependent load at a time, over slots 64 bytes apart in a random cycle");
+    let mut rng = Rng(3);
+    for kib in [256usize, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 262144] {
+        // Eight words a slot: the next slot's index in the first.
+        let slots = kib * 1024 / 64;
+        let mut order: Vec<usize> = (0..slots).collect();
+        for i in (1..slots).rev() {
+            order.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        let mut mem = vec![0usize; slots * 8];
+        for w in 0..slots {
+            mem[order[w] * 8] = order[(w + 1) % slots] * 8;
+        }
+        drop(order);
+        let loads = 4_000_000;
+        let mut at = 0usize;
+        for _ in 0..loads / 4 {
+            at = mem[at];
+        }
+        let t = Instant::now();
+        for _ in 0..loads {
+            at = mem[at];
+        }
+        let d = t.elapsed();
+        black_box(at);
+        let tenths = d.as_nanos() * 10 / loads as u128;
+        println!("memory report: {kib:>7} KiB: {}.{} ns a load", tenths / 10, tenths % 10);
+    }
+}
+
 /// `div` shortens the streams (for `cargo test --benches`).
 fn benches(c: &mut Criterion, div: usize) {
     let start = exchange_with_book();
@@ -653,6 +692,10 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let benchmarking = args.iter().any(|a| a == "--bench");
     let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    if filters.iter().any(|f| f.as_str() == "memory") {
+        memory_report();
+        return;
+    }
     if filters.is_empty() || filters.iter().any(|f| "latency".contains(f.as_str())) {
         // Under `cargo test --benches` a short report only checks that it runs.
         let ops = if benchmarking {
