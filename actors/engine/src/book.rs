@@ -27,8 +27,9 @@ pub const BOOK_ORDERS_MAX: usize = (u32::MAX - 1) as usize;
 
 /// A resting order in the book's slab: one cache line, aligned, so that
 /// reading or relinking an order touches one line. Its maker fee
-/// accumulator (32 bytes, read only when the order trades) is kept apart,
-/// in `OrderBook::fees`.
+/// accumulator (32 bytes) is kept apart, in `OrderBook::fees`, and only
+/// once it is not zero (`fee_held`): an order that has not traded reads
+/// and writes nothing there.
 #[derive(Clone, Copy, Debug)]
 #[repr(align(64))]
 struct Node {
@@ -40,9 +41,12 @@ struct Node {
     leaves: Qty,
     post_only: bool,
     stp: Stp,
+    /// Whether `fees` holds this order's accumulator; zero if not.
+    fee_held: bool,
     prev: u32,
     next: u32,
 }
+
 
 #[derive(Clone, Copy, Debug)]
 struct Level {
@@ -171,7 +175,8 @@ pub struct OrderBook {
     best_bid: Option<Price>,
     best_ask: Option<Price>,
     nodes: Vec<Node>,
-    /// The maker fee accumulator of the order in each slot of `nodes`.
+    /// The maker fee accumulator of the order in each slot of `nodes`,
+    /// where its `fee_held` says so.
     fees: Vec<FeeAcc>,
     free: Vec<u32>,
     index: FxHashMap<OrderId, u32>,
@@ -238,7 +243,17 @@ impl OrderBook {
             leaves: n.leaves,
             post_only: n.post_only,
             stp: n.stp,
-            fee: self.fees[i as usize],
+            fee: self.fee_of(i as usize),
+        }
+    }
+
+    /// The maker fee accumulator of the order in slot `i`.
+    #[inline]
+    fn fee_of(&self, i: usize) -> FeeAcc {
+        if self.nodes[i].fee_held {
+            self.fees[i]
+        } else {
+            FeeAcc::default()
         }
     }
 
@@ -374,7 +389,7 @@ impl OrderBook {
             }
             let mut i = level.head;
             while i != NIL {
-                let (m, m_fee) = (&self.nodes[i as usize], self.fees[i as usize]);
+                let (m, m_fee) = (&self.nodes[i as usize], self.fee_of(i as usize));
                 i = m.next;
                 if m.account == t.account {
                     match t.stp {
@@ -622,7 +637,7 @@ impl OrderBook {
             filled: Qty(cum),
             budget: None,
             reserve_px: None,
-            fee: self.fees[slot],
+            fee: self.fee_of(slot),
         };
         let start = out.len();
         out.push(EventBody::OrderAmended { inst: self.spec.id, order: id, px: new_px, qty: new_qty, keep_priority: false });
@@ -652,6 +667,7 @@ impl OrderBook {
                     leaves: *leaves,
                     post_only: *post_only,
                     stp: *stp,
+                    fee_held: false,
                     prev: NIL,
                     next: NIL,
                 }, *fee);
@@ -663,9 +679,10 @@ impl OrderBook {
                 self.last_px = Some(t.px);
                 let i = *self.index.get(&t.maker).expect("maker rests in the book");
                 let notional = self.spec.notional(t.px, t.qty).expect("decided notional fits");
-                let f = &mut self.fees[i as usize];
-                *f = f.charge(notional, self.spec.maker_fee_bps).expect("decided fee fits").1;
+                let fee = self.fee_of(i as usize).charge(notional, self.spec.maker_fee_bps).expect("decided fee fits").1;
+                self.fees[i as usize] = fee;
                 let n = &mut self.nodes[i as usize];
+                n.fee_held = true;
                 assert!(n.leaves >= t.qty, "fill within the maker's leaves");
                 n.leaves.0 -= t.qty.0;
                 let (side, px, left) = (n.side, n.px, n.leaves);
@@ -719,16 +736,19 @@ impl OrderBook {
     fn insert(&mut self, mut node: Node, fee: FeeAcc) {
         assert!(self.index.len() < BOOK_ORDERS_MAX, "book full");
         let i = match self.free.pop() {
-            Some(i) => {
-                self.fees[i as usize] = fee;
-                i
-            }
+            Some(i) => i,
             None => {
                 self.nodes.push(node);
-                self.fees.push(fee);
+                self.fees.push(FeeAcc::default());
                 (self.nodes.len() - 1) as u32
             }
         };
+        // A new order's accumulator is zero; one re-entering after fills
+        // (an amend) brings its own.
+        node.fee_held = fee != FeeAcc::default();
+        if node.fee_held {
+            self.fees[i as usize] = fee;
+        }
         let (side, px, leaves) = (node.side, node.px, node.leaves.0);
         let levels = match side {
             Side::Buy => &mut self.bids,
@@ -859,6 +879,7 @@ impl OrderBook {
                 leaves: o.leaves,
                 post_only: o.post_only,
                 stp: o.stp,
+                fee_held: false,
                 prev: NIL,
                 next: NIL,
             }, o.fee);
