@@ -28,8 +28,9 @@ pub const BOOK_ORDERS_MAX: usize = (u32::MAX - 1) as usize;
 /// A resting order in the book's slab: one cache line, aligned, so that
 /// reading or relinking an order touches one line. Its maker fee
 /// accumulator (32 bytes) is kept apart, in `OrderBook::fees`, and only
-/// once it is not zero (`fee_held`): an order that has not traded reads
-/// and writes nothing there.
+/// once it is not zero (`fee_held`: the order has traded, or re-entered
+/// after fills): an order that has not traded reads and writes nothing
+/// there.
 #[derive(Clone, Copy, Debug)]
 #[repr(align(64))]
 struct Node {
@@ -46,7 +47,6 @@ struct Node {
     prev: u32,
     next: u32,
 }
-
 
 #[derive(Clone, Copy, Debug)]
 struct Level {
@@ -780,7 +780,6 @@ impl OrderBook {
     /// `taken` lots (its last fill) come off the level's total besides its
     /// leaves. The caller has removed it from the index.
     fn unlink(&mut self, i: u32, taken: u64) {
-        // Fields, not a copy of the node (an aligned copy is a call).
         let n = &self.nodes[i as usize];
         let (prev, next, side, px, leaves) = (n.prev, n.next, n.side, n.px, n.leaves);
         if prev != NIL {
