@@ -22,7 +22,8 @@
 //! `BOURSE_BENCH_OUTCOMES=1` also times the stream with `execute` (a new
 //! event vector per command). Before criterion runs, a latency report times
 //! each of 2,000,000 mixed commands with an HDR histogram and prints
-//! throughput and p50/p99. `BOURSE_BENCH_OPS` changes the report's length.
+//! throughput and p50/p99. `BOURSE_BENCH_OPS` changes the report's length;
+//! `BOURSE_BENCH_STREAM=mixed` (or `mixed_exact_ratio`) runs one stream only.
 //!
 //! The report's main throughput reads every command from the pre-generated
 //! stream in memory, so each command's first read is a cache miss; a server
@@ -618,11 +619,14 @@ fn latency_report(ops: usize) {
         ACCOUNTS,
         t.elapsed()
     );
-    let stream = Generator::new(start.clone(), 11).mixed(ops, Mix::Balanced);
-    report("mixed", &start, &stream);
-    drop(stream);
-    let stream = Generator::new(start.clone(), 13).mixed(ops, Mix::ExactRatio);
-    report("mixed_exact_ratio", &start, &stream);
+    // `BOURSE_BENCH_STREAM` names one stream to run alone (for a profile of it).
+    let only = std::env::var("BOURSE_BENCH_STREAM").ok();
+    for (name, seed, mix) in [("mixed", 11, Mix::Balanced), ("mixed_exact_ratio", 13, Mix::ExactRatio)] {
+        if only.as_deref().is_none_or(|o| o == name) {
+            let stream = Generator::new(start.clone(), seed).mixed(ops, mix);
+            report(name, &start, &stream);
+        }
+    }
     // Whether the allocator's huge pages are in effect (zero when jemalloc
     // was built without `.cargo/config.toml`'s `malloc_conf`).
     let huge = std::fs::read_to_string("/proc/self/smaps_rollup")
