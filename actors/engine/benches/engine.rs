@@ -620,8 +620,12 @@ fn latency_report(ops: usize) {
         t.elapsed()
     );
     // `BOURSE_BENCH_STREAM` names one stream to run alone (for a profile of it).
+    const STREAMS: [(&str, u64, Mix); 2] = [("mixed", 11, Mix::Balanced), ("mixed_exact_ratio", 13, Mix::ExactRatio)];
     let only = std::env::var("BOURSE_BENCH_STREAM").ok();
-    for (name, seed, mix) in [("mixed", 11, Mix::Balanced), ("mixed_exact_ratio", 13, Mix::ExactRatio)] {
+    if let Some(o) = only.as_deref().filter(|o| !STREAMS.iter().any(|s| s.0 == *o)) {
+        panic!("BOURSE_BENCH_STREAM={o}: no such stream (mixed, mixed_exact_ratio)");
+    }
+    for (name, seed, mix) in STREAMS {
         if only.as_deref().is_none_or(|o| o == name) {
             let stream = Generator::new(start.clone(), seed).mixed(ops, mix);
             report(name, &start, &stream);
