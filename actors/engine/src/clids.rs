@@ -1,22 +1,70 @@
 //! One account's `cl_id` idempotency table: which order a remembered
 //! `cl_id` names.
 //!
-//! A `cl_id` is up to 36 bytes, and the order it names (always in the
-//! ledger's order table) holds it already, so the table keeps an 8-byte
-//! fingerprint per entry and checks a hit against the order's own `cl_id`:
-//! 16 bytes an entry instead of 48, and nothing to rehash but integers when
-//! the table grows. Ids of up to 8 bytes are their own fingerprint; longer
-//! ones are hashed, and the rare `cl_id` whose fingerprint is taken by
-//! another goes to a small exact table.
+//! Most clients number their orders: a prefix and a counter (`b41`, `b42`,
+//! ...). Each new `cl_id` of theirs is then greater than every one the
+//! account used before, in shortlex order (shorter first, then by bytes),
+//! and two things follow:
+//! * a new order's `cl_id` is known to be new without reading any table:
+//!   `high` is the greatest one taken so far, and sits in the account's
+//!   record, which the order reads anyway;
+//! * the day's `cl_id`s are kept in the order they were used, which is
+//!   their order too: appended to `hist` (a store to its tail, never a
+//!   read), and found there by binary search.
+//!
+//! So a numbered order never reads a cold hash table group, and the day's
+//! table does not grow by rehashing. A cancel or amend by `cl_id` pays
+//! instead: a binary search of `hist`, a chain of a few dependent reads.
+//! Measured, that costs less than what it saves (BENCHMARKS.md, round 12),
+//! and less than keeping the open orders' `cl_id`s in a table of their own
+//! (one more cold line for every new order and every close).
+//!
+//! `cl_id`s that do not rise (random ones, a restarted counter, ids longer
+//! than 8 bytes) go to a hash table. It keeps an 8-byte fingerprint per
+//! entry and checks a hit against the order's own `cl_id` (every
+//! remembered order is in the ledger's order table): ids of up to 8 bytes
+//! are their own fingerprint, longer ones are hashed, and the rare `cl_id`
+//! whose fingerprint is taken by another goes to a small exact table.
 
 use rustc_hash::FxHashMap;
 
+use crate::segqueue::SegQueue;
 use crate::types::{ClId, OrderId};
+
+/// What a forgotten entry of `hist` names until it reaches the front.
+const GONE: OrderId = OrderId(u64::MAX);
 
 /// A `cl_id` of at most 8 bytes is its own fingerprint: its bytes (a
 /// `cl_id` is ASCII, so the top bit stays clear), read as one word.
 fn short(cl: &ClId) -> Option<u64> {
     (cl.as_bytes().len() <= 8).then(|| cl.first_word())
+}
+
+/// The shortlex rank of a `cl_id` of 1 to 8 ASCII bytes, as a word that
+/// orders as the ids do: the length in bits 56 to 59, then the bytes' low
+/// seven bits, first byte highest. `None` for other ids, which always go
+/// to the hash table.
+fn rank(cl: &ClId) -> Option<u64> {
+    let n = cl.as_bytes().len();
+    let w = cl.first_word();
+    if n == 0 || n > 8 || w & 0x8080_8080_8080_8080 != 0 {
+        return None;
+    }
+    let mut r = 0u64;
+    for i in 0..8 {
+        r = r << 7 | (w >> (8 * i) & 0x7f);
+    }
+    Some((n as u64) << 56 | r)
+}
+
+/// The `cl_id` of a rank.
+fn unrank(r: u64) -> ClId {
+    let n = (r >> 56) as usize;
+    let mut b = [0u8; 8];
+    for (i, byte) in b.iter_mut().enumerate().take(n) {
+        *byte = (r >> (7 * (7 - i)) & 0x7f) as u8;
+    }
+    ClId::new(std::str::from_utf8(&b[..n]).expect("a rank holds ASCII")).expect("at most 8 bytes")
 }
 
 /// The fingerprint of a `cl_id`: its bytes when they fit 8, else a hash
@@ -38,39 +86,71 @@ fn fingerprint(cl: &ClId) -> u64 {
     short(cl).unwrap_or(1 << 63)
 }
 
-/// `cl_id` -> order. Each `cl_id` is in `by_fp` or in `clash`, never both.
+/// `cl_id` -> order. Each `cl_id` is in exactly one of `hist`, `by_fp`
+/// and `clash`, and every one that has a rank ranks at most `high`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClIdIndex {
+    /// The greatest rank that entered `hist` (0: none yet); it never falls.
+    high: u64,
+    /// Entries of `hist` not forgotten.
+    hist_live: usize,
+    /// Rising `cl_id`s by rank with their orders, in the order used; an
+    /// entry forgotten before it reaches the front names `GONE`.
+    hist: SegQueue<(u64, OrderId)>,
     by_fp: FxHashMap<u64, OrderId>,
     clash: FxHashMap<ClId, OrderId>,
 }
 
 impl ClIdIndex {
     pub fn len(&self) -> usize {
-        self.by_fp.len() + self.clash.len()
+        self.hist_live + self.by_fp.len() + self.clash.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// The order of `hist`'s entry for rank `r`, if it has one (maybe `GONE`).
+    fn hist_get(&self, r: u64) -> Option<OrderId> {
+        self.hist.first_not(|e| e.0 < r).filter(|e| e.0 == r).map(|e| e.1)
+    }
+
     /// The order `cl` names; `named(id, cl)` says whether known order
     /// `id`'s own `cl_id` is `cl` (compared where the order keeps it, not
     /// copied out).
     pub fn get(&self, cl: &ClId, named: impl Fn(OrderId, &ClId) -> bool) -> Option<OrderId> {
-        if let Some(&id) = self.by_fp.get(&fingerprint(cl)) {
-            if named(id, cl) {
+        let ranked = rank(cl);
+        if ranked.is_some_and(|r| r > self.high) {
+            // Above every ranked cl_id held: new, with no table read.
+            return None;
+        }
+        if !self.by_fp.is_empty() {
+            if let Some(&id) = self.by_fp.get(&fingerprint(cl)) {
+                if named(id, cl) {
+                    return Some(id);
+                }
+            }
+        }
+        if !self.clash.is_empty() {
+            if let Some(&id) = self.clash.get(cl) {
                 return Some(id);
             }
         }
-        if self.clash.is_empty() {
-            return None;
-        }
-        self.clash.get(cl).copied()
+        // A closed order's rising cl_id.
+        let r = ranked?;
+        self.hist_get(r).filter(|&id| id != GONE)
     }
 
-    /// Makes `cl` name `id` (replacing what it named).
+    /// Makes `cl`, new or forgotten, name `id`, an order just accepted.
     pub fn insert(&mut self, cl: ClId, id: OrderId, named: impl Fn(OrderId, &ClId) -> bool) {
+        if let Some(r) = rank(&cl) {
+            if r > self.high {
+                self.hist.push_back((r, id));
+                self.hist_live += 1;
+                self.high = r;
+                return;
+            }
+        }
         use std::collections::hash_map::Entry;
         let fp = fingerprint(&cl);
         // One probe of the table, whether the fingerprint is there or not.
@@ -93,15 +173,29 @@ impl ClIdIndex {
     /// Forgets `cl` if it names `id` (whose own `cl_id` is `cl`); true if it did.
     pub fn remove_if(&mut self, cl: &ClId, id: OrderId) -> bool {
         let fp = fingerprint(cl);
-        if self.by_fp.get(&fp) == Some(&id) {
+        if !self.by_fp.is_empty() && self.by_fp.get(&fp) == Some(&id) {
             self.by_fp.remove(&fp);
             return true;
         }
-        if self.clash.get(cl) == Some(&id) {
+        if !self.clash.is_empty() && self.clash.get(cl) == Some(&id) {
             self.clash.remove(cl);
             return true;
         }
-        false
+        let Some(r) = rank(cl) else { return false };
+        if self.hist.front() == Some(&(r, id)) {
+            // The oldest, as when its time is up.
+            self.hist.pop_front();
+        } else {
+            match self.hist.first_not_mut(|e| e.0 < r) {
+                Some(e) if *e == (r, id) => e.1 = GONE,
+                _ => return false,
+            }
+        }
+        self.hist_live -= 1;
+        while self.hist.front().is_some_and(|e| e.1 == GONE) {
+            self.hist.pop_front();
+        }
+        true
     }
 
     /// Every entry, by `cl_id`.
@@ -111,6 +205,7 @@ impl ClIdIndex {
             .values()
             .map(|&id| (cl_of(id).unwrap_or_default(), id))
             .chain(self.clash.iter().map(|(c, id)| (*c, *id)))
+            .chain(self.hist.iter().filter(|e| e.1 != GONE).map(|&(r, id)| (unrank(r), id)))
             .collect();
         all.sort_unstable();
         all
@@ -118,12 +213,15 @@ impl ClIdIndex {
 }
 
 impl FromIterator<(ClId, OrderId)> for ClIdIndex {
+    /// The table of these entries. Ranked ones go in rank order, so that a
+    /// counter's ids go back to `hist` and `high` to the counter's last
+    /// value.
     fn from_iter<I: IntoIterator<Item = (ClId, OrderId)>>(iter: I) -> Self {
-        let mut all: Vec<(ClId, OrderId)> = iter.into_iter().collect();
+        let mut all: Vec<(u64, ClId, OrderId)> = iter.into_iter().map(|(c, id)| (rank(&c).unwrap_or(0), c, id)).collect();
         all.sort_unstable();
-        let names: FxHashMap<OrderId, ClId> = all.iter().map(|(c, id)| (*id, *c)).collect();
+        let names: FxHashMap<OrderId, ClId> = all.iter().map(|(_, c, id)| (*id, *c)).collect();
         let mut t = ClIdIndex::default();
-        for (c, id) in all {
+        for (_, c, id) in all {
             t.insert(c, id, |o, c| names.get(&o) == Some(c));
         }
         t
@@ -146,8 +244,9 @@ mod tests {
         assert_eq!(short(&ClId::new("abcdefghi").expect("short")), None);
     }
 
-    /// Against an exact map, with short ids (their own fingerprints) and
-    /// long ones (all clashing under test).
+    /// Against an exact map, with short ids drawn again and again (their
+    /// own fingerprints), long ones (all clashing under test) and a rising
+    /// counter (`hist`), which removals, closes and re-uses also reach.
     #[test]
     fn behaves_as_an_exact_map_with_clashing_fingerprints() {
         let mut t = ClIdIndex::default();
@@ -158,27 +257,45 @@ mod tests {
         for step in 1..5000u64 {
             x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             let n = (x >> 40) % 30;
-            let cl = ClId::new(&if n.is_multiple_of(2) { format!("s{n}") } else { format!("long-client-order-{n}") }).expect("short");
+            let cl = ClId::new(&match n % 3 {
+                0 => format!("s{n}"),
+                1 => format!("long-client-order-{n}"),
+                _ if x.is_multiple_of(5) => format!("c{}", step.saturating_sub(x >> 54)),
+                _ => format!("c{step}"),
+            })
+            .expect("short");
             let id = OrderId(step);
             let of = |names: &FxHashMap<OrderId, ClId>| {
                 let names = names.clone();
                 move |o: OrderId, c: &ClId| names.get(&o) == Some(c)
             };
             assert_eq!(t.get(&cl, of(&names)), m.get(&cl).copied(), "{cl}");
-            if x.is_multiple_of(3) {
-                if let Some(&old) = m.get(&cl) {
-                    assert!(t.remove_if(&cl, old));
-                    assert!(!t.remove_if(&cl, old));
-                    m.remove(&cl);
+            match (x >> 20) % 3 {
+                // Forget it (a refused order, or its time is up).
+                0 => {
+                    if let Some(&old) = m.get(&cl) {
+                        assert!(t.remove_if(&cl, old));
+                        assert!(!t.remove_if(&cl, old));
+                        m.remove(&cl);
+                    }
                 }
-            } else {
-                names.insert(id, cl);
-                t.insert(cl, id, of(&names));
-                m.insert(cl, id);
+                // A new order, as the ledger adds one: only for a cl_id not remembered.
+                _ => {
+                    if let std::collections::btree_map::Entry::Vacant(v) = m.entry(cl) {
+                        names.insert(id, cl);
+                        t.insert(cl, id, of(&names));
+                        v.insert(id);
+                    }
+                }
             }
             assert_eq!(t.len(), m.len());
         }
         assert!(!t.clash.is_empty(), "long ids clashed");
+        assert!(t.hist.len() > 100 && t.high > 0, "the counter took hist");
+        assert!(t.hist.iter().any(|e| e.1 == GONE), "some were forgotten out of turn");
+        for (c, id) in &m {
+            assert_eq!(t.get(c, |o, c| names.get(&o) == Some(c)), Some(*id), "{c}");
+        }
         let names2 = names.clone();
         let entries = t.entries(move |o| names2.get(&o).copied());
         assert_eq!(entries, m.iter().map(|(c, id)| (*c, *id)).collect::<Vec<_>>());
@@ -187,5 +304,57 @@ mod tests {
         for (c, id) in &m {
             assert_eq!(rebuilt.get(c, |o, c| names.get(&o) == Some(c)), Some(*id));
         }
+    }
+
+    /// Ranks order ids as shortlex does (length first, then bytes), and
+    /// give each ranked id back.
+    #[test]
+    fn rank_is_shortlex_and_exact() {
+        let ids = ["a", "z", "00", "b9", "b10", "b11", "b99", "b100", "zzzzzzz", "-_AZaz09", "b1234567"];
+        let ranks: Vec<u64> = ids.iter().map(|s| rank(&ClId::new(s).expect("short")).expect("ranked")).collect();
+        for (i, (a, ra)) in ids.iter().zip(&ranks).enumerate() {
+            assert_eq!(unrank(*ra).as_str(), *a);
+            for (b, rb) in ids.iter().zip(&ranks).skip(i + 1) {
+                let shortlex = (a.len(), a.as_bytes()).cmp(&(b.len(), b.as_bytes()));
+                assert_eq!(ra.cmp(rb), shortlex, "{a} {b}");
+            }
+        }
+        assert_eq!(rank(&ClId::new("b12345678").expect("short")), None, "nine bytes");
+        assert_eq!(rank(&ClId::new("é").expect("short")), None, "not ASCII");
+        assert_eq!(rank(&ClId::default()), None, "empty");
+    }
+
+    /// A counter's ids never reach the hash tables: `hist` keeps them all.
+    #[test]
+    fn a_counter_stays_out_of_the_hash_tables() {
+        let none = |_: OrderId, _: &ClId| -> bool { panic!("no hash table entry to check") };
+        let cl = |k: u64| ClId::new(&format!("b{k}")).expect("short");
+        let mut t = ClIdIndex::default();
+        for k in 1..=300 {
+            assert_eq!(t.get(&cl(k), none), None);
+            t.insert(cl(k), OrderId(k), none);
+        }
+        assert_eq!((t.by_fp.len(), t.hist_live), (0, 300));
+        for k in 1..=300 {
+            assert_eq!(t.get(&cl(k), none), Some(OrderId(k)));
+        }
+        // Above `high`: new; below it but never used: unknown.
+        assert_eq!(t.get(&cl(301), none), None);
+        assert_eq!(t.get(&ClId::new("a5").expect("short"), none), None);
+        // Forgotten out of turn, then in turn: the front goes, the middle
+        // stays as a gap until it reaches the front.
+        assert!(t.remove_if(&cl(150), OrderId(150)));
+        assert!(!t.remove_if(&cl(150), OrderId(150)));
+        assert_eq!(t.get(&cl(150), none), None);
+        for k in 1..150 {
+            assert!(t.remove_if(&cl(k), OrderId(k)));
+        }
+        assert_eq!(t.hist.front(), Some(&(rank(&cl(151)).expect("ranked"), OrderId(151))));
+        assert_eq!((t.len(), t.by_fp.len()), (150, 0));
+        // A forgotten one used again goes to the hash table.
+        let named = |id: OrderId, c: &ClId| id == OrderId(1000) && c.as_str() == "b150";
+        t.insert(cl(150), OrderId(1000), named);
+        assert_eq!(t.get(&cl(150), named), Some(OrderId(1000)));
+        assert_eq!((t.len(), t.by_fp.len()), (151, 1));
     }
 }

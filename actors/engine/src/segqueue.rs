@@ -101,6 +101,24 @@ impl<T> SegQueue<T> {
         self.full.iter().flat_map(|b| b.iter()).chain(self.tail.iter())
     }
 
+    /// The first entry, oldest first, for which `before` is false, where
+    /// `before` is true for a prefix of the queue and false after it (as
+    /// for `slice::partition_point`): a binary search of the blocks by
+    /// their newest entries, then of one block.
+    pub fn first_not(&self, before: impl Fn(&T) -> bool) -> Option<&T> {
+        let bi = self.full.partition_point(|b| b.back().is_some_and(&before));
+        let b = self.full.get(bi).unwrap_or(&self.tail);
+        b.get(b.partition_point(&before))
+    }
+
+    /// `first_not`, to change it.
+    pub fn first_not_mut(&mut self, before: impl Fn(&T) -> bool) -> Option<&mut T> {
+        let bi = self.full.partition_point(|b| b.back().is_some_and(&before));
+        let b = if bi < self.full.len() { &mut self.full[bi] } else { &mut self.tail };
+        let i = b.partition_point(&before);
+        b.get_mut(i)
+    }
+
     /// Takes the newest entry that `f` accepts, searching from the newest.
     pub fn remove_newest(&mut self, mut f: impl FnMut(&T) -> bool) -> Option<T> {
         if let Some(i) = self.tail.iter().rposition(&mut f) {
