@@ -101,22 +101,30 @@ impl<T> SegQueue<T> {
         self.full.iter().flat_map(|b| b.iter()).chain(self.tail.iter())
     }
 
-    /// The first entry, oldest first, for which `before` is false, where
-    /// `before` is true for a prefix of the queue and false after it (as
-    /// for `slice::partition_point`): a binary search of the blocks by
-    /// their newest entries, then of one block.
-    pub fn first_not(&self, before: impl Fn(&T) -> bool) -> Option<&T> {
+    /// Where the first entry for which `before` is false is, where `before`
+    /// is true for a prefix of the queue and false after it (as for
+    /// `slice::partition_point`): its block (`full.len()` for the tail) and
+    /// its place there, by a binary search of the blocks by their newest
+    /// entries, then of one block.
+    fn first_not_at(&self, before: impl Fn(&T) -> bool) -> (usize, usize) {
         let bi = self.full.partition_point(|b| b.back().is_some_and(&before));
-        let b = self.full.get(bi).unwrap_or(&self.tail);
-        b.get(b.partition_point(&before))
+        (bi, self.full.get(bi).unwrap_or(&self.tail).partition_point(&before))
+    }
+
+    /// The first entry, oldest first, for which `before` is false (see
+    /// `first_not_at`).
+    pub fn first_not(&self, before: impl Fn(&T) -> bool) -> Option<&T> {
+        let (bi, i) = self.first_not_at(before);
+        self.full.get(bi).unwrap_or(&self.tail).get(i)
     }
 
     /// `first_not`, to change it.
     pub fn first_not_mut(&mut self, before: impl Fn(&T) -> bool) -> Option<&mut T> {
-        let bi = self.full.partition_point(|b| b.back().is_some_and(&before));
-        let b = if bi < self.full.len() { &mut self.full[bi] } else { &mut self.tail };
-        let i = b.partition_point(&before);
-        b.get_mut(i)
+        let (bi, i) = self.first_not_at(before);
+        match self.full.get_mut(bi) {
+            Some(b) => b.get_mut(i),
+            None => self.tail.get_mut(i),
+        }
     }
 
     /// Takes the newest entry that `f` accepts, searching from the newest.
@@ -224,6 +232,10 @@ mod tests {
             assert_eq!(q.len(), m.len());
             assert_eq!(q.front(), m.front());
             assert!(q.full.iter().all(|b| !b.is_empty() && b.capacity() <= 2 * SEG_BLOCK_MAX));
+            // The entries rise, so a search by value finds what a scan does.
+            let v = step.saturating_sub((x >> 8) % 300);
+            assert_eq!(q.first_not(|e| *e < v), m.iter().find(|e| **e >= v), "{v}");
+            assert_eq!(q.first_not_mut(|e| *e < v).copied(), m.iter().find(|e| **e >= v).copied());
             if step % 1000 == 0 {
                 assert!(q.iter().eq(m.iter()));
                 assert!(q.iter().rev().eq(m.iter().rev()));
