@@ -10,7 +10,9 @@
 //!   record, which the order reads anyway;
 //! * the day's `cl_id`s are kept in the order they were used, which is
 //!   their order too: appended to `hist` (a store to its tail, never a
-//!   read), and found there by binary search.
+//!   read), and found there by binary search. Each entry carries the time
+//!   it was used, so `hist` is also the queue by which they are forgotten
+//!   (oldest first); the ledger keeps such a queue only for the others.
 //!
 //! So a numbered order never reads a cold hash table group, and the day's
 //! table does not grow by rehashing. A cancel or amend by `cl_id` pays
@@ -86,6 +88,9 @@ fn fingerprint(cl: &ClId) -> u64 {
     short(cl).unwrap_or(1 << 63)
 }
 
+/// An entry of `hist`: a `cl_id`'s rank, its order, and when it was used.
+type Listed = (u64, OrderId, u64);
+
 /// `cl_id` -> order. Each `cl_id` is in exactly one of `hist`, `by_fp`
 /// and `clash`, and every one that has a rank ranks at most `high`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -94,9 +99,13 @@ pub struct ClIdIndex {
     high: u64,
     /// Entries of `hist` not forgotten.
     hist_live: usize,
-    /// Rising `cl_id`s by rank with their orders, in the order used; an
-    /// entry forgotten before it reaches the front names `GONE`.
-    hist: SegQueue<(u64, OrderId)>,
+    /// When `hist`'s front entry was used (0 when it is empty), so that a
+    /// new order sees whether it is due to be forgotten without reading it.
+    hist_oldest: u64,
+    /// Rising `cl_id`s by rank with their orders and times, in the order
+    /// used; an entry forgotten before it reaches the front names `GONE`
+    /// (the front never does).
+    hist: SegQueue<Listed>,
     by_fp: FxHashMap<u64, OrderId>,
     clash: FxHashMap<ClId, OrderId>,
 }
@@ -113,6 +122,47 @@ impl ClIdIndex {
     /// The order of `hist`'s entry for rank `r`, if it has one (maybe `GONE`).
     fn hist_get(&self, r: u64) -> Option<OrderId> {
         self.hist.first_not(|e| e.0 < r).filter(|e| e.0 == r).map(|e| e.1)
+    }
+
+    /// Entries of `hist`, which keeps its own times.
+    pub fn hist_len(&self) -> usize {
+        self.hist_live
+    }
+
+    /// When the oldest entry of `hist` was used, if it has one.
+    pub fn hist_oldest(&self) -> Option<u64> {
+        (self.hist_live > 0).then_some(self.hist_oldest)
+    }
+
+    /// The order of `hist`'s oldest entry.
+    pub fn hist_front(&self) -> Option<OrderId> {
+        self.hist.front().map(|e| e.1)
+    }
+
+    /// Forgets `hist`'s oldest entry; the order it named.
+    pub fn pop_hist_front(&mut self) -> Option<OrderId> {
+        let (_, id, _) = self.hist.pop_front()?;
+        self.hist_live -= 1;
+        self.hist_front_changed();
+        Some(id)
+    }
+
+    /// Drops the forgotten entries at the front of `hist` and re-reads its oldest time.
+    fn hist_front_changed(&mut self) {
+        while self.hist.front().is_some_and(|e| e.1 == GONE) {
+            self.hist.pop_front();
+        }
+        self.hist_oldest = self.hist.front().map_or(0, |e| e.2);
+    }
+
+    /// `hist`'s entries, oldest first: (time used, order).
+    pub fn hist_entries(&self) -> impl Iterator<Item = (u64, OrderId)> + '_ {
+        self.hist.iter().filter(|e| e.1 != GONE).map(|e| (e.2, e.1))
+    }
+
+    /// Whether `hist` holds `cl` for order `id`.
+    pub fn in_hist(&self, cl: &ClId, id: OrderId) -> bool {
+        rank(cl).is_some_and(|r| self.hist_get(r) == Some(id))
     }
 
     /// The order `cl` names; `named(id, cl)` says whether known order
@@ -141,16 +191,27 @@ impl ClIdIndex {
         self.hist_get(r).filter(|&id| id != GONE)
     }
 
-    /// Makes `cl`, new or forgotten, name `id`, an order just accepted.
-    pub fn insert(&mut self, cl: ClId, id: OrderId, named: impl Fn(OrderId, &ClId) -> bool) {
+    /// Makes `cl`, new or forgotten, name `id`, an order accepted at
+    /// `ts`. True if `hist` took it, with its time; false if the caller is
+    /// to queue it by age.
+    pub fn insert(&mut self, cl: ClId, id: OrderId, ts: u64, named: impl Fn(OrderId, &ClId) -> bool) -> bool {
         if let Some(r) = rank(&cl) {
             if r > self.high {
-                self.hist.push_back((r, id));
+                if self.hist.is_empty() {
+                    self.hist_oldest = ts;
+                }
+                self.hist.push_back((r, id, ts));
                 self.hist_live += 1;
                 self.high = r;
-                return;
+                return true;
             }
         }
+        self.insert_hashed(cl, id, named);
+        false
+    }
+
+    /// Makes `cl` name `id` in the hash tables.
+    pub fn insert_hashed(&mut self, cl: ClId, id: OrderId, named: impl Fn(OrderId, &ClId) -> bool) {
         use std::collections::hash_map::Entry;
         let fp = fingerprint(&cl);
         // One probe of the table, whether the fingerprint is there or not.
@@ -182,19 +243,12 @@ impl ClIdIndex {
             return true;
         }
         let Some(r) = rank(cl) else { return false };
-        if self.hist.front() == Some(&(r, id)) {
-            // The oldest, as when its time is up.
-            self.hist.pop_front();
-        } else {
-            match self.hist.first_not_mut(|e| e.0 < r) {
-                Some(e) if *e == (r, id) => e.1 = GONE,
-                _ => return false,
-            }
+        match self.hist.first_not_mut(|e| e.0 < r) {
+            Some(e) if (e.0, e.1) == (r, id) => e.1 = GONE,
+            _ => return false,
         }
         self.hist_live -= 1;
-        while self.hist.front().is_some_and(|e| e.1 == GONE) {
-            self.hist.pop_front();
-        }
+        self.hist_front_changed();
         true
     }
 
@@ -205,26 +259,10 @@ impl ClIdIndex {
             .values()
             .map(|&id| (cl_of(id).unwrap_or_default(), id))
             .chain(self.clash.iter().map(|(c, id)| (*c, *id)))
-            .chain(self.hist.iter().filter(|e| e.1 != GONE).map(|&(r, id)| (unrank(r), id)))
+            .chain(self.hist.iter().filter(|e| e.1 != GONE).map(|&(r, id, _)| (unrank(r), id)))
             .collect();
         all.sort_unstable();
         all
-    }
-}
-
-impl FromIterator<(ClId, OrderId)> for ClIdIndex {
-    /// The table of these entries. Ranked ones go in rank order, so that a
-    /// counter's ids go back to `hist` and `high` to the counter's last
-    /// value.
-    fn from_iter<I: IntoIterator<Item = (ClId, OrderId)>>(iter: I) -> Self {
-        let mut all: Vec<(u64, ClId, OrderId)> = iter.into_iter().map(|(c, id)| (rank(&c).unwrap_or(0), c, id)).collect();
-        all.sort_unstable();
-        let names: FxHashMap<OrderId, ClId> = all.iter().map(|(_, c, id)| (*id, *c)).collect();
-        let mut t = ClIdIndex::default();
-        for (_, c, id) in all {
-            t.insert(c, id, |o, c| names.get(&o) == Some(c));
-        }
-        t
     }
 }
 
@@ -283,7 +321,8 @@ mod tests {
                 _ => {
                     if let std::collections::btree_map::Entry::Vacant(v) = m.entry(cl) {
                         names.insert(id, cl);
-                        t.insert(cl, id, of(&names));
+                        let listed = t.insert(cl, id, step, of(&names));
+                        assert_eq!(listed, t.in_hist(&cl, id));
                         v.insert(id);
                     }
                 }
@@ -299,11 +338,19 @@ mod tests {
         let names2 = names.clone();
         let entries = t.entries(move |o| names2.get(&o).copied());
         assert_eq!(entries, m.iter().map(|(c, id)| (*c, *id)).collect::<Vec<_>>());
-        let rebuilt: ClIdIndex = entries.iter().copied().collect();
-        assert_eq!(rebuilt.len(), t.len());
-        for (c, id) in &m {
-            assert_eq!(rebuilt.get(c, |o, c| names.get(&o) == Some(c)), Some(*id));
+        // Forgotten in the order used: hist's entries by time, each
+        // named by its cl_id until then.
+        let mut last = 0;
+        while let Some(id) = t.hist_front() {
+            let ts = t.hist_oldest().expect("not empty");
+            assert!(ts >= last);
+            last = ts;
+            let c = names[&id];
+            assert_eq!(t.get(&c, |o, c| names.get(&o) == Some(c)), Some(id));
+            assert_eq!(t.pop_hist_front(), Some(id));
+            assert_eq!(t.get(&c, |o, c| names.get(&o) == Some(c)), None, "{c}");
         }
+        assert_eq!((t.hist_len(), t.hist_oldest(), t.hist.len()), (0, None, 0));
     }
 
     /// Ranks order ids as shortlex does (length first, then bytes), and
@@ -332,7 +379,7 @@ mod tests {
         let mut t = ClIdIndex::default();
         for k in 1..=300 {
             assert_eq!(t.get(&cl(k), none), None);
-            t.insert(cl(k), OrderId(k), none);
+            assert!(t.insert(cl(k), OrderId(k), 1000 + k, none));
         }
         assert_eq!((t.by_fp.len(), t.hist_live), (0, 300));
         for k in 1..=300 {
@@ -349,11 +396,12 @@ mod tests {
         for k in 1..150 {
             assert!(t.remove_if(&cl(k), OrderId(k)));
         }
-        assert_eq!(t.hist.front(), Some(&(rank(&cl(151)).expect("ranked"), OrderId(151))));
+        assert_eq!(t.hist.front(), Some(&(rank(&cl(151)).expect("ranked"), OrderId(151), 1151)));
+        assert_eq!((t.hist_oldest(), t.hist_front()), (Some(1151), Some(OrderId(151))));
         assert_eq!((t.len(), t.by_fp.len()), (150, 0));
         // A forgotten one used again goes to the hash table.
         let named = |id: OrderId, c: &ClId| id == OrderId(1000) && c.as_str() == "b150";
-        t.insert(cl(150), OrderId(1000), named);
+        assert!(!t.insert(cl(150), OrderId(1000), 5000, named));
         assert_eq!(t.get(&cl(150), named), Some(OrderId(1000)));
         assert_eq!((t.len(), t.by_fp.len()), (151, 1));
     }

@@ -412,4 +412,58 @@ mod tests {
         assert_eq!(buf, all);
         assert_eq!(a.state_hash(), b.state_hash());
     }
+
+    /// An account at the limit of remembered `cl_id`s forgets the oldest
+    /// first, whichever queue keeps it (a counter's `cl_id`s, and others
+    /// at random), and a snapshot taken there decodes to the same state,
+    /// which then forgets the same next one.
+    #[test]
+    fn the_cl_id_limit_forgets_the_oldest_first() {
+        use crate::ledger::CL_IDS_PER_ACCOUNT_MAX;
+        let admin = AccountId(0);
+        let listing = Listing {
+            sym: "BTC-USD".into(), base: AssetId(2), quote: AssetId(1), tick_raw: 1, price_scale: 0, lot_raw: 1, qty_scale: 2,
+            min_qty: Qty(1), ref_px: Some(Price(100)), band_pct: 50, maker_fee_bps: 10, taker_fee_bps: 20,
+        };
+        let mut ex = Exchange::new();
+        let mut ts = 0;
+        let mut run = |ex: &mut Exchange, c: Command| {
+            ts += 1;
+            ex.execute(c, ts).result.expect("accepted");
+        };
+        run(&mut ex, Command::CreateAsset { name: "USD".into(), scale: 2, by: admin });
+        run(&mut ex, Command::CreateAsset { name: "BTC".into(), scale: 8, by: admin });
+        run(&mut ex, Command::CreateInstrument { listing, by: admin });
+        run(&mut ex, Command::CreateUser { user: "a".into(), role: Role::Trader, password_hash: String::new(), by: admin });
+        let acc = AccountId(1);
+        run(&mut ex, Command::Deposit { account: acc, asset: AssetId(1), amount: Amount(1_000_000_000), by: admin });
+        // One order in three has a cl_id that does not rise.
+        let cl = |k: usize| if k % 3 == 2 { format!("r{:x}", (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)) } else { format!("c{k}") };
+        // IOC into an empty book: accepted, closed, remembered.
+        let ioc = |k: usize| {
+            Command::Place(PlaceCmd {
+                account: acc, inst: InstrumentId(1), cl_id: ClId::new(&cl(k)).expect("short"), side: Side::Buy, kind: OrderType::Limit,
+                tif: Some(Tif::Ioc), px: Some(Price(100)), qty: Some(Qty(1)), quote_qty: None, post_only: false, stp: Stp::CancelNewest,
+            })
+        };
+        let over = 7;
+        let mut events = Vec::new();
+        for k in 0..CL_IDS_PER_ACCOUNT_MAX + over {
+            ts += 1;
+            ex.execute_into(ioc(k), ts, &mut events, None).expect("placed");
+            events.clear();
+        }
+        let known = |ex: &Exchange, k: usize| ex.ledger.order_by_cl_id(acc, &cl(k)).is_some();
+        assert!((0..over).all(|k| !known(&ex, k)), "the oldest are forgotten");
+        assert!((over..over + 10).all(|k| known(&ex, k)));
+        assert!(known(&ex, CL_IDS_PER_ACCOUNT_MAX + over - 1));
+        let mut back = Exchange::decode_snapshot(&ex.encode_snapshot()).expect("decodes");
+        assert_eq!(back.state_hash(), ex.state_hash());
+        for e in [&mut ex, &mut back] {
+            e.execute_into(ioc(CL_IDS_PER_ACCOUNT_MAX + over), ts + 1, &mut events, None).expect("placed");
+            events.clear();
+            assert!(!known(e, over) && known(e, over + 1), "the next oldest goes");
+        }
+        assert_eq!(back.state_hash(), ex.state_hash());
+    }
 }

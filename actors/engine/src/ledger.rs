@@ -177,8 +177,10 @@ pub struct AccountState {
     pub balances: Balances,
     cl_ids: ClIdIndex,
     /// Accepted orders (time, order) in the order their `cl_id`s were used,
-    /// to forget the oldest first; each one is in the order table, which
-    /// holds its `cl_id`. A refused order leaves this queue.
+    /// to forget the oldest first, but for those whose `cl_id` the
+    /// `cl_id` table keeps with its time (a counter's: `ClIdIndex::hist`).
+    /// Each one is in the order table, which holds its `cl_id`. A refused
+    /// order leaves this queue.
     cl_order: SegQueue<(u64, OrderId)>,
     pub fills: SegQueue<Fill>,
     pub open: OpenSet,
@@ -198,10 +200,45 @@ impl AccountState {
         self.cl_oldest = self.cl_order.front().map_or(0, |e| e.0);
     }
 
+    /// The time of the oldest remembered `cl_id`, in either queue.
+    fn cl_oldest_ts(&self) -> Option<u64> {
+        let queued = (!self.cl_order.is_empty()).then_some(self.cl_oldest);
+        match (queued, self.cl_ids.hist_oldest()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Whether the oldest remembered `cl_id` is due to be forgotten at `ts`.
     fn cl_due(&self, ts: u64) -> bool {
-        !self.cl_order.is_empty()
-            && (self.cl_order.len() > CL_IDS_PER_ACCOUNT_MAX || self.cl_oldest.saturating_add(CL_ID_WINDOW_US) < ts)
+        self.cl_oldest_ts().is_some_and(|t| {
+            self.cl_order.len() + self.cl_ids.hist_len() > CL_IDS_PER_ACCOUNT_MAX || t.saturating_add(CL_ID_WINDOW_US) < ts
+        })
+    }
+
+    /// Forgets the oldest remembered `cl_id` (order ids rise with time, so
+    /// the older of the two queues' fronts); the order it named, if the
+    /// `cl_id` still named it.
+    fn cl_forget_oldest(&mut self, orders: &OrderTable) -> Option<OrderId> {
+        let listed = match (self.cl_order.front(), self.cl_ids.hist_front()) {
+            (Some(q), Some(h)) => h < q.1,
+            (q, h) => q.is_none() && h.is_some(),
+        };
+        if listed {
+            return self.cl_ids.pop_hist_front();
+        }
+        let (_, id) = self.cl_order.pop_front()?;
+        self.cl_front_changed();
+        let cl = orders.get(&id).expect("a remembered order is in the order table").cl_id;
+        // Only if the cl_id still names this order.
+        self.cl_ids.remove_if(&cl, id).then_some(id)
+    }
+
+    /// Every remembered `cl_id`'s (time, order), oldest first.
+    fn cl_by_age(&self) -> Vec<(u64, OrderId)> {
+        let mut all: Vec<(u64, OrderId)> = self.cl_order.iter().copied().chain(self.cl_ids.hist_entries()).collect();
+        all.sort_unstable_by_key(|e| e.1);
+        all
     }
 }
 
@@ -225,13 +262,14 @@ impl Serialize for ClIds<'_> {
     }
 }
 
-/// `cl_order` with each order's `cl_id`.
-struct ClOrder<'a>(&'a SegQueue<(u64, OrderId)>, &'a OrderTable);
+/// The remembered `cl_id`s by age (both queues), each with its order's `cl_id`.
+struct ClOrder<'a>(&'a AccountState, &'a OrderTable);
 
 impl Serialize for ClOrder<'_> {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
         let orders = self.1;
-        ser.collect_seq(self.0.iter().map(|&(t, id)| (t, orders.get(&id).map(|o| o.cl_id).unwrap_or_default(), id)))
+        let all = self.0.cl_by_age();
+        ser.collect_seq(all.iter().map(|&(t, id)| (t, orders.get(&id).map(|o| o.cl_id).unwrap_or_default(), id)))
     }
 }
 
@@ -244,7 +282,7 @@ impl Serialize for AccountRef<'_> {
         st.serialize_field("seq", &a.seq)?;
         st.serialize_field("open", &a.open)?;
         st.serialize_field("cl_ids", &ClIds(&a.cl_ids, self.1))?;
-        st.serialize_field("cl_order", &ClOrder(&a.cl_order, self.1))?;
+        st.serialize_field("cl_order", &ClOrder(a, self.1))?;
         st.serialize_field("fills", &a.fills)?;
         st.serialize_field("next_fill_id", &a.next_fill_id)?;
         st.end()
@@ -284,11 +322,35 @@ impl<'de> Deserialize<'de> for AccountState {
             seq: a.seq,
             cl_oldest: 0,
             open: a.open,
-            cl_ids: a.cl_ids.into_iter().collect(),
-            cl_order: a.cl_order.into_iter().map(|(t, _, id)| (t, id)).collect(),
+            cl_ids: ClIdIndex::default(),
+            cl_order: SegQueue::new(),
             fills: a.fills,
             next_fill_id: a.next_fill_id,
         };
+        // Taken in again in the order used, as when they were accepted: a
+        // `cl_id` goes where it would have gone then, or to the hash table
+        // (the table's answers are the same either way).
+        let mut names = a.cl_ids;
+        let named = |id: OrderId, cl: &ClId| names.get(cl) == Some(&id);
+        let mut taken = Vec::new();
+        for (t, cl, id) in a.cl_order {
+            if named(id, &cl) {
+                taken.push(cl);
+                if acct.cl_ids.insert(cl, id, t, named) {
+                    continue;
+                }
+            }
+            acct.cl_order.push_back((t, id));
+        }
+        for cl in taken {
+            names.remove(&cl);
+        }
+        // A remembered cl_id without its time (never forgotten, as before).
+        let mut rest: Vec<(ClId, OrderId)> = names.iter().map(|(c, id)| (*c, *id)).collect();
+        rest.sort_unstable();
+        for (cl, id) in rest {
+            acct.cl_ids.insert_hashed(cl, id, |o, c| names.get(c) == Some(&o));
+        }
         acct.cl_front_changed();
         Ok(acct)
     }
@@ -937,17 +999,12 @@ impl Ledger {
                 self.next_order_id = self.next_order_id.max(o.id.0 + 1);
                 acct.open.insert(o.id);
                 let orders = &self.orders;
-                acct.cl_ids.insert(o.cl_id, o.id, |id, cl| orders.get(&id).is_some_and(|o| o.cl_id == *cl));
-                acct.cl_push(ts, o.id);
+                if !acct.cl_ids.insert(o.cl_id, o.id, ts, |id, cl| orders.get(&id).is_some_and(|o| o.cl_id == *cl)) {
+                    acct.cl_push(ts, o.id);
+                }
                 let mut forget = Vec::new();
                 while acct.cl_due(ts) {
-                    let (_, id) = acct.cl_order.pop_front().expect("front exists");
-                    acct.cl_front_changed();
-                    let cl = self.orders.get(&id).expect("a remembered order is in the order table").cl_id;
-                    // Only if the cl_id still names this order.
-                    if acct.cl_ids.remove_if(&cl, id) {
-                        forget.push(id);
-                    }
+                    forget.extend(acct.cl_forget_oldest(&self.orders));
                 }
                 for id in forget {
                     // An order still open stays (its cl_id is free again).
@@ -1036,9 +1093,11 @@ impl Ledger {
                 acct.open.remove(order);
                 // A refused order does not use up its cl_id. It is almost
                 // always the account's newest order.
+                if !acct.cl_ids.in_hist(&o.cl_id, *order) {
+                    acct.cl_order.remove_newest(|(_, id)| id == order);
+                    acct.cl_front_changed();
+                }
                 acct.cl_ids.remove_if(&o.cl_id, *order);
-                acct.cl_order.remove_newest(|(_, id)| id == order);
-                acct.cl_front_changed();
             }
             EventBody::OrderAmended { order, px, qty, keep_priority, .. } => {
                 let o = self.orders.get_mut(order).expect("amended order is known");
