@@ -209,6 +209,27 @@ async function stillResting() {
   }
 }
 
+/**
+ * Runs `step` on the first trader's resting buy. If the demo market's
+ * trades fill that order while the step runs (its row leaves the open
+ * orders before the step is done), the step did not happen as written: the
+ * buy is placed again and the step run again, three times at most. A step
+ * that fails with the order still open fails at once.
+ */
+async function onResting(step) {
+  for (let attempt = 1; ; attempt++) {
+    await stillResting();
+    const order = state.order;
+    try {
+      await step();
+      return;
+    } catch (e) {
+      if (attempt >= 3 || (await orderRow(state.a, order).count()) !== 0) throw e;
+      log(`    order ${order} left the open orders during the step (${e.message}); trying again`);
+    }
+  }
+}
+
 /** Places a resting buy for the first trader and crosses it from the second. */
 async function crossOnce() {
   const inst = state.inst;
@@ -373,17 +394,18 @@ const steps = [
       const p = state.a.page;
       const inst = state.inst;
       const newQty = D.format(D.mulInt(state.qty, 2), inst.qty_scale);
-      await stillResting();
-      await orderRow(state.a, state.order).locator('[data-testid="order-amend"]').click();
-      await tid(p, 'amend-qty').fill(newQty);
-      await tid(p, 'amend-submit').click();
-      await until(p, ([id, q]) => document.querySelector(`[data-testid="open-order-row"][data-order-id="${id}"]`)?.dataset.qty === q, [state.order, newQty], 'the amended quantity');
-      await until(
-        p,
-        ([px, q]) => document.querySelector(`[data-testid="book-row"][data-side="bid"][data-px="${px}"]`)?.dataset.ownQty === q,
-        [state.px, newQty],
-        'the book to mark the new own quantity',
-      );
+      await onResting(async () => {
+        await orderRow(state.a, state.order).locator('[data-testid="order-amend"]').click();
+        await tid(p, 'amend-qty').fill(newQty);
+        await tid(p, 'amend-submit').click();
+        await until(p, ([id, q]) => document.querySelector(`[data-testid="open-order-row"][data-order-id="${id}"]`)?.dataset.qty === q, [state.order, newQty], 'the amended quantity');
+        await until(
+          p,
+          ([px, q]) => document.querySelector(`[data-testid="book-row"][data-side="bid"][data-px="${px}"]`)?.dataset.ownQty === q,
+          [state.px, newQty],
+          'the book to mark the new own quantity',
+        );
+      });
       await shot(state.a, 'amended');
     },
   ],
@@ -391,8 +413,8 @@ const steps = [
     'cancel removes the order from open orders and the book',
     async () => {
       const p = state.a.page;
-      await stillResting();
-      await orderRow(state.a, state.order).locator('[data-testid="order-cancel"]').click();
+      // A fill before the click leaves nothing to click: tried again then.
+      await onResting(() => orderRow(state.a, state.order).locator('[data-testid="order-cancel"]').click());
       await orderRow(state.a, state.order).waitFor({ state: 'detached' });
       await until(
         p,
