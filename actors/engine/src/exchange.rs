@@ -366,15 +366,20 @@ mod tests {
     use super::*;
     use crate::ledger::PlaceCmd;
 
+    /// BTC (asset 2) against USD (asset 1), priced around 100.
+    fn btc_usd() -> Listing {
+        Listing {
+            sym: "BTC-USD".into(), base: AssetId(2), quote: AssetId(1), tick_raw: 1, price_scale: 0, lot_raw: 1, qty_scale: 2,
+            min_qty: Qty(1), ref_px: Some(Price(100)), band_pct: 50, maker_fee_bps: 10, taker_fee_bps: 20,
+        }
+    }
+
     /// `execute_into` appends exactly the events `execute` returns and
     /// leaves the same state, command after command into one buffer.
     #[test]
     fn execute_into_appends_what_execute_returns() {
         let admin = AccountId(0);
-        let listing = Listing {
-            sym: "BTC-USD".into(), base: AssetId(2), quote: AssetId(1), tick_raw: 1, price_scale: 0, lot_raw: 1, qty_scale: 2,
-            min_qty: Qty(1), ref_px: Some(Price(100)), band_pct: 50, maker_fee_bps: 10, taker_fee_bps: 20,
-        };
+        let listing = btc_usd();
         let place = |acc, side, px, qty, cl: &str| {
             Command::Place(PlaceCmd {
                 account: AccountId(acc), inst: InstrumentId(1), cl_id: ClId::new(cl).expect("short"), side, kind: OrderType::Limit, tif: None,
@@ -421,10 +426,7 @@ mod tests {
     fn the_cl_id_limit_forgets_the_oldest_first() {
         use crate::ledger::CL_IDS_PER_ACCOUNT_MAX;
         let admin = AccountId(0);
-        let listing = Listing {
-            sym: "BTC-USD".into(), base: AssetId(2), quote: AssetId(1), tick_raw: 1, price_scale: 0, lot_raw: 1, qty_scale: 2,
-            min_qty: Qty(1), ref_px: Some(Price(100)), band_pct: 50, maker_fee_bps: 10, taker_fee_bps: 20,
-        };
+        let listing = btc_usd();
         let mut ex = Exchange::new();
         let mut ts = 0;
         let mut run = |ex: &mut Exchange, c: Command| {
