@@ -88,6 +88,15 @@ fn fingerprint(cl: &ClId) -> u64 {
     short(cl).unwrap_or(1 << 63)
 }
 
+/// Where a forgotten `cl_id` was kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kept {
+    /// In the hash tables: the caller's queue by age holds its order.
+    Hashed,
+    /// In `hist`, with its time.
+    Listed,
+}
+
 /// An entry of `hist`: a `cl_id`'s rank, its order, and when it was used.
 type Listed = (u64, OrderId, u64);
 
@@ -160,11 +169,6 @@ impl ClIdIndex {
         self.hist.iter().filter(|e| e.1 != GONE).map(|e| (e.2, e.1))
     }
 
-    /// Whether `hist` holds `cl` for order `id`.
-    pub fn in_hist(&self, cl: &ClId, id: OrderId) -> bool {
-        rank(cl).is_some_and(|r| self.hist_get(r) == Some(id))
-    }
-
     /// The order `cl` names; `named(id, cl)` says whether known order
     /// `id`'s own `cl_id` is `cl` (compared where the order keeps it, not
     /// copied out).
@@ -231,25 +235,26 @@ impl ClIdIndex {
         }
     }
 
-    /// Forgets `cl` if it names `id` (whose own `cl_id` is `cl`); true if it did.
-    pub fn remove_if(&mut self, cl: &ClId, id: OrderId) -> bool {
+    /// Forgets `cl` if it names `id` (whose own `cl_id` is `cl`); where it
+    /// was kept, if it did.
+    pub fn remove_if(&mut self, cl: &ClId, id: OrderId) -> Option<Kept> {
         let fp = fingerprint(cl);
         if !self.by_fp.is_empty() && self.by_fp.get(&fp) == Some(&id) {
             self.by_fp.remove(&fp);
-            return true;
+            return Some(Kept::Hashed);
         }
         if !self.clash.is_empty() && self.clash.get(cl) == Some(&id) {
             self.clash.remove(cl);
-            return true;
+            return Some(Kept::Hashed);
         }
-        let Some(r) = rank(cl) else { return false };
+        let r = rank(cl)?;
         match self.hist.first_not_mut(|e| e.0 < r) {
             Some(e) if (e.0, e.1) == (r, id) => e.1 = GONE,
-            _ => return false,
+            _ => return None,
         }
         self.hist_live -= 1;
         self.hist_front_changed();
-        true
+        Some(Kept::Listed)
     }
 
     /// Every entry, by `cl_id`.
@@ -312,8 +317,10 @@ mod tests {
                 // Forget it (a refused order, or its time is up).
                 0 => {
                     if let Some(&old) = m.get(&cl) {
-                        assert!(t.remove_if(&cl, old));
-                        assert!(!t.remove_if(&cl, old));
+                        let listed = t.hist_entries().any(|e| e.1 == old);
+                        let kept = if listed { Kept::Listed } else { Kept::Hashed };
+                        assert_eq!(t.remove_if(&cl, old), Some(kept));
+                        assert_eq!(t.remove_if(&cl, old), None);
                         m.remove(&cl);
                     }
                 }
@@ -322,7 +329,7 @@ mod tests {
                     if let std::collections::btree_map::Entry::Vacant(v) = m.entry(cl) {
                         names.insert(id, cl);
                         let listed = t.insert(cl, id, step, of(&names));
-                        assert_eq!(listed, t.in_hist(&cl, id));
+                        assert_eq!(listed, t.hist_entries().any(|e| e.1 == id));
                         v.insert(id);
                     }
                 }
@@ -390,11 +397,11 @@ mod tests {
         assert_eq!(t.get(&ClId::new("a5").expect("short"), none), None);
         // Forgotten out of turn, then in turn: the front goes, the middle
         // stays as a gap until it reaches the front.
-        assert!(t.remove_if(&cl(150), OrderId(150)));
-        assert!(!t.remove_if(&cl(150), OrderId(150)));
+        assert_eq!(t.remove_if(&cl(150), OrderId(150)), Some(Kept::Listed));
+        assert_eq!(t.remove_if(&cl(150), OrderId(150)), None);
         assert_eq!(t.get(&cl(150), none), None);
         for k in 1..150 {
-            assert!(t.remove_if(&cl(k), OrderId(k)));
+            assert_eq!(t.remove_if(&cl(k), OrderId(k)), Some(Kept::Listed));
         }
         assert_eq!(t.hist.front(), Some(&(rank(&cl(151)).expect("ranked"), OrderId(151), 1151)));
         assert_eq!((t.hist_oldest(), t.hist_front()), (Some(1151), Some(OrderId(151))));

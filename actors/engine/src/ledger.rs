@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, VecDeque};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::clids::ClIdIndex;
+use crate::clids::{ClIdIndex, Kept};
 use crate::dense::{DenseMap, InlineDenseMap};
 use crate::event::{Credential, EventBody, NewOrder, Trade};
 use crate::openset::OpenSet;
@@ -231,7 +231,7 @@ impl AccountState {
         self.cl_front_changed();
         let cl = orders.get(&id).expect("a remembered order is in the order table").cl_id;
         // Only if the cl_id still names this order.
-        self.cl_ids.remove_if(&cl, id).then_some(id)
+        self.cl_ids.remove_if(&cl, id).map(|_| id)
     }
 
     /// Every remembered `cl_id`'s (time, order), oldest first.
@@ -1092,12 +1092,12 @@ impl Ledger {
                 balance_changed(acct, o.account, o.hold_asset, &mut out);
                 acct.open.remove(order);
                 // A refused order does not use up its cl_id. It is almost
-                // always the account's newest order.
-                if !acct.cl_ids.in_hist(&o.cl_id, *order) {
+                // always the account's newest order; its time is in the
+                // cl_id table's `hist` or else in the queue.
+                if acct.cl_ids.remove_if(&o.cl_id, *order) != Some(Kept::Listed) {
                     acct.cl_order.remove_newest(|(_, id)| id == order);
                     acct.cl_front_changed();
                 }
-                acct.cl_ids.remove_if(&o.cl_id, *order);
             }
             EventBody::OrderAmended { order, px, qty, keep_priority, .. } => {
                 let o = self.orders.get_mut(order).expect("amended order is known");
