@@ -14,7 +14,10 @@
 //! out. Live matching is `decide` then `apply`; recovery and replicas only
 //! `apply`, so they rebuild exactly the book the live run had.
 
-use rustc_hash::FxHashMap;
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+use rustc_hash::FxBuildHasher;
 use serde::{Deserialize, Serialize};
 
 use crate::event::{EventBody, NewOrder, Trade};
@@ -130,6 +133,48 @@ impl Ladder {
     }
 }
 
+/// Where each resting order is in the slab, by order id: a hash table of
+/// slab slots alone (four bytes an entry), whose key is the id in the slot's
+/// node. A lookup reads the node it finds to compare ids, and every caller
+/// reads that node next anyway; an entry a quarter the size of an
+/// (id, slot) pair keeps the table small enough to stay in cache beside the
+/// slab (about 80 KiB for a book of 10,000 orders instead of 270).
+#[derive(Clone, Debug, Default)]
+struct SlotIndex(HashTable<u32>);
+
+#[inline]
+fn hash_id(id: OrderId) -> u64 {
+    FxBuildHasher.hash_one(id.0)
+}
+
+impl SlotIndex {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    #[inline]
+    fn get(&self, nodes: &[Node], id: OrderId) -> Option<u32> {
+        self.0.find(hash_id(id), |&i| nodes[i as usize].id == id).copied()
+    }
+
+    /// Adds order `id` in `slot`, whose node holds it already.
+    #[inline]
+    fn insert(&mut self, nodes: &[Node], id: OrderId, slot: u32) {
+        debug_assert_eq!(nodes[slot as usize].id, id);
+        debug_assert!(self.get(nodes, id).is_none(), "order {id:?} already rests");
+        self.0.insert_unique(hash_id(id), slot, |&i| hash_id(nodes[i as usize].id));
+    }
+
+    /// Removes order `id` (its node still holding it); its slot.
+    #[inline]
+    fn remove(&mut self, nodes: &[Node], id: OrderId) -> Option<u32> {
+        match self.0.find_entry(hash_id(id), |&i| nodes[i as usize].id == id) {
+            Ok(e) => Some(e.remove().0),
+            Err(_) => None,
+        }
+    }
+}
+
 /// A resting order as seen from outside the book.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resting {
@@ -179,7 +224,7 @@ pub struct OrderBook {
     /// where its `fee_held` says so.
     fees: Vec<FeeAcc>,
     free: Vec<u32>,
-    index: FxHashMap<OrderId, u32>,
+    index: SlotIndex,
     /// Book version: bumped by every event that changes the book.
     pub version: u64,
     /// Id of the last trade; trade ids are gapless per instrument.
@@ -205,7 +250,7 @@ impl OrderBook {
             nodes: Vec::new(),
             fees: Vec::new(),
             free: Vec::new(),
-            index: FxHashMap::default(),
+            index: SlotIndex::default(),
             version: 0,
             trade_id: 0,
             last_px: None,
@@ -223,14 +268,14 @@ impl OrderBook {
     }
     #[inline]
     pub fn get(&self, id: OrderId) -> Option<Resting> {
-        self.index.get(&id).map(|&i| self.resting(i))
+        self.index.get(&self.nodes, id).map(|i| self.resting(i))
     }
 
     /// The account of order `id` if it rests here: what deciding a cancel
     /// reads (the index and the node's account).
     #[inline]
     pub fn owner(&self, id: OrderId) -> Option<AccountId> {
-        self.index.get(&id).map(|&i| self.nodes[i as usize].account)
+        self.index.get(&self.nodes, id).map(|i| self.nodes[i as usize].account)
     }
     fn resting(&self, i: u32) -> Resting {
         let n = &self.nodes[i as usize];
@@ -598,8 +643,8 @@ impl OrderBook {
             return Err(Reject::new(RejectCode::MarketClosed, format!("{} is not trading", self.spec.sym)));
         }
         // The node alone: its fee accumulator is read only if it re-enters.
-        let (slot, o) = match self.index.get(&id) {
-            Some(&i) if self.nodes[i as usize].account == account => (i as usize, &self.nodes[i as usize]),
+        let (slot, o) = match self.index.get(&self.nodes, id) {
+            Some(i) if self.nodes[i as usize].account == account => (i as usize, &self.nodes[i as usize]),
             _ => return Err(Reject::new(RejectCode::UnknownOrder, format!("no open order {}", id.0))),
         };
         if qty.is_none() && px.is_none() {
@@ -677,7 +722,7 @@ impl OrderBook {
                 assert_eq!(t.trade_id, self.trade_id + 1, "trade ids are gapless");
                 self.trade_id = t.trade_id;
                 self.last_px = Some(t.px);
-                let i = *self.index.get(&t.maker).expect("maker rests in the book");
+                let i = self.index.get(&self.nodes, t.maker).expect("maker rests in the book");
                 let notional = self.spec.notional(t.px, t.qty).expect("decided notional fits");
                 let fee = self.fee_of(i as usize).charge(notional, self.spec.maker_fee_bps).expect("decided fee fits").1;
                 self.fees[i as usize] = fee;
@@ -687,7 +732,7 @@ impl OrderBook {
                 n.leaves.0 -= t.qty.0;
                 let (side, px, left) = (n.side, n.px, n.leaves);
                 if left.0 == 0 {
-                    self.index.remove(&t.maker);
+                    self.index.remove(&self.nodes, t.maker);
                     self.unlink(i, t.qty.0);
                 } else {
                     self.level_mut(side, px).total -= t.qty.0;
@@ -695,13 +740,13 @@ impl OrderBook {
                 self.version += 1;
             }
             EventBody::OrderClosed { inst, order, .. } if *inst == self.spec.id => {
-                if let Some(i) = self.index.remove(order) {
+                if let Some(i) = self.index.remove(&self.nodes, *order) {
                     self.unlink(i, 0);
                     self.version += 1;
                 }
             }
             EventBody::OrderAmended { inst, order, px, qty, keep_priority } if *inst == self.spec.id => {
-                let i = *self.index.get(order).expect("amended order rests in the book");
+                let i = self.index.get(&self.nodes, *order).expect("amended order rests in the book");
                 if *keep_priority {
                     let n = &mut self.nodes[i as usize];
                     let cum = n.qty.0 - n.leaves.0;
@@ -713,7 +758,7 @@ impl OrderBook {
                     l.total = l.total - old + new;
                     debug_assert_eq!(*px, p);
                 } else {
-                    self.index.remove(order);
+                    self.index.remove(&self.nodes, *order);
                     self.unlink(i, 0);
                 }
                 self.version += 1;
@@ -768,7 +813,7 @@ impl OrderBook {
         if old_tail != NIL {
             self.nodes[old_tail as usize].next = i;
         }
-        self.index.insert(node.id, i);
+        self.index.insert(&self.nodes, node.id, i);
         match side {
             Side::Buy if self.best_bid.is_none_or(|b| px > b) => self.best_bid = Some(px),
             Side::Sell if self.best_ask.is_none_or(|a| px < a) => self.best_ask = Some(px),
@@ -831,6 +876,7 @@ impl OrderBook {
                 let n = &self.nodes[i as usize];
                 assert_eq!(n.px, *px);
                 assert_eq!(n.prev, prev);
+                assert_eq!(self.index.get(&self.nodes, n.id), Some(i), "the index finds order {:?} in its slot", n.id);
                 assert!(n.leaves.0 > 0 && n.leaves <= n.qty);
                 total += n.leaves.0;
                 c += 1;
