@@ -138,7 +138,8 @@ impl Ladder {
 /// node. A lookup reads the node it finds to compare ids, and every caller
 /// reads that node next anyway; an entry a quarter the size of an
 /// (id, slot) pair keeps the table small enough to stay in cache beside the
-/// slab (about 80 KiB for a book of 10,000 orders instead of 270).
+/// slab (for a book of 10,000 orders, 16,384 buckets: 80 KiB with their
+/// control bytes, where (id, slot) pairs take 272).
 #[derive(Clone, Debug, Default)]
 struct SlotIndex(HashTable<u32>);
 
