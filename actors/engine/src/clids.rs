@@ -52,11 +52,18 @@ fn rank(cl: &ClId) -> Option<u64> {
     if n == 0 || n > 8 || w & 0x8080_8080_8080_8080 != 0 {
         return None;
     }
-    let mut r = 0u64;
-    for i in 0..8 {
-        r = r << 7 | (w >> (8 * i) & 0x7f);
-    }
-    Some((n as u64) << 56 | r)
+    Some((n as u64) << 56 | pack7(w))
+}
+
+/// The low seven bits of each byte of `w`, first (lowest) byte highest, as
+/// one 56-bit number: the bytes in reading order, then neighbours joined in
+/// three steps (pairs, fours, all eight) instead of one byte at a time.
+#[inline]
+fn pack7(w: u64) -> u64 {
+    let x = w.swap_bytes() & 0x7f7f_7f7f_7f7f_7f7f;
+    let x = (x & 0x007f_007f_007f_007f) | (x & 0x7f00_7f00_7f00_7f00) >> 1;
+    let x = (x & 0x0000_3fff_0000_3fff) | (x & 0x3fff_0000_3fff_0000) >> 2;
+    (x & 0x0fff_ffff) | (x & 0x0fff_ffff_0000_0000) >> 4
 }
 
 /// The `cl_id` of a rank.
@@ -362,6 +369,21 @@ mod tests {
 
     /// Ranks order ids as shortlex does (length first, then bytes), and
     /// give each ranked id back.
+    #[test]
+    fn packing_takes_each_bytes_low_seven_bits_first_byte_highest() {
+        let one_at_a_time = |w: u64| (0..8).fold(0u64, |r, i| r << 7 | (w >> (8 * i) & 0x7f));
+        let mut w = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..100_000 {
+            assert_eq!(pack7(w), one_at_a_time(w), "{w:#x}");
+            w ^= w << 13;
+            w ^= w >> 7;
+            w ^= w << 17;
+        }
+        for w in [0, u64::MAX, 0x7f7f_7f7f_7f7f_7f7f, 0x01, 0x7f << 56, 0x8080_8080_8080_8080] {
+            assert_eq!(pack7(w), one_at_a_time(w), "{w:#x}");
+        }
+    }
+
     #[test]
     fn rank_is_shortlex_and_exact() {
         let ids = ["a", "z", "00", "b9", "b10", "b11", "b99", "b100", "zzzzzzz", "-_AZaz09", "b1234567"];
