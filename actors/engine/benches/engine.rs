@@ -36,6 +36,10 @@
 //! The filter `memory` prints instead what one dependent load costs on the
 //! machine, by the size of the memory the loads range over (a pointer
 //! chase): where the engine's state stops fitting the caches it can use.
+//! The latency report prints the same for 2 and 4 MiB before each stream
+//! and at its end (a cache probe): how much of the shared cache the
+//! process has at that moment, which on a shared machine changes from
+//! moment to moment (BENCHMARKS.md, round 14).
 
 // A benchmark reads the clock around the engine, never inside it.
 #![allow(clippy::disallowed_methods)]
@@ -628,9 +632,11 @@ fn latency_report(ops: usize) {
     for (name, seed, mix) in STREAMS {
         if only.as_deref().is_none_or(|o| o == name) {
             let stream = Generator::new(start.clone(), seed).mixed(ops, mix);
+            cache_probe(&format!("before {name}"));
             report(name, &start, &stream);
         }
     }
+    cache_probe("at the end");
     // Whether the allocator's huge pages are in effect (zero when jemalloc
     // was built without `.cargo/config.toml`'s `malloc_conf`).
     let huge = std::fs::read_to_string("/proc/self/smaps_rollup")
@@ -647,31 +653,50 @@ fn memory_report() {
     println!("memory report: one dependent load at a time, over slots 64 bytes apart in a random cycle");
     let mut rng = Rng(3);
     for kib in [256usize, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 262144] {
-        // Eight words a slot: the next slot's index in the first.
-        let slots = kib * 1024 / 64;
-        let mut order: Vec<usize> = (0..slots).collect();
-        for i in (1..slots).rev() {
-            order.swap(i, rng.below(i as u64 + 1) as usize);
-        }
-        let mut mem = vec![0usize; slots * 8];
-        for w in 0..slots {
-            mem[order[w] * 8] = order[(w + 1) % slots] * 8;
-        }
-        drop(order);
-        let loads = 4_000_000;
-        let mut at = 0usize;
-        for _ in 0..loads / 4 {
-            at = mem[at];
-        }
-        let t = Instant::now();
-        for _ in 0..loads {
-            at = mem[at];
-        }
-        let d = t.elapsed();
-        black_box(at);
-        let tenths = d.as_nanos() * 10 / loads as u128;
-        println!("memory report: {kib:>7} KiB: {}.{} ns a load", tenths / 10, tenths % 10);
+        println!("memory report: {kib:>7} KiB: {} a load", tenths_ns(chase(&mut rng, kib, 4_000_000)));
     }
+}
+
+/// Nanoseconds a dependent load takes, chasing `loads` times through a
+/// random cycle over `kib` KiB (slots one cache line apart), in tenths.
+fn chase(rng: &mut Rng, kib: usize, loads: usize) -> u128 {
+    // Eight words a slot: the next slot's index in the first.
+    let slots = kib * 1024 / 64;
+    let mut order: Vec<usize> = (0..slots).collect();
+    for i in (1..slots).rev() {
+        order.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    let mut mem = vec![0usize; slots * 8];
+    for w in 0..slots {
+        mem[order[w] * 8] = order[(w + 1) % slots] * 8;
+    }
+    drop(order);
+    let mut at = 0usize;
+    for _ in 0..loads / 4 {
+        at = mem[at];
+    }
+    let t = Instant::now();
+    for _ in 0..loads {
+        at = mem[at];
+    }
+    let d = t.elapsed();
+    black_box(at);
+    d.as_nanos() * 10 / loads as u128
+}
+
+fn tenths_ns(tenths: u128) -> String {
+    format!("{}.{} ns", tenths / 10, tenths % 10)
+}
+
+/// One line of what a dependent load costs over 2 and 4 MiB, in this
+/// process now: how much of the shared last-level cache it has at this
+/// moment (on the `AMD EPYC` VM of BENCHMARKS.md, 4 MiB fits at some
+/// moments and not at others).
+fn cache_probe(when: &str) {
+    let mut rng = Rng(3);
+    let two = chase(&mut rng, 2048, 1_000_000);
+    let four = chase(&mut rng, 4096, 1_000_000);
+    println!("engine latency report: cache probe {when}: a dependent load over 2 MiB {}, over 4 MiB {}", tenths_ns(two), tenths_ns(four));
 }
 
 /// `div` shortens the streams (for `cargo test --benches`).
