@@ -367,8 +367,7 @@ mod tests {
         assert_eq!((t.hist_len(), t.hist_oldest(), t.hist.len()), (0, None, 0));
     }
 
-    /// Ranks order ids as shortlex does (length first, then bytes), and
-    /// give each ranked id back.
+    /// The three-step packing agrees with packing one byte at a time.
     #[test]
     fn packing_takes_each_bytes_low_seven_bits_first_byte_highest() {
         let one_at_a_time = |w: u64| (0..8).fold(0u64, |r, i| r << 7 | (w >> (8 * i) & 0x7f));
@@ -384,6 +383,8 @@ mod tests {
         }
     }
 
+    /// Ranks order ids as shortlex does (length first, then bytes), and
+    /// give each ranked id back.
     #[test]
     fn rank_is_shortlex_and_exact() {
         let ids = ["a", "z", "00", "b9", "b10", "b11", "b99", "b100", "zzzzzzz", "-_AZaz09", "b1234567"];
