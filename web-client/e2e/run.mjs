@@ -29,7 +29,7 @@ const TRADERS = [
 ];
 const EXECUTABLE = process.env.CHROMIUM || '/usr/bin/chromium';
 /** Crossing sells sent at most, each waited for this long, to fill the resting buy. */
-const CROSS_ATTEMPTS_MAX = 3;
+const CROSS_ATTEMPTS_MAX = 4;
 const CROSS_WAIT_MS = 5000;
 const OUT = resolve(dirname(fileURLToPath(import.meta.url)), '../../target/web-e2e');
 /** Longest wait for any one condition on the page. */
@@ -244,10 +244,12 @@ async function crossOnce() {
   check(r.status === 'new', `resting buy accepted as new, got ${r.status ?? r.error}`);
   state.order = r.order_id;
   await bookRow(state.b, 'bid', state.px).waitFor();
-  // Sell, immediate-or-cancel, what is bid at or above the price plus a
-  // quarter for bids that arrive meanwhile, so this order fills even behind
-  // others at its price. The demo market may still bid more above it
-  // between the book read and the sell; then the buy is still open and
+  // Sell, immediate-or-cancel, what is bid at or above the price and as much
+  // again for bids that arrive meanwhile (more at each attempt), so this
+  // order fills even behind others at its price: an IOC sell limited to the
+  // price takes nothing below it, so the excess only goes unfilled. The demo
+  // market may still bid more above it between the book read and the sell
+  // (it does when the market is rising); then the buy is still open and
   // another sell follows (the checks below count every fill of the seller).
   const lot = D.parse(inst.lot);
   let crossed = false;
@@ -255,7 +257,7 @@ async function crossOnce() {
     const bb = await book(state.b);
     let bid = D.ZERO;
     for (const [px, q] of bb.bids) if (D.cmp(px, state.px) >= 0) bid = D.add(bid, q);
-    const sellQty = D.add(bid, D.max(lot, D.mul(D.div(D.div(bid, '4', inst.qty_scale, 'down'), lot, 0, 'down'), lot)));
+    const sellQty = D.add(bid, D.max(D.mulInt(lot, attempt), D.mulInt(bid, attempt)));
     const sell = await ticket(state.b, { side: 'sell', px: state.px, qty: D.format(sellQty, inst.qty_scale), tif: 'ioc' });
     check(!sell.error, `crossing sell accepted (${sell.text})`);
     // The buyer's order leaves open orders and shows in its fills.
