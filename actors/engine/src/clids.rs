@@ -79,7 +79,7 @@ fn unrank(r: u64) -> ClId {
 /// The fingerprint of a `cl_id`: its bytes when they fit 8, else a hash
 /// with the top bit set.
 #[cfg(not(test))]
-fn fingerprint(cl: &ClId) -> u64 {
+pub(crate) fn fingerprint(cl: &ClId) -> u64 {
     short(cl).unwrap_or_else(|| {
         use std::hash::Hasher;
         let mut h = rustc_hash::FxHasher::default();
@@ -91,7 +91,7 @@ fn fingerprint(cl: &ClId) -> u64 {
 /// Under test every long `cl_id` has the same fingerprint, so that the
 /// exact table for clashing ones is exercised.
 #[cfg(test)]
-fn fingerprint(cl: &ClId) -> u64 {
+pub(crate) fn fingerprint(cl: &ClId) -> u64 {
     short(cl).unwrap_or(1 << 63)
 }
 

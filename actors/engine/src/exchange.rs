@@ -262,7 +262,7 @@ impl Exchange {
     pub fn resolve(&self, account: AccountId, inst: InstrumentId, r: &OrderRef) -> Result<OrderId, Reject> {
         let id = match r {
             OrderRef::Id(id) => Some(*id),
-            OrderRef::ClId(cl) => self.ledger.order_by_cl_id(account, cl),
+            OrderRef::ClId(cl) => self.ledger.open_order_by_cl_id(account, cl),
         };
         // The id found, not the record's copy of it: resolving reads only
         // the record's block of account, instrument and state.

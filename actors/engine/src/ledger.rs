@@ -12,10 +12,10 @@ use std::collections::{BTreeMap, VecDeque};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::clids::{ClIdIndex, Kept};
+use crate::clids::{fingerprint, ClIdIndex, Kept};
 use crate::dense::{DenseMap, InlineDenseMap};
 use crate::event::{Credential, EventBody, NewOrder, Trade};
-use crate::openset::OpenSet;
+use crate::openset::{OpenSet, Tag, NO_TAG};
 use crate::orders::OrderTable;
 use crate::segqueue::SegQueue;
 use crate::exchange::{Command, Reply};
@@ -240,6 +240,16 @@ impl AccountState {
         all.sort_unstable_by_key(|e| e.1);
         all
     }
+}
+
+/// A `cl_id`'s tag among its account's open orders: its fingerprint folded
+/// to one byte, never `NO_TAG`. Tags of different `cl_id`s may be equal; a
+/// lookup checks the order's own `cl_id`.
+fn cl_tag(cl: &ClId) -> Tag {
+    let f = fingerprint(cl);
+    let f = f ^ f >> 32;
+    let f = f ^ f >> 16;
+    ((f ^ f >> 8) as Tag).max(1)
 }
 
 /// An account as snapshots encode it: each remembered order's `cl_id`
@@ -507,7 +517,7 @@ impl<'de> Deserialize<'de> for Ledger {
             a.cl_order.retain(|(_, id)| orders.contains_key(id));
             a.cl_front_changed();
         }
-        Ok(Ledger {
+        let mut ledger = Ledger {
             assets: l.assets,
             instruments: l.instruments,
             accounts,
@@ -519,7 +529,9 @@ impl<'de> Deserialize<'de> for Ledger {
             net_deposits: l.net_deposits,
             last_px: l.last_px,
             status_version: l.status_version,
-        })
+        };
+        ledger.retag();
+        Ok(ledger)
     }
 }
 
@@ -651,6 +663,37 @@ impl Ledger {
     fn order_by_clid(&self, account: AccountId, cl_id: &ClId) -> Option<OrderId> {
         let a = self.accounts.get(&account)?;
         a.cl_ids.get(cl_id, |id, cl| self.orders.get(&id).is_some_and(|o| o.cl_id == *cl))
+    }
+
+    /// The order a remembered `cl_id` names, if it is open: what a cancel or
+    /// an amend by `cl_id` can name. Found by the `cl_id`'s tag among the
+    /// account's open orders, in the account's record, rather than in the
+    /// day's `cl_id`s (BENCHMARKS.md, round 15).
+    pub fn open_order_by_cl_id(&self, account: AccountId, cl_id: &str) -> Option<OrderId> {
+        let cl = ClId::new(cl_id)?;
+        let a = self.accounts.get(&account)?;
+        let found = a.open.tagged(cl_tag(&cl)).find(|id| self.orders.get(id).is_some_and(|o| o.cl_id == cl));
+        debug_assert_eq!(found, self.order_by_clid(account, &cl).filter(|id| a.open.contains(id)), "tags agree with the cl_id table");
+        found
+    }
+
+    /// Sets each open order's tag from the `cl_id` table (tags are not encoded).
+    fn retag(&mut self) {
+        let mut tags = Vec::new();
+        for (acc, a) in self.accounts.iter() {
+            for id in &a.open {
+                let tag = match self.orders.get(id) {
+                    Some(o) if self.order_by_clid(*acc, &o.cl_id) == Some(*id) => cl_tag(&o.cl_id),
+                    _ => NO_TAG,
+                };
+                tags.push((*acc, *id, tag));
+            }
+        }
+        for (acc, id, tag) in tags {
+            if let Some(a) = self.accounts.get_mut(&acc) {
+                a.open.set_tag(&id, tag);
+            }
+        }
     }
 
     /// Open orders of an account, optionally of one instrument, by id.
@@ -997,7 +1040,7 @@ impl Ledger {
                 // The event's only balance message.
                 balance_changed(acct, o.account, o.hold_asset, &mut out);
                 self.next_order_id = self.next_order_id.max(o.id.0 + 1);
-                acct.open.insert(o.id);
+                acct.open.insert(o.id, cl_tag(&o.cl_id));
                 let orders = &self.orders;
                 if !acct.cl_ids.insert(o.cl_id, o.id, ts, |id, cl| orders.get(&id).is_some_and(|o| o.cl_id == *cl)) {
                     acct.cl_push(ts, o.id);
@@ -1007,9 +1050,12 @@ impl Ledger {
                     forget.extend(acct.cl_forget_oldest(&self.orders));
                 }
                 for id in forget {
-                    // An order still open stays (its cl_id is free again).
+                    // An order still open stays (its cl_id is free again,
+                    // and no longer names it).
                     if self.orders.get(&id).is_some_and(|o| !o.status.is_open()) {
                         self.orders.remove(&id);
+                    } else {
+                        acct.open.set_tag(&id, NO_TAG);
                     }
                 }
                 self.orders.insert(
@@ -1304,6 +1350,13 @@ impl Ledger {
         }
         for ((acc, asset), h) in holds {
             assert_eq!(self.balance(acc, asset).held, h, "held of {acc:?}/{asset:?} equals its orders' holds");
+        }
+        for (acc, a) in self.accounts.iter() {
+            for id in &a.open {
+                let o = self.orders.get(id).expect("an open order is in the order table");
+                let want = if self.order_by_clid(*acc, &o.cl_id) == Some(*id) { cl_tag(&o.cl_id) } else { NO_TAG };
+                assert_eq!(a.open.tag(id), Some(want), "{acc:?}'s open order {id:?} is tagged while its cl_id names it");
+            }
         }
     }
 }

@@ -1,15 +1,29 @@
-//! The ids of one account's open orders, in increasing order.
+//! The ids of one account's open orders, in increasing order, each with
+//! its `cl_id`'s tag.
 //!
 //! Most accounts have a few open orders: up to `OPEN_INLINE_MAX` ids are
 //! kept inside the account's own record (no pointer to follow on every
 //! order event); past that the set moves to a B-tree. It iterates and
-//! encodes as a sorted sequence, exactly as a `BTreeSet` does.
+//! encodes as a sorted sequence of ids, exactly as a `BTreeSet` does.
+//!
+//! The tag of an open order is its `cl_id`'s fingerprint while the
+//! `cl_id` is remembered, 0 once it is forgotten (`NO_TAG`). A cancel or
+//! amend by `cl_id` can only name an open order, so it looks for the tag
+//! here, in the account's record, instead of searching the day's `cl_id`s
+//! (BENCHMARKS.md, round 15). Tags are not encoded: the ledger sets them
+//! again from its `cl_id` table when it decodes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::types::OrderId;
+
+/// A `cl_id`'s tag: one byte of its fingerprint, never `NO_TAG`.
+pub type Tag = u8;
+
+/// The tag of an order whose `cl_id` is no longer remembered.
+pub const NO_TAG: Tag = 0;
 
 /// Open orders an account keeps inline before its set moves to a B-tree.
 pub const OPEN_INLINE_MAX: usize = 32;
@@ -19,8 +33,18 @@ pub const OPEN_INLINE_MAX: usize = 32;
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Repr {
-    Inline { len: u8, ids: [OrderId; OPEN_INLINE_MAX] },
-    Tree(BTreeSet<OrderId>),
+    Inline(Inline),
+    Tree(BTreeMap<OrderId, Tag>),
+}
+
+/// The count and the tags first, so that the tags share the line of the
+/// count, which every insert, removal and lookup reads anyway.
+#[repr(C)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Inline {
+    len: u8,
+    tags: [Tag; OPEN_INLINE_MAX],
+    ids: [OrderId; OPEN_INLINE_MAX],
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,7 +52,7 @@ pub struct OpenSet(Repr);
 
 impl Default for OpenSet {
     fn default() -> Self {
-        OpenSet(Repr::Inline { len: 0, ids: [OrderId(0); OPEN_INLINE_MAX] })
+        OpenSet(Repr::Inline(Inline { len: 0, ids: [OrderId(0); OPEN_INLINE_MAX], tags: [NO_TAG; OPEN_INLINE_MAX] }))
     }
 }
 
@@ -39,7 +63,7 @@ impl OpenSet {
 
     pub fn len(&self) -> usize {
         match &self.0 {
-            Repr::Inline { len, .. } => *len as usize,
+            Repr::Inline(Inline { len, .. }) => *len as usize,
             Repr::Tree(t) => t.len(),
         }
     }
@@ -50,32 +74,33 @@ impl OpenSet {
 
     pub fn contains(&self, id: &OrderId) -> bool {
         match &self.0 {
-            Repr::Inline { len, ids } => ids[..*len as usize].binary_search(id).is_ok(),
-            Repr::Tree(t) => t.contains(id),
+            Repr::Inline(Inline { len, ids, .. }) => ids[..*len as usize].binary_search(id).is_ok(),
+            Repr::Tree(t) => t.contains_key(id),
         }
     }
 
-    /// Adds `id`; false if it was there. The common case (a new order,
-    /// whose id is the account's largest, into a set with room) is inline;
-    /// the rest is `insert_other`.
+    /// Adds `id` with `tag`; false (and nothing changed) if it was there.
+    /// The common case (a new order, whose id is the account's largest,
+    /// into a set with room) is inline; the rest is `insert_other`.
     #[inline]
-    pub fn insert(&mut self, id: OrderId) -> bool {
-        if let Repr::Inline { len, ids } = &mut self.0 {
+    pub fn insert(&mut self, id: OrderId, tag: Tag) -> bool {
+        if let Repr::Inline(Inline { len, ids, tags }) = &mut self.0 {
             let n = *len as usize;
             // Order ids grow: a new order almost always goes last.
             if n < OPEN_INLINE_MAX && (n == 0 || ids[n - 1] < id) {
                 ids[n] = id;
+                tags[n] = tag;
                 *len += 1;
                 return true;
             }
         }
-        self.insert_other(id)
+        self.insert_other(id, tag)
     }
 
     #[inline(never)]
-    fn insert_other(&mut self, id: OrderId) -> bool {
+    fn insert_other(&mut self, id: OrderId, tag: Tag) -> bool {
         match &mut self.0 {
-            Repr::Inline { len, ids } => {
+            Repr::Inline(Inline { len, ids, tags }) => {
                 let n = *len as usize;
                 let at = match ids[..n].binary_search(&id) {
                     Ok(_) => return false,
@@ -83,17 +108,62 @@ impl OpenSet {
                 };
                 if n < OPEN_INLINE_MAX {
                     ids.copy_within(at..n, at + 1);
+                    tags.copy_within(at..n, at + 1);
                     ids[at] = id;
+                    tags[at] = tag;
                     *len += 1;
                     return true;
                 }
-                let mut t: BTreeSet<OrderId> = ids.iter().copied().collect();
-                t.insert(id);
+                let mut t: BTreeMap<OrderId, Tag> = ids.iter().copied().zip(tags.iter().copied()).collect();
+                t.insert(id, tag);
                 self.0 = Repr::Tree(t);
                 true
             }
-            Repr::Tree(t) => t.insert(id),
+            Repr::Tree(t) => match t.entry(id) {
+                std::collections::btree_map::Entry::Occupied(_) => false,
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(tag);
+                    true
+                }
+            },
         }
+    }
+
+    /// Sets the tag of `id`, if it is in the set.
+    pub fn set_tag(&mut self, id: &OrderId, tag: Tag) {
+        match &mut self.0 {
+            Repr::Inline(Inline { len, ids, tags }) => {
+                if let Ok(at) = ids[..*len as usize].binary_search(id) {
+                    tags[at] = tag;
+                }
+            }
+            Repr::Tree(t) => {
+                if let Some(v) = t.get_mut(id) {
+                    *v = tag;
+                }
+            }
+        }
+    }
+
+    /// The tag of `id`, if it is in the set.
+    pub fn tag(&self, id: &OrderId) -> Option<Tag> {
+        match &self.0 {
+            Repr::Inline(Inline { len, ids, tags }) => ids[..*len as usize].binary_search(id).ok().map(|at| tags[at]),
+            Repr::Tree(t) => t.get(id).copied(),
+        }
+    }
+
+    /// The ids tagged `tag`, newest first (`tag` is never `NO_TAG`).
+    pub fn tagged(&self, tag: Tag) -> impl Iterator<Item = OrderId> + '_ {
+        debug_assert_ne!(tag, NO_TAG);
+        let (inline, tree) = match &self.0 {
+            Repr::Inline(Inline { len, ids, tags }) => {
+                let n = *len as usize;
+                (Some(ids[..n].iter().zip(&tags[..n]).rev()), None)
+            }
+            Repr::Tree(t) => (None, Some(t.iter().rev())),
+        };
+        inline.into_iter().flatten().chain(tree.into_iter().flatten()).filter(move |e| *e.1 == tag).map(|e| *e.0)
     }
 
     /// Removes `id`; false if it was not there. A tree that shrinks to
@@ -102,7 +172,7 @@ impl OpenSet {
     #[inline]
     pub fn remove(&mut self, id: &OrderId) -> bool {
         match &mut self.0 {
-            Repr::Inline { len, ids } => {
+            Repr::Inline(Inline { len, ids, tags }) => {
                 let n = *len as usize;
                 match ids[..n].binary_search(id) {
                     Ok(at) => {
@@ -110,6 +180,7 @@ impl OpenSet {
                         // rather than by a call to memmove.
                         for i in at..n - 1 {
                             ids[i] = ids[i + 1];
+                            tags[i] = tags[i + 1];
                         }
                         *len -= 1;
                         true
@@ -124,11 +195,15 @@ impl OpenSet {
     #[inline(never)]
     fn remove_from_tree(&mut self, id: &OrderId) -> bool {
         match &mut self.0 {
-            Repr::Inline { .. } => unreachable!("called for a tree"),
+            Repr::Inline(Inline { .. }) => unreachable!("called for a tree"),
             Repr::Tree(t) => {
-                let had = t.remove(id);
+                let had = t.remove(id).is_some();
                 if t.len() <= OPEN_INLINE_MAX / 2 {
-                    *self = t.iter().copied().collect();
+                    let mut s = OpenSet::new();
+                    for (id, tag) in t.iter() {
+                        s.insert(*id, *tag);
+                    }
+                    *self = s;
                 }
                 had
             }
@@ -138,15 +213,15 @@ impl OpenSet {
     /// The ids in increasing order.
     pub fn iter(&self) -> OpenIter<'_> {
         match &self.0 {
-            Repr::Inline { len, ids } => OpenIter::Inline(ids[..*len as usize].iter()),
-            Repr::Tree(t) => OpenIter::Tree(t.iter()),
+            Repr::Inline(Inline { len, ids, .. }) => OpenIter::Inline(ids[..*len as usize].iter()),
+            Repr::Tree(t) => OpenIter::Tree(t.keys()),
         }
     }
 }
 
 pub enum OpenIter<'a> {
     Inline(std::slice::Iter<'a, OrderId>),
-    Tree(std::collections::btree_set::Iter<'a, OrderId>),
+    Tree(std::collections::btree_map::Keys<'a, OrderId, Tag>),
 }
 
 impl<'a> Iterator for OpenIter<'a> {
@@ -167,11 +242,12 @@ impl<'a> IntoIterator for &'a OpenSet {
     }
 }
 
+/// Untagged: the ledger tags the ids afterwards.
 impl FromIterator<OrderId> for OpenSet {
     fn from_iter<I: IntoIterator<Item = OrderId>>(iter: I) -> Self {
         let mut s = OpenSet::new();
         for id in iter {
-            s.insert(id);
+            s.insert(id, NO_TAG);
         }
         s
     }
@@ -193,29 +269,46 @@ impl<'de> Deserialize<'de> for OpenSet {
 mod tests {
     use super::*;
 
-    /// Against a `BTreeSet` through growth past the inline size and back.
+    /// Against a `BTreeMap` of id to tag through growth past the inline
+    /// size and back, with tags cleared on the way.
     #[test]
-    fn behaves_as_a_sorted_set_inline_and_as_a_tree() {
+    fn behaves_as_a_sorted_map_of_tags_inline_and_as_a_tree() {
         let mut s = OpenSet::new();
-        let mut m = BTreeSet::new();
+        let mut m: BTreeMap<OrderId, Tag> = BTreeMap::new();
         let mut x = 7u64;
         for step in 0..4000u64 {
             x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             let id = OrderId((x >> 33) % 80);
+            // Few distinct tags, so that several ids share one.
+            let tag = 1 + ((x >> 20) % 5) as Tag;
             // Grow for a while, then shrink.
             let add = if step < 2000 { !x.is_multiple_of(3) } else { x.is_multiple_of(3) };
-            if add {
-                assert_eq!(s.insert(id), m.insert(id));
+            if x.is_multiple_of(11) {
+                s.set_tag(&id, NO_TAG);
+                if let Some(t) = m.get_mut(&id) {
+                    *t = NO_TAG;
+                }
+            } else if add {
+                let had = m.contains_key(&id);
+                if !had {
+                    m.insert(id, tag);
+                }
+                assert_eq!(s.insert(id, tag), !had);
             } else {
-                assert_eq!(s.remove(&id), m.remove(&id));
+                assert_eq!(s.remove(&id), m.remove(&id).is_some());
             }
             assert_eq!(s.len(), m.len());
-            assert!(s.iter().eq(m.iter()));
-            assert_eq!(s.contains(&id), m.contains(&id));
+            assert!(s.iter().eq(m.keys()));
+            assert_eq!(s.contains(&id), m.contains_key(&id));
+            assert_eq!(s.tag(&id), m.get(&id).copied());
+            let want: Vec<OrderId> = m.iter().rev().filter(|e| *e.1 == tag).map(|e| *e.0).collect();
+            assert_eq!(s.tagged(tag).collect::<Vec<_>>(), want);
         }
         let enc = rmp_serde::to_vec(&s).expect("encodes");
-        assert_eq!(enc, rmp_serde::to_vec(&m).expect("encodes"));
+        let ids: BTreeSet<OrderId> = m.keys().copied().collect();
+        assert_eq!(enc, rmp_serde::to_vec(&ids).expect("encodes"));
         let back: OpenSet = rmp_serde::from_slice(&enc).expect("decodes");
-        assert!(back.iter().eq(m.iter()));
+        assert!(back.iter().eq(m.keys()));
+        assert!(m.keys().all(|id| back.tag(id) == Some(NO_TAG)), "decoded untagged");
     }
 }

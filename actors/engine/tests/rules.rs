@@ -984,6 +984,30 @@ fn a_refused_order_does_not_use_up_its_cl_id() {
     h.verify_replay();
 }
 
+/// An order open for longer than the `cl_id` window can no longer be named
+/// by its `cl_id` once that is forgotten; the `cl_id` may then name a new
+/// order, which a cancel by `cl_id` finds, also after a snapshot round trip.
+#[test]
+fn a_cl_id_forgotten_while_its_order_is_open_names_only_a_new_order() {
+    let (mut h, a, _) = two_traders();
+    let old = h.place(with_cl(lim(a, Buy, 1000, 1), "keep"));
+    h.ts += bourse_engine::ledger::CL_ID_WINDOW_US + 1;
+    // Forgotten when the account's next order is accepted.
+    h.place(with_cl(lim(a, Buy, 999, 1), "next"));
+    let by_cl = |h: &Harness| Command::Cancel { account: a, inst: h.inst, order: OrderRef::ClId("keep".into()) };
+    h.refused(by_cl(&h), RejectCode::UnknownOrder);
+    let new = h.place(with_cl(lim(a, Buy, 998, 1), "keep"));
+    assert_ne!(new, old);
+    let back = Exchange::decode_snapshot(&h.ex.encode_snapshot()).expect("snapshot decodes");
+    back.check();
+    assert_eq!(back.ledger.open_order_by_cl_id(a, "keep"), Some(new));
+    let out = h.cancel_cl(a, "keep");
+    assert_eq!(out.result, Ok(Reply::Cancelled { order: new }));
+    assert!(h.book().get(old).is_some(), "the old order still rests");
+    h.refused(by_cl(&h), RejectCode::UnknownOrder);
+    h.verify_replay();
+}
+
 #[test]
 fn a_malformed_cl_id_is_bad_request() {
     let (mut h, a, _) = two_traders();

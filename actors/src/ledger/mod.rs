@@ -268,7 +268,7 @@ impl LedgerActor {
     fn resolve(&self, account: AccountId, inst: InstrumentId, r: &OrderRef) -> Result<OrderId, ErrorBody> {
         let id = match r {
             OrderRef::Id(id) => Some(*id),
-            OrderRef::ClId(cl) => self.ledger.order_by_cl_id(account, cl),
+            OrderRef::ClId(cl) => self.ledger.open_order_by_cl_id(account, cl),
         };
         match id.and_then(|id| self.ledger.order(id)) {
             Some(o) if o.account == account && o.inst == inst && o.status.is_open() => Ok(o.id),
