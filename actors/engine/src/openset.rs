@@ -6,8 +6,8 @@
 //! order event); past that the set moves to a B-tree. It iterates and
 //! encodes as a sorted sequence of ids, exactly as a `BTreeSet` does.
 //!
-//! The tag of an open order is its `cl_id`'s fingerprint while the
-//! `cl_id` is remembered, 0 once it is forgotten (`NO_TAG`). A cancel or
+//! The tag of an open order is one byte of its `cl_id`'s fingerprint while
+//! the `cl_id` is remembered, 0 once it is forgotten (`NO_TAG`). A cancel or
 //! amend by `cl_id` can only name an open order, so it looks for the tag
 //! here, in the account's record, instead of searching the day's `cl_id`s
 //! (BENCHMARKS.md, round 15). Tags are not encoded: the ledger sets them
@@ -37,8 +37,9 @@ enum Repr {
     Tree(BTreeMap<OrderId, Tag>),
 }
 
-/// The count and the tags first, so that the tags share the line of the
-/// count, which every insert, removal and lookup reads anyway.
+/// The count and the tags first, so that the tags lie next to the count,
+/// which every insert, removal and lookup reads anyway (a first form, with
+/// 8-byte tags after the ids, added a cold array to every removal).
 #[repr(C)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Inline {
