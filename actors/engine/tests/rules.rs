@@ -1008,6 +1008,25 @@ fn a_cl_id_forgotten_while_its_order_is_open_names_only_a_new_order() {
     h.verify_replay();
 }
 
+/// An account with more open orders than its record holds is looked up
+/// by `cl_id` too, and again once it is back below that.
+#[test]
+fn cancel_by_cl_id_with_more_open_orders_than_the_account_record_holds() {
+    let (mut h, a, _) = two_traders();
+    let n = bourse_engine::openset::OPEN_INLINE_MAX as u64 + 8;
+    let ids: Vec<OrderId> = (0..n).map(|k| h.place(with_cl(lim(a, Buy, 900 + k, 1), &format!("m{k}")))).collect();
+    let out = h.cancel_cl(a, "m3");
+    assert_eq!(out.result, Ok(Reply::Cancelled { order: ids[3] }));
+    for id in &ids[4..30] {
+        h.cancel(a, *id);
+    }
+    let out = h.cancel_cl(a, &format!("m{}", n - 1));
+    assert_eq!(out.result, Ok(Reply::Cancelled { order: ids[n as usize - 1] }));
+    let out = h.cancel_cl(a, "m1");
+    assert_eq!(out.result, Ok(Reply::Cancelled { order: ids[1] }));
+    h.verify_replay();
+}
+
 #[test]
 fn a_malformed_cl_id_is_bad_request() {
     let (mut h, a, _) = two_traders();
