@@ -152,6 +152,11 @@ impl<K: DenseKey, V> DenseMap<K, V> {
     pub fn values_mut(&mut self) -> impl DoubleEndedIterator<Item = &mut V> + '_ {
         self.iter_mut().map(|(_, v)| v)
     }
+
+    /// The entries, by key, taken out.
+    pub fn into_entries(self) -> impl Iterator<Item = (K, V)> {
+        self.slots.into_iter().flatten()
+    }
 }
 
 impl<K: DenseKey, V: Default> DenseMap<K, V> {

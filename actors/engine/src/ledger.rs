@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::clids::{fingerprint, ClIdIndex, Kept};
 use crate::dense::{DenseMap, InlineDenseMap};
 use crate::event::{Credential, EventBody, NewOrder, Trade};
+use crate::fills::FillLog;
 use crate::openset::{OpenSet, Tag, NO_TAG};
 use crate::orders::OrderTable;
 use crate::segqueue::SegQueue;
@@ -163,7 +164,8 @@ impl OrderState {
 /// One account. Laid out by hand (`repr(C)`) in the order of use: the
 /// version, the time of the oldest remembered `cl_id` and the balances
 /// first (every order event reads them), then the `cl_id` table and queue
-/// (new orders), the fills (trades) and the open-order set.
+/// (new orders) and the open-order set. Its fills are in the ledger's
+/// fill log.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct AccountState {
@@ -182,7 +184,6 @@ pub struct AccountState {
     /// Each one is in the order table, which holds its `cl_id`. A refused
     /// order leaves this queue.
     cl_order: SegQueue<(u64, OrderId)>,
-    pub fills: SegQueue<Fill>,
     pub open: OpenSet,
 }
 
@@ -254,7 +255,7 @@ fn cl_tag(cl: &ClId) -> Tag {
 
 /// An account as snapshots encode it: each remembered order's `cl_id`
 /// spelled out in `cl_order`, read from the order table.
-struct AccountRef<'a>(&'a AccountState, &'a OrderTable);
+struct AccountRef<'a>(&'a AccountState, &'a OrderTable, AccountId, &'a FillLog);
 
 /// The idempotency table as a map in `cl_id` order.
 struct ClIds<'a>(&'a ClIdIndex, &'a OrderTable);
@@ -293,21 +294,21 @@ impl Serialize for AccountRef<'_> {
         st.serialize_field("open", &a.open)?;
         st.serialize_field("cl_ids", &ClIds(&a.cl_ids, self.1))?;
         st.serialize_field("cl_order", &ClOrder(a, self.1))?;
-        st.serialize_field("fills", &a.fills)?;
+        st.serialize_field("fills", &self.3.oldest_first(self.2))?;
         st.serialize_field("next_fill_id", &a.next_fill_id)?;
         st.end()
     }
 }
 
 /// Every account, as snapshots encode them.
-struct AccountsRef<'a>(&'a DenseMap<AccountId, AccountState>, &'a OrderTable);
+struct AccountsRef<'a>(&'a DenseMap<AccountId, AccountState>, &'a OrderTable, &'a FillLog);
 
 impl Serialize for AccountsRef<'_> {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut m = ser.serialize_map(Some(self.0.len()))?;
         for (k, a) in self.0.iter() {
-            m.serialize_entry(k, &AccountRef(a, self.1))?;
+            m.serialize_entry(k, &AccountRef(a, self.1, *k, self.2))?;
         }
         m.end()
     }
@@ -320,11 +321,15 @@ struct AccountImage {
     open: OpenSet,
     cl_ids: FxHashMap<ClId, OrderId>,
     cl_order: VecDeque<(u64, ClId, OrderId)>,
-    fills: SegQueue<Fill>,
+    fills: Vec<Fill>,
     next_fill_id: u64,
 }
 
-impl<'de> Deserialize<'de> for AccountState {
+/// An account as decoded, with its fills (oldest first) for the ledger's
+/// fill log.
+struct DecodedAccount(AccountState, Vec<Fill>);
+
+impl<'de> Deserialize<'de> for DecodedAccount {
     fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
         let a = AccountImage::deserialize(de)?;
         let mut acct = AccountState {
@@ -334,7 +339,6 @@ impl<'de> Deserialize<'de> for AccountState {
             open: a.open,
             cl_ids: ClIdIndex::default(),
             cl_order: SegQueue::new(),
-            fills: a.fills,
             next_fill_id: a.next_fill_id,
         };
         // Taken in again in the order used, as when they were accepted: a
@@ -362,7 +366,7 @@ impl<'de> Deserialize<'de> for AccountState {
             acct.cl_ids.insert_hashed(cl, id, |o, c| names.get(c) == Some(&o));
         }
         acct.cl_front_changed();
-        Ok(acct)
+        Ok(DecodedAccount(acct, a.fills))
     }
 }
 
@@ -425,6 +429,8 @@ pub struct Ledger {
     /// ended ones kept while their `cl_id` is remembered (answers to a
     /// repeated `cl_id`, fills history).
     pub orders: OrderTable,
+    /// Every account's fills, for `account.fills`.
+    fill_log: FillLog,
     pub users: BTreeMap<String, User>,
     pub api_keys: BTreeMap<String, (AccountId, Credential)>,
     pub next_order_id: u64,
@@ -473,7 +479,7 @@ struct LedgerRef<'a> {
 struct LedgerImage {
     assets: BTreeMap<AssetId, AssetSpec>,
     instruments: BTreeMap<InstrumentId, InstrumentSpec>,
-    accounts: DenseMap<AccountId, AccountState>,
+    accounts: DenseMap<AccountId, DecodedAccount>,
     orders: BTreeMap<OrderId, OrderState>,
     #[serde(default)]
     closed: BTreeMap<OrderId, OrderState>,
@@ -492,7 +498,7 @@ impl Serialize for Ledger {
         LedgerRef {
             assets: &self.assets,
             instruments: &self.instruments,
-            accounts: AccountsRef(&self.accounts, &self.orders),
+            accounts: AccountsRef(&self.accounts, &self.orders, &self.fill_log),
             orders: OpenOrders(&self.orders, true),
             closed: OpenOrders(&self.orders, false),
             users: &self.users,
@@ -511,7 +517,15 @@ impl<'de> Deserialize<'de> for Ledger {
     fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
         let l = LedgerImage::deserialize(de)?;
         let orders: OrderTable = l.orders.into_values().chain(l.closed.into_values()).collect();
-        let mut accounts = l.accounts;
+        let mut fills = Vec::new();
+        let mut accounts: DenseMap<AccountId, AccountState> = l
+            .accounts
+            .into_entries()
+            .map(|(k, DecodedAccount(a, f))| {
+                fills.push((k, f));
+                (k, a)
+            })
+            .collect();
         for a in accounts.values_mut() {
             // Refused orders, which older encodings kept here.
             a.cl_order.retain(|(_, id)| orders.contains_key(id));
@@ -522,6 +536,7 @@ impl<'de> Deserialize<'de> for Ledger {
             instruments: l.instruments,
             accounts,
             orders,
+            fill_log: FillLog::from_accounts(fills),
             users: l.users,
             api_keys: l.api_keys,
             next_order_id: l.next_order_id,
@@ -717,17 +732,11 @@ impl Ledger {
 
     /// Fills of an account, newest first, optionally of one instrument, before a fill id.
     pub fn fills(&self, account: AccountId, inst: Option<InstrumentId>, before: Option<u64>, limit: usize) -> Vec<&Fill> {
-        self.accounts
-            .get(&account)
-            .map(|a| {
-                a.fills
-                    .iter()
-                    .rev()
-                    .filter(|f| before.is_none_or(|b| f.fill_id < b) && inst.is_none_or(|i| f.inst == i))
-                    .take(limit)
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.fill_log
+            .newest_first(account)
+            .filter(|f| before.is_none_or(|b| f.fill_id < b) && inst.is_none_or(|i| f.inst == i))
+            .take(limit)
+            .collect()
     }
 
     /// The band reference the ledger knows for an instrument.
@@ -1243,10 +1252,7 @@ impl Ledger {
                 liq,
                 ts,
             };
-            if a.fills.len() == FILLS_PER_ACCOUNT_MAX {
-                a.fills.pop_front();
-            }
-            a.fills.push_back(fill.clone());
+            self.fill_log.push(acc, fill.clone());
             a.seq += 1;
             let seq = a.seq;
             if let (Some(out), Some(order)) = (out.as_mut(), snapshot) {
@@ -1346,6 +1352,7 @@ impl Ledger {
                 "asset {asset:?}: balances must equal deposits minus withdrawals"
             );
         }
+        self.fill_log.check();
         for o in self.orders.values() {
             if o.status.is_open() {
                 *holds.entry((o.account, o.hold_asset)).or_default() += o.hold.0;

@@ -24,6 +24,7 @@ pub mod clids;
 pub mod dense;
 pub mod event;
 pub mod exchange;
+pub mod fills;
 pub mod ledger;
 pub mod openset;
 pub mod orders;

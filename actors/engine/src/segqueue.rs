@@ -1,6 +1,5 @@
 //! A first-in first-out queue kept in blocks, for per-account histories that
-//! grow one entry at a time (an account's fills, the order its `cl_id`s were
-//! used in).
+//! grow one entry at a time (the order an account's `cl_id`s were used in).
 //!
 //! A queue in one buffer grows by copying everything it holds into a buffer
 //! twice as large; for a history that is written once and read rarely, that
