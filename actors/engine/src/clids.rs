@@ -30,6 +30,7 @@
 
 use rustc_hash::FxHashMap;
 
+use crate::lazy::Lazy;
 use crate::segqueue::SegQueue;
 use crate::types::{ClId, OrderId};
 
@@ -122,13 +123,21 @@ pub struct ClIdIndex {
     /// used; an entry forgotten before it reaches the front names `GONE`
     /// (the front never does).
     hist: SegQueue<Listed>,
+    /// The hash tables, made at the first `cl_id` that does not rise.
+    hashed: Lazy<Hashed>,
+}
+
+/// `cl_id`s that do not rise: by fingerprint, and the few whose
+/// fingerprint another took.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Hashed {
     by_fp: FxHashMap<u64, OrderId>,
     clash: FxHashMap<ClId, OrderId>,
 }
 
 impl ClIdIndex {
     pub fn len(&self) -> usize {
-        self.hist_live + self.by_fp.len() + self.clash.len()
+        self.hist_live + self.hashed.get().map_or(0, |h| h.by_fp.len() + h.clash.len())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -185,16 +194,16 @@ impl ClIdIndex {
             // Above every ranked cl_id held: new, with no table read.
             return None;
         }
-        if !self.by_fp.is_empty() {
-            if let Some(&id) = self.by_fp.get(&fingerprint(cl)) {
+        if let Some(h) = self.hashed.get() {
+            if let Some(&id) = h.by_fp.get(&fingerprint(cl)) {
                 if named(id, cl) {
                     return Some(id);
                 }
             }
-        }
-        if !self.clash.is_empty() {
-            if let Some(&id) = self.clash.get(cl) {
-                return Some(id);
+            if !h.clash.is_empty() {
+                if let Some(&id) = h.clash.get(cl) {
+                    return Some(id);
+                }
             }
         }
         // A closed order's rising cl_id.
@@ -225,19 +234,20 @@ impl ClIdIndex {
     pub fn insert_hashed(&mut self, cl: ClId, id: OrderId, named: impl Fn(OrderId, &ClId) -> bool) {
         use std::collections::hash_map::Entry;
         let fp = fingerprint(&cl);
+        let h = self.hashed.force();
         // One probe of the table, whether the fingerprint is there or not.
-        match self.by_fp.entry(fp) {
+        match h.by_fp.entry(fp) {
             Entry::Vacant(v) => {
                 v.insert(id);
-                if !self.clash.is_empty() {
-                    self.clash.remove(&cl);
+                if !h.clash.is_empty() {
+                    h.clash.remove(&cl);
                 }
             }
             Entry::Occupied(mut o) if named(*o.get(), &cl) => {
                 o.insert(id);
             }
             Entry::Occupied(_) => {
-                self.clash.insert(cl, id);
+                h.clash.insert(cl, id);
             }
         }
     }
@@ -245,14 +255,16 @@ impl ClIdIndex {
     /// Forgets `cl` if it names `id` (whose own `cl_id` is `cl`); where it
     /// was kept, if it did.
     pub fn remove_if(&mut self, cl: &ClId, id: OrderId) -> Option<Kept> {
-        let fp = fingerprint(cl);
-        if !self.by_fp.is_empty() && self.by_fp.get(&fp) == Some(&id) {
-            self.by_fp.remove(&fp);
-            return Some(Kept::Hashed);
-        }
-        if !self.clash.is_empty() && self.clash.get(cl) == Some(&id) {
-            self.clash.remove(cl);
-            return Some(Kept::Hashed);
+        if let Some(h) = self.hashed.get_mut() {
+            let fp = fingerprint(cl);
+            if h.by_fp.get(&fp) == Some(&id) {
+                h.by_fp.remove(&fp);
+                return Some(Kept::Hashed);
+            }
+            if !h.clash.is_empty() && h.clash.get(cl) == Some(&id) {
+                h.clash.remove(cl);
+                return Some(Kept::Hashed);
+            }
         }
         let r = rank(cl)?;
         match self.hist.first_not_mut(|e| e.0 < r) {
@@ -266,11 +278,12 @@ impl ClIdIndex {
 
     /// Every entry, by `cl_id`.
     pub fn entries(&self, cl_of: impl Fn(OrderId) -> Option<ClId>) -> Vec<(ClId, OrderId)> {
-        let mut all: Vec<(ClId, OrderId)> = self
-            .by_fp
-            .values()
+        let hashed = self.hashed.get().into_iter();
+        let mut all: Vec<(ClId, OrderId)> = hashed
+            .clone()
+            .flat_map(|h| h.by_fp.values())
             .map(|&id| (cl_of(id).unwrap_or_default(), id))
-            .chain(self.clash.iter().map(|(c, id)| (*c, *id)))
+            .chain(hashed.flat_map(|h| h.clash.iter()).map(|(c, id)| (*c, *id)))
             .chain(self.hist.iter().filter(|e| e.1 != GONE).map(|&(r, id, _)| (unrank(r), id)))
             .collect();
         all.sort_unstable();
@@ -343,7 +356,7 @@ mod tests {
             }
             assert_eq!(t.len(), m.len());
         }
-        assert!(!t.clash.is_empty(), "long ids clashed");
+        assert!(t.hashed.get().is_some_and(|h| !h.clash.is_empty()), "long ids clashed");
         assert!(t.hist.len() > 100 && t.high > 0, "the counter took hist");
         assert!(t.hist.iter().any(|e| e.1 == GONE), "some were forgotten out of turn");
         for (c, id) in &m {
@@ -411,7 +424,7 @@ mod tests {
             assert_eq!(t.get(&cl(k), none), None);
             assert!(t.insert(cl(k), OrderId(k), 1000 + k, none));
         }
-        assert_eq!((t.by_fp.len(), t.hist_live), (0, 300));
+        assert_eq!((t.hashed.get().map_or(0, |h| h.by_fp.len()), t.hist_live), (0, 300));
         for k in 1..=300 {
             assert_eq!(t.get(&cl(k), none), Some(OrderId(k)));
         }
@@ -428,11 +441,11 @@ mod tests {
         }
         assert_eq!(t.hist.front(), Some(&(rank(&cl(151)).expect("ranked"), OrderId(151), 1151)));
         assert_eq!((t.hist_oldest(), t.hist_front()), (Some(1151), Some(OrderId(151))));
-        assert_eq!((t.len(), t.by_fp.len()), (150, 0));
+        assert_eq!((t.len(), t.hashed.get().map_or(0, |h| h.by_fp.len())), (150, 0));
         // A forgotten one used again goes to the hash table.
         let named = |id: OrderId, c: &ClId| id == OrderId(1000) && c.as_str() == "b150";
         assert!(!t.insert(cl(150), OrderId(1000), 5000, named));
         assert_eq!(t.get(&cl(150), named), Some(OrderId(1000)));
-        assert_eq!((t.len(), t.by_fp.len()), (151, 1));
+        assert_eq!((t.len(), t.hashed.get().map_or(0, |h| h.by_fp.len())), (151, 1));
     }
 }

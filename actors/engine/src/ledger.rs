@@ -16,6 +16,7 @@ use crate::clids::{fingerprint, ClIdIndex, Kept};
 use crate::dense::{DenseMap, InlineDenseMap};
 use crate::event::{Credential, EventBody, NewOrder, Trade};
 use crate::fills::FillLog;
+use crate::lazy::Lazy;
 use crate::openset::{OpenSet, Tag, NO_TAG};
 use crate::orders::OrderTable;
 use crate::segqueue::SegQueue;
@@ -183,27 +184,28 @@ pub struct AccountState {
     /// `cl_id` table keeps with its time (a counter's: `ClIdIndex::hist`).
     /// Each one is in the order table, which holds its `cl_id`. A refused
     /// order leaves this queue.
-    cl_order: SegQueue<(u64, OrderId)>,
+    cl_order: Lazy<SegQueue<(u64, OrderId)>>,
     pub open: OpenSet,
 }
 
 impl AccountState {
     /// Remembers that order `id`'s `cl_id` was used at `ts`.
     fn cl_push(&mut self, ts: u64, id: OrderId) {
-        if self.cl_order.is_empty() {
+        let q = self.cl_order.force();
+        if q.is_empty() {
             self.cl_oldest = ts;
         }
-        self.cl_order.push_back((ts, id));
+        q.push_back((ts, id));
     }
 
     /// Re-reads the time of the oldest remembered `cl_id`.
     fn cl_front_changed(&mut self) {
-        self.cl_oldest = self.cl_order.front().map_or(0, |e| e.0);
+        self.cl_oldest = self.cl_order.get().and_then(|q| q.front()).map_or(0, |e| e.0);
     }
 
     /// The time of the oldest remembered `cl_id`, in either queue.
     fn cl_oldest_ts(&self) -> Option<u64> {
-        let queued = (!self.cl_order.is_empty()).then_some(self.cl_oldest);
+        let queued = self.cl_order.get().is_some_and(|q| !q.is_empty()).then_some(self.cl_oldest);
         match (queued, self.cl_ids.hist_oldest()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -213,7 +215,7 @@ impl AccountState {
     /// Whether the oldest remembered `cl_id` is due to be forgotten at `ts`.
     fn cl_due(&self, ts: u64) -> bool {
         self.cl_oldest_ts().is_some_and(|t| {
-            self.cl_order.len() + self.cl_ids.hist_len() > CL_IDS_PER_ACCOUNT_MAX || t.saturating_add(CL_ID_WINDOW_US) < ts
+            self.cl_order.get().map_or(0, |q| q.len()) + self.cl_ids.hist_len() > CL_IDS_PER_ACCOUNT_MAX || t.saturating_add(CL_ID_WINDOW_US) < ts
         })
     }
 
@@ -221,14 +223,14 @@ impl AccountState {
     /// the older of the two queues' fronts); the order it named, if the
     /// `cl_id` still named it.
     fn cl_forget_oldest(&mut self, orders: &OrderTable) -> Option<OrderId> {
-        let listed = match (self.cl_order.front(), self.cl_ids.hist_front()) {
+        let listed = match (self.cl_order.get().and_then(|q| q.front()), self.cl_ids.hist_front()) {
             (Some(q), Some(h)) => h < q.1,
             (q, h) => q.is_none() && h.is_some(),
         };
         if listed {
             return self.cl_ids.pop_hist_front();
         }
-        let (_, id) = self.cl_order.pop_front()?;
+        let (_, id) = self.cl_order.get_mut()?.pop_front()?;
         self.cl_front_changed();
         let cl = orders.get(&id).expect("a remembered order is in the order table").cl_id;
         // Only if the cl_id still names this order.
@@ -237,7 +239,8 @@ impl AccountState {
 
     /// Every remembered `cl_id`'s (time, order), oldest first.
     fn cl_by_age(&self) -> Vec<(u64, OrderId)> {
-        let mut all: Vec<(u64, OrderId)> = self.cl_order.iter().copied().chain(self.cl_ids.hist_entries()).collect();
+        let mut all: Vec<(u64, OrderId)> =
+            self.cl_order.get().into_iter().flat_map(|q| q.iter()).copied().chain(self.cl_ids.hist_entries()).collect();
         all.sort_unstable_by_key(|e| e.1);
         all
     }
@@ -338,7 +341,7 @@ impl<'de> Deserialize<'de> for DecodedAccount {
             cl_oldest: 0,
             open: a.open,
             cl_ids: ClIdIndex::default(),
-            cl_order: SegQueue::new(),
+            cl_order: Lazy::default(),
             next_fill_id: a.next_fill_id,
         };
         // Taken in again in the order used, as when they were accepted: a
@@ -354,7 +357,7 @@ impl<'de> Deserialize<'de> for DecodedAccount {
                     continue;
                 }
             }
-            acct.cl_order.push_back((t, id));
+            acct.cl_order.force().push_back((t, id));
         }
         for cl in taken {
             names.remove(&cl);
@@ -528,7 +531,9 @@ impl<'de> Deserialize<'de> for Ledger {
             .collect();
         for a in accounts.values_mut() {
             // Refused orders, which older encodings kept here.
-            a.cl_order.retain(|(_, id)| orders.contains_key(id));
+            if let Some(q) = a.cl_order.get_mut() {
+                q.retain(|(_, id)| orders.contains_key(id));
+            }
             a.cl_front_changed();
         }
         let mut ledger = Ledger {
@@ -1155,7 +1160,9 @@ impl Ledger {
                 // always the account's newest order; its time is in the
                 // cl_id table's `hist` or else in the queue.
                 if acct.cl_ids.remove_if(&o.cl_id, *order) != Some(Kept::Listed) {
-                    acct.cl_order.remove_newest(|(_, id)| id == order);
+                    if let Some(q) = acct.cl_order.get_mut() {
+                        q.remove_newest(|(_, id)| id == order);
+                    }
                     acct.cl_front_changed();
                 }
             }

@@ -25,6 +25,7 @@ pub mod dense;
 pub mod event;
 pub mod exchange;
 pub mod fills;
+pub mod lazy;
 pub mod ledger;
 pub mod openset;
 pub mod orders;
