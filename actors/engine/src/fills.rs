@@ -190,9 +190,16 @@ impl FillLog {
 
     /// A log of each account's fills (oldest first), as snapshots keep them.
     /// They go in by time, as near as the fills say (each account's own in
-    /// their order, whatever their times).
-    pub fn from_accounts(accounts: impl IntoIterator<Item = (AccountId, Vec<Fill>)>) -> Self {
+    /// their order, whatever their times). Refused unless each account's
+    /// fill ids rise by one, as the ledger numbers them.
+    pub fn from_accounts(accounts: impl IntoIterator<Item = (AccountId, Vec<Fill>)>) -> Result<Self, String> {
         use std::cmp::Reverse;
+        let accounts: Vec<(AccountId, Vec<Fill>)> = accounts.into_iter().collect();
+        for (a, fills) in &accounts {
+            if !fills.windows(2).all(|w| w[0].fill_id.checked_add(1) == Some(w[1].fill_id)) {
+                return Err(format!("{a:?}'s fill ids do not rise by one"));
+            }
+        }
         let mut lists: Vec<(AccountId, std::vec::IntoIter<Fill>)> =
             accounts.into_iter().map(|(a, f)| (a, f.into_iter())).collect();
         let mut next: std::collections::BinaryHeap<Reverse<(u64, u64, usize)>> = std::collections::BinaryHeap::new();
@@ -213,7 +220,7 @@ impl FillLog {
                 heads[k] = Some(f);
             }
         }
-        log
+        Ok(log)
     }
 
     /// Asserts that each account's kept fills are linked newest first with
@@ -301,15 +308,20 @@ mod tests {
         // Rebuilt from each account's fills, as from a snapshot: equal.
         let rebuilt = FillLog::from_accounts(
             [quiet, busy, other].map(|a| (a, log.oldest_first(a).into_iter().cloned().collect())),
-        );
+        )
+        .expect("in order");
         rebuilt.check();
         assert!(rebuilt == log);
         // An account's fills go back in their order even where times and
         // trade ids (each instrument's own) do not rise with them.
         let odd = vec![fill(1, 9), fill(2, 3), fill(3, 5)];
-        let back = FillLog::from_accounts([(quiet, odd.clone()), (busy, vec![fill(1, 4)])]);
+        let back = FillLog::from_accounts([(quiet, odd.clone()), (busy, vec![fill(1, 4)])]).expect("in order");
         back.check();
         assert_eq!(back.oldest_first(quiet).into_iter().cloned().collect::<Vec<_>>(), odd);
+        // A snapshot whose fills are out of order (or skip an id) is refused.
+        for bad in [vec![fill(2, 1), fill(1, 2)], vec![fill(1, 1), fill(3, 2)], vec![fill(u64::MAX, 1), fill(0, 2)]] {
+            assert!(FillLog::from_accounts([(quiet, bad)]).is_err());
+        }
         let mut changed = rebuilt.clone();
         push(&mut changed, &mut next, quiet, n);
         assert!(changed != log);

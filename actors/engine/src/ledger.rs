@@ -536,12 +536,13 @@ impl<'de> Deserialize<'de> for Ledger {
             }
             a.cl_front_changed();
         }
+        let fill_log = FillLog::from_accounts(fills).map_err(serde::de::Error::custom)?;
         let mut ledger = Ledger {
             assets: l.assets,
             instruments: l.instruments,
             accounts,
             orders,
-            fill_log: FillLog::from_accounts(fills),
+            fill_log,
             users: l.users,
             api_keys: l.api_keys,
             next_order_id: l.next_order_id,
@@ -1259,12 +1260,13 @@ impl Ledger {
                 liq,
                 ts,
             };
-            self.fill_log.push(acc, fill.clone());
             a.seq += 1;
             let seq = a.seq;
+            // A copy only for the private stream; the log takes the fill.
             if let (Some(out), Some(order)) = (out.as_mut(), snapshot) {
-                out.push(AccountUpdate::Fill { account: acc, seq, fill, order });
+                out.push(AccountUpdate::Fill { account: acc, seq, fill: fill.clone(), order });
             }
+            self.fill_log.push(acc, fill);
         }
         let fees = t.maker_fee.0 + t.taker_fee.0;
         if fees > 0 {
