@@ -473,19 +473,55 @@ fn execute_chunk(ex: &mut Exchange, cmds: &mut Vec<(Command, u64)>, events: &mut
 /// are cloned from the stream (every command built afresh, as a decoder
 /// builds it) with the clock stopped, then executed with it running. Only
 /// the executions are timed.
-fn run_stream_chunked(start: &Exchange, stream: &Stream) -> Duration {
+fn run_stream_chunked(start: &Exchange, stream: &Stream) -> (Duration, Faults) {
     let mut ex = start.clone();
     let mut events = Vec::new();
     let mut chunk: Vec<(Command, u64)> = Vec::with_capacity(CHUNK_MAX);
     let mut total = Duration::ZERO;
+    let mut faults = Faults::default();
     for part in stream.cmds.chunks(CHUNK_MAX) {
         chunk.extend_from_slice(part);
         black_box(&mut chunk);
+        let before = minor_faults();
         let t = Instant::now();
         execute_chunk(&mut ex, &mut chunk, &mut events);
         total += t.elapsed();
+        faults.add(before, minor_faults());
     }
-    total
+    (total, faults)
+}
+
+/// Minor page faults of this process so far (Linux), read outside the
+/// timed parts: each is the kernel handing over a page of memory never
+/// touched before (cleared first), which a run growing into new memory
+/// pays for inside its time (BENCHMARKS.md, round 17).
+fn minor_faults() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // After the command name (in parentheses): state, ppid, pgrp, session,
+    // tty, tpgid, flags, minflt.
+    stat.get(stat.rfind(')')? + 2..)?.split(' ').nth(7)?.parse().ok()
+}
+
+/// Minor page faults counted over the timed parts of a run (`None` where
+/// the system does not tell).
+#[derive(Clone, Copy, Default)]
+struct Faults(Option<u64>);
+
+impl Faults {
+    fn add(&mut self, before: Option<u64>, after: Option<u64>) {
+        if let (Some(b), Some(a)) = (before, after) {
+            self.0 = Some(self.0.unwrap_or(0) + a.saturating_sub(b));
+        }
+    }
+}
+
+impl std::fmt::Display for Faults {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(n) => write!(f, "{n} minor page faults"),
+            None => write!(f, "page faults not known"),
+        }
+    }
 }
 
 /// The same with `execute`: a new event vector per command, dropped with
@@ -497,12 +533,16 @@ fn execute_all_outcomes(ex: &mut Exchange, cmds: Vec<(Command, u64)>) {
     }
 }
 
-fn run_stream(start: &Exchange, stream: &Stream) -> Duration {
+fn run_stream(start: &Exchange, stream: &Stream) -> (Duration, Faults) {
     let mut ex = start.clone();
     let cmds = stream.cmds.clone();
+    let mut faults = Faults::default();
+    let before = minor_faults();
     let t = Instant::now();
     execute_all(&mut ex, cmds);
-    t.elapsed()
+    let d = t.elapsed();
+    faults.add(before, minor_faults());
+    (d, faults)
 }
 
 fn run_stream_outcomes(start: &Exchange, stream: &Stream) -> Duration {
@@ -536,8 +576,8 @@ fn per_sec(ops: u64, d: Duration) -> u64 {
 /// Throughput of the whole stream, then each command timed on its own.
 fn report(name: &str, start: &Exchange, stream: &Stream) {
     let n = stream.cmds.len() as u64;
-    let bulk = run_stream(start, stream);
-    let chunked = run_stream_chunked(start, stream);
+    let (bulk, bulk_faults) = run_stream(start, stream);
+    let (chunked, chunked_faults) = run_stream_chunked(start, stream);
     let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds");
     let mut by_kind: Vec<Histogram<u64>> = KINDS.iter().map(|_| all.clone()).collect();
     let mut ex = start.clone();
@@ -564,7 +604,7 @@ fn report(name: &str, start: &Exchange, stream: &Stream) {
     }
     let book = ex.book(INST).expect("listed");
     println!(
-        "{name}: {n} ops in {:.3?}: {} ops/s on one thread; per op p50 {} ns, p99 {} ns, p99.9 {} ns, max {} ns (timed one by one)",
+        "{name}: {n} ops in {:.3?} ({bulk_faults}): {} ops/s on one thread; per op p50 {} ns, p99 {} ns, p99.9 {} ns, max {} ns (timed one by one)",
         bulk,
         per_sec(n, bulk),
         all.value_at_quantile(0.50),
@@ -588,7 +628,7 @@ fn report(name: &str, start: &Exchange, stream: &Stream) {
         .collect();
     println!("{name}: mix {}", mix.join("; "));
     println!(
-        "{name}: server-like, commands copied {CHUNK_MAX} at a time just before they run (only the runs timed): {} ops/s",
+        "{name}: server-like, commands copied {CHUNK_MAX} at a time just before they run (only the runs timed): {} ops/s ({chunked_faults} in the runs)",
         per_sec(n, chunked)
     );
     if std::env::var_os("BOURSE_BENCH_OUTCOMES").is_some() {
