@@ -1,0 +1,154 @@
+//! Two engines in one process: this checkout's (`new`) and the revision
+//! `./old.sh` set up (`old`), each given the engine bench's streams
+//! (`actors/engine/benches/common/streams.rs`, included once against each)
+//! and timed server-like, in turn, the order alternating from round to
+//! round. Prints each round's ops/s and old/new time, and the medians.
+//!
+//! First, one untimed pass of each stream on each engine checks that both
+//! made the same events and book, and prints how much memory the
+//! exchange's state grew by over the stream (the allocator's bytes, net).
+//!
+//! `AB_OPS` commands a stream (1,000,000), `AB_REPS` rounds (5).
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// jemalloc, as the server and the engine bench, counting net bytes while
+/// `COUNTING` is set.
+struct Counting;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static NET: AtomicI64 = AtomicI64::new(0);
+
+fn note(delta: i64) {
+    if COUNTING.load(Relaxed) {
+        NET.fetch_add(delta, Relaxed);
+    }
+}
+
+// SAFETY: every call is passed on to jemalloc unchanged; counting only adds.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        note(l.size() as i64);
+        unsafe { tikv_jemallocator::Jemalloc.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        note(-(l.size() as i64));
+        unsafe { tikv_jemallocator::Jemalloc.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        note(n as i64 - l.size() as i64);
+        unsafe { tikv_jemallocator::Jemalloc.realloc(p, l, n) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+macro_rules! engine {
+    ($m:ident, $k:ident) => {
+        #[allow(dead_code)]
+        mod $m {
+            use std::hint::black_box;
+            use std::time::{Duration, Instant};
+
+            use $k as bourse_engine;
+            use bourse_engine::exchange::Listing;
+            use bourse_engine::*;
+            use rustc_hash::FxHashMap;
+
+            include!("../../../actors/engine/benches/common/streams.rs");
+
+            pub struct Setup {
+                start: Exchange,
+                streams: Vec<Stream>,
+            }
+
+            /// The exchange with its book, and the `mixed` and exact-mix
+            /// streams of the engine bench's latency report (same seeds).
+            pub fn setup(ops: usize) -> Setup {
+                let start = exchange_with_book();
+                let streams = vec![
+                    Generator::new(start.clone(), 11).mixed(ops, Mix::Balanced),
+                    Generator::new(start.clone(), 13).mixed(ops, Mix::ExactRatio),
+                ];
+                Setup { start, streams }
+            }
+
+            /// The time of a server-like run, and the page faults in it.
+            pub fn run(s: &Setup, i: usize) -> (Duration, String) {
+                let (d, f) = run_stream_chunked(&s.start, &s.streams[i]);
+                (d, f.to_string())
+            }
+
+            /// Events, trades and resting orders at the end, and the bytes
+            /// the exchange's state grew by, over one untimed pass.
+            pub fn check(s: &Setup, i: usize) -> (usize, usize, usize, i64) {
+                let mut ex = s.start.clone();
+                let mut events = Vec::with_capacity(64);
+                let (mut n, mut trades) = (0, 0);
+                crate::NET.store(0, std::sync::atomic::Ordering::Relaxed);
+                crate::COUNTING.store(true, std::sync::atomic::Ordering::Relaxed);
+                for (c, ts) in s.streams[i].cmds.iter().cloned() {
+                    ex.execute_into(c, ts, &mut events, None).ok();
+                    n += events.len();
+                    trades += events.iter().filter(|e| matches!(e.body, EventBody::Traded(_))).count();
+                    events.clear();
+                }
+                crate::COUNTING.store(false, std::sync::atomic::Ordering::Relaxed);
+                let grown = crate::NET.load(std::sync::atomic::Ordering::Relaxed);
+                (n, trades, ex.book(INST).expect("listed").order_count(), grown)
+            }
+        }
+    };
+}
+
+engine!(old, eng_old);
+engine!(new, eng_new);
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+}
+
+fn per_sec(ops: usize, d: Duration) -> u128 {
+    ops as u128 * 1_000_000_000 / d.as_nanos().max(1)
+}
+
+fn main() {
+    let ops = env("AB_OPS", 1_000_000);
+    let reps = env("AB_REPS", 5);
+    let (o, n) = (old::setup(ops), new::setup(ops));
+    let names = ["mixed", "mixed_exact_ratio"];
+    for (i, name) in names.iter().enumerate() {
+        let (a, b) = (old::check(&o, i), new::check(&n, i));
+        println!("{name}: (events, trades, resting orders at the end) old {:?}, new {:?}", (a.0, a.1, a.2), (b.0, b.1, b.2));
+        assert_eq!((a.0, a.1, a.2), (b.0, b.1, b.2), "the two engines made different events or books");
+        println!("{name}: the state grew by {} bytes (old), {} bytes (new)", a.3, b.3);
+    }
+    let mut ratios = vec![Vec::new(); names.len()];
+    for r in 0..reps {
+        for (i, name) in names.iter().enumerate() {
+            let ((to, fo), (tn, fnew)) = if r % 2 == 0 {
+                let a = old::run(&o, i);
+                (a, new::run(&n, i))
+            } else {
+                let b = new::run(&n, i);
+                (old::run(&o, i), b)
+            };
+            let q = to.as_secs_f64() / tn.as_secs_f64();
+            ratios[i].push(q);
+            println!(
+                "round {r} {name}: old {}k ops/s ({fo}), new {}k ops/s ({fnew}), old/new time {q:.3}",
+                per_sec(ops, to) / 1000,
+                per_sec(ops, tn) / 1000
+            );
+        }
+    }
+    for (name, mut v) in names.iter().zip(ratios) {
+        v.sort_by(f64::total_cmp);
+        let all: Vec<String> = v.iter().map(|x| format!("{x:.3}")).collect();
+        println!("{name}: old/new time, median {} of {}", all[all.len() / 2], all.join(", "));
+    }
+}
