@@ -9,6 +9,8 @@
 //! exchange's state grew by over the stream (the allocator's bytes, net).
 //!
 //! `AB_OPS` commands a stream (1,000,000), `AB_REPS` rounds (5).
+//! `AB_COUNT=<kind>` instead runs one kind's commands once on the new
+//! engine alone, for an instruction count (README.md).
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering::Relaxed};
@@ -83,6 +85,37 @@ macro_rules! engine {
                 (d, f.to_string())
             }
 
+            /// The commands of one kind (`add`, `cancel`, `marketable`,
+            /// `amend`; adds and amends `n`, marketable orders `n / 10`,
+            /// cancels the whole book) or `mixed`, executed once by
+            /// `counted`, for an instruction count of it alone.
+            pub fn count(kind: &str, n: usize) {
+                let start = exchange_with_book();
+                let mut g = Generator::new(start.clone(), 1);
+                let stream = match kind {
+                    "add" => g.only(Kind::Add, n),
+                    "cancel" => g.only(Kind::Cancel, BOOK_ORDERS),
+                    "marketable" => g.only(Kind::Marketable, n / 10),
+                    "amend" => g.only(Kind::Amend, n),
+                    "mixed" => Generator::new(start.clone(), 11).mixed(n, Mix::Balanced),
+                    other => panic!("no such kind: {other}"),
+                };
+                let mut ex = start.clone();
+                counted(&mut ex, &stream);
+                println!("{kind}: {} commands executed once", stream.cmds.len());
+            }
+
+            /// Never inlined: `valgrind --tool=callgrind
+            /// --toggle-collect='engine_ab::new::counted'` counts it alone.
+            #[inline(never)]
+            fn counted(ex: &mut Exchange, stream: &Stream) {
+                let mut events = Vec::with_capacity(64);
+                for (c, ts) in stream.cmds.iter().cloned() {
+                    black_box(ex.execute_into(c, ts, &mut events, None)).ok();
+                    events.clear();
+                }
+            }
+
             /// Events, trades and resting orders at the end, and the bytes
             /// the exchange's state grew by, over one untimed pass.
             pub fn check(s: &Setup, i: usize) -> (usize, usize, usize, i64) {
@@ -118,6 +151,10 @@ fn per_sec(ops: usize, d: Duration) -> u128 {
 
 fn main() {
     let ops = env("AB_OPS", 1_000_000);
+    if let Ok(kind) = std::env::var("AB_COUNT") {
+        new::count(&kind, ops);
+        return;
+    }
     let reps = env("AB_REPS", 5);
     let (o, n) = (old::setup(ops), new::setup(ops));
     let names = ["mixed", "mixed_exact_ratio"];
