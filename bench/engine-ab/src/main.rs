@@ -183,7 +183,7 @@ fn main() {
             );
         }
     }
-    for (name, mut v) in names.iter().zip(ratios) {
+    for (name, mut v) in names.iter().zip(ratios).filter(|(_, v)| !v.is_empty()) {
         v.sort_by(f64::total_cmp);
         let all: Vec<String> = v.iter().map(|x| format!("{x:.3}")).collect();
         println!("{name}: old/new time, median {} of {}", all[all.len() / 2], all.join(", "));

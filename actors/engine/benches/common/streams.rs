@@ -99,11 +99,15 @@ struct Generator {
 
 impl Generator {
     fn new(ex: Exchange, seed: u64) -> Generator {
+        // Past every `cl_id` the exchange has seen (one per order, in
+        // order): each account's `cl_id`s keep rising, as a client's
+        // numbered orders do, and none comes back as a duplicate.
+        let next_cl = ex.ledger.next_order_id;
         let mut g = Generator {
             ex,
             rng: Rng(seed),
             ts: 1_000_000,
-            next_cl: 0,
+            next_cl,
             resting: Vec::new(),
             at: FxHashMap::default(),
             sides: [0, 0],
