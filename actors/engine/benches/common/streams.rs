@@ -1,6 +1,6 @@
 // The streams the engine bench times, and a server-like run of one: the
 // exchange with its book, the command generator, and the chunked run.
-// Shared by `engine.rs` and by `tools/engine-ab` (which includes it twice,
+// Shared by `engine.rs` and by `bench/engine-ab` (which includes it twice,
 // once against each of two engines, so `bourse_engine` is whatever engine
 // the includer names so); hence plain comments here, not inner docs.
 
