@@ -1,5 +1,13 @@
-//! One account's `cl_id` idempotency table: which order a remembered
-//! `cl_id` names.
+//! The `cl_id` idempotency tables: which order a remembered `cl_id` names,
+//! for every account, and when each was used.
+//!
+//! Every `cl_id` taken goes to the tail of one log (`ClLog`), in the order
+//! used, each entry linked to its account's previous one: the log's tail,
+//! which every new order writes, is one place in memory, written in order.
+//! (Kept in a queue per account, each new order wrote to the cold tail of
+//! its own account's queue: a tenth of a `mixed` stream's time,
+//! BENCHMARKS.md, round 18.) The log is also the order in which `cl_id`s
+//! are forgotten, oldest first, once the window has passed.
 //!
 //! Most clients number their orders: a prefix and a counter (`b41`, `b42`,
 //! ...). Each new `cl_id` of theirs is then greater than every one the
@@ -8,34 +16,38 @@
 //! * a new order's `cl_id` is known to be new without reading any table:
 //!   `high` is the greatest one taken so far, and sits in the account's
 //!   record, which the order reads anyway;
-//! * the day's `cl_id`s are kept in the order they were used, which is
-//!   their order too: appended to `hist` (a store to its tail, never a
-//!   read), and found there by binary search. Each entry carries the time
-//!   it was used, so `hist` is also the queue by which they are forgotten
-//!   (oldest first); the ledger keeps such a queue only for the others.
-//!
-//! So a numbered order never reads a cold hash table group, and the day's
-//! table does not grow by rehashing. A cancel or amend by `cl_id` pays
-//! instead: a binary search of `hist`, a chain of a few dependent reads.
-//! Measured, that costs less than what it saves (BENCHMARKS.md, round 12),
-//! and less than keeping the open orders' `cl_id`s in a table of their own
-//! (one more cold line for every new order and every close).
+//! * along an account's links, newest first, such `cl_id`s fall: a repeated
+//!   one is found by walking back from the account's newest entry, or from
+//!   one of its marks (its every `MARK_EVERY`th entry, with the greatest
+//!   rank up to it), at most `MARK_EVERY` entries.
 //!
 //! `cl_id`s that do not rise (random ones, a restarted counter, ids longer
-//! than 8 bytes) go to a hash table. It keeps an 8-byte fingerprint per
-//! entry and checks a hit against the order's own `cl_id` (every
-//! remembered order is in the ledger's order table): ids of up to 8 bytes
-//! are their own fingerprint, longer ones are hashed, and the rare `cl_id`
-//! whose fingerprint is taken by another goes to a small exact table.
+//! than 8 bytes) are in the log too, for their time, and are found through
+//! a hash table. It keeps an 8-byte fingerprint per entry and checks a hit
+//! against the order's own `cl_id` (every remembered order is in the
+//! ledger's order table): ids of up to 8 bytes are their own fingerprint,
+//! longer ones are hashed, and the rare `cl_id` whose fingerprint is taken
+//! by another goes to a small exact table.
+
+use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
 
 use crate::lazy::Lazy;
-use crate::segqueue::SegQueue;
-use crate::types::{ClId, OrderId};
+use crate::types::{AccountId, ClId, OrderId};
 
-/// What a forgotten entry of `hist` names until it reaches the front.
+/// What an entry forgotten out of turn names until it reaches the front.
 const GONE: OrderId = OrderId(u64::MAX);
+/// No entry.
+const NONE: u64 = u64::MAX;
+/// The rank of an entry whose `cl_id` the hash tables keep: below every
+/// `cl_id`'s rank (a rank holds the length, at least 1, in bits 56 to 59).
+const HASHED: u64 = 0;
+/// Entries per block of the log. The log grows a block at a time and never
+/// copies what it holds to grow.
+const BLOCK: usize = 4096;
+/// An account marks every `MARK_EVERY`th of its entries.
+pub const MARK_EVERY: u64 = 16;
 
 /// A `cl_id` of at most 8 bytes is its own fingerprint: its bytes (a
 /// `cl_id` is ASCII, so the top bit stays clear), read as one word.
@@ -96,35 +108,150 @@ pub(crate) fn fingerprint(cl: &ClId) -> u64 {
     short(cl).unwrap_or(1 << 63)
 }
 
-/// Where a forgotten `cl_id` was kept.
+/// One `cl_id` taken: its rank (`HASHED` when the hash tables keep it),
+/// its order (`GONE` once forgotten out of turn), and the place of its
+/// account's previous entry (`NONE` for the first). When it was used and
+/// by whom are in the order's record, which the ledger keeps while the
+/// `cl_id` is remembered: 24 bytes an entry, what each new order writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kept {
-    /// In the hash tables: the caller's queue by age holds its order.
-    Hashed,
-    /// In `hist`, with its time.
-    Listed,
+pub struct Entry {
+    rank: u64,
+    pub id: OrderId,
+    prev: u64,
 }
 
-/// An entry of `hist`: a `cl_id`'s rank, its order, and when it was used.
-type Listed = (u64, OrderId, u64);
+impl Entry {
+    /// Whether it was forgotten out of turn.
+    pub fn gone(&self) -> bool {
+        self.id == GONE
+    }
+}
 
-/// `cl_id` -> order. Each `cl_id` is in exactly one of `hist`, `by_fp`
-/// and `clash`, and every one that has a rank ranks at most `high`.
+/// Every account's remembered `cl_id`s in the order used. Places count
+/// from the first entry ever taken; those before `front` are forgotten.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClLog {
+    /// The place of `blocks[0][0]`.
+    start: u64,
+    /// The place of the oldest entry kept.
+    front: u64,
+    /// The place the next entry takes.
+    end: u64,
+    blocks: VecDeque<Vec<Entry>>,
+    /// When the front entry's order was accepted, once the ledger has
+    /// looked (0 until then): a new order sees that nothing is due to be
+    /// forgotten without reading that order's record.
+    pub front_ts: u64,
+}
+
+impl ClLog {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Entries kept, forgotten ones among them until they reach the front.
+    pub fn len(&self) -> usize {
+        (self.end - self.front) as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.end == self.front
+    }
+
+    #[inline]
+    fn get(&self, at: u64) -> Option<&Entry> {
+        if at < self.front || at >= self.end {
+            return None;
+        }
+        let i = (at - self.start) as usize;
+        self.blocks.get(i / BLOCK).and_then(|b| b.get(i % BLOCK))
+    }
+
+    fn get_mut(&mut self, at: u64) -> Option<&mut Entry> {
+        if at < self.front || at >= self.end {
+            return None;
+        }
+        let i = (at - self.start) as usize;
+        self.blocks.get_mut(i / BLOCK).and_then(|b| b.get_mut(i % BLOCK))
+    }
+
+    #[inline]
+    fn push(&mut self, e: Entry) -> u64 {
+        if self.blocks.back().is_none_or(|b| b.len() == BLOCK) {
+            self.blocks.push_back(Vec::with_capacity(BLOCK));
+        }
+        let b = self.blocks.back_mut().expect("a block");
+        b.push(e);
+        crate::ahead::tail(b.spare_capacity_mut(), 16);
+        self.end += 1;
+        self.end - 1
+    }
+
+    /// The oldest entry.
+    pub fn front(&self) -> Option<&Entry> {
+        self.get(self.front)
+    }
+
+    /// Takes the oldest entry off.
+    pub fn pop_front(&mut self) -> Option<Entry> {
+        let e = *self.get(self.front)?;
+        self.front += 1;
+        self.front_ts = 0;
+        if self.front - self.start == BLOCK as u64 {
+            self.blocks.pop_front();
+            self.start += BLOCK as u64;
+        }
+        Some(e)
+    }
+
+    /// Forgets the entry at `at` out of turn: it names `GONE` until it
+    /// reaches the front. What it was.
+    fn take(&mut self, at: u64) -> Option<Entry> {
+        let e = self.get_mut(at)?;
+        let was = *e;
+        e.id = GONE;
+        Some(was)
+    }
+
+    /// Every entry kept, oldest first (forgotten ones included).
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> + '_ {
+        let skip = (self.front - self.start) as usize;
+        self.blocks.iter().flatten().skip(skip)
+    }
+
+    /// Checks that the log holds what it counts, its orders in the order
+    /// used (order ids rise with time).
+    pub fn check(&self) {
+        assert_eq!(self.entries().count(), self.len(), "the log holds what it counts");
+        let ids: Vec<OrderId> = self.entries().filter(|e| !e.gone()).map(|e| e.id).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "in the order used");
+    }
+}
+
+/// One account's `cl_id`s: `high`, the hash tables, and where its entries
+/// are in the log. Every `cl_id` it remembers is in the hash tables or
+/// ranked in the log (not both), and every rank in the log is at most
+/// `high`.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClIdIndex {
-    /// The greatest rank that entered `hist` (0: none yet); it never falls.
+    /// The greatest rank that entered the log (0: none yet); it never falls.
     high: u64,
-    /// Entries of `hist` not forgotten.
-    hist_live: usize,
-    /// When `hist`'s front entry was used (0 when it is empty), so that a
-    /// new order sees whether it is due to be forgotten without reading it.
-    hist_oldest: u64,
-    /// Rising `cl_id`s by rank with their orders and times, in the order
-    /// used; an entry forgotten before it reaches the front names `GONE`
-    /// (the front never does).
-    hist: SegQueue<Listed>,
+    /// The place of the account's newest entry (`NONE`: none).
+    newest: u64,
+    /// Entries in the log not forgotten.
+    live: usize,
+    /// Entries ever taken, which numbers them for the marks.
+    taken: u64,
+    /// (`high` after it, place) of every `MARK_EVERY`th entry, oldest first.
+    marks: VecDeque<(u64, u64)>,
     /// The hash tables, made at the first `cl_id` that does not rise.
     hashed: Lazy<Hashed>,
+}
+
+impl Default for ClIdIndex {
+    fn default() -> Self {
+        ClIdIndex { high: 0, newest: NONE, live: 0, taken: 0, marks: VecDeque::new(), hashed: Lazy::default() }
+    }
 }
 
 /// `cl_id`s that do not rise: by fingerprint, and the few whose
@@ -136,59 +263,45 @@ struct Hashed {
 }
 
 impl ClIdIndex {
-    pub fn len(&self) -> usize {
-        self.hist_live + self.hashed.get().map_or(0, |h| h.by_fp.len() + h.clash.len())
+    /// Entries of the account in the log, not forgotten.
+    pub fn live(&self) -> usize {
+        self.live
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The order of `hist`'s entry for rank `r`, if it has one (maybe `GONE`).
-    fn hist_get(&self, r: u64) -> Option<OrderId> {
-        self.hist.first_not(|e| e.0 < r).filter(|e| e.0 == r).map(|e| e.1)
-    }
-
-    /// Entries of `hist`, which keeps its own times.
-    pub fn hist_len(&self) -> usize {
-        self.hist_live
-    }
-
-    /// When the oldest entry of `hist` was used, if it has one.
-    pub fn hist_oldest(&self) -> Option<u64> {
-        (self.hist_live > 0).then_some(self.hist_oldest)
-    }
-
-    /// The order of `hist`'s oldest entry.
-    pub fn hist_front(&self) -> Option<OrderId> {
-        self.hist.front().map(|e| e.1)
-    }
-
-    /// Forgets `hist`'s oldest entry; the order it named.
-    pub fn pop_hist_front(&mut self) -> Option<OrderId> {
-        let (_, id, _) = self.hist.pop_front()?;
-        self.hist_live -= 1;
-        self.hist_front_changed();
-        Some(id)
-    }
-
-    /// Drops the forgotten entries at the front of `hist` and re-reads its oldest time.
-    fn hist_front_changed(&mut self) {
-        while self.hist.front().is_some_and(|e| e.1 == GONE) {
-            self.hist.pop_front();
+    /// The place of the log entry ranked `r`, if there is one: walked back
+    /// from the first mark at or above it, or from the newest entry.
+    fn find(&self, r: u64, log: &ClLog) -> Option<u64> {
+        let m = self.marks.partition_point(|m| m.0 < r);
+        let mut at = self.marks.get(m).map_or(self.newest, |m| m.1);
+        while let Some(e) = log.get(at) {
+            if e.rank == r {
+                return (e.id != GONE).then_some(at);
+            }
+            if e.rank != HASHED && e.rank < r {
+                return None;
+            }
+            at = e.prev;
         }
-        self.hist_oldest = self.hist.front().map_or(0, |e| e.2);
+        None
     }
 
-    /// `hist`'s entries, oldest first: (time used, order).
-    pub fn hist_entries(&self) -> impl Iterator<Item = (u64, OrderId)> + '_ {
-        self.hist.iter().filter(|e| e.1 != GONE).map(|e| (e.2, e.1))
+    /// The place of the account's entry for order `id`, walked back from
+    /// the newest (a refused order's, which is at or near it).
+    fn find_id(&self, id: OrderId, log: &ClLog) -> Option<u64> {
+        let mut at = self.newest;
+        while let Some(e) = log.get(at) {
+            if e.id == id {
+                return Some(at);
+            }
+            at = e.prev;
+        }
+        None
     }
 
     /// The order `cl` names; `named(id, cl)` says whether known order
     /// `id`'s own `cl_id` is `cl` (compared where the order keeps it, not
     /// copied out).
-    pub fn get(&self, cl: &ClId, named: impl Fn(OrderId, &ClId) -> bool) -> Option<OrderId> {
+    pub fn get(&self, cl: &ClId, named: impl Fn(OrderId, &ClId) -> bool, log: &ClLog) -> Option<OrderId> {
         let ranked = rank(cl);
         if ranked.is_some_and(|r| r > self.high) {
             // Above every ranked cl_id held: new, with no table read.
@@ -207,30 +320,37 @@ impl ClIdIndex {
             }
         }
         // A closed order's rising cl_id.
-        let r = ranked?;
-        self.hist_get(r).filter(|&id| id != GONE)
+        let at = self.find(ranked?, log)?;
+        log.get(at).map(|e| e.id)
     }
 
-    /// Makes `cl`, new or forgotten, name `id`, an order accepted at
-    /// `ts`. True if `hist` took it, with its time; false if the caller is
-    /// to queue it by age.
-    pub fn insert(&mut self, cl: ClId, id: OrderId, ts: u64, named: impl Fn(OrderId, &ClId) -> bool) -> bool {
-        if let Some(r) = rank(&cl) {
-            if r > self.high {
-                if self.hist.is_empty() {
-                    self.hist_oldest = ts;
-                }
-                self.hist.push_back((r, id, ts));
-                self.hist_live += 1;
+    /// Makes `cl`, new or forgotten, name `id`, a new order of this
+    /// account, and appends it to the log.
+    pub fn insert(&mut self, cl: ClId, id: OrderId, named: impl Fn(OrderId, &ClId) -> bool, log: &mut ClLog) {
+        let r = match rank(&cl) {
+            Some(r) if r > self.high => {
                 self.high = r;
-                return true;
+                r
             }
+            _ => {
+                self.insert_hashed(cl, id, named);
+                HASHED
+            }
+        };
+        let at = log.push(Entry { rank: r, id, prev: self.newest });
+        self.newest = at;
+        self.live += 1;
+        self.taken += 1;
+        if self.taken.is_multiple_of(MARK_EVERY) {
+            while self.marks.front().is_some_and(|m| m.1 < log.front) {
+                self.marks.pop_front();
+            }
+            self.marks.push_back((self.high, at));
         }
-        self.insert_hashed(cl, id, named);
-        false
     }
 
-    /// Makes `cl` name `id` in the hash tables.
+    /// Makes `cl` name `id` in the hash tables (without a time: a `cl_id`
+    /// older encodings kept so is never forgotten).
     pub fn insert_hashed(&mut self, cl: ClId, id: OrderId, named: impl Fn(OrderId, &ClId) -> bool) {
         use std::collections::hash_map::Entry;
         let fp = fingerprint(&cl);
@@ -252,42 +372,123 @@ impl ClIdIndex {
         }
     }
 
-    /// Forgets `cl` if it names `id` (whose own `cl_id` is `cl`); where it
-    /// was kept, if it did.
-    pub fn remove_if(&mut self, cl: &ClId, id: OrderId) -> Option<Kept> {
-        if let Some(h) = self.hashed.get_mut() {
-            let fp = fingerprint(cl);
-            if h.by_fp.get(&fp) == Some(&id) {
-                h.by_fp.remove(&fp);
-                return Some(Kept::Hashed);
-            }
-            if !h.clash.is_empty() && h.clash.get(cl) == Some(&id) {
-                h.clash.remove(cl);
-                return Some(Kept::Hashed);
-            }
+    /// Takes `cl` out of the hash tables if it names `id` there.
+    fn unhash(&mut self, cl: &ClId, id: OrderId) -> bool {
+        let Some(h) = self.hashed.get_mut() else { return false };
+        let fp = fingerprint(cl);
+        if h.by_fp.get(&fp) == Some(&id) {
+            h.by_fp.remove(&fp);
+            return true;
         }
-        let r = rank(cl)?;
-        match self.hist.first_not_mut(|e| e.0 < r) {
-            Some(e) if (e.0, e.1) == (r, id) => e.1 = GONE,
-            _ => return None,
+        if !h.clash.is_empty() && h.clash.get(cl) == Some(&id) {
+            h.clash.remove(cl);
+            return true;
         }
-        self.hist_live -= 1;
-        self.hist_front_changed();
-        Some(Kept::Listed)
+        false
+    }
+
+    /// Forgets `cl` if it names `id` (whose own `cl_id` is `cl`), out of
+    /// turn (a refused order's); whether it did.
+    pub fn remove_if(&mut self, cl: &ClId, id: OrderId, log: &mut ClLog) -> bool {
+        let at = if self.unhash(cl, id) {
+            match self.find_id(id, log) {
+                Some(at) => Some(at),
+                // Kept without a time.
+                None => return true,
+            }
+        } else {
+            rank(cl).and_then(|r| self.find(r, log)).filter(|&at| log.get(at).is_some_and(|e| e.id == id))
+        };
+        let Some(at) = at else { return false };
+        log.take(at);
+        self.live -= 1;
+        true
+    }
+
+    /// Forgets entry `e` of this account, taken off the log (its time is
+    /// up, or the account is at its limit); `cl` is its order's `cl_id`.
+    pub fn forget(&mut self, e: &Entry, cl: &ClId) {
+        if e.rank == HASHED {
+            self.unhash(cl, e.id);
+        }
+        self.live -= 1;
+    }
+
+    /// Takes the account's oldest entry off the log out of turn (the
+    /// account is at its limit): walked back from its first mark still in
+    /// the log, or from its newest entry, and on from the marks after it
+    /// if every entry there was forgotten.
+    pub fn take_oldest(&mut self, log: &mut ClLog) -> Option<Entry> {
+        let ends = self.marks.iter().map(|m| m.1).filter(|&at| at >= log.front).chain(std::iter::once(self.newest));
+        let mut after = log.front;
+        for end in ends {
+            let mut at = end;
+            let mut oldest = None;
+            while let Some(e) = log.get(at).filter(|_| at >= after) {
+                if e.id != GONE {
+                    oldest = Some(at);
+                }
+                at = e.prev;
+            }
+            if let Some(at) = oldest {
+                return log.take(at);
+            }
+            after = end.saturating_add(1);
+        }
+        None
+    }
+
+    /// The account's orders in the log not forgotten, oldest first.
+    pub fn by_age(&self, log: &ClLog) -> Vec<OrderId> {
+        let mut all = Vec::with_capacity(self.live);
+        let mut at = self.newest;
+        while let Some(e) = log.get(at) {
+            if e.id != GONE {
+                all.push(e.id);
+            }
+            at = e.prev;
+        }
+        all.reverse();
+        all
     }
 
     /// Every entry, by `cl_id`.
-    pub fn entries(&self, cl_of: impl Fn(OrderId) -> Option<ClId>) -> Vec<(ClId, OrderId)> {
+    pub fn entries(&self, cl_of: impl Fn(OrderId) -> Option<ClId>, log: &ClLog) -> Vec<(ClId, OrderId)> {
         let hashed = self.hashed.get().into_iter();
         let mut all: Vec<(ClId, OrderId)> = hashed
             .clone()
             .flat_map(|h| h.by_fp.values())
             .map(|&id| (cl_of(id).unwrap_or_default(), id))
             .chain(hashed.flat_map(|h| h.clash.iter()).map(|(c, id)| (*c, *id)))
-            .chain(self.hist.iter().filter(|e| e.1 != GONE).map(|&(r, id, _)| (unrank(r), id)))
             .collect();
+        let mut at = self.newest;
+        while let Some(e) = log.get(at) {
+            if e.rank != HASHED && e.id != GONE {
+                all.push((unrank(e.rank), e.id));
+            }
+            at = e.prev;
+        }
         all.sort_unstable();
         all
+    }
+
+    /// Checks the account's links and marks against the log: `live` of its
+    /// entries, ranks falling and at most `high` along the links; `mine`
+    /// says whether an order is the account's.
+    pub fn check(&self, account: AccountId, log: &ClLog, mine: impl Fn(OrderId) -> bool) {
+        let (mut live, mut last, mut at) = (0, u64::MAX, self.newest);
+        while let Some(e) = log.get(at) {
+            assert!(e.id == GONE || mine(e.id), "{account:?}'s links stay among its entries");
+            if e.rank != HASHED {
+                assert!(e.rank <= self.high && e.rank < last, "ranks fall along the links, from at most high");
+                last = e.rank;
+            }
+            live += usize::from(e.id != GONE);
+            assert!(e.prev == NONE || e.prev < at, "links go back");
+            at = e.prev;
+        }
+        assert_eq!(live, self.live, "{account:?} has as many entries as it counts");
+        assert!(self.marks.iter().zip(self.marks.iter().skip(1)).all(|(a, b)| a.0 <= b.0 && a.1 < b.1), "marks rise");
     }
 }
 
@@ -309,16 +510,25 @@ mod tests {
 
     /// Against an exact map, with short ids drawn again and again (their
     /// own fingerprints), long ones (all clashing under test) and a rising
-    /// counter (`hist`), which removals, closes and re-uses also reach.
+    /// counter (ranked in the log), for two accounts sharing one log, which
+    /// refusals (out of turn), the window (from the log's front) and the
+    /// limit (an account's oldest) all reach.
     #[test]
     fn behaves_as_an_exact_map_with_clashing_fingerprints() {
-        let mut t = ClIdIndex::default();
-        let mut m: BTreeMap<ClId, OrderId> = BTreeMap::new();
+        let mut log = ClLog::new();
+        let mut t = [ClIdIndex::default(), ClIdIndex::default()];
+        let mut m: [BTreeMap<ClId, OrderId>; 2] = [BTreeMap::new(), BTreeMap::new()];
         // Each order's own cl_id, as the order table would give it.
         let mut names: FxHashMap<OrderId, ClId> = FxHashMap::default();
+        // Each order's account and time, as its record would give them.
+        let mut whose: FxHashMap<OrderId, (usize, u64)> = FxHashMap::default();
         let mut x = 3u64;
-        for step in 1..5000u64 {
+        let mut due = 0;
+        let mut clashed = [false; 2];
+        let mut gone_at_front = 0;
+        for step in 1..8000u64 {
             x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let k = (x >> 60) as usize % 2;
             let n = (x >> 40) % 30;
             let cl = ClId::new(&match n % 3 {
                 0 => format!("s{n}"),
@@ -332,52 +542,72 @@ mod tests {
                 let names = names.clone();
                 move |o: OrderId, c: &ClId| names.get(&o) == Some(c)
             };
-            assert_eq!(t.get(&cl, of(&names)), m.get(&cl).copied(), "{cl}");
-            match (x >> 20) % 3 {
-                // Forget it (a refused order, or its time is up).
+            assert_eq!(t[k].get(&cl, of(&names), &log), m[k].get(&cl).copied(), "{cl}");
+            match (x >> 20) % 7 {
+                // Refused: forgotten out of turn.
                 0 => {
-                    if let Some(&old) = m.get(&cl) {
-                        let listed = t.hist_entries().any(|e| e.1 == old);
-                        let kept = if listed { Kept::Listed } else { Kept::Hashed };
-                        assert_eq!(t.remove_if(&cl, old), Some(kept));
-                        assert_eq!(t.remove_if(&cl, old), None);
-                        m.remove(&cl);
+                    if let Some(&old) = m[k].get(&cl) {
+                        assert!(t[k].remove_if(&cl, old, &mut log));
+                        assert!(!t[k].remove_if(&cl, old, &mut log));
+                        m[k].remove(&cl);
+                    }
+                }
+                // The window: what was used before `due` is forgotten.
+                1 => {
+                    due += (x >> 10) % 40;
+                    while let Some(e) = log.front().copied().filter(|e| e.gone() || whose[&e.id].1 < due) {
+                        log.pop_front();
+                        gone_at_front += usize::from(e.gone());
+                        if !e.gone() {
+                            let i = whose[&e.id].0;
+                            let c = names[&e.id];
+                            t[i].forget(&e, &c);
+                            assert_eq!(m[i].remove(&c), Some(e.id), "the oldest goes first");
+                        }
+                    }
+                }
+                // The limit: the account's oldest is forgotten.
+                2 if x.is_multiple_of(3) => {
+                    if let Some(e) = t[k].take_oldest(&mut log) {
+                        let c = names[&e.id];
+                        t[k].forget(&e, &c);
+                        let oldest = m[k].iter().min_by_key(|e| e.1).map(|e| (*e.0, *e.1));
+                        assert_eq!(oldest, Some((c, e.id)), "the account's oldest goes");
+                        m[k].remove(&c);
                     }
                 }
                 // A new order, as the ledger adds one: only for a cl_id not remembered.
                 _ => {
-                    if let std::collections::btree_map::Entry::Vacant(v) = m.entry(cl) {
+                    if let std::collections::btree_map::Entry::Vacant(v) = m[k].entry(cl) {
                         names.insert(id, cl);
-                        let listed = t.insert(cl, id, step, of(&names));
-                        assert_eq!(listed, t.hist_entries().any(|e| e.1 == id));
+                        whose.insert(id, (k, step));
+                        t[k].insert(cl, id, of(&names), &mut log);
                         v.insert(id);
                     }
                 }
             }
-            assert_eq!(t.len(), m.len());
+            if step % 97 == 0 {
+                for (i, t) in t.iter().enumerate() {
+                    t.check(AccountId(i as u64 + 1), &log, |o| whose[&o].0 == i);
+                    assert_eq!(t.live(), m[i].len());
+                    clashed[i] |= t.hashed.get().is_some_and(|h| !h.clash.is_empty());
+                }
+            }
         }
-        assert!(t.hashed.get().is_some_and(|h| !h.clash.is_empty()), "long ids clashed");
-        assert!(t.hist.len() > 100 && t.high > 0, "the counter took hist");
-        assert!(t.hist.iter().any(|e| e.1 == GONE), "some were forgotten out of turn");
-        for (c, id) in &m {
-            assert_eq!(t.get(c, |o, c| names.get(&o) == Some(c)), Some(*id), "{c}");
+        assert_eq!(clashed, [true, true], "long ids clashed");
+        for (i, t) in t.iter().enumerate() {
+            assert!(t.taken > 10 * MARK_EVERY && t.high > 0, "the counter was ranked, and marked");
+            for (c, id) in &m[i] {
+                assert_eq!(t.get(c, |o, c| names.get(&o) == Some(c), &log), Some(*id), "{c}");
+            }
+            let names2 = names.clone();
+            let entries = t.entries(move |o| names2.get(&o).copied(), &log);
+            assert_eq!(entries, m[i].iter().map(|(c, id)| (*c, *id)).collect::<Vec<_>>());
+            let mut by_age: Vec<OrderId> = m[i].values().copied().collect();
+            by_age.sort_unstable();
+            assert_eq!(t.by_age(&log), by_age);
         }
-        let names2 = names.clone();
-        let entries = t.entries(move |o| names2.get(&o).copied());
-        assert_eq!(entries, m.iter().map(|(c, id)| (*c, *id)).collect::<Vec<_>>());
-        // Forgotten in the order used: hist's entries by time, each
-        // named by its cl_id until then.
-        let mut last = 0;
-        while let Some(id) = t.hist_front() {
-            let ts = t.hist_oldest().expect("not empty");
-            assert!(ts >= last);
-            last = ts;
-            let c = names[&id];
-            assert_eq!(t.get(&c, |o, c| names.get(&o) == Some(c)), Some(id));
-            assert_eq!(t.pop_hist_front(), Some(id));
-            assert_eq!(t.get(&c, |o, c| names.get(&o) == Some(c)), None, "{c}");
-        }
-        assert_eq!((t.hist_len(), t.hist_oldest(), t.hist.len()), (0, None, 0));
+        assert!(gone_at_front > 0, "some forgotten out of turn reached the front");
     }
 
     /// The three-step packing agrees with packing one byte at a time.
@@ -414,38 +644,49 @@ mod tests {
         assert_eq!(rank(&ClId::default()), None, "empty");
     }
 
-    /// A counter's ids never reach the hash tables: `hist` keeps them all.
+    /// A counter's ids never reach the hash tables: the log ranks them all,
+    /// and a repeated one is found within `MARK_EVERY` entries of a mark.
     #[test]
     fn a_counter_stays_out_of_the_hash_tables() {
         let none = |_: OrderId, _: &ClId| -> bool { panic!("no hash table entry to check") };
         let cl = |k: u64| ClId::new(&format!("b{k}")).expect("short");
+        let mut log = ClLog::new();
         let mut t = ClIdIndex::default();
         for k in 1..=300 {
-            assert_eq!(t.get(&cl(k), none), None);
-            assert!(t.insert(cl(k), OrderId(k), 1000 + k, none));
+            assert_eq!(t.get(&cl(k), none, &log), None);
+            t.insert(cl(k), OrderId(k), none, &mut log);
         }
-        assert_eq!((t.hashed.get().map_or(0, |h| h.by_fp.len()), t.hist_live), (0, 300));
+        assert_eq!((t.hashed.get().map_or(0, |h| h.by_fp.len()), t.live()), (0, 300));
+        assert_eq!(t.marks.len(), 300 / MARK_EVERY as usize);
         for k in 1..=300 {
-            assert_eq!(t.get(&cl(k), none), Some(OrderId(k)));
+            assert_eq!(t.get(&cl(k), none, &log), Some(OrderId(k)));
         }
         // Above `high`: new; below it but never used: unknown.
-        assert_eq!(t.get(&cl(301), none), None);
-        assert_eq!(t.get(&ClId::new("a5").expect("short"), none), None);
-        // Forgotten out of turn, then in turn: the front goes, the middle
-        // stays as a gap until it reaches the front.
-        assert_eq!(t.remove_if(&cl(150), OrderId(150)), Some(Kept::Listed));
-        assert_eq!(t.remove_if(&cl(150), OrderId(150)), None);
-        assert_eq!(t.get(&cl(150), none), None);
-        for k in 1..150 {
-            assert_eq!(t.remove_if(&cl(k), OrderId(k)), Some(Kept::Listed));
+        assert_eq!(t.get(&cl(301), none, &log), None);
+        assert_eq!(t.get(&ClId::new("a5").expect("short"), none, &log), None);
+        // Forgotten out of turn: a gap until it reaches the front.
+        assert!(t.remove_if(&cl(150), OrderId(150), &mut log));
+        assert!(!t.remove_if(&cl(150), OrderId(150), &mut log));
+        assert_eq!(t.get(&cl(150), none, &log), None);
+        // Then the oldest, in turn, out to the gap and past it.
+        for k in 1..=151 {
+            let e = log.pop_front().expect("kept");
+            if k == 150 {
+                assert_eq!(e.id, GONE);
+                continue;
+            }
+            assert_eq!(e.id, OrderId(k));
+            t.forget(&e, &cl(k));
         }
-        assert_eq!(t.hist.front(), Some(&(rank(&cl(151)).expect("ranked"), OrderId(151), 1151)));
-        assert_eq!((t.hist_oldest(), t.hist_front()), (Some(1151), Some(OrderId(151))));
-        assert_eq!((t.len(), t.hashed.get().map_or(0, |h| h.by_fp.len())), (150, 0));
+        assert_eq!(t.get(&cl(151), none, &log), None);
+        assert_eq!(t.get(&cl(152), none, &log), Some(OrderId(152)));
+        assert_eq!((t.live(), log.len()), (149, 149));
+        t.check(AccountId(1), &log, |_| true);
         // A forgotten one used again goes to the hash table.
         let named = |id: OrderId, c: &ClId| id == OrderId(1000) && c.as_str() == "b150";
-        assert!(!t.insert(cl(150), OrderId(1000), 5000, named));
-        assert_eq!(t.get(&cl(150), named), Some(OrderId(1000)));
-        assert_eq!((t.len(), t.hashed.get().map_or(0, |h| h.by_fp.len())), (151, 1));
+        t.insert(cl(150), OrderId(1000), named, &mut log);
+        assert_eq!(t.get(&cl(150), named, &log), Some(OrderId(1000)));
+        assert_eq!((t.live(), t.hashed.get().map_or(0, |h| h.by_fp.len())), (150, 1));
+        t.check(AccountId(1), &log, |_| true);
     }
 }

@@ -96,7 +96,9 @@ impl FillLog {
         if self.blocks.back().is_none_or(|b| b.len() == BLOCK) {
             self.blocks.push_back(Vec::with_capacity(BLOCK));
         }
-        self.blocks.back_mut().expect("a block").push(Entry { fill, account, prev });
+        let b = self.blocks.back_mut().expect("a block");
+        b.push(Entry { fill, account, prev });
+        crate::ahead::tail(b.spare_capacity_mut(), 8);
         self.len += 1;
         if full {
             self.trim();

@@ -12,14 +12,12 @@ use std::collections::{BTreeMap, VecDeque};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::clids::{fingerprint, ClIdIndex, Kept};
+use crate::clids::{fingerprint, ClIdIndex, ClLog, Entry as ClEntry};
 use crate::dense::{DenseMap, InlineDenseMap};
 use crate::event::{Credential, EventBody, NewOrder, Trade};
 use crate::fills::FillLog;
-use crate::lazy::Lazy;
 use crate::openset::{OpenSet, Tag, NO_TAG};
 use crate::orders::OrderTable;
-use crate::segqueue::SegQueue;
 use crate::exchange::{Command, Reply};
 use crate::spec::{AssetSpec, FeeAcc, InstrumentSpec};
 use crate::types::*;
@@ -163,87 +161,18 @@ impl OrderState {
 }
 
 /// One account. Laid out by hand (`repr(C)`) in the order of use: the
-/// version, the time of the oldest remembered `cl_id` and the balances
-/// first (every order event reads them), then the `cl_id` table and queue
-/// (new orders) and the open-order set. Its fills are in the ledger's
-/// fill log.
+/// version and the balances first (every order event reads them), then
+/// the `cl_id` table (new orders) and the open-order set. Its fills are in
+/// the ledger's fill log, its `cl_id`s' times in the ledger's `cl_id` log.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct AccountState {
     /// Private-stream version: bumped once per private message.
     pub seq: u64,
-    /// The time of `cl_order`'s oldest entry (0 when it is empty), so that
-    /// a new order sees whether anything is due to be forgotten without
-    /// reading the queue.
-    cl_oldest: u64,
     pub next_fill_id: u64,
     pub balances: Balances,
     cl_ids: ClIdIndex,
-    /// Accepted orders (time, order) in the order their `cl_id`s were used,
-    /// to forget the oldest first, but for those whose `cl_id` the
-    /// `cl_id` table keeps with its time (a counter's: `ClIdIndex::hist`).
-    /// Each one is in the order table, which holds its `cl_id`. A refused
-    /// order leaves this queue.
-    cl_order: Lazy<SegQueue<(u64, OrderId)>>,
     pub open: OpenSet,
-}
-
-impl AccountState {
-    /// Remembers that order `id`'s `cl_id` was used at `ts`.
-    fn cl_push(&mut self, ts: u64, id: OrderId) {
-        let q = self.cl_order.force();
-        if q.is_empty() {
-            self.cl_oldest = ts;
-        }
-        q.push_back((ts, id));
-    }
-
-    /// Re-reads the time of the oldest remembered `cl_id`.
-    fn cl_front_changed(&mut self) {
-        self.cl_oldest = self.cl_order.get().and_then(|q| q.front()).map_or(0, |e| e.0);
-    }
-
-    /// The time of the oldest remembered `cl_id`, in either queue.
-    fn cl_oldest_ts(&self) -> Option<u64> {
-        let queued = self.cl_order.get().is_some_and(|q| !q.is_empty()).then_some(self.cl_oldest);
-        match (queued, self.cl_ids.hist_oldest()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    /// Whether the oldest remembered `cl_id` is due to be forgotten at `ts`.
-    fn cl_due(&self, ts: u64) -> bool {
-        self.cl_oldest_ts().is_some_and(|t| {
-            self.cl_order.get().map_or(0, |q| q.len()) + self.cl_ids.hist_len() > CL_IDS_PER_ACCOUNT_MAX || t.saturating_add(CL_ID_WINDOW_US) < ts
-        })
-    }
-
-    /// Forgets the oldest remembered `cl_id` (order ids rise with time, so
-    /// the older of the two queues' fronts); the order it named, if the
-    /// `cl_id` still named it.
-    fn cl_forget_oldest(&mut self, orders: &OrderTable) -> Option<OrderId> {
-        let listed = match (self.cl_order.get().and_then(|q| q.front()), self.cl_ids.hist_front()) {
-            (Some(q), Some(h)) => h < q.1,
-            (q, h) => q.is_none() && h.is_some(),
-        };
-        if listed {
-            return self.cl_ids.pop_hist_front();
-        }
-        let (_, id) = self.cl_order.get_mut()?.pop_front()?;
-        self.cl_front_changed();
-        let cl = orders.get(&id).expect("a remembered order is in the order table").cl_id;
-        // Only if the cl_id still names this order.
-        self.cl_ids.remove_if(&cl, id).map(|_| id)
-    }
-
-    /// Every remembered `cl_id`'s (time, order), oldest first.
-    fn cl_by_age(&self) -> Vec<(u64, OrderId)> {
-        let mut all: Vec<(u64, OrderId)> =
-            self.cl_order.get().into_iter().flat_map(|q| q.iter()).copied().chain(self.cl_ids.hist_entries()).collect();
-        all.sort_unstable_by_key(|e| e.1);
-        all
-    }
 }
 
 /// A `cl_id`'s tag among its account's open orders: its fingerprint folded
@@ -258,16 +187,16 @@ fn cl_tag(cl: &ClId) -> Tag {
 
 /// An account as snapshots encode it: each remembered order's `cl_id`
 /// spelled out in `cl_order`, read from the order table.
-struct AccountRef<'a>(&'a AccountState, &'a OrderTable, AccountId, &'a FillLog);
+struct AccountRef<'a>(&'a AccountState, &'a OrderTable, AccountId, &'a FillLog, &'a ClLog);
 
 /// The idempotency table as a map in `cl_id` order.
-struct ClIds<'a>(&'a ClIdIndex, &'a OrderTable);
+struct ClIds<'a>(&'a ClIdIndex, &'a OrderTable, &'a ClLog);
 
 impl Serialize for ClIds<'_> {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let orders = self.1;
-        let all = self.0.entries(|id| orders.get(&id).map(|o| o.cl_id));
+        let all = self.0.entries(|id| orders.get(&id).map(|o| o.cl_id), self.2);
         let mut m = ser.serialize_map(Some(all.len()))?;
         for (c, id) in &all {
             m.serialize_entry(c, id)?;
@@ -276,14 +205,17 @@ impl Serialize for ClIds<'_> {
     }
 }
 
-/// The remembered `cl_id`s by age (both queues), each with its order's `cl_id`.
-struct ClOrder<'a>(&'a AccountState, &'a OrderTable);
+/// The remembered `cl_id`s by age, each with its order's `cl_id`.
+struct ClOrder<'a>(&'a AccountState, &'a OrderTable, &'a ClLog);
 
 impl Serialize for ClOrder<'_> {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
         let orders = self.1;
-        let all = self.0.cl_by_age();
-        ser.collect_seq(all.iter().map(|&(t, id)| (t, orders.get(&id).map(|o| o.cl_id).unwrap_or_default(), id)))
+        let all = self.0.cl_ids.by_age(self.2);
+        ser.collect_seq(all.iter().map(|id| {
+            let o = orders.get(id);
+            (o.map_or(0, |o| o.ts), o.map(|o| o.cl_id).unwrap_or_default(), id)
+        }))
     }
 }
 
@@ -295,8 +227,8 @@ impl Serialize for AccountRef<'_> {
         st.serialize_field("balances", &a.balances)?;
         st.serialize_field("seq", &a.seq)?;
         st.serialize_field("open", &a.open)?;
-        st.serialize_field("cl_ids", &ClIds(&a.cl_ids, self.1))?;
-        st.serialize_field("cl_order", &ClOrder(a, self.1))?;
+        st.serialize_field("cl_ids", &ClIds(&a.cl_ids, self.1, self.4))?;
+        st.serialize_field("cl_order", &ClOrder(a, self.1, self.4))?;
         st.serialize_field("fills", &self.3.oldest_first(self.2))?;
         st.serialize_field("next_fill_id", &a.next_fill_id)?;
         st.end()
@@ -304,14 +236,14 @@ impl Serialize for AccountRef<'_> {
 }
 
 /// Every account, as snapshots encode them.
-struct AccountsRef<'a>(&'a DenseMap<AccountId, AccountState>, &'a OrderTable, &'a FillLog);
+struct AccountsRef<'a>(&'a DenseMap<AccountId, AccountState>, &'a OrderTable, &'a FillLog, &'a ClLog);
 
 impl Serialize for AccountsRef<'_> {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut m = ser.serialize_map(Some(self.0.len()))?;
         for (k, a) in self.0.iter() {
-            m.serialize_entry(k, &AccountRef(a, self.1, *k, self.2))?;
+            m.serialize_entry(k, &AccountRef(a, self.1, *k, self.2, self.3))?;
         }
         m.end()
     }
@@ -329,47 +261,21 @@ struct AccountImage {
 }
 
 /// An account as decoded, with its fills (oldest first) for the ledger's
-/// fill log.
-struct DecodedAccount(AccountState, Vec<Fill>);
+/// fill log, and its remembered `cl_id`s (by `cl_id`, and by age with
+/// their times) for the ledger to take in again.
+struct DecodedAccount(AccountState, Vec<Fill>, FxHashMap<ClId, OrderId>, VecDeque<(u64, ClId, OrderId)>);
 
 impl<'de> Deserialize<'de> for DecodedAccount {
     fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
         let a = AccountImage::deserialize(de)?;
-        let mut acct = AccountState {
+        let acct = AccountState {
             balances: a.balances,
             seq: a.seq,
-            cl_oldest: 0,
             open: a.open,
             cl_ids: ClIdIndex::default(),
-            cl_order: Lazy::default(),
             next_fill_id: a.next_fill_id,
         };
-        // Taken in again in the order used, as when they were accepted: a
-        // `cl_id` goes where it would have gone then, or to the hash table
-        // (the table's answers are the same either way).
-        let mut names = a.cl_ids;
-        let named = |id: OrderId, cl: &ClId| names.get(cl) == Some(&id);
-        let mut taken = Vec::new();
-        for (t, cl, id) in a.cl_order {
-            if named(id, &cl) {
-                taken.push(cl);
-                if acct.cl_ids.insert(cl, id, t, named) {
-                    continue;
-                }
-            }
-            acct.cl_order.force().push_back((t, id));
-        }
-        for cl in taken {
-            names.remove(&cl);
-        }
-        // A remembered cl_id without its time (never forgotten, as before).
-        let mut rest: Vec<(ClId, OrderId)> = names.iter().map(|(c, id)| (*c, *id)).collect();
-        rest.sort_unstable();
-        for (cl, id) in rest {
-            acct.cl_ids.insert_hashed(cl, id, |o, c| names.get(c) == Some(&o));
-        }
-        acct.cl_front_changed();
-        Ok(DecodedAccount(acct, a.fills))
+        Ok(DecodedAccount(acct, a.fills, a.cl_ids, a.cl_order))
     }
 }
 
@@ -434,6 +340,8 @@ pub struct Ledger {
     pub orders: OrderTable,
     /// Every account's fills, for `account.fills`.
     fill_log: FillLog,
+    /// Every account's remembered `cl_id`s, in the order used.
+    cl_log: ClLog,
     pub users: BTreeMap<String, User>,
     pub api_keys: BTreeMap<String, (AccountId, Credential)>,
     pub next_order_id: u64,
@@ -501,7 +409,7 @@ impl Serialize for Ledger {
         LedgerRef {
             assets: &self.assets,
             instruments: &self.instruments,
-            accounts: AccountsRef(&self.accounts, &self.orders, &self.fill_log),
+            accounts: AccountsRef(&self.accounts, &self.orders, &self.fill_log, &self.cl_log),
             orders: OpenOrders(&self.orders, true),
             closed: OpenOrders(&self.orders, false),
             users: &self.users,
@@ -521,20 +429,47 @@ impl<'de> Deserialize<'de> for Ledger {
         let l = LedgerImage::deserialize(de)?;
         let orders: OrderTable = l.orders.into_values().chain(l.closed.into_values()).collect();
         let mut fills = Vec::new();
+        let mut names = Vec::new();
+        let mut used = Vec::new();
         let mut accounts: DenseMap<AccountId, AccountState> = l
             .accounts
             .into_entries()
-            .map(|(k, DecodedAccount(a, f))| {
+            .map(|(k, DecodedAccount(a, f, cl_ids, cl_order))| {
                 fills.push((k, f));
+                // Refused orders, which older encodings kept here, are not taken.
+                used.extend(cl_order.into_iter().filter(|e| orders.contains_key(&e.2)).map(|(t, cl, id)| (t, id, cl, k)));
+                names.push((k, cl_ids));
                 (k, a)
             })
             .collect();
-        for a in accounts.values_mut() {
-            // Refused orders, which older encodings kept here.
-            if let Some(q) = a.cl_order.get_mut() {
-                q.retain(|(_, id)| orders.contains_key(id));
+        // Taken in again in the order used, every account's in one log, as
+        // when they were accepted: a `cl_id` is ranked in the log or goes
+        // to the hash table as it would have then (the answers are the same
+        // either way).
+        used.sort_unstable_by_key(|e| (e.0, e.1));
+        let names: FxHashMap<AccountId, FxHashMap<ClId, OrderId>> = names.into_iter().collect();
+        let mut cl_log = ClLog::new();
+        let mut timed: FxHashMap<AccountId, Vec<ClId>> = FxHashMap::default();
+        for (_, id, cl, k) in used {
+            let of = &names[&k];
+            let named = |id: OrderId, cl: &ClId| of.get(cl) == Some(&id);
+            if named(id, &cl) {
+                if let Some(a) = accounts.get_mut(&k) {
+                    a.cl_ids.insert(cl, id, named, &mut cl_log);
+                    timed.entry(k).or_default().push(cl);
+                }
             }
-            a.cl_front_changed();
+        }
+        // A remembered cl_id without its time (never forgotten, as before).
+        for (k, of) in &names {
+            let taken = timed.remove(k).unwrap_or_default();
+            let mut rest: Vec<(ClId, OrderId)> = of.iter().filter(|e| !taken.contains(e.0)).map(|(c, id)| (*c, *id)).collect();
+            rest.sort_unstable();
+            if let Some(a) = accounts.get_mut(k) {
+                for (cl, id) in rest {
+                    a.cl_ids.insert_hashed(cl, id, |o, c| of.get(c) == Some(&o));
+                }
+            }
         }
         let fill_log = FillLog::from_accounts(fills).map_err(serde::de::Error::custom)?;
         let mut ledger = Ledger {
@@ -550,6 +485,7 @@ impl<'de> Deserialize<'de> for Ledger {
             net_deposits: l.net_deposits,
             last_px: l.last_px,
             status_version: l.status_version,
+            cl_log,
         };
         ledger.retag();
         Ok(ledger)
@@ -683,7 +619,7 @@ impl Ledger {
 
     fn order_by_clid(&self, account: AccountId, cl_id: &ClId) -> Option<OrderId> {
         let a = self.accounts.get(&account)?;
-        a.cl_ids.get(cl_id, |id, cl| self.orders.get(&id).is_some_and(|o| o.cl_id == *cl))
+        a.cl_ids.get(cl_id, |id, cl| self.orders.get(&id).is_some_and(|o| o.cl_id == *cl), &self.cl_log)
     }
 
     /// The order a remembered `cl_id` names, if it is open: what a cancel or
@@ -1062,20 +998,40 @@ impl Ledger {
                 self.next_order_id = self.next_order_id.max(o.id.0 + 1);
                 acct.open.insert(o.id, cl_tag(&o.cl_id));
                 let orders = &self.orders;
-                if !acct.cl_ids.insert(o.cl_id, o.id, ts, |id, cl| orders.get(&id).is_some_and(|o| o.cl_id == *cl)) {
-                    acct.cl_push(ts, o.id);
+                acct.cl_ids.insert(o.cl_id, o.id, |id, cl| orders.get(&id).is_some_and(|o| o.cl_id == *cl), &mut self.cl_log);
+                // What is due to be forgotten: every account's cl_ids used
+                // more than the window ago, oldest first, then this
+                // account's oldest past its limit.
+                let mut forget: Vec<ClEntry> = Vec::new();
+                let due = ts.saturating_sub(CL_ID_WINDOW_US);
+                if self.cl_log.front_ts < due {
+                    while let Some(e) = self.cl_log.front().copied() {
+                        if !e.gone() {
+                            // The order being accepted is not in the table yet.
+                            let used = self.orders.get(&e.id).map_or(ts, |o| o.ts);
+                            if used >= due {
+                                self.cl_log.front_ts = used;
+                                break;
+                            }
+                            forget.push(e);
+                        }
+                        self.cl_log.pop_front();
+                    }
                 }
-                let mut forget = Vec::new();
-                while acct.cl_due(ts) {
-                    forget.extend(acct.cl_forget_oldest(&self.orders));
+                for _ in CL_IDS_PER_ACCOUNT_MAX..acct.cl_ids.live() {
+                    forget.extend(acct.cl_ids.take_oldest(&mut self.cl_log));
                 }
-                for id in forget {
+                for e in forget {
+                    let o = self.orders.get(&e.id).expect("a remembered order is in the order table");
+                    let (cl, account) = (o.cl_id, o.account);
+                    let a = self.accounts.get_mut(&account).expect("a remembered order's account exists");
+                    a.cl_ids.forget(&e, &cl);
                     // An order still open stays (its cl_id is free again,
                     // and no longer names it).
-                    if self.orders.get(&id).is_some_and(|o| !o.status.is_open()) {
-                        self.orders.remove(&id);
+                    if self.orders.get(&e.id).is_some_and(|o| !o.status.is_open()) {
+                        self.orders.remove(&e.id);
                     } else {
-                        acct.open.set_tag(&id, NO_TAG);
+                        a.open.set_tag(&e.id, NO_TAG);
                     }
                 }
                 self.orders.insert(
@@ -1158,14 +1114,8 @@ impl Ledger {
                 balance_changed(acct, o.account, o.hold_asset, &mut out);
                 acct.open.remove(order);
                 // A refused order does not use up its cl_id. It is almost
-                // always the account's newest order; its time is in the
-                // cl_id table's `hist` or else in the queue.
-                if acct.cl_ids.remove_if(&o.cl_id, *order) != Some(Kept::Listed) {
-                    if let Some(q) = acct.cl_order.get_mut() {
-                        q.remove_newest(|(_, id)| id == order);
-                    }
-                    acct.cl_front_changed();
-                }
+                // always the account's newest order.
+                acct.cl_ids.remove_if(&o.cl_id, *order, &mut self.cl_log);
             }
             EventBody::OrderAmended { order, px, qty, keep_priority, .. } => {
                 let o = self.orders.get_mut(order).expect("amended order is known");
@@ -1371,6 +1321,17 @@ impl Ledger {
         }
         for ((acc, asset), h) in holds {
             assert_eq!(self.balance(acc, asset).held, h, "held of {acc:?}/{asset:?} equals its orders' holds");
+        }
+        self.cl_log.check();
+        for (acc, a) in self.accounts.iter() {
+            a.cl_ids.check(*acc, &self.cl_log, |id| self.orders.get(&id).is_some_and(|o| o.account == *acc));
+        }
+        let mut last_ts = 0;
+        for e in self.cl_log.entries().filter(|e| !e.gone()) {
+            let o = self.orders.get(&e.id).expect("a remembered order is in the order table");
+            assert_eq!(self.order_by_clid(o.account, &o.cl_id), Some(e.id), "a remembered cl_id names its order");
+            assert!(o.ts >= last_ts, "the log is in the order used");
+            last_ts = o.ts;
         }
         for (acc, a) in self.accounts.iter() {
             for id in &a.open {

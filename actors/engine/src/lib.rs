@@ -8,17 +8,18 @@
 //! * `spec`: assets and instruments, and the integer arithmetic of notional,
 //!   fees, holds and price bands.
 //! * `book`: one instrument's order book and matching (decide, then apply).
-//! * `clids`: an account's `cl_id` idempotency table.
+//! * `clids`: the `cl_id` idempotency tables: every account's `cl_id`s in
+//!   one log in the order used, and each account's index into it.
 //! * `ledger`: balances, holds, settlement, orders, `cl_id` idempotency,
 //!   fills, users and API keys, private-stream versions.
 //! * `dense`: maps over small integer keys (accounts, assets) kept in vectors.
 //! * `orders`: the ledger's order table, by order id.
 //! * `openset`: each account's open orders.
-//! * `segqueue`: a queue kept in blocks, for per-account histories.
 //! * `event`: the events every decision is recorded as.
 //! * `exchange`: ledger and books driven together by commands; snapshots and
 //!   the state hash.
 
+mod ahead;
 pub mod book;
 pub mod clids;
 pub mod dense;
@@ -29,7 +30,6 @@ pub mod lazy;
 pub mod ledger;
 pub mod openset;
 pub mod orders;
-pub mod segqueue;
 pub mod spec;
 pub mod types;
 

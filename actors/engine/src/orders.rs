@@ -96,6 +96,9 @@ impl Chunk {
             // A new order: ids grow, so it almost always goes right at the end.
             self.slots.resize_with(i, vacant);
             self.slots.push(o);
+            let spare = self.slots.spare_capacity_mut();
+            crate::ahead::tail(spare, 4);
+            crate::ahead::tail(spare, 5);
         } else if self.has(i) {
             return Some(std::mem::replace(&mut self.slots[i], o));
         } else {

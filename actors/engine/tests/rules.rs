@@ -984,6 +984,37 @@ fn a_refused_order_does_not_use_up_its_cl_id() {
     h.verify_replay();
 }
 
+/// Every account's `cl_id`s are forgotten in the order used once the
+/// window has passed, whichever account's order comes next: an idle
+/// account's closed orders leave the ledger, its open order stays (named
+/// by its id only), and replay and a snapshot round trip agree.
+#[test]
+fn the_window_forgets_every_accounts_cl_ids_in_the_order_used() {
+    let (mut h, a, b) = two_traders();
+    let open = h.place(with_cl(lim(a, Buy, 1000, 1), "a1"));
+    let gone = h.place(with_cl(lim(a, Buy, 999, 1), "a2"));
+    h.cancel(a, gone).result.expect("cancelled");
+    h.ts += 10;
+    let kept = h.place(with_cl(lim(a, Buy, 998, 1), "a3"));
+    assert_eq!(h.ex.ledger.order_by_cl_id(a, "a2"), Some(gone), "remembered while closed");
+    // Past the window for a1 and a2, not for a3 (10 us younger).
+    h.ts += bourse_engine::ledger::CL_ID_WINDOW_US - 5;
+    h.place(with_cl(lim(b, Sell, 2000, 1), "b1"));
+    assert_eq!(h.ex.ledger.order_by_cl_id(a, "a1"), None);
+    assert_eq!(h.ex.ledger.order_by_cl_id(a, "a2"), None);
+    assert!(h.ex.ledger.order(gone).is_none(), "a closed order leaves with its cl_id");
+    assert!(h.ex.ledger.order(open).is_some_and(|o| o.status.is_open()), "an open one stays");
+    assert_eq!(h.ex.ledger.order_by_cl_id(a, "a3"), Some(kept));
+    h.refused(Command::Cancel { account: a, inst: h.inst, order: OrderRef::ClId("a1".into()) }, RejectCode::UnknownOrder);
+    // Its cl_id is free again; the old order is still cancelled by id.
+    let again = h.place(with_cl(lim(a, Buy, 997, 1), "a1"));
+    assert_ne!(again, open);
+    h.ex.check();
+    h.verify_replay();
+    h.cancel(a, open).result.expect("cancelled by id");
+    h.verify_replay();
+}
+
 /// An order open for longer than the `cl_id` window can no longer be named
 /// by its `cl_id` once that is forgotten; the `cl_id` may then name a new
 /// order, which a cancel by `cl_id` finds, also after a snapshot round trip.
