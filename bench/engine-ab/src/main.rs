@@ -9,6 +9,8 @@
 //! exchange's state grew by over the stream (the allocator's bytes, net).
 //!
 //! `AB_OPS` commands a stream (1,000,000), `AB_REPS` rounds (5).
+//! `AB_INTERLEAVE=1` runs the two engines in lockstep instead, a chunk
+//! each in turn, each on its own exchange (README.md).
 //! `AB_COUNT=<kind>` instead runs one kind's commands once on the new
 //! engine alone, for an instruction count (README.md).
 
@@ -83,6 +85,31 @@ macro_rules! engine {
             pub fn run(s: &Setup, i: usize) -> (Duration, String) {
                 let (d, f) = run_stream_chunked(&s.start, &s.streams[i]);
                 (d, f.to_string())
+            }
+
+            /// One exchange run a chunk at a time, for runs of the two
+            /// engines interleaved chunk by chunk.
+            pub struct Stepper {
+                ex: Exchange,
+                events: Vec<Event>,
+                chunk: Vec<(Command, u64)>,
+            }
+
+            impl Stepper {
+                pub fn new(s: &Setup) -> Stepper {
+                    Stepper { ex: s.start.clone(), events: Vec::new(), chunk: Vec::with_capacity(CHUNK_MAX) }
+                }
+
+                /// Runs chunk `c` of stream `i`, server-like; its time, or
+                /// `None` past the stream's end.
+                pub fn step(&mut self, s: &Setup, i: usize, c: usize) -> Option<Duration> {
+                    let part = s.streams[i].cmds.chunks(CHUNK_MAX).nth(c)?;
+                    self.chunk.extend_from_slice(part);
+                    black_box(&mut self.chunk);
+                    let t = Instant::now();
+                    execute_chunk(&mut self.ex, &mut self.chunk, &mut self.events);
+                    Some(t.elapsed())
+                }
             }
 
             /// The commands of one kind (`add`, `cancel`, `marketable`,
@@ -163,6 +190,39 @@ fn main() {
         println!("{name}: (events, trades, resting orders at the end) old {:?}, new {:?}", (a.0, a.1, a.2), (b.0, b.1, b.2));
         assert_eq!((a.0, a.1, a.2), (b.0, b.1, b.2), "the two engines made different events or books");
         println!("{name}: the state grew by {} bytes (old), {} bytes (new)", a.3, b.3);
+    }
+    if std::env::var("AB_INTERLEAVE").is_ok() {
+        // Both engines in lockstep, a chunk each in turn (which goes first
+        // alternating), so that both meet the machine's same moments.
+        for (i, name) in names.iter().enumerate() {
+            let mut v = Vec::new();
+            for _ in 0..reps {
+                let (mut a, mut b) = (old::Stepper::new(&o), new::Stepper::new(&n));
+                let (mut to, mut tn) = (Duration::ZERO, Duration::ZERO);
+                for c in 0.. {
+                    let (x, y) = if c % 2 == 0 {
+                        let x = a.step(&o, i, c);
+                        (x, b.step(&n, i, c))
+                    } else {
+                        let y = b.step(&n, i, c);
+                        (a.step(&o, i, c), y)
+                    };
+                    match (x, y) {
+                        (Some(x), Some(y)) => {
+                            to += x;
+                            tn += y;
+                        }
+                        _ => break,
+                    }
+                }
+                println!("{name}: old {}k ops/s, new {}k ops/s, old/new time {:.3}", per_sec(ops, to) / 1000, per_sec(ops, tn) / 1000, to.as_secs_f64() / tn.as_secs_f64());
+                v.push(to.as_secs_f64() / tn.as_secs_f64());
+            }
+            v.sort_by(f64::total_cmp);
+            let all: Vec<String> = v.iter().map(|x| format!("{x:.3}")).collect();
+            println!("{name}: interleaved, old/new time, median {} of {}", all[all.len() / 2], all.join(", "));
+        }
+        return;
     }
     let mut ratios = vec![Vec::new(); names.len()];
     for r in 0..reps {
