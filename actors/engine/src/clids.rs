@@ -342,9 +342,6 @@ impl ClIdIndex {
         self.live += 1;
         self.taken += 1;
         if self.taken.is_multiple_of(MARK_EVERY) {
-            while self.marks.front().is_some_and(|m| m.1 < log.front) {
-                self.marks.pop_front();
-            }
             self.marks.push_back((self.high, at));
         }
     }
@@ -407,11 +404,16 @@ impl ClIdIndex {
 
     /// Forgets entry `e` of this account, taken off the log (its time is
     /// up, or the account is at its limit); `cl` is its order's `cl_id`.
-    pub fn forget(&mut self, e: &Entry, cl: &ClId) {
+    /// Marks of entries the log no longer keeps go too, so that an account
+    /// that stopped trading does not keep them.
+    pub fn forget(&mut self, e: &Entry, cl: &ClId, log: &ClLog) {
         if e.rank == HASHED {
             self.unhash(cl, e.id);
         }
         self.live -= 1;
+        while self.marks.front().is_some_and(|m| m.1 < log.front) {
+            self.marks.pop_front();
+        }
     }
 
     /// Takes the account's oldest entry off the log out of turn (the
@@ -561,7 +563,7 @@ mod tests {
                         if !e.gone() {
                             let i = whose[&e.id].0;
                             let c = names[&e.id];
-                            t[i].forget(&e, &c);
+                            t[i].forget(&e, &c, &log);
                             assert_eq!(m[i].remove(&c), Some(e.id), "the oldest goes first");
                         }
                     }
@@ -570,7 +572,7 @@ mod tests {
                 2 if x.is_multiple_of(3) => {
                     if let Some(e) = t[k].take_oldest(&mut log) {
                         let c = names[&e.id];
-                        t[k].forget(&e, &c);
+                        t[k].forget(&e, &c, &log);
                         let oldest = m[k].iter().min_by_key(|e| e.1).map(|e| (*e.0, *e.1));
                         assert_eq!(oldest, Some((c, e.id)), "the account's oldest goes");
                         m[k].remove(&c);
@@ -676,11 +678,12 @@ mod tests {
                 continue;
             }
             assert_eq!(e.id, OrderId(k));
-            t.forget(&e, &cl(k));
+            t.forget(&e, &cl(k), &log);
         }
         assert_eq!(t.get(&cl(151), none, &log), None);
         assert_eq!(t.get(&cl(152), none, &log), Some(OrderId(152)));
         assert_eq!((t.live(), log.len()), (149, 149));
+        assert_eq!(t.marks.len(), 300 / MARK_EVERY as usize - 151 / MARK_EVERY as usize, "the forgotten entries' marks went");
         t.check(AccountId(1), &log, |_| true);
         // A forgotten one used again goes to the hash table.
         let named = |id: OrderId, c: &ClId| id == OrderId(1000) && c.as_str() == "b150";

@@ -449,14 +449,14 @@ impl<'de> Deserialize<'de> for Ledger {
         used.sort_unstable_by_key(|e| (e.0, e.1));
         let names: FxHashMap<AccountId, FxHashMap<ClId, OrderId>> = names.into_iter().collect();
         let mut cl_log = ClLog::new();
-        let mut timed: FxHashMap<AccountId, Vec<ClId>> = FxHashMap::default();
+        let mut timed: FxHashMap<AccountId, rustc_hash::FxHashSet<ClId>> = FxHashMap::default();
         for (_, id, cl, k) in used {
             let of = &names[&k];
             let named = |id: OrderId, cl: &ClId| of.get(cl) == Some(&id);
             if named(id, &cl) {
                 if let Some(a) = accounts.get_mut(&k) {
                     a.cl_ids.insert(cl, id, named, &mut cl_log);
-                    timed.entry(k).or_default().push(cl);
+                    timed.entry(k).or_default().insert(cl);
                 }
             }
         }
@@ -1025,7 +1025,7 @@ impl Ledger {
                     let o = self.orders.get(&e.id).expect("a remembered order is in the order table");
                     let (cl, account) = (o.cl_id, o.account);
                     let a = self.accounts.get_mut(&account).expect("a remembered order's account exists");
-                    a.cl_ids.forget(&e, &cl);
+                    a.cl_ids.forget(&e, &cl, &self.cl_log);
                     // An order still open stays (its cl_id is free again,
                     // and no longer names it).
                     if self.orders.get(&e.id).is_some_and(|o| !o.status.is_open()) {
