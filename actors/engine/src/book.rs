@@ -49,10 +49,13 @@ struct Node {
     fee_held: bool,
     prev: u32,
     next: u32,
+    /// The slot of its level in its side's ladder.
+    level: u32,
 }
 
 #[derive(Clone, Copy, Debug)]
 struct Level {
+    px: Price,
     head: u32,
     tail: u32,
     /// Sum of `leaves` of the level's orders, in lots.
@@ -60,21 +63,28 @@ struct Level {
     count: u32,
 }
 
-/// One side's price levels, sorted by priority with the best last: bids by
-/// increasing price, asks by decreasing price.
+/// One side's price levels. Each level stays in one slot of `slots` while
+/// it has orders, and a resting order names its slot (`Node::level`), so a
+/// fill or a cancel reaches its level without a search; the order of the
+/// levels by priority is kept apart, best last (bids by increasing price,
+/// asks by decreasing price), and is searched only when a level is made or
+/// emptied, where removing one shifts four bytes an entry besides its key.
 #[derive(Clone, Debug)]
 struct Ladder {
     /// Asks: a lower price is better.
     asks: bool,
-    /// `rank` of each level's price, in the order of `levels`: what a
-    /// search reads.
+    /// `rank` of each level's price, in priority order: what a search reads.
     keys: Vec<u64>,
-    levels: Vec<(Price, Level)>,
+    /// Each level's slot in `slots`, in the order of `keys`.
+    order: Vec<u32>,
+    slots: Vec<Level>,
+    /// Slots of `slots` no level holds.
+    free: Vec<u32>,
 }
 
 impl Ladder {
     fn new(asks: bool) -> Ladder {
-        Ladder { asks, keys: Vec::new(), levels: Vec::new() }
+        Ladder { asks, keys: Vec::new(), order: Vec::new(), slots: Vec::new(), free: Vec::new() }
     }
 
     /// The sort key: increasing towards the best price.
@@ -93,43 +103,59 @@ impl Ladder {
     }
 
     fn get(&self, px: Price) -> Option<&Level> {
-        self.find(px).ok().map(|i| &self.levels[i].1)
+        self.find(px).ok().map(|i| &self.slots[self.order[i] as usize])
     }
 
-    #[inline]
-    fn get_mut(&mut self, px: Price) -> Option<&mut Level> {
+    /// The slot of the level at `px`, made empty first if there is none.
+    fn entry(&mut self, px: Price) -> u32 {
         match self.find(px) {
-            Ok(i) => Some(&mut self.levels[i].1),
-            Err(_) => None,
+            Ok(i) => self.order[i],
+            Err(i) => {
+                let level = Level { px, head: NIL, tail: NIL, total: 0, count: 0 };
+                let s = match self.free.pop() {
+                    Some(s) => {
+                        self.slots[s as usize] = level;
+                        s
+                    }
+                    None => {
+                        self.slots.push(level);
+                        (self.slots.len() - 1) as u32
+                    }
+                };
+                self.keys.insert(i, self.rank(px));
+                self.order.insert(i, s);
+                s
+            }
         }
     }
 
-    /// The level at `px`, made empty first if there is none.
-    fn entry(&mut self, px: Price) -> &mut Level {
-        let i = match self.find(px) {
-            Ok(i) => i,
-            Err(i) => {
-                self.keys.insert(i, self.rank(px));
-                self.levels.insert(i, (px, Level { head: NIL, tail: NIL, total: 0, count: 0 }));
-                i
-            }
-        };
-        &mut self.levels[i].1
+    /// Drops the level in slot `s`, which has no orders left.
+    fn remove(&mut self, s: u32) {
+        let i = self.find(self.slots[s as usize].px).expect("level exists");
+        debug_assert_eq!(self.order[i], s);
+        self.keys.remove(i);
+        self.order.remove(i);
+        self.free.push(s);
     }
 
     #[inline]
     fn best(&self) -> Option<Price> {
-        self.levels.last().map(|(p, _)| *p)
+        self.keys.last().map(|&k| Price(if self.asks { !k } else { k }))
+    }
+
+    #[inline]
+    fn best_level(&self) -> Option<&Level> {
+        self.order.last().map(|&s| &self.slots[s as usize])
     }
 
     /// Levels best first.
-    fn best_first(&self) -> impl Iterator<Item = &(Price, Level)> + '_ {
-        self.levels.iter().rev()
+    fn best_first(&self) -> impl Iterator<Item = &Level> + '_ {
+        self.order.iter().rev().map(|&s| &self.slots[s as usize])
     }
 
     /// Levels worst first (bids by increasing price, asks by decreasing).
-    fn worst_first(&self) -> impl Iterator<Item = &(Price, Level)> + '_ {
-        self.levels.iter()
+    fn worst_first(&self) -> impl Iterator<Item = &Level> + '_ {
+        self.order.iter().map(|&s| &self.slots[s as usize])
     }
 }
 
@@ -259,10 +285,10 @@ impl OrderBook {
     }
 
     pub fn best_bid(&self) -> Option<(Price, Qty)> {
-        self.bids.levels.last().map(|(p, l)| (*p, Qty(l.total)))
+        self.bids.best_level().map(|l| (l.px, Qty(l.total)))
     }
     pub fn best_ask(&self) -> Option<(Price, Qty)> {
-        self.asks.levels.last().map(|(p, l)| (*p, Qty(l.total)))
+        self.asks.best_level().map(|l| (l.px, Qty(l.total)))
     }
     pub fn order_count(&self) -> usize {
         self.index.len()
@@ -315,7 +341,7 @@ impl OrderBook {
             Side::Buy => &self.bids,
             Side::Sell => &self.asks,
         };
-        ladder.best_first().take(take).map(|(p, l)| (*p, Qty(l.total))).collect()
+        ladder.best_first().take(take).map(|l| (l.px, Qty(l.total))).collect()
     }
 
     /// Total resting lots at one price.
@@ -330,7 +356,7 @@ impl OrderBook {
     /// Every resting order, level by level best first, FIFO within a level.
     pub fn orders(&self) -> Vec<Resting> {
         let mut out = Vec::with_capacity(self.index.len());
-        for (_, l) in self.bids.best_first().chain(self.asks.best_first()) {
+        for l in self.bids.best_first().chain(self.asks.best_first()) {
             let mut i = l.head;
             while i != NIL {
                 out.push(self.resting(i));
@@ -423,7 +449,8 @@ impl OrderBook {
         let mut stopped_by_limit = false;
         let mut budget_short = false;
 
-        'levels: for &(px, ref level) in opp.best_first() {
+        'levels: for level in opp.best_first() {
+            let px = level.px;
             if rem == Some(Qty(0)) {
                 break;
             }
@@ -716,6 +743,7 @@ impl OrderBook {
                     fee_held: false,
                     prev: NIL,
                     next: NIL,
+                    level: NIL,
                 }, *fee);
                 self.version += 1;
             }
@@ -731,12 +759,12 @@ impl OrderBook {
                 n.fee_held = true;
                 assert!(n.leaves >= t.qty, "fill within the maker's leaves");
                 n.leaves.0 -= t.qty.0;
-                let (side, px, left) = (n.side, n.px, n.leaves);
+                let (side, s, left) = (n.side, n.level, n.leaves);
                 if left.0 == 0 {
                     self.index.remove(&self.nodes, t.maker);
                     self.unlink(i, t.qty.0);
                 } else {
-                    self.level_mut(side, px).total -= t.qty.0;
+                    self.level_mut(side, s).total -= t.qty.0;
                 }
                 self.version += 1;
             }
@@ -754,8 +782,8 @@ impl OrderBook {
                     let old = n.leaves.0;
                     n.qty = *qty;
                     n.leaves = Qty(qty.0 - cum);
-                    let (side, p, new) = (n.side, n.px, n.leaves.0);
-                    let l = self.level_mut(side, p);
+                    let (side, p, s, new) = (n.side, n.px, n.level, n.leaves.0);
+                    let l = self.level_mut(side, s);
                     l.total = l.total - old + new;
                     debug_assert_eq!(*px, p);
                 } else {
@@ -771,12 +799,14 @@ impl OrderBook {
         }
     }
 
-    fn level_mut(&mut self, side: Side, px: Price) -> &mut Level {
+    /// The level in slot `s` of `side`'s ladder.
+    #[inline]
+    fn level_mut(&mut self, side: Side, s: u32) -> &mut Level {
         let m = match side {
             Side::Buy => &mut self.bids,
             Side::Sell => &mut self.asks,
         };
-        m.get_mut(px).expect("level exists")
+        &mut m.slots[s as usize]
     }
 
     fn insert(&mut self, mut node: Node, fee: FeeAcc) {
@@ -800,7 +830,9 @@ impl OrderBook {
             Side::Buy => &mut self.bids,
             Side::Sell => &mut self.asks,
         };
-        let level = levels.entry(px);
+        let s = levels.entry(px);
+        let level = &mut levels.slots[s as usize];
+        node.level = s;
         node.prev = level.tail;
         node.next = NIL;
         let old_tail = level.tail;
@@ -827,7 +859,7 @@ impl OrderBook {
     /// leaves. The caller has removed it from the index.
     fn unlink(&mut self, i: u32, taken: u64) {
         let n = &self.nodes[i as usize];
-        let (prev, next, side, px, leaves) = (n.prev, n.next, n.side, n.px, n.leaves);
+        let (prev, next, side, s, leaves) = (n.prev, n.next, n.side, n.level, n.leaves);
         if prev != NIL {
             self.nodes[prev as usize].next = next;
         }
@@ -838,8 +870,7 @@ impl OrderBook {
             Side::Buy => &mut self.bids,
             Side::Sell => &mut self.asks,
         };
-        let at = levels.find(px).expect("level exists");
-        let level = &mut levels.levels[at].1;
+        let level = &mut levels.slots[s as usize];
         if level.head == i {
             level.head = next;
         }
@@ -849,8 +880,7 @@ impl OrderBook {
         level.total -= leaves.0 + taken;
         level.count -= 1;
         if level.count == 0 {
-            levels.keys.remove(at);
-            levels.levels.remove(at);
+            levels.remove(s);
             match side {
                 Side::Buy => self.best_bid = self.bids.best(),
                 Side::Sell => self.best_ask = self.asks.best(),
@@ -867,15 +897,22 @@ impl OrderBook {
         assert_eq!(self.best_bid, self.bids.best());
         assert_eq!(self.best_ask, self.asks.best());
         for ladder in [&self.bids, &self.asks] {
-            assert!(ladder.levels.windows(2).all(|w| ladder.rank(w[0].0) < ladder.rank(w[1].0)), "levels sorted");
-            assert!(ladder.keys.iter().copied().eq(ladder.levels.iter().map(|(p, _)| ladder.rank(*p))), "keys match levels");
+            assert!(ladder.keys.windows(2).all(|w| w[0] < w[1]), "levels sorted");
+            assert!(ladder.keys.iter().copied().eq(ladder.worst_first().map(|l| ladder.rank(l.px))), "keys match levels");
+            assert_eq!(ladder.order.len() + ladder.free.len(), ladder.slots.len(), "every slot a level's or free");
+            let mut used = vec![false; ladder.slots.len()];
+            for &s in ladder.order.iter().chain(&ladder.free) {
+                assert!(!std::mem::replace(&mut used[s as usize], true), "slot {s} used twice");
+            }
         }
         let mut count = 0;
-        for (px, l) in self.bids.worst_first().chain(self.asks.worst_first()) {
+        for (ladder, l, s) in [&self.bids, &self.asks].into_iter().flat_map(|m| m.order.iter().map(move |&s| (m, &m.slots[s as usize], s))) {
             let (mut i, mut total, mut c, mut prev) = (l.head, 0u64, 0u32, NIL);
+            assert_eq!(ladder.get(l.px).map(|x| x.px), Some(l.px));
             while i != NIL {
                 let n = &self.nodes[i as usize];
-                assert_eq!(n.px, *px);
+                assert_eq!(n.px, l.px);
+                assert_eq!(n.level, s, "order {:?} names its level's slot", n.id);
                 assert_eq!(n.prev, prev);
                 assert_eq!(self.index.get(&self.nodes, n.id), Some(i), "the index finds order {:?} in its slot", n.id);
                 assert!(n.leaves.0 > 0 && n.leaves <= n.qty);
@@ -928,6 +965,7 @@ impl OrderBook {
                 fee_held: false,
                 prev: NIL,
                 next: NIL,
+                level: NIL,
             }, o.fee);
         }
         b.version = img.version;
