@@ -222,6 +222,28 @@ fn report(name: &str, start: &Exchange, stream: &Stream) {
     );
 }
 
+/// The processor as `/proc/cpuinfo` names it: a virtual machine's model
+/// name may hide the part, but its family and model tell one generation
+/// from another (AMD family 25 model 17 is Zen 4), so that runs on two
+/// machines of one class are not taken for one.
+fn processor() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |k: &str| {
+        info.lines()
+            .find_map(|l| l.split_once(':').filter(|(n, _)| n.trim() == k).map(|(_, v)| v.trim().to_string()))
+            .unwrap_or_else(|| "?".into())
+    };
+    let cores = info.lines().filter(|l| l.starts_with("processor")).count();
+    format!(
+        "{} (family {} model {} stepping {}), {cores} cores, avx512f {}",
+        field("model name"),
+        field("cpu family"),
+        field("model"),
+        field("stepping"),
+        if field("flags").split(' ').any(|f| f == "avx512f") { "yes" } else { "no" }
+    )
+}
+
 fn latency_report(ops: usize) {
     let t = Instant::now();
     let start = exchange_with_book();
@@ -233,6 +255,7 @@ fn latency_report(ops: usize) {
         ACCOUNTS,
         t.elapsed()
     );
+    println!("engine latency report: processor {}", processor());
     // `BOURSE_BENCH_STREAM` names one stream to run alone (for a profile of it).
     const STREAMS: [(&str, u64, Mix); 2] = [("mixed", 11, Mix::Balanced), ("mixed_exact_ratio", 13, Mix::ExactRatio)];
     let only = std::env::var("BOURSE_BENCH_STREAM").ok();
