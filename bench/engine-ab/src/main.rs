@@ -172,6 +172,16 @@ fn env(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
 }
 
+/// The median of sorted `v`: for an even count, the mean of the middle two.
+fn median(v: &[f64]) -> f64 {
+    let m = v.len() / 2;
+    if v.len() % 2 == 0 {
+        (v[m - 1] + v[m]) / 2.0
+    } else {
+        v[m]
+    }
+}
+
 fn per_sec(ops: usize, d: Duration) -> u128 {
     ops as u128 * 1_000_000_000 / d.as_nanos().max(1)
 }
@@ -220,7 +230,7 @@ fn main() {
             }
             v.sort_by(f64::total_cmp);
             let all: Vec<String> = v.iter().map(|x| format!("{x:.3}")).collect();
-            println!("{name}: interleaved, old/new time, median {} of {}", all[all.len() / 2], all.join(", "));
+            println!("{name}: interleaved, old/new time, median {:.3} of {}", median(&v), all.join(", "));
         }
         return;
     }
@@ -246,6 +256,6 @@ fn main() {
     for (name, mut v) in names.iter().zip(ratios).filter(|(_, v)| !v.is_empty()) {
         v.sort_by(f64::total_cmp);
         let all: Vec<String> = v.iter().map(|x| format!("{x:.3}")).collect();
-        println!("{name}: old/new time, median {} of {}", all[all.len() / 2], all.join(", "));
+        println!("{name}: old/new time, median {:.3} of {}", median(&v), all.join(", "));
     }
 }
