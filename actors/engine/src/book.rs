@@ -2,12 +2,16 @@
 //! cancel by order id, best bid and ask cached, and matching by price-time
 //! priority.
 //!
-//! Each side's levels are one sorted vector with the best level last: the
-//! best is read without a search, matching walks the vector from its end,
-//! and a price is found by binary search over a vector of the levels' sort
-//! keys alone (eight to a cache line, a quarter of the memory the levels
-//! take), kept beside them. A new or emptied level moves only the levels
-//! behind it (most levels are made and emptied near the best price).
+//! Each level stays in one slot of its side's ladder while it has orders,
+//! and each resting order names its slot, so a fill, a cancel or an amend
+//! that keeps priority reaches its level without a search. The levels'
+//! priority order is a vector of slots with the best last: the best is
+//! read without a search and matching walks the vector from its end. A
+//! price is found by binary search over a vector of the levels' sort keys
+//! alone (eight to a cache line), kept beside it, only when an order
+//! arrives or a level empties. A new or emptied level moves only the
+//! entries behind it (most levels are made and emptied near the best
+//! price), four bytes each besides its key.
 //!
 //! Every operation has two halves. `decide_*` reads the book and writes the
 //! events of the outcome without changing anything; `apply` carries an event
