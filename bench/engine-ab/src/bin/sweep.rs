@@ -6,7 +6,9 @@
 //!
 //!     taskset -c 1 ./target/release/sweep 64 & taskset -c 0 <bench> ...
 //!
-//! (BENCHMARKS.md, round 19.)
+//! It takes that cache only while the host runs both cores beside one
+//! last-level cache, which the machine cannot see: read a run beside it
+//! with the engine bench's cache probe (BENCHMARKS.md, rounds 19 and 20).
 
 use std::hint::black_box;
 
