@@ -67,6 +67,15 @@ const REPORT_OPS: usize = 2_000_000;
 
 include!("common/streams.rs");
 
+/// How many commands ahead the latency report's second server-like figure
+/// asks for a command's first reads (BENCHMARKS.md, round 21: 1 and 2
+/// did best, 8 gave back most of the gain).
+const LOOKAHEAD: usize = 2;
+
+fn ahead(ex: &Exchange, c: &Command) {
+    ex.prefetch(c);
+}
+
 /// The timed loop: each command executed with its events appended to a
 /// buffer kept between commands (as the ledger's batch on its way to the
 /// log is), then the events dropped. Never inlined, so a profiler can count
@@ -142,8 +151,15 @@ fn report(name: &str, start: &Exchange, stream: &Stream) {
     // Runs of one process differ from one another by up to two times on
     // a shared machine (BENCHMARKS.md, rounds 8 and 17): the server-like
     // figure is the median of several, with the fastest and slowest.
-    let mut chunked: Vec<(Duration, Faults)> = (0..server_like_runs()).map(|_| run_stream_chunked(start, stream)).collect();
+    // Without and with lookahead in turn, so that both meet the
+    // machine's same moments.
+    let (mut chunked, mut ahead): (Vec<(Duration, Faults)>, Vec<(Duration, Faults)>) = (Vec::new(), Vec::new());
+    for _ in 0..server_like_runs() {
+        chunked.push(run_stream_chunked(start, stream, 0));
+        ahead.push(run_stream_chunked(start, stream, LOOKAHEAD));
+    }
     chunked.sort_by_key(|r| r.0);
+    ahead.sort_by_key(|r| r.0);
     let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds");
     let mut by_kind: Vec<Histogram<u64>> = KINDS.iter().map(|_| all.clone()).collect();
     let mut ex = start.clone();
@@ -200,6 +216,14 @@ fn report(name: &str, start: &Exchange, stream: &Stream) {
         chunked.len(),
         per_sec(n, chunked[0].0),
         per_sec(n, chunked[chunked.len() - 1].0),
+    );
+    let (median, median_faults) = ahead[ahead.len() / 2];
+    println!(
+        "{name}: server-like, each command's first reads asked for {LOOKAHEAD} commands ahead (`Exchange::prefetch`): {} ops/s, the median of {} runs ({median_faults} in it; fastest {}, slowest {} ops/s)",
+        per_sec(n, median),
+        ahead.len(),
+        per_sec(n, ahead[0].0),
+        per_sec(n, ahead[ahead.len() - 1].0),
     );
     if std::env::var_os("BOURSE_BENCH_OUTCOMES").is_some() {
         let d = run_stream_outcomes(start, stream);

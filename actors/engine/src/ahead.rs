@@ -1,4 +1,4 @@
-//! A hint that memory is about to be written.
+//! Hints that memory is about to be read or written.
 
 use std::mem::MaybeUninit;
 
@@ -13,4 +13,13 @@ pub fn tail<T>(spare: &[MaybeUninit<T>], k: usize) {
         #[cfg(not(all(target_arch = "x86_64", target_feature = "sse")))]
         let _ = x;
     }
+}
+
+/// Asks for the cache line holding `x`, ahead of a read of it.
+#[inline(always)]
+pub fn read<T>(x: &T) {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse"))]
+    safe_arch::prefetch_t0(x);
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse")))]
+    let _ = x;
 }

@@ -302,6 +302,18 @@ impl OrderBook {
         self.index.get(&self.nodes, id).map(|i| self.resting(i))
     }
 
+    /// Asks for the node of order `id` (of every node its index bucket
+    /// might name), reading the index but no node.
+    #[inline]
+    pub fn prefetch_order(&self, id: OrderId) {
+        let _ = self.index.0.find(hash_id(id), |&i| {
+            if let Some(n) = self.nodes.get(i as usize) {
+                crate::ahead::read(n);
+            }
+            false
+        });
+    }
+
     /// The account of order `id` if it rests here: what deciding a cancel
     /// reads (the index and the node's account).
     #[inline]

@@ -579,6 +579,24 @@ fn bad(msg: impl Into<std::borrow::Cow<'static, str>>) -> Reject {
 }
 
 impl Ledger {
+    /// Asks for the lines of `account`'s record a command of it reads
+    /// first: its version, balances, `cl_id`s and open orders.
+    #[inline]
+    pub fn prefetch_account(&self, account: AccountId) {
+        if let Some(a) = self.accounts.get(&account) {
+            crate::ahead::read(&a.seq);
+            crate::ahead::read(&a.balances);
+            crate::ahead::read(&a.cl_ids);
+            a.open.prefetch();
+        }
+    }
+
+    /// Asks for the lines of order `id`'s record.
+    #[inline]
+    pub fn prefetch_order(&self, id: OrderId) {
+        self.orders.prefetch(id);
+    }
+
     pub fn new() -> Self {
         let mut l = Ledger { next_order_id: 1, next_account_id: 1, ..Default::default() };
         l.accounts.insert(FEE_ACCOUNT, AccountState::default());

@@ -73,6 +73,17 @@ impl OpenSet {
         self.len() == 0
     }
 
+    /// Asks for the lines of an inline set: its count and tags, and its ids.
+    #[inline]
+    pub fn prefetch(&self) {
+        if let Repr::Inline(Inline { len, ids, .. }) = &self.0 {
+            crate::ahead::read(len);
+            for k in (0..OPEN_INLINE_MAX).step_by(8) {
+                crate::ahead::read(&ids[k]);
+            }
+        }
+    }
+
     pub fn contains(&self, id: &OrderId) -> bool {
         match &self.0 {
             Repr::Inline(Inline { len, ids, .. }) => ids[..*len as usize].binary_search(id).is_ok(),

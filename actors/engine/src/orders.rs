@@ -173,6 +173,17 @@ impl OrderTable {
         }
     }
 
+    /// Asks for the lines of order `id`'s record, if it is in a chunk.
+    #[inline]
+    pub fn prefetch(&self, id: OrderId) {
+        if let Some((c, i)) = self.at(id) {
+            if let Some(o) = self.chunks[c].slots.get(i) {
+                crate::ahead::read(o);
+                crate::ahead::read(&o.cl_id);
+            }
+        }
+    }
+
     /// The order, to change.
     #[inline]
     pub fn get_mut(&mut self, id: &OrderId) -> Option<&mut OrderState> {

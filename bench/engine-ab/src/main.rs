@@ -52,7 +52,7 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 macro_rules! engine {
-    ($m:ident, $k:ident) => {
+    ($m:ident, $k:ident, $($hook:item)*) => {
         #[allow(dead_code)]
         mod $m {
             use std::hint::black_box;
@@ -64,6 +64,8 @@ macro_rules! engine {
             use rustc_hash::FxHashMap;
 
             include!("../../../actors/engine/benches/common/streams.rs");
+
+            $($hook)*
 
             pub struct Setup {
                 start: Exchange,
@@ -83,7 +85,7 @@ macro_rules! engine {
 
             /// The time of a server-like run, and the page faults in it.
             pub fn run(s: &Setup, i: usize) -> (Duration, String) {
-                let (d, f) = run_stream_chunked(&s.start, &s.streams[i]);
+                let (d, f) = run_stream_chunked(&s.start, &s.streams[i], lookahead());
                 (d, f.to_string())
             }
 
@@ -107,7 +109,7 @@ macro_rules! engine {
                     self.chunk.extend_from_slice(part);
                     black_box(&mut self.chunk);
                     let t = Instant::now();
-                    execute_chunk(&mut self.ex, &mut self.chunk, &mut self.events);
+                    execute_chunk(&mut self.ex, &mut self.chunk, &mut self.events, lookahead());
                     Some(t.elapsed())
                 }
             }
@@ -165,8 +167,30 @@ macro_rules! engine {
     };
 }
 
-engine!(old, eng_old);
-engine!(new, eng_new);
+/// Commands ahead of the one running whose first reads a server-like run
+/// asks for (`Exchange::prefetch`): `AB_AHEAD`, 0 (not at all) unless set.
+fn ahead_k() -> usize {
+    static K: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *K.get_or_init(|| env("AB_AHEAD", 0))
+}
+
+// The new engine looks `AB_AHEAD` commands ahead; the old one too when
+// built with `--features old-ahead` (it must have `Exchange::prefetch`),
+// else never.
+engine!(old, eng_old,
+    #[cfg(feature = "old-ahead")]
+    fn lookahead() -> usize { crate::ahead_k() }
+    #[cfg(feature = "old-ahead")]
+    fn ahead(ex: &Exchange, c: &Command) { ex.prefetch(c) }
+    #[cfg(not(feature = "old-ahead"))]
+    fn lookahead() -> usize { 0 }
+    #[cfg(not(feature = "old-ahead"))]
+    fn ahead(_: &Exchange, _: &Command) {}
+);
+engine!(new, eng_new,
+    fn lookahead() -> usize { crate::ahead_k() }
+    fn ahead(ex: &Exchange, c: &Command) { ex.prefetch(c) }
+);
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)

@@ -393,9 +393,25 @@ const CHUNK_MAX: usize = 1_000;
 /// The timed part of a server-like run: one chunk of commands that were
 /// copied just before (as a server executes a command it has just decoded,
 /// in cache). Never inlined, so a profiler can count exactly this part.
+///
+/// With `k` > 0, each command's first reads are asked for `k` commands
+/// before it runs (`Exchange::prefetch`, through the includer's `ahead`),
+/// as a server holding a batch of decoded commands can.
 #[inline(never)]
-fn execute_chunk(ex: &mut Exchange, cmds: &mut Vec<(Command, u64)>, events: &mut Vec<Event>) {
-    for (c, ts) in cmds.drain(..) {
+fn execute_chunk(ex: &mut Exchange, cmds: &mut Vec<(Command, u64)>, events: &mut Vec<Event>, k: usize) {
+    let mut d = cmds.drain(..);
+    if k > 0 {
+        for (c, _) in d.as_slice().iter().take(k) {
+            ahead(ex, c);
+        }
+    }
+    loop {
+        if k > 0 {
+            if let Some((c, _)) = d.as_slice().get(k) {
+                ahead(ex, c);
+            }
+        }
+        let Some((c, ts)) = d.next() else { break };
         black_box(ex.execute_into(c, ts, events, None)).ok();
         black_box(&mut *events).clear();
     }
@@ -404,8 +420,8 @@ fn execute_chunk(ex: &mut Exchange, cmds: &mut Vec<(Command, u64)>, events: &mut
 /// A server-like run of the whole stream: `CHUNK_MAX` commands at a time
 /// are cloned from the stream (every command built afresh, as a decoder
 /// builds it) with the clock stopped, then executed with it running. Only
-/// the executions are timed.
-fn run_stream_chunked(start: &Exchange, stream: &Stream) -> (Duration, Faults) {
+/// the executions are timed. `k`: the lookahead of `execute_chunk`.
+fn run_stream_chunked(start: &Exchange, stream: &Stream, k: usize) -> (Duration, Faults) {
     let mut ex = start.clone();
     let mut events = Vec::new();
     let mut chunk: Vec<(Command, u64)> = Vec::with_capacity(CHUNK_MAX);
@@ -416,7 +432,7 @@ fn run_stream_chunked(start: &Exchange, stream: &Stream) -> (Duration, Faults) {
         black_box(&mut chunk);
         let before = minor_faults();
         let t = Instant::now();
-        execute_chunk(&mut ex, &mut chunk, &mut events);
+        execute_chunk(&mut ex, &mut chunk, &mut events, k);
         total += t.elapsed();
         faults.add(before, minor_faults());
     }
