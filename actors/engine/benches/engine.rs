@@ -79,14 +79,11 @@ fn ahead(ex: &Exchange, c: &Command) {
 /// The timed loop: each command executed with its events appended to a
 /// buffer kept between commands (as the ledger's batch on its way to the
 /// log is), then the events dropped. Never inlined, so a profiler can count
-/// exactly this part.
+/// exactly this part. `k`: the lookahead of `execute_chunk`, which runs it.
 #[inline(never)]
-fn execute_all(ex: &mut Exchange, cmds: Vec<(Command, u64)>) {
+fn execute_all(ex: &mut Exchange, mut cmds: Vec<(Command, u64)>, k: usize) {
     let mut events = Vec::new();
-    for (c, ts) in cmds {
-        black_box(ex.execute_into(c, ts, &mut events, None)).ok();
-        black_box(&mut events).clear();
-    }
+    execute_chunk(ex, &mut cmds, &mut events, k);
 }
 
 /// The same with `execute`: a new event vector per command, dropped with
@@ -104,7 +101,7 @@ fn run_stream(start: &Exchange, stream: &Stream) -> (Duration, Faults) {
     let mut faults = Faults::default();
     let before = minor_faults();
     let t = Instant::now();
-    execute_all(&mut ex, cmds);
+    execute_all(&mut ex, cmds, 0);
     let d = t.elapsed();
     faults.add(before, minor_faults());
     (d, faults)
@@ -118,8 +115,9 @@ fn run_stream_outcomes(start: &Exchange, stream: &Stream) -> Duration {
     t.elapsed()
 }
 
-/// Times `iters` commands of `stream`, restarting from `start` each time the stream runs out.
-fn time_stream(start: &Exchange, stream: &Stream, iters: u64) -> Duration {
+/// Times `iters` commands of `stream`, restarting from `start` each time
+/// the stream runs out; `k`: the lookahead of `execute_chunk`.
+fn time_stream(start: &Exchange, stream: &Stream, iters: u64, k: usize) -> Duration {
     let mut total = Duration::ZERO;
     let mut left = iters as usize;
     while left > 0 {
@@ -127,7 +125,7 @@ fn time_stream(start: &Exchange, stream: &Stream, iters: u64) -> Duration {
         let mut ex = start.clone();
         let cmds: Vec<(Command, u64)> = stream.cmds[..n].to_vec();
         let t = Instant::now();
-        execute_all(&mut ex, cmds);
+        execute_all(&mut ex, cmds, k);
         total += t.elapsed();
         left -= n;
     }
@@ -373,8 +371,11 @@ fn benches(c: &mut Criterion, div: usize) {
     g.warm_up_time(Duration::from_secs(1));
     g.measurement_time(Duration::from_secs(4));
     for (name, stream) in &streams {
-        g.bench_function(*name, |b| b.iter_custom(|iters| time_stream(&start, stream, iters)));
+        g.bench_function(*name, |b| b.iter_custom(|iters| time_stream(&start, stream, iters, 0)));
     }
+    // `mixed` with each command's first reads asked for `LOOKAHEAD` ahead.
+    let mixed = &streams[4].1;
+    g.bench_function("mixed_ahead", |b| b.iter_custom(|iters| time_stream(&start, mixed, iters, LOOKAHEAD)));
     g.finish();
 }
 
