@@ -32,7 +32,10 @@
 //! server-like throughput: the stream handed over `CHUNK_MAX` commands at a
 //! time, each chunk cloned (every command built afresh, as a decoder
 //! builds it) with the clock stopped just before it runs, only the runs
-//! timed.
+//! timed; and the same runs, alternating with those, with each command's
+//! first reads asked for `LOOKAHEAD` commands before it runs
+//! (`Exchange::prefetch`), as a caller holding a batch can (criterion's
+//! `mixed_ahead` is `mixed` so run).
 //!
 //! The filter `memory` prints instead what one dependent load costs on the
 //! machine, by the size of the memory the loads range over (a pointer
