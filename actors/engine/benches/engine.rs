@@ -154,13 +154,11 @@ fn report(name: &str, start: &Exchange, stream: &Stream) {
     // figure is the median of several, with the fastest and slowest.
     // Without and with lookahead in turn, so that both meet the
     // machine's same moments.
-    let (mut chunked, mut ahead): (Vec<(Duration, Faults)>, Vec<(Duration, Faults)>) = (Vec::new(), Vec::new());
+    let (mut chunked, mut ahead) = (Vec::new(), Vec::new());
     for _ in 0..server_like_runs() {
         chunked.push(run_stream_chunked(start, stream, 0));
         ahead.push(run_stream_chunked(start, stream, LOOKAHEAD));
     }
-    chunked.sort_by_key(|r| r.0);
-    ahead.sort_by_key(|r| r.0);
     let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds");
     let mut by_kind: Vec<Histogram<u64>> = KINDS.iter().map(|_| all.clone()).collect();
     let mut ex = start.clone();
@@ -210,22 +208,19 @@ fn report(name: &str, start: &Exchange, stream: &Stream) {
         })
         .collect();
     println!("{name}: mix {}", mix.join("; "));
-    let (median, median_faults) = chunked[chunked.len() / 2];
-    println!(
-        "{name}: server-like, commands copied {CHUNK_MAX} at a time just before they run (only the runs timed): {} ops/s, the median of {} runs ({median_faults} in it; fastest {}, slowest {} ops/s)",
-        per_sec(n, median),
-        chunked.len(),
-        per_sec(n, chunked[0].0),
-        per_sec(n, chunked[chunked.len() - 1].0),
-    );
-    let (median, median_faults) = ahead[ahead.len() / 2];
-    println!(
-        "{name}: server-like, each command's first reads asked for {LOOKAHEAD} commands ahead (`Exchange::prefetch`): {} ops/s, the median of {} runs ({median_faults} in it; fastest {}, slowest {} ops/s)",
-        per_sec(n, median),
-        ahead.len(),
-        per_sec(n, ahead[0].0),
-        per_sec(n, ahead[ahead.len() - 1].0),
-    );
+    let server_like = |how: &str, mut runs: Vec<(Duration, Faults)>| {
+        runs.sort_by_key(|r| r.0);
+        let (median, median_faults) = runs[runs.len() / 2];
+        println!(
+            "{name}: server-like, {how}: {} ops/s, the median of {} runs ({median_faults} in it; fastest {}, slowest {} ops/s)",
+            per_sec(n, median),
+            runs.len(),
+            per_sec(n, runs[0].0),
+            per_sec(n, runs[runs.len() - 1].0),
+        );
+    };
+    server_like(&format!("commands copied {CHUNK_MAX} at a time just before they run (only the runs timed)"), chunked);
+    server_like(&format!("each command's first reads asked for {LOOKAHEAD} commands ahead (`Exchange::prefetch`)"), ahead);
     if std::env::var_os("BOURSE_BENCH_OUTCOMES").is_some() {
         let d = run_stream_outcomes(start, stream);
         println!("{name}: with `execute` (a new event vector per command): {} ops/s", per_sec(n, d));

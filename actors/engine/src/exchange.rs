@@ -397,28 +397,34 @@ mod tests {
         }
     }
 
+    /// A GTC limit order of account `acc` on BTC-USD.
+    fn limit(acc: u64, side: Side, px: u64, qty: u64, cl: &str) -> Command {
+        Command::Place(PlaceCmd {
+            account: AccountId(acc), inst: InstrumentId(1), cl_id: ClId::new(cl).expect("short"), side, kind: OrderType::Limit, tif: None,
+            px: Some(Price(px)), qty: Some(Qty(qty)), quote_qty: None, post_only: false, stp: Stp::CancelNewest,
+        })
+    }
+
+    /// BTC-USD listed, and two traders: account 1 with USD, account 2 with BTC.
+    fn two_traders() -> Vec<Command> {
+        let admin = AccountId(0);
+        vec![
+            Command::CreateAsset { name: "USD".into(), scale: 2, by: admin },
+            Command::CreateAsset { name: "BTC".into(), scale: 8, by: admin },
+            Command::CreateInstrument { listing: btc_usd(), by: admin },
+            Command::CreateUser { user: "a".into(), role: Role::Trader, password_hash: String::new(), by: admin },
+            Command::CreateUser { user: "b".into(), role: Role::Trader, password_hash: String::new(), by: admin },
+            Command::Deposit { account: AccountId(1), asset: AssetId(1), amount: Amount(10_000_000), by: admin },
+            Command::Deposit { account: AccountId(2), asset: AssetId(2), amount: Amount(1_000_000_000), by: admin },
+        ]
+    }
+
     /// `execute_into` appends exactly the events `execute` returns and
     /// leaves the same state, command after command into one buffer.
     #[test]
     fn execute_into_appends_what_execute_returns() {
-        let admin = AccountId(0);
-        let listing = btc_usd();
-        let place = |acc, side, px, qty, cl: &str| {
-            Command::Place(PlaceCmd {
-                account: AccountId(acc), inst: InstrumentId(1), cl_id: ClId::new(cl).expect("short"), side, kind: OrderType::Limit, tif: None,
-                px: Some(Price(px)), qty: Some(Qty(qty)), quote_qty: None, post_only: false, stp: Stp::CancelNewest,
-            })
-        };
-        let mut cmds = vec![
-            Command::CreateAsset { name: "USD".into(), scale: 2, by: admin },
-            Command::CreateAsset { name: "BTC".into(), scale: 8, by: admin },
-            Command::CreateInstrument { listing, by: admin },
-        ];
-        for u in ["a", "b"] {
-            cmds.push(Command::CreateUser { user: u.into(), role: Role::Trader, password_hash: String::new(), by: admin });
-        }
-        cmds.push(Command::Deposit { account: AccountId(1), asset: AssetId(1), amount: Amount(10_000_000), by: admin });
-        cmds.push(Command::Deposit { account: AccountId(2), asset: AssetId(2), amount: Amount(1_000_000_000), by: admin });
+        let place = limit;
+        let mut cmds = two_traders();
         cmds.push(place(1, Side::Buy, 100, 10, "x"));
         cmds.push(place(1, Side::Buy, 99, 10, "y"));
         cmds.push(place(2, Side::Sell, 99, 15, "z"));
@@ -447,22 +453,8 @@ mod tests {
     /// orders) ends in the same state as one that does not.
     #[test]
     fn prefetch_changes_nothing() {
-        let admin = AccountId(0);
-        let place = |acc, side, px, qty, cl: &str| {
-            Command::Place(PlaceCmd {
-                account: AccountId(acc), inst: InstrumentId(1), cl_id: ClId::new(cl).expect("short"), side, kind: OrderType::Limit, tif: None,
-                px: Some(Price(px)), qty: Some(Qty(qty)), quote_qty: None, post_only: false, stp: Stp::CancelNewest,
-            })
-        };
-        let mut cmds = vec![
-            Command::CreateAsset { name: "USD".into(), scale: 2, by: admin },
-            Command::CreateAsset { name: "BTC".into(), scale: 8, by: admin },
-            Command::CreateInstrument { listing: btc_usd(), by: admin },
-            Command::CreateUser { user: "a".into(), role: Role::Trader, password_hash: String::new(), by: admin },
-            Command::CreateUser { user: "b".into(), role: Role::Trader, password_hash: String::new(), by: admin },
-            Command::Deposit { account: AccountId(1), asset: AssetId(1), amount: Amount(10_000_000), by: admin },
-            Command::Deposit { account: AccountId(2), asset: AssetId(2), amount: Amount(1_000_000_000), by: admin },
-        ];
+        let place = limit;
+        let mut cmds = two_traders();
         for k in 0..40u64 {
             cmds.push(place(1, Side::Buy, 90 + k % 10, 1 + k % 3, &format!("b{k}")));
             cmds.push(place(2, Side::Sell, 101 + k % 7, 2, &format!("s{k}")));
