@@ -136,7 +136,9 @@ impl Exchange {
     /// changing nothing. A caller holding a batch of commands calls it a
     /// few commands ahead of executing each, so that those reads, which
     /// miss the cache when the state outgrows it, overlap the commands
-    /// before instead of stalling this one.
+    /// before instead of stalling this one: one or two ahead did best on
+    /// the bench's book, eight gave most of the gain back (BENCHMARKS.md,
+    /// round 21).
     #[inline]
     pub fn prefetch(&self, cmd: &Command) {
         match cmd {
