@@ -79,6 +79,10 @@ fn ahead(ex: &Exchange, c: &Command) {
     ex.prefetch(c);
 }
 
+fn ahead_next(ex: &Exchange, c: &Command) {
+    ex.prefetch_next(c);
+}
+
 /// The timed loop: each command executed with its events appended to a
 /// buffer kept between commands (as the ledger's batch on its way to the
 /// log is), then the events dropped. Never inlined, so a profiler can count

@@ -314,6 +314,27 @@ impl OrderBook {
         });
     }
 
+    /// Asks for what removing order `id` touches besides its node, reading
+    /// the node: its neighbours in its level, and the level.
+    #[inline]
+    pub fn prefetch_links(&self, id: OrderId) {
+        if let Some(i) = self.index.get(&self.nodes, id) {
+            let n = &self.nodes[i as usize];
+            for j in [n.prev, n.next] {
+                if let Some(m) = self.nodes.get(j as usize) {
+                    crate::ahead::read(m);
+                }
+            }
+            let ladder = match n.side {
+                Side::Buy => &self.bids,
+                Side::Sell => &self.asks,
+            };
+            if let Some(l) = ladder.slots.get(n.level as usize) {
+                crate::ahead::read(l);
+            }
+        }
+    }
+
     /// The account of order `id` if it rests here: what deciding a cancel
     /// reads (the index and the node's account).
     #[inline]

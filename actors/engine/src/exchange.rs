@@ -138,7 +138,7 @@ impl Exchange {
     /// miss the cache when the state outgrows it, overlap the commands
     /// before instead of stalling this one: one or two ahead did best on
     /// the bench's book, eight gave most of the gain back (BENCHMARKS.md,
-    /// round 21).
+    /// round 21). Two ahead, then `prefetch_next` one ahead.
     #[inline]
     pub fn prefetch(&self, cmd: &Command) {
         match cmd {
@@ -153,6 +153,21 @@ impl Exchange {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// The second step of `prefetch`, for the command that runs next: asks
+    /// for what a cancel by id touches once its first reads are in, by
+    /// reading them (the order's node, in cache by then): the order's
+    /// neighbours in its level and the level. About 2% on the bench's
+    /// `mixed`, more beside a neighbour that takes the shared cache
+    /// (BENCHMARKS.md, round 21).
+    #[inline]
+    pub fn prefetch_next(&self, cmd: &Command) {
+        if let Command::Cancel { inst, order: OrderRef::Id(id), .. } = cmd {
+            if let Some(b) = self.book(*inst) {
+                b.prefetch_links(*id);
+            }
         }
     }
 
@@ -478,8 +493,10 @@ mod tests {
             let ts = 1 + i as u64;
             for s in &strays {
                 b.prefetch(s);
+                b.prefetch_next(s);
             }
             b.prefetch(&c);
+            b.prefetch_next(&c);
             let (x, y) = (a.execute(c.clone(), ts), b.execute(c, ts));
             assert_eq!(x, y);
         }

@@ -174,22 +174,38 @@ fn ahead_k() -> usize {
     *K.get_or_init(|| env("AB_AHEAD", 0))
 }
 
+/// Whether the new side takes `prefetch_next`'s second step: `AB_NEXT`,
+/// 1 (yes) unless set to 0.
+fn ahead_next_on() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| env("AB_NEXT", 1) == 1)
+}
+
 // The new engine looks `AB_AHEAD` commands ahead; the old one too when
-// built with `--features old-ahead` (it must have `Exchange::prefetch`),
-// else never.
+// built with `--features old-ahead` (it must have `Exchange::prefetch`
+// and `Exchange::prefetch_next`), else never.
 engine!(old, eng_old,
     #[cfg(feature = "old-ahead")]
     fn lookahead() -> usize { crate::ahead_k() }
     #[cfg(feature = "old-ahead")]
     fn ahead(ex: &Exchange, c: &Command) { ex.prefetch(c) }
+    #[cfg(feature = "old-ahead")]
+    fn ahead_next(ex: &Exchange, c: &Command) { ex.prefetch_next(c) }
     #[cfg(not(feature = "old-ahead"))]
     fn lookahead() -> usize { 0 }
     #[cfg(not(feature = "old-ahead"))]
     fn ahead(_: &Exchange, _: &Command) {}
+    #[cfg(not(feature = "old-ahead"))]
+    fn ahead_next(_: &Exchange, _: &Command) {}
 );
 engine!(new, eng_new,
     fn lookahead() -> usize { crate::ahead_k() }
     fn ahead(ex: &Exchange, c: &Command) { ex.prefetch(c) }
+    fn ahead_next(ex: &Exchange, c: &Command) {
+        if crate::ahead_next_on() {
+            ex.prefetch_next(c)
+        }
+    }
 );
 
 fn env(name: &str, default: usize) -> usize {

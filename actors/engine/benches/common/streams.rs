@@ -396,7 +396,9 @@ const CHUNK_MAX: usize = 1_000;
 ///
 /// With `k` > 0, each command's first reads are asked for `k` commands
 /// before it runs (`Exchange::prefetch`, through the includer's `ahead`),
-/// as a server holding a batch of decoded commands can.
+/// and with `k` > 1 what depends on them one command before it runs
+/// (`Exchange::prefetch_next`, through `ahead_next`), as a server holding
+/// a batch of decoded commands can.
 #[inline(never)]
 fn execute_chunk(ex: &mut Exchange, cmds: &mut Vec<(Command, u64)>, events: &mut Vec<Event>, k: usize) {
     let mut d = cmds.drain(..);
@@ -409,6 +411,11 @@ fn execute_chunk(ex: &mut Exchange, cmds: &mut Vec<(Command, u64)>, events: &mut
         if k > 0 {
             if let Some((c, _)) = d.as_slice().get(k) {
                 ahead(ex, c);
+            }
+            if k > 1 {
+                if let Some((c, _)) = d.as_slice().get(1) {
+                    ahead_next(ex, c);
+                }
             }
         }
         let Some((c, ts)) = d.next() else { break };
