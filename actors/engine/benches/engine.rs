@@ -34,8 +34,9 @@
 //! builds it) with the clock stopped just before it runs, only the runs
 //! timed; and the same runs, alternating with those, with each command's
 //! first reads asked for `LOOKAHEAD` commands before it runs
-//! (`Exchange::prefetch`), as a caller holding a batch can (criterion's
-//! `mixed_ahead` is `mixed` so run).
+//! (`Exchange::prefetch`) and what they lead to one command before
+//! (`Exchange::prefetch_next`), as a caller holding a batch can
+//! (criterion's `mixed_ahead` is `mixed` so run).
 //!
 //! The filter `memory` prints instead what one dependent load costs on the
 //! machine, by the size of the memory the loads range over (a pointer
@@ -224,7 +225,7 @@ fn report(name: &str, start: &Exchange, stream: &Stream) {
         );
     };
     server_like(&format!("commands copied {CHUNK_MAX} at a time just before they run (only the runs timed)"), chunked);
-    server_like(&format!("each command's first reads asked for {LOOKAHEAD} commands ahead (`Exchange::prefetch`)"), ahead);
+    server_like(&format!("each command's first reads asked for {LOOKAHEAD} commands ahead, what they lead to one ahead (`Exchange::prefetch`, `prefetch_next`)"), ahead);
     if std::env::var_os("BOURSE_BENCH_OUTCOMES").is_some() {
         let d = run_stream_outcomes(start, stream);
         println!("{name}: with `execute` (a new event vector per command): {} ops/s", per_sec(n, d));
