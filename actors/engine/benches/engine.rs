@@ -73,7 +73,8 @@ include!("common/streams.rs");
 
 /// How many commands ahead the latency report's second server-like figure
 /// asks for a command's first reads (BENCHMARKS.md, round 21: 1 and 2
-/// did best, 8 gave back most of the gain).
+/// did best, 8 gave back most of the gain); what they lead to is asked
+/// for one command ahead.
 const LOOKAHEAD: usize = 2;
 
 fn ahead(ex: &Exchange, c: &Command) {
@@ -376,7 +377,7 @@ fn benches(c: &mut Criterion, div: usize) {
     for (name, stream) in &streams {
         g.bench_function(*name, |b| b.iter_custom(|iters| time_stream(&start, stream, iters, 0)));
     }
-    // `mixed` with each command's first reads asked for `LOOKAHEAD` ahead.
+    // `mixed` looking ahead as the report's second server-like figure does.
     let mixed = &streams[4].1;
     g.bench_function("mixed_ahead", |b| b.iter_custom(|iters| time_stream(&start, mixed, iters, LOOKAHEAD)));
     g.finish();

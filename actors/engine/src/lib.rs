@@ -17,8 +17,9 @@
 //! * `openset`: each account's open orders.
 //! * `event`: the events every decision is recorded as.
 //! * `exchange`: ledger and books driven together by commands; snapshots and
-//!   the state hash; `Exchange::prefetch`, for a caller holding a batch, asks
-//!   for a command's first reads a few commands before it runs.
+//!   the state hash; `Exchange::prefetch` and `prefetch_next`, for a caller
+//!   holding a batch, ask for a command's reads a command or two before it
+//!   runs.
 //! * `ahead`: the hints to the processor behind it (and the tables' writes).
 
 mod ahead;
