@@ -141,18 +141,11 @@ impl Exchange {
     /// round 21). Two ahead, then `prefetch_next` one ahead.
     #[inline]
     pub fn prefetch(&self, cmd: &Command) {
-        match cmd {
-            Command::Place(c) => self.ledger.prefetch_account(c.account),
-            Command::Cancel { account, inst, order } | Command::Amend { account, inst, order, .. } => {
-                self.ledger.prefetch_account(*account);
-                if let OrderRef::Id(id) = order {
-                    self.ledger.prefetch_order(*id);
-                    if let Some(b) = self.book(*inst) {
-                        b.prefetch_order(*id);
-                    }
-                }
+        self.ledger.prefetch(cmd);
+        if let Command::Cancel { inst, order: OrderRef::Id(id), .. } | Command::Amend { inst, order: OrderRef::Id(id), .. } = cmd {
+            if let Some(b) = self.book(*inst) {
+                b.prefetch_order(*id);
             }
-            _ => {}
         }
     }
 

@@ -18,7 +18,7 @@ use crate::event::{Credential, EventBody, NewOrder, Trade};
 use crate::fills::FillLog;
 use crate::openset::{OpenSet, Tag, NO_TAG};
 use crate::orders::OrderTable;
-use crate::exchange::{Command, Reply};
+use crate::exchange::{Command, OrderRef, Reply};
 use crate::spec::{AssetSpec, FeeAcc, InstrumentSpec};
 use crate::types::*;
 
@@ -588,6 +588,24 @@ impl Ledger {
             crate::ahead::read(&a.balances);
             crate::ahead::read(&a.cl_ids);
             a.open.prefetch();
+        }
+    }
+
+    /// The ledger's part of `Exchange::prefetch`: asks for the lines
+    /// `cmd` reads first in the ledger, its account's and, for a cancel or
+    /// amend by id, the order's record. The ledger actor calls it for the
+    /// command two ahead of the one it runs.
+    #[inline]
+    pub fn prefetch(&self, cmd: &Command) {
+        match cmd {
+            Command::Place(c) => self.prefetch_account(c.account),
+            Command::Cancel { account, order, .. } | Command::Amend { account, order, .. } => {
+                self.prefetch_account(*account);
+                if let OrderRef::Id(id) = order {
+                    self.prefetch_order(*id);
+                }
+            }
+            _ => {}
         }
     }
 
