@@ -16,7 +16,6 @@
 //! * `failstop`: a panic on a thread the node cannot run without stops the process.
 
 pub mod auth;
-pub mod batch;
 pub mod config;
 pub mod durability;
 pub mod failstop;

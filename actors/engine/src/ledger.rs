@@ -593,8 +593,7 @@ impl Ledger {
 
     /// The ledger's part of `Exchange::prefetch`: asks for the lines
     /// `cmd` reads first in the ledger, its account's and, for a cancel or
-    /// amend by id, the order's record. The ledger actor calls it for the
-    /// command two ahead of the one it runs.
+    /// amend by id, the order's record.
     #[inline]
     pub fn prefetch(&self, cmd: &Command) {
         match cmd {

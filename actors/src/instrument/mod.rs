@@ -2,21 +2,17 @@
 //! matches what the ledger sends it (orders whose funds are already held,
 //! cancels, amends, cancel-alls), applies the outcome to its book and sends
 //! the outcome's events back to the ledger in the order it produced them.
-//! It drains its mailbox in batches (`crate::batch`), asking for a
-//! cancel's or amend's book node two commands before it runs.
 //! Instruments run on several arbiters, so matching uses every core.
 //!
 //! Each counts its trades and traded lots, exports whether it is trading,
 //! and times its matching (stage `match`).
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use actix::prelude::*;
 use bourse_engine::{AccountId, Amount, CancelReason, EventBody, InstrumentState, NewOrder, OrderBook, OrderId, Price, Qty, Reject, Side};
 
-use crate::batch::{self, Drain, Drains};
 use crate::ledger::{LedgerActor, Outcome, OutcomeKind, Outcomes};
 use crate::reply::Responder;
 use crate::telemetry::{self as t, StageTimer};
@@ -53,8 +49,6 @@ pub struct InstrumentActor {
     pub metrics: BookMetrics,
     /// Outcomes of the messages handled since the last flush.
     pub outcomes: Vec<Outcome>,
-    /// Commands taken from the mailbox and not yet run (`crate::batch`).
-    pub queue: VecDeque<BookOp>,
 }
 
 /// Sends the collected outcomes to the ledger in one message (sent to
@@ -103,35 +97,6 @@ impl Handler<BookOp> for InstrumentActor {
     type Result = ();
 
     fn handle(&mut self, op: BookOp, ctx: &mut Context<Self>) {
-        batch::admit(self, op, ctx);
-    }
-}
-
-impl Handler<Drain> for InstrumentActor {
-    type Result = ();
-
-    fn handle(&mut self, _: Drain, ctx: &mut Context<Self>) {
-        batch::drain(self, ctx);
-    }
-}
-
-impl Drains for InstrumentActor {
-    type Item = BookOp;
-
-    fn queue(&mut self) -> &mut VecDeque<BookOp> {
-        &mut self.queue
-    }
-
-    /// A cancel's or amend's node two ahead; a cancel's neighbours one ahead.
-    fn ahead(&self, op: &BookOp, distance: usize) {
-        match (op, distance) {
-            (BookOp::Cancel { order, .. } | BookOp::Amend { order, .. }, 2) => self.book.prefetch_order(*order),
-            (BookOp::Cancel { order, .. }, 1) => self.book.prefetch_links(*order),
-            _ => {}
-        }
-    }
-
-    fn run(&mut self, op: BookOp, ctx: &mut Context<Self>) {
         self.inflight.fetch_sub(1, Ordering::AcqRel);
         let _stage = StageTimer::start(t::STAGE_MATCH);
         let inst = self.book.spec.id;

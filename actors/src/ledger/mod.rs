@@ -8,7 +8,6 @@
 //! result and reject code) and registers each book's in-flight counter as
 //! that instrument's mailbox depth.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -19,7 +18,6 @@ use bourse_protocol::msg as p;
 use bourse_protocol::{ErrorBody, ErrorCode};
 use serde_json::{json, Value};
 
-use crate::batch::{self, Drain, Drains};
 use crate::instrument::{BookOp, InstrumentActor};
 use crate::journal::{JournalHandle, Proposal};
 use crate::node::Shared;
@@ -92,8 +90,6 @@ pub struct LedgerActor {
     /// the journal as one proposal once the mailbox has been drained.
     pub pending: Proposal,
     pub flush_scheduled: bool,
-    /// Commands taken from the mailbox and not yet run (`crate::batch`).
-    pub queue: VecDeque<Submit>,
 }
 
 /// Hands the staged proposal to the journal (sent to itself, so it runs
@@ -170,7 +166,7 @@ impl LedgerActor {
         let i2 = inflight.clone();
         t::watch_mailbox(t::ACTOR_INSTRUMENT, Some(&book.spec.sym), &inflight);
         let metrics = crate::instrument::BookMetrics::new(&book.spec.sym);
-        let addr = InstrumentActor::start_in_arbiter(arb, move |_| InstrumentActor { book, ledger: me, inflight: i2, metrics, outcomes: Vec::new(), queue: Default::default() });
+        let addr = InstrumentActor::start_in_arbiter(arb, move |_| InstrumentActor { book, ledger: me, inflight: i2, metrics, outcomes: Vec::new() });
         self.books.push(Book { addr, inflight });
     }
 
@@ -304,33 +300,6 @@ impl Handler<Submit> for LedgerActor {
     type Result = ();
 
     fn handle(&mut self, m: Submit, ctx: &mut Context<Self>) {
-        batch::admit(self, m, ctx);
-    }
-}
-
-impl Handler<Drain> for LedgerActor {
-    type Result = ();
-
-    fn handle(&mut self, _: Drain, ctx: &mut Context<Self>) {
-        batch::drain(self, ctx);
-    }
-}
-
-impl Drains for LedgerActor {
-    type Item = Submit;
-
-    fn queue(&mut self) -> &mut VecDeque<Submit> {
-        &mut self.queue
-    }
-
-    /// The account's and the named order's records, two ahead.
-    fn ahead(&self, m: &Submit, distance: usize) {
-        if distance == 2 {
-            self.ledger.prefetch(&m.cmd);
-        }
-    }
-
-    fn run(&mut self, m: Submit, ctx: &mut Context<Self>) {
         let _stage = StageTimer::start(t::STAGE_LEDGER);
         let mut prop = Proposal::default();
         let Submit { cmd, to, shape } = m;
@@ -526,9 +495,7 @@ impl LedgerActor {
 impl Handler<Query> for LedgerActor {
     type Result = MessageResult<Query>;
 
-    fn handle(&mut self, q: Query, ctx: &mut Context<Self>) -> MessageResult<Query> {
-        // A question sees every command sent before it.
-        batch::drain(self, ctx);
+    fn handle(&mut self, q: Query, _ctx: &mut Context<Self>) -> MessageResult<Query> {
         let l = &self.ledger;
         MessageResult(Ok(match q {
             Query::Balances(a) => json!({"balances": wire::balances(l, a)}),

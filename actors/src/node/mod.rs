@@ -223,7 +223,6 @@ impl Node {
                 instrument_inflight_max: limits.instrument_mailbox_max,
                 pending: Default::default(),
                 flush_scheduled: false,
-                queue: Default::default(),
             };
             for b in recovered_books.drain(..) {
                 actor.spawn_book(b, ctx.address());
