@@ -200,13 +200,46 @@ engine!(old, eng_old,
 );
 engine!(new, eng_new,
     fn lookahead() -> usize { crate::ahead_k() }
-    fn ahead(ex: &Exchange, c: &Command) { ex.prefetch(c) }
+    fn ahead(ex: &Exchange, c: &Command) {
+        match crate::ahead_part() {
+            crate::Part::All => ex.prefetch(c),
+            crate::Part::Ledger => ex.ledger.prefetch(c),
+            // What an instrument actor asks for: the node of a cancel or
+            // amend by id.
+            crate::Part::Book => {
+                if let Command::Cancel { inst, order: OrderRef::Id(id), .. } | Command::Amend { inst, order: OrderRef::Id(id), .. } = c {
+                    if let Some(b) = ex.book(*inst) {
+                        b.prefetch_order(*id);
+                    }
+                }
+            }
+        }
+    }
     fn ahead_next(ex: &Exchange, c: &Command) {
-        if crate::ahead_next_on() {
+        if crate::ahead_next_on() && crate::ahead_part() != crate::Part::Ledger {
             ex.prefetch_next(c)
         }
     }
 );
+
+/// Which of the new side's hints a lookahead run gives: `AB_PART`, `all`
+/// (`Exchange::prefetch`) unless set to `ledger` (`Ledger::prefetch`
+/// only) or `book` (the book's only, what an instrument actor asks for).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    All,
+    Ledger,
+    Book,
+}
+
+fn ahead_part() -> Part {
+    static P: std::sync::OnceLock<Part> = std::sync::OnceLock::new();
+    *P.get_or_init(|| match std::env::var("AB_PART").as_deref() {
+        Ok("ledger") => Part::Ledger,
+        Ok("book") => Part::Book,
+        _ => Part::All,
+    })
+}
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
