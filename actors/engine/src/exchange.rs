@@ -142,6 +142,13 @@ impl Exchange {
     #[inline]
     pub fn prefetch(&self, cmd: &Command) {
         self.ledger.prefetch(cmd);
+        self.prefetch_book(cmd);
+    }
+
+    /// The book's part of `prefetch`: a cancel's or amend's node, for a
+    /// cancel or amend by id.
+    #[inline]
+    pub fn prefetch_book(&self, cmd: &Command) {
         if let Command::Cancel { inst, order: OrderRef::Id(id), .. } | Command::Amend { inst, order: OrderRef::Id(id), .. } = cmd {
             if let Some(b) = self.book(*inst) {
                 b.prefetch_order(*id);

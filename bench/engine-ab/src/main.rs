@@ -204,15 +204,7 @@ engine!(new, eng_new,
         match crate::ahead_part() {
             crate::Part::All => ex.prefetch(c),
             crate::Part::Ledger => ex.ledger.prefetch(c),
-            // What an instrument actor asks for: the node of a cancel or
-            // amend by id.
-            crate::Part::Book => {
-                if let Command::Cancel { inst, order: OrderRef::Id(id), .. } | Command::Amend { inst, order: OrderRef::Id(id), .. } = c {
-                    if let Some(b) = ex.book(*inst) {
-                        b.prefetch_order(*id);
-                    }
-                }
-            }
+            crate::Part::Book => ex.prefetch_book(c),
         }
     }
     fn ahead_next(ex: &Exchange, c: &Command) {
@@ -234,10 +226,17 @@ pub enum Part {
 
 fn ahead_part() -> Part {
     static P: std::sync::OnceLock<Part> = std::sync::OnceLock::new();
-    *P.get_or_init(|| match std::env::var("AB_PART").as_deref() {
-        Ok("ledger") => Part::Ledger,
-        Ok("book") => Part::Book,
-        _ => Part::All,
+    *P.get_or_init(|| match std::env::var("AB_PART") {
+        Err(_) => Part::All,
+        Ok(v) => match v.as_str() {
+            "all" => Part::All,
+            "ledger" => Part::Ledger,
+            "book" => Part::Book,
+            _ => {
+                eprintln!("engine-ab: AB_PART={v:?}: expected all, ledger or book");
+                std::process::exit(2);
+            }
+        },
     })
 }
 
@@ -260,6 +259,7 @@ fn per_sec(ops: usize, d: Duration) -> u128 {
 }
 
 fn main() {
+    ahead_part(); // a bad `AB_PART` stops the run before it starts
     let ops = env("AB_OPS", 1_000_000);
     if let Ok(kind) = std::env::var("AB_COUNT") {
         new::count(&kind, ops);
