@@ -196,21 +196,6 @@ impl SlotIndex {
         self.0.insert_unique(hash_id(id), slot, |&i| hash_id(nodes[i as usize].id));
     }
 
-    /// Order `id`'s place in the index and its slot: one probe, for a
-    /// caller that may remove it after (`remove_at`) with no other change
-    /// to the index between.
-    #[inline]
-    fn find(&self, nodes: &[Node], id: OrderId) -> Option<(usize, u32)> {
-        let b = self.0.find_bucket_index(hash_id(id), |&i| nodes[i as usize].id == id)?;
-        Some((b, *self.0.get_bucket(b)?))
-    }
-
-    /// Removes the order at place `b` of the index (from `find`).
-    #[inline]
-    fn remove_at(&mut self, b: usize) {
-        self.0.get_bucket_entry(b).expect("the place holds an order").remove();
-    }
-
     /// Removes order `id` (its node still holding it); its slot.
     #[inline]
     fn remove(&mut self, nodes: &[Node], id: OrderId) -> Option<u32> {
@@ -673,33 +658,18 @@ impl OrderBook {
         reason: CancelReason,
         admin: bool,
     ) -> Result<EventBody, Reject> {
-        self.cancellable(admin)?;
-        match self.owner(id) {
-            Some(owner) if account.is_none_or(|a| a == owner) => Ok(self.cancelled(id, reason)),
-            _ => Err(Reject::new(RejectCode::UnknownOrder, format!("no open order {}", id.0))),
-        }
-    }
-
-    /// `decide_cancel` of an order the caller has found resting here for
-    /// its account (`owner`), without looking it up again.
-    #[inline]
-    pub fn decide_cancel_resting(&self, id: OrderId, reason: CancelReason, admin: bool) -> Result<EventBody, Reject> {
-        debug_assert!(self.owner(id).is_some(), "order {id:?} rests");
-        self.cancellable(admin)?;
-        Ok(self.cancelled(id, reason))
-    }
-
-    /// Whether cancels are taken: a halted book takes only an operator's.
-    #[inline]
-    fn cancellable(&self, admin: bool) -> Result<(), Reject> {
         if self.spec.state == InstrumentState::Halted && !admin {
             return Err(Reject::new(RejectCode::MarketClosed, format!("{} is halted", self.spec.sym)));
         }
-        Ok(())
-    }
-
-    fn cancelled(&self, id: OrderId, reason: CancelReason) -> EventBody {
-        EventBody::OrderClosed { inst: self.spec.id, order: id, status: OrderStatus::Cancelled, reason: Some(reason) }
+        match self.owner(id) {
+            Some(owner) if account.is_none_or(|a| a == owner) => Ok(EventBody::OrderClosed {
+                inst: self.spec.id,
+                order: id,
+                status: OrderStatus::Cancelled,
+                reason: Some(reason),
+            }),
+            _ => Err(Reject::new(RejectCode::UnknownOrder, format!("no open order {}", id.0))),
+        }
     }
 
     /// Decides a cancel-all of an account's (or every) resting order, optionally one side.
@@ -818,7 +788,7 @@ impl OrderBook {
                 assert_eq!(t.trade_id, self.trade_id + 1, "trade ids are gapless");
                 self.trade_id = t.trade_id;
                 self.last_px = Some(t.px);
-                let (b, i) = self.index.find(&self.nodes, t.maker).expect("maker rests in the book");
+                let i = self.index.get(&self.nodes, t.maker).expect("maker rests in the book");
                 let notional = self.spec.notional(t.px, t.qty).expect("decided notional fits");
                 let fee = self.fee_of(i as usize).charge(notional, self.spec.maker_fee_bps).expect("decided fee fits").1;
                 self.fees[i as usize] = fee;
@@ -828,7 +798,7 @@ impl OrderBook {
                 n.leaves.0 -= t.qty.0;
                 let (side, s, left) = (n.side, n.level, n.leaves);
                 if left.0 == 0 {
-                    self.index.remove_at(b);
+                    self.index.remove(&self.nodes, t.maker);
                     self.unlink(i, t.qty.0);
                 } else {
                     self.level_mut(side, s).total -= t.qty.0;
@@ -842,7 +812,7 @@ impl OrderBook {
                 }
             }
             EventBody::OrderAmended { inst, order, px, qty, keep_priority } if *inst == self.spec.id => {
-                let (b, i) = self.index.find(&self.nodes, *order).expect("amended order rests in the book");
+                let i = self.index.get(&self.nodes, *order).expect("amended order rests in the book");
                 if *keep_priority {
                     let n = &mut self.nodes[i as usize];
                     let cum = n.qty.0 - n.leaves.0;
@@ -854,7 +824,7 @@ impl OrderBook {
                     l.total = l.total - old + new;
                     debug_assert_eq!(*px, p);
                 } else {
-                    self.index.remove_at(b);
+                    self.index.remove(&self.nodes, *order);
                     self.unlink(i, 0);
                 }
                 self.version += 1;

@@ -244,32 +244,22 @@ impl Exchange {
                 }
             }
             Command::Cancel { account, inst, order } => {
-                let (id, e) = match order {
+                let id = match order {
                     // An open order rests in its book (a command runs to
-                    // completion), so the book alone can say whether `id` is
-                    // this account's open order there: a cancel that comes
-                    // too late is answered without reading the ledger's
-                    // record of an order long gone, and one that rests is
-                    // not looked up in the book again. Its record is
-                    // resolved as before (read now, beside the book's node,
-                    // rather than after it).
-                    OrderRef::Id(id) => {
-                        let book = match self.book(inst) {
-                            Some(b) if b.owner(id) == Some(account) => b,
-                            _ => {
-                                debug_assert!(self.resolve(account, inst, &order).is_err(), "order {id:?} is open");
-                                return Err(no_open_order());
-                            }
-                        };
-                        self.resolve(account, inst, &order)?;
-                        (id, book.decide_cancel_resting(id, CancelReason::User, false)?)
+                    // completion), so the book alone can say that `id` is
+                    // not this account's open order there: a cancel that
+                    // comes too late is answered without reading the
+                    // ledger's record of an order long gone. One that rests
+                    // is resolved as before (its record is read now, beside
+                    // the book's node, rather than after it).
+                    OrderRef::Id(id) if self.book(inst).and_then(|b| b.owner(id)) != Some(account) => {
+                        debug_assert!(self.resolve(account, inst, &order).is_err(), "order {id:?} is open");
+                        return Err(no_open_order());
                     }
-                    OrderRef::ClId(_) => {
-                        let id = self.resolve(account, inst, &order)?;
-                        let book = self.book(inst).ok_or_else(|| Reject::new(RejectCode::UnknownInstrument, "unknown instrument"))?;
-                        (id, book.decide_cancel(Some(account), id, CancelReason::User, false)?)
-                    }
+                    _ => self.resolve(account, inst, &order)?,
                 };
+                let book = self.book(inst).ok_or_else(|| Reject::new(RejectCode::UnknownInstrument, "unknown instrument"))?;
+                let e = book.decide_cancel(Some(account), id, CancelReason::User, false)?;
                 self.record(ts, e, events, out);
                 Ok(Reply::Cancelled { order: id })
             }

@@ -127,6 +127,7 @@ macro_rules! engine {
                     "marketable" => g.only(Kind::Marketable, n / 10),
                     "amend" => g.only(Kind::Amend, n),
                     "mixed" => Generator::new(start.clone(), 11).mixed(n, Mix::Balanced),
+                    "mixed_exact_ratio" => Generator::new(start.clone(), 13).mixed(n, Mix::ExactRatio),
                     other => panic!("no such kind: {other}"),
                 };
                 let mut ex = start.clone();
