@@ -268,13 +268,23 @@ async fn a_slow_client_gets_conflation_a_gap_or_a_close_and_slows_nobody() {
     a.login("alice", "alice-pass").await;
     let mut b = Client::connect(srv.addr).await;
     b.login("bob", "bob-pass-1").await;
-    // Three slow clients, one per policy, and one fast watcher.
+    // Three slow clients, one per policy, and one fast watcher. The two
+    // trades clients follow the book as well. Whether a client that does
+    // not read falls behind depends on how many messages reach it, and the
+    // commits' batching sets that: 1,500 orders gave about 100 trades
+    // messages and about 110 book messages (about 45 KB each stream), where
+    // the queue's high-water mark (48 frames here) and the socket buffers
+    // hold about 100, so a slow run's larger batches could leave the
+    // trades clients in step. 2,400 orders and the book's deltas on the
+    // same connection put them some three times past it.
     let mut slow_book = Client::connect_slow(srv.addr).await;
     slow_book.ok("subscribe", json!({"ch": "book.l2", "sym": ["BTC-USD"], "depth": 0, "cksum": true})).await;
     let mut slow_trades = Client::connect_slow(srv.addr).await;
     slow_trades.ok("subscribe", json!({"ch": "trades", "sym": ["BTC-USD"]})).await;
+    slow_trades.ok("subscribe", json!({"ch": "book.l2", "sym": ["BTC-USD"], "depth": 0})).await;
     let mut slow_close = Client::connect_slow(srv.addr).await;
     slow_close.ok("subscribe", json!({"ch": "trades", "sym": ["BTC-USD"], "on_lag": "disconnect"})).await;
+    slow_close.ok("subscribe", json!({"ch": "book.l2", "sym": ["BTC-USD"], "depth": 0})).await;
     let mut fast = Client::connect(srv.addr).await;
     fast.ok("subscribe", json!({"ch": "trades", "sym": ["BTC-USD"]})).await;
     let fsnap = fast.event(|v| v["ch"] == "trades").await;
@@ -294,7 +304,7 @@ async fn a_slow_client_gets_conflation_a_gap_or_a_close_and_slows_nobody() {
         last
     });
     // Thousands of updates: resting orders and trades, while the slow ones do not read.
-    let n = 1500u64;
+    let n = 2400u64;
     let chunk = 25u64;
     let started = std::time::Instant::now();
     for c0 in (0..n).step_by(chunk as usize) {
