@@ -271,12 +271,13 @@ async fn a_slow_client_gets_conflation_a_gap_or_a_close_and_slows_nobody() {
     // Three slow clients, one per policy, and one fast watcher. The two
     // trades clients follow the book as well. Whether a client that does
     // not read falls behind depends on how many messages reach it, and the
-    // commits' batching sets that: 1,500 orders gave about 100 trades
-    // messages and about 110 book messages (about 45 KB each stream), where
-    // the queue's high-water mark (48 frames here) and the socket buffers
-    // hold about 100, so a slow run's larger batches could leave the
-    // trades clients in step. 2,400 orders and the book's deltas on the
-    // same connection put them some three times past it.
+    // commits' batching sets that. 1,500 orders gave about 100 trades
+    // messages and about 110 book messages (about 45 KB each stream, read
+    // by a fast client), and the queue's high-water mark (48 frames here)
+    // with the socket buffers (some tens of KB) holds, by estimate, about
+    // as many: a slow run's larger batches left the trades clients in step
+    // once. 2,400 orders and the book's deltas on the same connection send
+    // them, by the same estimate, some three times what they hold.
     let mut slow_book = Client::connect_slow(srv.addr).await;
     slow_book.ok("subscribe", json!({"ch": "book.l2", "sym": ["BTC-USD"], "depth": 0, "cksum": true})).await;
     let mut slow_trades = Client::connect_slow(srv.addr).await;
