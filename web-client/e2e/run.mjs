@@ -193,9 +193,10 @@ function passivePrice(b, inst, last, rows) {
 }
 
 /**
- * The first trader's resting buy of the step before, placed again at a
- * passive price if the demo market's own trades filled it meanwhile (its
- * quotes move every interval, and its flow account sends market orders).
+ * The first trader's resting buy, placed at a passive price when it is not
+ * among the open orders: the first time (no order yet), or when the demo
+ * market's own trades filled it meanwhile (its quotes move every interval,
+ * and its flow account sends market orders).
  */
 async function stillResting() {
   for (let i = 0; i < 3 && (await orderRow(state.a, state.order).count()) === 0; i++) {
@@ -385,32 +386,18 @@ const steps = [
   [
     'a limit order rests: in open orders and marked in the book',
     async () => {
-      const inst = state.inst;
-      state.qty = D.format(D.parse(inst.min_qty || inst.lot), inst.qty_scale);
-      // The demo market's trades may fill the buy before its checks are
-      // done: it is placed again then, three times at most, as `onResting` does.
-      for (let attempt = 1; ; attempt++) {
-        const b = await book(state.a);
-        const tk = await tid(state.a.page, 'ticker-last').textContent();
-        const rows = await state.a.page.locator('[data-testid="book-row"][data-side="bid"]').count();
-        state.px = passivePrice(b, inst, /^\d/.test(tk) ? tk : null, rows);
-        const r = await ticket(state.a, { side: 'buy', px: state.px, qty: state.qty });
-        check(!r.error, `order accepted (${r.text})`);
-        check(r.status === 'new', `status new, got ${r.status}`);
-        state.order = r.order_id;
-        try {
-          await openOrFilled(state.a, state.order);
-          check((await orderRow(state.a, state.order).count()) !== 0, `order ${state.order} shows among the open orders`);
-          check((await orderRow(state.a, state.order).getAttribute('data-px')) === state.px, 'open order shows the price');
-          await bookRow(state.a, 'bid', state.px).and(state.a.page.locator('[data-own="true"]')).waitFor();
-          await bookRow(state.b, 'bid', state.px).waitFor();
-          check((await bookRow(state.b, 'bid', state.px).getAttribute('data-own')) === null, 'not marked as own in the other trader\'s book');
-          break;
-        } catch (e) {
-          if (attempt >= 3 || (await orderRow(state.a, state.order).count()) !== 0) throw e;
-          log(`    order ${state.order} was filled before its checks were done (${e.message}); placing another`);
-        }
-      }
+      state.qty = D.format(D.parse(state.inst.min_qty || state.inst.lot), state.inst.qty_scale);
+      // No order yet: `onResting` places the passive buy (again, three
+      // times at most, if the demo market's trades fill it before the
+      // checks are done).
+      state.order = null;
+      await onResting(async () => {
+        check((await orderRow(state.a, state.order).count()) !== 0, `order ${state.order} shows among the open orders`);
+        check((await orderRow(state.a, state.order).getAttribute('data-px')) === state.px, 'open order shows the price');
+        await bookRow(state.a, 'bid', state.px).and(state.a.page.locator('[data-own="true"]')).waitFor();
+        await bookRow(state.b, 'bid', state.px).waitFor();
+        check((await bookRow(state.b, 'bid', state.px).getAttribute('data-own')) === null, 'not marked as own in the other trader\'s book');
+      });
       await shot(state.a, 'order-resting');
     },
   ],
