@@ -114,6 +114,12 @@ async fn amend_cancel_all_batch_and_refusals() {
     assert_eq!(res[1]["err"]["code"], "price_tick");
     assert_eq!(res[2]["err"]["code"], "lot_size");
     assert_eq!(res[3]["res"]["cl_id"], "b4");
+    // An empty batch is answered at once, with no results (heartbeats
+    // would keep a client waiting for a missing answer forever).
+    let r = tokio::time::timeout(std::time::Duration::from_secs(10), a.ok("order.batch", json!({"orders": []})))
+        .await
+        .expect("an empty batch is answered");
+    assert_eq!(r["results"], json!([]));
 
     // cancel_all by side.
     let r = a.ok("order.cancel_all", json!({"sym": "BTC-USD", "side": "buy"})).await;

@@ -41,8 +41,6 @@ pub const PING_EVERY: Duration = Duration::from_secs(20);
 pub const IDLE_MAX: Duration = Duration::from_secs(60);
 /// Heartbeat after this long without sending anything.
 pub const HEARTBEAT_AFTER: Duration = Duration::from_secs(1);
-/// Orders in one `order.batch`.
-pub const BATCH_ORDERS_MAX: usize = 20;
 /// Orders a `cod: connection` session remembers to cancel when it closes;
 /// a bot placing more per connection should use `cod: account`.
 pub const COD_ORDERS_MAX: usize = 100_000;
@@ -403,9 +401,7 @@ impl Session {
             }
             Op::OrderBatch(b) => {
                 let account = self.trader()?.account;
-                if b.orders.len() > BATCH_ORDERS_MAX {
-                    return Err(ErrorBody::bad_request(format!("at most {BATCH_ORDERS_MAX} orders in a batch")));
-                }
+                // Its size was checked with its shape (`BatchArgs`).
                 let batch = Batch::new(b.orders.len(), self.responder(id, ts_in, ctx));
                 for (i, a) in b.orders.iter().enumerate() {
                     let slot = Responder::Slot { batch: batch.clone(), index: i };
