@@ -406,5 +406,29 @@ async fn ed25519_keys_expired_tokens_and_account_wide_cancel_on_disconnect() {
         }
     }
     assert!(gone, "the account's orders were cancelled when its last connection closed");
+
+    // session.resume restores the login's cancel-on-disconnect: a bot that
+    // logged in with cod account and resumed on a new connection is still
+    // protected when that connection closes.
+    let mut first = Client::connect(srv.addr).await;
+    let res = first.ok("auth", json!({"user": "alice", "password": "alice-pass", "cod": "account"})).await;
+    let token = res["session"]["token"].as_str().unwrap().to_string();
+    first.ok("order.place", limit("cr1", "sell", "31000", "0.1")).await;
+    let mut resumed = Client::connect(srv.addr).await;
+    resumed.ok("session.resume", json!({"token": token, "streams": {}})).await;
+    drop(first);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let held = |r: &serde_json::Value| r["balances"].as_array().unwrap().iter().find(|b| b["asset"] == "BTC").unwrap()["held"].clone();
+    assert_ne!(held(&op.ok("admin.balances", json!({"user": "alice"})).await), "0.00000000", "the resumed connection is still open");
+    drop(resumed);
+    let mut gone = false;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        if held(&op.ok("admin.balances", json!({"user": "alice"})).await) == "0.00000000" {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "closing the resumed connection, the account's last, cancelled its orders");
     srv.stop();
 }

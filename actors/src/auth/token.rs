@@ -3,7 +3,8 @@
 //! re-sending a password or signature.
 //!
 //! A token is 32 bytes from the operating system's generator, hex-encoded; it
-//! names a [`SessionInfo`] (user, role, session id) until it expires (24 h by
+//! names a [`SessionInfo`] (user, role, session id, cancel-on-disconnect)
+//! until it expires (24 h by
 //! default, fixed from issuance, not extended by use) or is revoked (`logout`).
 //! Tokens live in memory only, in a `DashMap` shared by all sessions: after a
 //! restart every client logs in again. The table holds at most `tokens_max`
@@ -13,6 +14,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bourse_protocol::msg::Cod;
 use dashmap::DashMap;
 use ring::rand::{SecureRandom, SystemRandom};
 
@@ -34,6 +36,9 @@ pub struct SessionInfo {
     pub role: Role,
     /// The session id returned by `auth` (`session.id`).
     pub session_id: u64,
+    /// The cancel-on-disconnect chosen at `auth`: a connection that resumes
+    /// the session takes it too.
+    pub cod: Cod,
     /// Server time (us) from which the token no longer validates.
     pub expires_us: u64,
 }
@@ -71,9 +76,10 @@ impl TokenStore {
         self.ttl_us
     }
 
-    /// Starts a session for `user` with `role` at `now_us`: a new session id
-    /// (unique within this process, counting from 1) and a new token.
-    pub fn issue(&self, user: &str, role: Role, now_us: u64) -> (u64, String) {
+    /// Starts a session for `user` with `role` and cancel-on-disconnect
+    /// `cod` at `now_us`: a new session id (unique within this process,
+    /// counting from 1) and a new token.
+    pub fn issue(&self, user: &str, role: Role, cod: Cod, now_us: u64) -> (u64, String) {
         if self.tokens.len() >= self.tokens_max {
             self.make_room(now_us);
         }
@@ -82,6 +88,7 @@ impl TokenStore {
             user: user.to_owned(),
             role,
             session_id,
+            cod,
             expires_us: now_us.saturating_add(self.ttl_us),
         };
         let token = new_token();
@@ -171,7 +178,7 @@ mod tests {
     #[test]
     fn issued_token_validates_to_its_session() {
         let store = TokenStore::default();
-        let (id, token) = store.issue("alice", Role::Trader, NOW);
+        let (id, token) = store.issue("alice", Role::Trader, Cod::Account, NOW);
         assert_eq!(token.len(), TOKEN_BYTES * 2);
         assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
         let info = store.validate(&token, NOW + 1).unwrap();
@@ -181,6 +188,7 @@ mod tests {
                 user: "alice".into(),
                 role: Role::Trader,
                 session_id: id,
+                cod: Cod::Account,
                 expires_us: NOW + TOKEN_TTL_US_DEFAULT
             }
         );
@@ -189,8 +197,8 @@ mod tests {
     #[test]
     fn session_ids_and_tokens_are_distinct() {
         let store = TokenStore::default();
-        let (id1, t1) = store.issue("alice", Role::Trader, NOW);
-        let (id2, t2) = store.issue("alice", Role::Trader, NOW);
+        let (id1, t1) = store.issue("alice", Role::Trader, Cod::Off, NOW);
+        let (id2, t2) = store.issue("alice", Role::Trader, Cod::Off, NOW);
         assert_ne!(id1, id2);
         assert_ne!(t1, t2);
         assert!(id1 >= 1 && id2 >= 1);
@@ -200,7 +208,7 @@ mod tests {
     fn token_expires_at_its_ttl() {
         let ttl = 60 * 1_000_000;
         let store = TokenStore::new(ttl, 10);
-        let (_, token) = store.issue("bob", Role::Viewer, NOW);
+        let (_, token) = store.issue("bob", Role::Viewer, Cod::Off, NOW);
         assert!(store.validate(&token, NOW + ttl - 1).is_ok());
         assert_eq!(
             store.validate(&token, NOW + ttl),
@@ -217,7 +225,7 @@ mod tests {
     #[test]
     fn default_ttl_is_24_hours() {
         let store = TokenStore::default();
-        let (_, token) = store.issue("bob", Role::Trader, NOW);
+        let (_, token) = store.issue("bob", Role::Trader, Cod::Off, NOW);
         let day = 86_400 * 1_000_000;
         assert!(store.validate(&token, NOW + day - 1).is_ok());
         assert_eq!(
@@ -231,7 +239,7 @@ mod tests {
         let store = TokenStore::default();
         assert_eq!(store.validate("00", NOW), Err(AuthError::TokenUnknown));
         assert_eq!(store.validate("", NOW), Err(AuthError::TokenUnknown));
-        let (_, token) = store.issue("carol", Role::Operator, NOW);
+        let (_, token) = store.issue("carol", Role::Operator, Cod::Off, NOW);
         assert!(store.revoke(&token));
         assert!(!store.revoke(&token));
         assert_eq!(store.validate(&token, NOW), Err(AuthError::TokenUnknown));
@@ -240,9 +248,9 @@ mod tests {
     #[test]
     fn revoke_user_ends_only_that_users_sessions() {
         let store = TokenStore::default();
-        let (_, a1) = store.issue("alice", Role::Trader, NOW);
-        let (_, a2) = store.issue("alice", Role::Trader, NOW);
-        let (_, b) = store.issue("bob", Role::Trader, NOW);
+        let (_, a1) = store.issue("alice", Role::Trader, Cod::Off, NOW);
+        let (_, a2) = store.issue("alice", Role::Trader, Cod::Off, NOW);
+        let (_, b) = store.issue("bob", Role::Trader, Cod::Off, NOW);
         assert_eq!(store.revoke_user("alice"), 2);
         assert!(store.validate(&a1, NOW).is_err());
         assert!(store.validate(&a2, NOW).is_err());
@@ -253,15 +261,15 @@ mod tests {
     fn bounded_sweeps_expired_first_then_drops_the_oldest() {
         let ttl = 1_000;
         let store = TokenStore::new(ttl, 3);
-        let (_, expired) = store.issue("u0", Role::Trader, NOW - 2 * ttl);
-        let (_, older) = store.issue("u1", Role::Trader, NOW - 10);
-        let (_, old) = store.issue("u2", Role::Trader, NOW - 5);
+        let (_, expired) = store.issue("u0", Role::Trader, Cod::Off, NOW - 2 * ttl);
+        let (_, older) = store.issue("u1", Role::Trader, Cod::Off, NOW - 10);
+        let (_, old) = store.issue("u2", Role::Trader, Cod::Off, NOW - 5);
         // Full: the expired one makes room.
-        let (_, t3) = store.issue("u3", Role::Trader, NOW);
+        let (_, t3) = store.issue("u3", Role::Trader, Cod::Off, NOW);
         assert_eq!(store.len(), 3);
         assert_eq!(store.validate(&expired, NOW), Err(AuthError::TokenUnknown));
         // Full of live tokens: the one closest to expiry goes.
-        let (_, t4) = store.issue("u4", Role::Trader, NOW);
+        let (_, t4) = store.issue("u4", Role::Trader, Cod::Off, NOW);
         assert_eq!(store.len(), 3);
         assert_eq!(store.validate(&older, NOW), Err(AuthError::TokenUnknown));
         for token in [&old, &t3, &t4] {
@@ -272,8 +280,8 @@ mod tests {
     #[test]
     fn purge_forgets_only_expired_tokens() {
         let store = TokenStore::new(100, 10);
-        let (_, early) = store.issue("a", Role::Trader, NOW);
-        let (_, late) = store.issue("b", Role::Trader, NOW + 50);
+        let (_, early) = store.issue("a", Role::Trader, Cod::Off, NOW);
+        let (_, late) = store.issue("b", Role::Trader, Cod::Off, NOW + 50);
         store.purge_expired(NOW + 100);
         assert_eq!(store.len(), 1);
         assert_eq!(

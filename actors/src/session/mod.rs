@@ -257,7 +257,7 @@ impl Session {
             self.respond(id, ts_in, Err(ErrorBody::new(ErrorCode::BadCredentials, "bad credentials")), ctx);
             return;
         };
-        let (session_id, token) = self.shared.tokens.issue(&user, role, now_us());
+        let (session_id, token) = self.shared.tokens.issue(&user, role, cod, now_us());
         self.shared.connected(account, 1);
         self.auth = Some(Authed { user: user.clone(), account, role, token: token.clone(), session_id, cod });
         crate::telemetry::ws_role_changed(None, Some(role));
@@ -350,7 +350,8 @@ impl Session {
                         role: info.role,
                         token: args.token.clone(),
                         session_id: info.session_id,
-                        cod: p::Cod::Off,
+                        // The login's cancel-on-disconnect, as `auth` set it.
+                        cod: info.cod,
                     });
                 }
                 let mut subs = Vec::new();
