@@ -280,6 +280,53 @@ async fn cancel_on_disconnect_and_cancel_after() {
     }
     assert!(gone, "cancel-on-disconnect cancelled the order");
 
+    // A logout ends the login's cancel-on-disconnect: a later login on the
+    // same connection, here bob's, does not cancel by the cl_ids alice
+    // placed through it.
+    let mut b = Client::connect(srv.addr).await;
+    b.login("bob", "bob-pass-1").await;
+    b.ok("order.place", limit("l1", "sell", "31000", "0.1")).await;
+    let mut x = Client::connect(srv.addr).await;
+    x.ok("auth", json!({"user": "alice", "password": "alice-pass", "cod": "connection"})).await;
+    x.ok("order.place", limit("l1", "buy", "29000", "0.1")).await;
+    x.ok("logout", json!({})).await;
+    x.ok("auth", json!({"user": "bob", "password": "bob-pass-1", "cod": "connection"})).await;
+    drop(x);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let open = b.ok("account.orders", json!({})).await;
+    assert_eq!(open["orders"].as_array().unwrap().len(), 1, "bob's l1 was not placed through that login: {open}");
+    assert_eq!(watch.ok("account.orders", json!({})).await["orders"].as_array().unwrap().len(), 1, "a logout cancels nothing");
+    watch.ok("order.cancel_all", json!({})).await;
+    b.ok("order.cancel_all", json!({})).await;
+
+    // A session resumed on a connection that logged out before is the
+    // resumed login's, cancel-on-disconnect included.
+    let mut y = Client::connect(srv.addr).await;
+    let token = y.ok("auth", json!({"user": "bob", "password": "bob-pass-1", "cod": "account"})).await["session"]["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut z = Client::connect(srv.addr).await;
+    z.login("bob", "bob-pass-1").await;
+    z.ok("logout", json!({})).await;
+    z.ok("session.resume", json!({"token": token, "streams": {}})).await;
+    z.ok("order.place", limit("r1", "sell", "31000", "0.1")).await;
+    drop(y);
+    drop(b);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    drop(z);
+    let mut gone = false;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let mut check = Client::connect(srv.addr).await;
+        check.login("bob", "bob-pass-1").await;
+        if check.ok("account.orders", json!({})).await["orders"].as_array().unwrap().is_empty() {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "the resumed login's cod account cancelled bob's orders with its last connection");
+
     // Dead-man switch.
     watch.ok("order.place", limit("d2", "buy", "29000", "0.1")).await;
     let r = watch.ok("order.cancel_after", json!({"timeout_ms": 200})).await;

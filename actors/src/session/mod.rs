@@ -333,6 +333,9 @@ impl Session {
                     self.shared.tokens.revoke(&a.token);
                     self.shared.connected(a.account, -1);
                     self.logged_out = true;
+                    // Its orders stay (a logout cancels nothing), and a
+                    // later login on this connection does not inherit them.
+                    self.placed.clear();
                     crate::telemetry::ws_role_changed(Some(a.role), None);
                     self.drop_account_stream(&a, ctx);
                 }
@@ -353,6 +356,7 @@ impl Session {
                         // The login's cancel-on-disconnect, as `auth` set it.
                         cod: info.cod,
                     });
+                    self.logged_out = false;
                 }
                 let mut subs = Vec::new();
                 for (key, pos) in &args.streams {
