@@ -333,6 +333,32 @@ async fn cancel_on_disconnect_and_cancel_after() {
     assert!(r["at"].as_u64().unwrap() > 0);
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
     assert!(watch.ok("account.orders", json!({})).await["orders"].as_array().unwrap().is_empty());
+
+    // The switch is the account's, not the connection's: it fires after the
+    // connection that armed it is gone (what a dead-man switch is for).
+    let mut d = Client::connect(srv.addr).await;
+    d.login("alice", "alice-pass").await;
+    d.ok("order.place", limit("d3", "buy", "29000", "0.1")).await;
+    d.ok("order.cancel_after", json!({"timeout_ms": 300})).await;
+    drop(d);
+    let mut gone = false;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        if watch.ok("account.orders", json!({})).await["orders"].as_array().unwrap().is_empty() {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "the switch fired with the connection that armed it gone");
+    // Another connection of the account disarms it.
+    let mut e = Client::connect(srv.addr).await;
+    e.login("alice", "alice-pass").await;
+    e.ok("order.place", limit("d4", "buy", "29000", "0.1")).await;
+    e.ok("order.cancel_after", json!({"timeout_ms": 300})).await;
+    assert_eq!(watch.ok("order.cancel_after", json!({"timeout_ms": 0})).await["at"], 0);
+    drop(e);
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert_eq!(watch.ok("account.orders", json!({})).await["orders"].as_array().unwrap().len(), 1, "disarmed from another connection");
     srv.stop();
 }
 

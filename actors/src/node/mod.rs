@@ -62,6 +62,8 @@ pub struct Shared {
     /// The epoch of every market-data and account stream: persisted in the
     /// data directory, bumped by `bourse restore` (1 when not durable).
     pub epoch: u64,
+    /// Every account's `order.cancel_after` switch.
+    pub cancel_after: crate::session::cancel_after::Switches,
 }
 
 impl Shared {
@@ -268,6 +270,7 @@ impl Node {
             sessions: DashMap::new(),
             next_session: AtomicUsize::new(1),
             epoch,
+            cancel_after: Default::default(),
         });
         let _ = shared.ledger.set(ledger_addr.clone());
         learn_recovered(&shared, &exchange);

@@ -23,6 +23,7 @@ use crate::node::Shared;
 use crate::reply::{now_us, Batch, Deliver, Responder};
 use crate::wire;
 
+pub mod cancel_after;
 pub mod frame;
 pub mod outbox;
 pub mod queue;
@@ -78,7 +79,6 @@ pub struct Session {
     /// A retry of what lag held back on the account stream is scheduled.
     pub flush_scheduled: bool,
     pub last_seen: Instant,
-    pub cancel_after: Option<SpawnHandle>,
     pub logged_out: bool,
     /// This session's place in `Shared::sessions`.
     pub slot: usize,
@@ -105,7 +105,6 @@ impl Session {
             account_stream: None,
             flush_scheduled: false,
             last_seen: Instant::now(),
-            cancel_after: None,
             logged_out: false,
         }
     }
@@ -452,18 +451,11 @@ impl Session {
                 if a.timeout_ms > CANCEL_AFTER_MS_MAX {
                     return Err(ErrorBody::bad_request(format!("timeout_ms is at most {CANCEL_AFTER_MS_MAX}")));
                 }
-                if let Some(h) = self.cancel_after.take() {
-                    ctx.cancel_future(h);
-                }
                 let at = if a.timeout_ms == 0 {
+                    self.shared.cancel_after.disarm(account);
                     0
                 } else {
-                    let h = ctx.run_later(Duration::from_millis(a.timeout_ms), move |act, _ctx| {
-                        act.cancel_after = None;
-                        tracing::info!(account = account.0, "cancel_after fired");
-                        act.submit(Command::CancelAll { account: Some(account), inst: None, side: None, admin: false }, Responder::Drop, Shape::Empty);
-                    });
-                    self.cancel_after = Some(h);
+                    cancel_after::Switches::arm(&self.shared, account, Duration::from_millis(a.timeout_ms));
                     now_us() + a.timeout_ms * 1000
                 };
                 self.respond(id, ts_in, Ok(json!({"at": at})), ctx);
