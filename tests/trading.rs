@@ -362,6 +362,39 @@ async fn cancel_on_disconnect_and_cancel_after() {
     srv.stop();
 }
 
+/// Cancel-on-disconnect acts for a client that is gone, so it waits out
+/// load rather than dropping a cancel: a closing `cod: connection` session
+/// with more open orders on a book than the book takes commands at once
+/// (4 here) still cancels every one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_on_disconnect_cancels_every_order_past_a_books_load_limit() {
+    let mut cfg = test_config();
+    cfg.limits.instrument_mailbox_max = 4;
+    cfg.limits.account_orders_per_sec = 1_000_000;
+    cfg.limits.conn_msgs_per_sec = 1_000_000;
+    let srv = bourse::spawn_server_for_tests(cfg);
+    let mut a = Client::connect(srv.addr).await;
+    a.ok("auth", json!({"user": "alice", "password": "alice-pass", "cod": "connection"})).await;
+    let n = 60;
+    for i in 0..n {
+        a.ok("order.place", limit(&format!("k{i}"), "buy", "29000", "0.02")).await;
+    }
+    let mut watch = Client::connect(srv.addr).await;
+    watch.login("alice", "alice-pass").await;
+    assert_eq!(watch.ok("account.orders", json!({})).await["orders"].as_array().unwrap().len(), n);
+    drop(a);
+    let mut left = n;
+    for _ in 0..250 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        left = watch.ok("account.orders", json!({})).await["orders"].as_array().unwrap().len();
+        if left == 0 {
+            break;
+        }
+    }
+    assert_eq!(left, 0, "every order placed through the closed connection was cancelled");
+    srv.stop();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flooded_instrument_answers_overloaded_while_another_trades() {
     let mut cfg = test_config();

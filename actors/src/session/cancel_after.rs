@@ -5,6 +5,10 @@
 //! the account, replaces the deadline; a timeout of 0 disarms it. Neither a
 //! logout nor a closed connection touches it.
 //!
+//! Cancel-on-disconnect goes through here too ([`cancel_placed`],
+//! [`cancel_all_of`]): like a fired switch, it acts for a client that is
+//! gone, so nothing it sends may be dropped for load.
+//!
 //! A switch is a timer task on the arming session's thread; when it fires it
 //! hands the ledger a cancel-all of the account (halted books passed over,
 //! as for every client cancel-all), again every [`RETRY_MS`] while the
@@ -17,15 +21,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::SendError;
-use bourse_engine::{AccountId, Command};
+use bourse_engine::{AccountId, Command, InstrumentId, OrderRef};
+use bourse_protocol::ErrorCode;
 use dashmap::DashMap;
 
 use crate::ledger::{Shape, Submit};
 use crate::node::Shared;
 use crate::reply::Responder;
 
-/// Pause before handing a fired switch's cancel-all to a full ledger mailbox again.
+/// Pause before handing a cancel to the ledger again (its mailbox full, or
+/// its book's).
 pub const RETRY_MS: u64 = 20;
+/// Cancels of a closing `cod: connection` session in flight at once: well
+/// below a book's and the ledger's limits of commands waiting.
+pub const CANCELS_IN_FLIGHT_MAX: usize = 64;
 
 /// The armed switches, by account.
 #[derive(Debug, Default)]
@@ -47,7 +56,7 @@ impl Switches {
             // (and aborted this task) otherwise.
             s.cancel_after.armed.remove_if(&account, |_, (m, _)| *m == n);
             tracing::info!(account = account.0, "cancel_after fired");
-            fire(&s, account).await;
+            cancel_all_of(&s, account).await;
         });
         if let Some((_, (_, old))) = shared.cancel_after.armed.remove(&account) {
             old.abort();
@@ -63,9 +72,11 @@ impl Switches {
     }
 }
 
-/// Hands the ledger the cancel-all of a fired switch, waiting while its
-/// mailbox is full; given up only when the node stops.
-async fn fire(shared: &Shared, account: AccountId) {
+/// Hands the ledger a client cancel-all of `account` (a fired switch's, or
+/// cancel-on-disconnect `account`'s), waiting while its mailbox is full;
+/// given up only when the node stops. A cancel-all is never refused for
+/// load once the ledger has it.
+pub async fn cancel_all_of(shared: &Shared, account: AccountId) {
     let mut cmd = Command::CancelAll { account: Some(account), inst: None, side: None, admin: false };
     loop {
         if shared.stopping() {
@@ -84,4 +95,38 @@ async fn fire(shared: &Shared, account: AccountId) {
             }
         }
     }
+}
+
+/// Cancels `account`'s orders named by `placed` (instrument and `cl_id`:
+/// those a closing `cod: connection` session placed), at most
+/// [`CANCELS_IN_FLIGHT_MAX`] at a time, each waiting for room in the
+/// ledger's mailbox and handed back again after an `overloaded` answer
+/// (a book with too many commands waiting), so that none is lost to load.
+/// An order that already ended is answered `unknown_order` by the ledger
+/// and passed over.
+pub async fn cancel_placed(shared: Arc<Shared>, account: AccountId, placed: Vec<(InstrumentId, String)>) {
+    use futures_util::StreamExt as _;
+    futures_util::stream::iter(placed)
+        .for_each_concurrent(CANCELS_IN_FLIGHT_MAX, |(inst, cl_id)| {
+            let shared = &shared;
+            async move {
+                loop {
+                    if shared.stopping() {
+                        return;
+                    }
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    let cmd = Command::Cancel { account, inst, order: OrderRef::ClId(cl_id.clone()) };
+                    if shared.ledger().send(Submit { cmd, to: Responder::Channel(tx), shape: Shape::Empty }).await.is_err() {
+                        return;
+                    }
+                    match rx.await {
+                        Ok(Err(e)) if e.code == ErrorCode::Overloaded => {
+                            tokio::time::sleep(Duration::from_millis(RETRY_MS)).await;
+                        }
+                        _ => return,
+                    }
+                }
+            }
+        })
+        .await;
 }

@@ -767,14 +767,15 @@ impl Actor for Session {
             p::Cod::Off => {}
             p::Cod::Connection => {
                 // Orders already ended are simply not found.
-                for (sym, cl_id) in std::mem::take(&mut self.placed) {
-                    if let Some(inst) = self.shared.instruments.get(&sym).map(|s| s.id) {
-                        self.submit(Command::Cancel { account: a.account, inst, order: OrderRef::ClId(cl_id) }, Responder::Drop, Shape::Empty);
-                    }
-                }
+                let placed = std::mem::take(&mut self.placed)
+                    .into_iter()
+                    .filter_map(|(sym, cl_id)| Some((self.shared.instruments.get(&sym)?.id, cl_id)))
+                    .collect();
+                actix::spawn(cancel_after::cancel_placed(self.shared.clone(), a.account, placed));
             }
             p::Cod::Account if others == 0 => {
-                self.submit(Command::CancelAll { account: Some(a.account), inst: None, side: None, admin: false }, Responder::Drop, Shape::Empty);
+                let shared = self.shared.clone();
+                actix::spawn(async move { cancel_after::cancel_all_of(&shared, a.account).await });
             }
             p::Cod::Account => {}
         }
