@@ -428,3 +428,34 @@ async fn session_resume_refuses_bad_stream_keys_and_keeps_the_connection() {
     assert_eq!(hb["last"].as_object().unwrap().keys().collect::<Vec<_>>(), vec!["trades:BTC-USD"]);
     srv.stop();
 }
+
+/// PROTOCOL.md's `unsubscribe` names a channel and instruments only: it
+/// ends the instrument's book subscriptions of every depth and its candle
+/// subscriptions of every interval; the extensions `depth` and `interval`
+/// narrow it to one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsubscribe_without_depth_or_interval_ends_every_one() {
+    let srv = bourse::spawn_server_for_tests(test_config());
+    let mut c = Client::connect(srv.addr).await;
+    for d in [10, 50, 200] {
+        c.ok("subscribe", json!({"ch": "book.l2", "sym": ["BTC-USD"], "depth": d})).await;
+    }
+    for i in ["1m", "5m"] {
+        c.ok("subscribe", json!({"ch": "candles", "sym": ["BTC-USD", "ETH-USD"], "interval": i})).await;
+    }
+    c.ok("subscribe", json!({"ch": "trades", "sym": ["BTC-USD"]})).await;
+    c.ok("unsubscribe", json!({"ch": "book.l2", "sym": ["BTC-USD"], "depth": 200})).await;
+    c.ok("unsubscribe", json!({"ch": "candles", "sym": ["ETH-USD"], "interval": "5m"})).await;
+    let last = |hb: &Value| hb["last"].as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    let hb = c.event(|v| v["ch"] == "hb").await;
+    assert_eq!(
+        last(&hb),
+        ["book.l2:BTC-USD:10", "book.l2:BTC-USD:50", "candles:BTC-USD:1m", "candles:BTC-USD:5m", "candles:ETH-USD:1m", "trades:BTC-USD"]
+    );
+    c.ok("unsubscribe", json!({"ch": "book.l2", "sym": ["BTC-USD"]})).await;
+    c.ok("unsubscribe", json!({"ch": "candles", "sym": ["BTC-USD", "ETH-USD"]})).await;
+    c.events.clear();
+    let hb = c.event(|v| v["ch"] == "hb").await;
+    assert_eq!(last(&hb), ["trades:BTC-USD"]);
+    srv.stop();
+}

@@ -383,16 +383,31 @@ impl Session {
                 self.subscribe_many(subs, id, ts_in, ctx)?;
             }
             Op::Unsubscribe(args) => {
-                let depth = args.depth.unwrap_or(p::DEPTH_DEFAULT);
-                let syms: Vec<Option<String>> = if args.ch.has_sym() { args.sym.iter().cloned().map(Some).collect() } else { vec![None] };
-                for s in syms {
-                    let Some(key) = stream_key(args.ch, s.as_deref(), depth, args.interval) else { continue };
-                    if self.streams.remove(&key).is_some() {
-                        if key == ACCOUNT_STREAM {
-                            self.account_stream = None;
-                        }
-                        self.shared.market.do_send(MdUnsubscribe { key, conn: self.slot });
+                // PROTOCOL.md's unsubscribe names a channel and instruments
+                // only: without a `depth` (or `interval`) every book (or
+                // candle) subscription of the instrument goes; with one,
+                // only that one.
+                let gone: Vec<String> = self
+                    .streams
+                    .keys()
+                    .filter(|key| {
+                        let Some(k) = p::StreamKey::parse(key) else { return false };
+                        k.channel() == args.ch
+                            && k.sym().is_none_or(|s| args.sym.iter().any(|x| x == s))
+                            && match &k {
+                                p::StreamKey::BookL2 { depth, .. } => args.depth.is_none_or(|d| d == *depth),
+                                p::StreamKey::Candles { interval, .. } => args.interval.is_none_or(|i| i == *interval),
+                                _ => true,
+                            }
+                    })
+                    .cloned()
+                    .collect();
+                for key in gone {
+                    self.streams.remove(&key);
+                    if key == ACCOUNT_STREAM {
+                        self.account_stream = None;
                     }
+                    self.shared.market.do_send(MdUnsubscribe { key, conn: self.slot });
                 }
                 self.respond(id, ts_in, Ok(json!({})), ctx);
             }

@@ -503,10 +503,12 @@ pub struct UnsubscribeArgs {
     pub ch: Channel,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sym: Vec<String>,
-    /// `book.l2` only: which depth's subscription (default 50).
+    /// `book.l2` only: which depth's subscription (an extension; without
+    /// it, every depth's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub depth: Option<u32>,
-    /// `candles` only: which interval's subscription.
+    /// `candles` only: which interval's subscription (an extension; without
+    /// it, every interval's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<Interval>,
 }
