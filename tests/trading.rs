@@ -461,6 +461,40 @@ async fn rate_limits_answer_with_retry_after_and_the_session_stays() {
     srv.stop();
 }
 
+/// The account's order limit counts every order of a batch, and lets
+/// cancels through: an account at its limit can still pull its orders.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_account_limit_counts_batched_orders_and_lets_cancels_through() {
+    let mut cfg = test_config();
+    cfg.limits.account_orders_per_sec = 5;
+    let srv = bourse::spawn_server_for_tests(cfg);
+    let mut a = Client::connect(srv.addr).await;
+    a.login("alice", "alice-pass").await;
+    let batch = |p: &str, n: usize| json!({"orders": (0..n).map(|i| limit(&format!("{p}{i}"), "buy", "29000", "0.02")).collect::<Vec<_>>()});
+    // A batch of six is more than the account may place at once.
+    let r = a.request("order.batch", batch("six", 6)).await;
+    assert_eq!(r["err"]["code"], "rate_limited", "{r}");
+    // A batch of two, then orders one by one until the limit is reached.
+    let r = a.ok("order.batch", batch("b", 2)).await;
+    assert!(r["results"].as_array().unwrap().iter().all(|x| x["ok"] == true), "{r}");
+    let mut placed = 2;
+    let limited = loop {
+        let r = a.request("order.place", limit(&format!("p{placed}"), "buy", "29000", "0.02")).await;
+        if r["ok"] == false {
+            break r;
+        }
+        placed += 1;
+        assert!(placed < 50, "the limit was never reached");
+    };
+    assert_eq!(limited["err"]["code"], "rate_limited", "{limited}");
+    assert!(limited["err"]["retry_after_ms"].as_u64().unwrap() > 0);
+    // Cancels still pass.
+    assert_eq!(a.ok("order.cancel", json!({"sym": "BTC-USD", "cl_id": "b0"})).await["status"], "cancelled");
+    a.ok("order.cancel_after", json!({"timeout_ms": 0})).await;
+    assert_eq!(a.ok("order.cancel_all", json!({})).await["cancelled"], placed - 1);
+    srv.stop();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ed25519_keys_expired_tokens_and_account_wide_cancel_on_disconnect() {
     use ring::signature::KeyPair;

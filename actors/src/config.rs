@@ -45,7 +45,8 @@ pub struct Limits {
     pub connections_max: usize,
     /// Messages per second one connection may send.
     pub conn_msgs_per_sec: u32,
-    /// Order operations per second one account may send.
+    /// Orders per second one account may place or amend (a batch counts
+    /// each of its orders; cancels are not counted).
     pub account_orders_per_sec: u32,
     /// Capacity of each instrument's mailbox; a full one answers `overloaded`.
     pub instrument_mailbox_max: usize,

@@ -5,9 +5,13 @@
 //!
 //! * per connection, on every message: one client cannot make its session
 //!   actor spin, whatever it sends;
-//! * per account, on order operations: opening more connections does not buy
-//!   an account more order throughput. This limiter is shared by all sessions
-//!   (its state is a `DashMap` keyed by account), so it lives behind an `Arc`.
+//! * per account, on orders placed and amended (a batch counts each of its
+//!   orders): opening more connections does not buy an account more order
+//!   throughput. Cancels (`order.cancel`, `order.cancel_all`,
+//!   `order.cancel_after`) pass it: they only take risk off, and an account
+//!   at its limit must still be able to pull its orders; the connection's
+//!   limit still counts them. This limiter is shared by all sessions (its
+//!   state is a `DashMap` keyed by account), so it lives behind an `Arc`.
 //!
 //! A refused call says how long until the same call would pass, rounded up to
 //! whole milliseconds; the session stays open. The limiters take a `governor`
@@ -94,9 +98,20 @@ impl<C: Clock> AccountLimiter<C> {
 
     /// Counts one order operation of `account`.
     pub fn check(&self, account: &str) -> Result<(), RetryAfterMs> {
-        let outcome = self.limiter.check_key(&account.to_owned());
+        self.check_n(account, NonZeroU32::MIN)
+    }
+
+    /// Counts `n` orders of `account` at once (an `order.batch`): all pass
+    /// or none. More than the quota's burst never passes; it is refused as
+    /// the quota's whole period away.
+    pub fn check_n(&self, account: &str, n: NonZeroU32) -> Result<(), RetryAfterMs> {
+        let outcome = self.limiter.check_key_n(&account.to_owned(), n);
         self.maybe_sweep();
-        outcome.map_err(|refusal| retry_after(&refusal, self.limiter.clock()))
+        match outcome {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(refusal)) => Err(retry_after(&refusal, self.limiter.clock())),
+            Err(_) => Err(RetryAfterMs(1_000)),
+        }
     }
 
     /// Number of accounts with limiter state.
@@ -231,6 +246,20 @@ mod tests {
         clock.advance(Duration::from_millis(134));
         assert_eq!(limiter.check("alice"), Ok(()));
         assert!(limiter.check("alice").is_err());
+    }
+
+    #[test]
+    fn a_batch_counts_each_of_its_orders_all_or_none() {
+        let clock = FakeRelativeClock::default();
+        let limiter = AccountLimiter::with_clock(&quotas(5, 100), clock.clone());
+        assert_eq!(limiter.check_n("alice", nonzero(3)), Ok(()));
+        // Three more do not fit in the two left: none is taken.
+        assert_eq!(limiter.check_n("alice", nonzero(3)), Err(RetryAfterMs(200)));
+        assert_eq!(limiter.check_n("alice", nonzero(2)), Ok(()));
+        assert!(limiter.check("alice").is_err());
+        // More than the burst never fits.
+        assert_eq!(limiter.check_n("bob", nonzero(6)), Err(RetryAfterMs(1_000)));
+        assert_eq!(limiter.check_n("bob", nonzero(5)), Ok(()));
     }
 
     #[test]

@@ -274,9 +274,16 @@ impl Session {
             return;
         }
         let op = req.op;
-        if op.is_write() && !op.is_admin() {
+        // Orders count against the account's limit, a batch by its orders;
+        // cancels do not (see `auth::limits`).
+        let orders = match &op {
+            Op::OrderPlace(_) | Op::OrderAmend(_) => 1,
+            Op::OrderBatch(b) => b.orders.len().clamp(1, p::BATCH_ORDERS_MAX) as u32,
+            _ => 0,
+        };
+        if let Some(n) = std::num::NonZeroU32::new(orders) {
             if let Some(a) = &self.auth {
-                if let Err(e) = self.shared.account_limiter.check(&a.user) {
+                if let Err(e) = self.shared.account_limiter.check_n(&a.user, n) {
                     metrics::counter!("bourse_rate_limited_total", "scope" => "account").increment(1);
                     self.respond(id, ts_in, Err(ErrorBody::rate_limited(e.0)), ctx);
                     return;
