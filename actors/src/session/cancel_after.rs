@@ -58,10 +58,10 @@ impl Switches {
             tracing::info!(account = account.0, "cancel_after fired");
             cancel_all_of(&s, account).await;
         });
-        if let Some((_, (_, old))) = shared.cancel_after.armed.remove(&account) {
+        // One step, so that two connections arming at once leave one switch.
+        if let Some((_, old)) = shared.cancel_after.armed.insert(account, (n, task.abort_handle())) {
             old.abort();
         }
-        shared.cancel_after.armed.insert(account, (n, task.abort_handle()));
     }
 
     /// Disarms `account`'s switch, if armed.

@@ -272,14 +272,30 @@ fn sled_err(op: &'static str) -> impl FnOnce(sled::Error) -> SnapshotError {
     }
 }
 
+/// How long `SledSnapshotStore::open` waits for sled's file lock.
+pub const LOCK_WAIT_MS: u64 = 2_000;
+
 impl SledSnapshotStore {
-    /// Opens (or creates) the store in the directory `path`.
+    /// Opens (or creates) the store in the directory `path`. While sled's
+    /// file lock is held it tries again, for at most [`LOCK_WAIT_MS`]: a
+    /// process forked between the store's last close and this open (a test
+    /// that kills a child process, a backup tool) holds a copy of the lock
+    /// until it execs. A store that stays locked (another server on the
+    /// same directory) is still refused.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, SnapshotError> {
         let path = path.as_ref().to_path_buf();
-        let db = sled::Config::new()
-            .path(&path)
-            .open()
-            .map_err(sled_err("open"))?;
+        let start = std::time::Instant::now();
+        let db = loop {
+            match sled::Config::new().path(&path).open() {
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && start.elapsed() < std::time::Duration::from_millis(LOCK_WAIT_MS) =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                r => break r.map_err(sled_err("open"))?,
+            }
+        };
         let snapshots = db
             .open_tree(SNAPSHOTS_TREE)
             .map_err(sled_err("open tree"))?;
@@ -620,9 +636,6 @@ mod tests {
         );
     }
 
-    /// Attempts at reopening a sled store whose lock a forked child may hold.
-    const REOPEN_ATTEMPTS_MAX: u32 = 400;
-
     #[test]
     fn sled_store_conforms() {
         let path = temp_path("conformance");
@@ -633,20 +646,32 @@ mod tests {
                 let path = store.path().to_path_buf();
                 drop(store);
                 // A child process forked by another test (the event log's
-                // kill-9 test) may briefly hold a copy of sled's file lock.
-                let mut attempts = 0;
-                loop {
-                    match SledSnapshotStore::open(&path) {
-                        Ok(store) => break store,
-                        Err(_) if attempts < REOPEN_ATTEMPTS_MAX => {
-                            attempts += 1;
-                            std::thread::sleep(std::time::Duration::from_millis(5));
-                        }
-                        Err(e) => panic!("reopen {}: {e}", path.display()),
-                    }
-                }
+                // kill-9 test) may briefly hold a copy of sled's file lock:
+                // `open` waits for it.
+                SledSnapshotStore::open(&path).unwrap_or_else(|e| panic!("reopen {}: {e}", path.display()))
             },
         );
+        std::fs::remove_dir_all(&path).unwrap();
+    }
+
+    /// `open` waits for a lock released soon after (as a forked child's
+    /// copy is), and refuses one that stays held.
+    #[test]
+    fn open_waits_for_a_lock_released_soon_and_refuses_one_held() {
+        let path = temp_path("lock-wait");
+        let held = SledSnapshotStore::open(&path).unwrap();
+        held.put_meta("k", b"v").unwrap();
+        let started = std::time::Instant::now();
+        assert!(SledSnapshotStore::open(&path).is_err(), "a second open of a held store");
+        assert!(started.elapsed() >= std::time::Duration::from_millis(LOCK_WAIT_MS));
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            drop(held);
+        });
+        let store = SledSnapshotStore::open(&path).expect("opened once the lock is released");
+        assert_eq!(store.get_meta("k").unwrap().as_deref(), Some(&b"v"[..]));
+        release.join().unwrap();
+        drop(store);
         std::fs::remove_dir_all(&path).unwrap();
     }
 
