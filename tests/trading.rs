@@ -18,6 +18,49 @@ fn limit(cl: &str, side: &str, px: &str, qty: &str) -> serde_json::Value {
     json!({"cl_id": cl, "sym": "BTC-USD", "side": side, "type": "limit", "px": px, "qty": qty})
 }
 
+/// Asks `c` for its account's open orders until there are `n`, for about 5 s
+/// at most; the last count seen.
+async fn open_orders_become(c: &mut Client, n: usize) -> usize {
+    let mut seen = usize::MAX;
+    for _ in 0..250 {
+        seen = c.ok("account.orders", json!({})).await["orders"].as_array().unwrap().len();
+        if seen == n {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    seen
+}
+
+/// `user`'s BTC held, as the operator `op` sees it.
+async fn btc_held(op: &mut Client, user: &str) -> String {
+    let r = op.ok("admin.balances", json!({"user": user})).await;
+    r["balances"].as_array().unwrap().iter().find(|b| b["asset"] == "BTC").unwrap()["held"].as_str().unwrap().to_string()
+}
+
+/// Asks the operator `op` for `user`'s BTC held until none is, for about 5 s at
+/// most: an operator's view, which opens no connection of `user`'s (one would
+/// change what cancel-on-disconnect `account` sees).
+async fn btc_released(op: &mut Client, user: &str) -> bool {
+    for _ in 0..250 {
+        if btc_held(op, user).await == "0.00000000" {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// The test configuration with books that take 4 commands at once and no
+/// rate limit in the way.
+fn small_books_config() -> bourse_actors::config::Config {
+    let mut cfg = test_config();
+    cfg.limits.instrument_mailbox_max = 4;
+    cfg.limits.account_orders_per_sec = 1_000_000;
+    cfg.limits.conn_msgs_per_sec = 1_000_000;
+    cfg
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn place_cross_partial_fill_cancel_and_balances() {
     let srv = bourse::spawn_server_for_tests(test_config());
@@ -270,15 +313,7 @@ async fn cancel_on_disconnect_and_cancel_after() {
     drop(a);
     let mut watch = Client::connect(srv.addr).await;
     watch.login("alice", "alice-pass").await;
-    let mut gone = false;
-    for _ in 0..100 {
-        if watch.ok("account.orders", json!({})).await["orders"].as_array().unwrap().is_empty() {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert!(gone, "cancel-on-disconnect cancelled the order");
+    assert_eq!(open_orders_become(&mut watch, 0).await, 0, "cancel-on-disconnect cancelled the order");
 
     // A logout ends the login's cancel-on-disconnect: a later login on the
     // same connection, here bob's, does not cancel by the cl_ids alice
@@ -314,18 +349,11 @@ async fn cancel_on_disconnect_and_cancel_after() {
     drop(y);
     drop(b);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut op = Client::connect(srv.addr).await;
+    op.login("admin", &srv.admin_password).await;
+    assert_ne!(btc_held(&mut op, "bob").await, "0.00000000", "the resumed connection is still open");
     drop(z);
-    let mut gone = false;
-    for _ in 0..100 {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        let mut check = Client::connect(srv.addr).await;
-        check.login("bob", "bob-pass-1").await;
-        if check.ok("account.orders", json!({})).await["orders"].as_array().unwrap().is_empty() {
-            gone = true;
-            break;
-        }
-    }
-    assert!(gone, "the resumed login's cod account cancelled bob's orders with its last connection");
+    assert!(btc_released(&mut op, "bob").await, "the resumed login's cod account cancelled bob's orders with its last connection");
 
     // Dead-man switch.
     watch.ok("order.place", limit("d2", "buy", "29000", "0.1")).await;
@@ -341,15 +369,7 @@ async fn cancel_on_disconnect_and_cancel_after() {
     d.ok("order.place", limit("d3", "buy", "29000", "0.1")).await;
     d.ok("order.cancel_after", json!({"timeout_ms": 300})).await;
     drop(d);
-    let mut gone = false;
-    for _ in 0..100 {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        if watch.ok("account.orders", json!({})).await["orders"].as_array().unwrap().is_empty() {
-            gone = true;
-            break;
-        }
-    }
-    assert!(gone, "the switch fired with the connection that armed it gone");
+    assert_eq!(open_orders_become(&mut watch, 0).await, 0, "the switch fired with the connection that armed it gone");
     // Another connection of the account disarms it.
     let mut e = Client::connect(srv.addr).await;
     e.login("alice", "alice-pass").await;
@@ -368,11 +388,7 @@ async fn cancel_on_disconnect_and_cancel_after() {
 /// (4 here) still cancels every one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_on_disconnect_cancels_every_order_past_a_books_load_limit() {
-    let mut cfg = test_config();
-    cfg.limits.instrument_mailbox_max = 4;
-    cfg.limits.account_orders_per_sec = 1_000_000;
-    cfg.limits.conn_msgs_per_sec = 1_000_000;
-    let srv = bourse::spawn_server_for_tests(cfg);
+    let srv = bourse::spawn_server_for_tests(small_books_config());
     let mut a = Client::connect(srv.addr).await;
     a.ok("auth", json!({"user": "alice", "password": "alice-pass", "cod": "connection"})).await;
     let n = 60;
@@ -383,25 +399,13 @@ async fn cancel_on_disconnect_cancels_every_order_past_a_books_load_limit() {
     watch.login("alice", "alice-pass").await;
     assert_eq!(watch.ok("account.orders", json!({})).await["orders"].as_array().unwrap().len(), n);
     drop(a);
-    let mut left = n;
-    for _ in 0..250 {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        left = watch.ok("account.orders", json!({})).await["orders"].as_array().unwrap().len();
-        if left == 0 {
-            break;
-        }
-    }
-    assert_eq!(left, 0, "every order placed through the closed connection was cancelled");
+    assert_eq!(open_orders_become(&mut watch, 0).await, 0, "every order placed through the closed connection was cancelled");
     srv.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flooded_instrument_answers_overloaded_while_another_trades() {
-    let mut cfg = test_config();
-    cfg.limits.instrument_mailbox_max = 4;
-    cfg.limits.account_orders_per_sec = 1_000_000;
-    cfg.limits.conn_msgs_per_sec = 1_000_000;
-    let srv = bourse::spawn_server_for_tests(cfg);
+    let srv = bourse::spawn_server_for_tests(small_books_config());
     let (mut a, mut b) = two_traders(srv.addr).await;
     // Flood BTC-USD without waiting for answers.
     let n = 1500u64;
@@ -535,17 +539,7 @@ async fn ed25519_keys_expired_tokens_and_account_wide_cancel_on_disconnect() {
     assert_eq!(check.ok("account.orders", json!({})).await["orders"].as_array().unwrap().len(), 1, "another connection is still open");
     drop(check);
     drop(c);
-    let mut gone = false;
-    for _ in 0..100 {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        let r = op.ok("admin.balances", json!({"user": "bob"})).await;
-        let btc = r["balances"].as_array().unwrap().iter().find(|b| b["asset"] == "BTC").unwrap().clone();
-        if btc["held"] == "0.00000000" {
-            gone = true;
-            break;
-        }
-    }
-    assert!(gone, "the account's orders were cancelled when its last connection closed");
+    assert!(btc_released(&mut op, "bob").await, "the account's orders were cancelled when its last connection closed");
 
     // session.resume restores the login's cancel-on-disconnect: a bot that
     // logged in with cod account and resumed on a new connection is still
@@ -558,17 +552,8 @@ async fn ed25519_keys_expired_tokens_and_account_wide_cancel_on_disconnect() {
     resumed.ok("session.resume", json!({"token": token, "streams": {}})).await;
     drop(first);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let held = |r: &serde_json::Value| r["balances"].as_array().unwrap().iter().find(|b| b["asset"] == "BTC").unwrap()["held"].clone();
-    assert_ne!(held(&op.ok("admin.balances", json!({"user": "alice"})).await), "0.00000000", "the resumed connection is still open");
+    assert_ne!(btc_held(&mut op, "alice").await, "0.00000000", "the resumed connection is still open");
     drop(resumed);
-    let mut gone = false;
-    for _ in 0..100 {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        if held(&op.ok("admin.balances", json!({"user": "alice"})).await) == "0.00000000" {
-            gone = true;
-            break;
-        }
-    }
-    assert!(gone, "closing the resumed connection, the account's last, cancelled its orders");
+    assert!(btc_released(&mut op, "alice").await, "closing the resumed connection, the account's last, cancelled its orders");
     srv.stop();
 }
