@@ -625,6 +625,7 @@ function onCandles(msg, series) {
     if (series !== state.candles) return;
     if (msg.type === 'snapshot' || !chart.update(touched, series.size)) chart.setAll(series.sorted());
   });
+  mark(); // the status line names the candle stream and its seq
 }
 
 function onAccount(msg) {

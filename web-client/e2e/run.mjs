@@ -610,6 +610,9 @@ const steps = [
       check(canvases > 0, 'candle chart has canvases');
       await tid(p, 'interval-5m').click();
       await until(p, () => window.__bourse.chartStats().bars > 0 && window.__bourse.client.streams.has(`candles:${window.__bourse.state.sym}:5m`), null, '5m candles');
+      // The status line follows: it names the 5m stream, not the 1m one.
+      await until(p, () => document.querySelector('[data-testid="stats"]').textContent.includes(`candles:${window.__bourse.state.sym}:5m@`), null, 'the status line names the 5m stream');
+      check(!(await p.evaluate(() => document.querySelector('[data-testid="stats"]').textContent.includes(':1m@'))), 'the status line no longer names the 1m stream');
       await shot(state.a, 'charts');
     },
   ],
