@@ -542,19 +542,33 @@ const steps = [
     'the depth chart is drawn from the book',
     async () => {
       const p = state.a.page;
-      // On a live market the book can be empty for a moment while quotes are replaced.
-      await until(p, () => window.__bourse.chartStats().depthPoints > 0, null, 'depth points');
-      const drawn = await p.evaluate(() => {
-        const c = document.querySelector('[data-testid="depth-chart"]');
-        const img = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-        let green = 0;
-        let red = 0;
-        for (let i = 0; i < img.length; i += 4) {
-          if (img[i + 1] > 120 && img[i] < 100) green++; // bid side
-          if (img[i] > 180 && img[i + 1] < 120) red++; // ask side
-        }
-        return { green, red };
-      });
+      // Every book update redraws the canvas, and a live book can be empty
+      // for a moment (its last level taken). The point count and the
+      // pixels are read in one task, so they describe the same drawing:
+      // the canvas drawn from a non-empty book.
+      let handle;
+      try {
+        handle = await p.waitForFunction(
+          () => {
+            const points = window.__bourse.chartStats().depthPoints;
+            if (points === 0) return null;
+            const c = document.querySelector('[data-testid="depth-chart"]');
+            const img = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let green = 0;
+            let red = 0;
+            for (let i = 0; i < img.length; i += 4) {
+              if (img[i + 1] > 120 && img[i] < 100) green++; // bid side
+              if (img[i] > 180 && img[i + 1] < 120) red++; // ask side
+            }
+            return { points, green, red };
+          },
+          null,
+          { timeout: wait_ms_max, polling: 100 },
+        );
+      } catch {
+        throw new Check('timed out waiting for a depth chart drawn from a non-empty book');
+      }
+      const drawn = await handle.jsonValue();
       check(drawn.green > 100 || drawn.red > 100, `depth canvas has drawn sides (${JSON.stringify(drawn)})`);
       await shot(state.a, 'depth');
     },
