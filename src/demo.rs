@@ -3,8 +3,14 @@
 //!
 //! Every `demo.interval_ms` it moves each instrument's mid price a few ticks
 //! (a seeded random walk that reverts toward where it started, inside half
-//! the price band), cancels its orders on that instrument and places
-//! [`LEVELS_PER_SIDE`] bids and asks around the mid in one `order.batch`.
+//! the price band), places [`LEVELS_PER_SIDE`] bids and asks around the mid
+//! in one `order.batch`, then cancels the quotes of the refresh before. New
+//! quotes go in first so the book always has both sides: a market-data
+//! subscriber never sees the demo book empty between two refreshes. They
+//! carry `stp: cancel_oldest`, so a new quote that would meet one of the old
+//! ones (the mid moved by more than the spread) takes that old one off the
+//! book instead of being refused. The first refresh of a connection starts
+//! with an `order.cancel_all` for quotes left by an earlier process.
 //! Trades need a second account (its own marketable orders would only meet
 //! its own quotes, which self-trade prevention cancels), so when the
 //! configuration has a user named [`FLOW_USER`], a second connection logged
@@ -24,10 +30,11 @@ use anyhow::{anyhow, bail, Context as _};
 use bourse_protocol::codec::{self, SUBPROTOCOL_JSON};
 use bourse_protocol::decimal;
 use bourse_protocol::msg::{
-    AuthArgs, AuthRes, BatchArgs, BatchRes, CancelAllArgs, CancelAllRes, Cod, FillsArgs, FillsRes,
-    InstrumentState, InstrumentView, InstrumentsRes, PasswordAuth, PlaceArgs, PlaceRes, Side,
+    AuthArgs, AuthRes, BatchArgs, BatchRes, CancelAllArgs, CancelAllRes, CancelArgs, CancelRes,
+    Cod, FillsArgs, FillsRes, InstrumentState, InstrumentView, InstrumentsRes, PasswordAuth,
+    PlaceArgs, PlaceRes, Side, Stp,
 };
-use bourse_protocol::{Encoding, ErrorBody, Frame, Op, ReqId, Request, ServerMessage};
+use bourse_protocol::{Encoding, ErrorBody, ErrorCode, Frame, Op, ReqId, Request, ServerMessage};
 use futures_util::{SinkExt, StreamExt};
 use serde::de::DeserializeOwned;
 use tokio::net::TcpStream;
@@ -220,6 +227,7 @@ pub async fn run(cfg: Config, addr: SocketAddr, stop: CancellationToken) {
         addr,
         rng: Rng::new(seed),
         markets: BTreeMap::new(),
+        quoted: BTreeMap::new(),
         nonce: random_u64() as u32,
         orders_sent: 0,
         backoff_ms: RECONNECT_BACKOFF_MS_MIN,
@@ -261,6 +269,10 @@ struct MarketMaker {
     rng: Rng,
     /// Kept across reconnections so the walk continues where it was.
     markets: BTreeMap<String, Market>,
+    /// Per instrument, the ids of this connection's quotes still open after
+    /// the last refresh: the next refresh cancels them once its own quotes
+    /// are in. Empty at the start of a connection.
+    quoted: BTreeMap<String, Vec<u64>>,
     /// Makes this process's `cl_id`s differ from an earlier run's.
     nonce: u32,
     orders_sent: u64,
@@ -272,6 +284,8 @@ impl MarketMaker {
     /// something fails.
     async fn session(&mut self) -> anyhow::Result<Never> {
         let demo = &self.cfg.demo;
+        // The last connection's quotes went with it (cancel-on-disconnect).
+        self.quoted.clear();
         let mut quoter = Client::login(self.addr, &demo.user, &demo.password).await?;
         let mut flow = match self.cfg.users.iter().find(|u| u.user == FLOW_USER) {
             Some(u) => match Client::login(self.addr, &u.user, &u.password).await {
@@ -373,18 +387,24 @@ impl MarketMaker {
         let m = m.clone();
         let quotes = ladder(m.mid, m.min_lots, &mut self.rng);
 
-        let cancel = CancelAllArgs {
-            sym: Some(sym.to_owned()),
-            side: None,
-        };
-        if let Err(e) = c.call::<CancelAllRes>(Op::OrderCancelAll(cancel)).await? {
-            debug!(sym, code = ?e.code, msg = %e.msg, "demo cancel-all refused; skipping this refresh");
-            return Ok(());
+        let old = self.quoted.remove(sym).unwrap_or_default();
+        if old.is_empty() {
+            // The connection's first refresh, or the last one placed
+            // nothing: sweep whatever an earlier process left.
+            let cancel = CancelAllArgs {
+                sym: Some(sym.to_owned()),
+                side: None,
+            };
+            if let Err(e) = c.call::<CancelAllRes>(Op::OrderCancelAll(cancel)).await? {
+                debug!(sym, code = ?e.code, msg = %e.msg, "demo cancel-all refused; skipping this refresh");
+                return Ok(());
+            }
         }
         let orders = quotes
             .iter()
-            .map(|q| {
-                PlaceArgs::limit(
+            .map(|q| PlaceArgs {
+                stp: Some(Stp::CancelOldest),
+                ..PlaceArgs::limit(
                     &self.next_cl_id("mm"),
                     sym,
                     q.side,
@@ -393,6 +413,7 @@ impl MarketMaker {
                 )
             })
             .collect();
+        let mut open = Vec::with_capacity(quotes.len() + old.len());
         match c
             .call::<BatchRes>(Op::OrderBatch(BatchArgs { orders }))
             .await?
@@ -401,9 +422,40 @@ impl MarketMaker {
                 if let Some(e) = res.results.iter().find_map(|r| r.err.as_ref()) {
                     debug!(sym, code = ?e.code, msg = %e.msg, "some demo quotes were refused");
                 }
+                open.extend(
+                    res.results
+                        .iter()
+                        .filter_map(|r| r.res.as_ref())
+                        .filter(|r| r.status.is_open())
+                        .map(|r| r.order_id),
+                );
             }
             Err(e) => debug!(sym, code = ?e.code, msg = %e.msg, "demo quotes refused"),
         }
+        let cancels = old
+            .iter()
+            .map(|&id| {
+                Op::OrderCancel(CancelArgs {
+                    sym: sym.to_owned(),
+                    order_id: Some(id),
+                    cl_id: None,
+                })
+            })
+            .collect();
+        for (id, answer) in old.iter().zip(c.call_all::<CancelRes>(cancels).await?) {
+            match answer {
+                Ok(_) => {}
+                // Filled by the flow, or taken off by a new quote's
+                // self-trade prevention.
+                Err(e) if e.code == ErrorCode::UnknownOrder => {}
+                // Still open (a busy or halted book): cancelled next time.
+                Err(e) => {
+                    debug!(sym, order_id = id, code = ?e.code, "demo cancel refused; trying again next refresh");
+                    open.push(*id);
+                }
+            }
+        }
+        self.quoted.insert(sym.to_owned(), open);
         Ok(())
     }
 
@@ -470,15 +522,35 @@ impl Client {
     /// events. The outer error is the connection's; the inner one is the
     /// exchange's refusal.
     async fn call<R: DeserializeOwned>(&mut self, op: Op) -> anyhow::Result<Result<R, ErrorBody>> {
-        let id = self.next_id;
-        self.next_id += 1;
-        let msg = match codec::encode(Encoding::Json, &Request::new(id, op)) {
-            Frame::Text(t) => Message::text(t),
-            Frame::Binary(b) => Message::binary(b),
-        };
-        self.ws.send(msg).await.context("sending a request")?;
+        let mut answers = self.call_all(vec![op]).await?;
+        Ok(answers.pop().expect("one answer for one request"))
+    }
+
+    /// Sends the requests back to back, then waits for all their answers:
+    /// one round trip for them all. The answers come in request order.
+    async fn call_all<R: DeserializeOwned>(
+        &mut self,
+        ops: Vec<Op>,
+    ) -> anyhow::Result<Vec<Result<R, ErrorBody>>> {
+        let first = self.next_id;
+        let n = ops.len();
+        for op in ops {
+            let id = self.next_id;
+            self.next_id += 1;
+            let msg = match codec::encode(Encoding::Json, &Request::new(id, op)) {
+                Frame::Text(t) => Message::text(t),
+                Frame::Binary(b) => Message::binary(b),
+            };
+            self.ws.feed(msg).await.context("sending a request")?;
+        }
+        self.ws.flush().await.context("sending a request")?;
+        let mut answers: Vec<Option<Result<R, ErrorBody>>> = (0..n).map(|_| None).collect();
+        let mut missing = n;
         let deadline = Instant::now() + Duration::from_millis(REQUEST_TIMEOUT_MS_MAX);
-        for _ in 0..FRAMES_PER_ANSWER_MAX {
+        for _ in 0..FRAMES_PER_ANSWER_MAX * n.max(1) {
+            if missing == 0 {
+                break;
+            }
             let next = tokio::time::timeout_at(deadline, self.ws.next())
                 .await
                 .map_err(|_| anyhow!("no answer within {REQUEST_TIMEOUT_MS_MAX} ms"))?;
@@ -492,14 +564,27 @@ impl Client {
                 _ => continue,
             };
             match parsed {
-                ServerMessage::Response(r) if r.id == Some(ReqId::Num(id)) => {
-                    return Ok(r.res_as::<R>())
+                ServerMessage::Response(r) => {
+                    let Some(ReqId::Num(id)) = r.id else { continue };
+                    let Some(slot) = id
+                        .checked_sub(first)
+                        .and_then(|i| answers.get_mut(usize::try_from(i).ok()?))
+                    else {
+                        continue;
+                    };
+                    if slot.is_none() {
+                        missing -= 1;
+                    }
+                    *slot = Some(r.res_as::<R>());
                 }
                 ServerMessage::Notice(n) => debug!(code = ?n.code, "notice"),
                 _ => {}
             }
         }
-        bail!("no answer among {FRAMES_PER_ANSWER_MAX} frames")
+        if missing > 0 {
+            bail!("no answer among {FRAMES_PER_ANSWER_MAX} frames a request");
+        }
+        Ok(answers.into_iter().flatten().collect())
     }
 }
 

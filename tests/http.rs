@@ -467,22 +467,33 @@ async fn demo_market_maker_quotes_and_trades() {
     .await;
     assert_eq!(r["ok"], true, "{r}");
 
+    // Once an instrument has both sides, every later top of book has both
+    // too: a refresh places the new quotes before it cancels the old ones.
     let mut two_sided = std::collections::BTreeSet::new();
     let mut traded = false;
+    let mut later_l1 = 0;
     let deadline = Instant::now() + Duration::from_secs(20);
-    while (two_sided.len() < 2 || !traded) && Instant::now() < deadline {
+    while (two_sided.len() < 2 || !traded || later_l1 < 60) && Instant::now() < deadline {
         let Some(v) = next_value(&mut ws).await else {
             panic!("connection closed")
         };
         match v["ch"].as_str() {
             Some("book.l1") => {
+                let sym = v["sym"].as_str().unwrap().to_owned();
                 let (bid, ask) = (&v["data"]["bid"], &v["data"]["ask"]);
                 if bid.is_array() && ask.is_array() {
                     let px = |l: &Value| {
                         bourse_protocol::decimal::parse(l[0].as_str().unwrap(), 8).unwrap()
                     };
                     assert!(px(bid) < px(ask), "the demo book is not crossed: {v}");
-                    two_sided.insert(v["sym"].as_str().unwrap().to_owned());
+                    if !two_sided.insert(sym) {
+                        later_l1 += 1;
+                    }
+                } else {
+                    assert!(
+                        !two_sided.contains(&sym),
+                        "the demo book lost a side between refreshes: {v}"
+                    );
                 }
             }
             Some("trades") if v["type"] != "snapshot" => traded = true,
@@ -490,6 +501,7 @@ async fn demo_market_maker_quotes_and_trades() {
             _ => {}
         }
     }
+    assert!(later_l1 >= 60, "the top of book kept changing: {later_l1} updates");
     assert_eq!(two_sided.len(), 2, "both instruments get a bid and an ask");
     assert!(
         traded,
