@@ -939,8 +939,11 @@ impl Ledger {
                 if l.base == l.quote {
                     return Err(bad("base and quote must differ"));
                 }
-                if l.sym.is_empty() || l.sym.len() > 32 {
-                    return Err(bad("instrument symbols are 1 to 32 characters"));
+                // A symbol is part of every stream key (`book.l2:SYM:50`) and
+                // of log lines: no separator, space or control character.
+                let sym_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+                if l.sym.is_empty() || l.sym.len() > 32 || !l.sym.chars().all(sym_char) {
+                    return Err(bad("instrument symbols are 1 to 32 characters of [A-Za-z0-9._-]"));
                 }
                 if self.instrument_by_sym(&l.sym).is_some() {
                     return Err(Reject::new(RejectCode::AlreadyExists, format!("instrument {} exists", l.sym)));
@@ -1555,6 +1558,30 @@ mod pipeline_tests {
             for ((account, asset), balance) in last {
                 assert_eq!(balance, ex.ledger.balance(account, asset), "step {i}: {account:?}/{asset:?}");
             }
+        }
+        ex.check();
+    }
+
+    /// A symbol with a stream key's separator, a space or a control
+    /// character is refused, as is a reference price of zero (the band
+    /// around it would refuse every price, so the book could never trade).
+    #[test]
+    fn a_listing_needs_a_plain_symbol_and_a_positive_reference_price() {
+        let mut ex = two_traders(0, 0);
+        let admin = AccountId(0);
+        let listing = |sym: &str, ref_px| Listing {
+            sym: sym.into(), base: AssetId(2), quote: AssetId(1), tick_raw: 1, price_scale: 0, lot_raw: 1, qty_scale: 2,
+            min_qty: Qty(1), ref_px, band_pct: 10, maker_fee_bps: 0, taker_fee_bps: 0,
+        };
+        for sym in ["A:B", "A B", "A,B", "BTC/USD", "Ü", "A\n", "", &"X".repeat(33)] {
+            let r = ex.execute(Command::CreateInstrument { listing: listing(sym, Some(Price(100))), by: admin }, 1).result;
+            assert_eq!(r.map_err(|e| e.code), Err(RejectCode::BadRequest), "{sym:?}");
+        }
+        let r = ex.execute(Command::CreateInstrument { listing: listing("ZERO-REF", Some(Price(0))), by: admin }, 1).result;
+        assert_eq!(r.map_err(|e| e.code), Err(RejectCode::BadRequest));
+        for (sym, ref_px) in [("BTC_USD.2-b", Some(Price(100))), (&*"Y".repeat(32), None)] {
+            let r = ex.execute(Command::CreateInstrument { listing: listing(sym, ref_px), by: admin }, 1).result;
+            assert!(matches!(r, Ok(Reply::Instrument(_))), "{sym:?}: {r:?}");
         }
         ex.check();
     }

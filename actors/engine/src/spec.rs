@@ -84,6 +84,9 @@ impl InstrumentSpec {
         if maker_fee_bps > FEE_BPS_MAX || taker_fee_bps > FEE_BPS_MAX {
             return Err(format!("fees above {FEE_BPS_MAX} bps are not allowed"));
         }
+        if ref_px == Some(Price(0)) {
+            return Err("ref_px must be positive".into());
+        }
         if band_pct == 0 || band_pct > BAND_PCT_MAX {
             return Err(format!("band_pct must be 1..={BAND_PCT_MAX}"));
         }
