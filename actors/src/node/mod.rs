@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 
 use actix::prelude::*;
 use bourse_engine::spec::{AssetSpec, InstrumentSpec};
-use bourse_engine::{AccountId, AssetId, Command, EventBody, Exchange, Role as ERole};
+use bourse_engine::{AccountId, AssetId, Command, EventBody, Exchange};
 use bourse_protocol::Encoding;
 use dashmap::DashMap;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
@@ -25,6 +25,8 @@ use crate::session::queue::Queue;
 use crate::session::{writer, Outbox, Session};
 use crate::storage::log::{EventLog, MemLog};
 use crate::wire;
+
+pub mod setup;
 
 /// Arbiters (threads) the instrument actors are spread over.
 pub const INSTRUMENT_ARBITERS: usize = 2;
@@ -314,35 +316,13 @@ impl Node {
         rx.await?.map_err(|e| anyhow::anyhow!("{}: {}", e.code.as_str(), e.msg))
     }
 
-    /// First start: the operator, the assets, instruments and users of the configuration.
+    /// First start: the operator, the assets, instruments and users of the
+    /// configuration, each checked before any is written (`setup::plan`).
     async fn bootstrap(&self, admin_password: &str) -> anyhow::Result<()> {
         let cfg = &self.shared.cfg;
-        let root = AccountId(0);
-        let hash = self.shared.hash_password(admin_password);
-        self.submit(Command::CreateUser { user: "admin".into(), role: ERole::Operator, password_hash: hash, by: root }, Shape::Empty).await?;
-        for a in &cfg.assets {
-            self.submit(Command::CreateAsset { name: a.asset.clone(), scale: a.scale, by: root }, Shape::Empty).await?;
-        }
-        for i in &cfg.instruments {
-            let listing = crate::session::listing_from_conf(&self.shared, i).map_err(|e| anyhow::anyhow!("instrument {}: {}", i.sym, e.msg))?;
-            self.submit(Command::CreateInstrument { listing, by: root }, Shape::Empty).await?;
-        }
-        for u in &cfg.users {
-            let role = match u.role.as_str() {
-                "operator" => ERole::Operator,
-                "viewer" => ERole::Viewer,
-                _ => ERole::Trader,
-            };
-            let hash = self.shared.hash_password(&u.password);
-            self.submit(Command::CreateUser { user: u.user.clone(), role, password_hash: hash, by: root }, Shape::Empty).await?;
-        }
-        for u in &cfg.users {
-            let account = *self.shared.accounts.get(&u.user).ok_or_else(|| anyhow::anyhow!("user {} missing", u.user))?;
-            for (asset, amount) in &u.deposits {
-                let a = self.shared.assets.get(asset).map(|a| a.clone()).ok_or_else(|| anyhow::anyhow!("asset {asset}"))?;
-                let amount = wire::amount(a.scale, amount).map_err(|e| anyhow::anyhow!("{}", e.msg))?;
-                self.submit(Command::Deposit { account, asset: a.id, amount, by: root }, Shape::Empty).await?;
-            }
+        let hash = |pw: &str| self.shared.hash_password(pw);
+        for cmd in setup::plan(cfg, admin_password, &hash).map_err(anyhow::Error::msg)? {
+            self.submit(cmd, Shape::Empty).await?;
         }
         tracing::info!(assets = cfg.assets.len(), instruments = cfg.instruments.len(), users = cfg.users.len(), "bootstrapped a new exchange");
         Ok(())

@@ -691,11 +691,16 @@ impl Session {
 /// An instrument to list, from the configuration or `admin.instrument.create`:
 /// its decimal grids parsed and checked.
 pub fn listing_from_conf(shared: &Shared, c: &crate::config::InstrumentConf) -> Result<eng::Listing, ErrorBody> {
+    listing_with(&|name| shared.assets.get(name).map(|a| a.id), c)
+}
+
+/// [`listing_from_conf`] with the assets found by `asset`.
+pub fn listing_with(asset: &dyn Fn(&str) -> Option<eng::AssetId>, c: &crate::config::InstrumentConf) -> Result<eng::Listing, ErrorBody> {
     let (sym, base, quote) = (c.sym.as_str(), c.base.as_str(), c.quote.as_str());
     let (tick, lot, min_qty, ref_px) = (c.tick.as_str(), c.lot.as_str(), c.min_qty.as_str(), c.ref_px.as_deref());
     use bourse_protocol::decimal;
-    let b = shared.assets.get(base).map(|a| a.id).ok_or_else(|| ErrorBody::new(ErrorCode::UnknownAsset, format!("unknown asset {base:?}")))?;
-    let q = shared.assets.get(quote).map(|a| a.id).ok_or_else(|| ErrorBody::new(ErrorCode::UnknownAsset, format!("unknown asset {quote:?}")))?;
+    let b = asset(base).ok_or_else(|| ErrorBody::new(ErrorCode::UnknownAsset, format!("unknown asset {base:?}")))?;
+    let q = asset(quote).ok_or_else(|| ErrorBody::new(ErrorCode::UnknownAsset, format!("unknown asset {quote:?}")))?;
     let grid = |what: &str, s: &str| -> Result<(u64, u32), ErrorBody> {
         let scale = decimal::canonical_scale(s).map_err(|e| ErrorBody::bad_request(format!("{what} {s:?}: {e}")))?;
         let raw = decimal::parse(s, scale).map_err(|e| ErrorBody::bad_request(format!("{what} {s:?}: {e}")))?;
