@@ -133,7 +133,8 @@ mod tests {
 
     #[test]
     fn what_the_exchange_would_refuse_is_named_before_anything_is_written() {
-        let cases: Vec<(Box<dyn Fn(&mut Config)>, &str)> = vec![
+        type Change = Box<dyn Fn(&mut Config)>;
+        let cases: Vec<(Change, &str)> = vec![
             (Box::new(|c| c.instruments[0].sym = "BTC:USD".into()), "instrument BTC:USD"),
             (Box::new(|c| c.instruments[0].ref_px = Some("0".into())), "ref_px must be positive"),
             (Box::new(|c| c.instruments[0].tick = "0.001".into()), "instrument BTC-USD"),
