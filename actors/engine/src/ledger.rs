@@ -296,6 +296,15 @@ pub enum AccountUpdate {
     Balance { account: AccountId, seq: u64, asset: AssetId, balance: Balance },
 }
 
+impl AccountUpdate {
+    /// The account whose stream carries the message.
+    pub fn account(&self) -> AccountId {
+        match self {
+            AccountUpdate::Order { account, .. } | AccountUpdate::Fill { account, .. } | AccountUpdate::Balance { account, .. } => *account,
+        }
+    }
+}
+
 /// A new order as a client asked for it (prices in ticks, quantities in lots).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlaceCmd {

@@ -15,10 +15,18 @@
 //! them as rejected (`market_closed`, the exchange having stopped), which
 //! releases their funds and their `cl_id`, in one new log batch, before any
 //! actor starts.
+//!
+//! Replay also keeps what the batches after the snapshot said to each
+//! account's private stream ([`AccountTail`], the newest
+//! [`ACCOUNT_TAIL_MAX`] messages an account), so that a client whose
+//! connection dropped with the process resumes its `account` stream from
+//! where it was instead of starting from a snapshot.
 
 use std::path::{Path, PathBuf};
 
-use bourse_engine::{Event, EventBody, Exchange, RejectCode};
+use std::collections::{HashMap, VecDeque};
+
+use bourse_engine::{AccountId, AccountUpdate, Event, EventBody, Exchange, RejectCode};
 
 use super::envelope::{self, SnapshotHeader};
 use super::{decode_event, encode_event, log_dir, snapshots_dir};
@@ -113,6 +121,36 @@ impl RecoverError {
     }
 }
 
+/// Messages an account's private stream keeps for resuming after a restart:
+/// as many as the market-data actor's ring keeps of it live.
+pub const ACCOUNT_TAIL_MAX: usize = crate::market::RING_MAX;
+
+/// The newest private-stream messages of each account that replay met, in
+/// order, with each one's event time: at most [`ACCOUNT_TAIL_MAX`] an
+/// account.
+#[derive(Default)]
+pub struct AccountTail {
+    pub accounts: HashMap<AccountId, VecDeque<(u64, AccountUpdate)>>,
+}
+
+impl AccountTail {
+    fn push(&mut self, ts: u64, u: AccountUpdate) {
+        let q = self.accounts.entry(u.account()).or_default();
+        if q.len() == ACCOUNT_TAIL_MAX {
+            q.pop_front();
+        }
+        q.push_back((ts, u));
+    }
+
+    /// Applies `e` to `state`, keeping what it says to accounts.
+    fn apply(&mut self, state: &mut Exchange, e: &Event, buf: &mut Vec<AccountUpdate>) {
+        state.apply(e, Some(buf));
+        for u in buf.drain(..) {
+            self.push(e.ts, u);
+        }
+    }
+}
+
 /// The state a log and a snapshot store give.
 pub struct Rebuilt {
     pub exchange: Exchange,
@@ -125,6 +163,8 @@ pub struct Rebuilt {
     /// Batches and events replayed after the snapshot.
     pub replayed_batches: u64,
     pub replayed_events: u64,
+    /// What the replayed batches said to each account.
+    pub account_tail: AccountTail,
 }
 
 /// Decodes the events of one log entry.
@@ -148,8 +188,21 @@ pub fn replay<L: EventLog + ?Sized>(
     state: &mut Exchange,
     pos: &mut Position,
     to: u64,
+    each: impl FnMut(&Entry, &[Event], &Exchange),
+) -> Result<(), RecoverError> {
+    replay_keeping(log, state, pos, to, None, each)
+}
+
+/// [`replay`], keeping in `tail` what the batches say to accounts.
+fn replay_keeping<L: EventLog + ?Sized>(
+    log: &L,
+    state: &mut Exchange,
+    pos: &mut Position,
+    to: u64,
+    mut tail: Option<&mut AccountTail>,
     mut each: impl FnMut(&Entry, &[Event], &Exchange),
 ) -> Result<(), RecoverError> {
+    let mut buf = Vec::new();
     while pos.index < to {
         let end = to.min(pos.index + REPLAY_READ_BATCHES_MAX);
         for entry in log.read(pos.index + 1..=end)? {
@@ -161,7 +214,10 @@ pub fn replay<L: EventLog + ?Sized>(
             }
             let events = entry_events(&entry)?;
             for e in &events {
-                state.apply(e, None);
+                match tail.as_deref_mut() {
+                    Some(t) => t.apply(state, e, &mut buf),
+                    None => state.apply(e, None),
+                }
             }
             pos.index = entry.index;
             pos.hash = entry.hash;
@@ -257,14 +313,16 @@ pub fn rebuild<L: EventLog + ?Sized>(
         position: pos,
         replayed_batches: 0,
         replayed_events: 0,
+        account_tail: AccountTail::default(),
     };
     let to = log.last_index();
     let (mut batches, mut events) = (0u64, 0u64);
-    replay(
+    replay_keeping(
         log,
         &mut rebuilt.exchange,
         &mut rebuilt.position,
         to,
+        Some(&mut rebuilt.account_tail),
         |_, evs, _| {
             batches += 1;
             events += evs.len() as u64;
@@ -390,8 +448,9 @@ impl Recovered {
         let encoded: Vec<Vec<u8>> = events.iter().map(encode_event).collect();
         let index = self.log.append(&encoded)?;
         self.log.sync()?;
+        let mut buf = Vec::new();
         for e in &events {
-            self.state.exchange.apply(e, None);
+            self.state.account_tail.apply(&mut self.state.exchange, e, &mut buf);
         }
         let pos = &mut self.state.position;
         pos.index = index;

@@ -215,32 +215,7 @@ impl LedgerActor {
     }
 
     fn account_message(&self, ts: u64, u: AccountUpdate) -> (u64, u64, Value) {
-        let l = &self.ledger;
-        let (account, seq, kind, data) = match u {
-            AccountUpdate::Order { account, seq, order } => {
-                (account, seq, "order", serde_json::to_value(wire::order_view(l, &order)).expect("encodes"))
-            }
-            AccountUpdate::Fill { account, seq, fill, order } => {
-                let spec = &l.instruments[&fill.inst];
-                let mut v = serde_json::to_value(wire::fill_view(l, &fill, &order.cl_id)).expect("encodes");
-                v["cum_qty"] = json!(wire::fmt_qty(spec, order.cum));
-                v["leaves_qty"] = json!(wire::fmt_qty(spec, order.leaves()));
-                v["status"] = json!(wire::status(order.status));
-                (account, seq, "fill", v)
-            }
-            AccountUpdate::Balance { account, seq, asset, balance } => {
-                let a = &l.assets[&asset];
-                (
-                    account,
-                    seq,
-                    "balance",
-                    json!({"asset": a.name, "available": bourse_protocol::decimal::format(balance.available, a.scale),
-                           "held": bourse_protocol::decimal::format(balance.held, a.scale)}),
-                )
-            }
-        };
-        let msg = json!({"ch": "account", "epoch": self.shared.epoch, "prev": seq - 1, "seq": seq, "ts": ts, "type": kind, "data": data});
-        (account.0, seq, msg)
+        account_message(&self.ledger, self.shared.epoch, ts, u)
     }
 
     fn place_answer(&self, order: OrderId, dup: bool) -> Answer {
@@ -525,4 +500,35 @@ impl Handler<Query> for LedgerActor {
             }
         }))
     }
+}
+
+/// An account's private-stream message for `u`, made at event time `ts`:
+/// `(account, seq, message)`. The same for a message made live and for one
+/// made again by replay after a restart (`durability::recover::AccountTail`).
+pub fn account_message(l: &Ledger, epoch: u64, ts: u64, u: AccountUpdate) -> (u64, u64, Value) {
+    let (account, seq, kind, data) = match u {
+        AccountUpdate::Order { account, seq, order } => {
+            (account, seq, "order", serde_json::to_value(wire::order_view(l, &order)).expect("encodes"))
+        }
+        AccountUpdate::Fill { account, seq, fill, order } => {
+            let spec = &l.instruments[&fill.inst];
+            let mut v = serde_json::to_value(wire::fill_view(l, &fill, &order.cl_id)).expect("encodes");
+            v["cum_qty"] = json!(wire::fmt_qty(spec, order.cum));
+            v["leaves_qty"] = json!(wire::fmt_qty(spec, order.leaves()));
+            v["status"] = json!(wire::status(order.status));
+            (account, seq, "fill", v)
+        }
+        AccountUpdate::Balance { account, seq, asset, balance } => {
+            let a = &l.assets[&asset];
+            (
+                account,
+                seq,
+                "balance",
+                json!({"asset": a.name, "available": bourse_protocol::decimal::format(balance.available, a.scale),
+                       "held": bourse_protocol::decimal::format(balance.held, a.scale)}),
+            )
+        }
+    };
+    let msg = json!({"ch": "account", "epoch": epoch, "prev": seq - 1, "seq": seq, "ts": ts, "type": kind, "data": data});
+    (account.0, seq, msg)
 }

@@ -335,6 +335,16 @@ impl MarketData {
 
     /// Rebuilds recent trades, candles and the ticker window from events the
     /// books already contain (recovery), without sending anything.
+    /// Fills the accounts' rings with their private-stream messages
+    /// `(account, seq, message)` from before a restart, each account's in
+    /// order, so that `subscribe` with `resume` replays them.
+    pub fn warm_accounts(&mut self, messages: Vec<(u64, u64, Value)>) {
+        for (account, seq, msg) in messages {
+            let a = self.accounts.entry(AccountId(account)).or_default();
+            push_ring(&mut a.ring, Arc::new(Encoded::owned("account".into(), seq, msg)), RING_MAX);
+        }
+    }
+
     pub fn warm(&mut self, events: &[Event]) {
         for e in events {
             if let EventBody::Traded(t) = &e.body {
@@ -817,18 +827,19 @@ impl Handler<Subscribe> for MarketData {
                 let (to, conn) = (m.out.session().clone(), m.out.conn);
                 a.subs.retain(|s| s.conn != conn);
                 // Resume from the ring when it holds everything after the client's seq.
+                // The ring ends at the committed version (after a restart it
+                // holds what replay met), so a client at that version resumes
+                // with nothing to replay, even when the ring is empty.
                 if let Some(pos) = m.resume.filter(|p| p.epoch == epoch) {
-                    let first = a.ring.front().map(|e| e.seq);
-                    let last = a.ring.back().map(|e| e.seq);
-                    if let (Some(first), Some(last)) = (first, last) {
-                        if pos.seq + 1 >= first && pos.seq <= last {
-                            let from: Vec<Arc<Encoded>> = a.ring.iter().filter(|e| e.seq > pos.seq).cloned().collect();
-                            for e in &from {
-                                to.do_send(Deliver::Stream(e.clone()));
-                            }
-                            a.subs.push(AccountSub { to, conn, from: Some(last), pending: Vec::new(), held: None });
-                            return Box::pin(fut::ready(Ok(resumed(key, &from))));
+                    let last = a.committed;
+                    let first = a.ring.front().map_or(last + 1, |e| e.seq);
+                    if pos.seq + 1 >= first && pos.seq <= last {
+                        let from: Vec<Arc<Encoded>> = a.ring.iter().filter(|e| e.seq > pos.seq).cloned().collect();
+                        for e in &from {
+                            to.do_send(Deliver::Stream(e.clone()));
                         }
+                        a.subs.push(AccountSub { to, conn, from: Some(last), pending: Vec::new(), held: None });
+                        return Box::pin(fut::ready(Ok(resumed(key, &from))));
                     }
                 }
                 a.subs.push(AccountSub { to: to.clone(), conn, from: None, pending: Vec::new(), held: None });

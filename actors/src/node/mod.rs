@@ -170,15 +170,15 @@ impl Node {
         // book are closed first. The snapshotter gets its own copy of the
         // replayed state and follows the log from there (the orphans' batch
         // is the first it reads).
-        let (mut exchange, log, snapshots, epoch): (Exchange, Box<dyn EventLogSend>, _, u64) = if cfg.durable {
+        let (mut exchange, log, snapshots, epoch, account_tail): (Exchange, Box<dyn EventLogSend>, _, u64, _) = if cfg.durable {
             let mut r = durability::recover(&cfg.data_dir, &cfg.durability).map_err(|e| anyhow::anyhow!("{e}"))?;
             let (replayed, at) = (r.state.exchange.clone(), r.state.position);
             r.settle_orphans(crate::reply::now_us()).map_err(|e| anyhow::anyhow!("{e}"))?;
             let log = SharedLog::new(r.log);
             let follow = (log.downgrade(), r.store, replayed, at);
-            (r.state.exchange, Box::new(log), Some(follow), r.epoch)
+            (r.state.exchange, Box::new(log), Some(follow), r.epoch, r.state.account_tail)
         } else {
-            (Exchange::new(), Box::new(MemLog::new()), None, durability::EPOCH_FIRST)
+            (Exchange::new(), Box::new(MemLog::new()), None, durability::EPOCH_FIRST, Default::default())
         };
         let fresh = log.last_index() == 0;
 
@@ -236,6 +236,14 @@ impl Node {
         let l2 = ledger_addr.clone();
         let status_seq = exchange.ledger.status_version;
         let account_seqs: Vec<(AccountId, u64)> = exchange.ledger.accounts.iter().map(|(a, s)| (*a, s.seq)).collect();
+        // What the replayed batches told each account, made again as it was
+        // sent, so that its stream resumes across the restart.
+        let account_messages: Vec<(u64, u64, serde_json::Value)> = account_tail
+            .accounts
+            .into_values()
+            .flatten()
+            .map(|(ts, u)| crate::ledger::account_message(&exchange.ledger, epoch, ts, u))
+            .collect();
         // Recent trades, candles and the ticker window come back from the trades in the log.
         let trades = recent_trades(&*log);
         let fanout_threads = cfg.limits.fanout_threads;
@@ -247,6 +255,7 @@ impl Node {
             md.set_fanout_threads(crate::market::writers::fanout_threads(fanout_threads));
             md.epoch = epoch;
             md.warm(&trades);
+            md.warm_accounts(account_messages);
             md
         });
 
