@@ -875,11 +875,12 @@ fn a_panic_in_the_ledger_stops_the_process_and_a_restart_keeps_what_it_acknowled
 /// connection she resumes from an earlier version and is sent exactly the
 /// messages she had been sent after it, byte for byte as before (ts
 /// included), then the live ones, chained. A client already at the last
-/// version resumes with nothing to replay. (Snapshots are rare in this
+/// version resumes with nothing to replay. A `trades` subscriber resumes
+/// across the kill without losing a trade. (Snapshots are rare in this
 /// configuration, so the restart replays every batch; a version older than
 /// what replay met gets a snapshot, as for any ring.)
 #[test]
-fn an_account_stream_resumes_across_a_kill() {
+fn account_and_trades_streams_resume_across_a_kill() {
     let bin = env!("CARGO_BIN_EXE_bourse");
     let base: PathBuf = std::env::temp_dir().join(format!("bourse-account-resume-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
@@ -951,6 +952,17 @@ fn an_account_stream_resumes_across_a_kill() {
         let next = within(a.event(|v| v["ch"] == "account")).await;
         assert_eq!(next["prev"].as_u64(), Some(last), "{next}");
         assert_eq!(next["epoch"].as_u64(), Some(epoch), "{next}");
+
+        // The trades stream resumes too: the trade before the kill (alice's
+        // r3 filled by bob's x0, trade 1) is replayed, then bob's x1.
+        let mut v = Client::connect(server.addr).await;
+        let r = v.ok("subscribe", json!({"ch": "trades", "sym": ["BTC-USD"], "resume": {"BTC-USD": {"epoch": epoch, "seq": 0}}})).await;
+        assert_eq!(r["subs"][0]["mode"], "resumed", "{r}");
+        let t = within(v.event(|v| v["ch"] == "trades")).await;
+        assert_eq!((t["prev"].as_u64(), t["seq"].as_u64()), (Some(0), Some(1)), "{t}");
+        assert_eq!((&t["data"][0]["px"], &t["data"][0]["qty"], &t["data"][0]["taker"]), (&json!("29993"), &json!("0.02"), &json!("sell")), "{t}");
+        let t = within(v.event(|v| v["ch"] == "trades")).await;
+        assert_eq!((t["prev"].as_u64(), t["seq"].as_u64()), (Some(1), Some(2)), "{t}");
 
         // At the last version before the kill: nothing to replay, then live.
         let mut c = Client::connect(server.addr).await;

@@ -333,8 +333,6 @@ impl MarketData {
         self.insts.insert(book.spec.id, Instrument { book, trades: VecDeque::new(), candles });
     }
 
-    /// Rebuilds recent trades, candles and the ticker window from events the
-    /// books already contain (recovery), without sending anything.
     /// Fills the accounts' rings with their private-stream messages
     /// `(account, seq, message)` from before a restart, each account's in
     /// order, so that `subscribe` with `resume` replays them.
@@ -345,15 +343,26 @@ impl MarketData {
         }
     }
 
+    /// Rebuilds recent trades, candles and the ticker window from events the
+    /// books already contain (recovery), without sending anything. The
+    /// trades also go to each instrument's `trades` ring, one message a
+    /// trade chained by trade id, so that a subscriber resumes that stream
+    /// across the restart without losing a trade (call after setting
+    /// `epoch`).
     pub fn warm(&mut self, events: &[Event]) {
+        let epoch = self.epoch;
         for e in events {
             if let EventBody::Traded(t) = &e.body {
                 if let Some(i) = self.insts.get_mut(&t.inst) {
                     let v = trade_json(&i.book, t, e.ts);
-                    push_ring(&mut i.trades, v, TRADES_SNAPSHOT_MAX);
+                    push_ring(&mut i.trades, v.clone(), TRADES_SNAPSHOT_MAX);
                     for interval in Interval::ALL {
                         roll_candle(i, interval, t.trade_id, t.px, t.qty, e.ts);
                     }
+                    let key = format!("trades:{}", i.book.spec.sym);
+                    let msg = json!({"ch": "trades", "sym": i.book.spec.sym, "type": "update", "epoch": epoch, "prev": t.trade_id - 1,
+                                     "seq": t.trade_id, "ts": e.ts, "data": [v]});
+                    self.streams.entry(key.clone()).or_default().send(Encoded::owned(key, t.trade_id, msg), &mut self.due);
                 }
             }
         }
