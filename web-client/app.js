@@ -932,14 +932,17 @@ window.__bourse = {
   }),
   stats: () => ({ ...client.stats, cksumFailures: state.cksumFailures }),
   /**
-   * Test hook: puts a level the exchange does not have into the page's book
-   * (one price unit below the best bid), so the next checksum must fail.
+   * Test hook: puts a level the exchange does not have into the page's book,
+   * so the next checksum must fail. Its price is half a price unit below the
+   * best bid, off the tick grid, so no update from the exchange can set
+   * that level and make the book right again by chance (a new quote one
+   * unit below the best bid did, now and then).
    */
   corruptBook: () => {
     const b = state.book;
     const best = b?.bestBid();
     if (!b || !b.valid || !best) return null;
-    const px = format(sub(best[0], fromUnits(1n, scaleOf(best[0]))));
+    const px = format(sub(best[0], fromUnits(5n, scaleOf(best[0]) + 1)));
     const level = [px, inst()?.lot ?? '1'];
     b.b.set(level[0], level[1]);
     mark('book');
