@@ -235,6 +235,13 @@ fn subscribe_defaults_and_resume() {
     let e = json_req(&json!({"op":"subscribe","id":1,"args":{"ch":"account","resume":{"BTC-USD":{"epoch":2,"seq":7}}}}))
         .unwrap_err();
     assert_eq!(e.body.code, ErrorCode::BadRequest);
+    // An instrument listed twice would be subscribed, and sent its snapshot, twice.
+    for op in ["subscribe", "unsubscribe"] {
+        let e = json_req(&json!({"op":op,"id":1,"args":{"ch":"trades","sym":["BTC-USD","ETH-USD","BTC-USD"]}}))
+            .unwrap_err();
+        assert_eq!(e.body.code, ErrorCode::BadRequest, "{op}");
+        assert!(e.body.msg.contains("BTC-USD twice"), "{op}: {}", e.body.msg);
+    }
 }
 
 #[test]

@@ -317,6 +317,13 @@ fn check_syms(ch: Channel, sym: &[String]) -> Result<(), ErrorBody> {
     if !ch.has_sym() && !sym.is_empty() {
         return Err(ErrorBody::bad_request(format!("{ch} takes no sym")));
     }
+    // One stream, one subscription: a repeated instrument would be sent its
+    // snapshot twice.
+    for (i, a) in sym.iter().enumerate() {
+        if sym[..i].contains(a) {
+            return Err(ErrorBody::bad_request(format!("sym lists {a} twice")));
+        }
+    }
     Ok(())
 }
 
