@@ -987,3 +987,42 @@ fn account_and_trades_streams_resume_across_a_kill() {
 async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(10), f).await.expect("an account message within 10 s")
 }
+
+/// A login outlives a kill: `session.resume` with a token from before a
+/// `kill -9` logs the client back in on the restarted node, and a token
+/// whose session logged out stays refused. (The node writes its tokens out
+/// every 500 ms; the test waits past that before the kill.)
+#[test]
+fn a_login_outlives_a_kill_and_a_logout_stays_ended() {
+    let bin = env!("CARGO_BIN_EXE_bourse");
+    let base: PathBuf = std::env::temp_dir().join(format!("bourse-token-kill-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    let _cleanup = Dir(base.clone());
+    let cfg = base.join("config.toml");
+    std::fs::write(&cfg, config(&base.join("data"))).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let server = start(bin, &cfg);
+    let (alice, bob) = rt.block_on(async {
+        let mut a = Client::connect(server.addr).await;
+        let alice = a.login("alice", "alice-pass").await["session"]["token"].as_str().unwrap().to_string();
+        let mut b = Client::connect(server.addr).await;
+        let bob = b.login("bob", "bob-pass-1").await["session"]["token"].as_str().unwrap().to_string();
+        b.ok("logout", json!({})).await;
+        (alice, bob)
+    });
+    std::thread::sleep(Duration::from_millis(1_500));
+    server.kill();
+
+    let server = start(bin, &cfg);
+    rt.block_on(async {
+        let mut a = Client::connect(server.addr).await;
+        a.ok("session.resume", json!({"token": alice, "streams": {}})).await;
+        let orders = a.ok("account.orders", json!({})).await;
+        assert!(orders["orders"].is_array(), "logged in again as alice: {orders}");
+        let mut b = Client::connect(server.addr).await;
+        assert_eq!(b.err("session.resume", json!({"token": bob, "streams": {}})).await, "token_expired");
+        assert_eq!(b.err("account.orders", json!({})).await, "auth_required");
+    });
+    server.stop();
+}

@@ -6,8 +6,16 @@
 //! names a [`SessionInfo`] (user, role, session id, cancel-on-disconnect)
 //! until it expires (24 h by
 //! default, fixed from issuance, not extended by use) or is revoked (`logout`).
-//! Tokens live in memory only, in a `DashMap` shared by all sessions: after a
-//! restart every client logs in again. The table holds at most `tokens_max`
+//! Tokens live in a `DashMap` shared by all sessions, keyed by the SHA-256 of
+//! the token. A durable node also keeps them in its sled store
+//! ([`TokenStore::keep_in`]), under the same hashes, so a client resumes
+//! its login after a restart, a crash included, and neither the disk nor a
+//! copy of it holds a token anyone could present. sled writes its changes
+//! out every 500 ms: a login made just before a crash may be lost (its client
+//! logs in again), and a logout just before one may come back until the
+//! token expires (only the client that held it had it). Backups carry no
+//! tokens (they hold the log and a snapshot), so a restored node starts
+//! with none. The table holds at most `tokens_max`
 //! tokens; when full, expired tokens are swept and, if that is not enough, the
 //! token closest to expiry is dropped: a login is never refused for lack of
 //! room, an old session merely loses its ability to resume.
@@ -17,6 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bourse_protocol::msg::Cod;
 use dashmap::DashMap;
 use ring::rand::{SecureRandom, SystemRandom};
+use serde::{Deserialize, Serialize};
 
 use super::{AuthError, Role};
 
@@ -28,7 +37,7 @@ pub const TOKEN_TTL_US_DEFAULT: u64 = 24 * 3_600 * 1_000_000;
 pub const TOKENS_MAX_DEFAULT: usize = 100_000;
 
 /// Who a token speaks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionInfo {
     /// The account name.
     pub user: String,
@@ -46,10 +55,24 @@ pub struct SessionInfo {
 /// The live session tokens. Shared by all sessions (`&self` everywhere).
 #[derive(Debug)]
 pub struct TokenStore {
-    tokens: DashMap<String, SessionInfo>,
+    /// By the SHA-256 of the token.
+    tokens: DashMap<[u8; 32], SessionInfo>,
     next_session_id: AtomicU64,
     ttl_us: u64,
     tokens_max: usize,
+    /// Where a durable node keeps them (the same keys, and the next
+    /// session id under [`NEXT_SESSION_ID_KEY`]).
+    kept: Option<sled::Tree>,
+}
+
+/// The key of the next session id in the kept tree (not 32 bytes long, so
+/// never a token's hash).
+const NEXT_SESSION_ID_KEY: &[u8] = b"next_session_id";
+
+/// A token's key: its SHA-256.
+fn key_of(token: &str) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    d.as_ref().try_into().expect("SHA-256 is 32 bytes")
 }
 
 impl Default for TokenStore {
@@ -68,6 +91,49 @@ impl TokenStore {
             next_session_id: AtomicU64::new(1),
             ttl_us,
             tokens_max,
+            kept: None,
+        }
+    }
+
+    /// Keeps the tokens in `tree` from now on, first taking back those it
+    /// holds that are still live at `now_us` (expired ones are removed) and
+    /// its next session id. A value that does not decode is removed: its
+    /// client logs in again.
+    pub fn keep_in(mut self, tree: sled::Tree, now_us: u64) -> Self {
+        for (k, v) in tree.iter().flatten() {
+            if k.as_ref() == NEXT_SESSION_ID_KEY {
+                let next = v.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(1);
+                self.next_session_id.fetch_max(next, Ordering::Relaxed);
+                continue;
+            }
+            let live = <[u8; 32]>::try_from(k.as_ref())
+                .ok()
+                .zip(rmp_serde::from_slice::<SessionInfo>(&v).ok())
+                .filter(|(_, info)| now_us < info.expires_us);
+            match live {
+                Some((key, info)) => {
+                    self.next_session_id.fetch_max(info.session_id + 1, Ordering::Relaxed);
+                    self.tokens.insert(key, info);
+                }
+                None => {
+                    let _ = tree.remove(k);
+                }
+            }
+        }
+        self.kept = Some(tree);
+        self
+    }
+
+    /// Writes a change to the kept tree, if any. A failed write costs a
+    /// client its resume after a restart, never its login now: logged.
+    fn keep(&self, key: &[u8], value: Option<Vec<u8>>) {
+        let Some(tree) = &self.kept else { return };
+        let r = match value {
+            Some(v) => tree.insert(key, v).map(drop),
+            None => tree.remove(key).map(drop),
+        };
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "session token store: a change was not kept");
         }
     }
 
@@ -92,7 +158,12 @@ impl TokenStore {
             expires_us: now_us.saturating_add(self.ttl_us),
         };
         let token = new_token();
-        let previous = self.tokens.insert(token.clone(), info);
+        let key = key_of(&token);
+        if self.kept.is_some() {
+            self.keep(&key, Some(rmp_serde::to_vec(&info).expect("a session encodes")));
+            self.keep(NEXT_SESSION_ID_KEY, Some((session_id + 1).to_be_bytes().to_vec()));
+        }
+        let previous = self.tokens.insert(key, info);
         assert!(previous.is_none(), "256-bit random tokens do not collide");
         (session_id, token)
     }
@@ -101,11 +172,13 @@ impl TokenStore {
     /// forgotten and answers `TokenExpired`; one never issued, revoked or
     /// dropped answers `TokenUnknown`.
     pub fn validate(&self, token: &str, now_us: u64) -> Result<SessionInfo, AuthError> {
-        let info = self.tokens.get(token).map(|entry| entry.value().clone());
+        let key = key_of(token);
+        let info = self.tokens.get(&key).map(|entry| entry.value().clone());
         match info {
             None => Err(AuthError::TokenUnknown),
             Some(info) if now_us >= info.expires_us => {
-                self.tokens.remove(token);
+                self.tokens.remove(&key);
+                self.keep(&key, None);
                 Err(AuthError::TokenExpired)
             }
             Some(info) => Ok(info),
@@ -114,20 +187,34 @@ impl TokenStore {
 
     /// Ends the session `token` speaks for. Returns whether it was live.
     pub fn revoke(&self, token: &str) -> bool {
-        self.tokens.remove(token).is_some()
+        let key = key_of(token);
+        self.keep(&key, None);
+        self.tokens.remove(&key).is_some()
     }
 
     /// Ends every session of `user` (for example when its password changes).
     /// Returns how many tokens were revoked.
     pub fn revoke_user(&self, user: &str) -> usize {
         let before = self.tokens.len();
-        self.tokens.retain(|_, info| info.user != user);
+        self.tokens.retain(|key, info| {
+            let keep = info.user != user;
+            if !keep {
+                self.keep(key, None);
+            }
+            keep
+        });
         before.saturating_sub(self.tokens.len())
     }
 
     /// Forgets every token expired at `now_us`.
     pub fn purge_expired(&self, now_us: u64) {
-        self.tokens.retain(|_, info| now_us < info.expires_us);
+        self.tokens.retain(|key, info| {
+            let live = now_us < info.expires_us;
+            if !live {
+                self.keep(key, None);
+            }
+            live
+        });
     }
 
     /// Number of tokens held (expired ones included until swept).
@@ -150,10 +237,11 @@ impl TokenStore {
                 .tokens
                 .iter()
                 .min_by_key(|entry| entry.value().expires_us)
-                .map(|entry| entry.key().clone());
+                .map(|entry| *entry.key());
             match oldest {
-                Some(token) => {
-                    self.tokens.remove(&token);
+                Some(key) => {
+                    self.tokens.remove(&key);
+                    self.keep(&key, None);
                 }
                 None => break,
             }
@@ -174,6 +262,45 @@ mod tests {
     use super::*;
 
     const NOW: u64 = 1_732_051_200_000_000;
+
+    fn tree() -> sled::Tree {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        db.open_tree("sessions").unwrap()
+    }
+
+    /// What a restart sees: a new store on the same tree.
+    #[test]
+    fn kept_tokens_outlive_the_store_and_revocations_too() {
+        let t = tree();
+        let ttl = 60 * 1_000_000;
+        let first = TokenStore::new(ttl, 10).keep_in(t.clone(), NOW);
+        let (id_a, a) = first.issue("alice", Role::Trader, Cod::Account, NOW);
+        let (_, b) = first.issue("bob", Role::Trader, Cod::Off, NOW);
+        let (_, c) = first.issue("carol", Role::Viewer, Cod::Off, NOW - ttl / 2);
+        assert!(first.revoke(&b));
+        // Neither key nor value holds a token.
+        for (k, v) in t.iter().flatten() {
+            for token in [&a, &b, &c] {
+                let raw = token.as_bytes();
+                assert!(!k.windows(raw.len()).any(|w| w == raw) && !v.windows(raw.len()).any(|w| w == raw));
+            }
+        }
+        drop(first);
+
+        let later = NOW + ttl / 2 + 1;
+        let second = TokenStore::new(ttl, 10).keep_in(t.clone(), later);
+        let info = second.validate(&a, later).expect("alice resumes");
+        assert_eq!((info.user.as_str(), info.session_id, info.cod), ("alice", id_a, Cod::Account));
+        assert_eq!(second.validate(&b, later), Err(AuthError::TokenUnknown), "a logout holds");
+        assert_eq!(second.validate(&c, later), Err(AuthError::TokenUnknown), "expired, dropped at load");
+        // Session ids go on from where they were.
+        let (id_d, _) = second.issue("dave", Role::Trader, Cod::Off, later);
+        assert!(id_d > id_a + 2, "{id_d} after {id_a}");
+        // Only alice's and dave's remain (and the next id).
+        assert_eq!(t.len(), 3);
+        assert_eq!(second.revoke_user("alice"), 1);
+        assert_eq!(TokenStore::new(ttl, 10).keep_in(t, later).validate(&a, later), Err(AuthError::TokenUnknown));
+    }
 
     #[test]
     fn issued_token_validates_to_its_session() {

@@ -170,15 +170,16 @@ impl Node {
         // book are closed first. The snapshotter gets its own copy of the
         // replayed state and follows the log from there (the orphans' batch
         // is the first it reads).
-        let (mut exchange, log, snapshots, epoch, account_tail): (Exchange, Box<dyn EventLogSend>, _, u64, _) = if cfg.durable {
+        let (mut exchange, log, snapshots, epoch, account_tail, sessions): (Exchange, Box<dyn EventLogSend>, _, u64, _, _) = if cfg.durable {
             let mut r = durability::recover(&cfg.data_dir, &cfg.durability).map_err(|e| anyhow::anyhow!("{e}"))?;
             let (replayed, at) = (r.state.exchange.clone(), r.state.position);
             r.settle_orphans(crate::reply::now_us()).map_err(|e| anyhow::anyhow!("{e}"))?;
             let log = SharedLog::new(r.log);
+            let sessions = r.store.sessions().map_err(|e| anyhow::anyhow!("{e}"))?;
             let follow = (log.downgrade(), r.store, replayed, at);
-            (r.state.exchange, Box::new(log), Some(follow), r.epoch, r.state.account_tail)
+            (r.state.exchange, Box::new(log), Some(follow), r.epoch, r.state.account_tail, Some(sessions))
         } else {
-            (Exchange::new(), Box::new(MemLog::new()), None, durability::EPOCH_FIRST, Default::default())
+            (Exchange::new(), Box::new(MemLog::new()), None, durability::EPOCH_FIRST, Default::default(), None)
         };
         let fresh = log.last_index() == 0;
 
@@ -267,7 +268,11 @@ impl Node {
             accounts: DashMap::new(),
             open_connections: DashMap::new(),
             directory: Directory::new(&password_params),
-            tokens: TokenStore::new(TOKEN_TTL_US, TOKENS_MAX),
+            tokens: match sessions {
+                // A durable node's logins outlive it (see `auth::token`).
+                Some(tree) => TokenStore::new(TOKEN_TTL_US, TOKENS_MAX).keep_in(tree, crate::reply::now_us()),
+                None => TokenStore::new(TOKEN_TTL_US, TOKENS_MAX),
+            },
             nonces: NonceCache::new(5_000_000, NONCES_MAX),
             account_limiter: AccountLimiter::new(&quotas),
             password_params,

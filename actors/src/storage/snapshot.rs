@@ -38,6 +38,8 @@ const SEAL_VERSION: u8 = 1;
 const SEAL_HEADER_BYTES: usize = 1 + 32;
 const SNAPSHOTS_TREE: &str = "snapshots";
 const META_TREE: &str = "meta";
+/// The node's session tokens, by their hashes (see `SledSnapshotStore::sessions`).
+const SESSIONS_TREE: &str = "sessions";
 
 /// A snapshot found by [`SnapshotStore::latest`] whose checksum failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -310,6 +312,12 @@ impl SledSnapshotStore {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The tree the node keeps its session tokens in
+    /// (`auth::token::TokenStore::keep_in`). Backups do not carry it.
+    pub fn sessions(&self) -> Result<sled::Tree, SnapshotError> {
+        self.db.open_tree(SESSIONS_TREE).map_err(sled_err("open tree"))
     }
 
     /// Writes every tree to disk and fsyncs (sled does it only every 500 ms).
