@@ -258,6 +258,19 @@ impl Drop for Server {
 /// The test's directory, removed however the test ends.
 struct Dir(PathBuf);
 
+/// A new directory for one test (removed when the `Dir` drops), its
+/// configuration file written by `config` from the data directory's path,
+/// and a runtime for the test's clients.
+fn scratch(tag: &str, config: impl FnOnce(&Path) -> String) -> (Dir, PathBuf, tokio::runtime::Runtime) {
+    let base: PathBuf = std::env::temp_dir().join(format!("bourse-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    let cfg = base.join("config.toml");
+    std::fs::write(&cfg, config(&base.join("data"))).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    (Dir(base), cfg, rt)
+}
+
 impl Drop for Dir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
@@ -805,13 +818,7 @@ fn killed_at_random_moments_the_exchange_keeps_every_acknowledgement() {
 fn a_panic_in_the_ledger_stops_the_process_and_a_restart_keeps_what_it_acknowledged() {
     use std::os::unix::process::ExitStatusExt;
     let bin = env!("CARGO_BIN_EXE_bourse");
-    let base: PathBuf = std::env::temp_dir().join(format!("bourse-failstop-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&base);
-    std::fs::create_dir_all(&base).unwrap();
-    let _cleanup = Dir(base.clone());
-    let cfg = base.join("config.toml");
-    std::fs::write(&cfg, config(&base.join("data"))).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (_cleanup, cfg, rt) = scratch("failstop", config);
 
     // The ledger takes three placements from sessions, and panics on the fourth.
     let mut server = start_with(bin, &cfg, &[("BOURSE_FAULT", "ledger-place:3")]);
@@ -882,17 +889,13 @@ fn a_panic_in_the_ledger_stops_the_process_and_a_restart_keeps_what_it_acknowled
 #[test]
 fn account_and_trades_streams_resume_across_a_kill() {
     let bin = env!("CARGO_BIN_EXE_bourse");
-    let base: PathBuf = std::env::temp_dir().join(format!("bourse-account-resume-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&base);
-    std::fs::create_dir_all(&base).unwrap();
-    let _cleanup = Dir(base.clone());
-    let cfg = base.join("config.toml");
-    let rare = config(&base.join("data"))
-        .replace("snapshot_every_events = 300", "snapshot_every_events = 1000000")
-        .replace("snapshot_every_secs = 1", "snapshot_every_secs = 3600")
-        .replace("log_retention_events = 600", "log_retention_events = 1000000");
-    std::fs::write(&cfg, rare).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rare = |data: &Path| {
+        config(data)
+            .replace("snapshot_every_events = 300", "snapshot_every_events = 1000000")
+            .replace("snapshot_every_secs = 1", "snapshot_every_secs = 3600")
+            .replace("log_retention_events = 600", "log_retention_events = 1000000")
+    };
+    let (_cleanup, cfg, rt) = scratch("account-resume", rare);
     let server = start(bin, &cfg);
     let place = |cl: &str, side: &str, px: u32| json!({"cl_id": cl, "sym": "BTC-USD", "side": side, "type": "limit", "px": px.to_string(), "qty": "0.02"});
     // Every message of alice's stream after its snapshot, in order.
@@ -995,13 +998,7 @@ async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
 #[test]
 fn a_login_outlives_a_kill_and_a_logout_stays_ended() {
     let bin = env!("CARGO_BIN_EXE_bourse");
-    let base: PathBuf = std::env::temp_dir().join(format!("bourse-token-kill-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&base);
-    std::fs::create_dir_all(&base).unwrap();
-    let _cleanup = Dir(base.clone());
-    let cfg = base.join("config.toml");
-    std::fs::write(&cfg, config(&base.join("data"))).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (_cleanup, cfg, rt) = scratch("token-kill", config);
     let server = start(bin, &cfg);
     let (alice, bob) = rt.block_on(async {
         let mut a = Client::connect(server.addr).await;
