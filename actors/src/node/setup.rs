@@ -18,8 +18,9 @@ use crate::wire;
 
 /// The first start's commands, each accepted in turn by a fresh exchange;
 /// else what the configuration gets wrong. `hash` makes a password's
-/// stored hash (the checks of [`Config::validate`] pass one that makes
-/// nothing, the exchange refuses no hash).
+/// stored hash. Not part of [`Config::validate`]: a node whose log is not
+/// new never runs these, and a configuration its exchange was made from
+/// under older rules must still start it.
 pub fn plan(cfg: &Config, admin_password: &str, hash: &dyn Fn(&str) -> String) -> Result<Vec<Command>, String> {
     let mut ex = Exchange::new();
     let mut cmds = Vec::new();
@@ -128,7 +129,6 @@ mod tests {
                 "deposit 2 1 100000",
             ]
         );
-        assert_eq!(market().validate(), Ok(()));
     }
 
     #[test]
@@ -159,8 +159,6 @@ mod tests {
             let mut cfg = market();
             change(&mut cfg);
             let e = plan(&cfg, "pw", &no_hash).expect_err(want);
-            assert!(e.contains(want), "{want}: {e}");
-            let e = cfg.validate().expect_err(want);
             assert!(e.contains(want), "{want}: {e}");
         }
     }
