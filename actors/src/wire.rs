@@ -145,6 +145,7 @@ pub fn code(c: RejectCode) -> ErrorCode {
         RejectCode::MarketClosed => ErrorCode::MarketClosed,
         RejectCode::UnknownOrder => ErrorCode::UnknownOrder,
         RejectCode::InvalidAmend => ErrorCode::InvalidAmend,
+        RejectCode::TooManyOpenOrders => ErrorCode::TooManyOpenOrders,
     }
 }
 

@@ -40,6 +40,9 @@ pub enum ErrorCode {
     FokUnfilled,
     MarketClosed,
     InvalidAmend,
+    /// An extension: an order that could rest, from an account at its
+    /// limit of open orders.
+    TooManyOpenOrders,
     // 4xxx throttling
     RateLimited,
     SlowConsumer,
@@ -53,7 +56,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in numbering order.
-    pub const ALL: [ErrorCode; 32] = [
+    pub const ALL: [ErrorCode; 33] = [
         ErrorCode::BadRequest,
         ErrorCode::UnknownOp,
         ErrorCode::UnsupportedEncoding,
@@ -79,6 +82,7 @@ impl ErrorCode {
         ErrorCode::FokUnfilled,
         ErrorCode::MarketClosed,
         ErrorCode::InvalidAmend,
+        ErrorCode::TooManyOpenOrders,
         ErrorCode::RateLimited,
         ErrorCode::SlowConsumer,
         ErrorCode::Internal,
@@ -116,6 +120,7 @@ impl ErrorCode {
             ErrorCode::FokUnfilled => "fok_unfilled",
             ErrorCode::MarketClosed => "market_closed",
             ErrorCode::InvalidAmend => "invalid_amend",
+            ErrorCode::TooManyOpenOrders => "too_many_open_orders",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::SlowConsumer => "slow_consumer",
             ErrorCode::Internal => "internal",
@@ -156,6 +161,7 @@ impl ErrorCode {
             ErrorCode::FokUnfilled => 3008,
             ErrorCode::MarketClosed => 3009,
             ErrorCode::InvalidAmend => 3010,
+            ErrorCode::TooManyOpenOrders => 3011,
             ErrorCode::RateLimited => 4001,
             ErrorCode::SlowConsumer => 4002,
             ErrorCode::Internal => 5001,
@@ -301,7 +307,7 @@ mod tests {
 
     #[test]
     fn numbers_follow_families() {
-        let expect: [(ErrorCode, u16, &str); 32] = [
+        let expect: [(ErrorCode, u16, &str); 33] = [
             (ErrorCode::BadRequest, 1001, "bad_request"),
             (ErrorCode::UnknownOp, 1002, "unknown_op"),
             (ErrorCode::UnsupportedEncoding, 1003, "unsupported_encoding"),
@@ -331,6 +337,7 @@ mod tests {
             (ErrorCode::FokUnfilled, 3008, "fok_unfilled"),
             (ErrorCode::MarketClosed, 3009, "market_closed"),
             (ErrorCode::InvalidAmend, 3010, "invalid_amend"),
+            (ErrorCode::TooManyOpenOrders, 3011, "too_many_open_orders"),
             (ErrorCode::RateLimited, 4001, "rate_limited"),
             (ErrorCode::SlowConsumer, 4002, "slow_consumer"),
             (ErrorCode::Internal, 5001, "internal"),
@@ -354,7 +361,7 @@ mod tests {
             ErrorCode::ALL.to_vec(),
             expect.iter().map(|e| e.0).collect::<Vec<_>>()
         );
-        assert_eq!(ErrorCode::from_num(3011), None);
+        assert_eq!(ErrorCode::from_num(3012), None);
     }
 
     #[test]

@@ -554,4 +554,54 @@ mod tests {
         }
         assert_eq!(back.state_hash(), ex.state_hash());
     }
+
+    /// An account with `OPEN_ORDERS_PER_ACCOUNT_MAX` open orders may not
+    /// rest another (on any instrument), changing nothing; it can still
+    /// trade with IOC and market orders, and one cancel lets one more rest.
+    #[test]
+    fn an_account_at_its_open_order_limit_rests_no_more() {
+        use crate::ledger::OPEN_ORDERS_PER_ACCOUNT_MAX;
+        let mut ex = Exchange::new();
+        let mut ts = 0;
+        let mut run = |ex: &mut Exchange, c: Command| {
+            ts += 1;
+            ex.execute(c, ts)
+        };
+        for c in two_traders() {
+            run(&mut ex, c).result.expect("set up");
+        }
+        for k in 0..OPEN_ORDERS_PER_ACCOUNT_MAX as u64 {
+            run(&mut ex, limit(1, Side::Buy, 60 + k % 30, 1, &format!("b{k}"))).result.expect("rests");
+        }
+        run(&mut ex, limit(2, Side::Sell, 140, 1, "s0")).result.expect("another account rests");
+        let before = ex.state_hash();
+        let over = run(&mut ex, limit(1, Side::Buy, 70, 1, "over"));
+        assert_eq!(over.result.map_err(|r| r.code), Err(RejectCode::TooManyOpenOrders));
+        assert!(over.events.is_empty());
+        assert_eq!(ex.state_hash(), before, "a refused order changes nothing");
+        let post_only = Command::Place(PlaceCmd {
+            account: AccountId(1), inst: InstrumentId(1), cl_id: ClId::new("po").expect("short"), side: Side::Buy, kind: OrderType::Limit,
+            tif: None, px: Some(Price(80)), qty: Some(Qty(1)), quote_qty: None, post_only: true, stp: Stp::CancelNewest,
+        });
+        assert_eq!(run(&mut ex, post_only).result.map_err(|r| r.code), Err(RejectCode::TooManyOpenOrders));
+        // An IOC that takes the ask and a market buy into an empty side
+        // both pass: neither can rest.
+        let ioc = Command::Place(PlaceCmd {
+            account: AccountId(1), inst: InstrumentId(1), cl_id: ClId::new("ioc").expect("short"), side: Side::Buy, kind: OrderType::Limit,
+            tif: Some(Tif::Ioc), px: Some(Price(140)), qty: Some(Qty(1)), quote_qty: None, post_only: false, stp: Stp::CancelNewest,
+        });
+        let taken = run(&mut ex, ioc);
+        assert!(taken.result.is_ok() && taken.events.iter().any(|e| matches!(e.body, EventBody::Traded(_))), "{taken:?}");
+        let market = Command::Place(PlaceCmd {
+            account: AccountId(1), inst: InstrumentId(1), cl_id: ClId::new("mkt").expect("short"), side: Side::Buy, kind: OrderType::Market,
+            tif: None, px: None, qty: None, quote_qty: Some(Amount(10_000)), post_only: false, stp: Stp::CancelNewest,
+        });
+        assert!(run(&mut ex, market).result.is_ok());
+        assert_eq!(ex.ledger.open_orders(AccountId(1), None).len(), OPEN_ORDERS_PER_ACCOUNT_MAX);
+        let gone = run(&mut ex, Command::Cancel { account: AccountId(1), inst: InstrumentId(1), order: OrderRef::ClId("b0".into()) });
+        assert!(gone.result.is_ok());
+        run(&mut ex, limit(1, Side::Buy, 70, 1, "again")).result.expect("room for one more");
+        assert_eq!(run(&mut ex, limit(1, Side::Buy, 70, 1, "again2")).result.map_err(|r| r.code), Err(RejectCode::TooManyOpenOrders));
+        ex.check();
+    }
 }

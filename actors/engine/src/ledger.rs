@@ -28,6 +28,13 @@ pub const CL_ID_WINDOW_US: u64 = 24 * 3600 * 1_000_000;
 /// is forgotten first even inside the 24 h window (a trader placing more than
 /// this many orders a day must not reuse a `cl_id` from that far back).
 pub const CL_IDS_PER_ACCOUNT_MAX: usize = 200_000;
+/// At most this many open orders per account, over all instruments: a GTC
+/// limit order (one that can rest) from an account with this many is
+/// refused with `too_many_open_orders`. IOC, FOK and market orders never
+/// rest, so they stay open to an account at its limit (to trade out of a
+/// position). Without a bound one account could grow the books and the
+/// ledger without end, an order at a time.
+pub const OPEN_ORDERS_PER_ACCOUNT_MAX: usize = 10_000;
 /// Fills kept per account for `account.fills`.
 pub const FILLS_PER_ACCOUNT_MAX: usize = 10_000;
 /// Assets whose balances an account keeps in its own record (ids below
@@ -803,7 +810,15 @@ impl Ledger {
                 (None, None) => unreachable!("checked above"),
             },
         };
-        let have = self.balance(c.account, hold_asset).available;
+        let acct = self.accounts.get(&c.account);
+        if tif == Tif::Gtc && acct.is_some_and(|a| a.open.len() >= OPEN_ORDERS_PER_ACCOUNT_MAX) {
+            return Err(Reject::new(
+                RejectCode::TooManyOpenOrders,
+                format!("an account may have {OPEN_ORDERS_PER_ACCOUNT_MAX} open orders; cancel some first"),
+            )
+            .into());
+        }
+        let have = acct.and_then(|a| a.balances.get(&hold_asset)).map_or(0, |b| b.available);
         if have < hold.0 {
             let a = &self.assets[&hold_asset];
             return Err(Reject::new(

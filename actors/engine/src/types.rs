@@ -217,6 +217,9 @@ pub enum RejectCode {
     MarketClosed,
     UnknownOrder,
     InvalidAmend,
+    /// An order that could rest, from an account with
+    /// `OPEN_ORDERS_PER_ACCOUNT_MAX` open orders.
+    TooManyOpenOrders,
 }
 
 impl RejectCode {
@@ -237,6 +240,7 @@ impl RejectCode {
             RejectCode::MarketClosed => "market_closed",
             RejectCode::UnknownOrder => "unknown_order",
             RejectCode::InvalidAmend => "invalid_amend",
+            RejectCode::TooManyOpenOrders => "too_many_open_orders",
         }
     }
 }
