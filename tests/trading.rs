@@ -403,6 +403,82 @@ async fn cancel_on_disconnect_cancels_every_order_past_a_books_load_limit() {
     srv.stop();
 }
 
+/// Cancel-on-disconnect `connection` cancels the orders its places made,
+/// named by their order ids: never an order of another connection that
+/// reuses a `cl_id` this one's refused place left free, and also the
+/// places still unanswered when the connection drops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_on_disconnect_cancels_the_orders_it_placed_and_no_other() {
+    let srv = bourse::spawn_server_for_tests(test_config());
+    let mut a = Client::connect(srv.addr).await;
+    a.ok("auth", json!({"user": "alice", "password": "alice-pass", "cod": "connection"})).await;
+    // Refused by the book (outside the price band): no order, and the
+    // cl_id stays free.
+    assert_eq!(a.err("order.place", limit("z", "buy", "1000", "0.1")).await, "price_band");
+    a.ok("order.place", limit("mine", "buy", "29000", "0.1")).await;
+    let mut watch = Client::connect(srv.addr).await;
+    watch.login("alice", "alice-pass").await;
+    let other = watch.ok("order.place", limit("z", "buy", "28000", "0.1")).await;
+    drop(a);
+    assert_eq!(open_orders_become(&mut watch, 1).await, 1, "the order placed through the closed connection was cancelled");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let open = watch.ok("account.orders", json!({})).await;
+    let ids: Vec<u64> = open["orders"].as_array().unwrap().iter().map(|o| o["order_id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, [other["order_id"].as_u64().unwrap()], "the other connection's z stays: {open}");
+
+    // Places sent back to back, the connection dropped after the first
+    // answer: those answered later, or never, are cancelled too.
+    let mut b = Client::connect(srv.addr).await;
+    b.ok("auth", json!({"user": "alice", "password": "alice-pass", "cod": "connection"})).await;
+    for i in 0..40 {
+        let m = json!({"op": "order.place", "id": 1000 + i, "args": limit(&format!("f{i}"), "buy", "27000", "0.02")});
+        b.send_raw(Message::Text(m.to_string().into())).await;
+    }
+    assert_eq!(b.response(1000).await["ok"], true);
+    drop(b);
+    assert_eq!(open_orders_become(&mut watch, 1).await, 1, "every order of the dropped connection was cancelled");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(watch.ok("account.orders", json!({})).await["orders"].as_array().unwrap().len(), 1);
+    srv.stop();
+}
+
+/// A `cod: connection` session that places more orders than it keeps
+/// before asking the ledger which are still open (`COD_PRUNE_MIN`, 4,096)
+/// forgets the ended ones and still cancels, when it closes, the ones
+/// open from before and after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_on_disconnect_keeps_its_open_orders_past_thousands_of_ended_ones() {
+    let mut cfg = test_config();
+    cfg.limits.account_orders_per_sec = 1_000_000;
+    cfg.limits.conn_msgs_per_sec = 1_000_000;
+    let srv = bourse::spawn_server_for_tests(cfg);
+    let mut watch = Client::connect(srv.addr).await;
+    watch.login("alice", "alice-pass").await;
+    watch.ok("order.place", limit("w", "buy", "28500", "0.02")).await;
+    let mut a = Client::connect(srv.addr).await;
+    a.ok("auth", json!({"user": "alice", "password": "alice-pass", "cod": "connection"})).await;
+    for i in 0..3 {
+        a.ok("order.place", limit(&format!("early{i}"), "buy", "29000", "0.02")).await;
+    }
+    // IOC buys into an empty ask side: each is placed and ends at once.
+    for b in 0..215 {
+        let orders: Vec<_> = (0..20)
+            .map(|i| json!({"cl_id": format!("ioc{b}x{i}"), "sym": "BTC-USD", "side": "buy", "type": "limit", "px": "27000", "qty": "0.02", "tif": "ioc"}))
+            .collect();
+        let r = a.ok("order.batch", json!({"orders": orders})).await;
+        assert!(r["results"].as_array().unwrap().iter().all(|x| x["ok"] == true), "{r}");
+    }
+    for i in 0..2 {
+        a.ok("order.place", limit(&format!("late{i}"), "buy", "29000", "0.02")).await;
+    }
+    assert_eq!(watch.ok("account.orders", json!({})).await["orders"].as_array().unwrap().len(), 6);
+    drop(a);
+    assert_eq!(open_orders_become(&mut watch, 1).await, 1, "the early and the late orders were cancelled");
+    let open = watch.ok("account.orders", json!({})).await;
+    assert_eq!(open["orders"][0]["cl_id"], "w", "{open}");
+    srv.stop();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flooded_instrument_answers_overloaded_while_another_trades() {
     let srv = bourse::spawn_server_for_tests(small_books_config());

@@ -89,12 +89,25 @@ impl Encoded {
 
 pub type Answer = Result<Value, ErrorBody>;
 
+/// What became of an order placed through a `cod: connection` session:
+/// the order it made or named (a `dup`), or none when refused. Sent to the
+/// session just before the place's own answer.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct PlaceAnswered {
+    pub cl_id: String,
+    pub order: Option<u64>,
+}
+
 pub enum Responder {
     Session { to: Recipient<Deliver>, id: Option<ReqId>, ts_in: u64 },
     Slot { batch: Arc<Batch>, index: usize },
     Channel(tokio::sync::oneshot::Sender<Answer>),
     /// One instrument's share of a cancel-all.
     Part(Arc<Tally>),
+    /// A place of a `cod: connection` session: tells the session which
+    /// order the place made (`PlaceAnswered`), then answers as `inner`.
+    Noted { inner: Box<Responder>, note: Recipient<PlaceAnswered>, cl_id: String },
     Drop,
 }
 
@@ -105,6 +118,7 @@ impl std::fmt::Debug for Responder {
             Responder::Slot { .. } => "Responder::Slot",
             Responder::Channel(_) => "Responder::Channel",
             Responder::Part(_) => "Responder::Part",
+            Responder::Noted { .. } => "Responder::Noted",
             Responder::Drop => "Responder::Drop",
         })
     }
@@ -132,6 +146,11 @@ impl Responder {
                 let _ = tx.send(a);
             }
             Responder::Part(t) => t.part(a.ok().and_then(|v| v["cancelled"].as_u64()).unwrap_or(0)),
+            Responder::Noted { inner, note, cl_id } => {
+                let order = a.as_ref().ok().and_then(|v| v["order_id"].as_u64());
+                note.do_send(PlaceAnswered { cl_id, order });
+                inner.send(a);
+            }
             Responder::Drop => {}
         }
     }

@@ -71,6 +71,8 @@ pub enum Query {
     Instruments,
     /// The account stream's snapshot: balances and open orders, with the stream version.
     AccountSnapshot(AccountId),
+    /// The ids of the account's open orders: `{"ids": [..]}`.
+    OpenIds(AccountId),
 }
 
 pub struct Book {
@@ -498,6 +500,7 @@ impl Handler<Query> for LedgerActor {
                 let seq = l.accounts.get(&a).map_or(0, |s| s.seq);
                 json!({"seq": seq, "balances": wire::balances(l, a), "orders": orders})
             }
+            Query::OpenIds(a) => json!({"ids": l.open_orders(a, None).into_iter().map(|o| o.id.0).collect::<Vec<_>>()}),
         }))
     }
 }

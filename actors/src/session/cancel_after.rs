@@ -21,11 +21,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::SendError;
-use bourse_engine::{AccountId, Command, InstrumentId, OrderRef};
+use bourse_engine::{AccountId, Command, InstrumentId, OrderId, OrderRef};
 use bourse_protocol::ErrorCode;
 use dashmap::DashMap;
 
-use crate::ledger::{Shape, Submit};
+use crate::ledger::{Query, Shape, Submit};
 use crate::node::Shared;
 use crate::reply::Responder;
 
@@ -97,17 +97,34 @@ pub async fn cancel_all_of(shared: &Shared, account: AccountId) {
     }
 }
 
-/// Cancels `account`'s orders named by `placed` (instrument and `cl_id`:
-/// those a closing `cod: connection` session placed), at most
-/// [`CANCELS_IN_FLIGHT_MAX`] at a time, each waiting for room in the
-/// ledger's mailbox and handed back again after an `overloaded` answer
-/// (a book with too many commands waiting), so that none is lost to load.
-/// An order that already ended is answered `unknown_order` by the ledger
-/// and passed over.
-pub async fn cancel_placed(shared: Arc<Shared>, account: AccountId, placed: Vec<(InstrumentId, String)>) {
+/// Cancels the orders a closing `cod: connection` session placed for
+/// `account`: `placed`, the orders its places were answered with (by
+/// instrument and order id), and `in_flight`, the places not yet answered
+/// (by instrument and `cl_id`; the ledger decides each before anything
+/// sent after it, so the cancel finds the order the place made). Orders of
+/// `placed` that already ended are left out by one question to the ledger
+/// first. At most [`CANCELS_IN_FLIGHT_MAX`] cancels are in flight at a
+/// time, each waiting for room in the ledger's mailbox and handed back
+/// again after an `overloaded` answer (a book with too many commands
+/// waiting), so that none is lost to load.
+pub async fn cancel_placed(
+    shared: Arc<Shared>,
+    account: AccountId,
+    mut placed: Vec<(InstrumentId, u64)>,
+    in_flight: Vec<(InstrumentId, String)>,
+) {
     use futures_util::StreamExt as _;
-    futures_util::stream::iter(placed)
-        .for_each_concurrent(CANCELS_IN_FLIGHT_MAX, |(inst, cl_id)| {
+    if !placed.is_empty() {
+        let Ok(Ok(open)) = shared.ledger().send(Query::OpenIds(account)).await else { return };
+        let open: std::collections::HashSet<u64> = open["ids"].as_array().into_iter().flatten().filter_map(|v| v.as_u64()).collect();
+        placed.retain(|(_, id)| open.contains(id));
+    }
+    let orders = placed
+        .into_iter()
+        .map(|(inst, id)| (inst, OrderRef::Id(OrderId(id))))
+        .chain(in_flight.into_iter().map(|(inst, cl_id)| (inst, OrderRef::ClId(cl_id))));
+    futures_util::stream::iter(orders)
+        .for_each_concurrent(CANCELS_IN_FLIGHT_MAX, |(inst, order)| {
             let shared = &shared;
             async move {
                 loop {
@@ -115,7 +132,7 @@ pub async fn cancel_placed(shared: Arc<Shared>, account: AccountId, placed: Vec<
                         return;
                     }
                     let (tx, rx) = tokio::sync::oneshot::channel();
-                    let cmd = Command::Cancel { account, inst, order: OrderRef::ClId(cl_id.clone()) };
+                    let cmd = Command::Cancel { account, inst, order: order.clone() };
                     if shared.ledger().send(Submit { cmd, to: Responder::Channel(tx), shape: Shape::Empty }).await.is_err() {
                         return;
                     }

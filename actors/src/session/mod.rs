@@ -3,13 +3,13 @@
 //! engine commands for the ledger, answers queries, keeps the connection's
 //! subscriptions, and owns the bounded outbound queue to the socket.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use bourse_engine::{self as eng, AccountId, Command, OrderRef, PlaceCmd};
+use bourse_engine::{self as eng, AccountId, Command, InstrumentId, OrderRef, PlaceCmd};
 use bourse_protocol::codec::{self, Encoding};
 use bourse_protocol::msg::{self as p, Op, Request, Role};
 use bourse_protocol::{ErrorBody, ErrorCode, ReqId, Response};
@@ -20,7 +20,7 @@ use crate::auth::{self, limits::ConnectionLimiter, RateQuotas};
 use crate::ledger::{Query, Shape, Submit};
 use crate::market::{Subscribe as MdSubscribe, Unsubscribe as MdUnsubscribe};
 use crate::node::Shared;
-use crate::reply::{now_us, Batch, Deliver, Responder};
+use crate::reply::{now_us, Batch, Deliver, PlaceAnswered, Responder};
 use crate::wire;
 
 pub mod cancel_after;
@@ -42,9 +42,11 @@ pub const PING_EVERY: Duration = Duration::from_secs(20);
 pub const IDLE_MAX: Duration = Duration::from_secs(60);
 /// Heartbeat after this long without sending anything.
 pub const HEARTBEAT_AFTER: Duration = Duration::from_secs(1);
-/// Orders a `cod: connection` session remembers to cancel when it closes;
-/// a bot placing more per connection should use `cod: account`.
-pub const COD_ORDERS_MAX: usize = 100_000;
+/// A `cod: connection` session asks the ledger which of the orders it
+/// placed are still open, and forgets the others, once it remembers this
+/// many (and after that, each time the number it keeps has doubled): what
+/// it keeps stays within twice the account's open orders.
+pub const COD_PRUNE_MIN: usize = 4_096;
 /// Longest `order.cancel_after` timeout: one day.
 pub const CANCEL_AFTER_MS_MAX: u64 = 86_400_000;
 
@@ -67,10 +69,14 @@ pub struct Session {
     pub auth: Option<Authed>,
     pub errors: VecDeque<Instant>,
     pub limiter: ConnectionLimiter,
-    /// Orders placed through this connection, by instrument and `cl_id`, for
-    /// cancel-on-disconnect `connection` (at most `COD_ORDERS_MAX`, oldest
-    /// forgotten first).
-    pub placed: VecDeque<(String, String)>,
+    /// Cancel-on-disconnect `connection`: the orders placed through this
+    /// connection, by order id (from their answers), and the places not yet
+    /// answered, by `cl_id` (how many of each in flight).
+    pub placed: HashMap<u64, InstrumentId>,
+    pub placing: HashMap<String, (InstrumentId, u32)>,
+    /// `placed` is pruned when it reaches this size (`COD_PRUNE_MIN`).
+    pub prune_at: usize,
+    pub pruning: bool,
     /// Stream keys subscribed, with the last seq sent on each.
     pub streams: std::collections::BTreeMap<String, StreamState>,
     /// The account stream, which this session delivers itself (after the
@@ -100,7 +106,10 @@ impl Session {
             peer,
             auth: None,
             errors: VecDeque::new(),
-            placed: VecDeque::new(),
+            placed: HashMap::new(),
+            placing: HashMap::new(),
+            prune_at: COD_PRUNE_MIN,
+            pruning: false,
             streams: Default::default(),
             account_stream: None,
             flush_scheduled: false,
@@ -342,6 +351,7 @@ impl Session {
                     // Its orders stay (a logout cancels nothing), and a
                     // later login on this connection does not inherit them.
                     self.placed.clear();
+                    self.placing.clear();
                     crate::telemetry::ws_role_changed(Some(a.role), None);
                     self.drop_account_stream(&a, ctx);
                 }
@@ -421,8 +431,8 @@ impl Session {
             Op::OrderPlace(a) => {
                 let account = self.trader()?.account;
                 let cmd = self.place_cmd(account, &a)?;
-                self.track_cod(&a);
                 let to = self.responder(id, ts_in, ctx);
+                let to = self.track_cod(&cmd, to, ctx);
                 self.submit(Command::Place(cmd), to, Shape::Empty);
             }
             Op::OrderBatch(b) => {
@@ -433,7 +443,7 @@ impl Session {
                     let slot = Responder::Slot { batch: batch.clone(), index: i };
                     match a.validate().and_then(|_| self.place_cmd(account, a)) {
                         Ok(cmd) => {
-                            self.track_cod(a);
+                            let slot = self.track_cod(&cmd, slot, ctx);
                             self.submit(Command::Place(cmd), slot, Shape::Empty)
                         }
                         Err(e) => slot.send(Err(e)),
@@ -543,15 +553,36 @@ impl Session {
         })
     }
 
-    /// Remembers an order placed through this connection when it is to be
-    /// cancelled with it (`cod: connection`).
-    fn track_cod(&mut self, a: &p::PlaceArgs) {
-        if self.auth.as_ref().is_some_and(|x| x.cod == p::Cod::Connection) {
-            if self.placed.len() == COD_ORDERS_MAX {
-                self.placed.pop_front();
-            }
-            self.placed.push_back((a.sym.clone(), a.cl_id.clone()));
+    /// Follows an order placed through this connection when it is to be
+    /// cancelled with it (`cod: connection`): by `cl_id` until its answer
+    /// comes, then by the order id the answer gives (`PlaceAnswered`).
+    fn track_cod(&mut self, cmd: &PlaceCmd, to: Responder, ctx: &Context<Self>) -> Responder {
+        if !self.auth.as_ref().is_some_and(|x| x.cod == p::Cod::Connection) {
+            return to;
         }
+        let cl_id = cmd.cl_id.as_str().to_owned();
+        self.placing.entry(cl_id.clone()).or_insert((cmd.inst, 0)).1 += 1;
+        Responder::Noted { inner: Box::new(to), note: ctx.address().recipient(), cl_id }
+    }
+
+    /// Forgets the orders of `placed` that have ended, by asking the ledger
+    /// for the account's open ones. Orders answered while the question is
+    /// out were open at its answer or are newer than it: only the ids known
+    /// when it was asked are dropped.
+    fn prune_placed(&mut self, account: AccountId, ctx: &mut Context<Self>) {
+        self.pruning = true;
+        let asked: Vec<u64> = self.placed.keys().copied().collect();
+        let fut = self.shared.ledger().send(Query::OpenIds(account));
+        ctx.spawn(fut.into_actor(self).map(move |r, act, _ctx| {
+            act.pruning = false;
+            if let Ok(Ok(open)) = r {
+                let open: std::collections::HashSet<u64> = open["ids"].as_array().into_iter().flatten().filter_map(Value::as_u64).collect();
+                for id in asked.into_iter().filter(|id| !open.contains(id)) {
+                    act.placed.remove(&id);
+                }
+            }
+            act.prune_at = (2 * act.placed.len()).max(COD_PRUNE_MIN);
+        }));
     }
 
     fn any_auth(&self) -> Result<AccountId, ErrorBody> {
@@ -793,12 +824,9 @@ impl Actor for Session {
         match a.cod {
             p::Cod::Off => {}
             p::Cod::Connection => {
-                // Orders already ended are simply not found.
-                let placed = std::mem::take(&mut self.placed)
-                    .into_iter()
-                    .filter_map(|(sym, cl_id)| Some((self.shared.instruments.get(&sym)?.id, cl_id)))
-                    .collect();
-                actix::spawn(cancel_after::cancel_placed(self.shared.clone(), a.account, placed));
+                let placed = std::mem::take(&mut self.placed).into_iter().map(|(id, inst)| (inst, id)).collect();
+                let placing = std::mem::take(&mut self.placing).into_iter().map(|(cl_id, (inst, _))| (inst, cl_id)).collect();
+                actix::spawn(cancel_after::cancel_placed(self.shared.clone(), a.account, placed, placing));
             }
             p::Cod::Account if others == 0 => {
                 let shared = self.shared.clone();
@@ -844,6 +872,30 @@ impl StreamHandler<Result<Message, tungstenite::Error>> for Session {
 
     fn finished(&mut self, ctx: &mut Context<Self>) {
         ctx.stop();
+    }
+}
+
+impl Handler<PlaceAnswered> for Session {
+    type Result = ();
+
+    fn handle(&mut self, m: PlaceAnswered, ctx: &mut Context<Self>) {
+        let Some((inst, n)) = self.placing.get_mut(&m.cl_id).map(|e| {
+            e.1 -= 1;
+            *e
+        }) else {
+            return;
+        };
+        if n == 0 {
+            self.placing.remove(&m.cl_id);
+        }
+        // A logout in between cleared `placing`: the answer is not followed.
+        let Some(order) = m.order else { return };
+        self.placed.insert(order, inst);
+        if self.placed.len() >= self.prune_at && !self.pruning {
+            if let Some(a) = self.auth.as_ref() {
+                self.prune_placed(a.account, ctx);
+            }
+        }
     }
 }
 
