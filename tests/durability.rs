@@ -507,3 +507,79 @@ async fn damage_is_refused_with_the_first_bad_index() {
     );
     assert_eq!(out.status.code(), Some(1), "no backup of a corrupt log");
 }
+
+/// A restart makes what the configuration gained since the exchange was
+/// made (an asset, an instrument on it, a user with deposits), once: a
+/// second restart on the same configuration makes nothing twice. A
+/// changed setting of an existing instrument is not applied (the
+/// exchange's stands), and a new instrument the exchange refuses stops
+/// the start with nothing of that configuration written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_makes_what_the_configuration_added_once() {
+    use bourse_actors::config::{AssetConf, UserConf};
+    let dir = TempDir::new("additions");
+    let data = dir.path().join("data");
+    let cfg = durable(&data);
+    let srv = spawn(&cfg);
+    let mut a = Client::connect(srv.addr).await;
+    a.login("alice", "alice-pass").await;
+    a.ok("order.place", json!({"cl_id": "a1", "sym": "BTC-USD", "side": "buy", "type": "limit", "px": "29000", "qty": "0.1"})).await;
+    let alice = account_view(&mut a).await;
+    srv.stop();
+    wait_released(&data);
+
+    let mut more = cfg.clone();
+    more.assets.push(AssetConf { asset: "SOL".into(), scale: 6 });
+    let mut sol = more.instruments[0].clone();
+    (sol.sym, sol.base, sol.tick, sol.lot, sol.min_qty, sol.ref_px) =
+        ("SOL-USD".into(), "SOL".into(), "0.1".into(), "0.1".into(), "0.1".into(), Some("150".into()));
+    more.instruments.push(sol);
+    more.users.push(UserConf {
+        user: "dave".into(),
+        password: "dave-pass".into(),
+        role: "trader".into(),
+        deposits: [("USD".to_string(), "500.00".to_string()), ("SOL".to_string(), "3".to_string())].into(),
+    });
+    more.instruments[0].taker_fee_bps = 99;
+    let symbols = |v: &Value| -> Vec<(String, u64)> {
+        v["instruments"].as_array().unwrap().iter().map(|i| (i["sym"].as_str().unwrap().to_string(), i["taker_fee_bps"].as_u64().unwrap())).collect()
+    };
+    let want_symbols = [("BTC-USD".to_string(), 20), ("ETH-USD".to_string(), 0), ("SOL-USD".to_string(), 20)];
+    let want_dave = json!([{"asset": "SOL", "available": "3.000000", "held": "0.000000"}, {"asset": "USD", "available": "500.00", "held": "0.00"}]);
+    for round in 0..2 {
+        let srv = spawn(&more);
+        let mut d = Client::connect(srv.addr).await;
+        d.login("dave", "dave-pass").await;
+        let mut bal = d.ok("account.balances", json!({})).await["balances"].clone();
+        bal.as_array_mut().unwrap().retain(|b| b["asset"] == "SOL" || b["asset"] == "USD");
+        bal.as_array_mut().unwrap().sort_by_key(|b| b["asset"].as_str().unwrap().to_string());
+        assert_eq!(bal, want_dave, "round {round}");
+        assert_eq!(symbols(&d.ok("instruments", json!({})).await), want_symbols, "round {round}");
+        d.ok("order.place", json!({"cl_id": format!("s{round}"), "sym": "SOL-USD", "side": "sell", "type": "limit", "px": "151.5", "qty": "0.1"})).await;
+        d.ok("order.cancel_all", json!({})).await;
+        let mut a = Client::connect(srv.addr).await;
+        a.login("alice", "alice-pass").await;
+        let mut view = account_view(&mut a).await;
+        let sol = view["balances"].as_array().unwrap().iter().find(|b| b["asset"] == "SOL").cloned();
+        assert_eq!(sol, Some(json!({"asset": "SOL", "available": "0.000000", "held": "0.000000"})));
+        view["balances"].as_array_mut().unwrap().retain(|b| b["asset"] != "SOL");
+        assert_eq!(view, alice, "round {round}: alice's account is as it was, with a SOL balance of nothing");
+        srv.stop();
+        wait_released(&data);
+    }
+
+    let mut bad = more.clone();
+    let mut x = bad.instruments[0].clone();
+    x.sym = "X:Y".into();
+    bad.instruments.push(x);
+    bad.users.push(UserConf { user: "erin".into(), password: "erin-pass".into(), role: "trader".into(), deposits: Default::default() });
+    let Err(refused) = std::panic::catch_unwind(|| bourse::spawn_server_for_tests(bad)) else { panic!("the start is refused") };
+    let msg = refused.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(msg.contains("instrument X:Y"), "{msg}");
+    wait_released(&data);
+    let srv = spawn(&more);
+    let mut e = Client::connect(srv.addr).await;
+    assert_eq!(e.err("auth", json!({"user": "erin", "password": "erin-pass"})).await, "bad_credentials", "nothing of the refused configuration was made");
+    assert_eq!(symbols(&e.ok("instruments", json!({})).await), want_symbols);
+    srv.stop();
+}

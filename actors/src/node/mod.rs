@@ -194,6 +194,16 @@ impl Node {
         } else {
             PasswordParams::default()
         };
+        // A later start makes what the configuration gained since the
+        // exchange was made (`setup`), decided before anything is written.
+        let additions = if fresh {
+            Vec::new()
+        } else {
+            for d in setup::differences(&cfg, &exchange.ledger) {
+                tracing::warn!("configuration differs from the exchange, which keeps its own: {d}");
+            }
+            setup::additions(&cfg, &exchange.ledger, &|pw: &str| auth::password::hash_password_with(pw, &password_params)).map_err(anyhow::Error::msg)?
+        };
         let quotas = RateQuotas {
             orders_per_s_per_account: std::num::NonZeroU32::new(cfg.limits.account_orders_per_sec).expect("validated"),
             messages_per_s_per_connection: std::num::NonZeroU32::new(cfg.limits.conn_msgs_per_sec).expect("validated"),
@@ -313,6 +323,12 @@ impl Node {
         let node = Node { shared: shared.clone(), journal, session_arbiters: Arc::new(session_arbiters), next: Arc::new(AtomicUsize::new(0)) };
         if fresh {
             node.bootstrap(&admin_password).await?;
+        } else if !additions.is_empty() {
+            let n = additions.len();
+            for cmd in additions {
+                node.submit(cmd, Shape::Empty).await?;
+            }
+            tracing::info!(commands = n, "made what the configuration added to the exchange");
         }
         shared.ready.store(true, Ordering::Release);
         std::mem::forget(market_arbiter);

@@ -1,16 +1,25 @@
-//! A new exchange's first commands: the operator `admin`, then the
-//! configuration's assets, instruments, users and their deposits.
+//! The configuration's assets, instruments and users, made by the
+//! exchange: all of them, and the operator `admin`, at a node's first
+//! start ([`plan`]); at a later start those the configuration has gained
+//! since ([`additions`]), so that an operator adds an instrument or a user
+//! by adding it to the configuration and restarting.
 //!
-//! [`plan`] decides every one of them on a scratch exchange before any is
-//! submitted, so a configuration the exchange would refuse (a symbol with a
-//! stream key's separator, a grid not exact at its asset's scale, a user
-//! named `admin`) stops the first start with nothing written. Half a setup
-//! in the log would leave the data directory no longer fresh, and a start
+//! Every command is decided on a scratch exchange before any is submitted,
+//! so a configuration the exchange would refuse (a symbol with a stream
+//! key's separator, a grid not exact at its asset's scale, a user named
+//! `admin`) stops the start with nothing written. Half a setup in the log
+//! would leave a first start's data directory no longer fresh, and a start
 //! with the corrected configuration would never make the rest. The engine
 //! is deterministic, so the ids the scratch exchange gives are the ids the
-//! real one gives from an empty log.
+//! real one gives.
+//!
+//! What already exists is matched by name (asset), symbol (instrument) and
+//! user name, and never changed: an item whose settings differ from the
+//! exchange's is named by [`differences`], for the log. A user's deposits
+//! are made only when the user is made.
 
-use bourse_engine::{AccountId, Command, Exchange, Role};
+use bourse_engine::ledger::Ledger;
+use bourse_engine::{AccountId, Command, Exchange, OrderBook, Role};
 
 use crate::config::Config;
 use crate::session::listing_with;
@@ -18,11 +27,78 @@ use crate::wire;
 
 /// The first start's commands, each accepted in turn by a fresh exchange;
 /// else what the configuration gets wrong. `hash` makes a password's
-/// stored hash. Not part of [`Config::validate`]: a node whose log is not
-/// new never runs these, and a configuration its exchange was made from
-/// under older rules must still start it.
+/// stored hash. Not part of [`Config::validate`]: a configuration an
+/// exchange was made from under older rules must still start it.
 pub fn plan(cfg: &Config, admin_password: &str, hash: &dyn Fn(&str) -> String) -> Result<Vec<Command>, String> {
+    make(&mut Exchange::new(), cfg, Some(admin_password), hash)
+}
+
+/// The commands that make what the configuration lists and `ledger` lacks,
+/// each accepted in turn by a copy of it (made only when something is
+/// missing); else what the configuration gets wrong about the new items.
+pub fn additions(cfg: &Config, ledger: &Ledger, hash: &dyn Fn(&str) -> String) -> Result<Vec<Command>, String> {
+    let missing = cfg.assets.iter().any(|a| ledger.asset_by_name(&a.asset).is_none())
+        || cfg.instruments.iter().any(|i| !ledger.instruments.values().any(|s| s.sym == i.sym))
+        || cfg.users.iter().any(|u| !ledger.users.contains_key(&u.user));
+    if !missing {
+        return Ok(Vec::new());
+    }
     let mut ex = Exchange::new();
+    ex.ledger = ledger.clone();
+    ex.books = ledger.instruments.values().map(|s| OrderBook::new(s.clone())).collect();
+    make(&mut ex, cfg, None, hash)
+}
+
+/// What the configuration says of an existing item that the exchange has
+/// otherwise: one line each, for the log (the exchange's stands).
+pub fn differences(cfg: &Config, ledger: &Ledger) -> Vec<String> {
+    let mut out = Vec::new();
+    for a in &cfg.assets {
+        if let Some(have) = ledger.asset_by_name(&a.asset).filter(|have| have.scale != a.scale) {
+            out.push(format!("asset {}: scale {} in the configuration, {} in the exchange", a.asset, a.scale, have.scale));
+        }
+    }
+    for i in &cfg.instruments {
+        let Some(have) = ledger.instruments.values().find(|s| s.sym == i.sym) else { continue };
+        let Ok(want) = listing_with(&|name| ledger.asset_by_name(name).map(|a| a.id), i) else {
+            out.push(format!("instrument {}: its configuration does not parse under the exchange's assets", i.sym));
+            continue;
+        };
+        let fields = [
+            ("base", want.base.0 != have.base.0),
+            ("quote", want.quote.0 != have.quote.0),
+            ("tick", (want.tick_raw, want.price_scale) != (have.tick_raw, have.price_scale)),
+            ("lot", (want.lot_raw, want.qty_scale) != (have.lot_raw, have.qty_scale)),
+            ("min_qty", want.min_qty != have.min_qty),
+            ("ref_px", want.ref_px != have.ref_px),
+            ("band_pct", want.band_pct != have.band_pct),
+            ("maker_fee_bps", want.maker_fee_bps != have.maker_fee_bps),
+            ("taker_fee_bps", want.taker_fee_bps != have.taker_fee_bps),
+        ];
+        let differ: Vec<&str> = fields.iter().filter(|f| f.1).map(|f| f.0).collect();
+        if !differ.is_empty() {
+            out.push(format!("instrument {}: {} differ from the exchange's", i.sym, differ.join(", ")));
+        }
+    }
+    for u in &cfg.users {
+        if let Some(have) = ledger.users.get(&u.user).filter(|have| have.role != role_of(&u.role)) {
+            out.push(format!("user {}: role {} in the configuration, {:?} in the exchange", u.user, u.role, have.role));
+        }
+    }
+    out
+}
+
+fn role_of(name: &str) -> Role {
+    match name {
+        "operator" => Role::Operator,
+        "viewer" => Role::Viewer,
+        _ => Role::Trader,
+    }
+}
+
+/// Decides on `ex` the commands that make the operator (when
+/// `admin_password` is given) and each configured item `ex` lacks.
+fn make(ex: &mut Exchange, cfg: &Config, admin_password: Option<&str>, hash: &dyn Fn(&str) -> String) -> Result<Vec<Command>, String> {
     let mut cmds = Vec::new();
     let mut run = |ex: &mut Exchange, cmd: Command, what: &dyn Fn() -> String| match ex.execute(cmd.clone(), 0).result {
         Ok(_) => {
@@ -32,35 +108,38 @@ pub fn plan(cfg: &Config, admin_password: &str, hash: &dyn Fn(&str) -> String) -
         Err(e) => Err(format!("{}: {}", what(), e.msg)),
     };
     let root = AccountId(0);
-    let admin = Command::CreateUser { user: "admin".into(), role: Role::Operator, password_hash: hash(admin_password), by: root };
-    run(&mut ex, admin, &|| "the operator admin".into())?;
-    for a in &cfg.assets {
-        let cmd = Command::CreateAsset { name: a.asset.clone(), scale: a.scale, by: root };
-        run(&mut ex, cmd, &|| format!("asset {}", a.asset))?;
+    // What `ex` lacks, chosen before anything is made: an item the
+    // configuration lists twice (or a user named `admin`) is made twice,
+    // and refused the second time.
+    let assets: Vec<_> = cfg.assets.iter().filter(|a| ex.ledger.asset_by_name(&a.asset).is_none()).collect();
+    let instruments: Vec<_> = cfg.instruments.iter().filter(|i| !ex.ledger.instruments.values().any(|s| s.sym == i.sym)).collect();
+    let made: Vec<_> = cfg.users.iter().filter(|u| !ex.ledger.users.contains_key(&u.user)).collect();
+    if let Some(pw) = admin_password {
+        let admin = Command::CreateUser { user: "admin".into(), role: Role::Operator, password_hash: hash(pw), by: root };
+        run(ex, admin, &|| "the operator admin".into())?;
     }
-    for i in &cfg.instruments {
+    for a in assets {
+        let cmd = Command::CreateAsset { name: a.asset.clone(), scale: a.scale, by: root };
+        run(ex, cmd, &|| format!("asset {}", a.asset))?;
+    }
+    for i in instruments {
         let what = || format!("instrument {}", i.sym);
         let listing = listing_with(&|name| ex.ledger.asset_by_name(name).map(|a| a.id), i)
             .map_err(|e| format!("{}: {}", what(), e.msg))?;
-        run(&mut ex, Command::CreateInstrument { listing, by: root }, &what)?;
+        run(ex, Command::CreateInstrument { listing, by: root }, &what)?;
     }
-    for u in &cfg.users {
-        let role = match u.role.as_str() {
-            "operator" => Role::Operator,
-            "viewer" => Role::Viewer,
-            _ => Role::Trader,
-        };
-        let cmd = Command::CreateUser { user: u.user.clone(), role, password_hash: hash(&u.password), by: root };
-        run(&mut ex, cmd, &|| format!("user {}", u.user))?;
+    for u in &made {
+        let cmd = Command::CreateUser { user: u.user.clone(), role: role_of(&u.role), password_hash: hash(&u.password), by: root };
+        run(ex, cmd, &|| format!("user {}", u.user))?;
     }
-    for u in &cfg.users {
+    for u in &made {
         let account = ex.ledger.account_of(&u.user).ok_or_else(|| format!("user {} missing", u.user))?;
         for (asset, amount) in &u.deposits {
             let what = || format!("user {}: deposit of {asset}", u.user);
             let a = ex.ledger.asset_by_name(asset).ok_or_else(|| format!("{}: unknown asset", what()))?;
             let (id, scale) = (a.id, a.scale);
             let amount = wire::amount(scale, amount).map_err(|e| format!("{}: {}", what(), e.msg))?;
-            run(&mut ex, Command::Deposit { account, asset: id, amount, by: root }, &what)?;
+            run(ex, Command::Deposit { account, asset: id, amount, by: root }, &what)?;
         }
     }
     Ok(cmds)
@@ -161,5 +240,55 @@ mod tests {
             let e = plan(&cfg, "pw", &no_hash).expect_err(want);
             assert!(e.contains(want), "{want}: {e}");
         }
+    }
+
+    /// On an exchange made from a configuration, the same configuration
+    /// adds nothing; one that gained an asset, an instrument and a user
+    /// adds exactly those (the user's deposits with it), with the ids the
+    /// exchange gives next; a changed setting of an existing item is named,
+    /// never applied.
+    #[test]
+    fn a_later_start_adds_only_what_the_configuration_gained() {
+        let cfg = market();
+        let mut ex = Exchange::new();
+        for cmd in plan(&cfg, "pw", &no_hash).expect("valid") {
+            ex.execute(cmd, 1).result.expect("accepted");
+        }
+        assert!(additions(&cfg, &ex.ledger, &no_hash).expect("valid").is_empty());
+        assert!(differences(&cfg, &ex.ledger).is_empty());
+        let mut more = cfg.clone();
+        more.assets.push(AssetConf { asset: "ETH".into(), scale: 8 });
+        let mut eth = more.instruments[0].clone();
+        (eth.sym, eth.base, eth.ref_px) = ("ETH-USD".into(), "ETH".into(), Some("3000".into()));
+        more.instruments.push(eth);
+        let mut bob = more.users[0].clone();
+        bob.user = "bob".into();
+        bob.deposits = [("ETH".to_string(), "2".to_string())].into();
+        more.users.push(bob);
+        more.instruments[0].maker_fee_bps = 7;
+        more.assets[1].scale = 6;
+        let cmds = additions(&more, &ex.ledger, &no_hash).expect("valid");
+        let kinds: Vec<String> = cmds
+            .iter()
+            .map(|c| match c {
+                Command::CreateAsset { name, .. } => format!("asset {name}"),
+                Command::CreateInstrument { listing, .. } => format!("instrument {} base {}", listing.sym, listing.base.0),
+                Command::CreateUser { user, .. } => format!("user {user}"),
+                Command::Deposit { account, asset, amount, .. } => format!("deposit {} {} {}", account.0, asset.0, amount.0),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(kinds, ["asset ETH", "instrument ETH-USD base 3", "user bob", "deposit 3 3 200000000"]);
+        assert_eq!(
+            differences(&more, &ex.ledger),
+            ["asset BTC: scale 6 in the configuration, 8 in the exchange", "instrument BTC-USD: maker_fee_bps differ from the exchange's"]
+        );
+        for cmd in cmds {
+            ex.execute(cmd, 2).result.expect("accepted");
+        }
+        assert!(additions(&more, &ex.ledger, &no_hash).expect("valid").is_empty(), "made once");
+        more.instruments[1].sym = "ETH:USD".into();
+        let e = additions(&more, &ex.ledger, &no_hash).expect_err("refused");
+        assert!(e.contains("instrument ETH:USD"), "{e}");
     }
 }
