@@ -532,6 +532,9 @@ async fn a_real_scrape_passes_promtool_check_metrics() {
         "{text}"
     );
     assert!(text.contains("process_cpu_seconds_total "), "{text}");
+    // The ETH-USD bid rests; its book's size is exported.
+    assert!(sample(&text, "bourse_book_orders{sym=\"ETH-USD\"}").is_some_and(|v| v >= 1.0), "{text}");
+    assert!(sample(&text, "bourse_book_levels{sym=\"ETH-USD\",side=\"buy\"}").is_some_and(|v| v >= 1.0), "{text}");
     srv.stop();
 }
 

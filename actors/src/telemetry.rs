@@ -64,6 +64,10 @@ pub const TRADED_LOTS_TOTAL: &str = "bourse_traded_lots_total";
 pub const INSTRUMENT_TRADING: &str = "bourse_instrument_trading";
 /// The last market-data sequence (book version) published per instrument.
 pub const MD_SEQ: &str = "bourse_md_seq";
+/// Orders resting in an instrument's book.
+pub const BOOK_ORDERS: &str = "bourse_book_orders";
+/// Price levels of an instrument's book, by side.
+pub const BOOK_LEVELS: &str = "bourse_book_levels";
 /// Messages waiting in an actor's mailbox.
 pub const MAILBOX_DEPTH: &str = "bourse_mailbox_depth";
 /// One group commit: append plus fdatasync.
@@ -252,6 +256,8 @@ pub const METRICS: &[MetricSpec] = &[
     counter(TRADED_LOTS_TOTAL, &["sym"], "Traded quantity per instrument, in lots."),
     gauge(INSTRUMENT_TRADING, &["sym"], "1 while the instrument is in state trading, 0 when halted or cancel-only."),
     gauge(MD_SEQ, &["sym"], "The last market-data sequence (book version) published for the instrument."),
+    gauge(BOOK_ORDERS, &["sym"], "Orders resting in the instrument's book."),
+    gauge(BOOK_LEVELS, &["sym", "side"], "Price levels of the instrument's book, by side (buy, sell)."),
     gauge(MAILBOX_DEPTH, &["actor", "sym"], "Messages waiting in an actor's mailbox, by actor kind (instrument mailboxes also by sym)."),
     histogram(
         JOURNAL_FLUSH_SECONDS,
@@ -699,6 +705,13 @@ pub fn market_committed() -> StageTimer {
 /// Market data published `seq` for `sym`.
 pub fn md_seq(sym: &str, seq: u64) {
     metrics::gauge!(MD_SEQ, "sym" => sym.to_string()).set(seq as f64);
+}
+
+/// The size of `sym`'s book: its resting orders and its levels a side.
+pub fn book_size(sym: &str, orders: usize, bid_levels: usize, ask_levels: usize) {
+    metrics::gauge!(BOOK_ORDERS, "sym" => sym.to_string()).set(orders as f64);
+    metrics::gauge!(BOOK_LEVELS, "sym" => sym.to_string(), "side" => "buy").set(bid_levels as f64);
+    metrics::gauge!(BOOK_LEVELS, "sym" => sym.to_string(), "side" => "sell").set(ask_levels as f64);
 }
 
 /// Whether the node accepts orders, as `/readyz` says.

@@ -297,6 +297,13 @@ impl OrderBook {
     pub fn order_count(&self) -> usize {
         self.index.len()
     }
+    /// Price levels on `side`.
+    pub fn level_count(&self, side: Side) -> usize {
+        match side {
+            Side::Buy => self.bids.order.len(),
+            Side::Sell => self.asks.order.len(),
+        }
+    }
     #[inline]
     pub fn get(&self, id: OrderId) -> Option<Resting> {
         self.index.get(&self.nodes, id).map(|i| self.resting(i))

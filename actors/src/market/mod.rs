@@ -328,6 +328,7 @@ impl MarketData {
     }
 
     fn add_instrument(&mut self, book: OrderBook) {
+        book_size(&book);
         self.by_sym.insert(book.spec.sym.clone(), book.spec.id);
         let candles = Interval::ALL.into_iter().map(|i| (i, (VecDeque::new(), None))).collect();
         self.insts.insert(book.spec.id, Instrument { book, trades: VecDeque::new(), candles });
@@ -647,6 +648,7 @@ impl Handler<Committed> for MarketData {
             let sym = i.book.spec.sym.clone();
             let version = i.book.version;
             crate::telemetry::md_seq(&sym, version);
+            book_size(&i.book);
             let l1_key = format!("book.l1:{sym}");
             let l1 = self.streams.contains_key(&l1_key).then(|| Self::l1(&i.book, epoch, m.committed_us));
             let t_key = format!("ticker:{sym}");
@@ -926,4 +928,10 @@ impl Handler<Gone> for MarketData {
             a.subs.retain(|s| s.conn != m.conn);
         }
     }
+}
+
+/// Exports the size of `book` (`bourse_book_orders`, `bourse_book_levels`).
+fn book_size(book: &OrderBook) {
+    use bourse_engine::Side;
+    crate::telemetry::book_size(&book.spec.sym, book.order_count(), book.level_count(Side::Buy), book.level_count(Side::Sell));
 }
