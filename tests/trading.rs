@@ -403,6 +403,30 @@ async fn cancel_on_disconnect_cancels_every_order_past_a_books_load_limit() {
     srv.stop();
 }
 
+/// Over the wire, through the ledger and instrument actors: an amend that
+/// lowers a buy's price or a sell's quantity gives back the funds it no
+/// longer needs, on `account.balances` and on the account stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_amend_down_gives_back_what_the_order_no_longer_needs() {
+    let srv = bourse::spawn_server_for_tests(test_config());
+    let (mut a, _b) = two_traders(srv.addr).await;
+    a.ok("order.place", limit("ab", "buy", "29000", "0.1")).await;
+    // 0.1 BTC at 29000: 2900.00 USD, and at most 20 bps of fee, 5.80.
+    assert_eq!(a.balance("USD").await.1, "2905.80");
+    a.ok("order.amend", json!({"sym": "BTC-USD", "cl_id": "ab", "px": "28000"})).await;
+    assert_eq!(a.balance("USD").await.1, "2805.60");
+    a.ok("subscribe", json!({"ch": "account"})).await;
+    a.ok("order.amend", json!({"sym": "BTC-USD", "cl_id": "ab", "qty": "0.04"})).await;
+    let m = a.event(|v| v["ch"] == "account" && v["type"] == "balance" && v["data"]["asset"] == "USD").await;
+    assert_eq!(m["data"]["held"], "1122.24", "{m}");
+    assert_eq!(a.balance("USD").await, ("998877.76".to_string(), "1122.24".to_string()));
+    a.ok("order.place", limit("as", "sell", "31000", "0.1")).await;
+    assert_eq!(a.balance("BTC").await.1, "0.10000000");
+    a.ok("order.amend", json!({"sym": "BTC-USD", "cl_id": "as", "qty": "0.06"})).await;
+    assert_eq!(a.balance("BTC").await, ("9.94000000".to_string(), "0.06000000".to_string()));
+    srv.stop();
+}
+
 /// Cancel-on-disconnect `connection` cancels the orders its places made,
 /// named by their order ids: never an order of another connection that
 /// reuses a `cl_id` this one's refused place left free, and also the

@@ -104,6 +104,9 @@ pub enum EventBody {
     OrderAmended { inst: InstrumentId, order: OrderId, px: Price, qty: Qty, keep_priority: bool },
     /// An amend the book refused; the extra funds held for it are released.
     AmendRejected { inst: InstrumentId, order: OrderId, code: RejectCode, release: Amount },
+    /// After an amend the book made, what the order holds beyond what it
+    /// can still need (a lower price, a smaller quantity) is released.
+    HoldReleased { order: OrderId, amount: Amount },
 }
 
 impl EventBody {

@@ -277,6 +277,9 @@ impl Exchange {
                     self.record(ts, b, events, out);
                 }
                 self.scratch = bodies;
+                if let Some(release) = self.ledger.decide_amend_release(id) {
+                    self.record(ts, release, events, out);
+                }
                 Ok(Reply::Amended { order: id })
             }
             Command::CancelAll { account, inst, side, admin } => {
@@ -603,5 +606,60 @@ mod tests {
         run(&mut ex, limit(1, Side::Buy, 70, 1, "again")).result.expect("room for one more");
         assert_eq!(run(&mut ex, limit(1, Side::Buy, 70, 1, "again2")).result.map_err(|r| r.code), Err(RejectCode::TooManyOpenOrders));
         ex.check();
+    }
+
+    /// An amend that lowers an order's price or quantity releases what it
+    /// held beyond its new need, as one `HoldReleased` after the book's
+    /// events; one that raises them holds more first; a refused amend
+    /// changes neither. Replaying the events gives the same state.
+    #[test]
+    fn an_amend_down_releases_what_the_order_no_longer_needs() {
+        let mut ex = Exchange::new();
+        let mut all = Vec::new();
+        let mut ts = 0;
+        let mut run = |ex: &mut Exchange, c: Command, all: &mut Vec<Event>| {
+            ts += 1;
+            let o = ex.execute(c, ts);
+            all.extend(o.events.clone());
+            o
+        };
+        for c in two_traders() {
+            run(&mut ex, c, &mut all).result.expect("set up");
+        }
+        let usd = |ex: &Exchange| ex.ledger.balance(AccountId(1), AssetId(1));
+        let btc = |ex: &Exchange| ex.ledger.balance(AccountId(2), AssetId(2));
+        let amend = |acc: u64, cl: &str, qty: Option<u64>, px: Option<u64>| Command::Amend {
+            account: AccountId(acc), inst: InstrumentId(1), order: OrderRef::ClId(cl.into()), qty: qty.map(Qty), px: px.map(Price),
+        };
+        // A buy of 10 lots at 100 (a lot is 0.01 BTC, the price in whole USD):
+        // 10.00 USD of notional and 0.02 of worst-case fee (20 bps).
+        run(&mut ex, limit(1, Side::Buy, 100, 10, "b"), &mut all).result.expect("rests");
+        assert_eq!(usd(&ex).held, 1_002);
+        let down = run(&mut ex, amend(1, "b", None, Some(90)), &mut all);
+        assert!(down.result.is_ok());
+        assert!(matches!(down.events.last().map(|e| &e.body), Some(EventBody::HoldReleased { amount: Amount(100), .. })), "{down:?}");
+        assert_eq!((usd(&ex).held, usd(&ex).available), (902, 10_000_000 - 902));
+        run(&mut ex, amend(1, "b", Some(5), None), &mut all).result.expect("amended");
+        assert_eq!(usd(&ex).held, 451);
+        let up = run(&mut ex, amend(1, "b", Some(8), Some(95)), &mut all);
+        assert!(matches!(up.events.first().map(|e| &e.body), Some(EventBody::HoldAdded { .. })), "{up:?}");
+        assert!(!up.events.iter().any(|e| matches!(e.body, EventBody::HoldReleased { .. })));
+        assert_eq!(usd(&ex).held, 762);
+        // A sell of 10 lots holds 10 lots of BTC; half of it is released.
+        run(&mut ex, limit(2, Side::Sell, 120, 10, "s"), &mut all).result.expect("rests");
+        let held = btc(&ex).held;
+        run(&mut ex, amend(2, "s", Some(5), None), &mut all).result.expect("amended");
+        assert_eq!(btc(&ex).held, held / 2);
+        // An amend that crosses trades first; what is left is released
+        // down to the rest's need (none once it has filled).
+        run(&mut ex, limit(2, Side::Sell, 96, 3, "s2"), &mut all).result.expect("rests");
+        let cross = run(&mut ex, amend(1, "b", None, Some(97)), &mut all);
+        assert!(cross.events.iter().any(|e| matches!(e.body, EventBody::Traded(_))), "{cross:?}");
+        ex.check();
+        let mut back = Exchange::new();
+        for e in &all {
+            back.apply(e, None);
+        }
+        assert_eq!(back.state_hash(), ex.state_hash());
     }
 }

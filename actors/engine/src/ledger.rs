@@ -891,6 +891,23 @@ impl Ledger {
         Ok(Some(EventBody::HoldAdded { order: id, amount: Amount(extra) }))
     }
 
+    /// After an amend its book made: the funds `id` holds beyond what it
+    /// can still need at its price and quantity now, released (a buy needs
+    /// its leaves' notional and the worst-case fee, a sell its leaves).
+    /// None when nothing is over, or the order has ended (which released
+    /// everything).
+    pub fn decide_amend_release(&self, id: OrderId) -> Option<EventBody> {
+        let o = self.orders.get(&id).filter(|o| o.status.is_open())?;
+        let spec = &self.instruments[&o.inst];
+        let leaves = Qty(o.qty?.0.checked_sub(o.cum.0)?);
+        let need = match o.side {
+            Side::Sell => spec.base_amount(leaves)?,
+            Side::Buy => spec.buy_need(o.px?, leaves, o.fee)?,
+        };
+        let over = o.hold.0.checked_sub(need.0).filter(|&a| a > 0)?;
+        Some(EventBody::HoldReleased { order: id, amount: Amount(over) })
+    }
+
     pub fn decide_withdraw(&self, account: AccountId, asset: AssetId, amount: Amount, by: AccountId) -> Result<EventBody, Reject> {
         let a = self.assets.get(&asset).ok_or_else(|| Reject::new(RejectCode::UnknownAsset, "unknown asset"))?;
         let have = self.balance(account, asset).available;
@@ -1193,6 +1210,15 @@ impl Ledger {
                     o.resting = false;
                 }
             }
+            EventBody::HoldReleased { order, amount } => {
+                let o = self.orders.get_mut(order).expect("released order is known");
+                o.hold.0 = o.hold.0.checked_sub(amount.0).expect("decided release is held");
+                let (acc, asset) = (o.account, o.hold_asset);
+                let b = self.bal(acc, asset);
+                b.held -= amount.0;
+                b.available += amount.0;
+                balance_changed(self.accounts.or_default(acc), acc, asset, &mut out);
+            }
             EventBody::AmendRejected { order, release, .. } => {
                 // The order may have closed between the extra hold and the
                 // refusal (its book filled or cancelled it first); a closed
@@ -1377,6 +1403,17 @@ impl Ledger {
         for o in self.orders.values() {
             if o.status.is_open() {
                 *holds.entry((o.account, o.hold_asset)).or_default() += o.hold.0;
+                // A resting order holds at least what its leaves can still
+                // need (what an amend's release leaves it).
+                if let (true, Some(px), Some(qty)) = (o.resting, o.px, o.qty) {
+                    let spec = &self.instruments[&o.inst];
+                    let leaves = Qty(qty.0 - o.cum.0);
+                    let need = match o.side {
+                        Side::Sell => spec.base_amount(leaves),
+                        Side::Buy => spec.buy_need(px, leaves, o.fee),
+                    };
+                    assert!(need.is_some_and(|n| o.hold.0 >= n.0), "order {:?} holds {} for a need of {need:?}", o.id, o.hold.0);
+                }
             } else {
                 assert_eq!(o.hold.0, 0, "a closed order holds nothing");
             }

@@ -438,6 +438,11 @@ impl LedgerActor {
             }
             self.record(b, prop);
         }
+        if let OutcomeKind::Amended { order, result: Ok(()), .. } = &m.kind {
+            if let Some(release) = self.ledger.decide_amend_release(*order) {
+                self.record(release, prop);
+            }
+        }
         if cfg!(debug_assertions) {
             self.ledger.check();
         }
