@@ -427,6 +427,24 @@ async fn an_amend_down_gives_back_what_the_order_no_longer_needs() {
     srv.stop();
 }
 
+/// A buy that takes at a better price than its own and rests the rest
+/// holds only what the rest can need: the price improvement is given back
+/// at once, not when the order ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taker_that_rests_keeps_only_what_its_rest_needs() {
+    let srv = bourse::spawn_server_for_tests(test_config());
+    let (mut a, mut b) = two_traders(srv.addr).await;
+    b.ok("order.place", limit("bs", "sell", "28900", "0.02")).await;
+    let r = a.ok("order.place", limit("ab", "buy", "29000", "0.1")).await;
+    assert_eq!((r["status"].as_str(), r["cum_qty"].as_str()), (Some("partially_filled"), Some("0.02")), "{r}");
+    // 0.08 left at 29000: 2320.00, and the worst-case fee still to pay on
+    // the whole order (5.80) less the 1.16 the fill paid.
+    assert_eq!(a.balance("USD").await.1, "2324.64");
+    a.ok("order.cancel", json!({"sym": "BTC-USD", "cl_id": "ab"})).await;
+    assert_eq!(a.balance("USD").await, ("999420.84".to_string(), "0.00".to_string()));
+    srv.stop();
+}
+
 /// Cancel-on-disconnect `connection` cancels the orders its places made,
 /// named by their order ids: never an order of another connection that
 /// reuses a `cl_id` this one's refused place left free, and also the

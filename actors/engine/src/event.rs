@@ -104,8 +104,9 @@ pub enum EventBody {
     OrderAmended { inst: InstrumentId, order: OrderId, px: Price, qty: Qty, keep_priority: bool },
     /// An amend the book refused; the extra funds held for it are released.
     AmendRejected { inst: InstrumentId, order: OrderId, code: RejectCode, release: Amount },
-    /// After an amend the book made, what the order holds beyond what it
-    /// can still need (a lower price, a smaller quantity) is released.
+    /// What an order holds beyond what it can still need is released: after
+    /// an amend the book made (a lower price, a smaller quantity), or when a
+    /// new order rests after trading at better prices than its own.
     HoldReleased { order: OrderId, amount: Amount },
 }
 

@@ -125,6 +125,17 @@ impl Exchange {
         self.books.push(OrderBook::new(spec.clone()));
     }
 
+    /// Records the release of what order `id` holds beyond its need, if
+    /// anything (`Ledger::decide_release`). Out of line: it follows only
+    /// amends and takers that rest, and a copy of `record` inlined here
+    /// would weigh on every command's code.
+    #[inline(never)]
+    fn release_excess(&mut self, id: OrderId, ts: u64, events: &mut Vec<Event>, out: &mut Option<&mut Vec<AccountUpdate>>) {
+        if let Some(release) = self.ledger.decide_release(id) {
+            self.record(ts, release, events, out);
+        }
+    }
+
     fn record(&mut self, ts: u64, body: EventBody, events: &mut Vec<Event>, out: &mut Option<&mut Vec<AccountUpdate>>) {
         let e = Event { ts, body };
         self.apply(&e, out.as_deref_mut());
@@ -230,6 +241,10 @@ impl Exchange {
                 self.books[c.inst.0 as usize - 1].decide_place(order, &mut bodies);
                 let id = order.id;
                 self.record(ts, accepted, events, out);
+                // A taker that rests what is left keeps only what the rest
+                // needs: its resting is the book's last event, with fewer
+                // lots left than it has.
+                let rests_after_trading = rests_after_trading(&bodies, id);
                 let mut rejected = None;
                 for b in bodies.drain(..) {
                     if let EventBody::OrderRejected { code, .. } = &b {
@@ -238,6 +253,9 @@ impl Exchange {
                     self.record(ts, b, events, out);
                 }
                 self.scratch = bodies;
+                if rests_after_trading {
+                    self.release_excess(id, ts, events, out);
+                }
                 match rejected {
                     Some(code) => Err(Reject::new(code, reject_text(code))),
                     None => Ok(Reply::Placed { order: id, dup: false }),
@@ -277,9 +295,7 @@ impl Exchange {
                     self.record(ts, b, events, out);
                 }
                 self.scratch = bodies;
-                if let Some(release) = self.ledger.decide_amend_release(id) {
-                    self.record(ts, release, events, out);
-                }
+                self.release_excess(id, ts, events, out);
                 Ok(Reply::Amended { order: id })
             }
             Command::CancelAll { account, inst, side, admin } => {
@@ -386,6 +402,12 @@ pub enum SnapshotError {
 pub struct ExchangeImage {
     pub ledger: Ledger,
     pub books: Vec<BookImage>,
+}
+
+/// Whether the book's decisions on new order `id` end with it resting
+/// after it traded (fewer lots left than it has).
+pub fn rests_after_trading(bodies: &[EventBody], id: OrderId) -> bool {
+    matches!(bodies.last(), Some(EventBody::OrderOpened { order, qty, leaves, .. }) if *order == id && leaves < qty)
 }
 
 fn no_open_order() -> Reject {
@@ -661,5 +683,26 @@ mod tests {
             back.apply(e, None);
         }
         assert_eq!(back.state_hash(), ex.state_hash());
+    }
+
+    /// A buy that trades below its price and rests the rest releases the
+    /// difference at once (one `HoldReleased` after the book's events);
+    /// one that rests without trading, or fills completely, releases
+    /// nothing that way.
+    #[test]
+    fn a_taker_that_rests_keeps_only_what_its_rest_needs() {
+        let mut ex = Exchange::new();
+        for (i, c) in two_traders().into_iter().enumerate() {
+            ex.execute(c, i as u64 + 1).result.expect("set up");
+        }
+        ex.execute(limit(2, Side::Sell, 96, 3, "s"), 10).result.expect("rests");
+        let o = ex.execute(limit(1, Side::Buy, 100, 8, "b"), 11);
+        assert!(matches!(o.events.last().map(|e| &e.body), Some(EventBody::HoldReleased { .. })), "{o:?}");
+        // 5 lots left at 100: 500 cents, and the fee the whole order may
+        // still add: ceil(20 bps of 288 + 500) = 2, less the 1 paid.
+        assert_eq!(ex.ledger.balance(AccountId(1), AssetId(1)).held, 501);
+        let rest = ex.execute(limit(1, Side::Buy, 90, 2, "r"), 12);
+        assert!(!rest.events.iter().any(|e| matches!(e.body, EventBody::HoldReleased { .. })));
+        ex.check();
     }
 }

@@ -891,12 +891,13 @@ impl Ledger {
         Ok(Some(EventBody::HoldAdded { order: id, amount: Amount(extra) }))
     }
 
-    /// After an amend its book made: the funds `id` holds beyond what it
-    /// can still need at its price and quantity now, released (a buy needs
-    /// its leaves' notional and the worst-case fee, a sell its leaves).
-    /// None when nothing is over, or the order has ended (which released
-    /// everything).
-    pub fn decide_amend_release(&self, id: OrderId) -> Option<EventBody> {
+    /// After an amend its book made, or a new order's fills before it
+    /// rested (at better prices than its own): the funds `id` holds beyond
+    /// what it can still need at its price and quantity now, released (a
+    /// buy needs its leaves' notional and the worst-case fee, a sell its
+    /// leaves). None when nothing is over, or the order has ended (which
+    /// released everything).
+    pub fn decide_release(&self, id: OrderId) -> Option<EventBody> {
         let o = self.orders.get(&id).filter(|o| o.status.is_open())?;
         let spec = &self.instruments[&o.inst];
         let leaves = Qty(o.qty?.0.checked_sub(o.cum.0)?);

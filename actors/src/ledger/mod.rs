@@ -431,6 +431,13 @@ impl Handler<Submit> for LedgerActor {
 impl LedgerActor {
     /// Settles one book outcome: its events, then its answer.
     fn outcome(&mut self, m: Outcome, prop: &mut Proposal) {
+        // What an amended order, or a taker that rests what is left, no
+        // longer needs is released (`Ledger::decide_release`).
+        let release = match &m.kind {
+            OutcomeKind::Amended { order, result: Ok(()), .. } => Some(*order),
+            OutcomeKind::Placed { order, .. } if bourse_engine::exchange::rests_after_trading(&m.bodies, *order) => Some(*order),
+            _ => None,
+        };
         let mut rejected = None;
         for b in m.bodies {
             if let EventBody::OrderRejected { code, .. } = &b {
@@ -438,10 +445,8 @@ impl LedgerActor {
             }
             self.record(b, prop);
         }
-        if let OutcomeKind::Amended { order, result: Ok(()), .. } = &m.kind {
-            if let Some(release) = self.ledger.decide_amend_release(*order) {
-                self.record(release, prop);
-            }
+        if let Some(release) = release.and_then(|order| self.ledger.decide_release(order)) {
+            self.record(release, prop);
         }
         if cfg!(debug_assertions) {
             self.ledger.check();
