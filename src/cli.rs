@@ -130,7 +130,9 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         let listener = tokio::net::TcpListener::bind(&cfg.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.listen))?;
-        server::serve(cfg, password.password, listener, shutdown).await
+        let given = password.source == PasswordSource::Env;
+        let admin = bourse_actors::node::AdminSecret { password: password.password, given };
+        server::serve(cfg, admin, listener, shutdown).await
     });
     match result {
         Ok(()) => {

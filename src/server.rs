@@ -26,6 +26,7 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::http::{self, HttpState};
 use crate::{demo, Node};
+use bourse_actors::node::AdminSecret;
 
 /// How far ahead of closing the sessions the `notice shutdown` announces it.
 pub const SHUTDOWN_NOTICE_MS: u64 = 1_000;
@@ -36,7 +37,7 @@ pub const TEST_SHUTDOWN_NOTICE_MS: u64 = 50;
 /// it cleanly. Call inside an actix `System` (the node's actors start there).
 pub async fn serve(
     cfg: Config,
-    admin_password: String,
+    admin_password: AdminSecret,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -55,7 +56,7 @@ pub async fn serve(
 /// once the node is up and the listener is accepting.
 async fn serve_inner(
     cfg: Config,
-    admin_password: String,
+    admin_password: AdminSecret,
     listener: TcpListener,
     shutdown: CancellationToken,
     notice_ms: u64,
@@ -292,7 +293,7 @@ pub fn spawn_server_for_tests(mut cfg: Config) -> TestServer {
                     let (started_tx, started_rx) = oneshot::channel();
                     let serving = serve_inner(
                         cfg.clone(),
-                        admin_password,
+                        AdminSecret { password: admin_password, given: false },
                         listener,
                         shutdown,
                         TEST_SHUTDOWN_NOTICE_MS,

@@ -178,14 +178,15 @@ fn start(bin: &str, cfg: &Path) -> Server {
     start_with(bin, cfg, &[])
 }
 
-/// [`start`] with more environment variables.
+/// [`start`] with more environment variables (which may replace the
+/// admin password's).
 fn start_with(bin: &str, cfg: &Path, env: &[(&str, &str)]) -> Server {
     let mut child = Command::new(bin)
         .args(["serve", "--config"])
         .arg(cfg)
-        .envs(env.iter().copied())
         .env("RUST_LOG", "info")
         .env("BOURSE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .envs(env.iter().copied())
         .env_remove(SEED_ENV)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -1023,3 +1024,32 @@ fn a_login_outlives_a_kill_and_a_logout_stays_ended() {
     });
     server.stop();
 }
+
+/// An operator who lost the admin password sets a new one by starting the
+/// node with it in `BOURSE_ADMIN_PASSWORD`: the old one stops working, and
+/// a later start with the same one (or with none given) changes nothing.
+#[test]
+fn a_restart_with_another_admin_password_sets_it() {
+    let bin = env!("CARGO_BIN_EXE_bourse");
+    let (_cleanup, cfg, rt) = scratch("admin-reset", config);
+    let login = |addr: SocketAddr, pw: &'static str| async move {
+        let mut c = Client::connect(addr).await;
+        let r = c.request("auth", json!({"user": "admin", "password": pw})).await;
+        r["ok"] == true
+    };
+    let server = start(bin, &cfg);
+    assert!(rt.block_on(login(server.addr, ADMIN_PASSWORD)));
+    server.kill();
+
+    let server = start_with(bin, &cfg, &[("BOURSE_ADMIN_PASSWORD", "a-new-admin-pass")]);
+    assert!(server.log.lock().unwrap().iter().any(|l| l.contains("setting the password of admin")));
+    assert!(rt.block_on(login(server.addr, "a-new-admin-pass")));
+    assert!(!rt.block_on(login(server.addr, ADMIN_PASSWORD)), "the old password no longer logs in");
+    server.kill();
+
+    let server = start_with(bin, &cfg, &[("BOURSE_ADMIN_PASSWORD", "a-new-admin-pass")]);
+    assert!(!server.log.lock().unwrap().iter().any(|l| l.contains("setting the password of admin")), "the same password is not set again");
+    assert!(rt.block_on(login(server.addr, "a-new-admin-pass")));
+    server.stop();
+}
+

@@ -445,6 +445,73 @@ async fn a_taker_that_rests_keeps_only_what_its_rest_needs() {
     srv.stop();
 }
 
+/// `admin.user.password` (an extension): an operator sets a trader's
+/// password; the old one no longer logs in, the new one does, and the
+/// trader's session tokens from before are refused by `session.resume`.
+/// Only operators may, for users that exist, with a valid password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_sets_a_password_and_the_old_logins_end() {
+    let srv = bourse::spawn_server_for_tests(test_config());
+    let mut a = Client::connect(srv.addr).await;
+    let token = a.login("alice", "alice-pass").await["session"]["token"].as_str().unwrap().to_string();
+    assert_eq!(a.err("admin.user.password", json!({"user": "alice", "password": "mine-now-1"})).await, "permission_denied");
+    let mut op = Client::connect(srv.addr).await;
+    op.login("admin", &srv.admin_password).await;
+    assert_eq!(op.err("admin.user.password", json!({"user": "nobody", "password": "whatever-1"})).await, "bad_request");
+    assert_eq!(op.err("admin.user.password", json!({"user": "alice", "password": "short"})).await, "bad_request");
+    let r = op.ok("admin.user.password", json!({"user": "alice", "password": "alice-new-pass"})).await;
+    assert_eq!(r, json!({"user": "alice"}));
+    let mut c = Client::connect(srv.addr).await;
+    assert_eq!(c.err("auth", json!({"user": "alice", "password": "alice-pass"})).await, "bad_credentials");
+    c.login("alice", "alice-new-pass").await;
+    let mut d = Client::connect(srv.addr).await;
+    assert_eq!(d.err("session.resume", json!({"token": token, "streams": {}})).await, "token_expired");
+    // Bob's login is untouched.
+    let mut b = Client::connect(srv.addr).await;
+    b.login("bob", "bob-pass-1").await;
+    srv.stop();
+}
+
+/// Amends sent back to back, each before the last is answered, hold what
+/// their combined result needs: a quantity raised, then a price raised
+/// (decided while the first was still on its way to the book) leave the
+/// order holding enough for both, so a fill of all of it settles, and the
+/// exchange keeps answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_amends_hold_what_their_combined_result_needs() {
+    let srv = bourse::spawn_server_for_tests(test_config());
+    let (mut a, mut b) = two_traders(srv.addr).await;
+    let n = 40;
+    for k in 0..n {
+        a.ok("order.place", limit(&format!("pa{k}"), "buy", "29000", "0.02")).await;
+    }
+    // Every order's two amends go out back to back, none waiting: the
+    // ledger decides most of the second ones before the first ones'
+    // books have answered.
+    let mut id = 9000;
+    for k in 0..n {
+        for args in [json!({"sym": "BTC-USD", "cl_id": format!("pa{k}"), "qty": "0.1"}), json!({"sym": "BTC-USD", "cl_id": format!("pa{k}"), "px": "29500"})] {
+            let m = json!({"op": "order.amend", "id": id, "args": args});
+            a.send_raw(Message::Text(m.to_string().into())).await;
+            id += 1;
+        }
+    }
+    // Bounded: a ledger that stopped would leave only heartbeats to read.
+    tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        for i in 9000..id {
+            assert_eq!(a.response(i).await["ok"], true);
+        }
+        // Each order is 0.1 at 29500: 2950.00 and a worst-case fee of 5.90.
+        assert_eq!(a.balance("USD").await.1, "118236.00", "40 orders, each 2955.90");
+        let r = b.ok("order.place", json!({"cl_id": "pb", "sym": "BTC-USD", "side": "sell", "type": "limit", "px": "29500", "qty": "4.00", "tif": "ioc"})).await;
+        assert_eq!(r["status"], "filled", "{r}");
+        assert_eq!(a.balance("USD").await.1, "0.00", "nothing is left held");
+    })
+    .await
+    .expect("the exchange answers");
+    srv.stop();
+}
+
 /// Cancel-on-disconnect `connection` cancels the orders its places made,
 /// named by their order ids: never an order of another connection that
 /// reuses a `cl_id` this one's refused place left free, and also the

@@ -108,6 +108,8 @@ pub enum EventBody {
     /// an amend the book made (a lower price, a smaller quantity), or when a
     /// new order rests after trading at better prices than its own.
     HoldReleased { order: OrderId, amount: Amount },
+    /// An operator set a user's password (its stored hash).
+    PasswordSet { account: AccountId, user: String, password_hash: String, by: AccountId },
 }
 
 impl EventBody {
@@ -131,7 +133,8 @@ impl EventBody {
             | EventBody::UserCreated { by, .. }
             | EventBody::ApiKeyCreated { by, .. }
             | EventBody::Deposited { by, .. }
-            | EventBody::Withdrawn { by, .. } => Some(*by),
+            | EventBody::Withdrawn { by, .. }
+            | EventBody::PasswordSet { by, .. } => Some(*by),
             _ => None,
         }
     }

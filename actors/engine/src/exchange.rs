@@ -28,6 +28,8 @@ pub enum Command {
     SetState { inst: InstrumentId, state: InstrumentState, by: AccountId },
     CreateUser { user: String, role: Role, password_hash: String, by: AccountId },
     CreateApiKey { account: AccountId, key: String, credential: Credential, by: AccountId },
+    /// An operator sets a user's password (its stored hash).
+    SetPassword { user: String, password_hash: String, by: AccountId },
     Deposit { account: AccountId, asset: AssetId, amount: Amount, by: AccountId },
     Withdraw { account: AccountId, asset: AssetId, amount: Amount, by: AccountId },
     Place(PlaceCmd),
@@ -221,6 +223,7 @@ impl Exchange {
             | Command::SetState { .. }
             | Command::CreateUser { .. }
             | Command::CreateApiKey { .. }
+            | Command::SetPassword { .. }
             | Command::Deposit { .. }
             | Command::Withdraw { .. } => {
                 let (e, reply) = self.ledger.decide_admin(cmd)?;

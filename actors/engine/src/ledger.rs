@@ -1014,6 +1014,11 @@ impl Ledger {
                 }
                 Ok((EventBody::ApiKeyCreated { account, key, credential, by }, Reply::Done))
             }
+            Command::SetPassword { user, password_hash, by } => {
+                let u = self.users.get(&user).ok_or_else(|| bad(format!("unknown user {user:?}")))?;
+                let account = u.account;
+                Ok((EventBody::PasswordSet { account, user, password_hash, by }, Reply::User(account)))
+            }
             Command::Deposit { account, asset, amount, by } => {
                 Ok((self.decide_deposit(account, asset, amount, by)?, Reply::Done))
             }
@@ -1054,6 +1059,11 @@ impl Ledger {
             }
             EventBody::ApiKeyCreated { account, key, credential, .. } => {
                 self.api_keys.insert(key.clone(), (*account, credential.clone()));
+            }
+            EventBody::PasswordSet { user, password_hash, .. } => {
+                if let Some(u) = self.users.get_mut(user) {
+                    u.password_hash = password_hash.clone();
+                }
             }
             EventBody::Deposited { account, asset, amount, .. } => {
                 let b = self.bal(*account, *asset);
@@ -1413,7 +1423,7 @@ impl Ledger {
                         Side::Sell => spec.base_amount(leaves),
                         Side::Buy => spec.buy_need(px, leaves, o.fee),
                     };
-                    assert!(need.is_some_and(|n| o.hold.0 >= n.0), "order {:?} holds {} for a need of {need:?}", o.id, o.hold.0);
+                    assert!(need.is_some_and(|n| o.hold.0 >= n.0), "order {:?} holds {} for a need of {need:?}: {o:?}", o.id, o.hold.0);
                 }
             } else {
                 assert_eq!(o.hold.0, 0, "a closed order holds nothing");

@@ -129,6 +129,7 @@ pub fn describe(index: u64, e: &Event, names: &mut Names) -> Option<AuditRecord>
         EventBody::UserCreated { user, role, .. } => {
             format!("created user {user} (role {})", role.as_str())
         }
+        EventBody::PasswordSet { user, .. } => format!("set the password of {user}"),
         EventBody::ApiKeyCreated {
             account,
             key,

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use actix::prelude::*;
-use bourse_engine::{AccountId, Amount, CancelReason, EventBody, InstrumentState, NewOrder, OrderBook, OrderId, Price, Qty, Reject, Side};
+use bourse_engine::{AccountId, CancelReason, EventBody, InstrumentState, NewOrder, OrderBook, OrderId, Price, Qty, Reject, Side};
 
 use crate::ledger::{LedgerActor, Outcome, OutcomeKind, Outcomes};
 use crate::reply::Responder;
@@ -88,7 +88,9 @@ impl Actor for InstrumentActor {
 pub enum BookOp {
     Match { order: Box<NewOrder>, to: Responder },
     Cancel { account: Option<AccountId>, order: OrderId, reason: CancelReason, admin: bool, to: Responder },
-    Amend { account: AccountId, order: OrderId, qty: Option<Qty>, px: Option<Price>, extra: Amount, to: Responder },
+    /// What the ledger held for it beforehand is its to release once the
+    /// amend is answered (`LedgerActor::amending`).
+    Amend { account: AccountId, order: OrderId, qty: Option<Qty>, px: Option<Price>, to: Responder },
     CancelAll { account: Option<AccountId>, side: Option<Side>, admin: bool, to: Responder },
     SetState { state: InstrumentState },
 }
@@ -110,13 +112,8 @@ impl Handler<BookOp> for InstrumentActor {
                 let result = self.book.decide_cancel(account, order, reason, admin).map(|e| bodies.push(e));
                 OutcomeKind::Cancelled { order, to, result }
             }
-            BookOp::Amend { account, order, qty, px, extra, to } => {
+            BookOp::Amend { account, order, qty, px, to } => {
                 let result = self.book.decide_amend(account, order, qty, px, &mut bodies);
-                if let Err(r) = &result {
-                    if extra.0 > 0 {
-                        bodies.push(EventBody::AmendRejected { inst, order, code: r.code, release: extra });
-                    }
-                }
                 OutcomeKind::Amended { order, to, result }
             }
             BookOp::CancelAll { account, side, admin, to } => {

@@ -8,6 +8,7 @@
 //! result and reject code) and registers each book's in-flight counter as
 //! that instrument's mailbox depth.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -92,6 +93,22 @@ pub struct LedgerActor {
     /// the journal as one proposal once the mailbox has been drained.
     pub pending: Proposal,
     pub flush_scheduled: bool,
+    /// Amends on their way to their books, by order: how many, and the
+    /// price and quantity the book will have made of the order once all
+    /// are done. The ledger decides an amend's hold before its book sees
+    /// it, so a second amend must be held for on top of the first's result
+    /// (the ledger's record of the order still shows the state before),
+    /// and nothing is released while one is in flight (it may need what a
+    /// release would give back).
+    pub amending: HashMap<OrderId, InFlight>,
+}
+
+/// The amends of one order on their way to its book.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct InFlight {
+    pub n: u32,
+    pub px: Option<bourse_engine::Price>,
+    pub qty: Option<bourse_engine::Qty>,
 }
 
 /// Hands the staged proposal to the journal (sent to itself, so it runs
@@ -349,7 +366,10 @@ impl Handler<Submit> for LedgerActor {
                         return;
                     }
                 };
-                match self.ledger.decide_amend_hold(account, id, qty, px) {
+                // Held for what the order is once every amend before this
+                // one is done too.
+                let before = self.amending.get(&id).copied().unwrap_or_default();
+                match self.ledger.decide_amend_hold(account, id, qty.or(before.qty), px.or(before.px)) {
                     Err(r) => {
                         count(t::OP_AMEND, t::RESULT_REJECTED, wire::code(r.code).as_str());
                         prop.answers.push((to, Err(wire::reject(&r))))
@@ -363,17 +383,27 @@ impl Handler<Submit> for LedgerActor {
                             to.send(Err(e));
                             return;
                         }
-                        let extra = match &hold {
-                            Some(EventBody::HoldAdded { amount, .. }) => *amount,
-                            _ => bourse_engine::Amount(0),
-                        };
                         if let Some(h) = hold {
                             self.record(h, &mut prop);
                         }
-                        let op = BookOp::Amend { account, order: id, qty, px, extra, to };
-                        if let Err((e, BookOp::Amend { to, .. })) = self.to_book(inst, op) {
-                            count_refused(t::OP_AMEND, &e);
-                            prop.answers.push((to, Err(e)));
+                        let op = BookOp::Amend { account, order: id, qty, px, to };
+                        match self.to_book(inst, op) {
+                            Ok(()) => {
+                                let f = self.amending.entry(id).or_default();
+                                (f.n, f.qty, f.px) = (f.n + 1, qty.or(f.qty), px.or(f.px));
+                            }
+                            Err((e, BookOp::Amend { to, .. })) => {
+                                count_refused(t::OP_AMEND, &e);
+                                prop.answers.push((to, Err(e)));
+                                // What was held for it goes back, unless
+                                // another amend is on its way.
+                                if !self.amending.contains_key(&id) {
+                                    if let Some(release) = self.ledger.decide_release(id) {
+                                        self.record(release, &mut prop);
+                                    }
+                                }
+                            }
+                            Err(_) => unreachable!("the op handed back is the amend"),
                         }
                     }
                 }
@@ -431,13 +461,22 @@ impl Handler<Submit> for LedgerActor {
 impl LedgerActor {
     /// Settles one book outcome: its events, then its answer.
     fn outcome(&mut self, m: Outcome, prop: &mut Proposal) {
-        // What an amended order, or a taker that rests what is left, no
-        // longer needs is released (`Ledger::decide_release`).
+        // What an amended order (its amend made or refused), or a taker
+        // that rests what is left, no longer needs is released
+        // (`Ledger::decide_release`), once no amend of it is in flight.
         let release = match &m.kind {
-            OutcomeKind::Amended { order, result: Ok(()), .. } => Some(*order),
+            OutcomeKind::Amended { order, .. } => {
+                let f = self.amending.get_mut(order).expect("an amend in flight");
+                f.n -= 1;
+                if f.n == 0 {
+                    self.amending.remove(order);
+                }
+                Some(*order)
+            }
             OutcomeKind::Placed { order, .. } if bourse_engine::exchange::rests_after_trading(&m.bodies, *order) => Some(*order),
             _ => None,
-        };
+        }
+        .filter(|order| !self.amending.contains_key(order));
         let mut rejected = None;
         for b in m.bodies {
             if let EventBody::OrderRejected { code, .. } = &b {

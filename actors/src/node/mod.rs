@@ -109,6 +109,11 @@ impl Shared {
                 self.accounts.insert(user.clone(), *account);
                 let _ = self.directory.add_user(user, wire::role_out(*role), password_hash);
             }
+            EventBody::PasswordSet { user, password_hash, .. } => {
+                // The old password's logins end with it.
+                let _ = self.directory.set_password(user, password_hash);
+                self.tokens.revoke_user(user);
+            }
             EventBody::ApiKeyCreated { account, key, credential, .. } => {
                 if let Some(user) = ledger_names(*account) {
                     let c = match credential {
@@ -161,9 +166,20 @@ pub struct Node {
     next: Arc<AtomicUsize>,
 }
 
+/// The operator `admin`'s password, and whether the operator gave it
+/// (`BOURSE_ADMIN_PASSWORD`) rather than the node keeping one it made: a
+/// given one is set again at a later start when it differs from the one
+/// the exchange holds (how an operator who lost it resets it).
+#[derive(Clone)]
+pub struct AdminSecret {
+    pub password: String,
+    pub given: bool,
+}
+
 impl Node {
     /// Starts the node inside the current actix System.
-    pub async fn start(cfg: Config, admin_password: String) -> anyhow::Result<Node> {
+    pub async fn start(cfg: Config, admin: AdminSecret) -> anyhow::Result<Node> {
+        let admin_password = admin.password.clone();
         cfg.validate().map_err(anyhow::Error::msg)?;
         // Recover: the newest snapshot plus the log after it, replayed by
         // the same `apply`; orders a crash left between the ledger and their
@@ -202,7 +218,15 @@ impl Node {
             for d in setup::differences(&cfg, &exchange.ledger) {
                 tracing::warn!("configuration differs from the exchange, which keeps its own: {d}");
             }
-            setup::additions(&cfg, &exchange.ledger, &|pw: &str| auth::password::hash_password_with(pw, &password_params)).map_err(anyhow::Error::msg)?
+            let mut cmds = setup::additions(&cfg, &exchange.ledger, &|pw: &str| auth::password::hash_password_with(pw, &password_params))
+                .map_err(anyhow::Error::msg)?;
+            let stored = exchange.ledger.users.get(setup::ADMIN).map(|u| u.password_hash.as_str());
+            if admin.given && stored.is_some_and(|h| !auth::password::verify_password(h, &admin.password)) {
+                tracing::info!("setting the password of {} from {}", setup::ADMIN, "BOURSE_ADMIN_PASSWORD");
+                let password_hash = auth::password::hash_password_with(&admin.password, &password_params);
+                cmds.push(Command::SetPassword { user: setup::ADMIN.into(), password_hash, by: AccountId(0) });
+            }
+            cmds
         };
         let quotas = RateQuotas {
             orders_per_s_per_account: std::num::NonZeroU32::new(cfg.limits.account_orders_per_sec).expect("validated"),
@@ -238,6 +262,7 @@ impl Node {
                 instrument_inflight_max: limits.instrument_mailbox_max,
                 pending: Default::default(),
                 flush_scheduled: false,
+                amending: Default::default(),
             };
             for b in recovered_books.drain(..) {
                 actor.spawn_book(b, ctx.address());
@@ -328,7 +353,7 @@ impl Node {
             for cmd in additions {
                 node.submit(cmd, Shape::Empty).await?;
             }
-            tracing::info!(commands = n, "made what the configuration added to the exchange");
+            tracing::info!(commands = n, "made what the configuration added to the exchange (and the admin password given, if it changed)");
         }
         shared.ready.store(true, Ordering::Release);
         std::mem::forget(market_arbiter);

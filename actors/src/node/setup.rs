@@ -25,6 +25,9 @@ use crate::config::Config;
 use crate::session::listing_with;
 use crate::wire;
 
+/// The operator every exchange is made with.
+pub const ADMIN: &str = "admin";
+
 /// The first start's commands, each accepted in turn by a fresh exchange;
 /// else what the configuration gets wrong. `hash` makes a password's
 /// stored hash. Not part of [`Config::validate`]: a configuration an
@@ -115,7 +118,7 @@ fn make(ex: &mut Exchange, cfg: &Config, admin_password: Option<&str>, hash: &dy
     let instruments: Vec<_> = cfg.instruments.iter().filter(|i| !ex.ledger.instruments.values().any(|s| s.sym == i.sym)).collect();
     let made: Vec<_> = cfg.users.iter().filter(|u| !ex.ledger.users.contains_key(&u.user)).collect();
     if let Some(pw) = admin_password {
-        let admin = Command::CreateUser { user: "admin".into(), role: Role::Operator, password_hash: hash(pw), by: root };
+        let admin = Command::CreateUser { user: ADMIN.into(), role: Role::Operator, password_hash: hash(pw), by: root };
         run(ex, admin, &|| "the operator admin".into())?;
     }
     for a in assets {

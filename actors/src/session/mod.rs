@@ -612,11 +612,14 @@ impl Session {
             Op::AdminInstrumentResume(a) => self.state_cmd(&a.sym, eng::InstrumentState::Trading, by)?,
             Op::AdminInstrumentCancelOnly(a) => self.state_cmd(&a.sym, eng::InstrumentState::CancelOnly, by)?,
             Op::AdminUserCreate(a) => {
-                if a.password.len() < 8 || a.password.len() > auth::users::PASSWORD_LEN_MAX {
-                    return Err(ErrorBody::bad_request("passwords are 8 to 1024 characters"));
-                }
+                check_password(&a.password)?;
                 let hash = self.shared.hash_password(&a.password);
                 (Command::CreateUser { user: a.user.clone(), role: wire::role(a.role), password_hash: hash, by }, Shape::User(a.user))
+            }
+            Op::AdminUserPassword(a) => {
+                check_password(&a.password)?;
+                let hash = self.shared.hash_password(&a.password);
+                (Command::SetPassword { user: a.user.clone(), password_hash: hash, by }, Shape::User(a.user))
             }
             Op::AdminApikeyCreate(a) => {
                 let account = self.account_of(&a.user)?;
@@ -762,6 +765,14 @@ pub fn listing_with(asset: &dyn Fn(&str) -> Option<eng::AssetId>, c: &crate::con
     })
 }
 
+
+/// A new password's length: 8 to `PASSWORD_LEN_MAX` bytes.
+fn check_password(pw: &str) -> Result<(), ErrorBody> {
+    if pw.len() < 8 || pw.len() > auth::users::PASSWORD_LEN_MAX {
+        return Err(ErrorBody::bad_request("passwords are 8 to 1024 characters"));
+    }
+    Ok(())
+}
 
 fn auth_error(e: auth::AuthError) -> ErrorBody {
     let code = ErrorCode::from_str_code(e.code_str()).unwrap_or(ErrorCode::BadCredentials);

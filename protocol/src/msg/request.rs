@@ -71,6 +71,8 @@ pub enum Op {
     AdminInstrumentResume(SymArgs),
     AdminInstrumentCancelOnly(SymArgs),
     AdminUserCreate(UserCreateArgs),
+    /// An extension: an operator sets a user's password.
+    AdminUserPassword(UserPasswordArgs),
     AdminApikeyCreate(ApiKeyCreateArgs),
     AdminDeposit(AmountArgs),
     AdminWithdraw(AmountArgs),
@@ -79,7 +81,7 @@ pub enum Op {
 }
 
 /// Every op name, as written on the wire.
-pub const OP_NAMES: [&str; 27] = [
+pub const OP_NAMES: [&str; 28] = [
     "ping",
     "auth",
     "session.resume",
@@ -102,6 +104,7 @@ pub const OP_NAMES: [&str; 27] = [
     "admin.instrument.resume",
     "admin.instrument.cancel_only",
     "admin.user.create",
+    "admin.user.password",
     "admin.apikey.create",
     "admin.deposit",
     "admin.withdraw",
@@ -135,6 +138,7 @@ impl Op {
             Op::AdminInstrumentResume(_) => "admin.instrument.resume",
             Op::AdminInstrumentCancelOnly(_) => "admin.instrument.cancel_only",
             Op::AdminUserCreate(_) => "admin.user.create",
+            Op::AdminUserPassword(_) => "admin.user.password",
             Op::AdminApikeyCreate(_) => "admin.apikey.create",
             Op::AdminDeposit(_) => "admin.deposit",
             Op::AdminWithdraw(_) => "admin.withdraw",
@@ -189,6 +193,7 @@ impl Op {
             | Op::AdminInstrumentResume(a)
             | Op::AdminInstrumentCancelOnly(a) => v(a),
             Op::AdminUserCreate(a) => v(a),
+            Op::AdminUserPassword(a) => v(a),
             Op::AdminApikeyCreate(a) => v(a),
             Op::AdminDeposit(a) | Op::AdminWithdraw(a) => v(a),
             Op::AdminCancelAll(a) => v(a),
@@ -227,6 +232,7 @@ impl Op {
             "admin.instrument.resume" => Op::AdminInstrumentResume(typed(args)?),
             "admin.instrument.cancel_only" => Op::AdminInstrumentCancelOnly(typed(args)?),
             "admin.user.create" => Op::AdminUserCreate(typed(args)?),
+            "admin.user.password" => Op::AdminUserPassword(typed(args)?),
             "admin.apikey.create" => Op::AdminApikeyCreate(typed(args)?),
             "admin.deposit" => Op::AdminDeposit(typed(args)?),
             "admin.withdraw" => Op::AdminWithdraw(typed(args)?),
@@ -816,6 +822,14 @@ pub struct UserCreateArgs {
     pub user: String,
     pub password: String,
     pub role: Role,
+}
+
+/// `admin.user.password` arguments (an extension): the user and the new
+/// password. The user's session tokens end with the old password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserPasswordArgs {
+    pub user: String,
+    pub password: String,
 }
 
 /// `admin.apikey.create` arguments; `public_key` (standard base64 of 32

@@ -408,6 +408,16 @@ pub fn requests() -> Vec<(&'static str, Request)> {
             ),
         ),
         (
+            "admin.user.password",
+            Request::new(
+                60,
+                Op::AdminUserPassword(UserPasswordArgs {
+                    user: s("bob"),
+                    password: s("a-new-password"),
+                }),
+            ),
+        ),
+        (
             "admin.apikey.create ed25519",
             Request::new(
                 35,
@@ -845,6 +855,11 @@ pub fn responses() -> Vec<(&'static str, &'static str, Response<Value>)> {
             ok(34, UserRes { user: s("bob") }),
         ),
         (
+            "admin.user.password",
+            "admin.user.password",
+            ok(60, UserRes { user: s("bob") }),
+        ),
+        (
             "admin.apikey.create hmac",
             "admin.apikey.create",
             ok(
@@ -1202,7 +1217,7 @@ pub fn retype(op: &str, res: &Value) -> Value {
         "admin.instrument.halt" | "admin.instrument.resume" | "admin.instrument.cancel_only" => {
             r::<StateRes>(res)
         }
-        "admin.user.create" => r::<UserRes>(res),
+        "admin.user.create" | "admin.user.password" => r::<UserRes>(res),
         "admin.apikey.create" => r::<ApiKeyRes>(res),
         "admin.deposit" | "admin.withdraw" => r::<AvailableRes>(res),
         other => panic!("no result type for op {other:?}"),
