@@ -446,8 +446,9 @@ async fn a_taker_that_rests_keeps_only_what_its_rest_needs() {
 }
 
 /// `admin.user.password` (an extension): an operator sets a trader's
-/// password; the old one no longer logs in, the new one does, and the
-/// trader's session tokens from before are refused by `session.resume`.
+/// password; the old one no longer logs in, the new one does, the
+/// trader's session tokens from before are refused by `session.resume`,
+/// and a connection logged in with the old one is told and logged out.
 /// Only operators may, for users that exist, with a valid password.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_sets_a_password_and_the_old_logins_end() {
@@ -461,6 +462,11 @@ async fn an_operator_sets_a_password_and_the_old_logins_end() {
     assert_eq!(op.err("admin.user.password", json!({"user": "alice", "password": "short"})).await, "bad_request");
     let r = op.ok("admin.user.password", json!({"user": "alice", "password": "alice-new-pass"})).await;
     assert_eq!(r, json!({"user": "alice"}));
+    let n = a.event(|v| v["op"] == "notice").await;
+    assert_eq!((n["code"].as_str(), n["reason"].as_str()), (Some("logged_out"), Some("password_set")), "{n}");
+    assert_eq!(a.err("account.orders", json!({})).await, "auth_required");
+    a.login("alice", "alice-new-pass").await;
+    a.ok("account.orders", json!({})).await;
     let mut c = Client::connect(srv.addr).await;
     assert_eq!(c.err("auth", json!({"user": "alice", "password": "alice-pass"})).await, "bad_credentials");
     c.login("alice", "alice-new-pass").await;

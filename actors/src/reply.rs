@@ -27,6 +27,9 @@ pub enum Deliver {
     Notice { code: &'static str, in_ms: Option<u64>, close: Option<u16> },
     /// The connection's outbox was closed (a slow consumer, lost stream messages): stop the session.
     Stop,
+    /// An operator set `user`'s password: a session logged in as `user`
+    /// ends its login (`{"op":"notice","code":"logged_out"}`).
+    PasswordSet { user: String },
 }
 
 /// One stream message, encoded and framed at most once per encoding: the

@@ -110,9 +110,13 @@ impl Shared {
                 let _ = self.directory.add_user(user, wire::role_out(*role), password_hash);
             }
             EventBody::PasswordSet { user, password_hash, .. } => {
-                // The old password's logins end with it.
+                // The old password's logins end with it: tokens, and the
+                // connections logged in with them.
                 let _ = self.directory.set_password(user, password_hash);
                 self.tokens.revoke_user(user);
+                for s in self.sessions.iter() {
+                    s.do_send(Deliver::PasswordSet { user: user.clone() });
+                }
             }
             EventBody::ApiKeyCreated { account, key, credential, .. } => {
                 if let Some(user) = ledger_names(*account) {

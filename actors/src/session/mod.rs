@@ -344,17 +344,7 @@ impl Session {
                 }
             }
             Op::Logout => {
-                if let Some(a) = self.auth.take() {
-                    self.shared.tokens.revoke(&a.token);
-                    self.shared.connected(a.account, -1);
-                    self.logged_out = true;
-                    // Its orders stay (a logout cancels nothing), and a
-                    // later login on this connection does not inherit them.
-                    self.placed.clear();
-                    self.placing.clear();
-                    crate::telemetry::ws_role_changed(Some(a.role), None);
-                    self.drop_account_stream(&a, ctx);
-                }
+                self.end_login(ctx);
                 self.respond(id, ts_in, Ok(json!({})), ctx);
             }
             Op::SessionResume(args) => {
@@ -551,6 +541,22 @@ impl Session {
             cksum: ch == p::Channel::BookL2,
             on_lag: p::OnLag::default_for(ch),
         })
+    }
+
+    /// Ends this connection's login, as `logout` does: its token is
+    /// revoked, its orders stay (a logout cancels nothing, and a later login
+    /// on this connection does not inherit them), its account stream ends;
+    /// the connection stays, unauthenticated.
+    fn end_login(&mut self, ctx: &mut Context<Self>) {
+        if let Some(a) = self.auth.take() {
+            self.shared.tokens.revoke(&a.token);
+            self.shared.connected(a.account, -1);
+            self.logged_out = true;
+            self.placed.clear();
+            self.placing.clear();
+            crate::telemetry::ws_role_changed(Some(a.role), None);
+            self.drop_account_stream(&a, ctx);
+        }
     }
 
     /// Follows an order placed through this connection when it is to be
@@ -921,6 +927,16 @@ impl Handler<Deliver> for Session {
             }
             Deliver::Stream(e) => self.stream_message(e, ctx),
             Deliver::Stop => ctx.stop(),
+            Deliver::PasswordSet { user } => {
+                // A login made with the old password ends, as by `logout`.
+                if self.auth.as_ref().is_some_and(|a| a.user == user) {
+                    self.end_login(ctx);
+                    let n = json!({"op": "notice", "code": "logged_out", "reason": "password_set"});
+                    let f = codec::encode(self.enc, &n);
+                    crate::telemetry::ws_out(crate::telemetry::CHANNEL_NOTICE, f.as_bytes().len());
+                    self.send_frame(f, ctx);
+                }
+            }
             Deliver::Notice { code, in_ms, close } => {
                 let mut n = json!({"op": "notice", "code": code});
                 if let Some(ms) = in_ms {
