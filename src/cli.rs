@@ -131,7 +131,11 @@ pub fn serve(args: ServeArgs) -> ExitCode {
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.listen))?;
         let given = password.source == PasswordSource::Env;
-        let admin = bourse_actors::node::AdminSecret { password: password.password, given };
+        let generated = match password.source {
+            PasswordSource::Generated(p) => Some(p),
+            _ => None,
+        };
+        let admin = bourse_actors::node::AdminSecret { password: password.password, given, generated };
         server::serve(cfg, admin, listener, shutdown).await
     });
     match result {

@@ -293,7 +293,7 @@ pub fn spawn_server_for_tests(mut cfg: Config) -> TestServer {
                     let (started_tx, started_rx) = oneshot::channel();
                     let serving = serve_inner(
                         cfg.clone(),
-                        AdminSecret { password: admin_password, given: false },
+                        AdminSecret { password: admin_password, given: false, generated: None },
                         listener,
                         shutdown,
                         TEST_SHUTDOWN_NOTICE_MS,

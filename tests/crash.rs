@@ -1027,7 +1027,9 @@ fn a_login_outlives_a_kill_and_a_logout_stays_ended() {
 
 /// An operator who lost the admin password sets a new one by starting the
 /// node with it in `BOURSE_ADMIN_PASSWORD`: the old one stops working, and
-/// a later start with the same one (or with none given) changes nothing.
+/// a later start with the same one changes nothing. A start with none
+/// given (and no password file) leaves no generated password file behind,
+/// since the admin keeps the password it has.
 #[test]
 fn a_restart_with_another_admin_password_sets_it() {
     let bin = env!("CARGO_BIN_EXE_bourse");
@@ -1049,6 +1051,15 @@ fn a_restart_with_another_admin_password_sets_it() {
 
     let server = start_with(bin, &cfg, &[("BOURSE_ADMIN_PASSWORD", "a-new-admin-pass")]);
     assert!(!server.log.lock().unwrap().iter().any(|l| l.contains("setting the password of admin")), "the same password is not set again");
+    assert!(rt.block_on(login(server.addr, "a-new-admin-pass")));
+    server.stop();
+
+    // An empty variable counts as unset: a password is generated for the
+    // start, and removed once the node finds its exchange.
+    let server = start_with(bin, &cfg, &[("BOURSE_ADMIN_PASSWORD", "")]);
+    assert!(server.log.lock().unwrap().iter().any(|l| l.contains("removed the one generated for this start")));
+    let file = cfg.parent().unwrap().join("data").join("initial-admin-password");
+    assert!(!file.exists(), "no password file names a password that does not log in");
     assert!(rt.block_on(login(server.addr, "a-new-admin-pass")));
     server.stop();
 }

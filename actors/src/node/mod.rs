@@ -174,10 +174,15 @@ pub struct Node {
 /// (`BOURSE_ADMIN_PASSWORD`) rather than the node keeping one it made: a
 /// given one is set again at a later start when it differs from the one
 /// the exchange holds (how an operator who lost it resets it).
+///
+/// `generated` names the file a password made for this start was written
+/// to: a node whose exchange already exists removes it (the admin keeps
+/// the password it has; the file would name one that does not log in).
 #[derive(Clone)]
 pub struct AdminSecret {
     pub password: String,
     pub given: bool,
+    pub generated: Option<std::path::PathBuf>,
 }
 
 impl Node {
@@ -224,6 +229,15 @@ impl Node {
             }
             let mut cmds = setup::additions(&cfg, &exchange.ledger, &|pw: &str| auth::password::hash_password_with(pw, &password_params))
                 .map_err(anyhow::Error::msg)?;
+            if let Some(path) = &admin.generated {
+                match std::fs::remove_file(path) {
+                    Ok(()) => tracing::info!(
+                        path = %path.display(),
+                        "the exchange exists, so its admin keeps the password it has: removed the one generated for this start"
+                    ),
+                    Err(e) => tracing::warn!(path = %path.display(), error = %e, "could not remove a generated admin password the exchange does not use"),
+                }
+            }
             let stored = exchange.ledger.users.get(setup::ADMIN).map(|u| u.password_hash.as_str());
             if admin.given && stored.is_some_and(|h| !auth::password::verify_password(h, &admin.password)) {
                 tracing::info!("setting the password of {} from {}", setup::ADMIN, "BOURSE_ADMIN_PASSWORD");
