@@ -532,9 +532,23 @@ async fn a_real_scrape_passes_promtool_check_metrics() {
         "{text}"
     );
     assert!(text.contains("process_cpu_seconds_total "), "{text}");
-    // The ETH-USD bid rests; its book's size is exported.
-    assert!(sample(&text, "bourse_book_orders{sym=\"ETH-USD\"}").is_some_and(|v| v >= 1.0), "{text}");
-    assert!(sample(&text, "bourse_book_levels{sym=\"ETH-USD\",side=\"buy\"}").is_some_and(|v| v >= 1.0), "{text}");
+    // The ETH-USD bid rests; its book's size is exported. The gauges are
+    // set by the market-data actor after the answer, and every server of
+    // this test process shares them (another one starting sets them to its
+    // empty books for a moment): scraped again for up to 5 s.
+    let sized = |text: &str| {
+        sample(text, "bourse_book_orders{sym=\"ETH-USD\"}").is_some_and(|v| v >= 1.0)
+            && sample(text, "bourse_book_levels{sym=\"ETH-USD\",side=\"buy\"}").is_some_and(|v| v >= 1.0)
+    };
+    let mut text = text;
+    for _ in 0..100 {
+        if sized(&text) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        text = http_get(srv.addr, "/metrics").await.expect("scrape").1;
+    }
+    assert!(sized(&text), "{text}");
     srv.stop();
 }
 
