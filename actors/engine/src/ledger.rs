@@ -868,14 +868,8 @@ impl Ledger {
         let spec = &self.instruments[&o.inst];
         let new_qty = qty.or(o.qty).ok_or_else(|| bad("order has no qty"))?;
         let leaves = Qty(new_qty.0.saturating_sub(o.cum.0));
-        let too_big = || Reject::new(RejectCode::BadRequest, "order value overflows");
-        let need = match o.side {
-            Side::Sell => spec.base_amount(leaves).ok_or_else(too_big)?,
-            Side::Buy => {
-                let p = px.or(o.px).ok_or_else(|| bad("order has no px"))?;
-                spec.buy_need(p, leaves, o.fee).ok_or_else(too_big)?
-            }
-        };
+        let p = px.or(o.px).ok_or_else(|| bad("order has no px"))?;
+        let need = spec.hold_need(o.side, p, leaves, o.fee).ok_or_else(|| Reject::new(RejectCode::BadRequest, "order value overflows"))?;
         let extra = need.0.saturating_sub(o.hold.0);
         if extra == 0 {
             return Ok(None);
@@ -901,10 +895,7 @@ impl Ledger {
         let o = self.orders.get(&id).filter(|o| o.status.is_open())?;
         let spec = &self.instruments[&o.inst];
         let leaves = Qty(o.qty?.0.checked_sub(o.cum.0)?);
-        let need = match o.side {
-            Side::Sell => spec.base_amount(leaves)?,
-            Side::Buy => spec.buy_need(o.px?, leaves, o.fee)?,
-        };
+        let need = spec.hold_need(o.side, o.px?, leaves, o.fee)?;
         let over = o.hold.0.checked_sub(need.0).filter(|&a| a > 0)?;
         Some(EventBody::HoldReleased { order: id, amount: Amount(over) })
     }
@@ -1419,10 +1410,7 @@ impl Ledger {
                 if let (true, Some(px), Some(qty)) = (o.resting, o.px, o.qty) {
                     let spec = &self.instruments[&o.inst];
                     let leaves = Qty(qty.0 - o.cum.0);
-                    let need = match o.side {
-                        Side::Sell => spec.base_amount(leaves),
-                        Side::Buy => spec.buy_need(px, leaves, o.fee),
-                    };
+                    let need = spec.hold_need(o.side, px, leaves, o.fee);
                     assert!(need.is_some_and(|n| o.hold.0 >= n.0), "order {:?} holds {} for a need of {need:?}: {o:?}", o.id, o.hold.0);
                 }
             } else {

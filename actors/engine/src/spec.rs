@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{Amount, AssetId, InstrumentId, InstrumentState, Price, Qty};
+use crate::types::{Amount, AssetId, InstrumentId, InstrumentState, Price, Qty, Side};
 
 /// Basis points in one whole.
 pub const BPS_ONE: u64 = 10_000;
@@ -174,6 +174,17 @@ impl InstrumentSpec {
             Price(low.max(1) as u64),
             Price(u64::try_from(high).unwrap_or(u64::MAX)),
         )
+    }
+
+    /// What an order on `side` at `px` with `leaves` lots and fee account
+    /// `acc` can still need: for a buy, [`InstrumentSpec::buy_need`]; for a
+    /// sell, its leaves in the base asset. A resting order holds at least
+    /// this; holds are added and released against it.
+    pub fn hold_need(&self, side: Side, px: Price, leaves: Qty, acc: FeeAcc) -> Option<Amount> {
+        match side {
+            Side::Sell => self.base_amount(leaves),
+            Side::Buy => self.buy_need(px, leaves, acc),
+        }
     }
 
     /// Quote needed to buy `qty` at `px` with a fee account `acc` at the

@@ -85,7 +85,7 @@ pub fn differences(cfg: &Config, ledger: &Ledger) -> Vec<String> {
     }
     for u in &cfg.users {
         if let Some(have) = ledger.users.get(&u.user).filter(|have| have.role != role_of(&u.role)) {
-            out.push(format!("user {}: role {} in the configuration, {:?} in the exchange", u.user, u.role, have.role));
+            out.push(format!("user {}: role {} in the configuration, {} in the exchange", u.user, u.role, have.role.as_str()));
         }
     }
     out
