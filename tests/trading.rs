@@ -478,6 +478,51 @@ async fn an_operator_sets_a_password_and_the_old_logins_end() {
     srv.stop();
 }
 
+/// Requests sent right behind `auth`, before its answer, are handled after
+/// it: as logged in when it succeeds, as not logged in when it fails, and a
+/// second `auth` behind a first finds the connection logged in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_sent_behind_auth_are_handled_after_it() {
+    let srv = bourse::spawn_server_for_tests(test_config());
+    let send = |op: &str, id: u64, args: serde_json::Value| Message::Text(json!({"op": op, "id": id, "args": args}).to_string().into());
+    // The answers to requests 1..=n, by id, in whatever order they come.
+    async fn answers(c: &mut Client, n: u64) -> Vec<serde_json::Value> {
+        let mut got = vec![serde_json::Value::Null; n as usize];
+        while got.iter().any(serde_json::Value::is_null) {
+            let v = c.recv().await.expect("connection open");
+            if let Some(id) = v.get("id").and_then(serde_json::Value::as_u64) {
+                got[id as usize - 1] = v;
+            }
+        }
+        got
+    }
+
+    let mut a = Client::connect(srv.addr).await;
+    a.send_raw(send("auth", 1, json!({"user": "alice", "password": "alice-pass"}))).await;
+    a.send_raw(send("account.balances", 2, json!({}))).await;
+    a.send_raw(send("order.place", 3, limit("behind-auth", "buy", "30000", "0.1"))).await;
+    a.send_raw(send("auth", 4, json!({"user": "alice", "password": "alice-pass"}))).await;
+    let r = answers(&mut a, 4).await;
+    for (i, r) in r.iter().enumerate().take(3) {
+        assert_eq!(r["ok"], true, "request {}: {r}", i + 1);
+    }
+    assert_eq!(r[3]["err"]["code"], "bad_request", "{}", r[3]);
+    a.next_id = 5;
+    assert_eq!(a.ok("account.orders", json!({})).await["orders"].as_array().unwrap().len(), 1);
+
+    let mut x = Client::connect(srv.addr).await;
+    x.send_raw(send("auth", 1, json!({"user": "alice", "password": "wrong-one"}))).await;
+    x.send_raw(send("account.balances", 2, json!({}))).await;
+    x.send_raw(send("auth", 3, json!({"user": "bob", "password": "bob-pass-1"}))).await;
+    x.send_raw(send("account.balances", 4, json!({}))).await;
+    let r = answers(&mut x, 4).await;
+    assert_eq!(r[0]["err"]["code"], "bad_credentials", "{}", r[0]);
+    assert_eq!(r[1]["err"]["code"], "auth_required", "{}", r[1]);
+    assert_eq!(r[2]["res"]["user"], "bob", "{}", r[2]);
+    assert_eq!(r[3]["ok"], true, "{}", r[3]);
+    srv.stop();
+}
+
 /// Amends sent back to back, each before the last is answered, hold what
 /// their combined result needs: a quantity raised, then a price raised
 /// (decided while the first was still on its way to the book) leave the

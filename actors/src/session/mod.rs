@@ -318,11 +318,16 @@ impl Session {
                 let cod = args.cod();
                 match args {
                     p::AuthArgs::Password(pw) => {
+                        // The slow hash runs off the actor's thread, and the
+                        // session reads nothing more until it is done: a
+                        // request sent right behind `auth` is handled as
+                        // logged in (or not), in order, and one connection
+                        // has one hash running at a time.
                         let shared = self.shared.clone();
                         let fut = tokio::task::spawn_blocking(move || {
                             auth::authenticate_password(&shared.directory, &pw.user, &pw.password)
                         });
-                        ctx.spawn(fut.into_actor(self).map(move |r, act, ctx| match r {
+                        ctx.wait(fut.into_actor(self).map(move |r, act, ctx| match r {
                             Ok(Ok((user, role))) => act.authed(user, role, cod, id, ts_in, ctx),
                             Ok(Err(e)) => {
                                 metrics::counter!("bourse_auth_failures_total", "code" => e.code_str()).increment(1);
