@@ -478,6 +478,42 @@ async fn an_operator_sets_a_password_and_the_old_logins_end() {
     srv.stop();
 }
 
+/// A user changes its own password with the current one: every login made
+/// with the old one ends (the one that changed it too), the new one logs
+/// in, and other users are untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_changes_its_own_password_and_its_logins_end() {
+    let srv = bourse::spawn_server_for_tests(test_config());
+    let mut nobody = Client::connect(srv.addr).await;
+    let change = |old: &str, new: &str| json!({"password": old, "new_password": new});
+    assert_eq!(nobody.err("account.password", change("alice-pass", "alice-own-pass")).await, "auth_required");
+    let (mut a, mut b) = two_traders(srv.addr).await;
+    let mut a2 = Client::connect(srv.addr).await;
+    a2.login("alice", "alice-pass").await;
+    assert_eq!(a.err("account.password", change("not-it-at-all", "alice-own-pass")).await, "bad_credentials");
+    assert_eq!(a.err("account.password", change("alice-pass", "short")).await, "bad_request");
+    a.ok("account.orders", json!({})).await;
+    let r = a.ok("account.password", change("alice-pass", "alice-own-pass")).await;
+    assert_eq!(r, json!({"user": "alice"}));
+    let n = a2.event(|v| v["op"] == "notice").await;
+    assert_eq!((n["code"].as_str(), n["reason"].as_str()), (Some("logged_out"), Some("password_set")), "{n}");
+    assert_eq!(a2.err("account.orders", json!({})).await, "auth_required");
+    let mut ended = false;
+    for _ in 0..250 {
+        if a.request("account.orders", json!({})).await["err"]["code"] == "auth_required" {
+            ended = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(ended, "the connection that changed the password is logged out too");
+    assert_eq!(nobody.err("auth", json!({"user": "alice", "password": "alice-pass"})).await, "bad_credentials");
+    nobody.login("alice", "alice-own-pass").await;
+    nobody.ok("account.orders", json!({})).await;
+    b.ok("account.orders", json!({})).await;
+    srv.stop();
+}
+
 /// Requests sent right behind `auth`, before its answer, are handled after
 /// it: as logged in when it succeeds, as not logged in when it fails, and a
 /// second `auth` behind a first finds the connection logged in.

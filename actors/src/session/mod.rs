@@ -502,6 +502,31 @@ impl Session {
                 let limit = a.limit.unwrap_or(100).min(1000) as usize;
                 self.ask(Query::Fills { account, inst, before: a.before, limit }, id, ts_in, ctx);
             }
+            Op::AccountPassword(a) => {
+                let me = self.auth.clone().ok_or_else(|| ErrorBody::new(ErrorCode::AuthRequired, "log in first"))?;
+                check_password(&a.new_password)?;
+                // The current password is checked, and the new one hashed,
+                // off the session's thread; as for `auth`, the session reads
+                // nothing more until then.
+                let shared = self.shared.clone();
+                let user = me.user.clone();
+                let fut = tokio::task::spawn_blocking(move || {
+                    auth::authenticate_password(&shared.directory, &user, &a.password)
+                        .map(|_| shared.hash_password(&a.new_password))
+                });
+                ctx.wait(fut.into_actor(self).map(move |r, act, ctx| match r {
+                    Ok(Ok(password_hash)) => {
+                        let cmd = Command::SetPassword { user: me.user.clone(), password_hash, by: me.account };
+                        let to = act.responder(id, ts_in, ctx);
+                        act.submit(cmd, to, Shape::User(me.user));
+                    }
+                    Ok(Err(e)) => {
+                        metrics::counter!("bourse_auth_failures_total", "code" => e.code_str()).increment(1);
+                        act.respond(id, ts_in, Err(auth_error(e)), ctx)
+                    }
+                    Err(_) => act.respond(id, ts_in, Err(ErrorBody::new(ErrorCode::Internal, "password change failed")), ctx),
+                }));
+            }
             Op::Instruments => self.ask(Query::Instruments, id, ts_in, ctx),
             Op::AdminBalances(a) => {
                 self.operator()?;

@@ -64,6 +64,8 @@ pub enum Op {
     AccountBalances,
     AccountOrders(OrdersArgs),
     AccountFills(FillsArgs),
+    /// An extension: a logged-in user changes its own password.
+    AccountPassword(PasswordChangeArgs),
     Instruments,
     AdminAssetCreate(AssetCreateArgs),
     AdminInstrumentCreate(InstrumentCreateArgs),
@@ -81,7 +83,7 @@ pub enum Op {
 }
 
 /// Every op name, as written on the wire.
-pub const OP_NAMES: [&str; 28] = [
+pub const OP_NAMES: [&str; 29] = [
     "ping",
     "auth",
     "session.resume",
@@ -97,6 +99,7 @@ pub const OP_NAMES: [&str; 28] = [
     "account.balances",
     "account.orders",
     "account.fills",
+    "account.password",
     "instruments",
     "admin.asset.create",
     "admin.instrument.create",
@@ -131,6 +134,7 @@ impl Op {
             Op::AccountBalances => "account.balances",
             Op::AccountOrders(_) => "account.orders",
             Op::AccountFills(_) => "account.fills",
+            Op::AccountPassword(_) => "account.password",
             Op::Instruments => "instruments",
             Op::AdminAssetCreate(_) => "admin.asset.create",
             Op::AdminInstrumentCreate(_) => "admin.instrument.create",
@@ -187,6 +191,7 @@ impl Op {
             Op::OrderCancelAfter(a) => v(a),
             Op::AccountOrders(a) => v(a),
             Op::AccountFills(a) => v(a),
+            Op::AccountPassword(a) => v(a),
             Op::AdminAssetCreate(a) => v(a),
             Op::AdminInstrumentCreate(a) => v(a),
             Op::AdminInstrumentHalt(a)
@@ -225,6 +230,7 @@ impl Op {
             "account.balances" => Op::AccountBalances,
             "account.orders" => Op::AccountOrders(typed(args)?),
             "account.fills" => Op::AccountFills(typed(args)?),
+            "account.password" => Op::AccountPassword(typed(args)?),
             "instruments" => Op::Instruments,
             "admin.asset.create" => Op::AdminAssetCreate(typed(args)?),
             "admin.instrument.create" => Op::AdminInstrumentCreate(typed(args)?),
@@ -822,6 +828,15 @@ pub struct UserCreateArgs {
     pub user: String,
     pub password: String,
     pub role: Role,
+}
+
+/// `account.password` arguments (an extension): the user's current
+/// password and the new one. Every login of the user ends with the old
+/// password, the one that changed it included.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordChangeArgs {
+    pub password: String,
+    pub new_password: String,
 }
 
 /// `admin.user.password` arguments (an extension): the user and the new

@@ -408,6 +408,16 @@ pub fn requests() -> Vec<(&'static str, Request)> {
             ),
         ),
         (
+            "account.password",
+            Request::new(
+                61,
+                Op::AccountPassword(PasswordChangeArgs {
+                    password: s("the-old-one"),
+                    new_password: s("a-new-password"),
+                }),
+            ),
+        ),
+        (
             "admin.user.password",
             Request::new(
                 60,
@@ -860,6 +870,11 @@ pub fn responses() -> Vec<(&'static str, &'static str, Response<Value>)> {
             ok(60, UserRes { user: s("bob") }),
         ),
         (
+            "account.password",
+            "account.password",
+            ok(61, UserRes { user: s("alice") }),
+        ),
+        (
             "admin.apikey.create hmac",
             "admin.apikey.create",
             ok(
@@ -1217,7 +1232,7 @@ pub fn retype(op: &str, res: &Value) -> Value {
         "admin.instrument.halt" | "admin.instrument.resume" | "admin.instrument.cancel_only" => {
             r::<StateRes>(res)
         }
-        "admin.user.create" | "admin.user.password" => r::<UserRes>(res),
+        "admin.user.create" | "admin.user.password" | "account.password" => r::<UserRes>(res),
         "admin.apikey.create" => r::<ApiKeyRes>(res),
         "admin.deposit" | "admin.withdraw" => r::<AvailableRes>(res),
         other => panic!("no result type for op {other:?}"),
