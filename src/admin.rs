@@ -13,7 +13,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 /// The environment variable that sets the admin password.
 pub const ENV_ADMIN_PASSWORD: &str = "BOURSE_ADMIN_PASSWORD";
 /// The file in the data directory holding the generated admin password.
-pub const PASSWORD_FILE: &str = "initial-admin-password";
+pub const PASSWORD_FILE: &str = bourse_actors::node::ADMIN_PASSWORD_FILE;
 /// Length of a generated password: 24 characters of 62 give about 143 bits.
 pub const GENERATED_LEN: usize = 24;
 /// The longest password file read back (a generated one is 24 bytes; this

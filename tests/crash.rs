@@ -1062,5 +1062,23 @@ fn a_restart_with_another_admin_password_sets_it() {
     assert!(!file.exists(), "no password file names a password that does not log in");
     assert!(rt.block_on(login(server.addr, "a-new-admin-pass")));
     server.stop();
+
+    // A password file that still logs in stays; one the admin's password
+    // was set past (here by the variable) is removed.
+    std::fs::write(&file, "a-new-admin-pass\n").unwrap();
+    let server = start_with(bin, &cfg, &[("BOURSE_ADMIN_PASSWORD", "")]);
+    assert!(file.exists(), "the file's password logs in");
+    server.stop();
+    let server = start_with(bin, &cfg, &[("BOURSE_ADMIN_PASSWORD", "a-third-admin-pass")]);
+    assert!(!file.exists(), "the file's password was set past");
+    assert!(server.log.lock().unwrap().iter().any(|l| l.contains("removed the admin password file")));
+    assert!(rt.block_on(login(server.addr, "a-third-admin-pass")));
+    server.stop();
+    // A file written with an old password, read as the password's source.
+    std::fs::write(&file, ADMIN_PASSWORD).unwrap();
+    let server = start_with(bin, &cfg, &[("BOURSE_ADMIN_PASSWORD", "")]);
+    assert!(!file.exists(), "the file's password does not log in");
+    assert!(rt.block_on(login(server.addr, "a-third-admin-pass")));
+    server.stop();
 }
 

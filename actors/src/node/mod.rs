@@ -178,6 +178,34 @@ pub struct Node {
 /// `generated` names the file a password made for this start was written
 /// to: a node whose exchange already exists removes it (the admin keeps
 /// the password it has; the file would name one that does not log in).
+/// The file in the data directory holding the first start's admin
+/// password, when it was generated (or an operator's, written there).
+pub const ADMIN_PASSWORD_FILE: &str = "initial-admin-password";
+
+/// Removes the admin password file at `path` when the password in it no
+/// longer logs in: the admin's password was set since (through
+/// `BOURSE_ADMIN_PASSWORD`, when `stored` is `None` and `now` is the
+/// password set, or in-band, when `stored` is the admin's hash).
+fn remove_stale_password_file(path: &std::path::Path, now: &str, stored: Option<&str>) {
+    let Ok(meta) = std::fs::metadata(path) else { return };
+    if meta.len() > 1024 {
+        return;
+    }
+    let Ok(text) = std::fs::read_to_string(path) else { return };
+    let in_file = text.trim_end_matches(['\n', '\r']);
+    let logs_in = match stored {
+        None => in_file == now,
+        Some(hash) => auth::password::verify_password(hash, in_file),
+    };
+    if logs_in {
+        return;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => tracing::info!(path = %path.display(), "removed the admin password file: the admin's password was set since, and the one in it no longer logs in"),
+        Err(e) => tracing::warn!(path = %path.display(), error = %e, "the admin password in this file no longer logs in, and it could not be removed"),
+    }
+}
+
 #[derive(Clone)]
 pub struct AdminSecret {
     pub password: String,
@@ -239,10 +267,15 @@ impl Node {
                 }
             }
             let stored = exchange.ledger.users.get(setup::ADMIN).map(|u| u.password_hash.as_str());
-            if admin.given && stored.is_some_and(|h| !auth::password::verify_password(h, &admin.password)) {
+            let reset = admin.given && stored.is_some_and(|h| !auth::password::verify_password(h, &admin.password));
+            if reset {
                 tracing::info!("setting the password of {} from {}", setup::ADMIN, "BOURSE_ADMIN_PASSWORD");
                 let password_hash = auth::password::hash_password_with(&admin.password, &password_params);
                 cmds.push(Command::SetPassword { user: setup::ADMIN.into(), password_hash, by: AccountId(0) });
+            }
+            if cfg.durable {
+                let admin_pw = if reset { None } else { stored };
+                remove_stale_password_file(&cfg.data_dir.join(ADMIN_PASSWORD_FILE), &admin.password, admin_pw);
             }
             cmds
         };
