@@ -1025,6 +1025,37 @@ fn a_login_outlives_a_kill_and_a_logout_stays_ended() {
     server.stop();
 }
 
+/// A password change ends the old tokens for good: `kill -9` right after
+/// its answer, and the restarted node refuses a token from before it (its
+/// revocation is written out at once, not within sled's 500 ms).
+#[test]
+fn a_password_change_ends_the_old_tokens_across_a_kill() {
+    let bin = env!("CARGO_BIN_EXE_bourse");
+    let (_cleanup, cfg, rt) = scratch("password-kill", config);
+    let server = start(bin, &cfg);
+    let token = rt.block_on(async {
+        let mut a = Client::connect(server.addr).await;
+        a.login("alice", "alice-pass").await["session"]["token"].as_str().unwrap().to_string()
+    });
+    // The login is written out.
+    std::thread::sleep(Duration::from_millis(1_500));
+    rt.block_on(async {
+        let mut a = Client::connect(server.addr).await;
+        a.login("alice", "alice-pass").await;
+        a.ok("account.password", json!({"password": "alice-pass", "new_password": "alice-after-kill"})).await;
+    });
+    server.kill();
+
+    let server = start(bin, &cfg);
+    rt.block_on(async {
+        let mut a = Client::connect(server.addr).await;
+        assert_eq!(a.err("session.resume", json!({"token": token, "streams": {}})).await, "token_expired");
+        assert_eq!(a.err("auth", json!({"user": "alice", "password": "alice-pass"})).await, "bad_credentials");
+        a.login("alice", "alice-after-kill").await;
+    });
+    server.stop();
+}
+
 /// An operator who lost the admin password sets a new one by starting the
 /// node with it in `BOURSE_ADMIN_PASSWORD`: the old one stops working, and
 /// a later start with the same one changes nothing. A start with none

@@ -193,7 +193,10 @@ impl TokenStore {
     }
 
     /// Ends every session of `user` (for example when its password changes).
-    /// Returns how many tokens were revoked.
+    /// Returns how many tokens were revoked. Unlike a logout's, the
+    /// revocation is written out before this returns (a password changes
+    /// when the old one may be known to someone else): a crash right after
+    /// leaves none of the old tokens to resume with.
     pub fn revoke_user(&self, user: &str) -> usize {
         let before = self.tokens.len();
         self.tokens.retain(|key, info| {
@@ -203,7 +206,13 @@ impl TokenStore {
             }
             keep
         });
-        before.saturating_sub(self.tokens.len())
+        let n = before.saturating_sub(self.tokens.len());
+        if let (Some(tree), true) = (&self.kept, n > 0) {
+            if let Err(e) = tree.flush() {
+                tracing::warn!(error = %e, "session token store: a revocation was not written out");
+            }
+        }
+        n
     }
 
     /// Forgets every token expired at `now_us`.
