@@ -668,6 +668,7 @@ function renderSession() {
   const loggedIn = Boolean(client.token);
   $('login-form').hidden = loggedIn;
   $('session-box').hidden = !loggedIn;
+  if (!loggedIn) showPasswordForm(false);
   $('logged-in-user').textContent = loggedIn ? `${client.user}${client.role ? ` (${client.role})` : ''}` : '';
   renderTicketButton();
 }
@@ -694,6 +695,34 @@ function startAccount() {
   state.account.clear();
   client.subscribe({ ch: 'account' }, onAccount, { onState: () => mark('account') });
   mark('account', 'ticket', 'book');
+}
+
+function showPasswordForm(open) {
+  const form = $('password-form');
+  form.hidden = !open;
+  $('password-open').setAttribute('aria-expanded', String(open));
+  if (!open) form.reset();
+  else form.elements.password.focus();
+}
+
+/**
+ * Changes the logged-in user's password. The exchange then ends every
+ * login of the user, this page's too (its `logged_out` notice), and the
+ * page asks for a login with the new password.
+ */
+async function changePassword(ev) {
+  ev.preventDefault();
+  const form = $('password-form');
+  $('password-submit').disabled = true;
+  try {
+    // The login form says what happened next (the exchange's `logged_out`).
+    await client.changePassword(form.elements.password.value, form.elements.new_password.value);
+    showPasswordForm(false);
+  } catch (e) {
+    showNotice(`password: ${errorText(e)}`);
+  } finally {
+    $('password-submit').disabled = false;
+  }
 }
 
 async function logout() {
@@ -737,7 +766,8 @@ client.on('auth', (ev) => {
 
 client.on('notice', (msg) => {
   if (msg.code === 'shutdown') showNotice(`server restarting in ${msg.in_ms ?? '?'} ms; will reconnect`, 0);
-  else showNotice(`notice: ${msg.code}`);
+  // The login form says why (the 'auth' event).
+  else if (msg.code !== 'logged_out') showNotice(`notice: ${msg.code}`);
 });
 
 client.on('stream-error', (key, e) => showNotice(`${key}: ${errorText(e)}`));
@@ -758,6 +788,9 @@ function renderStats() {
 function wire() {
   $('login-form').addEventListener('submit', login);
   $('logout').addEventListener('click', logout);
+  $('password-open').addEventListener('click', () => showPasswordForm($('password-form').hidden));
+  $('password-cancel').addEventListener('click', () => showPasswordForm(false));
+  $('password-form').addEventListener('submit', changePassword);
   $('instrument-select').addEventListener('change', (e) => selectInstrument(e.target.value));
   for (const b of document.querySelectorAll('[data-interval]')) {
     b.addEventListener('click', () => {

@@ -5,7 +5,8 @@
 // place, amend and cancel a limit order, cross it from the other trader and
 // see the fill and exact new balances on both sides, see a rejected order's
 // error code, drop the WebSocket and see the page resume with the book equal
-// to a fresh snapshot, and see both charts drawn. Screenshots of each state
+// to a fresh snapshot, see both charts drawn, and change a password (the
+// page logs out, the new one logs in). Screenshots of each state
 // go to target/web-e2e/ at the repository root.
 //
 // Environment: BOURSE_URL (default http://127.0.0.1:8080), BOURSE_E2E_USER1/
@@ -650,6 +651,49 @@ const steps = [
       await until(p, () => document.querySelector('[data-testid="stats"]').textContent.includes(`candles:${window.__bourse.state.sym}:5m@`), null, 'the status line names the 5m stream');
       check(!(await p.evaluate(() => document.querySelector('[data-testid="stats"]').textContent.includes(':1m@'))), 'the status line no longer names the 1m stream');
       await shot(state.a, 'charts');
+    },
+  ],
+  [
+    'a trader changes its password: the page logs out, the old one is refused, the new one logs in',
+    async () => {
+      const t = state.b;
+      const p = t.page;
+      const login = async (pass) => {
+        await tid(p, 'login-user').fill(t.user);
+        await tid(p, 'login-pass').fill(pass);
+        await tid(p, 'login-submit').click();
+      };
+      const fillForm = async (from, to) => {
+        if (await tid(p, 'password-form').isHidden()) await tid(p, 'password-open').click();
+        await tid(p, 'password-current').fill(from);
+        await tid(p, 'password-new').fill(to);
+        await tid(p, 'password-submit').click();
+      };
+      const changeTo = async (from, to) => {
+        await fillForm(from, to);
+        await tid(p, 'login-form').waitFor({ state: 'visible' });
+        const code = await tid(p, 'login-error').getAttribute('data-code');
+        check(code === 'logged_out', `the page says why it logged out, got ${code}`);
+        check(await tid(p, 'password-form').isHidden(), 'the password form closes');
+      };
+      await login(t.pass);
+      await tid(p, 'logged-in-user').waitFor({ state: 'visible' });
+      // A wrong current password changes nothing.
+      await fillForm(`${t.pass}-wrong`, `${t.pass}-next-1`);
+      await until(p, () => document.querySelector('[data-testid="notice"]').textContent.includes('bad_credentials'), null, 'the refusal');
+      check(await tid(p, 'logged-in-user').isVisible(), 'still logged in after a refused change');
+      await shot(t, 'password-refused');
+      const next = `${t.pass}-next-1`;
+      await changeTo(t.pass, next);
+      await shot(t, 'password-changed');
+      await login(t.pass);
+      await until(p, () => document.querySelector('[data-testid="login-error"]').dataset.code === 'bad_credentials', null, 'the old password refused');
+      await login(next);
+      await tid(p, 'logged-in-user').waitFor({ state: 'visible' });
+      // Back to the documented demo password.
+      await changeTo(next, t.pass);
+      await login(t.pass);
+      await tid(p, 'logged-in-user').waitFor({ state: 'visible' });
     },
   ],
 ];

@@ -354,6 +354,7 @@ export class BourseClient {
     } else if (typeof msg.ch === 'string') {
       this.handleEvent(msg);
     } else if (msg.op === 'notice') {
+      if (msg.code === 'logged_out') this.loggedOut(msg);
       this.emit('notice', msg);
     }
     // Anything else is a message type this page does not know: ignored.
@@ -453,6 +454,26 @@ export class BourseClient {
     this.role = res.role ?? null;
     this.emit('auth', { state: 'in', user: this.user, role: this.role });
     return res;
+  }
+
+  /**
+   * The server ended this connection's login (`logged_out` notice: the
+   * user's password was set, by the user or an operator): the token is
+   * dead, the account stream gone, and the page must log in again.
+   */
+  loggedOut(msg) {
+    if (!this.token) return;
+    this.token = null;
+    this.user = null;
+    this.role = null;
+    for (const st of [...this.streams.values()]) if (st.spec.ch === 'account') this.forget(st);
+    const why = msg.reason === 'password_set' ? 'the password was changed; log in with the new one' : 'the server ended the login';
+    this.emit('auth', { state: 'lost', error: new ProtocolError({ code: 'logged_out', msg: why, local: true }) });
+  }
+
+  /** Changes the logged-in user's own password (`account.password`). */
+  async changePassword(password, newPassword) {
+    return this.request('account.password', { password, new_password: newPassword });
   }
 
   async logout() {

@@ -444,3 +444,34 @@ test('a passing failure of session.resume reconnects instead of hanging', async 
   await flush();
   assert.equal(client.conn, 'resumed');
 });
+
+test('a logged_out notice ends the login and forgets the account stream', async () => {
+  const { client, ws } = await connected();
+  const auth = [];
+  client.on('auth', (e) => auth.push([e.state, e.error?.code]));
+  const login = client.login('alice', 'pw');
+  ws.reply(ws.lastOp('auth'), { user: 'alice', role: 'trader', session: { id: 's1', token: 'tok' } });
+  await login;
+  client.subscribe({ ch: 'account' }, () => {});
+  client.subscribe({ ch: 'trades', sym: 'BTC-USD' }, () => {});
+  ws.push({ op: 'notice', code: 'logged_out', reason: 'password_set' });
+  await flush();
+  assert.equal(client.token, null);
+  assert.equal(client.user, null);
+  assert.deepEqual(auth, [['in', undefined], ['lost', 'logged_out']]);
+  assert.equal(client.streams.has('account'), false);
+  assert.equal(client.streams.has('trades:BTC-USD'), true);
+  // A second notice (another of the user's logins ending) changes nothing.
+  ws.push({ op: 'notice', code: 'logged_out', reason: 'password_set' });
+  await flush();
+  assert.equal(auth.length, 2);
+});
+
+test('changePassword sends account.password with the current and the new password', async () => {
+  const { client, ws } = await connected();
+  const done = client.changePassword('old-one-1', 'new-one-22');
+  const op = ws.lastOp('account.password');
+  assert.deepEqual(op.args, { password: 'old-one-1', new_password: 'new-one-22' });
+  ws.reply(op, { user: 'alice' });
+  assert.deepEqual(await done, { user: 'alice' });
+});
