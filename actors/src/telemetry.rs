@@ -133,6 +133,8 @@ pub const ACTOR_LEDGER: &str = "ledger";
 pub const ACTOR_INSTRUMENT: &str = "instrument";
 pub const ACTOR_JOURNAL: &str = "journal";
 pub const ACTOR_MARKET: &str = "market";
+/// Not an actor: the node's password checks (`session::hashing`), refused when full.
+pub const ACTOR_PASSWORD_CHECKS: &str = "password_checks";
 
 /// `action` of [`SLOW_CONSUMER_TOTAL`]: updates merged for a lagging subscriber.
 pub const SLOW_CONFLATE: &str = "conflate";
@@ -370,7 +372,7 @@ fn build() -> Option<Telemetry> {
 /// alerts see a flat line rather than nothing.
 fn preregister() {
     metrics::counter!(ORDERS_TOTAL, "op" => OP_PLACE, "result" => RESULT_ACCEPTED, "code" => CODE_NONE).absolute(0);
-    for actor in [ACTOR_LEDGER, ACTOR_INSTRUMENT] {
+    for actor in [ACTOR_LEDGER, ACTOR_INSTRUMENT, ACTOR_PASSWORD_CHECKS] {
         metrics::counter!(OVERLOADED_TOTAL, "actor" => actor).absolute(0);
     }
     for actor in [ACTOR_LEDGER, ACTOR_JOURNAL, ACTOR_MARKET] {

@@ -66,6 +66,8 @@ pub struct Shared {
     pub epoch: u64,
     /// Every account's `order.cancel_after` switch.
     pub cancel_after: crate::session::cancel_after::Switches,
+    /// The slow password hashes, a few at a time.
+    pub password_checks: Arc<crate::session::hashing::PasswordChecks>,
 }
 
 impl Shared {
@@ -373,6 +375,7 @@ impl Node {
             next_session: AtomicUsize::new(1),
             epoch,
             cancel_after: Default::default(),
+            password_checks: crate::session::hashing::PasswordChecks::for_this_machine(),
         });
         let _ = shared.ledger.set(ledger_addr.clone());
         learn_recovered(&shared, &exchange);

@@ -25,6 +25,7 @@ use crate::wire;
 
 pub mod cancel_after;
 pub mod frame;
+pub mod hashing;
 pub mod outbox;
 pub mod queue;
 pub mod writer;
@@ -324,16 +325,16 @@ impl Session {
                         // logged in (or not), in order, and one connection
                         // has one hash running at a time.
                         let shared = self.shared.clone();
-                        let fut = tokio::task::spawn_blocking(move || {
+                        let fut = self.shared.password_checks.run(move || {
                             auth::authenticate_password(&shared.directory, &pw.user, &pw.password)
-                        });
+                        }).map_err(|_| checks_busy())?;
                         ctx.wait(fut.into_actor(self).map(move |r, act, ctx| match r {
-                            Ok(Ok((user, role))) => act.authed(user, role, cod, id, ts_in, ctx),
-                            Ok(Err(e)) => {
+                            Some(Ok((user, role))) => act.authed(user, role, cod, id, ts_in, ctx),
+                            Some(Err(e)) => {
                                 metrics::counter!("bourse_auth_failures_total", "code" => e.code_str()).increment(1);
                                 act.respond(id, ts_in, Err(auth_error(e)), ctx)
                             }
-                            Err(_) => act.respond(id, ts_in, Err(ErrorBody::new(ErrorCode::Internal, "auth failed")), ctx),
+                            None => act.respond(id, ts_in, Err(ErrorBody::new(ErrorCode::Internal, "auth failed")), ctx),
                         }));
                     }
                     p::AuthArgs::Key(k) => {
@@ -510,21 +511,21 @@ impl Session {
                 // nothing more until then.
                 let shared = self.shared.clone();
                 let user = me.user.clone();
-                let fut = tokio::task::spawn_blocking(move || {
+                let fut = self.shared.password_checks.run(move || {
                     auth::authenticate_password(&shared.directory, &user, &a.password)
                         .map(|_| shared.hash_password(&a.new_password))
-                });
+                }).map_err(|_| checks_busy())?;
                 ctx.wait(fut.into_actor(self).map(move |r, act, ctx| match r {
-                    Ok(Ok(password_hash)) => {
+                    Some(Ok(password_hash)) => {
                         let cmd = Command::SetPassword { user: me.user.clone(), password_hash, by: me.account };
                         let to = act.responder(id, ts_in, ctx);
                         act.submit(cmd, to, Shape::User(me.user));
                     }
-                    Ok(Err(e)) => {
+                    Some(Err(e)) => {
                         metrics::counter!("bourse_auth_failures_total", "code" => e.code_str()).increment(1);
                         act.respond(id, ts_in, Err(auth_error(e)), ctx)
                     }
-                    Err(_) => act.respond(id, ts_in, Err(ErrorBody::new(ErrorCode::Internal, "password change failed")), ctx),
+                    None => act.respond(id, ts_in, Err(ErrorBody::new(ErrorCode::Internal, "password change failed")), ctx),
                 }));
             }
             Op::Instruments => self.ask(Query::Instruments, id, ts_in, ctx),
@@ -801,6 +802,12 @@ pub fn listing_with(asset: &dyn Fn(&str) -> Option<eng::AssetId>, c: &crate::con
     })
 }
 
+
+/// The answer when every password check slot is taken and the queue is full.
+fn checks_busy() -> ErrorBody {
+    metrics::counter!(crate::telemetry::OVERLOADED_TOTAL, "actor" => crate::telemetry::ACTOR_PASSWORD_CHECKS).increment(1);
+    ErrorBody::new(ErrorCode::Overloaded, "too many logins at once; retry shortly")
+}
 
 /// A new password's length: 8 to `PASSWORD_LEN_MAX` bytes.
 fn check_password(pw: &str) -> Result<(), ErrorBody> {
