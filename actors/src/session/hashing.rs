@@ -5,8 +5,8 @@
 //! each request came, 400 connections sending `auth` together took 405
 //! threads and 1.1 GB, and every core, from an exchange whose trading needs
 //! them. Here at most `slots` hashes run at once (the machine's cores),
-//! the next `waiting_max` wait their turn in order, holding no thread, and
-//! one more is answered `overloaded` at once (retryable): a login flood
+//! the next `waiting_max` (64 a slot) wait their turn in order, holding no
+//! thread, and one more is answered `overloaded` at once (retryable): a login flood
 //! costs the exchange a bounded share of its cores and memory, and is told
 //! to come back rather than queued without end.
 
@@ -16,9 +16,11 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
-/// Password checks waiting for a slot, at most: about `waiting_max x 30 ms /
-/// slots` of wait for the last one.
-pub const WAITING_MAX_DEFAULT: usize = 256;
+/// Password checks waiting for a slot, at most, for each slot: the last
+/// to wait waits about 64 checks' time (about 2 s at 30 ms a check), well
+/// within the 5 s of silence after which a client may take its connection
+/// for dead (the session sends no heartbeat while its check waits).
+pub const WAITING_PER_SLOT: usize = 64;
 
 pub struct PasswordChecks {
     slots: Arc<Semaphore>,
@@ -37,8 +39,8 @@ impl PasswordChecks {
 
     /// As many slots as the machine has cores (two at least).
     pub fn for_this_machine() -> Arc<Self> {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Self::new(cores.max(2), WAITING_MAX_DEFAULT)
+        let slots = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
+        Self::new(slots, slots * WAITING_PER_SLOT)
     }
 
     /// Checks waiting for a slot now.
