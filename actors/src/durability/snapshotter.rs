@@ -62,6 +62,9 @@ pub struct Snapshotter<L, S> {
     catalogue: Vec<CatalogueEntry>,
     events_since: u64,
     last_snapshot: Instant,
+    /// How old the newest snapshot was when this process started it (by
+    /// its last event's time), until this process writes one.
+    carried: Duration,
     status: Arc<SnapshotterStatus>,
 }
 
@@ -81,6 +84,14 @@ where
         conf: DurabilityConf,
     ) -> Self {
         let catalogue = envelope::read_catalogue(&store);
+        // What the log holds after the newest snapshot counts toward the
+        // next one across restarts, in events and in time: a node restarted
+        // more often than `snapshot_every_secs` (a crash loop, a chaos run)
+        // still writes snapshots, so recovery and the log stay bounded.
+        // With no snapshot yet, time counts from this start.
+        let newest = catalogue.iter().max_by_key(|c| c.index);
+        let events_since = newest.map_or(0, |c| pos.events_total.saturating_sub(c.events_total));
+        let carried = newest.map_or(Duration::ZERO, |c| Duration::from_micros(crate::reply::now_us().saturating_sub(c.last_ts)));
         Snapshotter {
             log,
             store,
@@ -90,8 +101,9 @@ where
             pos,
             conf,
             catalogue,
-            events_since: 0,
+            events_since,
             last_snapshot: Instant::now(),
+            carried,
             status: Arc::new(SnapshotterStatus::default()),
         }
     }
@@ -162,7 +174,7 @@ where
             .store(self.pos.index, Ordering::Release);
         let due = self.events_since >= self.conf.snapshot_every_events
             || (self.events_since > 0
-                && self.last_snapshot.elapsed()
+                && self.last_snapshot.elapsed() + self.carried
                     >= Duration::from_secs(self.conf.snapshot_every_secs));
         if due {
             self.write_snapshot()?;
@@ -185,6 +197,7 @@ where
             .map_err(|e| format!("saving the snapshot catalogue: {e}"))?;
         self.events_since = 0;
         self.last_snapshot = Instant::now();
+        self.carried = Duration::ZERO;
         self.status
             .snapshot_index
             .store(header.index, Ordering::Release);

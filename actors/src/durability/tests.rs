@@ -213,6 +213,59 @@ fn snapshots_follow_the_log_retention_purges_it_and_recovery_starts_from_the_new
     );
 }
 
+/// A restarted snapshotter counts what the log holds after the newest
+/// snapshot toward the next one, in events and in time: a node restarted
+/// more often than its snapshot period still writes snapshots.
+#[test]
+fn a_restart_counts_the_history_since_the_newest_snapshot_toward_the_next() {
+    let dir = TempDir::new("carried");
+    let c = conf(300, u64::MAX, 1 << 20);
+    let mut b = build(dir.path(), 400, &c, &[]);
+    assert!(b.snapshots_written >= 1);
+    let after = |d: &Path, c: &DurabilityConf, w: &mut Workload, batches: u64| {
+        let r = recover(d, c).unwrap();
+        let start = r.state.position.index;
+        let mut log = SharedLog::new(r.log);
+        let committed = Arc::new(AtomicU64::new(start));
+        let mut snap = Snapshotter::new(
+            log.downgrade(),
+            r.store,
+            committed.clone(),
+            Arc::new(AtomicBool::new(false)),
+            r.state.exchange,
+            r.state.position,
+            c.clone(),
+        );
+        let status = snap.status();
+        for i in 1..=batches {
+            log.append(&encode(&w.next_batch())).unwrap();
+            log.sync().unwrap();
+            committed.store(start + i, Ordering::Release);
+            assert!(snap.step().unwrap());
+        }
+        status.snapshots_written.load(Ordering::Acquire)
+    };
+    // Events: restarted after every batch, it still writes a snapshot once
+    // the batches since the newest one make the period's 300 events.
+    let long = DurabilityConf { snapshot_every_secs: 1_000_000_000, ..c.clone() };
+    let mut restarts = 0;
+    let mut written = 0;
+    while written == 0 && restarts < 1_000 {
+        restarts += 1;
+        written = after(dir.path(), &long, &mut b.workload, 1);
+    }
+    assert_eq!(written, 1, "no snapshot in {restarts} restarts of one batch each");
+    assert!(restarts > 1, "one batch alone is not the period");
+
+    // Time: the newest snapshot's last event is older than the period (the
+    // workload's clock is years behind this one), so the first batch after
+    // a restart makes a snapshot though few events came.
+    let hour = DurabilityConf { snapshot_every_events: u64::MAX, snapshot_every_secs: 3_600, ..c.clone() };
+    assert_eq!(after(dir.path(), &hour, &mut b.workload, 1), 1);
+    // ... and a period longer than that age does not.
+    assert_eq!(after(dir.path(), &long, &mut b.workload, 1), 0);
+}
+
 #[test]
 fn verify_compares_snapshots_with_a_replay_from_the_beginning() {
     let dir = TempDir::new("verify");
