@@ -516,7 +516,8 @@ async fn a_user_changes_its_own_password_and_its_logins_end() {
 
 /// Requests sent right behind `auth`, before its answer, are handled after
 /// it: as logged in when it succeeds, as not logged in when it fails, and a
-/// second `auth` behind a first finds the connection logged in.
+/// second `auth` behind a first finds the connection logged in. An
+/// operator's requests behind a new password's hash follow it too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_sent_behind_auth_are_handled_after_it() {
     let srv = bourse::spawn_server_for_tests(test_config());
@@ -556,6 +557,22 @@ async fn requests_sent_behind_auth_are_handled_after_it() {
     assert_eq!(r[1]["err"]["code"], "auth_required", "{}", r[1]);
     assert_eq!(r[2]["res"]["user"], "bob", "{}", r[2]);
     assert_eq!(r[3]["ok"], true, "{}", r[3]);
+
+    // An operator's requests behind a new user's password hash follow it.
+    let mut op = Client::connect(srv.addr).await;
+    op.login("admin", &srv.admin_password).await;
+    op.next_id = 1;
+    op.send_raw(send("admin.user.create", 1, json!({"user": "erin", "password": "erin-pass-1", "role": "trader"}))).await;
+    op.send_raw(send("admin.deposit", 2, json!({"user": "erin", "asset": "USD", "amount": "10.00"}))).await;
+    op.send_raw(send("admin.user.password", 3, json!({"user": "erin", "password": "erin-pass-2"}))).await;
+    op.send_raw(send("admin.deposit", 4, json!({"user": "erin", "asset": "USD", "amount": "5.00"}))).await;
+    let r = answers(&mut op, 4).await;
+    for r in &r {
+        assert_eq!(r["ok"], true, "{r}");
+    }
+    assert_eq!(r[3]["res"]["available"], "15.00");
+    let mut e = Client::connect(srv.addr).await;
+    e.login("erin", "erin-pass-2").await;
     srv.stop();
 }
 

@@ -1,5 +1,6 @@
-//! The node's password checks: the slow hashes of `auth` and
-//! `account.password`, run on the blocking pool a few at a time.
+//! The node's password checks: the slow hashes of `auth`,
+//! `account.password` and the operators' new passwords, run on the
+//! blocking pool a few at a time.
 //!
 //! A hash costs tens of milliseconds of a core and 19 MiB of memory. Run as
 //! each request came, 400 connections sending `auth` together took 405

@@ -534,6 +534,32 @@ impl Session {
                 let account = if a.user == eng::FEE_USER { eng::FEE_ACCOUNT } else { self.account_of(&a.user)? };
                 self.ask(Query::Balances(account), id, ts_in, ctx);
             }
+            Op::AdminUserCreate(_) | Op::AdminUserPassword(_) => {
+                // A new password's hash, like a login's check, runs through
+                // the node's password checks rather than on this thread
+                // (which other sessions share), and the session reads
+                // nothing more until it is made.
+                let by = self.operator()?.account;
+                let (user, password, role) = match op {
+                    Op::AdminUserCreate(a) => (a.user, a.password, Some(a.role)),
+                    Op::AdminUserPassword(a) => (a.user, a.password, None),
+                    _ => unreachable!("matched above"),
+                };
+                check_password(&password)?;
+                let shared = self.shared.clone();
+                let fut = self.shared.password_checks.run(move || shared.hash_password(&password)).map_err(|_| checks_busy())?;
+                ctx.wait(fut.into_actor(self).map(move |r, act, ctx| {
+                    let Some(password_hash) = r else {
+                        return act.respond(id, ts_in, Err(ErrorBody::new(ErrorCode::Internal, "hashing the password failed")), ctx);
+                    };
+                    let cmd = match role {
+                        Some(role) => Command::CreateUser { user: user.clone(), role: wire::role(role), password_hash, by },
+                        None => Command::SetPassword { user: user.clone(), password_hash, by },
+                    };
+                    let to = act.responder(id, ts_in, ctx);
+                    act.submit(cmd, to, Shape::User(user));
+                }));
+            }
             admin => {
                 let by = self.operator()?.account;
                 let (cmd, shape) = self.admin_command(admin, by)?;
@@ -648,16 +674,6 @@ impl Session {
             Op::AdminInstrumentHalt(a) => self.state_cmd(&a.sym, eng::InstrumentState::Halted, by)?,
             Op::AdminInstrumentResume(a) => self.state_cmd(&a.sym, eng::InstrumentState::Trading, by)?,
             Op::AdminInstrumentCancelOnly(a) => self.state_cmd(&a.sym, eng::InstrumentState::CancelOnly, by)?,
-            Op::AdminUserCreate(a) => {
-                check_password(&a.password)?;
-                let hash = self.shared.hash_password(&a.password);
-                (Command::CreateUser { user: a.user.clone(), role: wire::role(a.role), password_hash: hash, by }, Shape::User(a.user))
-            }
-            Op::AdminUserPassword(a) => {
-                check_password(&a.password)?;
-                let hash = self.shared.hash_password(&a.password);
-                (Command::SetPassword { user: a.user.clone(), password_hash: hash, by }, Shape::User(a.user))
-            }
             Op::AdminApikeyCreate(a) => {
                 let account = self.account_of(&a.user)?;
                 let key = auth::signature::generate_key_id();
