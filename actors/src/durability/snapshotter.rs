@@ -88,9 +88,10 @@ where
         // next one across restarts, in events and in time: a node restarted
         // more often than `snapshot_every_secs` (a crash loop, a chaos run)
         // still writes snapshots, so recovery and the log stay bounded.
-        // With no snapshot yet, time counts from this start.
+        // With no snapshot yet, every event of the log counts, and time
+        // counts from this start.
         let newest = catalogue.iter().max_by_key(|c| c.index);
-        let events_since = newest.map_or(0, |c| pos.events_total.saturating_sub(c.events_total));
+        let events_since = pos.events_total.saturating_sub(newest.map_or(0, |c| c.events_total));
         let carried = newest.map_or(Duration::ZERO, |c| Duration::from_micros(crate::reply::now_us().saturating_sub(c.last_ts)));
         Snapshotter {
             log,

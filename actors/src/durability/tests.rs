@@ -264,6 +264,16 @@ fn a_restart_counts_the_history_since_the_newest_snapshot_toward_the_next() {
     assert_eq!(after(dir.path(), &hour, &mut b.workload, 1), 1);
     // ... and a period longer than that age does not.
     assert_eq!(after(dir.path(), &long, &mut b.workload, 1), 0);
+
+    // With no snapshot yet, every event of the log counts.
+    let bare = TempDir::new("carried-bare");
+    let mut b = build(bare.path(), 100, &conf(u64::MAX, u64::MAX, 1 << 20), &[]);
+    assert_eq!(b.snapshots_written, 0);
+    let r = recover(bare.path(), &c).unwrap();
+    let total = r.state.position.events_total;
+    drop(r);
+    let upto = DurabilityConf { snapshot_every_events: total, ..long.clone() };
+    assert_eq!(after(bare.path(), &upto, &mut b.workload, 1), 1, "the log's {total} events and one batch make the period");
 }
 
 #[test]
