@@ -18,6 +18,7 @@ use super::workload::Workload;
 use super::*;
 use crate::config::DurabilityConf;
 use crate::storage::log::{EventLog, FileLog, FileLogOptions, Hash};
+use crate::storage::snapshot::SledSnapshotStore;
 use crate::storage::SnapshotStore;
 
 static DIRS: AtomicU64 = AtomicU64::new(0);
@@ -68,15 +69,12 @@ struct Built {
     last_snapshot: u64,
 }
 
-/// Runs `batches` workload batches through a recovered data directory the
-/// way a node does: appended and synced through the shared log, followed by
-/// a snapshotter.
-fn build(dir: &Path, batches: u64, conf: &DurabilityConf, mark_at: &[u64]) -> Built {
-    let r = recover(dir, conf).unwrap();
-    assert_eq!(r.state.position.index, 0);
-    let mut log = SharedLog::new(r.log);
-    let committed = Arc::new(AtomicU64::new(0));
-    let mut snap = Snapshotter::new(
+/// What a node runs on a recovered data directory: the shared log, the
+/// journal's committed index, and a snapshotter following it.
+fn follow(r: Recovered, conf: &DurabilityConf) -> (SharedLog<FileLog>, Arc<AtomicU64>, Snapshotter<FileLog, SledSnapshotStore>) {
+    let log = SharedLog::new(r.log);
+    let committed = Arc::new(AtomicU64::new(r.state.position.index));
+    let snap = Snapshotter::new(
         log.downgrade(),
         r.store,
         committed.clone(),
@@ -85,6 +83,16 @@ fn build(dir: &Path, batches: u64, conf: &DurabilityConf, mark_at: &[u64]) -> Bu
         r.state.position,
         conf.clone(),
     );
+    (log, committed, snap)
+}
+
+/// Runs `batches` workload batches through a recovered data directory the
+/// way a node does: appended and synced through the shared log, followed by
+/// a snapshotter.
+fn build(dir: &Path, batches: u64, conf: &DurabilityConf, mark_at: &[u64]) -> Built {
+    let r = recover(dir, conf).unwrap();
+    assert_eq!(r.state.position.index, 0);
+    let (mut log, committed, mut snap) = follow(r, conf);
     let status = snap.status();
     let mut w = Workload::new(11, 6, 1_700_000_000_000_000);
     let mut marks = BTreeMap::new();
@@ -225,17 +233,7 @@ fn a_restart_counts_the_history_since_the_newest_snapshot_toward_the_next() {
     let after = |d: &Path, c: &DurabilityConf, w: &mut Workload, batches: u64| {
         let r = recover(d, c).unwrap();
         let start = r.state.position.index;
-        let mut log = SharedLog::new(r.log);
-        let committed = Arc::new(AtomicU64::new(start));
-        let mut snap = Snapshotter::new(
-            log.downgrade(),
-            r.store,
-            committed.clone(),
-            Arc::new(AtomicBool::new(false)),
-            r.state.exchange,
-            r.state.position,
-            c.clone(),
-        );
+        let (mut log, committed, mut snap) = follow(r, c);
         let status = snap.status();
         for i in 1..=batches {
             log.append(&encode(&w.next_batch())).unwrap();
