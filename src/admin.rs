@@ -18,7 +18,7 @@ pub const PASSWORD_FILE: &str = bourse_actors::node::ADMIN_PASSWORD_FILE;
 pub const GENERATED_LEN: usize = 24;
 /// The longest password file read back (a generated one is 24 bytes; this
 /// leaves room for an operator's own without reading arbitrary files whole).
-pub const PASSWORD_FILE_BYTES_MAX: u64 = 1024;
+pub const PASSWORD_FILE_BYTES_MAX: u64 = bourse_actors::node::ADMIN_PASSWORD_FILE_BYTES_MAX;
 
 const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 

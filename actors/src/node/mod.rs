@@ -172,17 +172,12 @@ pub struct Node {
     next: Arc<AtomicUsize>,
 }
 
-/// The operator `admin`'s password, and whether the operator gave it
-/// (`BOURSE_ADMIN_PASSWORD`) rather than the node keeping one it made: a
-/// given one is set again at a later start when it differs from the one
-/// the exchange holds (how an operator who lost it resets it).
-///
-/// `generated` names the file a password made for this start was written
-/// to: a node whose exchange already exists removes it (the admin keeps
-/// the password it has; the file would name one that does not log in).
 /// The file in the data directory holding the first start's admin
 /// password, when it was generated (or an operator's, written there).
 pub const ADMIN_PASSWORD_FILE: &str = "initial-admin-password";
+/// The longest admin password file read (a generated password is 24
+/// bytes; this leaves room for an operator's own).
+pub const ADMIN_PASSWORD_FILE_BYTES_MAX: u64 = 1024;
 
 /// Removes the admin password file at `path` when the password in it no
 /// longer logs in: the admin's password was set since (through
@@ -190,7 +185,7 @@ pub const ADMIN_PASSWORD_FILE: &str = "initial-admin-password";
 /// password set, or in-band, when `stored` is the admin's hash).
 fn remove_stale_password_file(path: &std::path::Path, now: &str, stored: Option<&str>) {
     let Ok(meta) = std::fs::metadata(path) else { return };
-    if meta.len() > 1024 {
+    if meta.len() > ADMIN_PASSWORD_FILE_BYTES_MAX {
         return;
     }
     let Ok(text) = std::fs::read_to_string(path) else { return };
@@ -208,6 +203,14 @@ fn remove_stale_password_file(path: &std::path::Path, now: &str, stored: Option<
     }
 }
 
+/// The operator `admin`'s password, and whether the operator gave it
+/// (`BOURSE_ADMIN_PASSWORD`) rather than the node keeping one it made: a
+/// given one is set again at a later start when it differs from the one
+/// the exchange holds (how an operator who lost it resets it).
+///
+/// `generated` names the file a password made for this start was written
+/// to: a node whose exchange already exists removes it (the admin keeps
+/// the password it has; the file would name one that does not log in).
 #[derive(Clone)]
 pub struct AdminSecret {
     pub password: String,

@@ -822,7 +822,7 @@ pub fn listing_with(asset: &dyn Fn(&str) -> Option<eng::AssetId>, c: &crate::con
 /// The answer when every password check slot is taken and the queue is full.
 fn checks_busy() -> ErrorBody {
     metrics::counter!(crate::telemetry::OVERLOADED_TOTAL, "actor" => crate::telemetry::ACTOR_PASSWORD_CHECKS).increment(1);
-    ErrorBody::new(ErrorCode::Overloaded, "too many logins at once; retry shortly")
+    ErrorBody::new(ErrorCode::Overloaded, "too many password checks at once; retry shortly")
 }
 
 /// A new password's length: 8 to `PASSWORD_LEN_MAX` bytes.
