@@ -463,12 +463,17 @@ export class BourseClient {
    */
   loggedOut(msg) {
     if (!this.token) return;
+    const why = msg.reason === 'password_set' ? 'the password was changed; log in with the new one' : 'the server ended the login';
+    this.loseLogin(new ProtocolError({ code: 'logged_out', msg: why, local: true }));
+  }
+
+  /** Forgets a login the server no longer honours, and the account stream with it. */
+  loseLogin(err) {
     this.token = null;
     this.user = null;
     this.role = null;
     for (const st of [...this.streams.values()]) if (st.spec.ch === 'account') this.forget(st);
-    const why = msg.reason === 'password_set' ? 'the password was changed; log in with the new one' : 'the server ended the login';
-    this.emit('auth', { state: 'lost', error: new ProtocolError({ code: 'logged_out', msg: why, local: true }) });
+    this.emit('auth', { state: 'lost', error: err });
   }
 
   /** Changes the logged-in user's own password (`account.password`). */
@@ -530,11 +535,7 @@ export class BourseClient {
           if (st && st.gen === gen) st.inFlight = false;
         }
         if (AUTH_LOST.has(err.code) || err.code === 'unknown_op' || err.code === 'bad_request') {
-          this.token = null;
-          this.user = null;
-          this.role = null;
-          for (const st of [...this.streams.values()]) if (st.spec.ch === 'account') this.forget(st);
-          this.emit('auth', { state: 'lost', error: err });
+          this.loseLogin(err);
         } else {
           throw err;
         }
