@@ -128,11 +128,62 @@ macro_rules! engine {
                     "amend" => g.only(Kind::Amend, n),
                     "mixed" => Generator::new(start.clone(), 11).mixed(n, Mix::Balanced),
                     "mixed_exact_ratio" => Generator::new(start.clone(), 13).mixed(n, Mix::ExactRatio),
+                    "mixed_by_kind" => Generator::new(start.clone(), 11).mixed(n, Mix::Balanced),
                     other => panic!("no such kind: {other}"),
                 };
                 let mut ex = start.clone();
-                counted(&mut ex, &stream);
+                if kind == "mixed_by_kind" {
+                    by_kind(&mut ex, &stream);
+                    for k in KINDS {
+                        let n = stream.kinds.iter().filter(|&&x| x == k).count();
+                        println!("{}: {n} commands", kind_name(k));
+                    }
+                } else {
+                    counted(&mut ex, &stream);
+                }
                 println!("{kind}: {} commands executed once", stream.cmds.len());
+            }
+
+            /// `mixed`, each command executed by the function of its kind,
+            /// so that callgrind's inclusive cost of `k_add`, `k_cancel`,
+            /// `k_marketable` and `k_amend` splits the stream's count by
+            /// kind, in the state the mix leaves (not the one-kind streams'
+            /// growing or emptying book).
+            #[inline(never)]
+            fn by_kind(ex: &mut Exchange, stream: &Stream) {
+                let mut events = Vec::with_capacity(64);
+                for ((c, ts), k) in stream.cmds.iter().cloned().zip(&stream.kinds) {
+                    match k {
+                        Kind::Add => k_add(ex, c, ts, &mut events),
+                        Kind::Cancel => k_cancel(ex, c, ts, &mut events),
+                        Kind::Marketable => k_marketable(ex, c, ts, &mut events),
+                        Kind::Amend => k_amend(ex, c, ts, &mut events),
+                    }
+                    events.clear();
+                }
+            }
+
+            // Four copies of one body: each marks itself differently, or the
+            // linker folds them into one function.
+            #[inline(never)]
+            fn k_add(ex: &mut Exchange, c: Command, ts: u64, events: &mut Vec<Event>) {
+                black_box(1u8);
+                black_box(ex.execute_into(c, ts, events, None)).ok();
+            }
+            #[inline(never)]
+            fn k_cancel(ex: &mut Exchange, c: Command, ts: u64, events: &mut Vec<Event>) {
+                black_box(2u16);
+                black_box(ex.execute_into(c, ts, events, None)).ok();
+            }
+            #[inline(never)]
+            fn k_marketable(ex: &mut Exchange, c: Command, ts: u64, events: &mut Vec<Event>) {
+                black_box(3u32);
+                black_box(ex.execute_into(c, ts, events, None)).ok();
+            }
+            #[inline(never)]
+            fn k_amend(ex: &mut Exchange, c: Command, ts: u64, events: &mut Vec<Event>) {
+                black_box(4u64);
+                black_box(ex.execute_into(c, ts, events, None)).ok();
             }
 
             /// Never inlined: `valgrind --tool=callgrind
