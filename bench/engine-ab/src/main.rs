@@ -299,7 +299,7 @@ fn env(name: &str, default: usize) -> usize {
 /// The median of sorted `v`: for an even count, the mean of the middle two.
 fn median(v: &[f64]) -> f64 {
     let m = v.len() / 2;
-    if v.len() % 2 == 0 {
+    if v.len().is_multiple_of(2) {
         (v[m - 1] + v[m]) / 2.0
     } else {
         v[m]
