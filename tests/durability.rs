@@ -583,3 +583,78 @@ async fn a_restart_makes_what_the_configuration_added_once() {
     assert_eq!(symbols(&e.ok("instruments", json!({})).await), want_symbols);
     srv.stop();
 }
+
+/// Every event of the log under `data`, in order.
+fn logged_events(data: &Path) -> Vec<bourse_engine::Event> {
+    use bourse_actors::storage::log::{EventLog, FileLog, FileLogOptions};
+    let (log, _) = FileLog::open(bourse_actors::durability::log_dir(data), FileLogOptions::default()).expect("log opens");
+    let entries = log.read(log.first_index()..=log.last_index()).expect("log reads");
+    entries
+        .iter()
+        .flat_map(|e| e.events.iter())
+        .map(|b| bourse_actors::durability::decode_event(b).expect("event decodes"))
+        .collect()
+}
+
+/// Event times never go back. A node whose log ends later than its wall
+/// clock reads (a clock stepped back since, data moved to a host that is
+/// behind) stamps what it records next no earlier than the log's end: the
+/// users its configuration adds at this start, the operator's new
+/// password, a trader's order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_times_go_on_from_the_log_when_the_clock_is_behind_it() {
+    use bourse_actors::durability::{encode_event, log_dir, workload::Workload};
+    use bourse_actors::storage::log::{EventLog, FileLog, FileLogOptions};
+    let dir = TempDir::new("clock");
+    let data = dir.path();
+    // A history whose last event is an hour ahead of this machine's clock.
+    let ahead = bourse_actors::reply::now_us() + 3_600_000_000;
+    {
+        let (mut log, _) = FileLog::open(log_dir(data), FileLogOptions::default()).expect("log opens");
+        let mut w = Workload::new(7, 2, ahead);
+        for _ in 0..40 {
+            let batch: Vec<Vec<u8>> = w.next_batch().iter().map(encode_event).collect();
+            log.append(&batch).expect("appends");
+        }
+        log.sync().expect("syncs");
+    }
+    let history = logged_events(data);
+    let end = history.last().expect("a history").ts;
+    assert!(end > ahead, "the history runs ahead of the clock");
+
+    let mut cfg = durable(data);
+    cfg.durability = DurabilityConf::default();
+    let srv = spawn(&cfg);
+    let trading = async {
+        let mut alice = Client::connect(srv.addr).await;
+        alice.login("alice", "alice-pass").await;
+        // The history's BTC-USD: whole dollars, lots of 0.01.
+        alice
+            .ok("order.place", json!({"cl_id": "late-1", "sym": "BTC-USD", "side": "buy", "type": "limit", "px": "59000", "qty": "0.01"}))
+            .await;
+    };
+    // A ledger whose checks find its `cl_id` log out of time order stops
+    // the node (debug builds check after every message): no answer comes.
+    tokio::time::timeout(Duration::from_secs(30), trading)
+        .await
+        .expect("alice logs in and places an order within 30 s");
+    srv.stop();
+    wait_released(data);
+
+    let events = logged_events(data);
+    let added = &events[history.len()..];
+    assert!(
+        added.iter().any(|e| matches!(&e.body, bourse_engine::EventBody::UserCreated { user, .. } if user == "alice")),
+        "this start added the configuration's users"
+    );
+    assert!(
+        added.iter().any(|e| matches!(e.body, bourse_engine::EventBody::OrderAccepted { .. })),
+        "alice's order is in the log"
+    );
+    for e in added {
+        assert!(e.ts >= end, "an event stamped {} after a history ending at {end}: {:?}", e.ts, e.body);
+    }
+    for pair in events.windows(2) {
+        assert!(pair[1].ts >= pair[0].ts, "event times went back: {} then {}", pair[0].ts, pair[1].ts);
+    }
+}

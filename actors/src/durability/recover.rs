@@ -437,13 +437,15 @@ pub fn orphans(state: &Exchange) -> Vec<EventBody> {
 
 impl Recovered {
     /// Rejects the orders a crash left between the ledger and their book
-    /// (see the module docs) in one durable log batch stamped `ts`, and
-    /// applies it. Returns how many there were.
-    pub fn settle_orphans(&mut self, ts: u64) -> Result<usize, RecoverError> {
+    /// (see the module docs) in one durable log batch stamped `now`, or
+    /// the log's last event's time if that is later (event times never go
+    /// back: `EventClock`), and applies it. Returns how many there were.
+    pub fn settle_orphans(&mut self, now: u64) -> Result<usize, RecoverError> {
         let bodies = orphans(&self.state.exchange);
         if bodies.is_empty() {
             return Ok(0);
         }
+        let ts = now.max(self.state.position.last_ts);
         let events: Vec<Event> = bodies.into_iter().map(|body| Event { ts, body }).collect();
         let encoded: Vec<Vec<u8>> = events.iter().map(encode_event).collect();
         let index = self.log.append(&encoded)?;

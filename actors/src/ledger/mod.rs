@@ -101,6 +101,33 @@ pub struct LedgerActor {
     /// and nothing is released while one is in flight (it may need what a
     /// release would give back).
     pub amending: HashMap<OrderId, InFlight>,
+    /// Stamps the events this ledger records.
+    pub clock: EventClock,
+}
+
+/// The time events are stamped with: the wall clock, but never earlier
+/// than the last event stamped (or recovered from the log). A wall clock
+/// stepped back (by NTP, by an operator, on a restart on another host)
+/// holds the exchange's time where it was until it catches up, so the log,
+/// fills, trades and candles never go back in time, and `bourse restore
+/// --until TIME` stops at one point of the history.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EventClock {
+    last: u64,
+}
+
+impl EventClock {
+    /// A clock whose next stamp is no earlier than `last` (the newest
+    /// event's time, 0 for none).
+    pub fn after(last: u64) -> EventClock {
+        EventClock { last }
+    }
+
+    /// The time for an event recorded when the wall clock reads `now`.
+    pub fn stamp(&mut self, now: u64) -> u64 {
+        self.last = self.last.max(now);
+        self.last
+    }
 }
 
 /// The amends of one order on their way to its book.
@@ -224,7 +251,7 @@ impl LedgerActor {
     }
 
     fn record(&mut self, body: EventBody, p: &mut Proposal) {
-        let ts = now_us();
+        let ts = self.clock.stamp(now_us());
         let mut updates = Vec::new();
         self.ledger.apply(ts, &body, Some(&mut updates));
         for u in updates {

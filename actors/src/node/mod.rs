@@ -18,7 +18,7 @@ use crate::auth::{self, limits::AccountLimiter, Directory, NonceCache, PasswordP
 use crate::config::Config;
 use crate::durability::{self, snapshotter::Snapshotter, SharedLog};
 use crate::journal::{self, JournalHandle, Publisher};
-use crate::ledger::{LedgerActor, Shape, Submit};
+use crate::ledger::{EventClock, LedgerActor, Shape, Submit};
 use crate::market::{Committed, MarketData};
 use crate::reply::{Deliver, Responder};
 use crate::session::queue::Queue;
@@ -228,16 +228,19 @@ impl Node {
         // book are closed first. The snapshotter gets its own copy of the
         // replayed state and follows the log from there (the orphans' batch
         // is the first it reads).
-        let (mut exchange, log, snapshots, epoch, account_tail, sessions): (Exchange, Box<dyn EventLogSend>, _, u64, _, _) = if cfg.durable {
+        // Event times go on from the log's last one, whatever the wall clock
+        // reads now (`EventClock`).
+        let (mut exchange, log, snapshots, epoch, account_tail, sessions, clock): (Exchange, Box<dyn EventLogSend>, _, u64, _, _, EventClock) = if cfg.durable {
             let mut r = durability::recover(&cfg.data_dir, &cfg.durability).map_err(|e| anyhow::anyhow!("{e}"))?;
             let (replayed, at) = (r.state.exchange.clone(), r.state.position);
             r.settle_orphans(crate::reply::now_us()).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let clock = EventClock::after(r.state.position.last_ts);
             let log = SharedLog::new(r.log);
             let sessions = r.store.sessions().map_err(|e| anyhow::anyhow!("{e}"))?;
             let follow = (log.downgrade(), r.store, replayed, at);
-            (r.state.exchange, Box::new(log), Some(follow), r.epoch, r.state.account_tail, Some(sessions))
+            (r.state.exchange, Box::new(log), Some(follow), r.epoch, r.state.account_tail, Some(sessions), clock)
         } else {
-            (Exchange::new(), Box::new(MemLog::new()), None, durability::EPOCH_FIRST, Default::default(), None)
+            (Exchange::new(), Box::new(MemLog::new()), None, durability::EPOCH_FIRST, Default::default(), None, EventClock::default())
         };
         let fresh = log.last_index() == 0;
 
@@ -319,6 +322,7 @@ impl Node {
                 pending: Default::default(),
                 flush_scheduled: false,
                 amending: Default::default(),
+                clock,
             };
             for b in recovered_books.drain(..) {
                 actor.spawn_book(b, ctx.address());
