@@ -615,3 +615,23 @@ pub fn account_message(l: &Ledger, epoch: u64, ts: u64, u: AccountUpdate) -> (u6
     let msg = json!({"ch": "account", "epoch": epoch, "prev": seq - 1, "seq": seq, "ts": ts, "type": kind, "data": data});
     (account.0, seq, msg)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::EventClock;
+
+    /// A wall clock that steps back holds the stamps where they were until
+    /// it catches up; one recovered from a log goes on from its end.
+    #[test]
+    fn event_stamps_never_go_back() {
+        let mut c = EventClock::default();
+        assert_eq!(c.stamp(1_000), 1_000);
+        assert_eq!(c.stamp(2_000), 2_000);
+        assert_eq!(c.stamp(1_500), 2_000, "the clock stepped back");
+        assert_eq!(c.stamp(2_000), 2_000);
+        assert_eq!(c.stamp(2_001), 2_001, "caught up");
+        let mut r = EventClock::after(5_000);
+        assert_eq!(r.stamp(4_000), 5_000, "a log ending ahead of the clock");
+        assert_eq!(r.stamp(6_000), 6_000);
+    }
+}
