@@ -877,6 +877,91 @@ fn a_panic_in_the_ledger_stops_the_process_and_a_restart_keeps_what_it_acknowled
     server.stop();
 }
 
+/// A disk that fails the journal's `fdatasync` (injected with
+/// `BOURSE_FAULT=journal-sync:N`, as a full or failing disk would) stops
+/// the node: the order whose batch failed is answered `internal` with
+/// outcome `unknown` (or its connection ends with the process), never
+/// `ok`; the process aborts rather than serving a state that ran ahead of
+/// its log. Started again, every acknowledged order is there, and the
+/// unknown one is reconciled by its `cl_id`: placed again, it exists once.
+#[test]
+fn a_failed_journal_sync_stops_the_process_and_its_order_is_reconciled_by_cl_id() {
+    use std::os::unix::process::ExitStatusExt;
+    let bin = env!("CARGO_BIN_EXE_bourse");
+    let (_cleanup, cfg, rt) = scratch("syncfail", config);
+    // The first start writes the configuration's setup; the fault counts
+    // the syncs of the second: its fourth fails.
+    start(bin, &cfg).stop();
+    let mut server = start_with(bin, &cfg, &[("BOURSE_FAULT", "journal-sync:3")]);
+    let place = |k: usize| json!({"cl_id": format!("sf-{k}"), "sym": "BTC-USD", "side": "buy", "type": "limit", "px": format!("{}", 29_000 + k), "qty": "0.01"});
+    // Orders one at a time until one is not acknowledged (an order's
+    // acceptance and its book's outcome take one or two syncs).
+    let (acked, unknown): (Vec<u64>, usize) = rt.block_on(async {
+        let mut a = Client::connect(server.addr).await;
+        a.login("alice", "alice-pass").await;
+        let mut ids = Vec::new();
+        for k in 0..10 {
+            let id = a.next_id;
+            a.next_id += 1;
+            a.send_raw(Message::Text(json!({"op": "order.place", "id": id, "args": place(k)}).to_string().into())).await;
+            let end = tokio::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                match tokio::time::timeout_at(end, a.ws.next()).await.expect("an answer or the end of the connection in time") {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return (ids, k),
+                    Some(Ok(Message::Text(t))) => {
+                        let v: Value = serde_json::from_str(&t).unwrap();
+                        if v["id"].as_u64() != Some(id) {
+                            continue;
+                        }
+                        if v["ok"] == json!(true) {
+                            ids.push(v["res"]["order_id"].as_u64().expect("an order id"));
+                            break;
+                        }
+                        assert_eq!(v["err"]["code"], json!("internal"), "{v}");
+                        assert_eq!(v["err"]["outcome"], json!("unknown"), "{v}");
+                        return (ids, k);
+                    }
+                    Some(Ok(_)) => {}
+                }
+            }
+        }
+        panic!("ten orders were acknowledged: no sync failed");
+    });
+    assert!(acked.len() <= 3, "no more than the syncs before the fault: {acked:?}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = server.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the process still runs after its journal failed");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let log = server.log.lock().unwrap().join("\n");
+    assert_eq!(status.signal(), Some(6), "stopped by abort (SIGABRT): {status:?}; log:\n{log}");
+    assert!(log.contains("event log sync failed"), "the failure is logged:\n{log}");
+    assert!(log.contains("answered with outcome unknown"), "what waited was answered:\n{log}");
+    drop(server);
+
+    server = start(bin, &cfg);
+    rt.block_on(async {
+        let mut a = Client::connect(server.addr).await;
+        a.login("alice", "alice-pass").await;
+        // The unknown order, placed again by its cl_id: new or a duplicate
+        // of the one the log kept, never a second order.
+        let again = a.ok("order.place", place(unknown)).await;
+        let again_id = again["order_id"].as_u64().expect("an order id");
+        let orders = a.ok("account.orders", json!({})).await["orders"].as_array().unwrap().clone();
+        let mut open: Vec<(String, u64)> =
+            orders.iter().map(|o| (o["cl_id"].as_str().unwrap().to_string(), o["order_id"].as_u64().unwrap())).collect();
+        open.sort();
+        let mut want: Vec<(String, u64)> = acked.iter().enumerate().map(|(k, id)| (format!("sf-{k}"), *id)).collect();
+        want.push((format!("sf-{unknown}"), again_id));
+        want.sort();
+        assert_eq!(open, want, "every acknowledged order, and the reconciled one once");
+    });
+    server.stop();
+}
+
 /// The account stream resumes across a kill: PROTOCOL.md section 6 makes
 /// every private event "resumable from the persisted account log". Alice
 /// sees her stream up to some version; the process is killed; on a new

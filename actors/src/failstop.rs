@@ -49,14 +49,24 @@ pub fn contained<R>(f: impl FnOnce() -> R) -> R {
 /// The environment variable of fault injection (debug builds only):
 /// `BOURSE_FAULT=ledger-place:N` makes the ledger's thread panic when it
 /// takes the (N+1)-th order placement a session sent, so that crash tests
-/// can show what a broken invariant there does. Release builds never read
-/// it.
+/// can show what a broken invariant there does; `journal-sync:N` makes the
+/// journal's (N+1)-th `fdatasync` fail as a full or failing disk's would.
+/// Release builds never read it.
 pub const FAULT_ENV: &str = "BOURSE_FAULT";
 
 /// A place where a fault can be injected: panics when `BOURSE_FAULT`
 /// names `point` and it has been passed the given number of times. Does
 /// nothing in release builds.
 pub fn fault_point(point: &str) {
+    if fault_hit(point) {
+        panic!("fault injected at {point} ({FAULT_ENV})");
+    }
+}
+
+/// Whether a fault is injected at `point` this time: `BOURSE_FAULT` names
+/// it and it has been passed the given number of times (the caller makes
+/// the failure, e.g. an I/O error). Always false in release builds.
+pub fn fault_hit(point: &str) -> bool {
     #[cfg(debug_assertions)]
     {
         use std::sync::atomic::{AtomicU64, Ordering};
@@ -72,13 +82,15 @@ pub fn fault_point(point: &str) {
             parsed
         });
         if let Some((at, n)) = fault {
-            if at == point && PASSED.fetch_add(1, Ordering::Relaxed) == *n {
-                panic!("fault injected at {point} ({FAULT_ENV})");
-            }
+            return at == point && PASSED.fetch_add(1, Ordering::Relaxed) == *n;
         }
+        false
     }
     #[cfg(not(debug_assertions))]
-    let _ = point;
+    {
+        let _ = point;
+        false
+    }
 }
 
 /// Installs the process's panic hook: the usual report, then, on a

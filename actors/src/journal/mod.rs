@@ -8,6 +8,15 @@
 //! `commit_events_max` events), appends each as one log entry, syncs once
 //! (one `fdatasync` for the whole group), then releases them.
 //!
+//! A log that cannot take a group (an append or a sync fails: a full disk,
+//! an I/O error) stops the node: the state has run ahead of what is
+//! durable, and after a failed `fdatasync` what reached the disk is not
+//! known. Every answer waiting (the failed group's and those queued behind
+//! it) is `internal` with outcome `unknown`, nothing more is acknowledged,
+//! and the thread panics; it is a critical thread, so the process aborts
+//! (`failstop`) and a restart recovers from what the log holds. A client
+//! reconciles by `cl_id`.
+//!
 //! Its metrics: flush duration and batch size per group, events and bytes
 //! made durable, the log's length, the queue of proposals waiting (the
 //! journal's mailbox depth) and each proposal's time from hand-over to
@@ -27,6 +36,10 @@ use crate::telemetry;
 /// Proposals waiting for the journal before the ledger blocks: this bounds
 /// how far the live state runs ahead of durability.
 pub const PROPOSALS_QUEUED_MAX: usize = 65_536;
+
+/// How long a journal that cannot write gives the sessions to send their
+/// `unknown` answers before the process stops.
+pub const STOP_GRACE: Duration = Duration::from_millis(300);
 
 /// What one ledger step produced: its events, the answers waiting on them,
 /// and the stream messages to publish after the commit.
@@ -177,21 +190,22 @@ fn run<L: EventLog>(
             bytes += encoded.iter().map(|e| e.len() as u64).sum::<u64>();
             match log.append(&encoded) {
                 Ok(i) => indexes.push(Some(i)),
-                Err(e) => {
-                    // The state has run ahead of a log that cannot take it:
-                    // stop acknowledging anything; a restart recovers from the log.
-                    tracing::error!(error = %e, "event log append failed; the exchange stops acknowledging");
-                    stopped.store(true, Ordering::Release);
-                    return;
-                }
+                Err(e) => stop("append", &e, group, rx, stopped),
             }
         }
         let appended = indexes.iter().any(Option::is_some);
         if durable && appended {
-            if let Err(e) = log.sync() {
-                tracing::error!(error = %e, "event log sync failed; the exchange stops acknowledging");
-                stopped.store(true, Ordering::Release);
-                return;
+            let synced = if crate::failstop::fault_hit("journal-sync") {
+                Err(crate::storage::log::LogError::Io {
+                    op: "sync",
+                    path: "(fault injected: BOURSE_FAULT)".into(),
+                    source: std::io::Error::other("injected"),
+                })
+            } else {
+                log.sync()
+            };
+            if let Err(e) = synced {
+                stop("sync", &e, group, rx, stopped);
             }
         }
         metrics::histogram!(telemetry::JOURNAL_FLUSH_SECONDS).record(started.elapsed().as_secs_f64());
@@ -217,6 +231,33 @@ fn run<L: EventLog>(
             }
         }
     }
+}
+
+/// A log that failed to `op` a group: nothing more is acknowledged, every
+/// answer waiting (the group's, then those queued behind it) is `internal`
+/// with outcome `unknown`, and after `STOP_GRACE` the thread panics (the
+/// node stops; see the module docs).
+fn stop(op: &str, e: &crate::storage::log::LogError, group: Vec<Proposal>, rx: &Receiver<Proposal>, stopped: &std::sync::atomic::AtomicBool) -> ! {
+    stopped.store(true, Ordering::Release);
+    tracing::error!(
+        error = %e,
+        "event log {op} failed: the exchange acknowledges nothing more and stops; what waited is answered with outcome unknown (restart to recover from the log)"
+    );
+    let unknown = bourse_protocol::ErrorBody::new(
+        bourse_protocol::ErrorCode::Internal,
+        "the event log could not be written: the outcome is unknown; reconcile by cl_id once the exchange is back",
+    )
+    .with_outcome(bourse_protocol::Outcome::Unknown);
+    let mut waiting = 0usize;
+    for p in group.into_iter().chain(std::iter::from_fn(|| rx.try_recv().ok())) {
+        for (to, _) in p.answers {
+            to.send(Err(unknown.clone()));
+            waiting += 1;
+        }
+    }
+    tracing::error!(answers = waiting, "answered with outcome unknown");
+    std::thread::sleep(STOP_GRACE);
+    panic!("the event log could not be written ({op}): {e}");
 }
 
 /// Reads every event of a log, in order, for recovery.
