@@ -276,7 +276,7 @@ pub const METRICS: &[MetricSpec] = &[
     gauge(SNAPSHOT_AGE_SECONDS, &[], "Seconds since the newest state snapshot was taken."),
     histogram(SNAPSHOT_SECONDS, Some(Unit::Seconds), &[], "Time to build and save one state snapshot.", SNAPSHOT_SECONDS_BUCKETS),
     gauge(SNAPSHOT_INDEX, &[], "The event log index the newest snapshot was taken at."),
-    counter(SNAPSHOT_FAILURES_TOTAL, &[], "Times the snapshotter failed and stopped (recovery then replays more log)."),
+    counter(SNAPSHOT_FAILURES_TOTAL, &[], "Snapshot steps that failed (each is tried again; until one works, recovery replays more log)."),
     gauge(WS_CONNECTIONS, &["role"], "Open WebSocket sessions by role (anonymous until login)."),
     counter(WS_MESSAGES_IN_TOTAL, &["channel"], "WebSocket messages received."),
     counter(WS_MESSAGES_OUT_TOTAL, &["channel"], "WebSocket messages sent, by channel (response or the stream's channel)."),

@@ -34,6 +34,11 @@ pub const SNAPSHOT_POLL_MS: u64 = 50;
 /// Batches read per lock of the shared log: bounds how long the journal
 /// can wait on the snapshotter.
 pub const SNAPSHOT_READ_BATCHES_MAX: u64 = 256;
+/// After a failed step (a snapshot that could not be saved: a full disk, a
+/// store error), the snapshotter tries again after this long, doubling up
+/// to `SNAPSHOT_RETRY_MAX` while it keeps failing.
+pub const SNAPSHOT_RETRY_FIRST: Duration = Duration::from_secs(1);
+pub const SNAPSHOT_RETRY_MAX: Duration = Duration::from_secs(300);
 
 /// What the snapshotter did; readable while it runs.
 #[derive(Debug, Default)]
@@ -43,9 +48,11 @@ pub struct SnapshotterStatus {
     /// Index of the newest snapshot written by this process (0 if none).
     pub snapshot_index: AtomicU64,
     pub snapshots_written: AtomicU64,
-    /// Set when it stopped on an error (the exchange goes on; recovery
-    /// then replays more of the log).
+    /// Set while its last step failed (the exchange goes on; it tries
+    /// again, and until it succeeds recovery replays more of the log).
     pub failed: AtomicBool,
+    /// Steps that failed.
+    pub failures: AtomicU64,
 }
 
 /// Everything the thread owns.
@@ -131,24 +138,37 @@ where
             self.pos.index,
             hex::encode(self.state.state_hash())
         );
+        // After a failure: when to try again, and the wait that led there.
+        let mut retry: Option<(Instant, Duration)> = None;
         loop {
             std::thread::sleep(Duration::from_millis(SNAPSHOT_POLL_MS));
             if self.journal_stopped.load(Ordering::Acquire) {
                 tracing::info!("journal stopped; the snapshotter stops");
                 return;
             }
+            if retry.is_some_and(|(at, _)| Instant::now() < at) {
+                continue;
+            }
             match self.step() {
-                Ok(true) => {}
+                Ok(true) => {
+                    if retry.take().is_some() {
+                        self.status.failed.store(false, Ordering::Release);
+                        tracing::info!(index = self.pos.index, "the snapshotter works again");
+                    }
+                }
                 Ok(false) => return,
                 Err(e) => {
+                    let wait = retry.map_or(SNAPSHOT_RETRY_FIRST, |(_, w)| (w * 2).min(SNAPSHOT_RETRY_MAX));
+                    retry = Some((Instant::now() + wait, wait));
                     self.status.failed.store(true, Ordering::Release);
+                    self.status.failures.fetch_add(1, Ordering::AcqRel);
                     metrics::counter!("bourse_snapshot_failures_total").increment(1);
                     tracing::error!(
                         error = %e,
-                        "the snapshotter stopped; the exchange goes on, and recovery will replay \
-                         the log from the last snapshot written"
+                        retry_in_s = wait.as_secs(),
+                        "a snapshot step failed; the exchange goes on (recovery replays the log \
+                         from the last snapshot written), and the snapshotter tries again"
                     );
-                    return;
                 }
             }
         }

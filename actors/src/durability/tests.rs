@@ -649,3 +649,76 @@ fn the_audit_trail_names_who_did_what() {
     );
     assert_eq!(lines.len(), 1 + 3 + 2 + 6 * 4);
 }
+
+/// A snapshot store whose first `fail` saves fail, as a full disk's would.
+struct FailingSaves {
+    inner: SledSnapshotStore,
+    fail: AtomicU64,
+}
+
+impl SnapshotStore for FailingSaves {
+    fn save(&self, index: u64, bytes: &[u8]) -> Result<(), crate::storage::SnapshotError> {
+        if self.fail.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok() {
+            return Err(crate::storage::SnapshotError::Store { op: "save", source: "no space left on device (test)".into() });
+        }
+        self.inner.save(index, bytes)
+    }
+    fn latest(&self) -> Result<crate::storage::snapshot::Latest, crate::storage::SnapshotError> {
+        self.inner.latest()
+    }
+    fn list(&self) -> Result<Vec<crate::storage::snapshot::SnapshotInfo>, crate::storage::SnapshotError> {
+        self.inner.list()
+    }
+    fn prune(&self, keep: usize) -> Result<usize, crate::storage::SnapshotError> {
+        self.inner.prune(keep)
+    }
+    fn put_meta(&self, key: &str, bytes: &[u8]) -> Result<(), crate::storage::SnapshotError> {
+        self.inner.put_meta(key, bytes)
+    }
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, crate::storage::SnapshotError> {
+        self.inner.get_meta(key)
+    }
+}
+
+/// A snapshot that cannot be saved (a full disk) does not end snapshots
+/// for the life of the process: the snapshotter counts the failure, tries
+/// again after `SNAPSHOT_RETRY_FIRST` (then twice as long each time), and
+/// writes the snapshot once the store takes it.
+#[test]
+fn a_failed_snapshot_is_tried_again_and_written_once_the_store_takes_it() {
+    use super::snapshotter::SNAPSHOT_RETRY_FIRST;
+    let dir = TempDir::new("snapretry");
+    let c = conf(20, u64::MAX, 1 << 20);
+    let r = recover(dir.path(), &c).unwrap();
+    let log = SharedLog::new(r.log);
+    let committed = Arc::new(AtomicU64::new(r.state.position.index));
+    let stopped = Arc::new(AtomicBool::new(false));
+    let store = FailingSaves { inner: r.store, fail: AtomicU64::new(2) };
+    let snap = Snapshotter::new(log.downgrade(), store, committed.clone(), stopped.clone(), r.state.exchange, r.state.position, c.clone());
+    let status = snap.status();
+    let thread = snap.spawn();
+    let mut w = Workload::new(5, 3, 1_700_000_000_000_000);
+    let mut l = log.clone();
+    for i in 1..=40u64 {
+        assert_eq!(l.append(&encode(&w.next_batch())).unwrap(), i);
+    }
+    l.sync().unwrap();
+    committed.store(40, Ordering::Release);
+    // Two failures, 1 s then 2 s apart, then the save that works.
+    let deadline = std::time::Instant::now() + SNAPSHOT_RETRY_FIRST * 3 + std::time::Duration::from_secs(10);
+    while status.snapshots_written.load(Ordering::Acquire) == 0 {
+        assert!(std::time::Instant::now() < deadline, "no snapshot after {} failures", status.failures.load(Ordering::Acquire));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(status.failures.load(Ordering::Acquire), 2, "both failed saves were counted");
+    assert!(!status.failed.load(Ordering::Acquire), "no longer failing");
+    assert_eq!(status.snapshot_index.load(Ordering::Acquire), 40);
+    stopped.store(true, Ordering::Release);
+    thread.join().unwrap();
+    drop(l);
+    drop(log);
+    // The snapshot is there for the next recovery.
+    let r = recover(dir.path(), &c).unwrap();
+    assert_eq!(r.state.position.index, 40);
+    assert_eq!(r.state.exchange.state_hash(), w.state().state_hash());
+}
