@@ -279,6 +279,23 @@ impl Drop for Dir {
 }
 
 impl Server {
+    /// Waits (20 s at most) for the process to stop by abort (SIGABRT), as
+    /// the fail-stop does after `why`; its log.
+    fn aborted(&mut self, why: &str) -> String {
+        use std::os::unix::process::ExitStatusExt;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "the process still runs after {why}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let log = self.log.lock().unwrap().join("\n");
+        assert_eq!(status.signal(), Some(6), "stopped by abort (SIGABRT): {status:?}; log:\n{log}");
+        log
+    }
+
     fn kill(mut self) {
         self.child.kill().expect("SIGKILL");
         let status = self.child.wait().unwrap();
@@ -817,7 +834,6 @@ fn killed_at_random_moments_the_exchange_keeps_every_acknowledgement() {
 /// again on its directory, it has every order it acknowledged.
 #[test]
 fn a_panic_in_the_ledger_stops_the_process_and_a_restart_keeps_what_it_acknowledged() {
-    use std::os::unix::process::ExitStatusExt;
     let bin = env!("CARGO_BIN_EXE_bourse");
     let (_cleanup, cfg, rt) = scratch("failstop", config);
 
@@ -847,16 +863,7 @@ fn a_panic_in_the_ledger_stops_the_process_and_a_restart_keeps_what_it_acknowled
         }
         ids
     });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = server.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "the process still runs after its ledger panicked");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let log = server.log.lock().unwrap().join("\n");
-    assert_eq!(status.signal(), Some(6), "stopped by abort (SIGABRT): {status:?}; log:\n{log}");
+    let log = server.aborted("its ledger panicked");
     assert!(log.contains("the process stops"), "the stop is logged:\n{log}");
     assert!(log.contains("fault injected at ledger-place"), "the panic is reported:\n{log}");
     drop(server);
@@ -886,7 +893,6 @@ fn a_panic_in_the_ledger_stops_the_process_and_a_restart_keeps_what_it_acknowled
 /// unknown one is reconciled by its `cl_id`: placed again, it exists once.
 #[test]
 fn a_failed_journal_sync_stops_the_process_and_its_order_is_reconciled_by_cl_id() {
-    use std::os::unix::process::ExitStatusExt;
     let bin = env!("CARGO_BIN_EXE_bourse");
     let (_cleanup, cfg, rt) = scratch("syncfail", config);
     // The first start writes the configuration's setup; the fault counts
@@ -928,16 +934,7 @@ fn a_failed_journal_sync_stops_the_process_and_its_order_is_reconciled_by_cl_id(
         panic!("ten orders were acknowledged: no sync failed");
     });
     assert!(acked.len() <= 3, "no more than the syncs before the fault: {acked:?}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = server.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "the process still runs after its journal failed");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let log = server.log.lock().unwrap().join("\n");
-    assert_eq!(status.signal(), Some(6), "stopped by abort (SIGABRT): {status:?}; log:\n{log}");
+    let log = server.aborted("its journal failed");
     assert!(log.contains("event log sync failed"), "the failure is logged:\n{log}");
     assert!(log.contains("answered with outcome unknown"), "what waited was answered:\n{log}");
     drop(server);
