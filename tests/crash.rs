@@ -874,14 +874,20 @@ fn a_panic_in_the_ledger_stops_the_process_and_a_restart_keeps_what_it_acknowled
     rt.block_on(async {
         let mut a = Client::connect(server.addr).await;
         a.login("alice", "alice-pass").await;
-        let orders = a.ok("account.orders", json!({})).await["orders"].as_array().unwrap().clone();
-        let mut open: Vec<(String, u64)> =
-            orders.iter().map(|o| (o["cl_id"].as_str().unwrap().to_string(), o["order_id"].as_u64().unwrap())).collect();
-        open.sort();
+        let open = open_orders(&mut a).await;
         let want: Vec<(String, u64)> = acked.iter().enumerate().map(|(k, id)| (format!("fs-{k}"), *id)).collect();
         assert_eq!(open, want, "every acknowledged order, and nothing else");
     });
     server.stop();
+}
+
+/// The account's open orders as `(cl_id, order id)`, sorted.
+async fn open_orders(a: &mut Client) -> Vec<(String, u64)> {
+    let orders = a.ok("account.orders", json!({})).await["orders"].as_array().unwrap().clone();
+    let mut open: Vec<(String, u64)> =
+        orders.iter().map(|o| (o["cl_id"].as_str().unwrap().to_string(), o["order_id"].as_u64().unwrap())).collect();
+    open.sort();
+    open
 }
 
 /// A disk that fails the journal's `fdatasync` (injected with
@@ -947,10 +953,7 @@ fn a_failed_journal_sync_stops_the_process_and_its_order_is_reconciled_by_cl_id(
         // of the one the log kept, never a second order.
         let again = a.ok("order.place", place(unknown)).await;
         let again_id = again["order_id"].as_u64().expect("an order id");
-        let orders = a.ok("account.orders", json!({})).await["orders"].as_array().unwrap().clone();
-        let mut open: Vec<(String, u64)> =
-            orders.iter().map(|o| (o["cl_id"].as_str().unwrap().to_string(), o["order_id"].as_u64().unwrap())).collect();
-        open.sort();
+        let open = open_orders(&mut a).await;
         let mut want: Vec<(String, u64)> = acked.iter().enumerate().map(|(k, id)| (format!("sf-{k}"), *id)).collect();
         want.push((format!("sf-{unknown}"), again_id));
         want.sort();
