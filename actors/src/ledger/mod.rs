@@ -111,22 +111,48 @@ pub struct LedgerActor {
 /// holds the exchange's time where it was until it catches up, so the log,
 /// fills, trades and candles never go back in time, and `bourse restore
 /// --until TIME` stops at one point of the history.
+///
+/// While the wall clock is more than `CLOCK_BEHIND_WARN_US` behind, the
+/// node says so in its log, once a minute at most.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct EventClock {
     last: u64,
+    /// Wall time of the last warning that the clock is behind.
+    warned: Option<u64>,
 }
+
+/// How far the wall clock may be behind the event time before the node
+/// warns (a second: an NTP slew never gets there).
+pub const CLOCK_BEHIND_WARN_US: u64 = 1_000_000;
+/// Warnings that the clock is behind, at most one per this long.
+pub const CLOCK_BEHIND_WARN_EVERY_US: u64 = 60_000_000;
 
 impl EventClock {
     /// A clock whose next stamp is no earlier than `last` (the newest
     /// event's time, 0 for none).
     pub fn after(last: u64) -> EventClock {
-        EventClock { last }
+        EventClock { last, warned: None }
     }
 
     /// The time for an event recorded when the wall clock reads `now`.
     pub fn stamp(&mut self, now: u64) -> u64 {
         self.last = self.last.max(now);
         self.last
+    }
+
+    /// How far behind the event time the wall clock reading `now` is, when
+    /// that is past `CLOCK_BEHIND_WARN_US` and no warning was given in the
+    /// last `CLOCK_BEHIND_WARN_EVERY_US`.
+    pub fn behind_to_warn(&mut self, now: u64) -> Option<u64> {
+        let behind = self.last.saturating_sub(now);
+        if behind <= CLOCK_BEHIND_WARN_US {
+            return None;
+        }
+        if self.warned.is_some_and(|at| now.abs_diff(at) < CLOCK_BEHIND_WARN_EVERY_US) {
+            return None;
+        }
+        self.warned = Some(now);
+        Some(behind)
     }
 }
 
@@ -251,7 +277,15 @@ impl LedgerActor {
     }
 
     fn record(&mut self, body: EventBody, p: &mut Proposal) {
-        let ts = self.clock.stamp(now_us());
+        let now = now_us();
+        let ts = self.clock.stamp(now);
+        if let Some(behind) = self.clock.behind_to_warn(now) {
+            tracing::warn!(
+                behind_ms = behind / 1_000,
+                event_time_us = ts,
+                "the wall clock is behind the exchange's last event: events keep that time until the clock catches up (check NTP)"
+            );
+        }
         let mut updates = Vec::new();
         self.ledger.apply(ts, &body, Some(&mut updates));
         for u in updates {
@@ -633,5 +667,20 @@ mod tests {
         let mut r = EventClock::after(5_000);
         assert_eq!(r.stamp(4_000), 5_000, "a log ending ahead of the clock");
         assert_eq!(r.stamp(6_000), 6_000);
+    }
+
+    /// A clock more than a second behind is reported, once a minute.
+    #[test]
+    fn a_clock_far_behind_is_reported_once_a_minute() {
+        let t0 = 1_800_000_000_000_000u64;
+        let mut c = EventClock::after(t0 + 10_000_000);
+        assert_eq!(c.behind_to_warn(t0), Some(10_000_000));
+        assert_eq!(c.behind_to_warn(t0 + 1_000_000), None, "not again within the minute");
+        assert_eq!(c.behind_to_warn(t0 + 9_500_000), None, "half a second behind");
+        let mut c = EventClock::after(t0 + 120_000_000);
+        assert!(c.behind_to_warn(t0).is_some());
+        assert_eq!(c.behind_to_warn(t0 + 60_000_000), Some(60_000_000), "a minute later, still behind");
+        let mut slewed = EventClock::after(t0 + 500_000);
+        assert_eq!(slewed.behind_to_warn(t0), None);
     }
 }
