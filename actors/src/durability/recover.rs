@@ -86,7 +86,13 @@ impl From<SnapshotHeader> for Position {
 #[derive(Debug, thiserror::Error)]
 pub enum RecoverError {
     #[error(transparent)]
-    Log(#[from] LogError),
+    Log(LogError),
+    #[error(
+        "the disk holding {} is full ({cause}). Free space on it and start again: nothing \
+         acknowledged is lost (the event log holds it)",
+        path.display()
+    )]
+    DiskFull { path: PathBuf, cause: String },
     #[error(
         "snapshot store {}: {source}. Is another bourse running on this data directory? \
          If the store is damaged, restore this node from a backup (`bourse restore`)",
@@ -112,11 +118,25 @@ pub enum RecoverError {
     Decode { index: u64, reason: String },
 }
 
+impl From<LogError> for RecoverError {
+    fn from(e: LogError) -> RecoverError {
+        match &e {
+            LogError::Io { path, .. } if e.is_disk_full() => RecoverError::DiskFull { path: path.clone(), cause: e.to_string() },
+            _ => RecoverError::Log(e),
+        }
+    }
+}
+
 impl RecoverError {
     fn store(path: &Path) -> impl FnOnce(SnapshotError) -> RecoverError + '_ {
-        move |source| RecoverError::Store {
-            path: path.to_path_buf(),
-            source,
+        move |source| {
+            if source.is_disk_full() {
+                return RecoverError::DiskFull { path: path.to_path_buf(), cause: source.to_string() };
+            }
+            RecoverError::Store {
+                path: path.to_path_buf(),
+                source,
+            }
         }
     }
 }
@@ -374,10 +394,7 @@ pub fn recover(data_dir: &Path, conf: &DurabilityConf) -> Result<Recovered, Reco
         tracing::info!("{log_report}");
     }
     let state = rebuild(&log, &store).map_err(|e| match e {
-        RecoverError::Snapshots(source) => RecoverError::Store {
-            path: store_dir.clone(),
-            source,
-        },
+        RecoverError::Snapshots(source) => RecoverError::store(&store_dir)(source),
         other => other,
     })?;
     let epoch = match envelope::read_epoch(&store).map_err(RecoverError::store(&store_dir))? {
@@ -466,5 +483,28 @@ impl Recovered {
              their funds and cl_ids are released)"
         );
         Ok(events.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A start that fails on a full disk says to free space, not to look
+    /// for another process or restore from a backup.
+    #[test]
+    fn a_full_disk_at_start_is_named_as_such() {
+        let log = RecoverError::from(LogError::Io { op: "write", path: "/data/log/1.seg".into(), source: std::io::Error::from_raw_os_error(28) });
+        assert!(matches!(log, RecoverError::DiskFull { .. }), "{log}");
+        let text = log.to_string();
+        assert!(text.contains("the disk holding /data/log/1.seg is full") && text.contains("Free space"), "{text}");
+        let store = RecoverError::store(Path::new("/data/snapshots"))(SnapshotError::Store {
+            op: "open",
+            source: Box::new(std::io::Error::from_raw_os_error(28)),
+        });
+        let text = store.to_string();
+        assert!(text.contains("the disk holding /data/snapshots is full") && !text.contains("restore"), "{text}");
+        let other = RecoverError::store(Path::new("/data/snapshots"))(SnapshotError::KeepZero);
+        assert!(matches!(other, RecoverError::Store { .. }), "{other}");
     }
 }

@@ -17,3 +17,10 @@ pub use snapshot::{
     Latest, MemSnapshotStore, SkippedSnapshot, SledSnapshotStore, SnapshotError, SnapshotInfo,
     SnapshotStore,
 };
+
+/// Whether `e` says the disk is full (`ENOSPC`, or a quota's `EDQUOT`).
+pub fn io_disk_full(e: &std::io::Error) -> bool {
+    const ENOSPC: i32 = 28;
+    const EDQUOT: i32 = 122;
+    e.kind() == std::io::ErrorKind::StorageFull || matches!(e.raw_os_error(), Some(ENOSPC | EDQUOT))
+}

@@ -267,6 +267,19 @@ impl std::fmt::Debug for SledSnapshotStore {
     }
 }
 
+impl SnapshotError {
+    /// Whether the store failed because its disk is full.
+    pub fn is_disk_full(&self) -> bool {
+        let SnapshotError::Store { source, .. } = self else {
+            return false;
+        };
+        match source.downcast_ref::<sled::Error>() {
+            Some(sled::Error::Io(e)) => crate::storage::io_disk_full(e),
+            _ => source.downcast_ref::<std::io::Error>().is_some_and(crate::storage::io_disk_full),
+        }
+    }
+}
+
 fn sled_err(op: &'static str) -> impl FnOnce(sled::Error) -> SnapshotError {
     move |e| SnapshotError::Store {
         op,
@@ -512,6 +525,23 @@ impl SnapshotStore for MemSnapshotStore {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// A store error whose cause is a full disk says so (sled reports it as
+    /// its `Io` error); other errors do not.
+    #[test]
+    fn a_full_disk_is_told_apart_from_other_store_errors() {
+        let full = sled_err("open")(sled::Error::Io(std::io::Error::from_raw_os_error(28)));
+        assert!(full.is_disk_full(), "{full}");
+        let quota = sled_err("save")(sled::Error::Io(std::io::Error::from_raw_os_error(122)));
+        assert!(quota.is_disk_full(), "{quota}");
+        let denied = sled_err("open")(sled::Error::Io(std::io::Error::from_raw_os_error(13)));
+        assert!(!denied.is_disk_full(), "{denied}");
+        assert!(!SnapshotError::KeepZero.is_disk_full());
+        let log_full = crate::storage::LogError::Io { op: "write", path: "x.seg".into(), source: std::io::Error::from_raw_os_error(28) };
+        assert!(log_full.is_disk_full());
+        let log_other = crate::storage::LogError::Io { op: "write", path: "x.seg".into(), source: std::io::Error::other("eio") };
+        assert!(!log_other.is_disk_full());
+    }
 
     /// The behaviour every snapshot store must have. `damage` corrupts a
     /// stored snapshot; `reopen` closes the store and opens it again.

@@ -221,6 +221,13 @@ pub enum LogError {
     Poisoned { cause: String },
 }
 
+impl LogError {
+    /// Whether the log failed because its disk is full.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, LogError::Io { source, .. } if crate::storage::io_disk_full(source))
+    }
+}
+
 /// Checks a read range against what a log holds; `Ok(false)` for an empty range.
 fn check_range(range: &RangeInclusive<u64>, first: u64, last: u64) -> Result<bool, LogError> {
     let (start, end) = (*range.start(), *range.end());
