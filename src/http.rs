@@ -67,8 +67,11 @@ pub struct HttpState {
     pub web_root: PathBuf,
     /// Upgraded WebSockets open now.
     pub ws_open: Arc<AtomicUsize>,
-    /// `limits.connections_max`.
+    /// `limits.connections_max`, lowered to `sockets_max` if above it.
     pub ws_max: usize,
+    /// Sockets (WebSockets and plain HTTP connections) held at once at
+    /// most: what the open-file limit leaves (`crate::fds`).
+    pub sockets_max: usize,
     /// Cancelled when the process stops accepting work.
     pub shutdown: CancellationToken,
 }
@@ -95,11 +98,28 @@ pub const WS_READ_BUFFER_BYTES: usize = 8 * 1024;
 pub async fn run(listener: TcpListener, state: Arc<HttpState>, shutdown: CancellationToken) {
     telemetry::install();
     let permits = Arc::new(Semaphore::new(HTTP_CONNECTIONS_MAX));
+    let mut budget_warned: Option<std::time::Instant> = None;
     loop {
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
             _ = shutdown.cancelled() => break,
         };
+        // No socket past the open-file budget: the node's own files (its
+        // next log segment) must always open. Those waiting stay in the
+        // kernel's backlog until connections close.
+        while state.ws_open.load(Ordering::Acquire) + (HTTP_CONNECTIONS_MAX - permits.available_permits()) > state.sockets_max {
+            if budget_warned.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+                warn!(sockets_max = state.sockets_max, "the open-file limit's sockets are all held: new connections wait until some close");
+                budget_warned = Some(std::time::Instant::now());
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(ACCEPT_ERROR_PAUSE_MS)) => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        if shutdown.is_cancelled() {
+            break;
+        }
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(s) => s,

@@ -18,6 +18,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod fds;
 pub mod http;
 pub mod logging;
 pub mod server;

@@ -66,11 +66,13 @@ async fn serve_inner(
     let node = Node::start(cfg.clone(), admin_password)
         .await
         .context("starting the node")?;
+    let sockets_max = crate::fds::raise_and_budget();
     let state = Arc::new(HttpState {
         node: node.clone(),
         web_root: cfg.web_root.clone(),
         ws_open: Arc::new(AtomicUsize::new(0)),
-        ws_max: cfg.limits.connections_max,
+        ws_max: crate::fds::websockets_max(cfg.limits.connections_max, sockets_max),
+        sockets_max,
         shutdown: shutdown.clone(),
     });
     let listening = tokio::spawn(http::run(listener, state, shutdown.clone()));

@@ -962,6 +962,60 @@ fn a_failed_journal_sync_stops_the_process_and_its_order_is_reconciled_by_cl_id(
     server.stop();
 }
 
+/// A flood of connections cannot take the file descriptors the node needs
+/// for itself. Under an open-file limit of 350 (`ulimit -n`, soft and hard)
+/// the server holds at most 350 - `FDS_RESERVED` sockets: of 400 clients
+/// connecting at once beside a trader, those past that wait in the
+/// kernel's backlog. The trader's orders meanwhile roll the event log over
+/// several new segment files and snapshots, every one acknowledged, and the
+/// node stays up; once the flood closes, new connections are taken again.
+#[test]
+fn a_connection_flood_leaves_the_node_the_files_it_needs() {
+    use std::os::unix::fs::PermissionsExt;
+    const LIMIT: u64 = 350;
+    const FLOOD: usize = 400;
+    let bin = env!("CARGO_BIN_EXE_bourse");
+    let (dir, cfg, rt) = scratch("fdflood", config);
+    let limited = dir.0.join("bourse-limited.sh");
+    std::fs::write(&limited, format!("#!/bin/sh\nulimit -n {LIMIT} || exit 97\nexec '{bin}' \"$@\"\n")).unwrap();
+    std::fs::set_permissions(&limited, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let server = start(limited.to_str().unwrap(), &cfg);
+    let sockets_max = (LIMIT - bourse::fds::FDS_RESERVED) as usize;
+    rt.block_on(async {
+        let mut a = Client::connect(server.addr).await;
+        a.login("alice", "alice-pass").await;
+        let url = format!("ws://{}/ws", server.addr);
+        let attempts = (0..FLOOD).map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                tokio::time::timeout(Duration::from_secs(5), tokio_tungstenite::connect_async(url)).await.ok().and_then(Result::ok)
+            })
+        });
+        let mut held = Vec::new();
+        for t in futures_util::future::join_all(attempts).await {
+            if let Some((ws, _)) = t.unwrap() {
+                held.push(ws);
+            }
+        }
+        assert!(!held.is_empty() && held.len() < sockets_max, "{} of {FLOOD} connected; at most {sockets_max} sockets", held.len());
+        // Enough events to close several 16 KiB log segments and write
+        // snapshots while every socket the budget allows is held.
+        for k in 0..300 {
+            let o = a.ok("order.place", json!({"cl_id": format!("fd-{k}"), "sym": "BTC-USD", "side": "buy", "type": "limit", "px": "29000", "qty": "0.01"})).await;
+            a.ok("order.cancel", json!({"sym": "BTC-USD", "order_id": o["order_id"]})).await;
+        }
+        drop(held);
+        // Accepting again once the flood is gone.
+        let again = tokio::time::timeout(Duration::from_secs(10), Client::connect(server.addr)).await;
+        assert!(again.is_ok(), "a new connection is taken once the flood has closed");
+    });
+    let log = server.log.lock().unwrap().join("\n");
+    assert!(log.contains(&format!("open_files_max={LIMIT}")), "the limit is read:\n{log}");
+    assert!(log.contains("limits.connections_max is above what the open-file limit leaves"), "connections_max is lowered:\n{log}");
+    assert!(!log.contains("Too many open files"), "no file failed to open:\n{log}");
+    server.stop();
+}
+
 /// The account stream resumes across a kill: PROTOCOL.md section 6 makes
 /// every private event "resumable from the persisted account log". Alice
 /// sees her stream up to some version; the process is killed; on a new
