@@ -88,11 +88,13 @@ pub enum RecoverError {
     #[error(transparent)]
     Log(LogError),
     #[error(
-        "the disk holding {} is full ({cause}). Free space on it and start again: nothing \
-         acknowledged is lost (the event log holds it)",
-        path.display()
+        "the disk holding {} is {} ({cause}). {} and start again: nothing acknowledged is lost \
+         (the event log holds it)",
+        path.display(),
+        why.state(),
+        why.advice()
     )]
-    DiskFull { path: PathBuf, cause: String },
+    Unwritable { path: PathBuf, why: crate::storage::Unwritable, cause: String },
     #[error(
         "snapshot store {}: {source}. Is another bourse running on this data directory? \
          If the store is damaged, restore this node from a backup (`bourse restore`)",
@@ -120,8 +122,8 @@ pub enum RecoverError {
 
 impl From<LogError> for RecoverError {
     fn from(e: LogError) -> RecoverError {
-        match &e {
-            LogError::Io { path, .. } if e.is_disk_full() => RecoverError::DiskFull { path: path.clone(), cause: e.to_string() },
+        match (&e, e.unwritable()) {
+            (LogError::Io { path, .. }, Some(why)) => RecoverError::Unwritable { path: path.clone(), why, cause: e.to_string() },
             _ => RecoverError::Log(e),
         }
     }
@@ -130,8 +132,8 @@ impl From<LogError> for RecoverError {
 impl RecoverError {
     fn store(path: &Path) -> impl FnOnce(SnapshotError) -> RecoverError + '_ {
         move |source| {
-            if source.is_disk_full() {
-                return RecoverError::DiskFull { path: path.to_path_buf(), cause: source.to_string() };
+            if let Some(why) = source.unwritable() {
+                return RecoverError::Unwritable { path: path.to_path_buf(), why, cause: source.to_string() };
             }
             RecoverError::Store {
                 path: path.to_path_buf(),
@@ -490,12 +492,12 @@ impl Recovered {
 mod tests {
     use super::*;
 
-    /// A start that fails on a full disk says to free space, not to look
-    /// for another process or restore from a backup.
+    /// A start that fails on a full or read-only disk says so and what to
+    /// do, not to look for another process or restore from a backup.
     #[test]
-    fn a_full_disk_at_start_is_named_as_such() {
+    fn a_full_or_read_only_disk_at_start_is_named_as_such() {
         let log = RecoverError::from(LogError::Io { op: "write", path: "/data/log/1.seg".into(), source: std::io::Error::from_raw_os_error(28) });
-        assert!(matches!(log, RecoverError::DiskFull { .. }), "{log}");
+        assert!(matches!(log, RecoverError::Unwritable { .. }), "{log}");
         let text = log.to_string();
         assert!(text.contains("the disk holding /data/log/1.seg is full") && text.contains("Free space"), "{text}");
         let store = RecoverError::store(Path::new("/data/snapshots"))(SnapshotError::Store {
@@ -504,6 +506,12 @@ mod tests {
         });
         let text = store.to_string();
         assert!(text.contains("the disk holding /data/snapshots is full") && !text.contains("restore"), "{text}");
+        let ro = RecoverError::store(Path::new("/data/snapshots"))(SnapshotError::Store {
+            op: "save",
+            source: Box::new(std::io::Error::from_raw_os_error(30)),
+        });
+        let text = ro.to_string();
+        assert!(text.contains("the disk holding /data/snapshots is read-only") && text.contains("writable"), "{text}");
         let other = RecoverError::store(Path::new("/data/snapshots"))(SnapshotError::KeepZero);
         assert!(matches!(other, RecoverError::Store { .. }), "{other}");
     }

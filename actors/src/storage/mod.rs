@@ -18,9 +18,40 @@ pub use snapshot::{
     SnapshotStore,
 };
 
-/// Whether `e` says the disk is full (`ENOSPC`, or a quota's `EDQUOT`).
-pub fn io_disk_full(e: &std::io::Error) -> bool {
+/// Why a disk cannot take the node's writes, when an I/O error says so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unwritable {
+    /// `ENOSPC`, or a quota's `EDQUOT`.
+    Full,
+    /// `EROFS`: a filesystem mounted (or fallen back to) read-only.
+    ReadOnly,
+}
+
+impl Unwritable {
+    pub fn state(self) -> &'static str {
+        match self {
+            Unwritable::Full => "full",
+            Unwritable::ReadOnly => "read-only",
+        }
+    }
+
+    /// What an operator does about it.
+    pub fn advice(self) -> &'static str {
+        match self {
+            Unwritable::Full => "Free space on it",
+            Unwritable::ReadOnly => "Make it writable again (remount it, or check the device)",
+        }
+    }
+}
+
+/// Whether `e` says the disk cannot be written, and why.
+pub fn io_unwritable(e: &std::io::Error) -> Option<Unwritable> {
+    const EROFS: i32 = 30;
     const ENOSPC: i32 = 28;
     const EDQUOT: i32 = 122;
-    e.kind() == std::io::ErrorKind::StorageFull || matches!(e.raw_os_error(), Some(ENOSPC | EDQUOT))
+    match (e.kind(), e.raw_os_error()) {
+        (std::io::ErrorKind::StorageFull, _) | (_, Some(ENOSPC | EDQUOT)) => Some(Unwritable::Full),
+        (std::io::ErrorKind::ReadOnlyFilesystem, _) | (_, Some(EROFS)) => Some(Unwritable::ReadOnly),
+        _ => None,
+    }
 }

@@ -268,14 +268,15 @@ impl std::fmt::Debug for SledSnapshotStore {
 }
 
 impl SnapshotError {
-    /// Whether the store failed because its disk is full.
-    pub fn is_disk_full(&self) -> bool {
+    /// Whether the store failed because its disk cannot be written (full,
+    /// read-only), and why.
+    pub fn unwritable(&self) -> Option<crate::storage::Unwritable> {
         let SnapshotError::Store { source, .. } = self else {
-            return false;
+            return None;
         };
         match source.downcast_ref::<sled::Error>() {
-            Some(sled::Error::Io(e)) => crate::storage::io_disk_full(e),
-            _ => source.downcast_ref::<std::io::Error>().is_some_and(crate::storage::io_disk_full),
+            Some(sled::Error::Io(e)) => crate::storage::io_unwritable(e),
+            _ => source.downcast_ref::<std::io::Error>().and_then(crate::storage::io_unwritable),
         }
     }
 }
@@ -526,21 +527,24 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    /// A store error whose cause is a full disk says so (sled reports it as
-    /// its `Io` error); other errors do not.
+    /// A store error whose cause is a full or read-only disk says so (sled
+    /// reports it as its `Io` error); other errors do not.
     #[test]
-    fn a_full_disk_is_told_apart_from_other_store_errors() {
+    fn a_full_or_read_only_disk_is_told_apart_from_other_store_errors() {
+        use crate::storage::Unwritable;
         let full = sled_err("open")(sled::Error::Io(std::io::Error::from_raw_os_error(28)));
-        assert!(full.is_disk_full(), "{full}");
+        assert_eq!(full.unwritable(), Some(Unwritable::Full), "{full}");
         let quota = sled_err("save")(sled::Error::Io(std::io::Error::from_raw_os_error(122)));
-        assert!(quota.is_disk_full(), "{quota}");
+        assert_eq!(quota.unwritable(), Some(Unwritable::Full), "{quota}");
+        let ro = sled_err("save")(sled::Error::Io(std::io::Error::from_raw_os_error(30)));
+        assert_eq!(ro.unwritable(), Some(Unwritable::ReadOnly), "{ro}");
         let denied = sled_err("open")(sled::Error::Io(std::io::Error::from_raw_os_error(13)));
-        assert!(!denied.is_disk_full(), "{denied}");
-        assert!(!SnapshotError::KeepZero.is_disk_full());
+        assert_eq!(denied.unwritable(), None, "{denied}");
+        assert_eq!(SnapshotError::KeepZero.unwritable(), None);
         let log_full = crate::storage::LogError::Io { op: "write", path: "x.seg".into(), source: std::io::Error::from_raw_os_error(28) };
-        assert!(log_full.is_disk_full());
+        assert_eq!(log_full.unwritable(), Some(Unwritable::Full));
         let log_other = crate::storage::LogError::Io { op: "write", path: "x.seg".into(), source: std::io::Error::other("eio") };
-        assert!(!log_other.is_disk_full());
+        assert_eq!(log_other.unwritable(), None);
     }
 
     /// The behaviour every snapshot store must have. `damage` corrupts a

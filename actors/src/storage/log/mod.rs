@@ -222,9 +222,13 @@ pub enum LogError {
 }
 
 impl LogError {
-    /// Whether the log failed because its disk is full.
-    pub fn is_disk_full(&self) -> bool {
-        matches!(self, LogError::Io { source, .. } if crate::storage::io_disk_full(source))
+    /// Whether the log failed because its disk cannot be written (full,
+    /// read-only), and why.
+    pub fn unwritable(&self) -> Option<crate::storage::Unwritable> {
+        match self {
+            LogError::Io { source, .. } => crate::storage::io_unwritable(source),
+            _ => None,
+        }
     }
 }
 
