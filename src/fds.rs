@@ -18,23 +18,30 @@ use tracing::{info, warn};
 pub const FDS_RESERVED: u64 = 256;
 
 /// The sockets the server may hold at once under an open-file limit of
-/// `limit` (0 when the limit leaves nothing beyond the reserve).
-pub fn sockets_within(limit: u64) -> usize {
-    usize::try_from(limit.saturating_sub(FDS_RESERVED)).unwrap_or(usize::MAX)
+/// `limit`; an error when the limit leaves none beyond the reserve (the
+/// server could accept nothing).
+pub fn sockets_within(limit: u64) -> Result<usize, String> {
+    match limit.saturating_sub(FDS_RESERVED) {
+        0 => Err(format!(
+            "the open-file limit ({limit}) leaves no sockets beyond the {FDS_RESERVED} descriptors the node keeps for its own \
+             files: raise it (`ulimit -n`, or LimitNOFILE= in a systemd unit)"
+        )),
+        n => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+    }
 }
 
 /// Raises the soft open-file limit to the hard one, and returns the
 /// sockets the server may hold at once under it.
-pub fn raise_and_budget() -> usize {
+pub fn raise_and_budget() -> Result<usize, String> {
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => {
-            let sockets = sockets_within(limit);
+            let sockets = sockets_within(limit)?;
             info!(open_files_max = limit, sockets_max = sockets, "open-file limit");
-            sockets
+            Ok(sockets)
         }
         Err(e) => {
             warn!(error = %e, "the open-file limit could not be read or raised; sockets are not capped by it");
-            usize::MAX
+            Ok(usize::MAX)
         }
     }
 }
@@ -59,9 +66,12 @@ mod tests {
 
     #[test]
     fn the_budget_keeps_the_reserve_for_the_nodes_own_files() {
-        assert_eq!(sockets_within(20_000), 20_000 - FDS_RESERVED as usize);
-        assert_eq!(sockets_within(FDS_RESERVED), 0);
-        assert_eq!(sockets_within(10), 0);
+        assert_eq!(sockets_within(20_000), Ok(20_000 - FDS_RESERVED as usize));
+        assert_eq!(sockets_within(FDS_RESERVED + 1), Ok(1));
+        for none in [FDS_RESERVED, 10, 0] {
+            let e = sockets_within(none).unwrap_err();
+            assert!(e.contains("leaves no sockets") && e.contains("ulimit -n"), "{e}");
+        }
         assert_eq!(websockets_max(20_000, 1_000), 1_000);
         assert_eq!(websockets_max(500, 1_000), 500);
     }

@@ -63,10 +63,10 @@ async fn serve_inner(
     started: Option<oneshot::Sender<()>>,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr().context("listener address")?;
+    let sockets_max = crate::fds::raise_and_budget().map_err(anyhow::Error::msg)?;
     let node = Node::start(cfg.clone(), admin_password)
         .await
         .context("starting the node")?;
-    let sockets_max = crate::fds::raise_and_budget();
     let state = Arc::new(HttpState {
         node: node.clone(),
         web_root: cfg.web_root.clone(),
